@@ -1,0 +1,613 @@
+"""The customer account aggregate: every invoice, payment, credit and dispute of one customer.
+
+One aggregate per customer keeps payment allocation consistent across the customer's
+invoices. Public methods are commands: they check the rules and plan the money movements;
+the ``@event`` methods only record those decisions, so rebuilding from history never
+re-decides anything. Event payloads are JSON-native (money as decimal strings, dates ISO).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from services.ledger.domain.book import (
+    Application,
+    Credit,
+    Dispute,
+    Invoice,
+    Planner,
+    invoice_status,
+    releases_for,
+    releases_from,
+)
+from services.ledger.domain.errors import (
+    AmountExceedsOpen,
+    ConflictingDuplicate,
+    CurrencyMismatch,
+    InvoiceClosed,
+    LedgerError,
+    UnknownDispute,
+    UnknownInvoice,
+    UnknownPayment,
+)
+from shared import erp_events as erp
+from shared.money import ZERO, check_minor_digits
+
+ACCOUNT_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:ledger:customer-account")
+
+Origin = dict[str, Any]
+
+
+def account_id(customer_id: str) -> UUID:
+    """Deterministic aggregate id: the account of customer X is found without an index."""
+    return uuid5(ACCOUNT_NAMESPACE, customer_id)
+
+
+def _dedupe_key(origin: Origin) -> str:
+    return f"{origin['source']}\x1f{origin['id']}"
+
+
+def _invoice_record(data: erp.InvoiceIssued) -> dict[str, Any]:
+    return {
+        "invoice_id": data.invoice_id, "currency": data.currency, "amount": str(data.amount),
+        "issue_date": data.issue_date.isoformat(), "due_date": data.due_date.isoformat(),
+        "terms": data.terms.model_dump(mode="json") if data.terms else None,
+        "reference": data.reference, "attributes": dict(data.attributes),
+    }
+
+
+def _invoice_from_record(record: dict[str, Any]) -> Invoice:
+    terms = record.get("terms") or {}
+    percent = terms.get("discount_percent")
+    amount = Decimal(record["amount"])
+    return Invoice(
+        invoice_id=record["invoice_id"], currency=record["currency"], amount=amount,
+        issue_date=date.fromisoformat(record["issue_date"]),
+        due_date=date.fromisoformat(record["due_date"]), open_amount=amount,
+        discount_percent=Decimal(percent) if percent is not None else None,
+        discount_days=terms.get("discount_days"), reference=record.get("reference"),
+        attributes=record.get("attributes") or {}, terms=record.get("terms"), issued_as=record,
+    )
+
+
+def _credit_record(
+    key: str, kind: str, source_id: str, currency: str, amount: Decimal, when: date,
+    earmarks: dict[str, Decimal] | None = None, details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "key": key, "kind": kind, "source_id": source_id, "currency": currency,
+        "amount": str(amount), "date": when.isoformat(),
+        "earmarks": {k: str(v) for k, v in (earmarks or {}).items()},
+        "details": details or {},
+    }
+
+
+def _credit_from_record(record: dict[str, Any]) -> Credit:
+    amount = Decimal(record["amount"])
+    return Credit(
+        key=record["key"], kind=record["kind"], source_id=record["source_id"],
+        currency=record["currency"], amount=amount, date=date.fromisoformat(record["date"]),
+        remaining=amount, earmarks={k: Decimal(v) for k, v in record["earmarks"].items()},
+        details=record.get("details") or {},
+    )
+
+
+class CustomerAccount(Aggregate):
+    """One customer's receivables: the unit of consistency and of per-customer ordering."""
+
+    @staticmethod
+    def create_id(customer_id: str) -> UUID:
+        return account_id(customer_id)
+
+    @event("Opened")
+    def __init__(self, customer_id: str) -> None:
+        self.customer_id = customer_id
+        self.profile: dict[str, Any] = {}
+        self.invoices: dict[str, Invoice] = {}
+        self.credits: dict[str, Credit] = {}
+        self.disputes: dict[str, Dispute] = {}
+        self.processed: set[str] = set()
+
+    # ----------------------------------------------------------------- commands
+
+    def handle(self, message: erp.InboundMessage) -> bool:
+        """Apply one inbound message; False when it was already processed (a duplicate)."""
+        origin = message.origin.as_dict()
+        if _dedupe_key(origin) in self.processed:
+            return False
+        handler = _HANDLERS[type(message.data)]
+        handler(self, message.data, origin)
+        return True
+
+    def issue_invoice(self, data: erp.InvoiceIssued, origin: Origin) -> None:
+        record = _invoice_record(data)
+        existing = self.invoices.get(data.invoice_id)
+        if existing is not None:
+            if existing.issued_as == record:
+                return  # the same invoice again under another message id
+            raise ConflictingDuplicate(
+                f"invoice {data.invoice_id} was already issued with different content"
+            )
+        invoice = _invoice_from_record(record)
+        planner = Planner({**self.invoices, invoice.invoice_id: invoice}, self.credits, data.issue_date)
+        currencies = {invoice.currency}
+        for credit in self.credits.values():
+            earmark = credit.earmarks.get(invoice.invoice_id)
+            if earmark is not None and not credit.void:
+                planner.apply_earmark(credit.key, invoice.invoice_id, earmark)
+                currencies.add(credit.currency)
+        for currency in sorted(currencies):
+            planner.auto_allocate(currency)
+        self._invoice_issued(
+            origin=origin, invoice=record,
+            applications=[a.as_dict() for a in planner.applications],
+            touched=self._outcomes(planner, data.issue_date, [invoice.invoice_id]),
+        )
+
+    def adjust_invoice(self, data: erp.InvoiceAdjusted, origin: Origin) -> None:
+        invoice = self._open_invoice(data.invoice_id, "adjust")
+        check_minor_digits_or_refuse(data.new_amount, invoice.currency, "new_amount")
+        delta = data.new_amount - invoice.amount
+        if delta == ZERO:
+            return
+        new_open = invoice.open_amount + delta
+        releases = releases_from(invoice, -new_open, data.effective_date) if new_open < ZERO else []
+        if new_open + sum((r.amount for r in releases), ZERO) < ZERO:
+            raise LedgerError(
+                f"invoice {data.invoice_id}: new_amount {data.new_amount} is below the "
+                "discounts and write-offs already booked on it"
+            )
+        planner = self._planner_after_releases(releases, data.effective_date)
+        planner.open_amounts[invoice.invoice_id] += delta
+        planner.auto_allocate(invoice.currency)
+        self._invoice_adjusted(
+            origin=origin, invoice_id=data.invoice_id, new_amount=str(data.new_amount),
+            effective_date=data.effective_date.isoformat(), reason=data.reason,
+            releases=[r.as_dict() for r in releases],
+            applications=[a.as_dict() for a in planner.applications],
+            touched=self._outcomes(planner, data.effective_date, [invoice.invoice_id], releases,
+                                   amounts={invoice.invoice_id: data.new_amount}),
+        )
+
+    def cancel_invoice(self, data: erp.InvoiceCancelled, origin: Origin) -> None:
+        invoice = self.invoices.get(data.invoice_id)
+        if invoice is None:
+            raise UnknownInvoice(f"invoice {data.invoice_id} is not known; cannot cancel it")
+        if invoice.cancelled:
+            return
+        releases = releases_from(invoice, None, data.effective_date)
+        planner = self._planner_after_releases(releases, data.effective_date)
+        planner.open_amounts[invoice.invoice_id] = ZERO  # a cancelled invoice takes nothing
+        planner.auto_allocate(invoice.currency)
+        touched = self._outcomes(planner, data.effective_date, [], releases)
+        touched[invoice.invoice_id] = {"open_amount": "0", "settled_date": None, "status": "cancelled"}
+        self._invoice_cancelled(
+            origin=origin, invoice_id=data.invoice_id,
+            effective_date=data.effective_date.isoformat(), reason=data.reason,
+            releases=[r.as_dict() for r in releases],
+            applications=[a.as_dict() for a in planner.applications], touched=touched,
+        )
+
+    def write_off_invoice(self, data: erp.InvoiceWrittenOff, origin: Origin) -> None:
+        invoice = self._open_invoice(data.invoice_id, "write off")
+        check_minor_digits_or_refuse(data.amount, invoice.currency, "amount")
+        if data.amount <= ZERO:
+            raise LedgerError("amount: a write-off must be positive")
+        if data.amount > invoice.open_amount:
+            raise AmountExceedsOpen(
+                f"invoice {data.invoice_id}: write-off {data.amount} exceeds the open amount "
+                f"{invoice.open_amount}"
+            )
+        planner = Planner(self.invoices, self.credits, data.effective_date)
+        planner.open_amounts[invoice.invoice_id] -= data.amount
+        self._invoice_written_off(
+            origin=origin, invoice_id=data.invoice_id, amount=str(data.amount),
+            effective_date=data.effective_date.isoformat(), reason=data.reason,
+            touched=self._outcomes(planner, data.effective_date, [invoice.invoice_id],
+                                   written_off={invoice.invoice_id: data.amount}),
+        )
+
+    def issue_credit_note(self, data: erp.CreditNoteIssued, origin: Origin) -> None:
+        key = f"credit_note:{data.credit_note_id}"
+        self._refuse_conflicting_credit(key, data.currency, data.amount, data.issue_date)
+        if key in self.credits:
+            return
+        target = self.invoices.get(data.invoice_id) if data.invoice_id else None
+        if target is not None and target.currency != data.currency:
+            raise CurrencyMismatch(
+                f"credit note {data.credit_note_id} is in {data.currency} but invoice "
+                f"{data.invoice_id} is in {target.currency}"
+            )
+        earmarks = {data.invoice_id: data.amount} if data.invoice_id and target is None else {}
+        record = _credit_record(
+            key, "credit_note", data.credit_note_id, data.currency, data.amount,
+            data.issue_date, earmarks, {"invoice_id": data.invoice_id, "reason": data.reason},
+        )
+        self._credit_arrives(origin, record, [(data.invoice_id, None)] if target else [])
+
+    def receive_payment(self, data: erp.PaymentReceived, origin: Origin) -> None:
+        key = f"payment:{data.payment_id}"
+        self._refuse_conflicting_credit(key, data.currency, data.amount, data.received_date)
+        if key in self.credits:
+            return
+        explicit: list[tuple[str | None, Decimal | None]] = []
+        earmarks: dict[str, Decimal] = {}
+        for allocation in data.allocations:
+            invoice = self.invoices.get(allocation.invoice_id)
+            if invoice is None:
+                earmarks[allocation.invoice_id] = (
+                    earmarks.get(allocation.invoice_id, ZERO) + allocation.amount
+                )
+            elif invoice.currency != data.currency:
+                raise CurrencyMismatch(
+                    f"payment {data.payment_id} is in {data.currency} but invoice "
+                    f"{allocation.invoice_id} is in {invoice.currency}"
+                )
+            else:
+                explicit.append((allocation.invoice_id, allocation.amount))
+        record = _credit_record(
+            key, "payment", data.payment_id, data.currency, data.amount, data.received_date,
+            earmarks, {"method": data.method, "reference": data.reference},
+        )
+        self._credit_arrives(origin, record, explicit)
+
+    def reverse_payment(self, data: erp.PaymentReversed, origin: Origin) -> None:
+        credit = self.credits.get(f"payment:{data.payment_id}")
+        if credit is None:
+            raise UnknownPayment(f"payment {data.payment_id} is not known; cannot reverse it")
+        if credit.void:
+            return
+        releases = releases_for(credit, self.invoices, data.effective_date)
+        planner = self._planner_after_releases(releases, data.effective_date)
+        planner.free[credit.key] = ZERO  # the reversed money is gone
+        planner.auto_allocate(credit.currency)
+        self._payment_reversed(
+            origin=origin, payment_id=data.payment_id,
+            effective_date=data.effective_date.isoformat(), reason=data.reason,
+            releases=[r.as_dict() for r in releases],
+            applications=[a.as_dict() for a in planner.applications],
+            touched=self._outcomes(planner, data.effective_date, [], releases),
+        )
+
+    def open_dispute(self, data: erp.DisputeOpened, origin: Origin) -> None:
+        existing = self.disputes.get(data.dispute_id)
+        record = {
+            "dispute_id": data.dispute_id, "invoice_id": data.invoice_id,
+            "amount": str(data.amount), "opened_date": data.opened_date.isoformat(),
+            "reason": data.reason,
+        }
+        if existing is not None:
+            if (existing.invoice_id, existing.amount, existing.opened_date) == (
+                data.invoice_id, data.amount, data.opened_date
+            ):
+                return
+            raise ConflictingDuplicate(
+                f"dispute {data.dispute_id} was already opened with different content"
+            )
+        invoice = self.invoices.get(data.invoice_id)
+        if invoice is not None:
+            check_minor_digits_or_refuse(data.amount, invoice.currency, "amount")
+            if data.amount > invoice.amount:
+                raise AmountExceedsOpen(
+                    f"dispute {data.dispute_id}: amount {data.amount} exceeds invoice "
+                    f"{data.invoice_id} amount {invoice.amount}"
+                )
+        self._dispute_opened(origin=origin, dispute=record)
+
+    def resolve_dispute(self, data: erp.DisputeResolved, origin: Origin) -> None:
+        dispute = self.disputes.get(data.dispute_id)
+        if dispute is None:
+            raise UnknownDispute(f"dispute {data.dispute_id} is not known; cannot resolve it")
+        if dispute.status != "open":
+            return
+        credit_record = None
+        applications: list[Application] = []
+        touched: dict[str, dict[str, Any]] = {}
+        credited = data.credited_amount or ZERO
+        if data.outcome == "accepted" and credited > ZERO:
+            invoice = self.invoices.get(dispute.invoice_id)
+            if invoice is None:
+                raise UnknownInvoice(
+                    f"dispute {data.dispute_id}: invoice {dispute.invoice_id} has not arrived, "
+                    "so its credit cannot be issued"
+                )
+            check_minor_digits_or_refuse(credited, invoice.currency, "credited_amount")
+            credit_record = _credit_record(
+                f"dispute:{data.dispute_id}", "dispute_credit", data.dispute_id,
+                invoice.currency, credited, data.resolved_date, None,
+                {"invoice_id": invoice.invoice_id},
+            )
+            credit = _credit_from_record(credit_record)
+            planner = Planner(self.invoices, {**self.credits, credit.key: credit}, data.resolved_date)
+            planner.apply(credit.key, invoice.invoice_id)
+            planner.auto_allocate(invoice.currency)
+            applications = planner.applications
+            touched = self._outcomes(planner, data.resolved_date, [invoice.invoice_id])
+        self._dispute_resolved(
+            origin=origin, dispute_id=data.dispute_id, invoice_id=dispute.invoice_id,
+            resolved_date=data.resolved_date.isoformat(), outcome=data.outcome,
+            credit=credit_record, applications=[a.as_dict() for a in applications],
+            touched=touched,
+        )
+
+    def upsert_profile(self, data: erp.CustomerUpserted, origin: Origin) -> None:
+        profile = data.model_dump(mode="json", exclude={"customer_id"})
+        if profile == self.profile:
+            return
+        self._profile_updated(origin=origin, profile=profile)
+
+    # ----------------------------------------------------------------- helpers
+
+    def _open_invoice(self, invoice_id: str, action: str) -> Invoice:
+        invoice = self.invoices.get(invoice_id)
+        if invoice is None:
+            raise UnknownInvoice(f"invoice {invoice_id} is not known; cannot {action} it")
+        if invoice.cancelled:
+            raise InvoiceClosed(f"invoice {invoice_id} is cancelled; cannot {action} it")
+        return invoice
+
+    def _refuse_conflicting_credit(
+        self, key: str, currency: str, amount: Decimal, when: date
+    ) -> None:
+        existing = self.credits.get(key)
+        if existing is not None and (existing.currency, existing.amount, existing.date) != (
+            currency, amount, when
+        ):
+            raise ConflictingDuplicate(f"{key.replace(':', ' ')} already exists with different content")
+
+    def _credit_arrives(
+        self,
+        origin: Origin,
+        record: dict[str, Any],
+        explicit: list[tuple[str | None, Decimal | None]],
+    ) -> None:
+        credit = _credit_from_record(record)
+        planner = Planner(self.invoices, {**self.credits, credit.key: credit}, credit.date)
+        for invoice_id, limit in explicit:
+            if invoice_id is not None:
+                planner.apply(credit.key, invoice_id, limit=limit)
+        planner.auto_allocate(credit.currency)
+        self._credit_received(
+            origin=origin, credit=record,
+            applications=[a.as_dict() for a in planner.applications],
+            touched=self._outcomes(planner, credit.date, []),
+        )
+
+    def _planner_after_releases(self, releases: list[Application], when: date) -> Planner:
+        planner = Planner(self.invoices, self.credits, when)
+        for release in releases:
+            planner.open_amounts[release.invoice] += release.amount + release.discount
+            planner.free[release.credit] += release.amount
+        return planner
+
+    def _outcomes(
+        self,
+        planner: Planner,
+        when: date,
+        invoice_ids: list[str],
+        releases: list[Application] | None = None,
+        *,
+        amounts: dict[str, Decimal] | None = None,
+        written_off: dict[str, Decimal] | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """Resulting open amount, settled date and status of every invoice the event touches."""
+        amounts = amounts or {}
+        written_off = written_off or {}
+        dates: dict[str, date] = dict.fromkeys(invoice_ids, when)
+        for change in (*(releases or []), *planner.applications):
+            dates[change.invoice] = max(dates.get(change.invoice, change.date), change.date)
+        outcomes = {}
+        for invoice_id, changed_on in dates.items():
+            invoice = planner.invoices[invoice_id]
+            open_amount = planner.open_amounts[invoice_id]
+            if open_amount != ZERO:
+                settled = None
+            elif invoice.open_amount == ZERO and invoice.settled_date is not None:
+                settled = invoice.settled_date
+            else:
+                settled = changed_on
+            status = invoice_status(
+                False, open_amount, amounts.get(invoice_id, invoice.amount),
+                invoice.written_off + written_off.get(invoice_id, ZERO),
+            )
+            outcomes[invoice_id] = {
+                "open_amount": str(open_amount),
+                "settled_date": settled.isoformat() if settled else None,
+                "status": status,
+            }
+        return outcomes
+
+    # ----------------------------------------------------------------- events
+
+    def _record(self, origin: Origin) -> None:
+        self.processed.add(_dedupe_key(origin))
+
+    def _book(self, applications: list[dict[str, str]], sign: int) -> None:
+        for entry in applications:
+            change = Application.from_dict(entry)
+            credit = self.credits[change.credit]
+            invoice = self.invoices[change.invoice]
+            amount, discount = change.amount * sign, change.discount * sign
+            credit.remaining -= amount
+            credit.applied_to[invoice.invoice_id] = credit.applied_to.get(invoice.invoice_id, ZERO) + amount
+            invoice.applied[credit.key] = invoice.applied.get(credit.key, ZERO) + amount
+            if discount:
+                invoice.discounts[credit.key] = invoice.discounts.get(credit.key, ZERO) + discount
+            invoice.open_amount -= amount + discount
+            if sign > 0:
+                invoice.applied_on[credit.key] = change.date
+            elif invoice.applied[credit.key] == ZERO:
+                del invoice.applied[credit.key]
+                invoice.applied_on.pop(credit.key, None)
+                if not invoice.discounts.get(credit.key):
+                    invoice.discounts.pop(credit.key, None)
+                credit.applied_to.pop(invoice.invoice_id, None)
+
+    def _settle(self, touched: dict[str, dict[str, Any]]) -> None:
+        for invoice_id, outcome in touched.items():
+            settled = outcome["settled_date"]
+            self.invoices[invoice_id].settled_date = date.fromisoformat(settled) if settled else None
+
+    @event("InvoiceIssued")
+    def _invoice_issued(
+        self, origin: Origin, invoice: dict[str, Any], applications: list[dict[str, str]],
+        touched: dict[str, dict[str, Any]],
+    ) -> None:
+        self._record(origin)
+        new = _invoice_from_record(invoice)
+        self.invoices[new.invoice_id] = new
+        for credit in self.credits.values():
+            credit.earmarks.pop(new.invoice_id, None)
+        for dispute in self.disputes.values():
+            if dispute.invoice_id == new.invoice_id and dispute.status == "open":
+                new.open_disputes[dispute.dispute_id] = dispute.amount
+        self._book(applications, +1)
+        self._settle(touched)
+
+    @event("InvoiceAdjusted")
+    def _invoice_adjusted(
+        self, origin: Origin, invoice_id: str, new_amount: str, effective_date: str, reason: str,
+        releases: list[dict[str, str]], applications: list[dict[str, str]],
+        touched: dict[str, dict[str, Any]],
+    ) -> None:
+        self._record(origin)
+        invoice = self.invoices[invoice_id]
+        amount = Decimal(new_amount)
+        invoice.open_amount += amount - invoice.amount
+        invoice.amount = amount
+        self._book(releases, -1)
+        self._book(applications, +1)
+        self._settle(touched)
+
+    @event("InvoiceCancelled")
+    def _invoice_cancelled(
+        self, origin: Origin, invoice_id: str, effective_date: str, reason: str,
+        releases: list[dict[str, str]], applications: list[dict[str, str]],
+        touched: dict[str, dict[str, Any]],
+    ) -> None:
+        self._record(origin)
+        self._book(releases, -1)
+        invoice = self.invoices[invoice_id]
+        invoice.cancelled = True
+        invoice.open_amount = ZERO
+        self._book(applications, +1)
+        self._settle(touched)
+
+    @event("InvoiceWrittenOff")
+    def _invoice_written_off(
+        self, origin: Origin, invoice_id: str, amount: str, effective_date: str, reason: str,
+        touched: dict[str, dict[str, Any]],
+    ) -> None:
+        self._record(origin)
+        invoice = self.invoices[invoice_id]
+        invoice.open_amount -= Decimal(amount)
+        invoice.written_off += Decimal(amount)
+        self._settle(touched)
+
+    @event("CreditReceived")
+    def _credit_received(
+        self, origin: Origin, credit: dict[str, Any], applications: list[dict[str, str]],
+        touched: dict[str, dict[str, Any]],
+    ) -> None:
+        self._record(origin)
+        new = _credit_from_record(credit)
+        self.credits[new.key] = new
+        self._book(applications, +1)
+        self._settle(touched)
+
+    @event("PaymentReversed")
+    def _payment_reversed(
+        self, origin: Origin, payment_id: str, effective_date: str, reason: str,
+        releases: list[dict[str, str]], applications: list[dict[str, str]],
+        touched: dict[str, dict[str, Any]],
+    ) -> None:
+        self._record(origin)
+        self._book(releases, -1)
+        credit = self.credits[f"payment:{payment_id}"]
+        credit.void = True
+        credit.remaining = ZERO
+        credit.earmarks.clear()
+        self._book(applications, +1)
+        self._settle(touched)
+
+    @event("DisputeOpened")
+    def _dispute_opened(self, origin: Origin, dispute: dict[str, str]) -> None:
+        self._record(origin)
+        new = Dispute(
+            dispute["dispute_id"], dispute["invoice_id"], Decimal(dispute["amount"]),
+            date.fromisoformat(dispute["opened_date"]), dispute["reason"],
+        )
+        self.disputes[new.dispute_id] = new
+        invoice = self.invoices.get(new.invoice_id)
+        if invoice is not None:
+            invoice.open_disputes[new.dispute_id] = new.amount
+
+    @event("DisputeResolved")
+    def _dispute_resolved(
+        self, origin: Origin, dispute_id: str, invoice_id: str, resolved_date: str, outcome: str,
+        credit: dict[str, Any] | None, applications: list[dict[str, str]],
+        touched: dict[str, dict[str, Any]],
+    ) -> None:
+        self._record(origin)
+        self.disputes[dispute_id].status = outcome
+        invoice = self.invoices.get(invoice_id)
+        if invoice is not None:
+            invoice.open_disputes.pop(dispute_id, None)
+        if credit is not None:
+            new = _credit_from_record(credit)
+            self.credits[new.key] = new
+        self._book(applications, +1)
+        self._settle(touched)
+
+    @event("ProfileUpdated")
+    def _profile_updated(self, origin: Origin, profile: dict[str, Any]) -> None:
+        self._record(origin)
+        self.profile = profile
+
+    # ----------------------------------------------------------------- queries
+
+    def totals(self, currency: str) -> dict[str, Decimal]:
+        """The figures of the money invariant (DESIGN.md) for one currency."""
+        live = [i for i in self.invoices.values() if i.currency == currency and not i.cancelled]
+        credits = [c for c in self.credits.values() if c.currency == currency and not c.void]
+        return {
+            "invoiced": sum((i.amount for i in live), ZERO),
+            "credited": sum((c.amount for c in credits if c.kind != "payment"), ZERO),
+            "received": sum((c.amount for c in credits if c.kind == "payment"), ZERO),
+            "written_off": sum((i.written_off for i in live), ZERO),
+            "discounts": sum((i.discount_taken for i in live), ZERO),
+            "open": sum((i.open_amount for i in live), ZERO),
+            "disputed": sum((i.disputed_amount for i in live), ZERO),
+            "unapplied": sum((c.remaining for c in credits), ZERO),
+        }
+
+    def currencies(self) -> set[str]:
+        return {i.currency for i in self.invoices.values()} | {
+            c.currency for c in self.credits.values()
+        }
+
+
+def check_minor_digits_or_refuse(amount: Decimal, currency: str, field: str) -> None:
+    try:
+        check_minor_digits(amount, currency)
+    except ValueError as error:
+        raise LedgerError(f"{field}: {error}") from None
+
+
+_HANDLERS: dict[type, Any] = {
+    erp.InvoiceIssued: CustomerAccount.issue_invoice,
+    erp.InvoiceAdjusted: CustomerAccount.adjust_invoice,
+    erp.InvoiceCancelled: CustomerAccount.cancel_invoice,
+    erp.InvoiceWrittenOff: CustomerAccount.write_off_invoice,
+    erp.CreditNoteIssued: CustomerAccount.issue_credit_note,
+    erp.PaymentReceived: CustomerAccount.receive_payment,
+    erp.PaymentReversed: CustomerAccount.reverse_payment,
+    erp.DisputeOpened: CustomerAccount.open_dispute,
+    erp.DisputeResolved: CustomerAccount.resolve_dispute,
+    erp.CustomerUpserted: CustomerAccount.upsert_profile,
+}

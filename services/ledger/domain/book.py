@@ -1,0 +1,254 @@
+"""The state of one customer's book and the rules that move money between its parts.
+
+Pure data and arithmetic: no I/O, no clock. ``plan_applications`` decides which credit
+(payment, credit note, dispute credit) pays which invoice; the account records those
+decisions in its events, so replaying history never re-decides anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+
+from shared.money import ZERO, quantize
+
+
+@dataclass(slots=True)
+class Invoice:
+    invoice_id: str
+    currency: str
+    amount: Decimal
+    issue_date: date
+    due_date: date
+    open_amount: Decimal
+    discount_percent: Decimal | None = None
+    discount_days: int | None = None
+    reference: str | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+    terms: dict[str, object] | None = None
+    issued_as: dict[str, object] = field(default_factory=dict)  # the record it arrived as
+    cancelled: bool = False
+    written_off: Decimal = ZERO
+    settled_date: date | None = None
+    # credit key -> amount of that credit applied here (insertion order = application order)
+    applied: dict[str, Decimal] = field(default_factory=dict)
+    discounts: dict[str, Decimal] = field(default_factory=dict)
+    applied_on: dict[str, date] = field(default_factory=dict)  # latest application date
+    open_disputes: dict[str, Decimal] = field(default_factory=dict)
+
+    @property
+    def discount_taken(self) -> Decimal:
+        return sum(self.discounts.values(), ZERO)
+
+    @property
+    def disputed_amount(self) -> Decimal:
+        """What is contested and still open: never more than the open amount."""
+        return min(sum(self.open_disputes.values(), ZERO), self.open_amount)
+
+    @property
+    def status(self) -> str:
+        return invoice_status(self.cancelled, self.open_amount, self.amount, self.written_off)
+
+    def max_discount(self) -> Decimal:
+        if not self.discount_percent or self.discount_days is None:
+            return ZERO
+        return quantize(self.amount * self.discount_percent / 100, self.currency)
+
+    def discount_deadline(self) -> date | None:
+        if not self.discount_percent or self.discount_days is None:
+            return None
+        return self.issue_date + timedelta(days=self.discount_days)
+
+
+def invoice_status(cancelled: bool, open_amount: Decimal, amount: Decimal, written_off: Decimal) -> str:
+    """The contract's status: open, partially_paid, paid, cancelled or written_off."""
+    if cancelled:
+        return "cancelled"
+    if open_amount == ZERO:
+        return "written_off" if written_off > ZERO else "paid"
+    if open_amount < amount:
+        return "partially_paid"
+    return "open"
+
+
+@dataclass(slots=True)
+class Credit:
+    """Money on the customer's side: a payment, a credit note or a dispute credit."""
+
+    key: str  # "payment:P1", "credit_note:C1", "dispute:D1"
+    kind: str
+    source_id: str
+    currency: str
+    amount: Decimal
+    date: date
+    remaining: Decimal
+    # invoice id -> amount reserved for an invoice that has not arrived yet
+    earmarks: dict[str, Decimal] = field(default_factory=dict)
+    applied_to: dict[str, Decimal] = field(default_factory=dict)
+    void: bool = False
+    details: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def free(self) -> Decimal:
+        """What auto-allocation may use: the remainder less what waits for named invoices."""
+        return self.remaining - sum(self.earmarks.values(), ZERO)
+
+
+@dataclass(slots=True)
+class Dispute:
+    dispute_id: str
+    invoice_id: str
+    amount: Decimal
+    opened_date: date
+    reason: str
+    status: str = "open"  # open | accepted | rejected
+
+
+@dataclass(frozen=True, slots=True)
+class Application:
+    """A decision: ``amount`` of ``credit`` pays ``invoice`` (plus ``discount`` forgiven)."""
+
+    credit: str
+    invoice: str
+    amount: Decimal
+    discount: Decimal
+    date: date
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "credit": self.credit, "invoice": self.invoice, "amount": str(self.amount),
+            "discount": str(self.discount), "date": self.date.isoformat(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, str]) -> Application:
+        return cls(
+            data["credit"], data["invoice"], Decimal(data["amount"]),
+            Decimal(data["discount"]), date.fromisoformat(data["date"]),
+        )
+
+
+def oldest_due_first(invoice: Invoice) -> tuple[date, date, str]:
+    return invoice.due_date, invoice.issue_date, invoice.invoice_id
+
+
+def settle(
+    available: Decimal, open_amount: Decimal, invoice: Invoice, credit: Credit
+) -> tuple[Decimal, Decimal]:
+    """How much of ``available`` to apply and what discount that earns.
+
+    A cash payment on time that covers the open amount less the cash discount settles
+    the invoice; the shortfall is discount taken. Paying in full earns no discount.
+    """
+    if available >= open_amount:
+        return open_amount, ZERO
+    deadline = invoice.discount_deadline()
+    if (
+        credit.kind == "payment"
+        and deadline is not None
+        and credit.date <= deadline
+        and not invoice.discounts
+        and available >= open_amount - invoice.max_discount()
+    ):
+        return available, open_amount - available
+    return available, ZERO
+
+
+class Planner:
+    """Plans applications against a what-if view of the open amounts and credit remainders.
+
+    The view starts from the book and is adjusted by the caller for what the event itself
+    changes (a new invoice, a released payment) before planning.
+    """
+
+    def __init__(
+        self,
+        invoices: dict[str, Invoice],
+        credits: dict[str, Credit],
+        event_date: date,
+    ) -> None:
+        self.invoices = invoices
+        self.credits = credits
+        self.event_date = event_date
+        self.open_amounts = {i.invoice_id: i.open_amount for i in invoices.values()}
+        self.free = {c.key: c.free for c in credits.values() if not c.void}
+        self.applications: list[Application] = []
+
+    def apply(self, credit_key: str, invoice_id: str, limit: Decimal | None = None) -> None:
+        """Apply up to ``limit`` (default: all it has free) of a credit to one invoice."""
+        credit = self.credits[credit_key]
+        invoice = self.invoices[invoice_id]
+        if invoice.cancelled or credit.currency != invoice.currency:
+            return
+        available = self.free[credit_key] if limit is None else min(limit, self.free[credit_key])
+        open_amount = self.open_amounts[invoice_id]
+        if available <= ZERO or open_amount <= ZERO:
+            return
+        amount, discount = settle(available, open_amount, invoice, credit)
+        if amount == ZERO and discount == ZERO:
+            return
+        self.free[credit_key] -= amount
+        self.open_amounts[invoice_id] -= amount + discount
+        when = max(self.event_date, credit.date, invoice.issue_date)
+        self.applications.append(Application(credit_key, invoice_id, amount, discount, when))
+
+    def apply_earmark(self, credit_key: str, invoice_id: str, amount: Decimal) -> None:
+        """Resolve a reservation for an invoice that has just arrived."""
+        self.free[credit_key] += amount  # the reservation becomes usable for this invoice
+        self.apply(credit_key, invoice_id, limit=amount)
+
+    def auto_allocate(self, currency: str) -> None:
+        """Free credits, oldest first, to open invoices, oldest due date first."""
+        credits = sorted(
+            (c for c in self.credits.values()
+             if c.currency == currency and not c.void and self.free.get(c.key, ZERO) > ZERO),
+            key=lambda c: (c.date, c.key),
+        )
+        if not credits:
+            return
+        invoices = sorted(
+            (i for i in self.invoices.values()
+             if i.currency == currency and not i.cancelled
+             and self.open_amounts[i.invoice_id] > ZERO),
+            key=oldest_due_first,
+        )
+        for credit in credits:
+            for invoice in invoices:
+                if self.free[credit.key] <= ZERO:
+                    break
+                self.apply(credit.key, invoice.invoice_id)
+
+
+def releases_for(credit: Credit, invoices: dict[str, Invoice], event_date: date) -> list[Application]:
+    """Undo every application of a credit (a reversed payment), discounts included."""
+    released = []
+    for invoice_id, amount in credit.applied_to.items():
+        invoice = invoices[invoice_id]
+        discount = invoice.discounts.get(credit.key, ZERO)
+        if amount or discount:
+            when = max(event_date, invoice.applied_on.get(credit.key, event_date))
+            released.append(Application(credit.key, invoice_id, amount, discount, when))
+    return released
+
+
+def releases_from(invoice: Invoice, excess: Decimal | None, event_date: date) -> list[Application]:
+    """Undo applications on an invoice, latest first: all of them (``excess`` None), or
+    just enough cash to take back ``excess`` of overpayment."""
+    released = []
+    for credit_key in reversed(list(invoice.applied)):
+        amount = invoice.applied[credit_key]
+        discount = invoice.discounts.get(credit_key, ZERO)
+        # never dated before the application it undoes, so no as-of view goes negative
+        when = max(event_date, invoice.applied_on.get(credit_key, event_date))
+        if excess is None:
+            if amount or discount:
+                released.append(Application(credit_key, invoice.invoice_id, amount, discount, when))
+            continue
+        if excess <= ZERO:
+            break
+        take = min(amount, excess)
+        if take > ZERO:
+            released.append(Application(credit_key, invoice.invoice_id, take, ZERO, when))
+            excess -= take
+    return released

@@ -1,0 +1,33 @@
+"""Domain errors: a command that breaks a rule raises one, naming the ids involved."""
+
+
+class LedgerError(ValueError):
+    """A message the ledger refuses; the consumer dead-letters it with this text as reason."""
+
+
+class CurrencyMismatch(LedgerError):
+    pass
+
+
+class UnknownInvoice(LedgerError):
+    pass
+
+
+class UnknownPayment(LedgerError):
+    pass
+
+
+class UnknownDispute(LedgerError):
+    pass
+
+
+class ConflictingDuplicate(LedgerError):
+    """The same business id arrived again with different content."""
+
+
+class AmountExceedsOpen(LedgerError):
+    pass
+
+
+class InvoiceClosed(LedgerError):
+    pass

@@ -1,0 +1,52 @@
+"""The CloudEvents 1.0 envelope (structured JSON mode) every topic carries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class CloudEvent(BaseModel):
+    """One message: ``(source, id)`` is its idempotency key, ``subject`` the customer id."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    specversion: Literal["1.0"]
+    id: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    type: str = Field(min_length=1)
+    time: datetime | None = None
+    subject: str | None = None
+    datacontenttype: str | None = "application/json"
+    data: dict[str, Any]
+
+    @property
+    def dedupe_key(self) -> str:
+        """The idempotency key as one string (a separator no id or source contains)."""
+        return f"{self.source}\x1f{self.id}"
+
+
+def encode_event(
+    *,
+    event_id: str,
+    source: str,
+    event_type: str,
+    subject: str,
+    data: dict[str, Any],
+    time: datetime | None = None,
+) -> bytes:
+    """Serialize an outbound CloudEvent; ``data`` must already be JSON-native."""
+    envelope = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": source,
+        "type": event_type,
+        "time": (time or datetime.now(UTC)).isoformat().replace("+00:00", "Z"),
+        "subject": subject,
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+    return orjson.dumps(envelope)

@@ -1,0 +1,64 @@
+"""Money: Decimal amounts parsed from their text, quantized to the currency's minor unit.
+
+Amounts travel as JSON strings (``"1250.00"``) and never pass through float.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+ZERO = Decimal("0")
+
+# ISO 4217 minor units where they differ from the usual two digits.
+_MINOR_UNITS: dict[str, int] = {
+    **dict.fromkeys(
+        ("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX",
+         "UYI", "VND", "VUV", "XAF", "XOF", "XPF"),
+        0,
+    ),
+    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
+    **dict.fromkeys(("CLF", "UYW"), 4),
+}
+
+
+def minor_digits(currency: str) -> int:
+    """Digits after the decimal point for the currency's minor unit (2 unless ISO says otherwise)."""
+    return _MINOR_UNITS.get(currency, 2)
+
+
+def quantum(currency: str) -> Decimal:
+    """The smallest amount of the currency, e.g. Decimal('0.01') for EUR."""
+    return Decimal(1).scaleb(-minor_digits(currency))
+
+
+def quantize(amount: Decimal, currency: str) -> Decimal:
+    """Round half-up to the currency's minor unit (used where a rate yields sub-cent amounts)."""
+    return amount.quantize(quantum(currency), rounding=ROUND_HALF_UP)
+
+
+def parse_amount(text: object) -> Decimal:
+    """Parse a money amount from its decimal text; floats and non-finite values are refused."""
+    if isinstance(text, bool) or not isinstance(text, str):
+        raise ValueError("must be a decimal string such as \"1250.00\", not a JSON number")
+    try:
+        amount = Decimal(text.strip())
+    except InvalidOperation:
+        raise ValueError(f"{text!r} is not a decimal number") from None
+    if not amount.is_finite():
+        raise ValueError(f"{text!r} is not a finite amount")
+    return amount
+
+
+def check_minor_digits(amount: Decimal, currency: str) -> None:
+    """Refuse amounts with more fractional digits than the currency has."""
+    exponent = amount.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite amounts only reach here
+    if -exponent > minor_digits(currency):
+        raise ValueError(
+            f"{amount} has more than {minor_digits(currency)} decimal digits for {currency}"
+        )
+
+
+def to_text(amount: Decimal, currency: str) -> str:
+    """Render an amount as the contract's decimal string, at the currency's minor unit."""
+    return str(amount.quantize(quantum(currency)))
