@@ -228,6 +228,7 @@ class Origin:
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None
+    subject: str | None = None  # the customer id
 
     @property
     def dedupe_key(self) -> str:
@@ -237,6 +238,7 @@ class Origin:
         return {
             "source": self.source, "id": self.id, "type": self.type,
             "topic": self.topic, "partition": self.partition, "offset": self.offset,
+            "subject": self.subject,
         }
 
 
@@ -292,7 +294,9 @@ def validate_event(
         raise InvalidMessage(
             f"key: message key {key!r} differs from data.customer_id {data.customer_id!r}"
         )
-    origin = Origin(envelope.source, envelope.id, envelope.type, topic, partition, offset)
+    origin = Origin(
+        envelope.source, envelope.id, envelope.type, topic, partition, offset, data.customer_id
+    )
     return InboundMessage(data.customer_id, data, origin)  # type: ignore[arg-type]
 
 

@@ -266,9 +266,12 @@ class CustomerAccount(Aggregate):
         planner = self._planner_after_releases(releases, data.effective_date)
         planner.free[credit.key] = ZERO  # the reversed money is gone
         planner.auto_allocate(credit.currency)
+        forfeited = credit.remaining + sum((r.amount for r in releases), ZERO)
         self._payment_reversed(
             origin=origin, payment_id=data.payment_id,
             effective_date=data.effective_date.isoformat(), reason=data.reason,
+            forfeited=str(forfeited),
+            forfeited_on=max(data.effective_date, credit.date).isoformat(),
             releases=[r.as_dict() for r in releases],
             applications=[a.as_dict() for a in planner.applications],
             touched=self._outcomes(planner, data.effective_date, [], releases),
@@ -523,7 +526,7 @@ class CustomerAccount(Aggregate):
     @event("PaymentReversed")
     def _payment_reversed(
         self, origin: Origin, payment_id: str, effective_date: str, reason: str,
-        releases: list[dict[str, str]], applications: list[dict[str, str]],
+        forfeited: str, forfeited_on: str, releases: list[dict[str, str]], applications: list[dict[str, str]],
         touched: dict[str, dict[str, Any]],
     ) -> None:
         self._record(origin)
