@@ -1,0 +1,191 @@
+"""Errors as RFC 9457 ``application/problem+json``, mapped in one place for every service.
+
+Routes raise :class:`Problem` (or a domain error registered with
+:func:`install_problem_handlers`); everything else that goes wrong, from an unknown route to
+a failed request validation to a bug, is turned into a problem document here too.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from http import HTTPStatus
+from typing import Any, cast
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+# The one base of every problem `type`; clients match on the full URI, so never change it.
+PROBLEM_TYPE_BASE = "https://receivables.dev/problems/"
+
+_MEMBERS = frozenset({"type", "title", "status", "detail", "instance"})
+
+logger = logging.getLogger(__name__)
+
+
+def problem_type(slug: str) -> str:
+    """The stable ``type`` URI for a slug, e.g. ``https://receivables.dev/problems/not-found``."""
+    return PROBLEM_TYPE_BASE + slug
+
+
+class ProblemResponse(JSONResponse):
+    """A JSON response served as ``application/problem+json``."""
+
+    media_type = PROBLEM_MEDIA_TYPE
+
+
+class Problem(StarletteHTTPException):
+    """An error a route raises to answer with a problem document.
+
+    ``slug`` names the kind of problem (it becomes the ``type`` URI); ``extra`` keyword
+    arguments become extension members of the document. Being an ``HTTPException``, it
+    still yields the right status if the problem handlers were not installed.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        title: str | None = None,
+        detail: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        clashing = _MEMBERS & extra.keys()
+        if clashing:
+            raise ValueError(f"extension members may not reuse standard names: {sorted(clashing)}")
+        self.status = status
+        self.slug = slug
+        self.title = title or HTTPStatus(status).phrase
+        self.extra = extra
+        super().__init__(status_code=status, detail=detail or self.title, headers=dict(headers or {}))
+
+    def to_dict(self, instance: str | None = None) -> dict[str, Any]:
+        """The problem document as a JSON-ready dict."""
+        document: dict[str, Any] = {
+            "type": problem_type(self.slug),
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance is not None:
+            document["instance"] = instance
+        document.update(self.extra)
+        return document
+
+
+def not_found(kind: str, id: str) -> Problem:
+    """The 404 problem for a missing resource, e.g. ``raise not_found("invoice", invoice_id)``."""
+    return Problem(404, "not-found", detail=f"No {kind} with id {id!r}", resource=kind, resource_id=id)
+
+
+def _respond(request: Request, problem: Problem) -> ProblemResponse:
+    return ProblemResponse(
+        problem.to_dict(instance=request.url.path), status_code=problem.status, headers=problem.headers
+    )
+
+
+def _slug_for_status(status: int) -> str:
+    # "Not Found" -> "not-found", "Method Not Allowed" -> "method-not-allowed".
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "-").replace("'", "")
+    except ValueError:
+        return "http-error"
+
+
+def _from_http_exception(request: Request, exc: StarletteHTTPException) -> Problem:
+    try:
+        title = HTTPStatus(exc.status_code).phrase
+    except ValueError:
+        title = "HTTP Error"
+    extra: dict[str, Any] = {}
+    if not isinstance(exc.detail, str):
+        extra["context"] = exc.detail
+        detail = title
+    elif exc.detail == title and exc.status_code == 404:
+        detail = f"Nothing at {request.url.path}"
+    elif exc.detail == title and exc.status_code == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    else:
+        detail = exc.detail
+    return Problem(
+        exc.status_code, _slug_for_status(exc.status_code), title, detail, headers=exc.headers, **extra
+    )
+
+
+def _field_name(location: tuple[int | str, ...]) -> str:
+    # ("body", "items", 0, "amount") -> "body.items[0].amount"
+    name = ""
+    for part in location:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        else:
+            name += f".{part}" if name else str(part)
+    return name
+
+
+def _from_validation_error(exc: RequestValidationError) -> Problem:
+    errors = []
+    for error in exc.errors():
+        location = tuple(error.get("loc", ()))
+        if error.get("type") == "json_invalid":
+            # The location of a JSON syntax error is a character offset, not a field.
+            location = location[:1]
+        # The offending input is not echoed back: it may be large or hold secrets.
+        errors.append({"field": _field_name(location), "message": str(error.get("msg", "invalid"))})
+    detail = "; ".join(f"{error['field']}: {error['message']}" for error in errors) or "Invalid request"
+    return Problem(422, "validation-error", "Request validation failed", detail, errors=errors)
+
+
+def install_problem_handlers(
+    app: FastAPI, error_map: Mapping[type[Exception], tuple[int, str]] | None = None
+) -> None:
+    """Answer every error of ``app`` with a problem document.
+
+    ``error_map`` maps domain error classes to ``(status, slug)``, with ``str(error)`` as the
+    detail, e.g. ``{InvoiceNotFound: (404, "not-found"), CurrencyMismatch: (409, "currency-mismatch")}``.
+    """
+
+    # Starlette picks the handler by the exception's class, so the casts only inform mypy.
+    async def handle_problem(request: Request, exc: Exception) -> ProblemResponse:
+        return _respond(request, cast(Problem, exc))
+
+    async def handle_http_exception(request: Request, exc: Exception) -> ProblemResponse:
+        return _respond(request, _from_http_exception(request, cast(StarletteHTTPException, exc)))
+
+    async def handle_validation_error(request: Request, exc: Exception) -> ProblemResponse:
+        return _respond(request, _from_validation_error(cast(RequestValidationError, exc)))
+
+    async def handle_unexpected(request: Request, exc: Exception) -> ProblemResponse:
+        # The body says only that something failed; the trace goes to the log under this id.
+        error_id = uuid.uuid4().hex
+        logger.error("unhandled error %s on %s %s", error_id, request.method, request.url.path, exc_info=exc)
+        problem = Problem(
+            500,
+            "internal-error",
+            detail="An unexpected error occurred; it has been logged",
+            error_id=error_id,
+        )
+        return _respond(request, problem)
+
+    app.add_exception_handler(Problem, handle_problem)
+    app.add_exception_handler(StarletteHTTPException, handle_http_exception)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_exception_handler(Exception, handle_unexpected)
+
+    for error_class, (status, slug) in (error_map or {}).items():
+        app.add_exception_handler(error_class, _domain_error_handler(status, slug))
+
+
+def _domain_error_handler(
+    status: int, slug: str
+) -> Callable[[Request, Exception], Awaitable[ProblemResponse]]:
+    async def handle_domain_error(request: Request, exc: Exception) -> ProblemResponse:
+        return _respond(request, Problem(status, slug, detail=str(exc)))
+
+    return handle_domain_error

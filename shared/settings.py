@@ -1,0 +1,69 @@
+"""Settings every service shares, read from ``RECEIVABLES_*`` environment variables.
+
+A service builds its settings with :meth:`ServiceSettings.for_service`, which lets
+``RECEIVABLES_<SERVICE>_DATABASE_URL`` override the common ``RECEIVABLES_DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.auth import TokenFileError, TokenRegistry
+
+SERVICES = ("ledger", "dunning", "credit")
+
+
+class ServiceSettings(BaseSettings):
+    """Connection, auth and batching settings common to the ledger, dunning and credit services."""
+
+    model_config = SettingsConfigDict(env_prefix="RECEIVABLES_", extra="ignore", frozen=True)
+
+    service_name: str | None = None
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    database_url: str = "sqlite:///./.receivables/receivables.db"
+    api_tokens_file: Path | None = None
+    auth: Literal["enabled", "disabled"] = "enabled"
+    # Set by `receivables dev` only; the one situation in which auth may be turned off.
+    dev_mode: bool = False
+    consumer_group: str | None = None
+    batch_max_records: int = Field(default=2000, gt=0)
+    batch_timeout_ms: int = Field(default=200, ge=0)
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> Self:
+        if self.auth == "disabled" and not self.dev_mode:
+            raise ValueError(
+                "RECEIVABLES_AUTH=disabled is refused: auth can only be disabled under `receivables dev`; "
+                "give the services a tokens file with RECEIVABLES_API_TOKENS_FILE instead"
+            )
+        if self.auth == "enabled" and self.api_tokens_file is not None:
+            try:
+                TokenRegistry.from_file(self.api_tokens_file)
+            except TokenFileError as error:
+                raise ValueError(f"RECEIVABLES_API_TOKENS_FILE: {error}") from None
+        return self
+
+    @property
+    def auth_enabled(self) -> bool:
+        """True unless ``RECEIVABLES_AUTH=disabled`` (possible under ``receivables dev`` only)."""
+        return self.auth == "enabled"
+
+    @classmethod
+    def for_service(cls, name: str, **overrides: Any) -> Self:
+        """Settings for one service: its own ``RECEIVABLES_<NAME>_DATABASE_URL`` wins over the common one.
+
+        Keyword ``overrides`` (e.g. from command-line options) win over both.
+        """
+        if name not in SERVICES:
+            raise ValueError(f"unknown service {name!r}; expected one of {', '.join(SERVICES)}")
+        values: dict[str, Any] = {"service_name": name}
+        own_database_url = os.environ.get(f"RECEIVABLES_{name.upper()}_DATABASE_URL")
+        if own_database_url:
+            values["database_url"] = own_database_url
+        values.update(overrides)
+        return cls(**values)
