@@ -185,7 +185,9 @@ class CustomerAccount(Aggregate):
         planner.open_amounts[invoice.invoice_id] = ZERO  # a cancelled invoice takes nothing
         planner.auto_allocate(invoice.currency)
         touched = self._outcomes(planner, data.effective_date, [], releases)
-        touched[invoice.invoice_id] = {"open_amount": "0", "settled_date": None, "status": "cancelled"}
+        touched[invoice.invoice_id] = {
+            "currency": invoice.currency, "open_amount": "0", "settled_date": None, "status": "cancelled",
+        }
         self._invoice_cancelled(
             origin=origin, invoice_id=data.invoice_id,
             effective_date=data.effective_date.isoformat(), reason=data.reason,
@@ -419,6 +421,7 @@ class CustomerAccount(Aggregate):
                 invoice.written_off + written_off.get(invoice_id, ZERO),
             )
             outcomes[invoice_id] = {
+                "currency": invoice.currency,
                 "open_amount": str(open_amount),
                 "settled_date": settled.isoformat() if settled else None,
                 "status": status,
