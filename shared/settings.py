@@ -33,6 +33,8 @@ class ServiceSettings(BaseSettings):
     consumer_group: str | None = None
     batch_max_records: int = Field(default=2000, gt=0)
     batch_timeout_ms: int = Field(default=200, ge=0)
+    # Tansu holds a group join for half the session timeout: short sessions start fast.
+    session_timeout_ms: int = Field(default=6000, ge=1000)
 
     @model_validator(mode="after")
     def _check_auth(self) -> Self:

@@ -1,0 +1,220 @@
+"""The ledger's REST surface: invoices, balances, event intake, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from pydantic import BaseModel
+from sqlalchemy import Engine, text
+
+from services.ledger import queries
+from services.ledger.application import LedgerApplication
+from shared.auth import LedgerReader, LedgerWriter
+from shared.erp_events import InboundMessage, InvalidMessage, parse_envelope, validate_event
+from shared.money import to_text
+from shared.problems import Problem, not_found
+from shared.runtime import ServiceRuntime
+
+
+def get_engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def get_runtime(request: Request) -> ServiceRuntime:
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
+AsOf = Annotated[date | None, Query(description="business date; default today (UTC)")]
+KnownAt = Annotated[datetime | None, Query(description="answer as recorded up to this instant")]
+
+router = APIRouter()
+
+
+class CurrencyBalance(BaseModel):
+    currency: str
+    open_amount: str
+    overdue_amount: str
+    disputed_amount: str
+    unapplied_cash: str
+
+
+class BalanceOut(BaseModel):
+    customer_id: str
+    as_of: date
+    known_at: datetime | None = None
+    balances: list[CurrencyBalance]
+
+
+class InvoiceOut(BaseModel):
+    invoice_id: str
+    customer_id: str
+    currency: str
+    amount: str
+    open_amount: str
+    status: str
+    issue_date: date
+    due_date: date
+    settled_date: date | None
+    days_late: int | None
+    days_to_settle: int | None
+    disputed_amount: str
+    written_off: str
+    discount_taken: str
+    reference: str | None
+    attributes: dict[str, str]
+
+
+class EventOutcome(BaseModel):
+    index: int
+    id: str | None
+    source: str | None
+    status: str  # applied | duplicate | rejected
+    reason: str | None = None
+
+
+class IntakeOut(BaseModel):
+    accepted: int
+    rejected: int
+    outcomes: list[EventOutcome]
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
+def _aware(instant: datetime | None) -> datetime | None:
+    if instant is not None and instant.tzinfo is None:
+        return instant.replace(tzinfo=UTC)
+    return instant
+
+
+@router.get("/customers/{customer_id}/balance", response_model=BalanceOut, tags=["balances"])
+async def get_balance(
+    customer_id: str, engine: EngineDep, _: LedgerReader, as_of: AsOf = None, known_at: KnownAt = None
+) -> BalanceOut:
+    day = as_of or _today()
+    known = _aware(known_at)
+
+    def read() -> tuple[bool, list[dict[str, Any]]]:
+        with engine.connect() as conn:
+            return queries.customer_exists(conn, customer_id), queries.balances(conn, customer_id, day, known)
+
+    exists, rows = await asyncio.to_thread(read)
+    if not exists:
+        raise not_found("customer", customer_id)
+    return BalanceOut(
+        customer_id=customer_id, as_of=day, known_at=known,
+        balances=[
+            CurrencyBalance(currency=r["currency"], **{
+                k: to_text(r[k], r["currency"])
+                for k in ("open_amount", "overdue_amount", "disputed_amount", "unapplied_cash")
+            })
+            for r in rows
+        ],
+    )
+
+
+@router.get("/invoices/{invoice_id}", response_model=InvoiceOut, tags=["invoices"])
+async def get_invoice(invoice_id: str, engine: EngineDep, _: LedgerReader) -> InvoiceOut:
+    def read() -> dict[str, Any] | None:
+        with engine.connect() as conn:
+            return queries.invoice(conn, invoice_id)
+
+    row = await asyncio.to_thread(read)
+    if row is None:
+        raise not_found("invoice", invoice_id)
+    currency = row["currency"]
+    settled = row["settled_date"]
+    shown_disputed = (
+        min(row["disputed_raw"], row["open_amount"]) if row["status"] != "cancelled" else 0
+    )
+    return InvoiceOut(
+        invoice_id=row["invoice_id"], customer_id=row["customer_id"], currency=currency,
+        amount=to_text(row["amount"], currency), open_amount=to_text(row["open_amount"], currency),
+        status=row["status"], issue_date=row["issue_date"], due_date=row["due_date"],
+        settled_date=settled,
+        days_late=max(0, (settled - row["due_date"]).days) if settled else None,
+        days_to_settle=(settled - row["issue_date"]).days if settled else None,
+        disputed_amount=to_text(max(shown_disputed, 0), currency),
+        written_off=to_text(row["written_off"], currency),
+        discount_taken=to_text(row["discount_taken"], currency),
+        reference=row["reference"], attributes=row["attributes"] or {},
+    )
+
+
+@router.post("/events", status_code=202, response_model=IntakeOut, tags=["events"])
+async def post_events(
+    request: Request,
+    runtime: RuntimeDep,
+    _: LedgerWriter,
+    body: Annotated[Any, Body(description="one CloudEvent or a JSON array of them")],
+) -> IntakeOut:
+    """Take ERP events over HTTP with the same validation and idempotency as the topics."""
+    items = body if isinstance(body, list) else [body]
+    outcomes: list[EventOutcome | None] = [None] * len(items)
+    valid: list[tuple[int, InboundMessage]] = []
+    for index, item in enumerate(items):
+        ident = (item.get("id"), item.get("source")) if isinstance(item, dict) else (None, None)
+        try:
+            valid.append((index, validate_event(parse_envelope(item))))
+        except InvalidMessage as error:
+            outcomes[index] = EventOutcome(
+                index=index, id=ident[0], source=ident[1], status="rejected", reason=error.reason
+            )
+    ledger: LedgerApplication = request.app.state.ledger
+    async with runtime.write_lock:
+        batch = await asyncio.to_thread(ledger.prepare, [m for _, m in valid])
+        try:
+            await asyncio.to_thread(ledger.commit, batch)
+        except Exception:
+            await asyncio.to_thread(ledger.discard, batch)
+            raise
+    reasons = {id(r.message): r.reason for r in batch.refusals}
+    for (index, message), outcome in zip(valid, batch.outcomes, strict=True):
+        outcomes[index] = EventOutcome(
+            index=index, id=message.origin.id, source=message.origin.source,
+            status="rejected" if outcome == "refused" else outcome,
+            reason=reasons.get(id(message)),
+        )
+    runtime.notify_followers()
+    final = [o for o in outcomes if o is not None]
+    rejected = sum(1 for o in final if o.status == "rejected")
+    return IntakeOut(accepted=len(final) - rejected, rejected=rejected, outcomes=final)
+
+
+health = APIRouter(tags=["operations"])
+
+
+@health.get("/health/live")
+async def live() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@health.get("/health/ready")
+async def ready(engine: EngineDep, runtime: RuntimeDep) -> Response:
+    def database_ok() -> bool:
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    checks = {"database": await asyncio.to_thread(database_ok), "kafka": await runtime.kafka.reachable()}
+    if all(checks.values()):
+        return Response(orjson.dumps({"status": "ready", "checks": checks}), media_type="application/json")
+    failing = "; ".join(f"{name} unreachable" for name, ok in checks.items() if not ok)
+    raise Problem(503, "not-ready", detail=failing, checks=checks)
+
+
+@health.get("/metrics")
+async def metrics(runtime: RuntimeDep) -> Response:
+    return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")

@@ -1,0 +1,95 @@
+"""Assembles the ledger service: event store, read models, Kafka loops and the REST app."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from aiokafka.structs import ConsumerRecord
+from fastapi import FastAPI
+
+from services.ledger import outbound
+from services.ledger.api import health, router
+from services.ledger.application import LedgerApplication
+from services.ledger.domain import errors as domain_errors
+from services.ledger.projections import LedgerProjector
+from services.ledger.settings import INBOUND_TOPICS, ledger_settings
+from shared.auth import install_auth
+from shared.consumer import KafkaConsumerLoop
+from shared.db import make_engine, migrate
+from shared.erp_events import InboundMessage, decode_message
+from shared.eventstore import eventsourcing_env
+from shared.metrics import ServiceMetrics
+from shared.outbox import OutboxRelay
+from shared.problems import install_problem_handlers
+from shared.runtime import ServiceRuntime
+from shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def decode_record(record: ConsumerRecord[bytes, bytes]) -> InboundMessage:
+    return decode_message(
+        record.value, topic=record.topic, partition=record.partition, offset=record.offset,
+        key=record.key,
+    )
+
+
+def migrate_read_models(database_url: str) -> None:
+    migrate(database_url, MIGRATIONS, "ledger_alembic_version")
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    """The ledger's ASGI app; its lifespan runs migrations and starts the background loops."""
+    settings = settings or ledger_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(migrate_read_models, settings.database_url)
+        ledger = LedgerApplication(env=eventsourcing_env(settings.database_url))
+        engine = make_engine(settings.database_url)
+        metrics = ServiceMetrics("ledger")
+        runtime = ServiceRuntime("ledger", ledger, settings.kafka_bootstrap, metrics)
+        app.state.ledger, app.state.engine, app.state.runtime = ledger, engine, runtime
+        runtime.follow(LedgerProjector(ledger, engine))
+        runtime.start_kafka()
+
+        producer = runtime.kafka.producer
+        runtime.follow(OutboxRelay(ledger, producer, outbound.translate), needs_kafka=True)
+        runtime.supervise(
+            KafkaConsumerLoop(
+                service="ledger", bootstrap=settings.kafka_bootstrap,
+                group_id=settings.consumer_group or "receivables-ledger", topics=INBOUND_TOPICS,
+                decode=decode_record, sink=ledger, producer=producer, metrics=metrics,
+                on_committed=runtime.notify_followers, max_records=settings.batch_max_records,
+                timeout_ms=settings.batch_timeout_ms, session_timeout_ms=settings.session_timeout_ms,
+                write_lock=runtime.write_lock,
+            ),
+            "consumer", needs_kafka=True,
+        )
+        log.info("ledger started on %s with Kafka at %s", _redact(settings.database_url),
+                 settings.kafka_bootstrap)
+        try:
+            yield
+        finally:
+            await runtime.stop()
+            engine.dispose()
+            ledger.close()
+
+    app = FastAPI(title="receivables ledger", version="0.1.0", lifespan=lifespan)
+    install_problem_handlers(app, error_map={domain_errors.LedgerError: (409, "ledger-refused")})
+    install_auth(app, settings)
+    app.include_router(router)
+    app.include_router(health)
+    return app
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,357 @@
+"""The Kafka consumer loop: batches in, state and positions committed together.
+
+Exactly-once effect rests on the database, not on Kafka: each batch of one partition is
+applied and written with its position (an eventsourcing tracking record) in a single
+transaction, and on every partition assignment the consumer seeks to the position held in
+the database. Invalid messages go to the dead-letter topic *before* the batch commits,
+so a crash can duplicate a dead letter but never lose one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
+from eventsourcing.persistence import Tracking
+
+from shared.envelope import encode_event
+from shared.erp_events import InvalidMessage
+from shared.metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+
+DEADLETTER_TOPIC = "ar.deadletter"
+
+M = TypeVar("M")
+B = TypeVar("B")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A message that will not be applied, and why."""
+
+    record: ConsumerRecord[bytes, bytes]
+    reason: str
+
+
+class Sink(Protocol[M, B]):
+    """What the consumer drives: a service's application, seen from the Kafka side."""
+
+    def prepare(self, messages: Sequence[M]) -> B: ...
+    def refusals(self, batch: B) -> list[tuple[M, str]]: ...
+    def commit(self, batch: B, tracking: Tracking) -> None: ...
+    def discard(self, batch: B) -> None: ...
+    def position(self, name: str) -> int | None: ...
+    def on_assigned(self) -> None: ...
+    def counts(self, batch: B) -> tuple[int, int, int]: ...  # applied, duplicates, events
+
+
+class Positions:
+    """Stored positions per partition, named ``topic:partition`` (``:epochN`` after a reset).
+
+    A memory-only broker that restarts, like a Kafka topic deleted and recreated, starts its
+    offsets again at zero; the epoch gives the new life of the partition a fresh tracking
+    name, so its smaller offsets are tracked instead of being skipped.
+    """
+
+    def __init__(self, sink: Sink[Any, Any]) -> None:
+        self.sink = sink
+        self.epochs: dict[TopicPartition, int] = {}
+        self.next_offsets: dict[TopicPartition, int] = {}
+
+    @staticmethod
+    def tracking_name(tp: TopicPartition, epoch: int) -> str:
+        base = f"{tp.topic}:{tp.partition}"
+        return base if epoch == 0 else f"{base}:epoch{epoch}"
+
+    def load(self, tp: TopicPartition) -> int:
+        """Find the current epoch and the next offset to consume, from the database."""
+        epoch, last = 0, self.sink.position(self.tracking_name(tp, 0))
+        while last is not None:
+            following = self.sink.position(self.tracking_name(tp, epoch + 1))
+            if following is None:
+                break
+            epoch, last = epoch + 1, following
+        self.epochs[tp] = epoch
+        self.next_offsets[tp] = 0 if last is None else last + 1
+        return self.next_offsets[tp]
+
+    def start_new_epoch(self, tp: TopicPartition) -> None:
+        self.epochs[tp] = self.epochs.get(tp, 0) + 1
+        self.next_offsets[tp] = 0
+
+    def tracking(self, tp: TopicPartition, last_offset: int) -> Tracking:
+        return Tracking(self.tracking_name(tp, self.epochs.get(tp, 0)), last_offset)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, loop: KafkaConsumerLoop[Any, Any]) -> None:
+        self.loop = loop
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        log.info("partitions revoked: %s", sorted(map(str, revoked)))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self.loop.seek_to_stored_positions(assigned)
+
+
+class KafkaConsumerLoop(Generic[M, B]):
+    """Consume topics in batches and drive a Sink; pauses and resumes across outages."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        bootstrap: str,
+        group_id: str,
+        topics: Sequence[str],
+        decode: Callable[[ConsumerRecord[bytes, bytes]], M],
+        sink: Sink[M, B],
+        producer: AIOKafkaProducer,
+        metrics: ServiceMetrics,
+        on_committed: Callable[[], None] = lambda: None,
+        max_records: int = 2000,
+        timeout_ms: int = 200,
+        session_timeout_ms: int = 6000,
+        write_lock: asyncio.Lock | None = None,
+    ) -> None:
+        self.service = service
+        self.bootstrap = bootstrap
+        self.group_id = group_id
+        self.topics = list(topics)
+        self.decode = decode
+        self.sink = sink
+        self.producer = producer
+        self.metrics = metrics
+        self.on_committed = on_committed
+        self.max_records = max_records
+        self.timeout_ms = timeout_ms
+        # Tansu holds a group join for half the session timeout, so keep it short.
+        self.session_timeout_ms = session_timeout_ms
+        self.positions = Positions(sink)
+        self.write_lock = write_lock or asyncio.Lock()
+        self.consumer: AIOKafkaConsumer | None = None
+        self._stopping = asyncio.Event()
+        self.started = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        """Consume until stopped; any failure pauses, backs off and resumes."""
+        backoff = 0.2
+        while not self._stopping.is_set():
+            try:
+                await self._consume()
+                backoff = 0.2
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.metrics.errors.labels("consumer").inc()
+                log.exception("%s consumer paused; retrying in %.1fs", self.service, backoff)
+                await self._close_consumer()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
+                backoff = min(backoff * 2, 5.0)
+        await self._close_consumer()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+
+    async def _close_consumer(self) -> None:
+        consumer, self.consumer = self.consumer, None
+        if consumer is not None:
+            try:
+                await consumer.stop()
+            except Exception:
+                log.warning("error while closing the consumer", exc_info=True)
+
+    async def _consume(self) -> None:
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.max_records,
+            metadata_max_age_ms=5000,
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=max(100, self.session_timeout_ms // 4),
+        )
+        await self.consumer.start()
+        self.consumer.subscribe(self.topics, listener=_Rebalance(self))
+        self.started.set()
+        log.info("%s consuming %s as group %s", self.service, self.topics, self.group_id)
+        while not self._stopping.is_set():
+            batches = await self.consumer.getmany(
+                timeout_ms=self.timeout_ms, max_records=self.max_records
+            )
+            for tp, records in batches.items():
+                await self._process_partition(tp, records)
+            self._update_lag()
+
+    # ------------------------------------------------------------------ positions
+
+    async def seek_to_stored_positions(self, assigned: list[TopicPartition]) -> None:
+        assert self.consumer is not None
+        await asyncio.to_thread(self.sink.on_assigned)
+        if not assigned:
+            return
+        ends = await self.consumer.end_offsets(assigned)
+        for tp in assigned:
+            stored = await asyncio.to_thread(self.positions.load, tp)
+            if ends[tp] < stored:
+                self._reset_detected(tp, stored, ends[tp])
+                stored = 0
+            self.consumer.seek(tp, stored)
+            self.metrics.position.labels(tp.topic, tp.partition).set(stored)
+        log.info(
+            "%s assigned %s",
+            self.service,
+            {str(tp): self.positions.next_offsets[tp] for tp in assigned},
+        )
+
+    def _reset_detected(self, tp: TopicPartition, stored: int, end: int) -> None:
+        log.error(
+            "PARTITION RESET: %s ends at offset %d, below the stored position %d; the topic was "
+            "recreated or the broker lost its data. Consuming the new messages from the start; "
+            "messages seen before are recognised by their (source, id) and not applied twice.",
+            tp, end, stored,
+        )
+        self.metrics.partition_resets.labels(tp.topic, tp.partition).inc()
+        self.positions.start_new_epoch(tp)
+
+    # ------------------------------------------------------------------ batches
+
+    async def _process_partition(
+        self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> None:
+        expected = self.positions.next_offsets.get(tp)
+        if expected is None:
+            expected = await asyncio.to_thread(self.positions.load, tp)
+        if records and records[0].offset < expected:
+            # The broker handed out offsets below our position: it lost the partition.
+            self._reset_detected(tp, expected, records[0].offset)
+        with self.metrics.batch_seconds.time():
+            self.metrics.batch_size.observe(len(records))
+            messages: list[M] = []
+            rejected: list[Rejected] = []
+            by_message: dict[int, ConsumerRecord[bytes, bytes]] = {}
+            for record in records:
+                try:
+                    message = self.decode(record)
+                except InvalidMessage as error:
+                    rejected.append(Rejected(record, error.reason))
+                else:
+                    by_message[id(message)] = record
+                    messages.append(message)
+            async with self.write_lock:
+                batch, refusals = await self._apply_and_commit(tp, records, messages, rejected, by_message)
+        applied, duplicates, events = self.sink.counts(batch)
+        self.positions.next_offsets[tp] = records[-1].offset + 1
+        self.metrics.processed.labels(tp.topic).inc(applied)
+        self.metrics.duplicates.labels(tp.topic).inc(duplicates)
+        self.metrics.dead_lettered.labels(tp.topic).inc(len(rejected) + len(refusals))
+        self.metrics.events_stored.inc(events)
+        self.metrics.position.labels(tp.topic, tp.partition).set(records[-1].offset + 1)
+        self.on_committed()
+
+    async def _apply_and_commit(
+        self,
+        tp: TopicPartition,
+        records: list[ConsumerRecord[bytes, bytes]],
+        messages: list[M],
+        rejected: list[Rejected],
+        by_message: dict[int, ConsumerRecord[bytes, bytes]],
+    ) -> tuple[B, list[Rejected]]:
+        """Prepare, dead-letter the refused, commit with the position; retry until it holds."""
+        while True:
+            batch = await asyncio.to_thread(self.sink.prepare, messages)
+            refusals = [
+                Rejected(by_message[id(message)], reason)
+                for message, reason in self.sink.refusals(batch)
+            ]
+            tracking = self.positions.tracking(tp, records[-1].offset)
+            try:
+                await self.dead_letter(rejected + refusals)
+                await asyncio.to_thread(self.sink.commit, batch, tracking)
+                return batch, refusals
+            except Exception:
+                await asyncio.to_thread(self.sink.discard, batch)
+                stored = await asyncio.to_thread(self.sink.position, tracking.application_name)
+                if stored is not None and stored >= tracking.notification_id:
+                    return batch, refusals  # it did commit; only the acknowledgement was lost
+                self.metrics.errors.labels("commit").inc()
+                log.exception("%s: batch of %s not committed; retrying", self.service, tp)
+                if self._stopping.is_set():
+                    raise
+                await asyncio.sleep(0.5)
+
+    async def dead_letter(self, rejected: list[Rejected]) -> None:
+        """Publish rejected messages with their reason and origin; wait for the broker."""
+        if not rejected:
+            return
+        futures = []
+        for item in rejected:
+            record = item.record
+            log.warning(
+                "dead-letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, item.reason
+            )
+            futures.append(
+                await self.producer.send(
+                    DEADLETTER_TOPIC,
+                    key=record.key,
+                    value=deadletter_event(
+                        self.service, record.value, record.topic, record.partition,
+                        record.offset, item.reason, record.key,
+                    ),
+                )
+            )
+        await asyncio.gather(*futures)
+
+    def _update_lag(self) -> None:
+        consumer = self.consumer
+        if consumer is None:
+            return
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            position = self.positions.next_offsets.get(tp)
+            if highwater is not None and position is not None:
+                self.metrics.lag.labels(tp.topic, tp.partition).set(max(0, highwater - position))
+
+
+def deadletter_event(
+    service: str,
+    original: bytes | None,
+    topic: str | None,
+    partition: int | None,
+    offset: int | None,
+    reason: str,
+    key: bytes | None = None,
+) -> bytes:
+    """The ``deadletter.rejected`` CloudEvent: the original bytes, where they came from, why."""
+    # Deterministic ids: a dead letter written twice (a retried batch) dedupes downstream.
+    if topic is not None:
+        where = f"{topic}:{partition}:{offset}"
+    else:
+        where = "rest:" + hashlib.sha256(original or b"").hexdigest()[:32]
+    return encode_event(
+        event_id=f"{service}:{where}",
+        source=f"receivables/{service}",
+        event_type="deadletter.rejected",
+        subject=key.decode("utf-8", "replace") if key else "",
+        data={
+            "original": base64.b64encode(original or b"").decode("ascii"),
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "key": key.decode("utf-8", "replace") if key else None,
+            "reason": reason,
+        },
+    )

@@ -1,0 +1,98 @@
+"""Read-model database plumbing: engines, an exact money column, upserts, migrations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import BigInteger, Engine, Table, create_engine, event, func
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Dialect, make_url
+from sqlalchemy.types import TypeDecorator
+
+MONEY_SCALE = 4  # four decimal places hold every ISO 4217 minor unit (CLF has four)
+_FACTOR = Decimal(10) ** MONEY_SCALE
+
+
+class Money(TypeDecorator[Decimal]):
+    """Exact money on every database: an integer count of 1/10,000 of the currency unit.
+
+    SQLite has no decimal type (SQLAlchemy would go through float); scaled integers sum
+    exactly in SQL on SQLite and PostgreSQL alike.
+    """
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        scaled = Decimal(value) * _FACTOR
+        if scaled != scaled.to_integral_value():
+            raise ValueError(f"{value} has more than {MONEY_SCALE} decimal places")
+        return int(scaled)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return Decimal(int(value)).scaleb(-MONEY_SCALE)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine tuned for its backend; SQLite gets WAL and a generous busy timeout."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+
+
+def upsert(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    keys: Iterable[str],
+    *,
+    increment: Iterable[str] = (),
+) -> None:
+    """Insert rows, or update them where the key exists; ``increment`` columns are added to."""
+    if not rows:
+        return
+    keys = list(keys)
+    increment = set(increment)
+    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+    updates = {
+        column: (table.c[column] + insert.excluded[column]) if column in increment
+        else insert.excluded[column]
+        for column in rows[0]
+        if column not in keys
+    }
+    conn.execute(insert.on_conflict_do_update(index_elements=keys, set_=updates), list(rows))
+
+
+def migrate(url: str, script_location: Path, version_table: str) -> None:
+    """Bring a service's read-model schema to the newest Alembic revision."""
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    config.attributes["version_table"] = version_table
+    command.upgrade(config, "head")
+
+
+def money_sum(expression: Any) -> Any:
+    """SUM of a Money expression, read back as Decimal (plain func.sum would lose the type)."""
+    return func.coalesce(func.sum(expression), 0, type_=Money())

@@ -1,0 +1,92 @@
+"""Followers of an application's notification log: projections and the outbox relay.
+
+Each follower reads the event store's notification log from its own position, in
+batches, and records the position atomically with its own effect; a wake-up event set by
+the consumer after each commit keeps latency low without busy polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+from eventsourcing.persistence import Notification
+
+from shared.eventstore import TrackedApplication
+from shared.metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+
+
+class Follower(Protocol):
+    name: str
+
+    def position(self) -> int:
+        """The last notification id this follower has fully processed (0 for none)."""
+        ...
+
+    async def process(self, notifications: Sequence[Notification]) -> None:
+        """Handle a batch and record the new position with its effect."""
+        ...
+
+
+class FollowerLoop:
+    """Drive one Follower along the notification log until stopped."""
+
+    def __init__(
+        self,
+        app: TrackedApplication,
+        follower: Follower,
+        metrics: ServiceMetrics,
+        *,
+        batch_size: int = 2000,
+        idle_seconds: float = 0.5,
+    ) -> None:
+        self.app = app
+        self.follower = follower
+        self.metrics = metrics
+        self.batch_size = batch_size
+        self.idle_seconds = idle_seconds
+        self.wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    def notify(self) -> None:
+        self.wake.set()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self.wake.set()
+
+    async def run(self) -> None:
+        backoff = 0.2
+        position: int | None = None
+        gauge = self.metrics.follower_position.labels(self.follower.name)
+        while not self._stopping.is_set():
+            try:
+                if position is None:
+                    position = await asyncio.to_thread(self.follower.position)
+                    gauge.set(position)
+                notifications = await asyncio.to_thread(
+                    self.app.recorder.select_notifications, position + 1, self.batch_size
+                )
+                if notifications:
+                    await self.follower.process(notifications)
+                    position = notifications[-1].id
+                    gauge.set(position)
+                    backoff = 0.2
+                    if len(notifications) == self.batch_size:
+                        continue
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), timeout=self.idle_seconds)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.metrics.errors.labels(self.follower.name).inc()
+                log.exception("%s paused; retrying in %.1fs", self.follower.name, backoff)
+                position = None  # re-read from the store: the failed batch may or may not be in
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)

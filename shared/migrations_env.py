@@ -1,0 +1,27 @@
+"""The body of every service's Alembic ``env.py``: online migrations of one metadata."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import MetaData, pool
+from sqlalchemy import create_engine as _create_engine
+
+
+def run_migrations(target_metadata: MetaData, default_version_table: str) -> None:
+    config = context.config
+    version_table = config.attributes.get("version_table", default_version_table)
+    url = config.get_main_option("sqlalchemy.url")
+    assert url, "sqlalchemy.url must be set (receivables passes the service's database URL)"
+    if context.is_offline_mode():
+        context.configure(url=url, target_metadata=target_metadata, version_table=version_table,
+                          literal_binds=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    engine = _create_engine(url, poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=target_metadata,
+                          version_table=version_table, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()

@@ -1,0 +1,121 @@
+"""What runs inside one service process besides the HTTP server: the Kafka producer, the
+consumer loop, and the notification-log followers (projections, outbox), each supervised so
+that an outage pauses it and it resumes by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from shared.eventstore import TrackedApplication
+from shared.follower import Follower, FollowerLoop
+from shared.metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+
+
+class KafkaLink:
+    """A producer started in the background, retried until the broker answers."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=1_048_576,
+            request_timeout_ms=10_000,
+        )
+        self.connected = asyncio.Event()
+
+    async def connect(self, stopping: asyncio.Event) -> None:
+        backoff = 0.2
+        while not stopping.is_set():
+            try:
+                await self.producer.start()
+                self.connected.set()
+                return
+            except Exception as error:
+                log.warning("Kafka at %s not reachable (%s); retrying", self.bootstrap, error)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), timeout=backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def reachable(self, timeout: float = 2.0) -> bool:
+        if not self.connected.is_set():
+            return False
+        try:
+            return bool(await asyncio.wait_for(self.producer.client.force_metadata_update(), timeout))
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        if self.connected.is_set():
+            with contextlib.suppress(Exception):
+                await self.producer.stop()
+
+
+class ServiceRuntime:
+    """Starts and stops a service's background loops."""
+
+    def __init__(
+        self, service: str, app: TrackedApplication, bootstrap: str, metrics: ServiceMetrics
+    ) -> None:
+        self.service = service
+        self.app = app
+        self.metrics = metrics
+        self.kafka = KafkaLink(bootstrap)
+        self.write_lock = asyncio.Lock()  # one writer of the event store per process
+        self.followers: list[FollowerLoop] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._stopping = asyncio.Event()
+        self._stoppers: list[Callable[[], Coroutine[Any, Any, None]]] = []
+
+    def follow(self, follower: Follower, *, needs_kafka: bool = False) -> FollowerLoop:
+        loop = FollowerLoop(self.app, follower, self.metrics)
+        self.followers.append(loop)
+        self._stoppers.append(loop.stop)
+        self._spawn(loop.run(), follower.name, needs_kafka=needs_kafka)
+        return loop
+
+    def notify_followers(self) -> None:
+        for loop in self.followers:
+            loop.notify()
+
+    def start_kafka(self) -> None:
+        self._tasks.append(asyncio.create_task(self.kafka.connect(self._stopping), name="kafka-connect"))
+
+    def supervise(self, runner: Any, name: str, *, needs_kafka: bool = False) -> None:
+        """Run a loop with ``run()``/``stop()`` (the consumer), after Kafka if it needs it."""
+        self._stoppers.append(runner.stop)
+        self._spawn(runner.run(), name, needs_kafka=needs_kafka)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str, *, needs_kafka: bool = False) -> None:
+        async def guarded() -> None:
+            if needs_kafka:
+                await self.kafka.connected.wait()
+            try:
+                await coroutine
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s: %s stopped unexpectedly", self.service, name)
+
+        self._tasks.append(asyncio.create_task(guarded(), name=f"{self.service}-{name}"))
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        for stop in self._stoppers:
+            with contextlib.suppress(Exception):
+                await stop()
+        _done, pending = await asyncio.wait(self._tasks, timeout=timeout) if self._tasks else (set(), set())
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        await self.kafka.close()
+
+    @property
+    def tasks(self) -> Sequence[asyncio.Task[Any]]:
+        return self._tasks
