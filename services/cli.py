@@ -1,0 +1,151 @@
+"""The ``receivables`` command: ``dev`` (the whole stack locally), ``serve``, ``replay``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+log = logging.getLogger("receivables")
+
+DEFAULT_PORTS = {"ledger": 8001, "dunning": 8002, "credit": 8003}
+TOPICS = {
+    "ar.invoices": 3, "ar.payments": 3, "ar.disputes": 3, "ar.customers": 3,
+    "ar.ledger.events": 3, "ar.dunning.actions": 3, "ar.credit.events": 3, "ar.deadletter": 1,
+}
+
+
+def _app_factories() -> dict[str, Callable[..., FastAPI]]:
+    """The services that exist, by name (imported lazily: no objects built at import time)."""
+    from services.ledger.service import create_app as ledger
+
+    return {"ledger": ledger}
+
+
+def _settings(service: str, **overrides: Any) -> Any:
+    from shared.settings import ServiceSettings
+
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return ServiceSettings.for_service(service, **clean)
+
+
+def _server(app: FastAPI, host: str, port: int) -> Any:
+    import uvicorn
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+    return uvicorn.Server(config)
+
+
+def serve(args: argparse.Namespace) -> int:
+    factories = _app_factories()
+    if args.service not in factories:
+        print(f"receivables: the {args.service} service is not built yet", file=sys.stderr)
+        return 2
+    settings = _settings(args.service)
+    port = args.port or DEFAULT_PORTS[args.service]
+    import uvicorn
+
+    uvicorn.run(factories[args.service](settings), host=args.host, port=port, log_level="info")
+    return 0
+
+
+async def _dev(args: argparse.Namespace) -> int:
+    from shared.broker import EmbeddedBroker, create_topics
+
+    data_dir = Path(args.data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    broker = None
+    bootstrap = args.kafka
+    if bootstrap is None:
+        broker = EmbeddedBroker(9092, log_path=data_dir / "broker.log")
+        await asyncio.to_thread(broker.start)
+        bootstrap = broker.bootstrap
+    await asyncio.to_thread(create_topics, bootstrap, TOPICS)
+    tokens = os.environ.get("RECEIVABLES_API_TOKENS_FILE")
+    auth = "enabled" if tokens else "disabled"
+    if auth == "disabled":
+        log.warning(
+            "\n%s\n  AUTH IS DISABLED: every request is allowed. Set RECEIVABLES_API_TOKENS_FILE to\n"
+            "  enable bearer tokens. Never run like this outside a developer's machine.\n%s",
+            "!" * 78, "!" * 78,
+        )
+    servers = []
+    for name, factory in _app_factories().items():
+        url = args.database_url or f"sqlite:///{data_dir / (name + '.db')}"
+        settings = _settings(name, kafka_bootstrap=bootstrap, database_url=url, auth=auth,
+                             dev_mode=True, session_timeout_ms=2000)
+        servers.append((name, _server(factory(settings), "127.0.0.1", DEFAULT_PORTS[name])))
+    tasks = [asyncio.create_task(server.serve()) for _, server in servers]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    while not all(server.started for _, server in servers):
+        if any(task.done() for task in tasks):
+            stop.set()
+            break
+        await asyncio.sleep(0.05)
+    if not stop.is_set():
+        print(f"Kafka      {bootstrap}" + ("  (embedded, memory only)" if broker else ""))
+        for name, _ in servers:
+            print(f"{name:<10} http://127.0.0.1:{DEFAULT_PORTS[name]}   (docs: /docs)")
+        print(f"data       {data_dir}")
+        print("Ctrl-C stops everything.", flush=True)
+        await stop.wait()
+    for _, server in servers:
+        server.should_exit = True
+    await asyncio.gather(*tasks, return_exceptions=True)
+    if broker is not None:
+        await asyncio.to_thread(broker.stop)
+    failed = [name for (name, _), task in zip(servers, tasks, strict=True)
+              if task.done() and not task.cancelled() and task.exception()]
+    return 1 if failed else 0
+
+
+def dev(args: argparse.Namespace) -> int:
+    return asyncio.run(_dev(args))
+
+
+def replay(args: argparse.Namespace) -> int:
+    if args.service != "ledger":
+        print(f"receivables: replay of {args.service} is not built yet", file=sys.stderr)
+        return 2
+    from services.ledger.replay import replay_ledger
+
+    return replay_ledger(_settings("ledger"), verify=args.verify)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    parser = argparse.ArgumentParser(prog="receivables", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("dev", help="embedded broker + all services on SQLite, one command")
+    p.add_argument("--data-dir", default="./.receivables")
+    p.add_argument("--kafka", help="use this Kafka instead of the embedded broker")
+    p.add_argument("--database-url", help="one SQLAlchemy URL for all services instead of SQLite files")
+    p.set_defaults(run=dev)
+    p = commands.add_parser("serve", help="run one service (settings from the environment)")
+    p.add_argument("service", choices=sorted(DEFAULT_PORTS))
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int)
+    p.set_defaults(run=serve)
+    p = commands.add_parser("replay", help="rebuild a service's read models from its event store")
+    p.add_argument("service", choices=sorted(DEFAULT_PORTS))
+    p.add_argument("--verify", action="store_true", help="compare the rebuilt tables with the live ones")
+    p.set_defaults(run=replay)
+    args = parser.parse_args(argv)
+    result: int = args.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
