@@ -98,6 +98,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         log.info("partitions revoked: %s", sorted(map(str, revoked)))
+        self.loop.invalidate_assignment()
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self.loop.seek_to_stored_positions(assigned)
@@ -141,6 +142,17 @@ class KafkaConsumerLoop(Generic[M, B]):
         self.consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
+        # aiokafka fetches for a new assignment (from the committed offset, i.e. the
+        # earliest) *before* the assignment callback has sought the positions stored in the
+        # database, and the callback may run while a batch is being applied. Records are
+        # only applied for partitions already sought when they were handed over (``_ready``),
+        # with the callback and batches mutually exclusive (``_assignment_lock``); a batch
+        # handed over before a rebalance (``_generation`` moved on) is dropped: the seek
+        # makes the consumer fetch it again.
+        self._assignment_lock = asyncio.Lock()
+        self._generation = 0
+        self._ready: set[TopicPartition] = set()
+        self._assignment_failed = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -174,6 +186,8 @@ class KafkaConsumerLoop(Generic[M, B]):
                 log.warning("error while closing the consumer", exc_info=True)
 
     async def _consume(self) -> None:
+        self.invalidate_assignment()
+        self._assignment_failed = False
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=self.group_id,
@@ -192,24 +206,47 @@ class KafkaConsumerLoop(Generic[M, B]):
             batches = await self.consumer.getmany(
                 timeout_ms=self.timeout_ms, max_records=self.max_records
             )
+            if self._assignment_failed:
+                raise RuntimeError("could not seek the assigned partitions to their stored positions")
+            # as it stood when these records were handed over (a partition is ready from
+            # the moment it is sought: records returned before that were fetched before)
+            generation, ready = self._generation, frozenset(self._ready)
             for tp, records in batches.items():
-                await self._process_partition(tp, records)
+                if tp in ready:
+                    await self._process_partition(tp, records, generation)
+            self._check_partition_ends()
             self._update_lag()
 
     # ------------------------------------------------------------------ positions
 
+    def invalidate_assignment(self) -> None:
+        """Records fetched until the next assignment is sought are not to be applied."""
+        self._generation += 1
+        self._ready.clear()
+
     async def seek_to_stored_positions(self, assigned: list[TopicPartition]) -> None:
+        self.invalidate_assignment()
+        async with self._assignment_lock:  # waits for a batch being applied
+            try:
+                await self._seek_to_stored_positions(assigned)
+            except Exception:
+                # aiokafka only logs a failed callback: make the loop restart the consumer
+                self._assignment_failed = True
+                raise
+
+    async def _seek_to_stored_positions(self, assigned: list[TopicPartition]) -> None:
         assert self.consumer is not None
         await asyncio.to_thread(self.sink.on_assigned)
         if not assigned:
             return
-        ends = await self.consumer.end_offsets(assigned)
+        # A partition that ends below the stored position (the broker lost it) is noticed by
+        # _check_partition_ends on the first fetch: ListOffsets is no help here, as Tansu
+        # answers "latest" with the base offset of the last record batch plus one, which is
+        # below the true end whenever that batch holds several records.
         for tp in assigned:
             stored = await asyncio.to_thread(self.positions.load, tp)
-            if ends[tp] < stored:
-                self._reset_detected(tp, stored, ends[tp])
-                stored = 0
             self.consumer.seek(tp, stored)
+            self._ready.add(tp)
             self.metrics.position.labels(tp.topic, tp.partition).set(stored)
         log.info(
             "%s assigned %s",
@@ -230,6 +267,15 @@ class KafkaConsumerLoop(Generic[M, B]):
     # ------------------------------------------------------------------ batches
 
     async def _process_partition(
+        self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]], generation: int
+    ) -> None:
+        async with self._assignment_lock:
+            if generation != self._generation:
+                log.debug("dropping %d records of %s fetched before a rebalance", len(records), tp)
+                return
+            await self._apply_partition(tp, records)
+
+    async def _apply_partition(
         self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
     ) -> None:
         expected = self.positions.next_offsets.get(tp)
@@ -314,6 +360,23 @@ class KafkaConsumerLoop(Generic[M, B]):
                 )
             )
         await asyncio.gather(*futures)
+
+    def _check_partition_ends(self) -> None:
+        """A fetch answered with a high watermark below our position: the partition shrank
+        (a broker that lost its data, a topic recreated). Start its new life at offset 0.
+
+        The high watermark comes from a fetch at the current position (aiokafka drops
+        answers for any other position) and is reset on every assignment."""
+        consumer = self.consumer
+        if consumer is None:
+            return
+        for tp in consumer.assignment() & self._ready:
+            highwater = consumer.highwater(tp)
+            position = self.positions.next_offsets.get(tp)
+            if highwater is not None and position is not None and highwater < position:
+                self._reset_detected(tp, position, highwater)
+                consumer.seek(tp, 0)
+                self.metrics.position.labels(tp.topic, tp.partition).set(0)
 
     def _update_lag(self) -> None:
         consumer = self.consumer

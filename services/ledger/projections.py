@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from shared.db import Money, upsert
+from shared.db import Money, insert_rows, upsert
 from shared.eventstore import TrackedApplication
 from shared.money import ZERO
 
@@ -136,6 +136,7 @@ class _Batch:
         self.unapplied: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
         invoice_ids: set[str] = set()
         dispute_ids: set[str] = set()
+        issued: set[str] = set()
         for _, event in events:
             state = event.__dict__
             invoice_ids.update(state.get("touched", ()))
@@ -144,10 +145,23 @@ class _Batch:
                     invoice_ids.add(state[key])
             if "dispute_id" in state:
                 dispute_ids.add(state["dispute_id"])
+            if "dispute" in state:
+                invoice_ids.add(state["dispute"]["invoice_id"])
+            if "invoice" in state:
+                issued.add(state["invoice"]["invoice_id"])
         self.invoices = self._load(invoices, invoices.c.invoice_id, invoice_ids)
+        # every stored row among these ids is loaded: no need to ask again for the others
+        self.looked_up = invoice_ids
         self.before = {k: (v["open_amount"], self.shown_disputed(v)) for k, v in self.invoices.items()}
         self.disputes = self._load(disputes, disputes.c.dispute_id, dispute_ids)
         self.new_disputes: set[str] = set()
+        # stored disputes that wait for an invoice issued in this batch, in one query
+        self.waiting: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        ordered = sorted(issued)
+        for start in range(0, len(ordered), 500):
+            query = select(disputes).where(disputes.c.invoice_id.in_(ordered[start:start + 500]))
+            for row in conn.execute(query).mappings():
+                self.waiting[row["invoice_id"]][row["dispute_id"]] = dict(row)
 
     def _load(self, table: Table, key: Any, ids: set[str]) -> dict[str, dict[str, Any]]:
         rows: dict[str, dict[str, Any]] = {}
@@ -182,7 +196,7 @@ class _Batch:
     def write(self) -> None:
         conn = self.conn
         if self.movements:
-            conn.execute(movements.insert(), self.movements)
+            insert_rows(conn, movements, self.movements)
         if self.invoices:
             upsert(conn, invoices, list(self.invoices.values()), ["invoice_id"])
         deltas: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO, ZERO])
@@ -293,11 +307,7 @@ class LedgerProjector:
         amount = Decimal(record["amount"])
         issue_date = _d(record["issue_date"])
         # disputes that arrived before their invoice: stored ones and ones earlier in this batch
-        waiting = {
-            row["dispute_id"]: dict(row) for row in batch.conn.execute(
-                select(disputes).where(disputes.c.invoice_id == record["invoice_id"])
-            ).mappings()
-        }
+        waiting = dict(batch.waiting.get(record["invoice_id"], {}))
         waiting.update({k: v for k, v in batch.disputes.items() if v["invoice_id"] == record["invoice_id"]})
         pending = [d for d in waiting.values() if d["status"] == "open"]
         row = {
@@ -417,6 +427,8 @@ class LedgerProjector:
 
     @staticmethod
     def _load_invoice(batch: _Batch, invoice_id: str) -> dict[str, Any] | None:
+        if invoice_id in batch.looked_up:
+            return None  # looked up when the batch began: not stored (and not issued since)
         loaded = batch._load(invoices, invoices.c.invoice_id, {invoice_id})
         batch.invoices.update(loaded)
         for key, row in loaded.items():

@@ -24,6 +24,7 @@ from services.ledger.domain.book import (
     invoice_status,
     releases_for,
     releases_from,
+    settled_on,
 )
 from services.ledger.domain.errors import (
     AmountExceedsOpen,
@@ -72,6 +73,7 @@ def _invoice_from_record(record: dict[str, Any]) -> Invoice:
         discount_percent=Decimal(percent) if percent is not None else None,
         discount_days=terms.get("discount_days"), reference=record.get("reference"),
         attributes=record.get("attributes") or {}, terms=record.get("terms"), issued_as=record,
+        moves={date.fromisoformat(record["issue_date"]): amount},
     )
 
 
@@ -122,6 +124,10 @@ class CustomerAccount(Aggregate):
             return False
         handler = _HANDLERS[type(message.data)]
         handler(self, message.data, origin)
+        if _dedupe_key(origin) not in self.processed:
+            # Accepted but changed nothing (e.g. the same amount again): still processed, so
+            # that a late redelivery cannot take effect after the state has moved on.
+            self._acknowledged(origin=origin)
         return True
 
     def issue_invoice(self, data: erp.InvoiceIssued, origin: Origin) -> None:
@@ -148,6 +154,15 @@ class CustomerAccount(Aggregate):
             applications=[a.as_dict() for a in planner.applications],
             touched=self._outcomes(planner, data.issue_date, [invoice.invoice_id]),
         )
+        for dispute in list(self.disputes.values()):
+            if dispute.invoice_id == invoice.invoice_id and dispute.waiting_credit is not None:
+                assert dispute.resolved_date is not None
+                credit = _credit_record(
+                    f"dispute:{dispute.dispute_id}", "dispute_credit", dispute.dispute_id,
+                    invoice.currency, dispute.waiting_credit, dispute.resolved_date, None,
+                    {"invoice_id": invoice.invoice_id},
+                )
+                self._credit_arrives(origin, credit, [(invoice.invoice_id, None)])
 
     def adjust_invoice(self, data: erp.InvoiceAdjusted, origin: Origin) -> None:
         invoice = self._open_invoice(data.invoice_id, "adjust")
@@ -164,6 +179,7 @@ class CustomerAccount(Aggregate):
             )
         planner = self._planner_after_releases(releases, data.effective_date)
         planner.open_amounts[invoice.invoice_id] += delta
+        planner.amounts[invoice.invoice_id] = data.new_amount  # discounts on the new amount
         planner.auto_allocate(invoice.currency)
         self._invoice_adjusted(
             origin=origin, invoice_id=data.invoice_id, new_amount=str(data.new_amount),
@@ -317,10 +333,14 @@ class CustomerAccount(Aggregate):
         if data.outcome == "accepted" and credited > ZERO:
             invoice = self.invoices.get(dispute.invoice_id)
             if invoice is None:
-                raise UnknownInvoice(
-                    f"dispute {data.dispute_id}: invoice {dispute.invoice_id} has not arrived, "
-                    "so its credit cannot be issued"
+                # Like the dispute itself, its credit waits for the invoice (its currency
+                # comes from the invoice): issued when the invoice arrives.
+                self._dispute_resolved(
+                    origin=origin, dispute_id=data.dispute_id, invoice_id=dispute.invoice_id,
+                    resolved_date=data.resolved_date.isoformat(), outcome=data.outcome,
+                    credit=None, applications=[], touched={}, waiting_credit=str(credited),
                 )
+                return
             check_minor_digits_or_refuse(credited, invoice.currency, "credited_amount")
             credit_record = _credit_record(
                 f"dispute:{data.dispute_id}", "dispute_credit", data.dispute_id,
@@ -388,6 +408,8 @@ class CustomerAccount(Aggregate):
         for release in releases:
             planner.open_amounts[release.invoice] += release.amount + release.discount
             planner.free[release.credit] += release.amount
+            if release.discount:  # the invoice's one discount is undone: it may earn one again
+                planner.discounted.discard(release.invoice)
         return planner
 
     def _outcomes(
@@ -403,19 +425,30 @@ class CustomerAccount(Aggregate):
         """Resulting open amount, settled date and status of every invoice the event touches."""
         amounts = amounts or {}
         written_off = written_off or {}
-        dates: dict[str, date] = dict.fromkeys(invoice_ids, when)
-        for change in (*(releases or []), *planner.applications):
-            dates[change.invoice] = max(dates.get(change.invoice, change.date), change.date)
+        # every change to each touched invoice's open amount, at its effective date
+        changes: dict[str, list[tuple[date, Decimal]]] = {i: [] for i in invoice_ids}
+        for release in releases or []:
+            changes.setdefault(release.invoice, []).append((release.date, release.amount + release.discount))
+        for application in planner.applications:
+            changes.setdefault(application.invoice, []).append(
+                (application.date, -(application.amount + application.discount))
+            )
+        for invoice_id, amount in amounts.items():
+            invoice = planner.invoices[invoice_id]
+            changes[invoice_id].append((max(when, invoice.issue_date), amount - invoice.amount))
+        for invoice_id, amount in written_off.items():
+            changes[invoice_id].append((max(when, planner.invoices[invoice_id].issue_date), -amount))
         outcomes = {}
-        for invoice_id, changed_on in dates.items():
+        for invoice_id, planned in changes.items():
             invoice = planner.invoices[invoice_id]
             open_amount = planner.open_amounts[invoice_id]
-            if open_amount != ZERO:
-                settled = None
-            elif invoice.open_amount == ZERO and invoice.settled_date is not None:
-                settled = invoice.settled_date
-            else:
-                settled = changed_on
+            if invoice.cancelled:
+                outcomes[invoice_id] = {
+                    "currency": invoice.currency, "open_amount": "0", "settled_date": None,
+                    "status": "cancelled",
+                }
+                continue
+            settled = settled_on(invoice, planned) if open_amount == ZERO else None
             status = invoice_status(
                 False, open_amount, amounts.get(invoice_id, invoice.amount),
                 invoice.written_off + written_off.get(invoice_id, ZERO),
@@ -445,13 +478,14 @@ class CustomerAccount(Aggregate):
             if discount:
                 invoice.discounts[credit.key] = invoice.discounts.get(credit.key, ZERO) + discount
             invoice.open_amount -= amount + discount
+            invoice.moves[change.date] = invoice.moves.get(change.date, ZERO) - (amount + discount)
             if sign > 0:
                 invoice.applied_on[credit.key] = change.date
             elif invoice.applied[credit.key] == ZERO:
                 del invoice.applied[credit.key]
-                invoice.applied_on.pop(credit.key, None)
                 if not invoice.discounts.get(credit.key):
                     invoice.discounts.pop(credit.key, None)
+                    invoice.applied_on.pop(credit.key, None)  # kept while a discount stays
                 credit.applied_to.pop(invoice.invoice_id, None)
 
     def _settle(self, touched: dict[str, dict[str, Any]]) -> None:
@@ -484,6 +518,8 @@ class CustomerAccount(Aggregate):
         self._record(origin)
         invoice = self.invoices[invoice_id]
         amount = Decimal(new_amount)
+        on = max(date.fromisoformat(effective_date), invoice.issue_date)
+        invoice.moves[on] = invoice.moves.get(on, ZERO) + amount - invoice.amount
         invoice.open_amount += amount - invoice.amount
         invoice.amount = amount
         self._book(releases, -1)
@@ -511,6 +547,8 @@ class CustomerAccount(Aggregate):
     ) -> None:
         self._record(origin)
         invoice = self.invoices[invoice_id]
+        on = max(date.fromisoformat(effective_date), invoice.issue_date)
+        invoice.moves[on] = invoice.moves.get(on, ZERO) - Decimal(amount)
         invoice.open_amount -= Decimal(amount)
         invoice.written_off += Decimal(amount)
         self._settle(touched)
@@ -523,6 +561,8 @@ class CustomerAccount(Aggregate):
         self._record(origin)
         new = _credit_from_record(credit)
         self.credits[new.key] = new
+        if new.kind == "dispute_credit":  # a credit that waited for its invoice
+            self.disputes[new.source_id].waiting_credit = None
         self._book(applications, +1)
         self._settle(touched)
 
@@ -557,10 +597,13 @@ class CustomerAccount(Aggregate):
     def _dispute_resolved(
         self, origin: Origin, dispute_id: str, invoice_id: str, resolved_date: str, outcome: str,
         credit: dict[str, Any] | None, applications: list[dict[str, str]],
-        touched: dict[str, dict[str, Any]],
+        touched: dict[str, dict[str, Any]], waiting_credit: str | None = None,
     ) -> None:
         self._record(origin)
         self.disputes[dispute_id].status = outcome
+        if waiting_credit is not None:
+            self.disputes[dispute_id].waiting_credit = Decimal(waiting_credit)
+            self.disputes[dispute_id].resolved_date = date.fromisoformat(resolved_date)
         invoice = self.invoices.get(invoice_id)
         if invoice is not None:
             invoice.open_disputes.pop(dispute_id, None)
@@ -569,6 +612,10 @@ class CustomerAccount(Aggregate):
             self.credits[new.key] = new
         self._book(applications, +1)
         self._settle(touched)
+
+    @event("MessageAcknowledged")
+    def _acknowledged(self, origin: Origin) -> None:
+        self._record(origin)
 
     @event("ProfileUpdated")
     def _profile_updated(self, origin: Origin, profile: dict[str, Any]) -> None:

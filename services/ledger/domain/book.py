@@ -36,6 +36,9 @@ class Invoice:
     discounts: dict[str, Decimal] = field(default_factory=dict)
     applied_on: dict[str, date] = field(default_factory=dict)  # latest application date
     open_disputes: dict[str, Decimal] = field(default_factory=dict)
+    # effective date -> net change of the open amount on that date (issue, applications,
+    # releases, adjustments, write-offs): what the settled date is read from
+    moves: dict[date, Decimal] = field(default_factory=dict)
 
     @property
     def discount_taken(self) -> Decimal:
@@ -50,15 +53,30 @@ class Invoice:
     def status(self) -> str:
         return invoice_status(self.cancelled, self.open_amount, self.amount, self.written_off)
 
-    def max_discount(self) -> Decimal:
+    def max_discount(self, amount: Decimal | None = None) -> Decimal:
+        """The cash discount on the invoice's amount (or on ``amount``, an adjusted one)."""
         if not self.discount_percent or self.discount_days is None:
             return ZERO
-        return quantize(self.amount * self.discount_percent / 100, self.currency)
+        base = self.amount if amount is None else amount
+        return quantize(base * self.discount_percent / 100, self.currency)
 
     def discount_deadline(self) -> date | None:
         if not self.discount_percent or self.discount_days is None:
             return None
         return self.issue_date + timedelta(days=self.discount_days)
+
+
+def settled_on(invoice: Invoice, changes: list[tuple[date, Decimal]]) -> date:
+    """The effective date on which an invoice's open amount (now zero) reached zero.
+
+    That is the last date on which the open amount changed, each movement counted at its
+    own effective date: a credit dated earlier but booked later does not move the date back
+    before a payment dated later that it completes.
+    """
+    net = dict(invoice.moves)
+    for on, delta in changes:
+        net[on] = net.get(on, ZERO) + delta
+    return max((on for on, delta in net.items() if delta), default=invoice.issue_date)
 
 
 def invoice_status(cancelled: bool, open_amount: Decimal, amount: Decimal, written_off: Decimal) -> str:
@@ -103,6 +121,9 @@ class Dispute:
     opened_date: date
     reason: str
     status: str = "open"  # open | accepted | rejected
+    # accepted with a credit before its invoice arrived: the credit waits for the invoice
+    waiting_credit: Decimal | None = None
+    resolved_date: date | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,13 +155,18 @@ def oldest_due_first(invoice: Invoice) -> tuple[date, date, str]:
 
 
 def settle(
-    available: Decimal, open_amount: Decimal, invoice: Invoice, credit: Credit
+    available: Decimal, open_amount: Decimal, invoice: Invoice, credit: Credit,
+    *, amount: Decimal | None = None, discounted: bool | None = None,
 ) -> tuple[Decimal, Decimal]:
     """How much of ``available`` to apply and what discount that earns.
 
     A cash payment on time that covers the open amount less the cash discount settles
     the invoice; the shortfall is discount taken. Paying in full earns no discount.
+    ``amount`` and ``discounted`` are the planner's what-if view of the invoice (an
+    adjusted amount, a discount just released); by default the invoice's own.
     """
+    if discounted is None:
+        discounted = any(invoice.discounts.values())
     if available >= open_amount:
         return open_amount, ZERO
     deadline = invoice.discount_deadline()
@@ -148,8 +174,8 @@ def settle(
         credit.kind == "payment"
         and deadline is not None
         and credit.date <= deadline
-        and not invoice.discounts
-        and available >= open_amount - invoice.max_discount()
+        and not discounted
+        and available >= open_amount - invoice.max_discount(amount)
     ):
         return available, open_amount - available
     return available, ZERO
@@ -172,6 +198,9 @@ class Planner:
         self.credits = credits
         self.event_date = event_date
         self.open_amounts = {i.invoice_id: i.open_amount for i in invoices.values()}
+        self.amounts = {i.invoice_id: i.amount for i in invoices.values()}
+        # invoices that have had their one cash discount (released ones drop out)
+        self.discounted = {i.invoice_id for i in invoices.values() if any(i.discounts.values())}
         self.free = {c.key: c.free for c in credits.values() if not c.void}
         self.applications: list[Application] = []
 
@@ -185,9 +214,14 @@ class Planner:
         open_amount = self.open_amounts[invoice_id]
         if available <= ZERO or open_amount <= ZERO:
             return
-        amount, discount = settle(available, open_amount, invoice, credit)
+        amount, discount = settle(
+            available, open_amount, invoice, credit,
+            amount=self.amounts[invoice_id], discounted=invoice_id in self.discounted,
+        )
         if amount == ZERO and discount == ZERO:
             return
+        if discount:
+            self.discounted.add(invoice_id)
         self.free[credit_key] -= amount
         self.open_amounts[invoice_id] -= amount + discount
         when = max(self.event_date, credit.date, invoice.issue_date)
@@ -221,9 +255,15 @@ class Planner:
 
 
 def releases_for(credit: Credit, invoices: dict[str, Invoice], event_date: date) -> list[Application]:
-    """Undo every application of a credit (a reversed payment), discounts included."""
+    """Undo every application of a credit (a reversed payment), discounts included.
+
+    That includes a discount whose cash an adjustment has already taken back."""
     released = []
-    for invoice_id, amount in credit.applied_to.items():
+    targets = dict(credit.applied_to)
+    for invoice in invoices.values():
+        if invoice.discounts.get(credit.key) and invoice.invoice_id not in targets:
+            targets[invoice.invoice_id] = ZERO
+    for invoice_id, amount in targets.items():
         invoice = invoices[invoice_id]
         discount = invoice.discounts.get(credit.key, ZERO)
         if amount or discount:
@@ -236,8 +276,9 @@ def releases_from(invoice: Invoice, excess: Decimal | None, event_date: date) ->
     """Undo applications on an invoice, latest first: all of them (``excess`` None), or
     just enough cash to take back ``excess`` of overpayment."""
     released = []
-    for credit_key in reversed(list(invoice.applied)):
-        amount = invoice.applied[credit_key]
+    keys = [*invoice.applied, *(k for k in invoice.discounts if k not in invoice.applied)]
+    for credit_key in reversed(keys):
+        amount = invoice.applied.get(credit_key, ZERO)
         discount = invoice.discounts.get(credit_key, ZERO)
         # never dated before the application it undoes, so no as-of view goes negative
         when = max(event_date, invoice.applied_on.get(credit_key, event_date))

@@ -1,0 +1,721 @@
+"""Ledger ingest benchmark: a synthetic book through Kafka into the ledger, end to end.
+
+For each database asked for (PostgreSQL, SQLite) this
+
+1. measures a raw baseline in the same kind of database: the same number of event-sized
+   rows (a ``stored_events``-shaped table, ~300-byte payloads) inserted with ``executemany``
+   in batches of 1,000, one transaction per batch;
+2. starts the ledger service as its own process (uvicorn, as in production) on a fresh
+   database, against an embedded broker on which the whole book was published beforehand,
+   so what is measured is the ledger's consumption, not the producer;
+3. polls ``/metrics`` and reports the sustained ingest rate, from the first processed message
+   to "fully projected": every published message processed, duplicated or dead-lettered,
+   and the projections' position equal to the event store's max notification id.
+
+Usage (from the repository root)::
+
+    python -m bench.ingest                                  # 10,000 customers, 300,000 events, both DBs
+    python -m bench.ingest --customers 2000 --events 50000 --db sqlite
+    python -m bench.ingest --db postgres --profile          # py-spy on the service process
+
+Results (JSON, service logs, profiles) go to ``bench/results/`` (gitignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.book import INBOUND_TOPICS, Book, describe, generate_book
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+POSTGRES_BASE = "postgresql://postgres@127.0.0.1:5432"
+LEDGER_EVENTS_TOPIC = "ar.ledger.events"
+DEADLETTER_TOPIC = "ar.deadletter"
+RESERVED_PORTS = {9092, 8001, 8002, 8003}
+RAW_BATCH = 1_000
+RAW_PAYLOAD_BYTES = 300
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def free_port() -> int:
+    from shared.broker import free_port as any_free_port
+
+    while True:
+        port = any_free_port()
+        if port not in RESERVED_PORTS:
+            return port
+
+
+# ---------------------------------------------------------------------------- publishing
+
+
+async def _publish(book: Book, bootstrap: str) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks=1, linger_ms=20, max_batch_size=1_048_576,
+        max_request_size=8_388_608, request_timeout_ms=60_000,
+    )
+    await producer.start()
+    try:
+        futures = []
+        for message in book.messages:
+            futures.append(await producer.send(message.topic, key=message.key, value=message.value))
+            if len(futures) >= 20_000:
+                await asyncio.gather(*futures)
+                futures.clear()
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def _highwaters(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], int]:
+    """End offset of every partition, from the high watermarks that fetch responses carry.
+
+    (The embedded broker's ListOffsets under-reports the end of partitions written in
+    multi-record batches, so ``end_offsets()`` alone is not trusted.)
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                max_partition_fetch_bytes=1024)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for topic in topics
+                      for p in sorted(await _partitions(consumer, topic))]
+        consumer.assign(partitions)
+        listed = await consumer.end_offsets(partitions)
+        for tp in partitions:
+            consumer.seek(tp, max(0, listed[tp] - 1))
+        deadline = time.monotonic() + 30
+        while any(consumer.highwater(tp) is None for tp in partitions if listed[tp]):
+            if time.monotonic() > deadline:
+                raise RuntimeError("no high watermark from the broker within 30 s")
+            await consumer.getmany(timeout_ms=200, max_records=1)
+        return {(tp.topic, tp.partition): consumer.highwater(tp) or 0 for tp in partitions}
+    finally:
+        await consumer.stop()
+
+
+async def _end_offsets(bootstrap: str, topics: list[str]) -> dict[str, int]:
+    """Messages held per topic."""
+    totals: dict[str, int] = collections.Counter()
+    for (topic, _), end in (await _highwaters(bootstrap, topics)).items():
+        totals[topic] += end
+    return dict(totals)
+
+
+async def _partitions(consumer: Any, topic: str) -> set[int]:
+    await consumer._client.force_metadata_update()
+    return consumer.partitions_for_topic(topic) or set()
+
+
+async def _deadletter_reasons(
+    bootstrap: str, since: dict[tuple[str, int], int]
+) -> collections.Counter[str]:
+    """Reasons of the dead letters written after the offsets ``since``."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    ends = await _highwaters(bootstrap, [DEADLETTER_TOPIC])
+    reasons: collections.Counter[str] = collections.Counter()
+    remaining = {TopicPartition(*key) for key, end in ends.items() if end > since.get(key, 0)}
+    if not remaining:
+        return reasons
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(sorted(remaining))
+        for tp in remaining:
+            consumer.seek(tp, since.get((tp.topic, tp.partition), 0))
+        deadline = time.monotonic() + 60
+        while remaining and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for tp, records in batches.items():
+                for record in records:
+                    reasons[_shorten(json.loads(record.value)["data"]["reason"])] += 1
+                if records and records[-1].offset + 1 >= ends[tp.topic, tp.partition]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return reasons
+
+
+def _shorten(reason: str) -> str:
+    """Group dead-letter reasons: ids and amounts vary, the kind of refusal does not."""
+    return " ".join("#" if any(ch.isdigit() for ch in word) else word for word in reason.split()[:8])
+
+
+# ---------------------------------------------------------------------------- databases
+
+
+@dataclass
+class Database:
+    kind: str  # "postgres" | "sqlite"
+    url: str  # SQLAlchemy URL for the service
+    name: str  # PostgreSQL database name, or SQLite file path
+
+    def drop(self) -> None:
+        if self.kind == "postgres":
+            import psycopg
+
+            with psycopg.connect(f"{POSTGRES_BASE}/postgres", autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        else:
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    Path(self.name + suffix).unlink()
+
+
+def fresh_database(kind: str, label: str, workdir: Path) -> Database:
+    if kind == "postgres":
+        import psycopg
+
+        name = f"bench_{label}_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(f"{POSTGRES_BASE}/postgres", autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return Database(kind, f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", name)
+    path = workdir / f"{label}-{uuid.uuid4().hex[:8]}.sqlite"
+    return Database(kind, f"sqlite:///{path}", str(path))
+
+
+def max_notification_id(db: Database) -> int:
+    """The event store's last notification id (the ledger application's events table)."""
+    if db.kind == "postgres":
+        import psycopg
+
+        with psycopg.connect(f"{POSTGRES_BASE}/{db.name}") as conn:
+            row = conn.execute("SELECT MAX(notification_id) FROM ledger_events").fetchone()
+    else:
+        with contextlib.closing(sqlite3.connect(f"file:{db.name}?mode=ro", uri=True, timeout=30)) as conn:
+            row = conn.execute("SELECT MAX(rowid) FROM stored_events").fetchone()
+    return int(row[0] or 0) if row else 0
+
+
+def read_model_counts(db: Database) -> dict[str, int]:
+    tables = ("ledger_invoices", "ledger_movements", "ledger_balances", "ledger_disputes",
+              "ledger_customers")
+    counts = {}
+    if db.kind == "postgres":
+        import psycopg
+
+        with psycopg.connect(f"{POSTGRES_BASE}/{db.name}") as conn:
+            for table in tables:
+                counts[table] = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # type: ignore[index]
+    else:
+        with contextlib.closing(sqlite3.connect(f"file:{db.name}?mode=ro", uri=True, timeout=30)) as conn:
+            for table in tables:
+                counts[table] = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return counts
+
+
+def _raw_rows(n: int) -> list[tuple[uuid.UUID, int, str, bytes]]:
+    """Event-sized rows: an aggregate id, a version, a topic and a ~300-byte JSON state."""
+    rng = random.Random(11)
+    ids = [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(max(1, n // 30))]
+    rows = []
+    for i in range(n):
+        state = json.dumps({
+            "originator_topic": "services.ledger.domain.account:CustomerAccount",
+            "timestamp": "2026-01-01T00:00:00.000000+00:00", "seq": i,
+            "origin": {"source": "erp/bench", "id": f"bench-{i:08d}", "type": "payment.received"},
+            "credit": {"key": f"payment:PAY-{i:08d}", "amount": f"{rng.randrange(10**6) / 100:.2f}"},
+        }).encode()
+        state = (state + b" " * RAW_PAYLOAD_BYTES)[:RAW_PAYLOAD_BYTES]
+        rows.append((ids[i % len(ids)], i, "services.ledger.domain.account:CustomerAccount.CreditReceived",
+                     state))
+    return rows
+
+
+def raw_baseline(kind: str, n: int, workdir: Path) -> dict[str, Any]:
+    """Insert ``n`` event-sized rows with executemany in batches of 1,000; rows per second."""
+    rows = _raw_rows(n)
+    db = fresh_database(kind, "raw", workdir)
+    try:
+        if kind == "postgres":
+            import psycopg
+
+            with psycopg.connect(f"{POSTGRES_BASE}/{db.name}") as conn:
+                conn.execute(
+                    "CREATE TABLE raw_events (originator_id uuid NOT NULL, originator_version bigint "
+                    "NOT NULL, topic text, state bytea, notification_id bigserial, "
+                    "PRIMARY KEY (originator_id, originator_version))"
+                )
+                conn.execute("CREATE UNIQUE INDEX raw_events_nid ON raw_events (notification_id)")
+                conn.commit()
+                started = time.perf_counter()
+                with conn.cursor() as cursor:
+                    for start in range(0, n, RAW_BATCH):
+                        cursor.executemany(
+                            "INSERT INTO raw_events (originator_id, originator_version, topic, state) "
+                            "VALUES (%s, %s, %s, %s)",
+                            rows[start:start + RAW_BATCH],
+                        )
+                        conn.commit()
+                elapsed = time.perf_counter() - started
+        else:
+            conn = sqlite3.connect(db.name, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")  # as the event store's recorder sets it
+            conn.execute(
+                "CREATE TABLE raw_events (originator_id TEXT, originator_version INTEGER, topic TEXT, "
+                "state BLOB, PRIMARY KEY (originator_id, originator_version))"
+            )
+            text_rows = [(r[0].hex, r[1], r[2], r[3]) for r in rows]
+            started = time.perf_counter()
+            for start in range(0, n, RAW_BATCH):
+                conn.execute("BEGIN")
+                conn.executemany("INSERT INTO raw_events VALUES (?, ?, ?, ?)",
+                                 text_rows[start:start + RAW_BATCH])
+                conn.execute("COMMIT")
+            elapsed = time.perf_counter() - started
+            conn.close()
+    finally:
+        db.drop()
+    return {"rows": n, "seconds": elapsed, "rows_per_second": n / elapsed, "batch": RAW_BATCH}
+
+
+# ---------------------------------------------------------------------------- the service
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text -> {metric name (labels summed): value}, plus labelled follower gauges."""
+    values: dict[str, float] = collections.defaultdict(float)
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name_labels, _, value = line.rpartition(" ")
+        name, _, labels = name_labels.partition("{")
+        if name == "receivables_follower_position":
+            follower = labels.split('follower="', 1)[1].split('"', 1)[0]
+            values[f"follower:{follower}"] = float(value)
+        else:
+            values[name] += float(value)
+    return values
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU seconds of every running postgres process (server and backends)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if (entry / "comm").read_text().strip().startswith("postgres"):
+                total += cpu_seconds(int(entry.name))
+    return total
+
+
+@dataclass
+class RunResult:
+    db: str
+    messages: int
+    seconds: float = 0.0  # first processed message -> fully projected
+    consumed_seconds: float = 0.0  # first processed message -> every message processed
+    outbox_seconds: float | None = None  # first processed message -> outbox caught up
+    processed: int = 0
+    duplicates: int = 0
+    deadlettered: int = 0
+    stored_events: int = 0
+    messages_per_second: float = 0.0
+    events_per_second: float = 0.0
+    service_cpu_cores: float = 0.0
+    postgres_cpu_cores: float | None = None
+    broker_cpu_cores: float = 0.0
+    batch_max_records: int = 0
+    deadletter_reasons: dict[str, int] = field(default_factory=dict)
+    read_models: dict[str, int] = field(default_factory=dict)
+    profile: dict[str, str] = field(default_factory=dict)
+    timeline: list[tuple[float, int, int, int]] = field(default_factory=list)
+    completed: bool = False
+
+
+def _get(url: str, timeout: float = 5.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read().decode()
+
+
+def run_ledger(
+    kind: str, book: Book, bootstrap: str, broker_pid: int | None, args: argparse.Namespace,
+    workdir: Path, stamp: str,
+) -> RunResult:
+    published = len(book.messages)
+    db = fresh_database(kind, "ledger", workdir)
+    port = free_port()
+    label = f"{stamp}-{kind}"
+    env = {
+        **os.environ,
+        "RECEIVABLES_KAFKA_BOOTSTRAP": bootstrap,
+        "RECEIVABLES_DATABASE_URL": db.url,
+        "RECEIVABLES_AUTH": "disabled",
+        "RECEIVABLES_DEV_MODE": "true",
+        "RECEIVABLES_SESSION_TIMEOUT_MS": "2000",
+        "RECEIVABLES_BATCH_MAX_RECORDS": str(args.batch_max_records),
+        "RECEIVABLES_CONSUMER_GROUP": f"bench-{label}",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("RECEIVABLES_LEDGER_DATABASE_URL", None)
+    command = [sys.executable, "-m", "uvicorn", "--factory", "services.ledger.service:create_app",
+               "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    service_log = open(RESULTS / f"{label}-service.log", "wb")  # noqa: SIM115 - closed below
+    deadletter_since = asyncio.run(_highwaters(bootstrap, [DEADLETTER_TOPIC]))
+    result = RunResult(db=kind, messages=published, batch_max_records=args.batch_max_records)
+    log(f"{kind}: starting the ledger on port {port} against {db.url}")
+    service = subprocess.Popen(command, cwd=ROOT, env=env, stdout=service_log, stderr=subprocess.STDOUT)
+    profiler: subprocess.Popen[bytes] | None = None
+    profile_started = profile_wall = 0.0
+    try:
+        metrics_url = f"http://127.0.0.1:{port}/metrics"
+        deadline = time.monotonic() + 120
+        while True:
+            if service.poll() is not None:
+                raise RuntimeError(f"the ledger exited with {service.returncode}; see {service_log.name}")
+            with contextlib.suppress(OSError):
+                _get(metrics_url, timeout=1)
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the ledger did not start within 120 s")
+            time.sleep(0.1)
+        if args.profile:
+            profile_path = RESULTS / f"{label}.speedscope.json"
+            profiler = subprocess.Popen(
+                ["py-spy", "record", "--pid", str(service.pid), "--format", "speedscope",
+                 "--output", str(profile_path), "--rate", str(args.profile_rate), "--function",
+                 "--threads", "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=open(RESULTS / f"{label}-py-spy.log", "wb"),  # noqa: SIM115
+            )
+            result.profile["speedscope"] = str(profile_path.relative_to(ROOT))
+            profile_started = time.monotonic()
+        started_at: float | None = None
+        cpu_start = pg_start = broker_start = 0.0
+        consumed_at: float | None = None
+        timeout_at = time.monotonic() + args.timeout
+        max_nid = 0
+        while True:
+            now = time.monotonic()
+            values = parse_metrics(_get(metrics_url))
+            processed = int(values["receivables_messages_processed_total"])
+            duplicates = int(values["receivables_messages_duplicate_total"])
+            deadlettered = int(values["receivables_messages_deadlettered_total"])
+            done = processed + duplicates + deadlettered
+            projected = int(values.get("follower:ledger-projections", 0))
+            outbox = int(values.get("follower:outbox", 0))
+            if started_at is None and done > 0:
+                # the first batch(es) already took this long before the poll saw them
+                started_at = now - values.get("receivables_batch_seconds_sum", 0.0)
+                cpu_start = cpu_seconds(service.pid)
+                pg_start = postgres_cpu_seconds() if kind == "postgres" else 0.0
+                broker_start = cpu_seconds(broker_pid) if broker_pid else 0.0
+                log(f"{kind}: consumption started")
+            if started_at is not None:
+                result.timeline.append((round(now - started_at, 2), done, projected, outbox))
+            if consumed_at is None and done >= published:
+                consumed_at = now
+                max_nid = max_notification_id(db)
+                log(f"{kind}: all {published} messages consumed in {now - started_at:.1f}s "
+                    f"(projections at {projected}/{max_nid})")
+            if consumed_at is not None and projected >= max_nid and started_at is not None:
+                result.seconds = now - started_at
+                result.consumed_seconds = consumed_at - started_at
+                result.service_cpu_cores = (cpu_seconds(service.pid) - cpu_start) / result.seconds
+                if kind == "postgres":
+                    result.postgres_cpu_cores = (postgres_cpu_seconds() - pg_start) / result.seconds
+                if broker_pid:
+                    result.broker_cpu_cores = (cpu_seconds(broker_pid) - broker_start) / result.seconds
+                result.processed, result.duplicates, result.deadlettered = processed, duplicates, deadlettered
+                result.stored_events = max_nid
+                result.completed = True
+                if outbox >= max_nid:
+                    result.outbox_seconds = result.seconds
+                break
+            if now > timeout_at:
+                log(f"{kind}: TIMEOUT after {args.timeout}s: {done}/{published} messages, "
+                    f"projections {projected}, outbox {outbox}")
+                result.processed, result.duplicates, result.deadlettered = processed, duplicates, deadlettered
+                break
+            time.sleep(args.poll)
+        if profiler is not None:
+            profile_wall = time.monotonic() - profile_started
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(timeout=120)
+            profiler = None
+        if result.completed and result.outbox_seconds is None:
+            outbox_deadline = time.monotonic() + 600
+            while time.monotonic() < outbox_deadline:
+                values = parse_metrics(_get(metrics_url))
+                if values.get("follower:outbox", 0) >= max_nid:
+                    assert started_at is not None
+                    result.outbox_seconds = time.monotonic() - started_at
+                    break
+                time.sleep(args.poll)
+        if result.completed:
+            result.messages_per_second = published / result.seconds
+            result.events_per_second = result.stored_events / result.seconds
+            result.read_models = read_model_counts(db)
+            reasons = asyncio.run(_deadletter_reasons(bootstrap, deadletter_since))
+            result.deadletter_reasons = dict(reasons.most_common(10))
+    finally:
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                profiler.wait(timeout=60)
+        service.send_signal(signal.SIGTERM)
+        try:
+            service.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            service.kill()
+            service.wait()
+        service_log.close()
+        if not args.keep:
+            db.drop()
+        else:
+            log(f"{kind}: kept the database {db.url}")
+    if args.profile and "speedscope" in result.profile:
+        summary_path = RESULTS / f"{label}-profile.txt"
+        try:
+            summary_path.write_text(summarize(ROOT / result.profile["speedscope"], profile_wall,
+                                              top=args.top))
+            result.profile["summary"] = str(summary_path.relative_to(ROOT))
+        except Exception as error:  # the figures stand without the profile
+            log(f"{kind}: could not summarize the profile: {error}")
+    return result
+
+
+# ---------------------------------------------------------------------------- profile
+
+# Stages of the ingest path, recognised by a frame on the stack (the outermost match wins).
+STAGES: list[tuple[str, tuple[str, ...]]] = [
+    ("consumer: decode + validate (pydantic)", ("decode_record",)),
+    ("consumer: domain, apply to accounts (prepare)", ("LedgerApplication.prepare",)),
+    ("consumer: event store write (commit)", ("LedgerApplication.commit",)),
+    ("consumer: dead letters", ("KafkaConsumerLoop.dead_letter",)),
+    ("consumer: positions", ("Positions.load", "TrackedApplication.position")),
+    ("projections: read models", ("LedgerProjector.apply",)),
+    ("followers: read notification log", ("select_notifications",)),
+    ("outbox: translate + produce", ("OutboxRelay.process",)),
+    ("outbox: record position", ("TrackedApplication.record_position",)),
+    ("kafka client (aiokafka fetch/produce)", ("aiokafka/",)),
+    ("http /metrics", ("starlette/", "fastapi/", "prometheus_client/", "uvicorn/protocols/")),
+]
+# The event loop's own frames, below every task: a sample that ends in one of them is the
+# loop in C (uvloop: polling, socket I/O, callbacks) rather than in a Python task.
+LOOP_ROOTS = ("Runner.run", "asyncio_run", "Server.run", "Server.serve", "run")
+
+
+def _short(frame: dict[str, Any]) -> str:
+    path = str(frame.get("file") or "")
+    for marker in ("site-packages/", "/work/main/", "/lib/python3.11/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            break
+    return f"{frame['name']} ({path}:{frame.get('line')})"
+
+
+def _stage(names: list[str], files: list[str]) -> tuple[str, int]:
+    if names[-1] in LOOP_ROOTS:
+        return "event loop in C (uvloop: poll, socket I/O)", len(names)
+    for depth, (name, path) in enumerate(zip(names, files, strict=True)):
+        for stage, markers in STAGES:
+            if any(m in name or (m.endswith("/") and m in path) for m in markers):
+                return stage, depth
+    return "event loop, threads, other", len(names)
+
+
+def summarize(path: Path, wall_seconds: float, top: int = 30) -> str:
+    """A text summary of a py-spy speedscope profile: per thread, per stage, hottest functions."""
+    data = json.loads(path.read_text())
+    frames = data["shared"]["frames"]
+    labels = [_short(f) for f in frames]
+    names = [str(f["name"]) for f in frames]
+    files = [str(f.get("file") or "") for f in frames]
+    by_thread: collections.Counter[str] = collections.Counter()
+    by_stage: collections.Counter[str] = collections.Counter()
+    inside_stage: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0.0
+    for profile in data["profiles"]:
+        thread = str(profile["name"]).split('"')[1] if '"' in str(profile["name"]) else str(profile["name"])
+        if thread.startswith(("asyncio_", "uvloop_")):
+            thread = "worker threads (asyncio.to_thread)"
+        for stack, weight in zip(profile["samples"], profile["weights"], strict=True):
+            if not stack:
+                continue
+            total += weight
+            by_thread[thread] += weight
+            stage, depth = _stage([names[i] for i in stack], [files[i] for i in stack])
+            by_stage[stage] += weight
+            for label in {labels[i] for i in stack[depth + 1:]}:
+                inside_stage[stage][label] += weight
+            own[labels[stack[-1]]] += weight
+            for label in {labels[i] for i in stack}:
+                inclusive[label] += weight
+    if not total:
+        return "no samples\n"
+    lines = [f"py-spy profile {path.name}: {total:.1f} s of samples of running threads over "
+             f"{wall_seconds:.1f} s of wall time ({total / max(wall_seconds, 1e-9):.2f} threads running "
+             "on average; a thread waiting for the GIL may count as running)", ""]
+    lines.append("by thread:")
+    lines += [f"  {w / total:6.1%} {w:8.1f}s  {name}" for name, w in by_thread.most_common()]
+    lines += ["", "by stage (outermost recognised frame):"]
+    for stage, w in by_stage.most_common():
+        lines.append(f"  {w / total:6.1%} {w:8.1f}s  {stage}")
+        for label, inner in inside_stage[stage].most_common(6):
+            lines.append(f"{'':22}{inner / total:6.1%}  {label}")
+    lines += ["", f"top {top} functions by own time:"]
+    lines += [f"  {w / total:6.1%}  {label}" for label, w in own.most_common(top)]
+    lines += ["", f"top {top} functions by inclusive time:"]
+    lines += [f"  {w / total:6.1%}  {label}" for label, w in inclusive.most_common(top)]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def report(book: Book, baselines: dict[str, dict[str, Any]], runs: dict[str, RunResult],
+           goal: float, ratio_goal: float) -> str:
+    lines = []
+    header = (f"{'database':<10} {'messages':>9} {'events':>8} {'seconds':>8} {'msg/s':>8} {'events/s':>9} "
+              f"{'raw rows/s':>10} {'ratio':>6} {'goal':>5} {'consumed':>9} {'outbox':>7} {'DL':>4} "
+              f"{'dup':>5} {'cpu svc':>7} {'cpu pg':>6}")
+    lines.append(header)
+    lines.append("-" * len(header))
+    for kind, run in runs.items():
+        raw = baselines.get(kind, {}).get("rows_per_second", 0.0)
+        if not run.completed:
+            lines.append(f"{kind:<10} did not complete: {run.processed + run.duplicates + run.deadlettered}"
+                         f"/{run.messages} messages")
+            continue
+        ratio = run.messages_per_second / raw if raw else 0.0
+        met = run.messages_per_second >= goal and ratio >= ratio_goal
+        lines.append(
+            f"{kind:<10} {run.messages:>9} {run.stored_events:>8} {run.seconds:>8.1f} "
+            f"{run.messages_per_second:>8.0f} {run.events_per_second:>9.0f} {raw:>10.0f} {ratio:>6.1%} "
+            f"{'yes' if met else 'NO':>5} {run.consumed_seconds:>8.1f}s "
+            f"{(f'{run.outbox_seconds:.1f}s' if run.outbox_seconds else '-'):>7} {run.deadlettered:>4} "
+            f"{run.duplicates:>5} {run.service_cpu_cores:>7.2f} "
+            f"{(f'{run.postgres_cpu_cores:.2f}' if run.postgres_cpu_cores is not None else '-'):>6}"
+        )
+    lines.append("")
+    lines.append(f"goal: >= {goal:.0f} messages/s and >= {ratio_goal:.0%} of the raw baseline "
+                 f"(raw: executemany, batches of {RAW_BATCH}, {RAW_PAYLOAD_BYTES}-byte rows)")
+    lines.append("seconds: first processed message -> every message processed and projections at the "
+                 "max notification id; consumed: -> every message processed; outbox: -> relay caught up")
+    for kind, run in runs.items():
+        if run.deadletter_reasons:
+            reasons = "; ".join(f"{count} x {reason}" for reason, count in run.deadletter_reasons.items())
+            lines.append(f"{kind} dead letters: {reasons}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--events", type=int, default=300_000, help="messages published (all types)")
+    parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--profile", action="store_true",
+                        help="run py-spy on the service; speedscope file and top-N summary in bench/results/")
+    parser.add_argument("--profile-rate", type=int, default=100, help="py-spy samples per second")
+    parser.add_argument("--top", type=int, default=30, help="rows per table in the profile summary")
+    parser.add_argument("--replicas", type=int, default=1, help="ledger replicas (only 1 for now)")
+    parser.add_argument("--partitions", type=int, default=4, help="partitions of each inbound topic")
+    parser.add_argument("--batch-max-records", type=int, default=2000,
+                        help="RECEIVABLES_BATCH_MAX_RECORDS for the service")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--no-baseline", action="store_true", help="skip the raw insert baseline")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per ledger run")
+    parser.add_argument("--poll", type=float, default=0.2, help="seconds between /metrics polls")
+    parser.add_argument("--keep", action="store_true", help="keep the ledger databases")
+    parser.add_argument("--goal", type=float, default=5000, help="messages per second to meet")
+    parser.add_argument("--ratio-goal", type=float, default=0.10, help="share of the raw baseline to meet")
+    args = parser.parse_args(argv)
+    if args.replicas != 1:
+        parser.error("--replicas: only 1 is supported for now")
+
+    from shared.broker import EmbeddedBroker, create_topics
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    workdir = RESULTS / "data"
+    workdir.mkdir(exist_ok=True)
+    kinds = ["postgres", "sqlite"] if args.db == "both" else [args.db]
+
+    started = time.perf_counter()
+    book = generate_book(args.customers, args.events, seed=args.seed)
+    log(f"book generated in {time.perf_counter() - started:.1f}s: {describe(book)}")
+
+    baselines: dict[str, dict[str, Any]] = {}
+    runs: dict[str, RunResult] = {}
+    with EmbeddedBroker(free_port(), log_path=RESULTS / f"{stamp}-broker.log") as broker:
+        create_topics(broker.bootstrap, {
+            **{topic: args.partitions for topic in INBOUND_TOPICS},
+            LEDGER_EVENTS_TOPIC: args.partitions, DEADLETTER_TOPIC: 1,
+        })
+        started = time.perf_counter()
+        asyncio.run(_publish(book, broker.bootstrap))
+        elapsed = time.perf_counter() - started
+        ends = asyncio.run(_end_offsets(broker.bootstrap, list(INBOUND_TOPICS)))
+        if sum(ends.values()) != len(book.messages):
+            raise RuntimeError(f"published {len(book.messages)} messages but the broker holds {ends}")
+        log(f"published {len(book.messages)} messages to {broker.bootstrap} in {elapsed:.1f}s "
+            f"({len(book.messages) / elapsed:.0f}/s)")
+        for kind in kinds:
+            if not args.no_baseline:
+                log(f"{kind}: raw baseline, {len(book.messages)} rows")
+                baselines[kind] = raw_baseline(kind, len(book.messages), workdir)
+                log(f"{kind}: raw baseline {baselines[kind]['rows_per_second']:.0f} rows/s")
+            runs[kind] = run_ledger(kind, book, broker.bootstrap, broker.pid, args, workdir, stamp)
+            run = runs[kind]
+            if run.completed:
+                log(f"{kind}: {run.messages_per_second:.0f} messages/s, {run.events_per_second:.0f} "
+                    f"events/s over {run.seconds:.1f}s")
+
+    text = report(book, baselines, runs, args.goal, args.ratio_goal)
+    print()
+    print(f"book: {describe(book)}")
+    print(f"machine: {os.cpu_count()} CPUs; {sys.version.split()[0]}")
+    print()
+    print(text)
+    for run in runs.values():
+        if run.profile:
+            print(f"{run.db} profile: {', '.join(run.profile.values())}")
+    out = RESULTS / f"{stamp}-ingest.json"
+    out.write_text(json.dumps({
+        "args": vars(args), "book": {"messages": len(book.messages), "customers": book.customers,
+                                     "counts": dict(book.counts), "per_topic": dict(book.per_topic)},
+        "baselines": baselines, "runs": {k: asdict(v) for k, v in runs.items()},
+    }, indent=2))
+    print(f"\nresults: {out.relative_to(ROOT)}")
+    return 0 if all(r.completed for r in runs.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
