@@ -3,8 +3,10 @@
 Random message streams for one customer in two currencies (invoices with and without
 cash-discount terms, payments with and without allocations, some naming invoices that
 arrive later, credit notes applied or on account, disputes, reversals, cancellations,
-adjustments, write-offs, customer upserts), with redelivered messages and the topics
-interleaved at random (each topic keeps its own order, as Kafka guarantees per partition).
+adjustments, write-offs, customer upserts), up to 40 messages, with redelivered messages
+and the topics interleaved at random: mostly in the order the ERP produced them, often with
+another topic's message jumping ahead, each topic keeping its own order (as Kafka keeps it
+per partition).
 
 The model below is written from the rules in CONTRACT.md and the ledger brief, in integer
 cents and plain mutation, without reusing ``book.py`` or the aggregate: it must take the
@@ -420,6 +422,7 @@ class Model:
 
 # --------------------------------------------------------------------------- streams
 
+MAX_MESSAGES = 40
 INVOICE_IDS = ("I1", "I2", "I3", "I4", "I5")
 AMOUNTS = st.one_of(
     st.sampled_from([100000, 50000, 98000, 49000, 25000, 2000, 100, 75050]),
@@ -430,8 +433,11 @@ AMOUNTS = st.one_of(
 FRACTIONS = st.sampled_from(["1", "1", "0.98", "0.965", "0.97", "0.5", "0.49", "0.48", "0.3", "1.2", "2"])
 MESSAGE_KINDS = (
     ["invoice.issued"] * 5 + ["payment.received"] * 6 + ["credit_note.issued"] * 2
-    + ["invoice.adjusted", "invoice.cancelled", "invoice.written_off", "payment.reversed"]
+    + ["invoice.adjusted"] * 2 + ["invoice.cancelled", "invoice.written_off"] + ["payment.reversed"] * 2
     + ["dispute.opened"] * 2 + ["dispute.resolved"] * 2 + ["redelivery"] * 2 + ["customer.upserted"]
+    # another payment like an earlier one (same amount, date, allocations): once the first
+    # has paid, the twin is unapplied cash that a reversal or an adjustment puts to work
+    + ["payment.twin"] * 2
 )
 
 
@@ -443,6 +449,7 @@ def streams(draw: st.DrawFn) -> list[dict[str, Any]]:
     invoices: dict[str, dict[str, Any]] = {}  # the first issue of each invoice id
     currency_of = {i: draw(st.sampled_from(["EUR", "EUR", "USD"])) for i in INVOICE_IDS}
     payments: list[str] = []
+    sent_payments: list[dict[str, Any]] = []
     disputes: list[str] = []
     counter = 0
 
@@ -476,7 +483,8 @@ def streams(draw: st.DrawFn) -> list[dict[str, Any]]:
         return day(draw(dates))
 
     dates = st.integers(0, 30)
-    for _ in range(draw(st.integers(1, 40))):
+    length = draw(st.integers(1, MAX_MESSAGES))
+    while sum(map(len, topics.values())) < length:
         kind = draw(st.sampled_from(MESSAGE_KINDS))
         if kind == "invoice.issued":
             fresh = [i for i in INVOICE_IDS if i not in invoices]
@@ -495,15 +503,20 @@ def streams(draw: st.DrawFn) -> list[dict[str, Any]]:
             invoices.setdefault(target, data)
             emit(kind, data)
         elif kind == "payment.received":
-            target = some_invoice()
+            with_terms = sorted(i for i, d in invoices.items() if d.get("terms"))
+            edge = bool(with_terms) and draw(st.booleans())
+            target = draw(st.sampled_from(with_terms)) if edge else some_invoice()
             amount = amount_for(target)
-            terms = invoices.get(target, {}).get("terms")
+            received = date_for(target)
             allocations = []
-            if terms and draw(st.booleans()):  # right on the edge of the cash discount
-                full = cents(invoices[target]["amount"])
+            if edge:  # right on the edge of the cash discount, in or just after its window
+                terms, full = invoices[target]["terms"], cents(invoices[target]["amount"])
                 amount = max(1, full - int(full * Decimal(terms["discount_percent"]) / 100)
                              + draw(st.integers(-1, 1)))
                 allocations.append({"invoice_id": target, "amount": as_text(amount)})
+                issued = date.fromisoformat(invoices[target]["issue_date"])
+                late = draw(st.integers(0, terms["discount_days"] + 2))
+                received = (issued + timedelta(days=late)).isoformat()
             currency = currency_of[target] if draw(st.integers(0, 4)) else draw(st.sampled_from(CURRENCIES))
             if payments and draw(st.integers(0, 9)) == 0:
                 payment_id = draw(st.sampled_from(payments))  # an id again: usually a conflict
@@ -516,11 +529,27 @@ def streams(draw: st.DrawFn) -> list[dict[str, Any]]:
                                     "amount": as_text(share)})
                 left -= share
             data = {"payment_id": payment_id, "currency": currency, "amount": as_text(amount),
-                    "received_date": date_for(target)}
+                    "received_date": received}
             if allocations:
                 data["allocations"] = allocations
             payments.append(payment_id)
+            sent_payments.append(data)
             emit(kind, data)
+        elif kind == "payment.twin":
+            if sent_payments:
+                original = draw(st.sampled_from(sent_payments[-2:]))
+                payments.append(f"P{len(payments) + 1}")
+                twin = {**original, "payment_id": payments[-1]}
+                sent_payments.append(twin)
+                emit("payment.received", twin)
+                follow_up = draw(st.sampled_from(["none", "reverse", "adjust"]))
+                if follow_up == "reverse":  # the first one bounces: the twin takes its place
+                    emit("payment.reversed", {"payment_id": original["payment_id"],
+                                              "effective_date": day(draw(dates)), "reason": "bounced"})
+                elif follow_up == "adjust" and original.get("allocations"):
+                    target = original["allocations"][0]["invoice_id"]
+                    emit("invoice.adjusted", {"invoice_id": target, "new_amount": as_text(amount_for(target)),
+                                              "effective_date": date_for(target), "reason": "price"})
         elif kind == "credit_note.issued":
             target = some_invoice()
             currency = currency_of[target] if draw(st.integers(0, 4)) else draw(st.sampled_from(CURRENCIES))
@@ -541,7 +570,7 @@ def streams(draw: st.DrawFn) -> list[dict[str, Any]]:
             emit(kind, {"invoice_id": target, "amount": as_text(amount_for(target)),
                         "effective_date": day(draw(dates)), "reason": "bad debt"})
         elif kind == "payment.reversed":
-            known = payments if payments and draw(st.integers(0, 5)) else ["P404"]
+            known = payments[-3:] if payments and draw(st.integers(0, 5)) else ["P404"]
             emit(kind, {"payment_id": draw(st.sampled_from(known)),
                         "effective_date": day(draw(dates)), "reason": "bounced"})
         elif kind == "dispute.opened":
@@ -580,6 +609,7 @@ def streams(draw: st.DrawFn) -> list[dict[str, Any]]:
         stream.append(queues[name].pop(0))
         if not queues[name]:
             del queues[name]
+    del stream[MAX_MESSAGES:]  # a twin and its follow-up may overshoot by one
     return stream
 
 
@@ -605,20 +635,23 @@ def check_against_model(account: CustomerAccount, model: Model) -> None:
     for invoice_id, expected in model.invoices.items():
         actual = account.invoices[invoice_id]
         got = (cents(str(actual.open_amount)), actual.status, actual.settled_date,
-               cents(str(actual.disputed_amount)), cents(str(actual.amount)))
+               cents(str(actual.disputed_amount)), cents(str(actual.amount)),
+               cents(str(actual.discount_taken)), cents(str(actual.written_off)))
         want = (expected.open, expected.status(), expected.settled, model.disputed(expected),
-                expected.amount)
+                expected.amount, sum(expected.discount.values()), expected.written_off)
         assert got == want, f"{invoice_id}: domain {got} != model {want}"
-    live_credits = {k: c for k, c in account.credits.items()}
-    assert set(live_credits) == set(model.credits)
+    assert set(account.credits) == set(model.credits)
     for key, expected in model.credits.items():
-        actual = live_credits[key]
+        actual = account.credits[key]
         got = (cents(str(actual.remaining)), actual.void,
                {k: cents(str(v)) for k, v in actual.earmarks.items() if v})
         want = (expected.remaining, expected.void, {k: v for k, v in expected.earmarks.items() if v})
         assert got == want, f"{key}: domain {got} != model {want}"
     for currency in CURRENCIES:
         assert cents(str(account.totals(currency)["unapplied"])) == model.unapplied(currency)
+    assert {d: (x.status, x.waiting_credit and cents(str(x.waiting_credit)))
+            for d, x in account.disputes.items()} == {
+        d: (x.status, x.waiting_credit or None) for d, x in model.disputes.items()}
 
 
 def check_invariants(account: CustomerAccount) -> None:
