@@ -6,12 +6,15 @@
   library's own ``timestamp`` (the recorded instant) is turned back into a datetime.
 - ``TrackedApplication``: an Application on a process recorder whose saves can carry a
   tracking record (the consumed position) in the same transaction as the events.
+- ``BinaryArrayPostgresProcessRecorder``: the library's PostgreSQL process recorder, with
+  the array of new events sent in binary rather than text.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Collection
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -20,8 +23,11 @@ from uuid import UUID
 
 import orjson
 from eventsourcing.application import Application, LRUCache, ProcessingEvent
-from eventsourcing.domain import MutableOrImmutableAggregate
+from eventsourcing.domain import Aggregate, MutableOrImmutableAggregate
 from eventsourcing.persistence import ProcessRecorder, Tracking, Transcoder
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresProcessRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder
+from psycopg import sql
 from sqlalchemy.engine import make_url
 
 log = logging.getLogger(__name__)
@@ -82,10 +88,36 @@ def eventsourcing_env(database_url: str, *, cache_size: int = 50_000) -> dict[st
             "POSTGRES_MAX_OVERFLOW": "4",
             "POSTGRES_LOCK_TIMEOUT": "10",
             "POSTGRES_CONNECT_TIMEOUT": "5",
+            "PROCESS_RECORDER_TOPIC": f"{__name__}:BinaryArrayPostgresProcessRecorder",
         }
     else:
         raise ValueError(f"database_url: unsupported database {url.get_backend_name()!r}")
     return env
+
+
+class BinaryArrayPostgresProcessRecorder(PostgresProcessRecorder):
+    """The library's PostgreSQL process recorder, sending the new events in binary.
+
+    The library inserts a batch of events as one array of a composite type, passed with a
+    ``%s`` placeholder: psycopg then dumps it as text, escaping every event's bytes in
+    Python (about 30 µs an event, as much as all the rest of a commit) and the server
+    parses that text back. With ``%b`` the same array goes in binary (about 3 µs). Same
+    table, same statement, same transaction: only the wire format of the parameter changes.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.insert_events_statement = _binary_placeholders(self.insert_events_statement)
+
+
+def _binary_placeholders(statement: sql.Composable) -> sql.Composed:
+    parts = statement if isinstance(statement, sql.Composed) else sql.Composed([statement])
+    return sql.Composed([
+        _binary_placeholders(part) if isinstance(part, sql.Composed)
+        else sql.SQL(part.as_string().replace("%s", "%b")) if isinstance(part, sql.SQL)
+        else part
+        for part in parts
+    ])
 
 
 class TrackedApplication(Application[UUID]):
@@ -123,6 +155,45 @@ class TrackedApplication(Application[UUID]):
         for aggregate_id in aggregate_ids:
             with contextlib.suppress(KeyError):
                 cache.get(aggregate_id, evict=True)
+
+    def is_cached(self, aggregate_id: UUID) -> bool:
+        cache = self.repository.cache
+        return cache is not None and aggregate_id in cache.cache
+
+    def stored_ids(self, aggregate_ids: Collection[UUID]) -> set[UUID]:
+        """Which of these aggregates have events in the store: one query for a whole batch.
+
+        (``repository.get`` asks the store once per aggregate, and a batch of a growing
+        book brings many new ones, each a round trip that finds nothing.)
+        """
+        ids = list(aggregate_ids)
+        found: set[UUID] = set()
+        recorder = self.recorder
+        first = Aggregate.INITIAL_VERSION  # one index probe per aggregate: its first event
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            if isinstance(recorder, PostgresApplicationRecorder):
+                query = sql.SQL(
+                    "SELECT originator_id FROM {}.{} WHERE originator_version = %s "
+                    "AND originator_id = ANY(%s)"
+                ).format(sql.Identifier(recorder.datastore.schema),
+                         sql.Identifier(recorder.events_table_name))
+                with recorder.datastore.transaction(commit=False) as cursor:
+                    # not prepared: a generic plan made on an empty table would scan it
+                    cursor.execute(query, (first, chunk), prepare=False)
+                    found.update(UUID(str(row["originator_id"])) for row in cursor.fetchall())
+            elif isinstance(recorder, SQLiteApplicationRecorder):
+                marks = ",".join("?" for _ in chunk)
+                with recorder.datastore.transaction(commit=False) as cursor:
+                    cursor.execute(
+                        f"SELECT originator_id FROM {recorder.events_table_name} "
+                        f"WHERE originator_version = ? AND originator_id IN ({marks})",
+                        [first, *(i.hex for i in chunk)],
+                    )
+                    found.update(UUID(row["originator_id"]) for row in cursor.fetchall())
+            else:
+                found.update(i for i in chunk if recorder.select_events(i, limit=1))
+        return found
 
     def clear_cache(self) -> None:
         """Forget every cached aggregate (on partition reassignment another writer may own them)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -57,12 +58,24 @@ class KafkaLink:
                 await self.producer.stop()
 
 
+def tune_gc() -> None:
+    """Make full garbage collections rare.
+
+    A service holds a large and growing heap of long-lived objects (the cached aggregates);
+    with CPython's default thresholds every growth by a quarter triggers a full collection
+    that walks all of it: a third of the ledger's ingest CPU at 300,000 events. Young
+    cyclic garbage is still collected as usual.
+    """
+    gc.set_threshold(100_000, 50, 100)
+
+
 class ServiceRuntime:
     """Starts and stops a service's background loops."""
 
     def __init__(
         self, service: str, app: TrackedApplication, bootstrap: str, metrics: ServiceMetrics
     ) -> None:
+        tune_gc()
         self.service = service
         self.app = app
         self.metrics = metrics

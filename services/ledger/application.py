@@ -55,12 +55,17 @@ class LedgerApplication(TrackedApplication):
     def prepare(self, messages: Iterable[InboundMessage]) -> PreparedBatch:
         """Apply messages to their accounts in memory; nothing is written yet."""
         batch = PreparedBatch()
+        messages = list(messages)
+        new = self._new_customers({m.customer_id for m in messages})
         for message in messages:
             account = batch.accounts.get(message.customer_id)
             if account is None:
-                account = self.account(message.customer_id) or CustomerAccount(
-                    customer_id=message.customer_id
-                )
+                if message.customer_id in new:
+                    account = CustomerAccount(customer_id=message.customer_id)
+                else:
+                    account = self.account(message.customer_id) or CustomerAccount(
+                        customer_id=message.customer_id
+                    )
                 batch.accounts[message.customer_id] = account
             try:
                 if account.handle(message):
@@ -73,6 +78,14 @@ class LedgerApplication(TrackedApplication):
                 batch.refusals.append(Refusal(message, str(error)))
                 batch.outcomes.append("refused")
         return batch
+
+    def _new_customers(self, customer_ids: set[str]) -> set[str]:
+        """The customers without an account yet, found with one query for the whole batch."""
+        uncached = {c: account_id(c) for c in customer_ids if not self.is_cached(account_id(c))}
+        if not uncached:
+            return set()
+        stored = self.stored_ids(uncached.values())
+        return {c for c, aggregate_id in uncached.items() if aggregate_id not in stored}
 
     def commit(self, batch: PreparedBatch, tracking: Tracking | None = None) -> None:
         """Write the batch's events and its position atomically."""
