@@ -211,21 +211,38 @@ def max_notification_id(db: Database) -> int:
     return int(row[0] or 0) if row else 0
 
 
+CONSISTENCY = {
+    # the same money three ways: per invoice, per customer balance, as a sum of movements
+    "invoices_open": "SELECT COALESCE(SUM(open_amount), 0) FROM ledger_invoices WHERE status <> 'cancelled'",
+    "balances_open": "SELECT COALESCE(SUM(open_amount), 0) FROM ledger_balances",
+    "movements_open": "SELECT COALESCE(SUM(open_delta), 0) FROM ledger_movements",
+    "balances_unapplied": "SELECT COALESCE(SUM(unapplied_cash), 0) FROM ledger_balances",
+    "movements_unapplied": "SELECT COALESCE(SUM(unapplied_delta), 0) FROM ledger_movements",
+}
+
+
 def read_model_counts(db: Database) -> dict[str, int]:
+    """Row counts of the read models, and the sums that must agree (see ``consistent``)."""
     tables = ("ledger_invoices", "ledger_movements", "ledger_balances", "ledger_disputes",
               "ledger_customers")
+    queries = {table: f"SELECT count(*) FROM {table}" for table in tables} | CONSISTENCY
     counts = {}
     if db.kind == "postgres":
         import psycopg
 
         with psycopg.connect(f"{POSTGRES_BASE}/{db.name}") as conn:
-            for table in tables:
-                counts[table] = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # type: ignore[index]
+            for name, query in queries.items():
+                counts[name] = int(conn.execute(query).fetchone()[0])  # type: ignore[index]
     else:
         with contextlib.closing(sqlite3.connect(f"file:{db.name}?mode=ro", uri=True, timeout=30)) as conn:
-            for table in tables:
-                counts[table] = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for name, query in queries.items():
+                counts[name] = int(conn.execute(query).fetchone()[0])
     return counts
+
+
+def consistent(counts: dict[str, int]) -> bool:
+    return (counts["invoices_open"] == counts["balances_open"] == counts["movements_open"]
+            and counts["balances_unapplied"] == counts["movements_unapplied"])
 
 
 def _raw_rows(n: int) -> list[tuple[uuid.UUID, int, str, bytes]]:
@@ -564,10 +581,13 @@ def summarize(path: Path, wall_seconds: float, top: int = 30) -> str:
     inclusive: collections.Counter[str] = collections.Counter()
     total = 0.0
     for profile in data["profiles"]:
-        thread = str(profile["name"]).split('"')[1] if '"' in str(profile["name"]) else str(profile["name"])
-        if thread.startswith(("asyncio_", "uvloop_")):
-            thread = "worker threads (asyncio.to_thread)"
         for stack, weight in zip(profile["samples"], profile["weights"], strict=True):
+            if names[stack[0]].startswith("thread ("):  # --threads: the root frame names the thread
+                thread, stack = names[stack[0]].partition(": ")[2], stack[1:]
+            else:
+                thread = str(profile["name"])
+            if thread.startswith(("asyncio_", "uvloop_")):
+                thread = "worker threads (asyncio.to_thread)"
             if not stack:
                 continue
             total += weight
@@ -633,6 +653,12 @@ def report(book: Book, baselines: dict[str, dict[str, Any]], runs: dict[str, Run
                  "max notification id; consumed: -> every message processed; outbox: -> relay caught up;")
     lines.append("events: domain events stored; DL: dead-lettered; dup: duplicates; cpu: cores used by the "
                  "service / by PostgreSQL; batch: messages per consumer transaction")
+    for kind, run in runs.items():
+        if run.read_models:
+            state = "agree" if consistent(run.read_models) else "DISAGREE"
+            lines.append(f"{kind} read models: {run.read_models['ledger_invoices']} invoices, "
+                         f"{run.read_models['ledger_movements']} movements; open amounts and unapplied "
+                         f"cash per invoice, per balance and as movements {state}")
     for kind, run in runs.items():
         if run.deadletter_reasons:
             reasons = "; ".join(f"{count} x {reason}" for reason, count in run.deadletter_reasons.items())
