@@ -489,3 +489,18 @@ def create_topics(
         return {}
     deadline = time.monotonic() + timeout
     return _run_sync(lambda: _create_topics_async(bootstrap, wanted, deadline))
+
+
+def start_on_free_port(log_path: Path | None = None, attempts: int = 3) -> EmbeddedBroker:
+    """Start a broker on a free port; free_port() is racy (another process may bind the port
+    first), so a few ports are tried before giving up."""
+    errors = []
+    for _ in range(attempts):
+        broker = EmbeddedBroker(free_port(), log_path=log_path)
+        try:
+            broker.start()
+        except BrokerError as exc:
+            errors.append(str(exc))
+            continue
+        return broker
+    raise BrokerError("could not start the embedded broker:\n" + "\n\n".join(errors))

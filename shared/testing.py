@@ -29,7 +29,7 @@ import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from shared.broker import BrokerError, EmbeddedBroker, free_port
+from shared.broker import BrokerError, EmbeddedBroker, start_on_free_port
 
 __all__ = [
     "POSTGRES_BASE_URL",
@@ -85,21 +85,10 @@ def fresh_postgres_database(base_url: str = POSTGRES_BASE_URL, *, prefix: str = 
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
     """A Tansu broker for the whole test session; its log is kept under pytest's tmp dir."""
     log_path = tmp_path_factory.mktemp("kafka") / "tansu.log"
-    broker: EmbeddedBroker | None = None
-    errors: list[str] = []
-    # free_port() is racy (another process may take the port before Tansu binds
-    # it), so try a few ports before giving up.
-    for _ in range(3):
-        candidate = EmbeddedBroker(free_port(), log_path=log_path)
-        try:
-            candidate.start()
-        except BrokerError as exc:
-            errors.append(str(exc))
-            continue
-        broker = candidate
-        break
-    if broker is None:
-        pytest.fail("could not start the embedded Kafka broker:\n" + "\n\n".join(errors))
+    try:
+        broker = start_on_free_port(log_path)
+    except BrokerError as exc:
+        pytest.fail(str(exc))
     try:
         yield broker
     finally:

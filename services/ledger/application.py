@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import Tracking
@@ -112,5 +111,3 @@ class LedgerApplication(TrackedApplication):
         """Every stored event of a customer's account, oldest first (the audit trail)."""
         return list(self.events.get(account_id(customer_id)))
 
-    def account_ids(self, customer_ids: Iterable[str]) -> list[UUID]:
-        return [account_id(c) for c in customer_ids]

@@ -154,7 +154,6 @@ class _Batch:
         self.looked_up = invoice_ids
         self.before = {k: (v["open_amount"], self.shown_disputed(v)) for k, v in self.invoices.items()}
         self.disputes = self._load(disputes, disputes.c.dispute_id, dispute_ids)
-        self.new_disputes: set[str] = set()
         # stored disputes that wait for an invoice issued in this batch, in one query
         self.waiting: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         ordered = sorted(issued)

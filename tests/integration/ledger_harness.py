@@ -33,7 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from shared.broker import BrokerError, EmbeddedBroker, create_topics, free_port
+from shared.broker import EmbeddedBroker, create_topics, free_port, start_on_free_port
 from shared.settings import ServiceSettings
 
 T = TypeVar("T")
@@ -177,17 +177,8 @@ def encode(event: dict[str, Any]) -> bytes:
 
 
 def start_broker(log_path: Path | None = None, attempts: int = 3) -> EmbeddedBroker:
-    """A private broker on a free port (free_port() is racy: retry a few times)."""
-    errors = []
-    for _ in range(attempts):
-        broker = EmbeddedBroker(free_port(), log_path=log_path)
-        try:
-            broker.start()
-        except BrokerError as exc:
-            errors.append(str(exc))
-            continue
-        return broker
-    raise BrokerError("could not start a private broker:\n" + "\n\n".join(errors))
+    """A private broker on a free port."""
+    return start_on_free_port(log_path, attempts)
 
 
 def create_ledger_topics(broker: EmbeddedBroker) -> None:
