@@ -338,6 +338,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its running children (the service's followers process)."""
+    total = cpu_seconds(pid)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError):
+            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                total += cpu_seconds(int(entry.name))
+    return total
+
+
 def postgres_cpu_seconds() -> float:
     """CPU seconds of every running postgres process (server and backends)."""
     total = 0.0
@@ -426,7 +438,7 @@ def run_ledger(
             profiler = subprocess.Popen(
                 ["py-spy", "record", "--pid", str(service.pid), "--format", "speedscope",
                  "--output", str(profile_path), "--rate", str(args.profile_rate), "--function",
-                 "--threads", "--nonblocking"],
+                 "--threads", "--subprocesses", "--nonblocking"],
                 stdout=subprocess.DEVNULL, stderr=open(RESULTS / f"{label}-py-spy.log", "wb"),  # noqa: SIM115
             )
             result.profile["speedscope"] = str(profile_path.relative_to(ROOT))
@@ -448,7 +460,7 @@ def run_ledger(
             if started_at is None and done > 0:
                 # the first batch(es) already took this long before the poll saw them
                 started_at = now - values.get("receivables_batch_seconds_sum", 0.0)
-                cpu_start = cpu_seconds(service.pid)
+                cpu_start = tree_cpu_seconds(service.pid)
                 pg_start = postgres_cpu_seconds() if kind == "postgres" else 0.0
                 broker_start = cpu_seconds(broker_pid) if broker_pid else 0.0
                 log(f"{kind}: consumption started")
@@ -462,7 +474,7 @@ def run_ledger(
             if consumed_at is not None and projected >= max_nid and started_at is not None:
                 result.seconds = now - started_at
                 result.consumed_seconds = consumed_at - started_at
-                result.service_cpu_cores = (cpu_seconds(service.pid) - cpu_start) / result.seconds
+                result.service_cpu_cores = (tree_cpu_seconds(service.pid) - cpu_start) / result.seconds
                 if kind == "postgres":
                     result.postgres_cpu_cores = (postgres_cpu_seconds() - pg_start) / result.seconds
                 if broker_pid:

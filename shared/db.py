@@ -42,8 +42,13 @@ class Money(TypeDecorator[Decimal]):
         return Decimal(int(value)).scaleb(-MONEY_SCALE)
 
 
-def make_engine(url: str) -> Engine:
-    """An engine tuned for its backend; SQLite gets WAL and a generous busy timeout."""
+def make_engine(url: str, *, writer: bool = False) -> Engine:
+    """An engine tuned for its backend; SQLite gets WAL and a generous busy timeout.
+
+    ``writer``: on SQLite every transaction takes the write lock when it begins (BEGIN
+    IMMEDIATE). A transaction that reads first and writes later cannot wait for another
+    process's write to finish (SQLite refuses the upgrade at once: "database is locked").
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:
@@ -56,6 +61,13 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
+            if writer:
+                dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+
+        if writer:
+            @event.listens_for(engine, "begin")
+            def _begin_immediate(conn: Connection) -> None:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     # No server-side prepared statements: psycopg prepares a query after 5 runs and

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import orjson
 from pydantic import (
@@ -44,18 +44,33 @@ class _Data(BaseModel):
 
     customer_id: Id
 
+    # the money fields of each event type, found once per class (not per message)
+    _amount_fields: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls._amount_fields = tuple(
+            name for name, field in cls.model_fields.items()
+            if Amount in get_args(field.annotation)  # Amount | None
+            or any(isinstance(meta, BeforeValidator) and meta.func is parse_amount
+                   for meta in field.metadata)
+        )
+
     @model_validator(mode="after")
     def _amounts_are_not_negative(self) -> _Data:
-        currency = getattr(self, "currency", None)
-        for name, value in self:
-            if isinstance(value, Decimal):
-                if value < ZERO:
-                    raise ValueError(f"{name} must not be negative, got {value}")
-                if currency is not None:
-                    try:
-                        check_minor_digits(value, currency)
-                    except ValueError as error:
-                        raise ValueError(f"{name}: {error}") from None
+        currency = self.__dict__.get("currency")
+        for name in self._amount_fields:
+            value = self.__dict__[name]
+            if value is None:
+                continue
+            if value < ZERO:
+                raise ValueError(f"{name} must not be negative, got {value}")
+            if currency is not None:
+                try:
+                    check_minor_digits(value, currency)
+                except ValueError as error:
+                    raise ValueError(f"{name}: {error}") from None
         return self
 
 
@@ -146,7 +161,10 @@ class PaymentReceived(_Data):
         for index, allocation in enumerate(self.allocations):
             if allocation.amount < ZERO:
                 raise ValueError(f"allocations[{index}].amount must not be negative")
-            check_minor_digits(allocation.amount, self.currency)
+            try:
+                check_minor_digits(allocation.amount, self.currency)
+            except ValueError as error:
+                raise ValueError(f"allocations[{index}].amount: {error}") from None
             allocated += allocation.amount
         if allocated > self.amount:
             raise ValueError(f"allocations total {allocated} exceeds amount {self.amount}")

@@ -57,10 +57,13 @@ class OrjsonTranscoder(Transcoder):
         return state
 
 
-def eventsourcing_env(database_url: str, *, cache_size: int = 50_000) -> dict[str, str]:
-    """Translate a SQLAlchemy URL into the eventsourcing library's environment."""
+def eventsourcing_env(database_url: str, *, cache_size: int | None = 50_000) -> dict[str, str]:
+    """Translate a SQLAlchemy URL into the eventsourcing library's environment.
+
+    ``cache_size`` None: no aggregate cache (for readers of the log, which get no aggregates).
+    """
     url = make_url(database_url)
-    env = {
+    env = {} if cache_size is None else {
         # One writer per partition owns each aggregate, so the cache is authoritative:
         # no re-reading the store on every get, no deep copies (see evict_cached()).
         "AGGREGATE_CACHE_MAXSIZE": str(cache_size),

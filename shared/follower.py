@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from eventsourcing.persistence import Notification
@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 class Follower(Protocol):
     name: str
+    app: TrackedApplication  # whose notification log it follows
 
     def position(self) -> int:
         """The last notification id this follower has fully processed (0 for none)."""
@@ -38,15 +39,18 @@ class FollowerLoop:
 
     def __init__(
         self,
-        app: TrackedApplication,
         follower: Follower,
         metrics: ServiceMetrics,
         *,
         batch_size: int = 2000,
         idle_seconds: float = 0.5,
+        on_progress: Callable[[str, int], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
     ) -> None:
-        self.app = app
+        self.app = follower.app
         self.follower = follower
+        self.on_progress = on_progress
+        self.on_error = on_error
         self.metrics = metrics
         self.batch_size = batch_size
         self.idle_seconds = idle_seconds
@@ -76,6 +80,8 @@ class FollowerLoop:
                     await self.follower.process(notifications)
                     position = notifications[-1].id
                     gauge.set(position)
+                    if self.on_progress is not None:
+                        self.on_progress(self.follower.name, position)
                     backoff = 0.2
                     if len(notifications) == self.batch_size:
                         continue
@@ -86,6 +92,8 @@ class FollowerLoop:
                 raise
             except Exception:
                 self.metrics.errors.labels(self.follower.name).inc()
+                if self.on_error is not None:
+                    self.on_error(self.follower.name)
                 log.exception("%s paused; retrying in %.1fs", self.follower.name, backoff)
                 position = None  # re-read from the store: the failed batch may or may not be in
                 await asyncio.sleep(backoff)

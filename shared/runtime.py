@@ -1,6 +1,7 @@
 """What runs inside one service process besides the HTTP server: the Kafka producer, the
 consumer loop, and the notification-log followers (projections, outbox), each supervised so
-that an outage pauses it and it resumes by itself."""
+that an outage pauses it and it resumes by itself. The followers may instead run in a
+child process (``followers_process``, see ``shared.worker``)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from shared.eventstore import TrackedApplication
 from shared.follower import Follower, FollowerLoop
 from shared.metrics import ServiceMetrics
+from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -73,29 +74,42 @@ class ServiceRuntime:
     """Starts and stops a service's background loops."""
 
     def __init__(
-        self, service: str, app: TrackedApplication, bootstrap: str, metrics: ServiceMetrics
+        self, service: str, bootstrap: str, metrics: ServiceMetrics, *,
+        on_progress: Callable[[str, int], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
     ) -> None:
         tune_gc()
         self.service = service
-        self.app = app
         self.metrics = metrics
         self.kafka = KafkaLink(bootstrap)
         self.write_lock = asyncio.Lock()  # one writer of the event store per process
         self.followers: list[FollowerLoop] = []
+        self.worker: Any = None  # shared.worker.FollowerWorker when the followers run apart
+        self._on_progress = on_progress
+        self._on_error = on_error
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = asyncio.Event()
         self._stoppers: list[Callable[[], Coroutine[Any, Any, None]]] = []
 
     def follow(self, follower: Follower, *, needs_kafka: bool = False) -> FollowerLoop:
-        loop = FollowerLoop(self.app, follower, self.metrics)
+        loop = FollowerLoop(follower, self.metrics, on_progress=self._on_progress, on_error=self._on_error)
         self.followers.append(loop)
         self._stoppers.append(loop.stop)
         self._spawn(loop.run(), follower.name, needs_kafka=needs_kafka)
         return loop
 
+    def followers_process(self, module: str, settings: ServiceSettings) -> None:
+        """Run the followers that ``module``'s ``start()`` registers in a child process."""
+        from shared.worker import FollowerWorker
+
+        self.worker = FollowerWorker(module, settings, self.metrics)
+        self.supervise(self.worker, "followers-process")
+
     def notify_followers(self) -> None:
         for loop in self.followers:
             loop.notify()
+        if self.worker is not None:
+            self.worker.notify()
 
     def start_kafka(self) -> None:
         self._tasks.append(asyncio.create_task(self.kafka.connect(self._stopping), name="kafka-connect"))

@@ -35,6 +35,9 @@ class ServiceSettings(BaseSettings):
     batch_timeout_ms: int = Field(default=200, ge=0)
     # Tansu holds a group join for half the session timeout: short sessions start fast.
     session_timeout_ms: int = Field(default=6000, ge=1000)
+    # Where the projections and the outbox relay run: a child process of the service (a
+    # core of their own) or "inline" in the service's process (one process fewer).
+    followers: Literal["process", "inline"] = "process"
 
     @model_validator(mode="after")
     def _check_auth(self) -> Self:

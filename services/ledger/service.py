@@ -11,11 +11,10 @@ from pathlib import Path
 from aiokafka.structs import ConsumerRecord
 from fastapi import FastAPI
 
-from services.ledger import outbound
+from services.ledger import followers
 from services.ledger.api import health, router
 from services.ledger.application import LedgerApplication
 from services.ledger.domain import errors as domain_errors
-from services.ledger.projections import LedgerProjector
 from services.ledger.settings import INBOUND_TOPICS, ledger_settings
 from shared.auth import install_auth
 from shared.consumer import KafkaConsumerLoop
@@ -23,7 +22,6 @@ from shared.db import make_engine, migrate
 from shared.erp_events import InboundMessage, decode_message
 from shared.eventstore import eventsourcing_env
 from shared.metrics import ServiceMetrics
-from shared.outbox import OutboxRelay
 from shared.problems import install_problem_handlers
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings
@@ -54,13 +52,15 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         ledger = LedgerApplication(env=eventsourcing_env(settings.database_url))
         engine = make_engine(settings.database_url)
         metrics = ServiceMetrics("ledger")
-        runtime = ServiceRuntime("ledger", ledger, settings.kafka_bootstrap, metrics)
+        runtime = ServiceRuntime("ledger", settings.kafka_bootstrap, metrics)
         app.state.ledger, app.state.engine, app.state.runtime = ledger, engine, runtime
-        runtime.follow(LedgerProjector(ledger, engine))
-        runtime.start_kafka()
-
+        close_followers = None
+        if settings.followers == "process":
+            runtime.followers_process(followers.__name__, settings)
+            runtime.start_kafka()
+        else:
+            close_followers = followers.start(settings, runtime)
         producer = runtime.kafka.producer
-        runtime.follow(OutboxRelay(ledger, producer, outbound.translate), needs_kafka=True)
         runtime.supervise(
             KafkaConsumerLoop(
                 service="ledger", bootstrap=settings.kafka_bootstrap,
@@ -78,6 +78,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             yield
         finally:
             await runtime.stop()
+            if close_followers is not None:
+                close_followers()
             engine.dispose()
             ledger.close()
 

@@ -408,11 +408,20 @@ class LedgerProcess(LedgerClient):
 
         await poll(probe, lambda status: status == 200, timeout=timeout, what="ledger /health/live")
 
-    def kill(self) -> None:
-        """SIGKILL: no shutdown hook runs, whatever was in flight is lost."""
+    def kill(self) -> list[int]:
+        """SIGKILL: no shutdown hook runs, whatever was in flight is lost.
+
+        Returns the pids of the service's child processes (its followers) at the time.
+        """
         assert self.proc is not None
+        children = child_pids(self.proc.pid)
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
+        return children
+
+    def children(self) -> list[int]:
+        assert self.proc is not None
+        return child_pids(self.proc.pid)
 
     def terminate(self, timeout: float = 15.0) -> None:
         proc, self.proc = self.proc, None
@@ -431,6 +440,26 @@ class LedgerProcess(LedgerClient):
         except OSError:
             return "(no log)"
         return "--- ledger log ---\n" + "\n".join(tail)
+
+
+def child_pids(pid: int) -> list[int]:
+    """The running processes whose parent is ``pid`` (from /proc)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    children.append(int(entry.name))
+    return children
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, dead but not yet reaped, counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 # --------------------------------------------------------------------------- the event store

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import os
+import signal
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
@@ -31,6 +33,7 @@ from tests.integration.ledger_harness import (
     LedgerClient,
     LedgerProcess,
     Publisher,
+    alive,
     balance_rows,
     cloud_event,
     count_stored_events,
@@ -347,9 +350,13 @@ async def test_sigkill_mid_batch_then_restart_stores_every_event_once(
         ledger.start()
         await ledger.wait_live()
         await ledger.wait_metric("receivables_messages_processed_total", len(events) // 5, timeout=60)
-        ledger.kill()
+        followers = ledger.kill()
         stored_at_kill = count_stored_events(database_url)
         assert 0 < stored_at_kill < expected_events, "the kill was meant to land mid-way"
+        # the followers' process sees its input close and stops too: no orphan writes on
+        assert followers, "the followers run in a child process"
+        await poll(lambda: asyncio.sleep(0, [p for p in followers if alive(p)]), lambda left: not left,
+                   timeout=WAIT, what="the killed service's followers process exits")
 
         ledger.start()  # same port, same database, same consumer group
         await ledger.wait_live()
@@ -401,7 +408,42 @@ async def test_sigkill_mid_batch_then_restart_stores_every_event_once(
         await ledger.close()
 
 
-# --------------------------------------------------------------------------- 5. broker restart
+# --------------------------------------------------------------------------- 5. followers process
+
+
+async def test_killed_followers_process_is_restarted_and_catches_up(
+    broker: EmbeddedBroker, database_url: str, tmp_path: Path
+) -> None:
+    customer = "FOL-1"
+    ledger = LedgerProcess(ledger_env(broker.bootstrap, database_url), tmp_path / "ledger.log")
+    try:
+        ledger.start()
+        await ledger.wait_live()
+        async with Publisher(broker.bootstrap) as publisher:
+            await publisher.send_all([invoice_issued(customer, "F-1", "100.00")])
+            await poll(lambda: ledger.invoice("F-1"), lambda i: i is not None, timeout=WAIT,
+                       what="the first invoice projected")
+            first = await poll(lambda: asyncio.sleep(0, ledger.children()), lambda c: len(c) == 1,
+                               timeout=WAIT, what="one followers process")
+            os.kill(first[0], signal.SIGKILL)
+            # committed while no follower runs: projected once the service has restarted it
+            await publisher.send_all([payment_received(customer, "FP-1", "30.00",
+                                                       allocations=[("F-1", "30.00")])])
+            await poll(lambda: ledger.invoice("F-1"), lambda i: i is not None and i["open_amount"] == "70.00",
+                       timeout=WAIT, what="the payment projected by a new followers process")
+        assert ledger.children() and ledger.children() != first
+        metrics = await ledger.metrics()
+        assert metrics.get("receivables_errors_total{stage=followers-process}", 0) >= 1
+        assert (await ledger.balances(customer) or {})["EUR"]["open_amount"] == "70.00"
+    except BaseException:
+        print(ledger.log_tail())
+        raise
+    finally:
+        ledger.terminate()
+        await ledger.close()
+
+
+# --------------------------------------------------------------------------- 6. broker restart
 
 
 async def test_broker_restart_resumes_without_service_restart(

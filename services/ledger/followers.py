@@ -1,0 +1,33 @@
+"""The ledger's notification-log followers: the read-model projector and the outbox relay.
+
+They run in the service's process or in a child process of their own (see
+``shared.worker``); either way ``start`` builds them on the runtime it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from services.ledger import outbound
+from services.ledger.application import LedgerApplication
+from services.ledger.projections import LedgerProjector
+from shared.db import make_engine
+from shared.eventstore import eventsourcing_env
+from shared.outbox import OutboxRelay
+from shared.runtime import ServiceRuntime
+from shared.settings import ServiceSettings
+
+
+def start(settings: ServiceSettings, runtime: ServiceRuntime) -> Callable[[], None]:
+    """Register the projector and the outbox relay; returns what closes their resources."""
+    ledger = LedgerApplication(env=eventsourcing_env(settings.database_url, cache_size=None))
+    engine = make_engine(settings.database_url, writer=True)
+    runtime.follow(LedgerProjector(ledger, engine))
+    runtime.start_kafka()
+    runtime.follow(OutboxRelay(ledger, runtime.kafka.producer, outbound.translate), needs_kafka=True)
+
+    def close() -> None:
+        engine.dispose()
+        ledger.close()
+
+    return close
