@@ -461,6 +461,14 @@ def test_do_not_dun_is_honoured_and_lifting_it_resumes_at_the_first_overdue_leve
                                                                          "2025-03-29": 4}
 
 
+def test_a_profile_from_ar_customers_counts_like_the_ledgers() -> None:
+    dunning = DunningAccount("C9")
+    profile = {"customer_id": "C9", "name": "Nine", "dunning_policy": "strict", "do_not_dun": True}
+    assert dunning.observe("customer.upserted", profile)
+    assert (dunning.policy_name, dunning.do_not_dun) == ("strict", True)
+    assert not dunning.observe("ledger.customer_updated", {**profile, "origin": {"id": "m1"}})
+
+
 def test_each_customer_is_dunned_by_its_own_policy() -> None:
     strict = Policy.model_validate({"name": "strict", "version": 2, "levels": [
         {"name": "notice", "days_past_due": 1, "channel": "email", "template": "first_notice"},

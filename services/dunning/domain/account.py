@@ -256,14 +256,17 @@ class DunningAccount(Aggregate):
     # ----------------------------------------------------------------- ledger facts
 
     def observe(self, event_type: str, data: Mapping[str, Any], event_id: str | None = None) -> bool:
-        """Take in one ``ar.ledger.events`` fact; False when it changed nothing (or was seen before)."""
+        """Take in one ``ar.ledger.events`` fact; False when it changed nothing (or was seen before).
+
+        ``customer.upserted`` from ``ar.customers`` is taken like ``ledger.customer_updated``.
+        """
         position = ledger_sequence(event_id)
         if position is not None and self.sequence is not None and list(position) <= self.sequence:
             return False
         sequence = list(position) if position is not None else None
         effective = str(data.get("effective_date") or data.get("settled_date") or "") or None
         changed = False
-        if event_type == "ledger.customer_updated":
+        if event_type in ("ledger.customer_updated", "customer.upserted"):  # ar.ledger.events or ar.customers
             profile = {k: v for k, v in data.items() if k not in ("customer_id", "origin")}
             if profile != self.profile:
                 self._profile_updated(profile=profile, sequence=sequence)
