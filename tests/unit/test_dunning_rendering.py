@@ -104,9 +104,13 @@ def test_an_undefined_variable_is_an_error_not_blank_text() -> None:
         account().run(D("2025-01-28"), default_policy(), renderer)
 
 
-def test_a_missing_template_is_refused_naming_it() -> None:
+def test_a_missing_template_is_refused_naming_it_and_nothing_is_recorded() -> None:
+    dunning = account()
+    dunning.collect_events()
     with pytest.raises(TemplateMissing, match=r"courtesy_reminder\.en\.j2"):
-        account().run(D("2025-01-28"), default_policy(), Renderer({}))
+        dunning.run(D("2025-01-28"), default_policy(), Renderer({}))
+    assert dunning.collect_events() == []
+    assert dunning.last_run_on is None
 
 
 def test_money_and_date_formats() -> None:

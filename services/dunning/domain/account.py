@@ -403,25 +403,27 @@ class DunningAccount(Aggregate):
         """The dunning run for ``as_of``: judge promises, then issue at most one notice per currency."""
         if self.last_run_on is not None and as_of <= self.last_run_on:
             return RunResult()
-        result = RunResult()
-        for promise in list(self.promises.values()):
-            if promise.status == "open" and as_of > promise.until:
-                self._promise_broken(promise_id=promise.promise_id, as_of=as_of.isoformat())
-                result.broken_promises.append(promise.promise_id)
-        if self.do_not_dun:
-            return result
-        language = self.language or policy.default_language
-        for currency, candidates in sorted(self.candidates(as_of).items()):
-            decision = decide(candidates, as_of, policy, self.last_notice_on.get(currency))
-            if decision is None:
-                continue
-            notice = build_notice(self.customer_id, as_of, currency, decision, policy, language)
-            if render is not None:
-                rendered = render(notice, self._customer_context(), policy)
-                notice.update(template=rendered.template, language=rendered.language, text=rendered.text)
+        # A promise past its grace no longer pauses anything (``is_paused``), so the notices
+        # can be decided before it is recorded as broken. Everything is decided and rendered
+        # before anything is recorded: a failure leaves the account as it was.
+        broken = [p.promise_id for p in self.promises.values() if p.status == "open" and as_of > p.until]
+        notices = []
+        if not self.do_not_dun:
+            language = self.language or policy.default_language
+            for currency, candidates in sorted(self.candidates(as_of).items()):
+                decision = decide(candidates, as_of, policy, self.last_notice_on.get(currency))
+                if decision is None:
+                    continue
+                notice = build_notice(self.customer_id, as_of, currency, decision, policy, language)
+                if render is not None:
+                    rendered = render(notice, self._customer_context(), policy)
+                    notice.update(template=rendered.template, language=rendered.language, text=rendered.text)
+                notices.append(notice)
+        for promise_id in broken:
+            self._promise_broken(promise_id=promise_id, as_of=as_of.isoformat())
+        for notice in notices:
             self._notice_issued(notice=notice)
-            result.notices.append(notice)
-        return result
+        return RunResult(notices, broken)
 
     def _customer_context(self) -> dict[str, Any]:
         return {"customer_id": self.customer_id, "name": self.profile.get("name") or self.customer_id,
