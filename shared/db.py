@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import BigInteger, Engine, Table, create_engine, event, func
+from sqlalchemy import JSON, BigInteger, Date, DateTime, Engine, Table, create_engine, event, func
 from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.types import TypeDecorator
 
 MONEY_SCALE = 4  # four decimal places hold every ISO 4217 minor unit (CLF has four)
-_FACTOR = Decimal(10) ** MONEY_SCALE
 
 
 class Money(TypeDecorator[Decimal]):
@@ -29,12 +30,7 @@ class Money(TypeDecorator[Decimal]):
     cache_ok = True
 
     def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> int | None:
-        if value is None:
-            return None
-        scaled = Decimal(value) * _FACTOR
-        if scaled != scaled.to_integral_value():
-            raise ValueError(f"{value} has more than {MONEY_SCALE} decimal places")
-        return int(scaled)
+        return _money_bind(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:
@@ -129,7 +125,7 @@ def _executemany(
     if shape not in shapes:
         shapes[shape] = (
             _bulk_sql(dialect, table, columns, keys, increment, arrays),
-            [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns],
+            [_bind_processor(table.c[c].type, dialect) for c in columns],
         )
     sql, processors = shapes[shape]
     plan = list(zip(columns, processors, strict=True))
@@ -138,6 +134,59 @@ def _executemany(
         conn.exec_driver_sql(sql, tuple(list(column) for column in zip(*params, strict=True)))
     else:
         conn.exec_driver_sql(sql, params)
+
+
+def _bind_processor(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    """The column's bind processor, or a faster one giving the same value.
+
+    SQLAlchemy's own go through one or two Python layers per value and format dates with
+    ``%``; these are most of a projection's per-row cost. Same results (checked by
+    tests/unit/test_db_binds.py): money as scaled integers; on SQLite, dates and datetimes in
+    SQLAlchemy's storage format and JSON (None as JSON null) by orjson.
+    """
+    if isinstance(column_type, Money):
+        return _money_bind
+    if dialect.name == "sqlite" and isinstance(column_type, JSON) and not column_type.none_as_null:
+        return _json_bind
+    if dialect.name == "sqlite" and isinstance(column_type, DateTime):
+        return _sqlite_datetime_bind
+    if dialect.name == "sqlite" and isinstance(column_type, Date):
+        return _sqlite_date_bind
+    processor: Callable[[Any], Any] | None = column_type.dialect_impl(dialect).bind_processor(dialect)
+    return processor
+
+
+def _money_bind(value: Any) -> int | None:
+    if value is None:
+        return None
+    if value.__class__ is not Decimal:
+        value = Decimal(value)
+    scaled = value.scaleb(MONEY_SCALE)
+    integral = int(scaled)
+    if integral != scaled:
+        raise ValueError(f"{value} has more than {MONEY_SCALE} decimal places")
+    return integral
+
+
+def _json_bind(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _sqlite_date_bind(value: date | None) -> str | None:
+    if value is None:
+        return None
+    if value.__class__ is not date:  # a datetime, or something else: SQLAlchemy decides
+        raise TypeError("SQLite Date type only accepts Python date objects as input.")
+    return value.isoformat()
+
+
+def _sqlite_datetime_bind(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.__class__ is not datetime:
+        raise TypeError("SQLite DateTime type only accepts Python datetime objects as input.")
+    # "YYYY-MM-DD HH:MM:SS.ffffff", the offset dropped, as SQLAlchemy stores it
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 def _bulk_sql(
