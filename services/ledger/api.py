@@ -1,4 +1,7 @@
-"""The ledger's REST surface: invoices, balances, event intake, health and metrics."""
+"""The ledger's REST surface: invoices, balances, open items, event intake, health and metrics.
+
+Reports (aging, receivables metrics) are in ``api_reports``, the audit trail in ``api_audit``.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from services.ledger import queries
 from services.ledger.application import LedgerApplication
 from shared.auth import LedgerReader, LedgerWriter
 from shared.erp_events import InboundMessage, InvalidMessage, parse_envelope, validate_event
-from shared.money import to_text
+from shared.money import ZERO, to_text
 from shared.problems import Problem, not_found
 from shared.runtime import ServiceRuntime
 
@@ -33,7 +36,9 @@ def get_runtime(request: Request) -> ServiceRuntime:
 EngineDep = Annotated[Engine, Depends(get_engine)]
 RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
 AsOf = Annotated[date | None, Query(description="business date; default today (UTC)")]
-KnownAt = Annotated[datetime | None, Query(description="answer as recorded up to this instant")]
+KnownAt = Annotated[datetime | None, Query(
+    description="answer as recorded up to this instant (ISO 8601; without an offset, UTC)"
+)]
 
 router = APIRouter()
 
@@ -70,6 +75,8 @@ class InvoiceOut(BaseModel):
     discount_taken: str
     reference: str | None
     attributes: dict[str, str]
+    as_of: date | None = None
+    known_at: datetime | None = None
 
 
 class EventOutcome(BaseModel):
@@ -86,22 +93,30 @@ class IntakeOut(BaseModel):
     outcomes: list[EventOutcome]
 
 
-def _today() -> date:
+def today_utc() -> date:
+    """The default ``as_of``: the only place the ledger reads the wall clock."""
     return datetime.now(UTC).date()
 
 
-def _aware(instant: datetime | None) -> datetime | None:
-    if instant is not None and instant.tzinfo is None:
+def as_utc(instant: datetime | None) -> datetime | None:
+    """A ``known_at`` in UTC, as instants are recorded (naive means UTC).
+
+    SQLite keeps timestamps as UTC text without an offset, so an instant given with another
+    offset must be converted before it is compared.
+    """
+    if instant is None:
+        return None
+    if instant.tzinfo is None:
         return instant.replace(tzinfo=UTC)
-    return instant
+    return instant.astimezone(UTC)
 
 
 @router.get("/customers/{customer_id}/balance", response_model=BalanceOut, tags=["balances"])
 async def get_balance(
     customer_id: str, engine: EngineDep, _: LedgerReader, as_of: AsOf = None, known_at: KnownAt = None
 ) -> BalanceOut:
-    day = as_of or _today()
-    known = _aware(known_at)
+    day = as_of or today_utc()
+    known = as_utc(known_at)
 
     def read() -> tuple[bool, list[dict[str, Any]]]:
         with engine.connect() as conn:
@@ -123,10 +138,16 @@ async def get_balance(
 
 
 @router.get("/invoices/{invoice_id}", response_model=InvoiceOut, tags=["invoices"])
-async def get_invoice(invoice_id: str, engine: EngineDep, _: LedgerReader) -> InvoiceOut:
+async def get_invoice(
+    invoice_id: str, engine: EngineDep, _: LedgerReader, known_at: KnownAt = None,
+    as_of: Annotated[date | None, Query(description="business date; default: everything booked")] = None,
+) -> InvoiceOut:
+    """The invoice as it stands, or as of a business date and/or as known at an instant."""
+    known = as_utc(known_at)
+
     def read() -> dict[str, Any] | None:
         with engine.connect() as conn:
-            return queries.invoice(conn, invoice_id)
+            return queries.invoice(conn, invoice_id, as_of, known)
 
     row = await asyncio.to_thread(read)
     if row is None:
@@ -134,7 +155,8 @@ async def get_invoice(invoice_id: str, engine: EngineDep, _: LedgerReader) -> In
     currency = row["currency"]
     settled = row["settled_date"]
     shown_disputed = (
-        min(row["disputed_raw"], row["open_amount"]) if row["status"] != "cancelled" else 0
+        queries.shown_disputed(row["disputed_raw"], row["open_amount"]) if row["status"] != "cancelled"
+        else ZERO
     )
     return InvoiceOut(
         invoice_id=row["invoice_id"], customer_id=row["customer_id"], currency=currency,
@@ -143,10 +165,65 @@ async def get_invoice(invoice_id: str, engine: EngineDep, _: LedgerReader) -> In
         settled_date=settled,
         days_late=max(0, (settled - row["due_date"]).days) if settled else None,
         days_to_settle=(settled - row["issue_date"]).days if settled else None,
-        disputed_amount=to_text(max(shown_disputed, 0), currency),
+        disputed_amount=to_text(shown_disputed, currency),
         written_off=to_text(row["written_off"], currency),
         discount_taken=to_text(row["discount_taken"], currency),
         reference=row["reference"], attributes=row["attributes"] or {},
+        as_of=as_of, known_at=known,
+    )
+
+
+class OpenItemOut(BaseModel):
+    invoice_id: str
+    currency: str
+    amount: str
+    open_amount: str
+    disputed_amount: str
+    status: str
+    issue_date: date
+    due_date: date
+    days_past_due: int  # as_of - due_date: zero or less while not yet due
+    reference: str | None
+    attributes: dict[str, str]
+
+
+class OpenItemsOut(BaseModel):
+    customer_id: str
+    as_of: date
+    known_at: datetime | None = None
+    open_items: list[OpenItemOut]
+
+
+@router.get("/customers/{customer_id}/open-items", response_model=OpenItemsOut, tags=["balances"])
+async def get_open_items(
+    customer_id: str, engine: EngineDep, _: LedgerReader, as_of: AsOf = None, known_at: KnownAt = None
+) -> OpenItemsOut:
+    """The customer's invoices open on ``as_of`` (as known at ``known_at``), oldest due first."""
+    day = as_of or today_utc()
+    known = as_utc(known_at)
+
+    def read() -> tuple[bool, list[dict[str, Any]]]:
+        with engine.connect() as conn:
+            return (queries.customer_exists(conn, customer_id),
+                    queries.open_items(conn, customer_id, day, known))
+
+    exists, rows = await asyncio.to_thread(read)
+    if not exists:
+        raise not_found("customer", customer_id)
+    return OpenItemsOut(
+        customer_id=customer_id, as_of=day, known_at=known,
+        open_items=[
+            OpenItemOut(
+                invoice_id=r["invoice_id"], currency=r["currency"],
+                amount=to_text(r["amount"], r["currency"]),
+                open_amount=to_text(r["open_amount"], r["currency"]),
+                disputed_amount=to_text(r["disputed_amount"], r["currency"]),
+                status=r["status"], issue_date=r["issue_date"], due_date=r["due_date"],
+                days_past_due=r["days_past_due"], reference=r["reference"],
+                attributes=r["attributes"] or {},
+            )
+            for r in rows
+        ],
     )
 
 

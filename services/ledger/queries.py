@@ -7,12 +7,31 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import case, select
+from sqlalchemy import case, func, select
 from sqlalchemy.engine import Connection
 
+from services.ledger.domain.book import invoice_status
 from services.ledger.projections import customers, invoices, movements
 from shared.db import money_sum
 from shared.money import ZERO
+
+# movements that change what was invoiced (the rest move money against it)
+INVOICED_KINDS = ("invoice_issued", "adjusted")
+
+
+def visible(as_of: date | None, known_at: datetime | None) -> list[Any]:
+    """The movements in effect on ``as_of`` as recorded by ``known_at`` (None: no limit)."""
+    conditions = []
+    if as_of is not None:
+        conditions.append(movements.c.effective_date <= as_of)
+    if known_at is not None:
+        conditions.append(movements.c.recorded_at <= known_at)
+    return conditions
+
+
+def shown_disputed(disputed: Decimal, open_amount: Decimal) -> Decimal:
+    """What is contested and still open: never more than the open amount, never below zero."""
+    return max(ZERO, min(disputed, open_amount))
 
 
 def customer_exists(conn: Connection, customer_id: str) -> bool:
@@ -25,9 +44,7 @@ def balances(
     conn: Connection, customer_id: str, as_of: date, known_at: datetime | None = None
 ) -> list[dict[str, Any]]:
     """Per currency: open, overdue (due before as_of), disputed and unapplied, from movements."""
-    conditions = [movements.c.customer_id == customer_id, movements.c.effective_date <= as_of]
-    if known_at is not None:
-        conditions.append(movements.c.recorded_at <= known_at)
+    conditions = [movements.c.customer_id == customer_id, *visible(as_of, known_at)]
     overdue = case((movements.c.due_date < as_of, movements.c.open_delta), else_=0)
     rows = conn.execute(
         select(
@@ -50,10 +67,88 @@ def balances(
         total["open_amount"] += row.open
         total["overdue_amount"] += row.overdue
         total["unapplied_cash"] += row.unapplied
-        total["disputed_amount"] += max(ZERO, min(row.disputed, row.open))
+        total["disputed_amount"] += shown_disputed(row.disputed, row.open)
     return [{"currency": currency, **values} for currency, values in sorted(totals.items())]
 
 
-def invoice(conn: Connection, invoice_id: str) -> dict[str, Any] | None:
+def open_items(
+    conn: Connection, customer_id: str, as_of: date, known_at: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The customer's invoices open on ``as_of`` (as known at ``known_at``), oldest due first."""
+    per_invoice = (
+        select(
+            movements.c.invoice_id,
+            money_sum(movements.c.open_delta).label("open_amount"),
+            money_sum(movements.c.disputed_delta).label("disputed"),
+            money_sum(case((movements.c.kind.in_(INVOICED_KINDS), movements.c.open_delta), else_=0))
+            .label("amount"),
+        )
+        .where(movements.c.customer_id == customer_id, movements.c.invoice_id.is_not(None),
+               *visible(as_of, known_at))
+        .group_by(movements.c.invoice_id)
+        .having(func.sum(movements.c.open_delta) != 0)
+        .subquery()
+    )
+    rows = conn.execute(
+        select(per_invoice, invoices.c.currency, invoices.c.issue_date, invoices.c.due_date,
+               invoices.c.reference, invoices.c.attributes)
+        .join(invoices, invoices.c.invoice_id == per_invoice.c.invoice_id)
+        .order_by(invoices.c.due_date, invoices.c.issue_date, invoices.c.invoice_id)
+    ).mappings()
+    return [
+        {
+            **row,
+            "disputed_amount": shown_disputed(row["disputed"], row["open_amount"]),
+            "days_past_due": (as_of - row["due_date"]).days,
+            "status": "partially_paid" if row["open_amount"] < row["amount"] else "open",
+        }
+        for row in rows
+    ]
+
+
+def invoice(
+    conn: Connection, invoice_id: str, as_of: date | None = None, known_at: datetime | None = None
+) -> dict[str, Any] | None:
+    """The invoice now, or as of a date / as known at an instant (None if not issued by then).
+
+    The dated answer is summed from the invoice's movements, by the domain's rules: the
+    settled date is the last effective date on which the open amount changed.
+    """
     row = conn.execute(select(invoices).where(invoices.c.invoice_id == invoice_id)).mappings().first()
-    return dict(row) if row else None
+    if row is None:
+        return None
+    current = dict(row)
+    if as_of is None and known_at is None:
+        return current
+    by_kind_and_date = conn.execute(
+        select(movements.c.kind, movements.c.effective_date,
+               money_sum(movements.c.open_delta).label("open"),
+               money_sum(movements.c.disputed_delta).label("disputed"))
+        .where(movements.c.invoice_id == invoice_id, *visible(as_of, known_at))
+        .group_by(movements.c.kind, movements.c.effective_date)
+    ).all()
+    if not any(m.kind == "invoice_issued" for m in by_kind_and_date):
+        return None
+    kinds: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    net_by_date: dict[date, Decimal] = defaultdict(lambda: ZERO)
+    disputed = ZERO
+    for m in by_kind_and_date:
+        kinds[m.kind] += m.open
+        disputed += m.disputed
+        if m.kind != "cancelled":
+            net_by_date[m.effective_date] += m.open
+    cancelled = "cancelled" in kinds
+    amount = sum((kinds[k] for k in INVOICED_KINDS), ZERO)
+    open_amount = sum(kinds.values(), ZERO)
+    written_off = -kinds["written_off"]
+    settled = None
+    if open_amount == ZERO and not cancelled:
+        settled = max((day for day, delta in net_by_date.items() if delta), default=current["issue_date"])
+    return {
+        **current,
+        "amount": amount, "open_amount": open_amount, "disputed_raw": disputed,
+        "written_off": written_off,
+        "discount_taken": -(kinds["discount"] + kinds["discount_released"]),
+        "status": invoice_status(cancelled, open_amount, amount, written_off),
+        "settled_date": settled,
+    }

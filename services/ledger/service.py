@@ -11,7 +11,7 @@ from pathlib import Path
 from aiokafka.structs import ConsumerRecord
 from fastapi import FastAPI
 
-from services.ledger import followers
+from services.ledger import api_audit, api_reports, followers
 from services.ledger.api import health, router
 from services.ledger.application import LedgerApplication
 from services.ledger.domain import errors as domain_errors
@@ -87,6 +87,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     install_problem_handlers(app, error_map={domain_errors.LedgerError: (409, "ledger-refused")})
     install_auth(app, settings)
     app.include_router(router)
+    app.include_router(api_reports.router)
+    app.include_router(api_audit.router)
     app.include_router(health)
     return app
 
