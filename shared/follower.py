@@ -16,6 +16,7 @@ from typing import Protocol
 from eventsourcing.persistence import Notification
 
 from shared.eventstore import TrackedApplication
+from shared.leadership import Leadership
 from shared.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -46,14 +47,17 @@ class FollowerLoop:
         idle_seconds: float = 0.5,
         on_progress: Callable[[str, int], None] | None = None,
         on_error: Callable[[str], None] | None = None,
+        leadership: Leadership | None = None,
     ) -> None:
         self.app = follower.app
+        self.leadership = leadership  # run only while this replica leads (shared.leadership)
         self.follower = follower
         self.on_progress = on_progress
         self.on_error = on_error
         self.metrics = metrics
         self.batch_size = batch_size
         self.idle_seconds = idle_seconds
+        self.standby_seconds = 1.0  # how often a replica that does not lead asks again
         self.wake = asyncio.Event()
         self._stopping = asyncio.Event()
 
@@ -70,6 +74,11 @@ class FollowerLoop:
         gauge = self.metrics.follower_position.labels(self.follower.name)
         while not self._stopping.is_set():
             try:
+                if self.leadership is not None and not await asyncio.to_thread(self.leadership.acquire):
+                    position = None  # the leader moves it meanwhile: re-read once we lead
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), timeout=self.standby_seconds)
+                    continue
                 if position is None:
                     position = await asyncio.to_thread(self.follower.position)
                     gauge.set(position)

@@ -15,6 +15,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from shared.follower import Follower, FollowerLoop
+from shared.leadership import Leadership
 from shared.metrics import ServiceMetrics
 from shared.settings import ServiceSettings
 
@@ -91,8 +92,11 @@ class ServiceRuntime:
         self._stopping = asyncio.Event()
         self._stoppers: list[Callable[[], Coroutine[Any, Any, None]]] = []
 
-    def follow(self, follower: Follower, *, needs_kafka: bool = False) -> FollowerLoop:
-        loop = FollowerLoop(follower, self.metrics, on_progress=self._on_progress, on_error=self._on_error)
+    def follow(
+        self, follower: Follower, *, needs_kafka: bool = False, leadership: Leadership | None = None
+    ) -> FollowerLoop:
+        loop = FollowerLoop(follower, self.metrics, on_progress=self._on_progress, on_error=self._on_error,
+                            leadership=leadership)
         self.followers.append(loop)
         self._stoppers.append(loop.stop)
         self._spawn(loop.run(), follower.name, needs_kafka=needs_kafka)

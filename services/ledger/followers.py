@@ -13,20 +13,28 @@ from services.ledger.application import LedgerApplication
 from services.ledger.projections import LedgerProjector
 from shared.db import make_engine
 from shared.eventstore import eventsourcing_env
+from shared.leadership import Leadership
 from shared.outbox import OutboxRelay
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings
 
 
 def start(settings: ServiceSettings, runtime: ServiceRuntime) -> Callable[[], None]:
-    """Register the projector and the outbox relay; returns what closes their resources."""
+    """Register the projector and the outbox relay; returns what closes their resources.
+
+    With several replicas, only the one holding the followers' leadership runs them (the
+    outbox would otherwise publish every event once per replica).
+    """
     ledger = LedgerApplication(env=eventsourcing_env(settings.database_url, cache_size=None))
     engine = make_engine(settings.database_url, writer=True)
-    runtime.follow(LedgerProjector(ledger, engine))
+    leadership = Leadership(settings.database_url, "ledger-followers")
+    runtime.follow(LedgerProjector(ledger, engine), leadership=leadership)
     runtime.start_kafka()
-    runtime.follow(OutboxRelay(ledger, runtime.kafka.producer, outbound.translate), needs_kafka=True)
+    runtime.follow(OutboxRelay(ledger, runtime.kafka.producer, outbound.translate), needs_kafka=True,
+                   leadership=leadership)
 
     def close() -> None:
+        leadership.release()
         engine.dispose()
         ledger.close()
 
