@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import Any
 from uuid import UUID
 
 import orjson
+import psycopg
 from eventsourcing.application import Application, LRUCache, ProcessingEvent
 from eventsourcing.domain import Aggregate, MutableOrImmutableAggregate
 from eventsourcing.persistence import ProcessRecorder, Tracking, Transcoder
@@ -123,6 +124,28 @@ def _binary_placeholders(statement: sql.Composable) -> sql.Composed:
     ])
 
 
+@contextlib.contextmanager
+def _schema_lock(env: Any) -> Iterator[None]:
+    """Replicas starting together create the event store's tables one at a time.
+
+    (The library's CREATE TABLE IF NOT EXISTS is not safe against a concurrent one on
+    PostgreSQL: the loser fails on a unique index of the catalog.)
+    """
+    if env.get("PERSISTENCE_MODULE") != "eventsourcing.postgres":
+        yield
+        return
+    with psycopg.connect(
+        host=env.get("POSTGRES_HOST"), port=env.get("POSTGRES_PORT"), dbname=env.get("POSTGRES_DBNAME"),
+        user=env.get("POSTGRES_USER"), password=env.get("POSTGRES_PASSWORD") or None,
+        connect_timeout=int(env.get("POSTGRES_CONNECT_TIMEOUT") or 5), autocommit=True,
+    ) as conn:
+        conn.execute("SELECT pg_advisory_lock(hashtext('receivables:eventstore-schema'))")
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext('receivables:eventstore-schema'))")
+
+
 class TrackedApplication(Application[UUID]):
     """An eventsourcing Application whose saves can record a consumed position."""
 
@@ -132,7 +155,8 @@ class TrackedApplication(Application[UUID]):
         return OrjsonTranscoder()
 
     def construct_recorder(self) -> ProcessRecorder:
-        return self.factory.process_recorder()
+        with _schema_lock(self.env):
+            return self.factory.process_recorder()
 
     def save_tracked(
         self, *aggregates: MutableOrImmutableAggregate[UUID], tracking: Tracking | None

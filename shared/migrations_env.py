@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import MetaData, pool
+from sqlalchemy import MetaData, pool, text
 from sqlalchemy import create_engine as _create_engine
 
 
@@ -23,5 +23,10 @@ def run_migrations(target_metadata: MetaData, default_version_table: str) -> Non
         context.configure(connection=connection, target_metadata=target_metadata,
                           version_table=version_table, render_as_batch=True)
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Replicas starting together migrate one at a time: the others wait here,
+                # then find the schema at head (DDL is transactional on PostgreSQL).
+                connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
+                                   {"name": f"receivables:migrate:{version_table}"})
             context.run_migrations()
     engine.dispose()
