@@ -352,6 +352,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def replica_metrics(urls: list[str]) -> dict[str, float]:
+    """Counters summed over the replicas; follower positions from the leading one (the max)."""
+    total: dict[str, float] = collections.defaultdict(float)
+    for url in urls:
+        for name, value in parse_metrics(_get(url)).items():
+            if name.startswith("follower:"):
+                total[name] = max(total[name], value)
+            else:
+                total[name] += value
+    return total
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """CPU seconds of a process and its running children (the service's followers process)."""
     total = cpu_seconds(pid)
@@ -399,6 +411,7 @@ class RunResult:
     profile: dict[str, str] = field(default_factory=dict)
     timeline: list[tuple[float, int, int, int]] = field(default_factory=list)
     mean_event_bytes: int = RAW_PAYLOAD_BYTES  # of the stored events' state
+    replicas: int = 1
     completed: bool = False
 
 
@@ -409,12 +422,13 @@ def _get(url: str, timeout: float = 5.0) -> str:
 
 def run_ledger(
     kind: str, book: Book, bootstrap: str, broker_pid: int | None, args: argparse.Namespace,
-    workdir: Path, stamp: str,
+    workdir: Path, stamp: str, replicas: int = 1,
 ) -> RunResult:
+    """Start ``replicas`` ledger processes in one consumer group on a fresh database."""
     published = len(book.messages)
     db = fresh_database(kind, "ledger", workdir)
-    port = free_port()
-    label = f"{stamp}-{kind}"
+    ports = [free_port() for _ in range(replicas)]
+    label = f"{stamp}-{kind}" + (f"-x{replicas}" if replicas > 1 else "")
     env = {
         **os.environ,
         "RECEIVABLES_KAFKA_BOOTSTRAP": bootstrap,
@@ -427,27 +441,35 @@ def run_ledger(
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("RECEIVABLES_LEDGER_DATABASE_URL", None)
-    command = [sys.executable, "-m", "uvicorn", "--factory", "services.ledger.service:create_app",
-               "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     service_log = open(RESULTS / f"{label}-service.log", "wb")  # noqa: SIM115 - closed below
     deadletter_since = asyncio.run(_highwaters(bootstrap, [DEADLETTER_TOPIC]))
-    result = RunResult(db=kind, messages=published, batch_max_records=args.batch_max_records)
-    log(f"{kind}: starting the ledger on port {port} against {db.url}")
-    service = subprocess.Popen(command, cwd=ROOT, env=env, stdout=service_log, stderr=subprocess.STDOUT)
+    result = RunResult(db=kind, messages=published, batch_max_records=args.batch_max_records,
+                       replicas=replicas)
+    log(f"{kind}: starting {replicas} ledger process(es) on port(s) {ports} against {db.url}")
+    services = [
+        subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "services.ledger.service:create_app",
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+            cwd=ROOT, env=env, stdout=service_log, stderr=subprocess.STDOUT,
+        )
+        for port in ports
+    ]
+    service = services[0]
     profiler: subprocess.Popen[bytes] | None = None
     profile_started = profile_wall = 0.0
     try:
-        metrics_url = f"http://127.0.0.1:{port}/metrics"
+        metrics_urls = [f"http://127.0.0.1:{port}/metrics" for port in ports]
         deadline = time.monotonic() + 120
-        while True:
-            if service.poll() is not None:
-                raise RuntimeError(f"the ledger exited with {service.returncode}; see {service_log.name}")
-            with contextlib.suppress(OSError):
-                _get(metrics_url, timeout=1)
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("the ledger did not start within 120 s")
-            time.sleep(0.1)
+        for url in metrics_urls:
+            while True:
+                if any(s.poll() is not None for s in services):
+                    raise RuntimeError(f"a ledger process exited; see {service_log.name}")
+                with contextlib.suppress(OSError):
+                    _get(url, timeout=1)
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the ledger did not start within 120 s")
+                time.sleep(0.1)
         if args.profile:
             profile_path = RESULTS / f"{label}.speedscope.json"
             profiler = subprocess.Popen(
@@ -465,7 +487,7 @@ def run_ledger(
         max_nid = 0
         while True:
             now = time.monotonic()
-            values = parse_metrics(_get(metrics_url))
+            values = replica_metrics(metrics_urls)
             processed = int(values["receivables_messages_processed_total"])
             duplicates = int(values["receivables_messages_duplicate_total"])
             deadlettered = int(values["receivables_messages_deadlettered_total"])
@@ -475,7 +497,7 @@ def run_ledger(
             if started_at is None and done > 0:
                 # the first batch(es) already took this long before the poll saw them
                 started_at = now - values.get("receivables_batch_seconds_sum", 0.0)
-                cpu_start = tree_cpu_seconds(service.pid)
+                cpu_start = sum(tree_cpu_seconds(s.pid) for s in services)
                 pg_start = postgres_cpu_seconds() if kind == "postgres" else 0.0
                 broker_start = cpu_seconds(broker_pid) if broker_pid else 0.0
                 log(f"{kind}: consumption started")
@@ -489,7 +511,8 @@ def run_ledger(
             if consumed_at is not None and projected >= max_nid and started_at is not None:
                 result.seconds = now - started_at
                 result.consumed_seconds = consumed_at - started_at
-                result.service_cpu_cores = (tree_cpu_seconds(service.pid) - cpu_start) / result.seconds
+                result.service_cpu_cores = (sum(tree_cpu_seconds(s.pid) for s in services)
+                                            - cpu_start) / result.seconds
                 if kind == "postgres":
                     result.postgres_cpu_cores = (postgres_cpu_seconds() - pg_start) / result.seconds
                 if broker_pid:
@@ -515,7 +538,7 @@ def run_ledger(
         if result.completed and result.outbox_seconds is None:
             outbox_deadline = time.monotonic() + 600
             while time.monotonic() < outbox_deadline:
-                values = parse_metrics(_get(metrics_url))
+                values = replica_metrics(metrics_urls)
                 if values.get("follower:outbox", 0) >= max_nid:
                     assert started_at is not None
                     result.outbox_seconds = time.monotonic() - started_at
@@ -533,12 +556,14 @@ def run_ledger(
             profiler.send_signal(signal.SIGINT)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 profiler.wait(timeout=60)
-        service.send_signal(signal.SIGTERM)
-        try:
-            service.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            service.kill()
-            service.wait()
+        for process in services:
+            process.send_signal(signal.SIGTERM)
+        for process in services:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         service_log.close()
         if not args.keep:
             db.drop()
@@ -652,21 +677,21 @@ def summarize(path: Path, wall_seconds: float, top: int = 30) -> str:
 def report(book: Book, baselines: dict[str, dict[str, Any]], runs: dict[str, RunResult],
            goal: float, ratio_goal: float) -> str:
     lines = []
-    header = (f"{'database':<10} {'messages':>9} {'events':>8} {'seconds':>8} {'msg/s':>8} {'events/s':>9} "
+    header = (f"{'database':<12} {'messages':>9} {'events':>8} {'seconds':>8} {'msg/s':>8} {'events/s':>9} "
               f"{'raw rows/s':>10} {'ratio':>6} {'goal':>5} {'consumed':>9} {'outbox':>7} {'DL':>4} "
               f"{'dup':>5} {'cpu svc':>7} {'cpu pg':>6} {'batch':>6}")
     lines.append(header)
     lines.append("-" * len(header))
     for kind, run in runs.items():
-        raw = baselines.get(kind, {}).get("rows_per_second", 0.0)
+        raw = baselines.get(run.db, {}).get("rows_per_second", 0.0)
         if not run.completed:
-            lines.append(f"{kind:<10} did not complete: {run.processed + run.duplicates + run.deadlettered}"
+            lines.append(f"{kind:<12} did not complete: {run.processed + run.duplicates + run.deadlettered}"
                          f"/{run.messages} messages")
             continue
         ratio = run.messages_per_second / raw if raw else 0.0
         met = run.messages_per_second >= goal and ratio >= ratio_goal
         lines.append(
-            f"{kind:<10} {run.messages:>9} {run.stored_events:>8} {run.seconds:>8.1f} "
+            f"{kind:<12} {run.messages:>9} {run.stored_events:>8} {run.seconds:>8.1f} "
             f"{run.messages_per_second:>8.0f} {run.events_per_second:>9.0f} {raw:>10.0f} {ratio:>6.1%} "
             f"{'yes' if met else 'NO':>5} {run.consumed_seconds:>8.1f}s "
             f"{(f'{run.outbox_seconds:.1f}s' if run.outbox_seconds else '-'):>7} {run.deadlettered:>4} "
@@ -704,7 +729,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run py-spy on the service; speedscope file and top-N summary in bench/results/")
     parser.add_argument("--profile-rate", type=int, default=100, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=30, help="rows per table in the profile summary")
-    parser.add_argument("--replicas", type=int, default=1, help="ledger replicas (only 1 for now)")
+    parser.add_argument("--replicas", default="1",
+                        help="ledger processes in one consumer group; a list runs each: --replicas 1,2")
     parser.add_argument("--partitions", type=int, default=4, help="partitions of each inbound topic")
     parser.add_argument("--batch-max-records", type=int, default=2000,
                         help="RECEIVABLES_BATCH_MAX_RECORDS for the service")
@@ -716,8 +742,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--goal", type=float, default=5000, help="messages per second to meet")
     parser.add_argument("--ratio-goal", type=float, default=0.10, help="share of the raw baseline to meet")
     args = parser.parse_args(argv)
-    if args.replicas != 1:
-        parser.error("--replicas: only 1 is supported for now")
+    try:
+        replica_counts = [int(n) for n in args.replicas.split(",")]
+    except ValueError:
+        parser.error("--replicas: a number or a comma-separated list of numbers")
+    if any(n < 1 for n in replica_counts) or (args.profile and replica_counts != [1]):
+        parser.error("--replicas: at least 1 each; --profile profiles one process only")
 
     from shared.broker import EmbeddedBroker, create_topics
 
@@ -747,15 +777,18 @@ def main(argv: list[str] | None = None) -> int:
         log(f"published {len(book.messages)} messages to {broker.bootstrap} in {elapsed:.1f}s "
             f"({len(book.messages) / elapsed:.0f}/s)")
         for kind in kinds:
-            runs[kind] = run_ledger(kind, book, broker.bootstrap, broker.pid, args, workdir, stamp)
-            run = runs[kind]
-            if run.completed:
-                log(f"{kind}: {run.messages_per_second:.0f} messages/s, {run.events_per_second:.0f} "
-                    f"events/s over {run.seconds:.1f}s")
+            for replicas in replica_counts:
+                name = kind if replicas == 1 else f"{kind} x{replicas}"
+                runs[name] = run = run_ledger(kind, book, broker.bootstrap, broker.pid, args, workdir,
+                                              stamp, replicas)
+                if run.completed:
+                    log(f"{name}: {run.messages_per_second:.0f} messages/s, {run.events_per_second:.0f} "
+                        f"events/s over {run.seconds:.1f}s")
             if not args.no_baseline:
-                # after the run, with rows the size of the events it stored
-                log(f"{kind}: raw baseline, {len(book.messages)} rows of {run.mean_event_bytes} bytes")
-                baselines[kind] = raw_baseline(kind, len(book.messages), workdir, run.mean_event_bytes)
+                # after the runs, with rows the size of the events they stored
+                size = runs[kind if 1 in replica_counts else f"{kind} x{replica_counts[0]}"].mean_event_bytes
+                log(f"{kind}: raw baseline, {len(book.messages)} rows of {size} bytes")
+                baselines[kind] = raw_baseline(kind, len(book.messages), workdir, size)
                 log(f"{kind}: raw baseline {baselines[kind]['rows_per_second']:.0f} rows/s")
 
     text = report(book, baselines, runs, args.goal, args.ratio_goal)
