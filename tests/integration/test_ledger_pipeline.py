@@ -17,7 +17,6 @@ import logging
 import os
 import signal
 from collections import Counter
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -51,23 +50,11 @@ from tests.integration.ledger_harness import (
     payment_received,
     poll,
     read_topic,
-    start_broker,
     stored_events,
     tracked_positions,
 )
 
 WAIT = 30.0  # deadline for one "until" condition (typically met within a second or two)
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    """A broker of the test's own with the ledger's topics (4 partitions each)."""
-    broker = start_broker(tmp_path / "tansu.log")
-    try:
-        create_ledger_topics(broker)
-        yield broker
-    finally:
-        broker.stop()
 
 
 # --------------------------------------------------------------------------- a small book

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,6 @@ from tests.integration.ledger_harness import (
     Publisher,
     alive,
     balance_rows,
-    create_ledger_topics,
     invoice_issued,
     ledger_env,
     max_notification_id,
@@ -38,23 +36,12 @@ from tests.integration.ledger_harness import (
     payment_received,
     poll,
     read_topic,
-    start_broker,
     stored_events,
     tracked_positions,
 )
 
 CUSTOMERS = 2500
 INVOICES = 20  # per customer, each with a partial payment: 100,000 messages
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    broker = start_broker(tmp_path / "tansu.log")
-    try:
-        create_ledger_topics(broker)
-        yield broker
-    finally:
-        broker.stop()
 
 
 def book() -> tuple[list[dict[str, Any]], dict[str, Decimal]]:
