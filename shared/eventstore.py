@@ -24,7 +24,7 @@ from uuid import UUID
 import orjson
 import psycopg
 from eventsourcing.application import Application, LRUCache, ProcessingEvent
-from eventsourcing.domain import Aggregate, MutableOrImmutableAggregate
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import ProcessRecorder, Tracking, Transcoder
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
@@ -159,7 +159,7 @@ class TrackedApplication(Application[UUID]):
             return self.factory.process_recorder()
 
     def save_tracked(
-        self, *aggregates: MutableOrImmutableAggregate[UUID], tracking: Tracking | None
+        self, *aggregates: Aggregate, tracking: Tracking | None
     ) -> None:
         """Save the aggregates' new events and the tracking record in one transaction."""
         processing_event: ProcessingEvent[UUID] = ProcessingEvent(tracking=tracking)

@@ -25,7 +25,7 @@ import importlib
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import orjson
 
@@ -154,13 +154,12 @@ def main(argv: list[str]) -> int:
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     # Ctrl-C reaches the whole process group; the parent decides when the followers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    runner: Callable[[], Awaitable[None]] = lambda: _child(argv[0])  # noqa: E731
     try:
         import uvloop
-
-        uvloop.run(runner())
     except ImportError:
-        asyncio.run(runner())
+        asyncio.run(_child(argv[0]))
+    else:
+        uvloop.run(_child(argv[0]))
     return 0
 
 
