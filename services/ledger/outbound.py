@@ -91,10 +91,10 @@ def translate(event: Any) -> list[Outbound]:
                 "status": outcome["status"], "open_amount": outcome["open_amount"],
                 "effective_date": outcome["settled_date"],
             }))
-    change = unapplied_change(event) if kind != "ProfileUpdated" else None
-    if change is not None:
+    cash = unapplied_change(event) if kind != "ProfileUpdated" else None
+    if cash is not None:
         messages.append(("ledger.unapplied_cash_changed", {
-            **base, "currency": change[0], "change": str(change[1]),
+            **base, "currency": cash[0], "change": str(cash[1]),
             "effective_date": _effective_date(event), "cause": kind,
         }))
     prefix = f"{event.originator_id}:{event.originator_version}"
