@@ -67,6 +67,11 @@ def _today() -> date:
     return datetime.now(UTC).date()
 
 
+def _field_name(location: tuple[int | str, ...]) -> str:
+    """``("body", "levels", 0, "fee")`` as ``body.levels[0].fee``, as request validation names it."""
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location).lstrip(".")
+
+
 def _field_problem(status: int, slug: str, field: str, message: str) -> Problem:
     return Problem(status, slug, detail=f"{field}: {message}", errors=[{"field": field, "message": message}])
 
@@ -141,7 +146,7 @@ async def put_policy(name: PolicyName, body: PolicyIn, app: AppDep, runtime: Run
     try:
         policy = Policy.model_validate({**data, "name": name})
     except ValidationError as error:
-        errors = [{"field": ".".join(["body", *(str(p) for p in e["loc"])]),
+        errors = [{"field": _field_name(("body", *e["loc"])),
                    "message": e["msg"].removeprefix("Value error, ")} for e in error.errors()]
         raise Problem(422, "validation-error", "Request validation failed",
                       "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors) from None
