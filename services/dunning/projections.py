@@ -185,7 +185,7 @@ class DunningProjector:
         await asyncio.to_thread(self.apply, notifications)
 
     def apply(self, notifications: Sequence[Notification]) -> None:
-        events = [(n.id, self.app.mapper.to_domain_event(n)) for n in notifications]
+        events: list[tuple[int, Any]] = [(n.id, self.app.mapper.to_domain_event(n)) for n in notifications]
         with self.engine.begin() as conn:
             query = select(positions.c.position).where(positions.c.name == self.name)
             if conn.dialect.name == "postgresql":
