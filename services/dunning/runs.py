@@ -59,8 +59,7 @@ class DunningRunner:
         target = await asyncio.to_thread(lambda: self.app.recorder.max_notification_id() or 0)
         deadline = monotonic_time.monotonic() + self.catch_up_seconds
         while True:
-            with self.engine.connect() as conn:
-                position = await asyncio.to_thread(queries.projector_position, conn)
+            position = await asyncio.to_thread(self._projector_position)
             if position >= target:
                 return
             if monotonic_time.monotonic() > deadline:
@@ -101,6 +100,10 @@ class DunningRunner:
                      as_of, len(candidates), len(notices), broken, monotonic_time.monotonic() - started)
             return {**summary, "run_id": run_id(as_of), "repeat": False, "candidates": len(candidates),
                     "notices": notices}
+
+    def _projector_position(self) -> int:
+        with self.engine.connect() as conn:
+            return queries.projector_position(conn)
 
     def _candidates(self, as_of: date, book: Any) -> list[str]:
         with self.engine.connect() as conn:
