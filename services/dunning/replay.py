@@ -56,6 +56,11 @@ def replay_dunning(settings: ServiceSettings, *, verify: bool) -> int:
     engine = make_engine(settings.database_url)
     try:
         before: dict[str, Any] = checksums(engine) if verify else {}
+        projected = DunningProjector(app, engine).position()
+        stored = app.recorder.max_notification_id() or 0
+        if verify and projected < stored:
+            print(f"note: the live read models had projected {projected} of {stored} events "
+                  "(the service stopped before its projector caught up): they will differ")
         count = rebuild(app, engine)
         print(f"replayed {count} events into the dunning read models")
         if verify:
