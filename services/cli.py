@@ -25,9 +25,10 @@ TOPICS = {
 
 def _app_factories() -> dict[str, Callable[..., FastAPI]]:
     """The services that exist, by name (imported lazily: no objects built at import time)."""
+    from services.dunning.service import create_app as dunning
     from services.ledger.service import create_app as ledger
 
-    return {"ledger": ledger}
+    return {"ledger": ledger, "dunning": dunning}
 
 
 def _settings(service: str, **overrides: Any) -> Any:
@@ -115,6 +116,10 @@ def dev(args: argparse.Namespace) -> int:
 
 
 def replay(args: argparse.Namespace) -> int:
+    if args.service == "dunning":
+        from services.dunning.replay import replay_dunning
+
+        return replay_dunning(_settings("dunning"), verify=args.verify)
     if args.service != "ledger":
         print(f"receivables: replay of {args.service} is not built yet", file=sys.stderr)
         return 2

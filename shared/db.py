@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
@@ -216,8 +217,18 @@ def _bulk_sql(
     return sql
 
 
+# Alembic keeps the running migration's context in module globals: services started together
+# in one process (`receivables dev`) must migrate one after the other.
+_MIGRATING = threading.Lock()
+
+
 def migrate(url: str, script_location: Path, version_table: str) -> None:
     """Bring a service's read-model schema to the newest Alembic revision."""
+    with _MIGRATING:
+        _migrate(url, script_location, version_table)
+
+
+def _migrate(url: str, script_location: Path, version_table: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(script_location))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))

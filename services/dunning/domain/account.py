@@ -122,6 +122,13 @@ class RunResult:
         return bool(self.notices or self.broken_promises)
 
 
+def _message_key(origin: object) -> str | None:
+    """The ERP message's idempotency key (source, id) from an ``origin`` member, if any."""
+    if isinstance(origin, Mapping) and origin.get("source") and origin.get("id"):
+        return f"{origin['source']}\x1f{origin['id']}"
+    return None
+
+
 def _outcome(entry: Mapping[str, Any]) -> dict[str, str]:
     return {"invoice_id": entry["invoice_id"], "open_amount": str(entry["open_amount"]),
             "status": str(entry.get("status") or "open")}
@@ -147,6 +154,9 @@ class DunningAccount(Aggregate):
         self.last_notice_on: dict[str, date] = {}  # per currency
         self.last_run_on: date | None = None
         self.sequence: list[int] | None = None
+        # (source, id) of the ERP customer.upserted messages applied: the same message reaches
+        # dunning twice (ar.customers and the ledger's ledger.customer_updated), maybe late.
+        self.profile_keys: set[str] = set()
 
     # ----------------------------------------------------------------- queries
 
@@ -268,8 +278,11 @@ class DunningAccount(Aggregate):
         changed = False
         if event_type in ("ledger.customer_updated", "customer.upserted"):  # ar.ledger.events or ar.customers
             profile = {k: v for k, v in data.items() if k not in ("customer_id", "origin")}
-            if profile != self.profile:
-                self._profile_updated(profile=profile, sequence=sequence)
+            key = _message_key(data.get("origin"))
+            if key in self.profile_keys:
+                pass  # this ERP message was applied already, by the other path or earlier
+            elif profile != self.profile:
+                self._profile_updated(profile=profile, sequence=sequence, key=key)
                 changed = True
         elif event_type == "ledger.invoice_opened" and data["invoice_id"] not in self.invoices:
             fields = ("invoice_id", "currency", "amount", "issue_date", "due_date")
@@ -453,9 +466,12 @@ class DunningAccount(Aggregate):
                 self.open_ids.discard(invoice.invoice_id)
 
     @event("ProfileUpdated")
-    def _profile_updated(self, profile: dict[str, Any], sequence: list[int] | None) -> None:
+    def _profile_updated(self, profile: dict[str, Any], sequence: list[int] | None,
+                         key: str | None = None) -> None:
         self._advance(sequence)
         self.profile = profile
+        if key is not None:
+            self.profile_keys.add(key)
 
     @event("InvoiceOpened")
     def _invoice_opened(self, invoice: dict[str, str], outcomes: list[dict[str, str]],

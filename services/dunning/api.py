@@ -1,0 +1,333 @@
+"""The dunning service's REST surface: policies, runs, promises, notices, the worklist, health."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from sqlalchemy import Engine, text
+
+from services.dunning import queries
+from services.dunning.application import DunningApplication
+from services.dunning.domain import Policy
+from services.dunning.domain.errors import (
+    AlreadyPromised,
+    CurrencyMismatch,
+    DunningError,
+    InvalidPromise,
+    InvoiceNotOpen,
+    UnknownInvoice,
+)
+from services.dunning.domain.policy import Channel
+from services.dunning.domain.registry import RunOutOfOrder, resolve
+from services.dunning.runs import DunningRunner, ReadModelsBehind
+from shared.auth import DunningReader, DunningWriter
+from shared.money import ZERO, parse_amount, to_text
+from shared.problems import Problem, not_found
+from shared.runtime import ServiceRuntime
+
+Amount = Annotated[Decimal, BeforeValidator(parse_amount)]
+PolicyName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+
+
+def get_app(request: Request) -> DunningApplication:
+    app: DunningApplication = request.app.state.dunning
+    return app
+
+
+def get_engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def get_runtime(request: Request) -> ServiceRuntime:
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
+
+
+def get_runner(request: Request) -> DunningRunner:
+    runner: DunningRunner = request.app.state.runner
+    return runner
+
+
+AppDep = Annotated[DunningApplication, Depends(get_app)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
+RunnerDep = Annotated[DunningRunner, Depends(get_runner)]
+
+router = APIRouter()
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
+def _field_name(location: tuple[int | str, ...]) -> str:
+    """``("body", "levels", 0, "fee")`` as ``body.levels[0].fee``, as request validation names it."""
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location).lstrip(".")
+
+
+def _field_problem(status: int, slug: str, field: str, message: str) -> Problem:
+    return Problem(status, slug, detail=f"{field}: {message}", errors=[{"field": field, "message": message}])
+
+
+# --------------------------------------------------------------------------- policies
+
+
+class LevelIn(BaseModel):
+    """A level as ``PUT /policies/{name}`` takes it: the contract's ``channel`` (the primary
+    one), optionally more ``channels`` used alongside it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    days_past_due: int = Field(description="reached on due date + this many days; negative: before due")
+    channel: Channel
+    channels: list[Channel] = Field(default_factory=list, description="further channels, after `channel`")
+    template: str
+    templates: dict[str, str] = Field(default_factory=dict, description="template per language")
+    fee: Amount = ZERO
+    min_amount: Amount = ZERO
+    min_days_since_last_notice: int = Field(default=0, ge=0)
+    respond_within_days: int | None = Field(default=None, ge=0)
+    escalate: bool = False
+
+
+class PolicyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, description="if given, must equal the name in the path")
+    version: int | None = Field(default=None, description="ignored: the service numbers the versions")
+    description: str = ""
+    levels: list[LevelIn] = Field(min_length=1)
+    promise_grace_days: int = Field(default=3, ge=0)
+    respond_within_days: int = Field(default=14, ge=0)
+    annual_interest_percent: Amount | None = None
+    default_language: str = "en"
+
+
+def policy_out(policy: Policy) -> dict[str, Any]:
+    return policy.model_dump(mode="json")
+
+
+@router.get("/policies", tags=["policies"])
+async def list_policies(app: AppDep, _: DunningReader) -> dict[str, Any]:
+    book = await asyncio.to_thread(app.policy_book)
+    return {"policies": [policy_out(p) for p in book.all()]}
+
+
+@router.get("/policies/{name}", tags=["policies"])
+async def get_policy(name: PolicyName, app: AppDep, _: DunningReader) -> dict[str, Any]:
+    book = await asyncio.to_thread(app.policy_book)
+    policy = book.get(name)
+    if policy is None:
+        raise not_found("policy", name)
+    return policy_out(policy)
+
+
+@router.put("/policies/{name}", tags=["policies"])
+async def put_policy(name: PolicyName, body: PolicyIn, app: AppDep, runtime: RuntimeDep,
+                     _: DunningWriter) -> dict[str, Any]:
+    """Store a new version of a policy (the same content again keeps its version)."""
+    if body.name is not None and body.name != name:
+        raise _field_problem(422, "validation-error", "body.name",
+                             f"must equal the name in the path ({name})")
+    data = body.model_dump(exclude={"name", "version"})
+    data["levels"] = [
+        {**{k: v for k, v in level.items() if k not in ("channel", "channels")},
+         "channels": [level["channel"], *[c for c in level["channels"] if c != level["channel"]]]}
+        for level in data["levels"]
+    ]
+    try:
+        policy = Policy.model_validate({**data, "name": name})
+    except ValidationError as error:
+        errors = [{"field": _field_name(("body", *e["loc"])),
+                   "message": e["msg"].removeprefix("Value error, ")} for e in error.errors()]
+        raise Problem(422, "validation-error", "Request validation failed",
+                      "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors) from None
+    missing = app.renderer.missing(policy)
+    if missing:
+        language = policy.default_language
+        index = next(i for i, level in enumerate(policy.levels)
+                     if f"{level.template_for(language)}.{language}.j2" in missing
+                     or any(f"{n}.{lang}.j2" in missing for lang, n in level.templates.items()))
+        raise _field_problem(422, "validation-error", f"body.levels[{index}].template",
+                             f"no such template: {', '.join(missing)}")
+    async with runtime.write_lock:
+        stored = await asyncio.to_thread(app.store_policy, policy)
+    runtime.notify_followers()
+    return policy_out(stored)
+
+
+# --------------------------------------------------------------------------- runs
+
+
+class RunIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    as_of: date = Field(description="the business date the run is for")
+
+
+@router.post("/runs", tags=["runs"])
+async def post_run(body: RunIn, runner: RunnerDep, _: DunningWriter) -> dict[str, Any]:
+    """Run dunning for a date: ``{"run_id", "as_of", "notices"}``; a date run before answers the
+    same notices again and issues nothing new; a date before the latest run is refused (409)."""
+    try:
+        return await runner.run(body.as_of)
+    except RunOutOfOrder as error:
+        raise _field_problem(409, "run-out-of-order", "body.as_of", str(error)) from None
+    except ReadModelsBehind as error:
+        raise Problem(503, "read-models-behind", detail=str(error), headers={"Retry-After": "5"}) from None
+
+
+# --------------------------------------------------------------------------- customers
+
+
+class PromiseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    promised_date: date
+    amount: Amount
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$",
+                                 description="needed when the customer owes in several currencies")
+    invoice_ids: list[str] | None = Field(default=None, description="default: the oldest due open invoices")
+    made_on: date | None = Field(default=None,
+                                 description="business date of the promise; default today (UTC)")
+
+
+_PROMISE_ERRORS: dict[type[DunningError], tuple[int, str, str]] = {
+    UnknownInvoice: (422, "validation-error", "body.invoice_ids"),
+    CurrencyMismatch: (422, "validation-error", "body.currency"),
+    InvoiceNotOpen: (409, "invoice-not-open", "body.invoice_ids"),
+    AlreadyPromised: (409, "already-promised", "body.invoice_ids"),
+}
+
+
+def _promise_field(error: InvalidPromise) -> str:
+    message = str(error)
+    if "promised_date" in message:
+        return "body.promised_date"
+    if "currency" in message:
+        return "body.currency"
+    return "body.amount"
+
+
+@router.post("/customers/{customer_id}/promises", status_code=201, tags=["customers"])
+async def post_promise(customer_id: str, body: PromiseIn, app: AppDep, runtime: RuntimeDep,
+                       _: DunningWriter) -> dict[str, Any]:
+    """A promise to pay: pauses dunning of the covered invoices until promised_date + grace."""
+    try:
+        async with runtime.write_lock:
+            promise = await asyncio.to_thread(
+                app.promise, customer_id, made_on=body.made_on or _today(), promised_date=body.promised_date,
+                amount=body.amount, currency=body.currency, invoice_ids=body.invoice_ids)
+    except InvalidPromise as error:
+        raise _field_problem(422, "validation-error", _promise_field(error), str(error)) from None
+    except DunningError as error:
+        status, slug, field = _PROMISE_ERRORS.get(type(error), (409, "dunning-refused", "body"))
+        raise _field_problem(status, slug, field, str(error)) from None
+    if promise is None:
+        raise not_found("customer", customer_id)
+    runtime.notify_followers()
+    return {"customer_id": customer_id, **promise}
+
+
+@router.get("/customers/{customer_id}/dunning", tags=["customers"])
+async def get_customer_dunning(customer_id: str, app: AppDep, _: DunningReader) -> dict[str, Any]:
+    """Current level per invoice, notices sent, promises (pauses), the policy and wake date."""
+
+    def read() -> dict[str, Any] | None:
+        account = app.account(customer_id, fresh=True)
+        if account is None:
+            return None
+        policy = resolve(app.policy_book(), account.policy_name)
+        wake = account.wake_date(policy)
+        return {**account.view(), "policy_used": policy.name, "policy_version": policy.version,
+                "next_action_on": wake.isoformat() if wake else None}
+
+    view = await asyncio.to_thread(read)
+    if view is None:
+        raise not_found("customer", customer_id)
+    return view
+
+
+# --------------------------------------------------------------------------- notices, worklist
+
+
+@router.get("/notices", tags=["notices"])
+async def get_notices(
+    engine: EngineDep, _: DunningReader,
+    status: Annotated[Literal["outstanding", "settled"] | None,
+                      Query(description="outstanding: an invoice on it is still open")] = None,
+    level: Annotated[int | None, Query(ge=1)] = None,
+    as_of: Annotated[date | None, Query(description="notices of the run of this date")] = None,
+    customer_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    def read() -> list[dict[str, Any]]:
+        with engine.connect() as conn:
+            return queries.find_notices(conn, status=status, level=level, as_of=as_of,
+                                        customer_id=customer_id, limit=limit)
+
+    return {"notices": await asyncio.to_thread(read)}
+
+
+@router.get("/worklist", tags=["notices"])
+async def get_worklist(
+    engine: EngineDep, _: DunningReader,
+    as_of: Annotated[date | None, Query(description="business date; default today (UTC)")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Customers by amount at risk: overdue undisputed open amount x (1 + dunning level)."""
+    day = as_of or _today()
+
+    def read() -> list[dict[str, Any]]:
+        with engine.connect() as conn:
+            return queries.worklist(conn, day, limit)
+
+    rows = await asyncio.to_thread(read)
+    return {"as_of": day.isoformat(), "customers": [
+        {"customer_id": r["customer_id"], "currency": r["currency"],
+         "overdue_amount": to_text(r["overdue_amount"], r["currency"]),
+         "amount_at_risk": to_text(r["amount_at_risk"], r["currency"]), "level": r["level"],
+         "invoices": r["invoices"], "oldest_due_date": r["oldest_due_date"].isoformat(),
+         "days_past_due": (day - r["oldest_due_date"]).days, "escalated": bool(r["escalated"])}
+        for r in rows
+    ]}
+
+
+# --------------------------------------------------------------------------- operations
+
+health = APIRouter(tags=["operations"])
+
+
+@health.get("/health/live")
+async def live() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@health.get("/health/ready")
+async def ready(engine: EngineDep, runtime: RuntimeDep) -> Response:
+    def database_ok() -> bool:
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    checks = {"database": await asyncio.to_thread(database_ok), "kafka": await runtime.kafka.reachable()}
+    if all(checks.values()):
+        return Response(orjson.dumps({"status": "ready", "checks": checks}), media_type="application/json")
+    failing = "; ".join(f"{name} unreachable" for name, ok in checks.items() if not ok)
+    raise Problem(503, "not-ready", detail=failing, checks=checks)
+
+
+@health.get("/metrics")
+async def metrics(runtime: RuntimeDep) -> Response:
+    return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")

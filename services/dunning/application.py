@@ -1,0 +1,225 @@
+"""The dunning application: ledger facts in, dunning-account events out; policies, promises, runs.
+
+Consumed facts go the ledger's way (``shared.consumer.Sink``): ``prepare`` folds a batch
+into the affected accounts in memory, ``commit`` writes their events with the batch's
+position in one transaction. Commands (a policy revision, a promise, a chunk of a run)
+are synchronous and called under the service's write lock, like the consumer's batches:
+one writer of the cached aggregates per process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError, Tracking
+
+from services.dunning.domain import DunningAccount, Policy, dunning_account_id
+from services.dunning.domain.registry import PolicyBook, RunRegistry, resolve
+from services.dunning.domain.rendering import Renderer
+from services.dunning.messages import Fact
+from shared.eventstore import TrackedApplication
+
+T = TypeVar("T")
+
+# A historical read (``version=``) bypasses the aggregate cache: a fresh copy from the store.
+_LATEST = 2**62
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    message: Fact
+    reason: str
+
+
+@dataclass(slots=True)
+class PreparedBatch:
+    accounts: dict[str, DunningAccount] = field(default_factory=dict)
+    applied: int = 0
+    duplicates: int = 0
+    refusals: list[Refusal] = field(default_factory=list)
+    stored_events: int = 0
+
+
+@dataclass(slots=True)
+class ChunkResult:
+    """What a run did for one chunk of customers."""
+
+    notices: list[dict[str, Any]] = field(default_factory=list)
+    broken_promises: int = 0
+    customers: int = 0  # customers for whom the run recorded something
+
+
+class DunningApplication(TrackedApplication):
+    """Event-sourced dunning: one DunningAccount per customer, a policy book, a run registry."""
+
+    name = "dunning"
+
+    def __init__(self, env: dict[str, str] | None = None, renderer: Renderer | None = None) -> None:
+        super().__init__(env=env)
+        self.renderer = renderer or Renderer.from_package()
+
+    # ------------------------------------------------------------------ accounts
+
+    def account(self, customer_id: str, *, fresh: bool = False) -> DunningAccount | None:
+        """A customer's account (``fresh``: read from the store, not the writer's cache)."""
+        try:
+            if fresh:
+                account: DunningAccount = self.repository.get(dunning_account_id(customer_id),
+                                                              version=_LATEST)
+            else:
+                account = self.repository.get(dunning_account_id(customer_id))
+        except AggregateNotFoundError:
+            return None
+        return account
+
+    def history(self, customer_id: str) -> list[Any]:
+        return list(self.events.get(dunning_account_id(customer_id)))
+
+    # ------------------------------------------------------------------ the consumer's side
+
+    def prepare(self, messages: Sequence[Fact]) -> PreparedBatch:
+        """Apply facts to their accounts in memory; nothing is written yet."""
+        batch = PreparedBatch()
+        uncached = {m.customer_id for m in messages if not self.is_cached(dunning_account_id(m.customer_id))}
+        stored = self.stored_ids([dunning_account_id(c) for c in uncached]) if uncached else set()
+        for message in messages:
+            if not message.known:
+                batch.duplicates += 1  # a ledger event type this version does not read
+                continue
+            account = batch.accounts.get(message.customer_id)
+            if account is None:
+                aggregate_id = dunning_account_id(message.customer_id)
+                if message.customer_id in uncached and aggregate_id not in stored:
+                    account = DunningAccount(message.customer_id)
+                else:
+                    account = self.account(message.customer_id) or DunningAccount(message.customer_id)
+                batch.accounts[message.customer_id] = account
+            try:
+                changed = account.observe(message.event_type, message.data, message.event_id)
+            except (KeyError, ValueError, TypeError) as error:  # a fact the account cannot read
+                batch.refusals.append(Refusal(message, f"{type(error).__name__}: {error}"))
+                continue
+            if changed:
+                batch.applied += 1
+            else:
+                batch.duplicates += 1
+        return batch
+
+    def commit(self, batch: PreparedBatch, tracking: Tracking | None = None) -> None:
+        batch.stored_events = sum(len(a.pending_events) for a in batch.accounts.values())
+        self.save_tracked(*batch.accounts.values(), tracking=tracking)
+
+    def discard(self, batch: PreparedBatch) -> None:
+        self.evict_cached(*(dunning_account_id(c) for c in batch.accounts))
+
+    def refusals(self, batch: PreparedBatch) -> list[tuple[Fact, str]]:
+        return [(r.message, r.reason) for r in batch.refusals]
+
+    def counts(self, batch: PreparedBatch) -> tuple[int, int, int]:
+        return batch.applied, batch.duplicates, batch.stored_events
+
+    def on_assigned(self) -> None:
+        self.clear_cache()
+
+    # ------------------------------------------------------------------ singletons
+
+    def _singleton(self, aggregate_id: UUID, make: Callable[[], T]) -> T:
+        """A fresh copy of a singleton (another replica may have changed it), or a new one."""
+        try:
+            found: T = self.repository.get(aggregate_id, version=_LATEST)
+        except AggregateNotFoundError:
+            return make()
+        return found
+
+    def policy_book(self) -> PolicyBook:
+        return self._singleton(PolicyBook.create_id(), PolicyBook)
+
+    def run_registry(self) -> RunRegistry:
+        return self._singleton(RunRegistry.create_id(), RunRegistry)
+
+    def store_policy(self, policy: Policy) -> Policy:
+        """Store a revision of a policy (a new version unless the content is unchanged)."""
+
+        def attempt() -> Policy:
+            book = self.policy_book()
+            stored = book.store(policy)
+            self.save_tracked(book, tracking=None)
+            return stored
+
+        return _retry_on_conflict(attempt)
+
+    def record_run(self, as_of: date, *, notices: int, customers: int,
+                   broken_promises: int) -> dict[str, Any]:
+        def attempt() -> dict[str, Any]:
+            registry = self.run_registry()
+            summary = registry.record(as_of, notices=notices, customers=customers,
+                                      broken_promises=broken_promises)
+            self.save_tracked(registry, tracking=None)
+            return summary
+
+        return _retry_on_conflict(attempt)
+
+    # ------------------------------------------------------------------ commands
+
+    def promise(self, customer_id: str, *, made_on: date, promised_date: date, amount: Decimal,
+                currency: str | None, invoice_ids: Sequence[str] | None) -> dict[str, Any] | None:
+        """Record a promise to pay; None when the customer has no dunning account."""
+        policy_book = self.policy_book()
+        account = self.account(customer_id)
+        if account is None:
+            return None
+        try:
+            promise = account.promise(made_on=made_on, promised_date=promised_date, amount=amount,
+                                      policy=resolve(policy_book, account.policy_name), currency=currency,
+                                      invoice_ids=invoice_ids)
+            self.save_tracked(account, tracking=None)
+        except Exception:
+            self.evict_cached(account.id)
+            raise
+        return promise
+
+    def run_chunk(self, customer_ids: Iterable[str], as_of: date, book: PolicyBook) -> ChunkResult:
+        """The run for ``as_of`` over some customers, saved in one transaction."""
+        ids = list(customer_ids)
+        try:
+            return self._run_chunk(ids, as_of, book)
+        except IntegrityError:
+            # another replica wrote one of these accounts since we cached it: read them afresh
+            self.evict_cached(*(dunning_account_id(c) for c in ids))
+            return self._run_chunk(ids, as_of, book)
+
+    def _run_chunk(self, customer_ids: list[str], as_of: date, book: PolicyBook) -> ChunkResult:
+        result = ChunkResult()
+        changed = []
+        try:
+            for customer_id in customer_ids:
+                account = self.account(customer_id)
+                if account is None:
+                    continue
+                outcome = account.run(as_of, resolve(book, account.policy_name), self.renderer)
+                if outcome:
+                    changed.append(account)
+                    result.notices.extend(outcome.notices)
+                    result.broken_promises += len(outcome.broken_promises)
+            result.customers = len(changed)
+            self.save_tracked(*changed, tracking=None)
+        except Exception:
+            self.evict_cached(*(a.id for a in changed))
+            raise
+        return result
+
+
+def _retry_on_conflict(attempt: Callable[[], T], attempts: int = 5) -> T:
+    for remaining in range(attempts - 1, -1, -1):
+        try:
+            return attempt()
+        except IntegrityError:
+            if remaining == 0:
+                raise
+    raise AssertionError("unreachable")

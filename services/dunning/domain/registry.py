@@ -1,0 +1,118 @@
+"""The service's two singletons: the policy book and the run registry (no I/O, no clock).
+
+- ``PolicyBook``: every stored policy by name, each revision a new version. The shipped
+  default is version 1 of ``default`` until someone stores another; storing the same
+  content again changes nothing (no version bump).
+- ``RunRegistry``: one entry per run date. A date is run once; a run for a date before the
+  latest one is refused (dunning goes forward: the accounts would ignore it anyway, and an
+  operator asking for it has most likely mistyped the date).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from services.dunning.domain.errors import DunningError
+from services.dunning.domain.policy import DEFAULT_POLICY_NAME, Policy, default_policy
+
+POLICY_BOOK_ID = uuid5(NAMESPACE_URL, "receivables:dunning:policy-book")
+RUN_REGISTRY_ID = uuid5(NAMESPACE_URL, "receivables:dunning:run-registry")
+RUN_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:dunning:run")
+
+
+class RunOutOfOrder(DunningError):
+    """A run dated before the latest run."""
+
+
+def run_id(as_of: date) -> str:
+    """Deterministic: the run of a date has the same id however often it is asked for."""
+    return str(uuid5(RUN_NAMESPACE, as_of.isoformat()))
+
+
+class PolicyBook(Aggregate):
+    """The stored dunning policies, by name."""
+
+    @staticmethod
+    def create_id() -> UUID:
+        return POLICY_BOOK_ID
+
+    @event("Opened")
+    def __init__(self) -> None:
+        self.policies: dict[str, dict[str, Any]] = {}
+
+    def get(self, name: str) -> Policy | None:
+        """The current version of a policy; ``default`` is the shipped one until it is revised."""
+        stored = self.policies.get(name)
+        if stored is not None:
+            return Policy.model_validate(stored)
+        return default_policy() if name == DEFAULT_POLICY_NAME else None
+
+    def all(self) -> list[Policy]:
+        names = sorted({DEFAULT_POLICY_NAME, *self.policies})
+        return [policy for name in names if (policy := self.get(name)) is not None]
+
+    def store(self, policy: Policy) -> Policy:
+        """Store a revision of ``policy`` (its own ``version`` is ignored: the book numbers them)."""
+        current = self.get(policy.name)
+        if current is not None and _content(current) == _content(policy):
+            return current
+        revised = policy.model_copy(update={"version": current.version + 1 if current else 1})
+        self._stored(policy=revised.model_dump(mode="json", exclude={"levels": {"__all__": {"channel"}}}))
+        return revised
+
+    @event("PolicyStored")
+    def _stored(self, policy: dict[str, Any]) -> None:
+        self.policies[policy["name"]] = policy
+
+
+def resolve(book: PolicyBook, name: str) -> Policy:
+    """The policy a customer is dunned by: the one its profile names, else the default.
+
+    An unknown name falls back to the default policy, so a typo in the ERP never silently
+    stops dunning; the account view shows which policy was asked for and which is used.
+    """
+    policy = book.get(name) or book.get(DEFAULT_POLICY_NAME)
+    assert policy is not None
+    return policy
+
+
+def _content(policy: Policy) -> dict[str, Any]:
+    return policy.model_dump(mode="json", exclude={"version"})
+
+
+class RunRegistry(Aggregate):
+    """Which dates have been run, with what outcome."""
+
+    @staticmethod
+    def create_id() -> UUID:
+        return RUN_REGISTRY_ID
+
+    @event("Opened")
+    def __init__(self) -> None:
+        self.runs: dict[str, dict[str, Any]] = {}  # ISO date -> the run's summary
+        self.latest: str | None = None
+
+    def check(self, as_of: date) -> dict[str, Any] | None:
+        """The recorded run of ``as_of``, None if it is still to run; refuses earlier dates."""
+        day = as_of.isoformat()
+        if day in self.runs:
+            return self.runs[day]
+        if self.latest is not None and day < self.latest:
+            raise RunOutOfOrder(f"as_of {day} is before the latest run ({self.latest}); runs only go forward")
+        return None
+
+    def record(self, as_of: date, *, notices: int, customers: int, broken_promises: int) -> dict[str, Any]:
+        summary = {"run_id": run_id(as_of), "as_of": as_of.isoformat(), "notices": notices,
+                   "customers": customers, "broken_promises": broken_promises}
+        if self.check(as_of) is None:
+            self._recorded(run=summary)
+        return self.runs[as_of.isoformat()]
+
+    @event("RunRecorded")
+    def _recorded(self, run: dict[str, Any]) -> None:
+        self.runs[run["as_of"]] = run
+        self.latest = max(self.latest or run["as_of"], run["as_of"])

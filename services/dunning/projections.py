@@ -1,0 +1,339 @@
+"""The dunning service's read models and the projector that keeps them.
+
+Tables (plain SQL, indexed for the REST queries and the run):
+- ``dunning_accounts``: per customer, its policy (asked for, used, and the version used),
+  ``do_not_dun`` and ``wake_date``: the date before which a run cannot act for it. A run
+  loads only customers with ``wake_date <= as_of`` (and those whose policy changed since
+  their wake date was worked out), so a daily run over a large book touches few accounts;
+- ``dunning_invoices``: every invoice dunning knows, with its open and disputed amounts,
+  level, escalation and pause (the worklist is one SQL aggregate over it);
+- ``dunning_notices`` (the published payload kept whole) and ``dunning_notice_invoices``;
+- ``dunning_promises``, ``dunning_policies``, ``dunning_runs``;
+- ``dunning_projection_positions``: how far the projector has read the notification log,
+  updated in the same transaction as the rows.
+
+The projector keeps recently seen accounts in memory and moves them forward with each
+event (loading one from the store only when it has not seen its previous version), so it
+knows the whole state an event leaves behind without a query per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Notification
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    select,
+)
+
+from services.dunning.domain import DunningAccount, Policy
+from services.dunning.domain.registry import POLICY_BOOK_ID, RUN_REGISTRY_ID, PolicyBook, resolve
+from services.dunning.outbound import notice_message
+from shared.db import Money, upsert
+from shared.eventstore import TrackedApplication
+
+metadata = MetaData()
+
+accounts = Table(
+    "dunning_accounts", metadata,
+    Column("customer_id", String(200), primary_key=True),
+    Column("policy", String(64), nullable=False),  # as the profile names it
+    Column("policy_used", String(64), nullable=False),  # the default when that is unknown
+    Column("policy_version", Integer, nullable=False),  # of policy_used, for wake_date
+    Column("do_not_dun", Boolean, nullable=False),
+    Column("wake_date", Date, index=True),
+    Column("last_run_on", Date),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+invoices = Table(
+    "dunning_invoices", metadata,
+    Column("invoice_id", String(200), primary_key=True),
+    Column("customer_id", String(200), nullable=False, index=True),
+    Column("currency", String(3), nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("open_amount", Money, nullable=False),
+    Column("disputed_amount", Money, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("issue_date", Date, nullable=False),
+    Column("due_date", Date, nullable=False),
+    Column("level", Integer, nullable=False),
+    Column("last_noticed", Date),
+    Column("escalated", Boolean, nullable=False),
+    Column("promise_id", String(64)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_dunning_invoices_open_due", "open_amount", "due_date"),
+)
+
+notices = Table(
+    "dunning_notices", metadata,
+    Column("notice_id", String(64), primary_key=True),
+    Column("customer_id", String(200), nullable=False, index=True),
+    Column("as_of", Date, nullable=False, index=True),
+    Column("currency", String(3), nullable=False),
+    Column("level", Integer, nullable=False),
+    Column("level_name", String(64), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("total_due", Money, nullable=False),
+    Column("escalate", Boolean, nullable=False),
+    Column("position", BigInteger, nullable=False),  # notification id: the order issued
+    Column("payload", JSON, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
+
+notice_invoices = Table(
+    "dunning_notice_invoices", metadata,
+    Column("notice_id", String(64), primary_key=True),
+    Column("invoice_id", String(200), primary_key=True, index=True),
+    Column("open_amount", Money, nullable=False),
+    Column("days_past_due", Integer, nullable=False),
+    Column("level", Integer, nullable=False),
+)
+
+promises = Table(
+    "dunning_promises", metadata,
+    Column("promise_id", String(64), primary_key=True),
+    Column("customer_id", String(200), nullable=False, index=True),
+    Column("currency", String(3), nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("made_on", Date, nullable=False),
+    Column("promised_date", Date, nullable=False),
+    Column("paused_until", Date, nullable=False),
+    Column("invoice_ids", JSON, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("closed_on", Date),
+)
+
+policies = Table(
+    "dunning_policies", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("policy", JSON, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+runs = Table(
+    "dunning_runs", metadata,
+    Column("as_of", Date, primary_key=True),
+    Column("run_id", String(64), nullable=False),
+    Column("notices", Integer, nullable=False),
+    Column("customers", Integer, nullable=False),
+    Column("broken_promises", Integer, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
+
+positions = Table(
+    "dunning_projection_positions", metadata,
+    Column("name", String(100), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+)
+
+PROJECTOR_NAME = "dunning-projections"
+
+
+def _d(text: str | None) -> date | None:
+    return date.fromisoformat(text) if text else None
+
+
+class _Touched:
+    """An account touched by a batch and the invoices whose rows must be written."""
+
+    __slots__ = ("account", "invoice_ids", "timestamp")
+
+    def __init__(self, account: DunningAccount) -> None:
+        self.account = account
+        self.invoice_ids: set[str] = set()
+        self.timestamp: Any = None
+
+
+class DunningProjector:
+    """Keeps the dunning read models, one transaction per batch of notifications."""
+
+    name = PROJECTOR_NAME
+
+    def __init__(self, app: TrackedApplication, engine: Engine, mirror_size: int = 20_000) -> None:
+        self.app = app
+        self.engine = engine
+        self.mirror_size = mirror_size
+        self._mirror: OrderedDict[UUID, DunningAccount] = OrderedDict()
+        self._book: PolicyBook | None = None  # the policies as of the projector's position
+
+    def position(self) -> int:
+        with self.engine.connect() as conn:
+            value = conn.execute(select(positions.c.position).where(positions.c.name == self.name)).scalar()
+        return int(value or 0)
+
+    async def process(self, notifications: Sequence[Notification]) -> None:
+        await asyncio.to_thread(self.apply, notifications)
+
+    def apply(self, notifications: Sequence[Notification]) -> None:
+        events: list[tuple[int, Any]] = [(n.id, self.app.mapper.to_domain_event(n)) for n in notifications]
+        with self.engine.begin() as conn:
+            query = select(positions.c.position).where(positions.c.name == self.name)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update()  # one projector writes at a time
+            done = int(conn.execute(query).scalar() or 0)
+            events = [(position, e) for position, e in events if position > done]
+            if not events:
+                return
+            if self._book is None or done == 0:
+                self._book = self._load_book(conn)
+            touched: dict[UUID, _Touched] = {}
+            rows: dict[str, list[dict[str, Any]]] = {"notices": [], "notice_invoices": [], "promises": [],
+                                                     "policies": [], "runs": []}
+            for position, event in events:
+                if event.originator_id == POLICY_BOOK_ID:
+                    self._on_policy_book(event, rows)
+                elif event.originator_id == RUN_REGISTRY_ID:
+                    if type(event).__name__ == "RunRecorded":
+                        run = event.run
+                        rows["runs"].append({
+                            "as_of": date.fromisoformat(run["as_of"]), "run_id": run["run_id"],
+                            "notices": run["notices"], "customers": run["customers"],
+                            "broken_promises": run["broken_promises"], "recorded_at": event.timestamp})
+                else:
+                    self._on_account_event(position, event, touched, rows)
+            self._write(conn, touched, rows)
+            upsert(conn, positions, [{"name": self.name, "position": events[-1][0]}], ["name"])
+
+    # ---------------------------------------------------------------- events
+
+    def _load_book(self, conn: Any) -> PolicyBook:
+        book = PolicyBook()
+        book.collect_events()
+        for row in conn.execute(select(policies.c.policy)).scalars():
+            book.policies[row["name"]] = row
+        return book
+
+    def _on_policy_book(self, event: Any, rows: dict[str, list[dict[str, Any]]]) -> None:
+        assert self._book is not None
+        if type(event).__name__ != "PolicyStored":
+            return
+        policy = event.policy
+        self._book.policies[policy["name"]] = policy
+        rows["policies"] = [r for r in rows["policies"] if r["name"] != policy["name"]]
+        rows["policies"].append({"name": policy["name"], "version": policy["version"], "policy": policy,
+                                 "updated_at": event.timestamp})
+
+    def _account(self, event: Any) -> DunningAccount:
+        """The account as this event leaves it."""
+        mirror = self._mirror
+        account = mirror.get(event.originator_id)
+        if account is not None and account.version == event.originator_version - 1:
+            event.mutate(account)
+        elif event.originator_version == 1:
+            account = event.mutate(None)
+        else:
+            account = self.app.repository.get(event.originator_id, version=event.originator_version)
+        assert account is not None
+        mirror[event.originator_id] = account
+        mirror.move_to_end(event.originator_id)
+        while len(mirror) > self.mirror_size:
+            mirror.popitem(last=False)
+        return account
+
+    def _on_account_event(self, position: int, event: Any, touched: dict[UUID, _Touched],
+                          rows: dict[str, list[dict[str, Any]]]) -> None:
+        account = self._account(event)
+        entry = touched.get(event.originator_id)
+        if entry is None:
+            entry = touched[event.originator_id] = _Touched(account)
+        entry.account = account
+        entry.timestamp = event.timestamp
+        kind = type(event).__name__
+        ids = entry.invoice_ids
+        state = event.__dict__
+        if kind == "InvoiceOpened":
+            ids.add(state["invoice"]["invoice_id"])
+        for outcome in state.get("outcomes", ()):
+            ids.add(outcome["invoice_id"])
+        if kind == "DisputeOpened":
+            ids.add(state["invoice_id"])
+        elif kind == "DisputeClosed":
+            ids.add(account.dispute_invoice[state["dispute_id"]])
+        elif kind in ("PromiseMade", "PromiseKept", "PromiseBroken"):
+            promise_id = state["promise"]["promise_id"] if kind == "PromiseMade" else state["promise_id"]
+            promise = account.promises[promise_id]
+            ids.update(promise.invoice_ids)
+            rows["promises"] = [r for r in rows["promises"] if r["promise_id"] != promise_id]
+            rows["promises"].append({
+                "promise_id": promise_id, "customer_id": account.customer_id, "currency": promise.currency,
+                "amount": promise.amount, "made_on": promise.made_on, "promised_date": promise.promised_date,
+                "paused_until": promise.until, "invoice_ids": list(promise.invoice_ids),
+                "status": promise.status, "closed_on": promise.closed_on,
+            })
+        elif kind == "NoticeIssued":
+            notice = state["notice"]
+            ids.update(line["invoice_id"] for line in notice["invoices"])
+            rows["notices"].append({
+                "notice_id": notice["notice_id"], "customer_id": notice["customer_id"],
+                "as_of": date.fromisoformat(notice["as_of"]), "currency": notice["currency"],
+                "level": notice["level"], "level_name": notice["level_name"], "channel": notice["channel"],
+                "total_due": _money(notice["total_due"]), "escalate": notice["escalate"],
+                "position": position, "payload": notice_message(notice), "recorded_at": event.timestamp,
+            })
+            rows["notice_invoices"].extend(
+                {"notice_id": notice["notice_id"], "invoice_id": line["invoice_id"],
+                 "open_amount": _money(line["open_amount"]), "days_past_due": line["days_past_due"],
+                 "level": line["level"]}
+                for line in notice["invoices"])
+
+    # ---------------------------------------------------------------- writing
+
+    def policy_for(self, account: DunningAccount) -> Policy:
+        assert self._book is not None
+        return resolve(self._book, account.policy_name)
+
+    def _write(self, conn: Any, touched: dict[UUID, _Touched], rows: dict[str, list[dict[str, Any]]]) -> None:
+        upsert(conn, policies, rows["policies"], ["name"])
+        account_rows, invoice_rows = [], []
+        for entry in touched.values():
+            account = entry.account
+            policy = self.policy_for(account)
+            account_rows.append({
+                "customer_id": account.customer_id, "policy": account.policy_name, "policy_used": policy.name,
+                "policy_version": policy.version, "do_not_dun": account.do_not_dun,
+                "wake_date": account.wake_date(policy), "last_run_on": account.last_run_on,
+                "updated_at": entry.timestamp,
+            })
+            for invoice_id in sorted(entry.invoice_ids):
+                invoice = account.invoices.get(invoice_id)
+                if invoice is None:  # a dispute waiting for its invoice
+                    continue
+                invoice_rows.append({
+                    "invoice_id": invoice_id, "customer_id": account.customer_id,
+                    "currency": invoice.currency, "amount": invoice.amount,
+                    "open_amount": invoice.open_amount,
+                    "disputed_amount": account.disputed_amount(invoice), "status": invoice.status,
+                    "issue_date": invoice.issue_date, "due_date": invoice.due_date, "level": invoice.level,
+                    "last_noticed": invoice.last_noticed, "escalated": invoice.escalated,
+                    "promise_id": invoice.promise_id, "updated_at": entry.timestamp,
+                })
+        upsert(conn, accounts, account_rows, ["customer_id"])
+        upsert(conn, invoices, invoice_rows, ["invoice_id"])
+        upsert(conn, notices, rows["notices"], ["notice_id"])
+        upsert(conn, notice_invoices, rows["notice_invoices"], ["notice_id", "invoice_id"])
+        upsert(conn, promises, rows["promises"], ["promise_id"])
+        upsert(conn, runs, rows["runs"], ["as_of"])
+
+
+def _money(text: str) -> Decimal:
+    return Decimal(text)

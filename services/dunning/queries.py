@@ -1,0 +1,106 @@
+"""Read-side queries over the dunning read models: run candidates, notices, the worklist."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
+from sqlalchemy import and_, case, exists, func, not_, or_, select, tuple_
+from sqlalchemy.engine import Connection
+
+from services.dunning.domain.registry import PolicyBook, resolve
+from services.dunning.projections import (
+    PROJECTOR_NAME,
+    accounts,
+    invoices,
+    notice_invoices,
+    notices,
+    positions,
+)
+from shared.db import Money
+
+
+def projector_position(conn: Connection) -> int:
+    value = conn.execute(select(positions.c.position).where(positions.c.name == PROJECTOR_NAME)).scalar()
+    return int(value or 0)
+
+
+def run_candidates(conn: Connection, as_of: date, book: PolicyBook) -> Iterator[str]:
+    """Customers a run on ``as_of`` may act for, in id order.
+
+    Those whose wake date has come, and those whose wake date was worked out with a policy
+    (or policy version) other than the one that now applies to them.
+    """
+    stale = []
+    groups = select(accounts.c.policy, accounts.c.policy_used, accounts.c.policy_version).distinct()
+    for name, used, version in conn.execute(groups):
+        current = resolve(book, name)
+        if (current.name, current.version) != (used, version):
+            stale.append((name, used, version))
+    condition = accounts.c.wake_date <= as_of
+    if stale:
+        key = tuple_(accounts.c.policy, accounts.c.policy_used, accounts.c.policy_version)
+        condition = or_(condition, key.in_(stale))
+    query = select(accounts.c.customer_id).where(condition).order_by(accounts.c.customer_id)
+    yield from conn.execute(query).scalars()
+
+
+def notices_of(conn: Connection, as_of: date) -> list[dict[str, Any]]:
+    """The notices issued by the run of ``as_of``, in the order issued."""
+    query = select(notices.c.payload).where(notices.c.as_of == as_of).order_by(notices.c.position)
+    return [dict(payload) for payload in conn.execute(query).scalars()]
+
+
+def _outstanding() -> Any:
+    """A notice is outstanding while an invoice on it is still open."""
+    return exists().where(
+        notice_invoices.c.notice_id == notices.c.notice_id,
+        invoices.c.invoice_id == notice_invoices.c.invoice_id,
+        invoices.c.open_amount > 0,
+    )
+
+
+def find_notices(conn: Connection, *, status: str | None, level: int | None, as_of: date | None,
+                 customer_id: str | None, limit: int) -> list[dict[str, Any]]:
+    outstanding = _outstanding()
+    query = select(notices.c.payload, outstanding.label("outstanding"))
+    if status == "outstanding":
+        query = query.where(outstanding)
+    elif status == "settled":
+        query = query.where(not_(outstanding))
+    if level is not None:
+        query = query.where(notices.c.level == level)
+    if as_of is not None:
+        query = query.where(notices.c.as_of == as_of)
+    if customer_id is not None:
+        query = query.where(notices.c.customer_id == customer_id)
+    query = query.order_by(notices.c.as_of.desc(), notices.c.position).limit(limit)
+    return [{**dict(row.payload), "status": "outstanding" if row.outstanding else "settled"}
+            for row in conn.execute(query)]
+
+
+def worklist(conn: Connection, as_of: date, limit: int) -> list[dict[str, Any]]:
+    """Customers by amount at risk on ``as_of``: Σ overdue dunnable amount x (1 + level).
+
+    Overdue: due before ``as_of``; dunnable: open less disputed; an invoice's level weight
+    is one more than the last level it was dunned at (never dunned: 1; escalated: the
+    hand-off level + 1), so the same money weighs more the further dunning has gone.
+    """
+    dunnable = invoices.c.open_amount - invoices.c.disputed_amount
+    weighted = dunnable * (invoices.c.level + 1)
+    at_risk = func.sum(weighted, type_=Money()).label("amount_at_risk")
+    query = (
+        select(
+            invoices.c.customer_id, invoices.c.currency,
+            func.sum(dunnable, type_=Money()).label("overdue_amount"), at_risk,
+            func.max(invoices.c.level).label("level"), func.count().label("invoices"),
+            func.min(invoices.c.due_date).label("oldest_due_date"),
+            func.max(case((invoices.c.escalated, 1), else_=0)).label("escalated"),
+        )
+        .where(and_(invoices.c.open_amount > invoices.c.disputed_amount, invoices.c.due_date < as_of))
+        .group_by(invoices.c.customer_id, invoices.c.currency)
+        .order_by(at_risk.desc(), invoices.c.customer_id, invoices.c.currency)
+        .limit(limit)
+    )
+    return [dict(row._mapping) for row in conn.execute(query)]

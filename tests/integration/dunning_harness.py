@@ -1,0 +1,110 @@
+"""Helpers for driving the dunning service through the real broker, fed by the real ledger.
+
+- :func:`create_all_topics`: the ledger's topics plus ``ar.dunning.actions`` (4 partitions);
+- :class:`InProcessDunning`: the dunning app under uvicorn in the test's event loop;
+- :func:`dunning_settings_for`: settings for a test, with the dunning event store in a
+  SQLite file of its own (the library names SQLite tables the same for every app) or in the
+  ledger's PostgreSQL database (there its tables are ``dunning_*``);
+- :func:`profile`, :func:`dispute_resolved`: ERP messages the ledger harness lacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import uvicorn
+from sqlalchemy.engine import make_url
+
+from services.dunning.settings import DunningSettings
+from shared.broker import EmbeddedBroker, create_topics, free_port
+from tests.integration.ledger_harness import PARTITIONS, SESSION_TIMEOUT_MS, TOPICS, LedgerClient, cloud_event
+
+ACTIONS_TOPIC = "ar.dunning.actions"
+ALL_TOPICS = {**TOPICS, ACTIONS_TOPIC: PARTITIONS}
+
+
+def create_all_topics(broker: EmbeddedBroker) -> None:
+    created = create_topics(broker.bootstrap, ALL_TOPICS)
+    assert all(count == PARTITIONS for count in created.values()), created
+
+
+def dunning_database_url(database_url: str) -> str:
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        assert url.database is not None
+        return f"sqlite:///{url.database.removesuffix('.db')}-dunning.db"
+    return database_url
+
+
+def dunning_settings_for(bootstrap: str, database_url: str, **overrides: Any) -> DunningSettings:
+    return DunningSettings.for_service(
+        "dunning", kafka_bootstrap=bootstrap, database_url=dunning_database_url(database_url),
+        auth="disabled", dev_mode=True, session_timeout_ms=SESSION_TIMEOUT_MS, **overrides,
+    )
+
+
+def profile(customer: str, *, event_id: str, **fields: Any) -> dict[str, Any]:
+    return cloud_event("customer.upserted", {"customer_id": customer, "name": f"{customer} Ltd", **fields},
+                       event_id=event_id)
+
+
+def dispute_resolved(customer: str, dispute: str, invoice: str, outcome: str, resolved: str,
+                     **fields: Any) -> dict[str, Any]:
+    return cloud_event("dispute.resolved", {
+        "dispute_id": dispute, "invoice_id": invoice, "customer_id": customer, "outcome": outcome,
+        "resolved_date": resolved, **fields,
+    }, event_id=f"dsr-{dispute}")
+
+
+class InProcessDunning(LedgerClient):
+    """The dunning app under uvicorn in the current event loop (``async with``)."""
+
+    def __init__(self, settings: DunningSettings) -> None:
+        from services.dunning.service import create_app
+
+        self.port = free_port()
+        super().__init__(f"http://127.0.0.1:{self.port}")
+        self.app = create_app(settings)
+        self.server = uvicorn.Server(uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", log_config=None,
+            lifespan="on",
+        ))
+        self.task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> InProcessDunning:
+        self.task = asyncio.create_task(self.server.serve())
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if self.task.done():
+                self.task.result()
+                raise AssertionError("the dunning server stopped during startup")
+            assert time.monotonic() < deadline, "the dunning server did not start within 30s"
+            await asyncio.sleep(0.02)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        if self.task is not None:
+            try:
+                await asyncio.wait_for(self.task, timeout=20)
+            except TimeoutError:
+                self.task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self.task
+        await self.close()
+
+    async def post(self, path: str, body: Any) -> Any:
+        return await self.http.post(path, json=body)
+
+    async def put(self, path: str, body: Any) -> Any:
+        return await self.http.put(path, json=body)
+
+    async def view(self, customer_id: str) -> dict[str, Any] | None:
+        response = await self.get(f"/customers/{customer_id}/dunning")
+        if response.status_code == 404:
+            return None
+        assert response.status_code == 200, response.text
+        return dict(response.json())
