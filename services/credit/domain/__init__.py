@@ -4,6 +4,17 @@ No I/O and no clock: the review date and a check's business date are parameters,
 facts come in as data, and every decision is recorded with the figures behind it.
 """
 
+from services.credit.domain.account import (
+    CreditAccount,
+    Hold,
+    Limit,
+    Reservation,
+    ReviewResult,
+    TrackedInvoice,
+    credit_account_id,
+    credit_hold_id,
+    ledger_sequence,
+)
 from services.credit.domain.errors import (
     ConflictingCheck,
     CreditError,
@@ -12,6 +23,7 @@ from services.credit.domain.errors import (
     InvalidCommand,
     UnknownHold,
 )
+from services.credit.domain.publication import published
 from services.credit.domain.risk import (
     Factor,
     FactorWeights,
@@ -34,22 +46,32 @@ from services.credit.domain.rules import (
 __all__ = [
     "DEFAULT_RULES_NAME",
     "ConflictingCheck",
+    "CreditAccount",
     "CreditError",
     "CreditRules",
     "Factor",
     "FactorWeights",
     "GradeFloors",
+    "Hold",
     "HoldNotActive",
     "InvalidAmount",
     "InvalidCommand",
     "InvoiceHistory",
+    "Limit",
     "LimitExceededRule",
     "OverdueDaysRule",
     "RecencyBand",
+    "Reservation",
+    "ReviewResult",
     "RiskAssessment",
     "RiskGradeRule",
     "RiskModel",
+    "TrackedInvoice",
     "UnknownHold",
     "assess",
+    "credit_account_id",
+    "credit_hold_id",
     "default_rules",
+    "ledger_sequence",
+    "published",
 ]
