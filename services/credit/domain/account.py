@@ -1,0 +1,862 @@
+"""The credit account: one customer's limits, exposure, risk grade, holds and credit checks.
+
+Ledger facts (``ar.ledger.events``, and ``customer.upserted`` from ``ar.customers``) come
+in through ``observe``; commands decide: ``check`` answers a credit check and reserves an
+approved order, ``set_limit``, ``review`` (the daily run for a date), ``place_manual_hold``
+and ``release_hold``. After every change the hold rules are evaluated and a hold placed,
+changed or released as they say. The ``@event`` methods only record what was observed or
+decided, so rebuilding from history never re-decides anything; payloads are JSON-native
+(money as decimal strings, dates ISO) and carry the figures behind each decision.
+
+Exposure per currency = open receivables (disputed amounts included) + open-order
+reservations, both kept as running totals so a credit check costs O(1).
+
+Choices where the contract is silent:
+
+- A check answers ``hold`` while any hold is active (its reasons are the holds' codes),
+  ``review`` when the currency has no limit (``no_limit``) or exposure + amount would exceed
+  it (``limit_exceeded``), else ``approve``, which reserves the amount for
+  ``rules.reservation_days`` days from the check's date. ``exposure``, ``limit`` and
+  ``available_credit`` (limit - exposure, negative when over) are the figures the decision
+  was made on, before the reservation. Every answer is final for its ``order_id``: checked
+  again it is returned as it was (a different amount or currency is refused).
+- An invoice whose ``attributes.order_id`` (else ``reference``) names a reserved order in
+  the same currency consumes the reservation up to the invoice amount; what is left (a part
+  invoice) stays reserved until further invoices or its expiry.
+- At most one automatic hold is active; its ``reasons`` follow the rules as facts come in
+  (recorded as a change of reasons) and it is released (``released_by: "auto"``) when none
+  holds any more. A user releasing an automatic hold overrides its reasons: they place no
+  hold again until they have stopped holding once (then they may again). Manual holds are
+  released only by a user; placing one while one is active returns it unchanged.
+- Time passes only through the review (``review(as_of)``): it expires limits and
+  reservations, marks invoices past the overdue rule's days, and records the risk grade.
+  Facts and checks never move time; a review dated before the last recorded one does
+  nothing. A review that changes nothing records nothing.
+- Limits from the ERP (``credit_limit`` of the customer profile) are taken when the ERP's
+  value changes, so a profile re-sent for another reason does not undo a limit set over
+  REST; a profile without ``credit_limit`` leaves the limit alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from functools import cache
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from services.credit.domain.errors import (
+    ConflictingCheck,
+    HoldNotActive,
+    InvalidAmount,
+    InvalidCommand,
+    UnknownHold,
+)
+from services.credit.domain.risk import InvoiceHistory, RiskAssessment, RiskModel, assess
+from services.credit.domain.rules import CreditRules, default_rules
+from shared.money import ZERO, check_minor_digits, parse_amount, to_text
+
+ACCOUNT_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:credit:customer")
+HOLD_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:credit:hold")
+
+# The order reasons are listed in, on holds and in check answers.
+REASON_ORDER = ("limit_exceeded", "overdue_days", "risk_grade", "manual")
+
+
+def credit_account_id(customer_id: str) -> UUID:
+    """Deterministic aggregate id: the credit account of customer X is found without an index."""
+    return uuid5(ACCOUNT_NAMESPACE, customer_id)
+
+
+def credit_hold_id(customer_id: str, number: int) -> str:
+    """The id of the customer's ``number``-th hold (1-based): the same on every replay."""
+    return str(uuid5(HOLD_NAMESPACE, f"{customer_id}\x1f{number}"))
+
+
+def ledger_sequence(event_id: str | None) -> tuple[int, int] | None:
+    """The (account version, index) a ledger event id ``ledger:<account>:<version>:<index>`` names.
+
+    A customer's ledger events come in this order, so a fact at or below the last one
+    recorded is a redelivery and is ignored.
+    """
+    if not event_id or not event_id.startswith("ledger:"):
+        return None
+    parts = event_id.split(":")
+    try:
+        return int(parts[-2]), int(parts[-1])
+    except (IndexError, ValueError):
+        return None
+
+
+@cache
+def _default_rules() -> CreditRules:
+    return default_rules()
+
+
+def _ordered(reasons: Iterable[str]) -> list[str]:
+    return sorted(set(reasons), key=REASON_ORDER.index)
+
+
+@dataclass(slots=True)
+class TrackedInvoice:
+    """An invoice as credit knows it: its open amount, dates, and the order it may fulfil."""
+
+    invoice_id: str
+    currency: str
+    amount: Decimal
+    issue_date: date
+    due_date: date
+    open_amount: Decimal
+    status: str
+    settled_date: date | None
+    order_id: str | None  # attributes.order_id, else reference
+
+
+@dataclass(slots=True)
+class Limit:
+    currency: str
+    amount: Decimal
+    set_by: str
+    source: str  # "api" or "erp"
+    expires_on: date | None
+    review_on: date | None
+    review_due: bool = False
+
+
+@dataclass(slots=True)
+class Reservation:
+    """An approved order's amount, counted in exposure until invoiced or expired."""
+
+    order_id: str
+    currency: str
+    amount: Decimal
+    remaining: Decimal
+    reserved_on: date
+    expires_on: date  # last day it counts
+
+
+@dataclass(slots=True)
+class Hold:
+    hold_id: str
+    kind: str  # "automatic" or "manual"
+    reasons: tuple[str, ...]
+    placed_by: str  # "auto" or the user
+    note: str | None
+    effective_date: str | None
+    status: str = "active"
+    released_by: str | None = None
+    release_reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"hold_id": self.hold_id, "kind": self.kind, "reasons": list(self.reasons),
+                "placed_by": self.placed_by, "note": self.note, "effective_date": self.effective_date,
+                "status": self.status, "released_by": self.released_by, "release_reason": self.release_reason}
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewResult:
+    """What one review recorded for a customer."""
+
+    as_of: date
+    limits_expired: list[str] = field(default_factory=list)  # currencies
+    limits_to_review: list[str] = field(default_factory=list)
+    reservations_expired: list[str] = field(default_factory=list)  # order ids
+    overdue_invoices: list[str] = field(default_factory=list)  # marked by this review
+    grade_change: dict[str, Any] | None = None
+    holds_placed: list[dict[str, Any]] = field(default_factory=list)
+    holds_changed: list[dict[str, Any]] = field(default_factory=list)
+    holds_released: list[dict[str, Any]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.limits_expired or self.limits_to_review or self.reservations_expired
+                    or self.overdue_invoices or self.grade_change or self.holds_placed
+                    or self.holds_changed or self.holds_released)
+
+
+@dataclass(slots=True)
+class _Evaluation:
+    placed: list[dict[str, Any]] = field(default_factory=list)
+    changed: list[dict[str, Any]] = field(default_factory=list)
+    released: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _outcome(entry: Mapping[str, Any]) -> dict[str, Any]:
+    settled = entry.get("settled_date")
+    return {"invoice_id": str(entry["invoice_id"]), "open_amount": str(entry["open_amount"]),
+            "status": str(entry.get("status") or "open"), "settled_date": str(settled) if settled else None}
+
+
+def _valid_currency(currency: str) -> str:
+    if not (isinstance(currency, str) and len(currency) == 3 and currency.isascii() and currency.isupper()):
+        raise InvalidCommand(f"currency: {currency!r} is not an ISO 4217 code")
+    return currency
+
+
+def _valid_amount(amount: object, currency: str, what: str, *, positive: bool) -> Decimal:
+    try:
+        value = amount if isinstance(amount, Decimal) else parse_amount(amount)
+        if not value.is_finite():
+            raise ValueError(f"{amount!r} is not a finite amount")
+        check_minor_digits(value, currency)
+    except ValueError as error:
+        raise InvalidAmount(f"{what}: {error}") from None
+    if value < ZERO or (positive and value == ZERO):
+        raise InvalidAmount(f"{what}: must be {'positive' if positive else 'zero or more'}, got {value}")
+    return value
+
+
+def _required(value: str | None, what: str) -> str:
+    if not value or not value.strip():
+        raise InvalidCommand(f"{what}: required for the audit trail")
+    return value.strip()
+
+
+class CreditAccount(Aggregate):
+    """One customer's credit: the unit of consistency of checks, holds and reviews."""
+
+    @staticmethod
+    def create_id(customer_id: str) -> UUID:
+        return credit_account_id(customer_id)
+
+    @event("Opened")
+    def __init__(self, customer_id: str) -> None:
+        self.customer_id = customer_id
+        self.invoices: dict[str, TrackedInvoice] = {}
+        self.receivables: dict[str, Decimal] = {}  # open amounts per currency, disputed included
+        self.reserved: dict[str, Decimal] = {}  # open-order reservations per currency
+        self.unapplied: dict[str, Decimal] = {}  # shown, not netted from exposure
+        self.open_disputes: dict[str, dict[str, Decimal]] = {}  # invoice id -> dispute id -> amount
+        self.dispute_invoice: dict[str, str] = {}  # every dispute seen -> its invoice
+        self.limits: dict[str, Limit] = {}
+        self.erp_limit: dict[str, str] | None = None  # the ERP's last credit_limit
+        self.reservations: dict[str, Reservation] = {}  # open ones, by order id
+        self.checks: dict[str, dict[str, Any]] = {}  # order id -> the answer given
+        self.overdue: dict[str, int] = {}  # invoice id -> days past due when the review marked it
+        self.risk: dict[str, Any] | None = None  # the assessment the last grade change recorded
+        self.holds: dict[str, Hold] = {}
+        self.overridden: set[str] = set()  # reasons a user released and that still hold
+        self.last_review_on: date | None = None
+        self.sequence: list[int] | None = None
+
+    # ----------------------------------------------------------------- queries
+
+    @property
+    def grade(self) -> str | None:
+        return self.risk["grade"] if self.risk else None
+
+    def exposure(self, currency: str) -> Decimal:
+        return self.receivables.get(currency, ZERO) + self.reserved.get(currency, ZERO)
+
+    def limit_amount(self, currency: str) -> Decimal | None:
+        limit = self.limits.get(currency)
+        return limit.amount if limit is not None else None
+
+    def active_holds(self) -> list[Hold]:
+        return [hold for hold in self.holds.values() if hold.status == "active"]
+
+    @property
+    def on_hold(self) -> bool:
+        return any(hold.status == "active" for hold in self.holds.values())
+
+    def disputed_amount(self, invoice: TrackedInvoice) -> Decimal:
+        disputed = sum(self.open_disputes.get(invoice.invoice_id, {}).values(), ZERO)
+        return min(disputed, max(invoice.open_amount, ZERO))
+
+    def position(self, currency: str) -> dict[str, Any]:
+        """The credit figures of one currency, JSON-native."""
+        limit = self.limit_amount(currency)
+        exposure = self.exposure(currency)
+        return {
+            "currency": currency,
+            "open_receivables": to_text(self.receivables.get(currency, ZERO), currency),
+            "reserved": to_text(self.reserved.get(currency, ZERO), currency),
+            "exposure": to_text(exposure, currency),
+            "limit": to_text(limit, currency) if limit is not None else None,
+            "available": to_text(limit - exposure, currency) if limit is not None else None,
+        }
+
+    def figures(self) -> list[dict[str, Any]]:
+        """Every currency with a limit or an exposure."""
+        currencies = set(self.limits) | {c for c, v in self.receivables.items() if v} | {
+            c for c, v in self.reserved.items() if v}
+        return [self.position(currency) for currency in sorted(currencies)]
+
+    def history(self) -> list[InvoiceHistory]:
+        """The invoices scoring looks at (cancelled ones left out)."""
+        disputed = set(self.dispute_invoice.values())
+        return [
+            InvoiceHistory(i.invoice_id, i.issue_date, i.due_date, i.settled_date,
+                           i.open_amount > ZERO, i.invoice_id in disputed)
+            for i in self.invoices.values() if i.status != "cancelled"
+        ]
+
+    def assess(self, as_of: date, model: RiskModel) -> RiskAssessment:
+        """The risk score as of a date, computed now (not recorded)."""
+        return assess(self.history(), as_of, model)
+
+    def view(self, as_of: date | None = None, rules: CreditRules | None = None) -> dict[str, Any]:
+        """The customer's credit, JSON-native (``GET /customers/{id}/credit``).
+
+        ``risk`` is the assessment recorded by the last grade change; with ``as_of``,
+        ``risk_as_of`` is the score computed for that date.
+        """
+        rules = rules or _default_rules()
+        view: dict[str, Any] = {
+            "customer_id": self.customer_id,
+            "on_hold": self.on_hold,
+            "positions": self.figures(),
+            "limits": [
+                {"currency": c, "amount": to_text(lim.amount, c), "set_by": lim.set_by, "source": lim.source,
+                 "expires_on": lim.expires_on.isoformat() if lim.expires_on else None,
+                 "review_on": lim.review_on.isoformat() if lim.review_on else None,
+                 "review_due": lim.review_due}
+                for c, lim in sorted(self.limits.items())
+            ],
+            "unapplied_cash": {c: to_text(v, c) for c, v in sorted(self.unapplied.items()) if v},
+            "risk": dict(self.risk) if self.risk else None,
+            "holds": [hold.as_dict() for hold in self.active_holds()],
+            "overridden_reasons": _ordered(self.overridden),
+            "reservations": [
+                {"order_id": r.order_id, "currency": r.currency, "amount": to_text(r.amount, r.currency),
+                 "remaining": to_text(r.remaining, r.currency), "reserved_on": r.reserved_on.isoformat(),
+                 "expires_on": r.expires_on.isoformat()}
+                for r in sorted(self.reservations.values(), key=lambda r: (r.expires_on, r.order_id))
+            ],
+            "overdue_invoices": self._overdue_lines(rules),
+            "last_review_on": self.last_review_on.isoformat() if self.last_review_on else None,
+        }
+        if as_of is not None:
+            view["risk_as_of"] = self.assess(as_of, rules.risk).as_dict()
+        return view
+
+    # ----------------------------------------------------------------- ledger facts
+
+    def observe(self, event_type: str, data: Mapping[str, Any], event_id: str | None = None,
+                rules: CreditRules | None = None) -> bool:
+        """Take in one ``ar.ledger.events`` fact; False when it changed nothing (or was seen before).
+
+        ``customer.upserted`` from ``ar.customers`` is taken like ``ledger.customer_updated``.
+        The hold rules are evaluated after every change.
+        """
+        position = ledger_sequence(event_id)
+        if position is not None and self.sequence is not None and list(position) <= self.sequence:
+            return False
+        sequence = list(position) if position is not None else None
+        effective = str(data.get("effective_date") or data.get("settled_date") or "") or None
+        changed = False
+        if event_type in ("ledger.customer_updated", "customer.upserted"):
+            changed = self._observe_profile(event_type, data, event_id, sequence)
+        elif event_type == "ledger.invoice_opened":
+            if data["invoice_id"] not in self.invoices:
+                self._observe_invoice(data, sequence)
+                changed = True
+        elif event_type == "ledger.invoice_disputed":
+            if data["dispute_id"] not in self.dispute_invoice:
+                self._dispute_opened(dispute_id=str(data["dispute_id"]), invoice_id=str(data["invoice_id"]),
+                                     amount=str(data["amount"]), sequence=sequence)
+                changed = True
+        elif event_type == "ledger.dispute_closed":
+            outcomes = self._changes(_outcome(e) for e in data.get("invoices", []))
+            is_open = data["dispute_id"] in self.open_disputes.get(self.dispute_invoice.get(
+                data["dispute_id"], ""), {})
+            if is_open or outcomes:
+                self._dispute_closed(dispute_id=str(data["dispute_id"]), outcome=str(data.get("outcome")),
+                                     outcomes=outcomes, sequence=sequence)
+                changed = True
+        elif event_type == "ledger.unapplied_cash_changed":
+            change = Decimal(str(data["change"]))
+            if change:
+                self._unapplied_cash_changed(currency=str(data["currency"]), change=str(change),
+                                             sequence=sequence)
+                changed = True
+        elif event_type.startswith("ledger."):
+            entries = [data] if event_type == "ledger.invoice_settled" else data.get("invoices", [])
+            outcomes = self._changes(_outcome(e) for e in entries)
+            if outcomes:
+                self._open_amounts_changed(outcomes=outcomes, effective_date=effective, sequence=sequence)
+                changed = True
+        if changed:
+            trigger = {"kind": "ledger", "event_type": event_type, "event_id": event_id}
+            self._evaluate(rules or _default_rules(), trigger, effective)
+        return changed
+
+    def _observe_profile(self, event_type: str, data: Mapping[str, Any], event_id: str | None,
+                         sequence: list[int] | None) -> bool:
+        credit_limit = data.get("credit_limit")
+        if not isinstance(credit_limit, Mapping):
+            return False
+        currency = _valid_currency(str(credit_limit.get("currency")))
+        amount = _valid_amount(credit_limit.get("amount"), currency, "credit_limit.amount", positive=False)
+        erp = {"currency": currency, "amount": str(amount)}
+        seen = self.erp_limit
+        if seen is not None and seen["currency"] == currency and Decimal(seen["amount"]) == amount:
+            return False
+        origin = data.get("origin")
+        source = origin.get("source") if isinstance(origin, Mapping) else None
+        self._limit_set(limit={
+            "customer_id": self.customer_id, "currency": currency, "amount": str(amount),
+            "previous": self._limit_text(currency), "set_by": f"erp:{source}" if source else "erp",
+            "source": "erp", "expires_on": None, "review_on": None,
+            "cause": {"event_type": event_type, "event_id": event_id},
+        }, erp_limit=erp, sequence=sequence)
+        return True
+
+    def _observe_invoice(self, data: Mapping[str, Any], sequence: list[int] | None) -> None:
+        invoice: dict[str, str | None] = {
+            k: str(data[k]) for k in ("invoice_id", "currency", "amount", "issue_date", "due_date")}
+        touched = [_outcome(e) for e in data.get("invoices", [])]
+        own = next((e for e in touched if e["invoice_id"] == invoice["invoice_id"]), None)
+        invoice["open_amount"] = own["open_amount"] if own else invoice["amount"]
+        invoice["status"] = own["status"] if own else "open"
+        invoice["settled_date"] = own["settled_date"] if own else None
+        attributes = data.get("attributes") or {}
+        candidates = [str(key) for key in (attributes.get("order_id"), data.get("reference")) if key]
+        consumed = []
+        for order_id in candidates:
+            reservation = self.reservations.get(order_id)
+            if reservation is not None and reservation.currency == invoice["currency"]:
+                amount = min(Decimal(str(invoice["amount"])), reservation.remaining)
+                consumed.append({"order_id": order_id, "amount": str(amount),
+                                 "remaining": str(reservation.remaining - amount)})
+                break
+        invoice["order_id"] = consumed[0]["order_id"] if consumed else (candidates[0] if candidates else None)
+        others = self._changes(e for e in touched if e["invoice_id"] != invoice["invoice_id"])
+        self._invoice_opened(invoice=invoice, outcomes=others, consumed=consumed, sequence=sequence)
+
+    def _changes(self, outcomes: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The outcomes that change a known invoice's open amount, status or settled date."""
+        changes = []
+        for outcome in outcomes:
+            invoice = self.invoices.get(outcome["invoice_id"])
+            if invoice is None:
+                continue
+            settled = invoice.settled_date.isoformat() if invoice.settled_date else None
+            if (invoice.open_amount != Decimal(outcome["open_amount"]) or invoice.status != outcome["status"]
+                    or settled != outcome["settled_date"]):
+                changes.append(outcome)
+        return changes
+
+    # ----------------------------------------------------------------- commands
+
+    def check(self, order_id: str, amount: Decimal, currency: str, on: date,
+              rules: CreditRules | None = None) -> dict[str, Any]:
+        """Answer a credit check for an order on business date ``on``; an approval reserves the amount.
+
+        The same ``order_id`` again returns the answer given the first time, reserving nothing.
+        """
+        order_id = _required(order_id, "order_id")
+        currency = _valid_currency(currency)
+        amount = _valid_amount(amount, currency, "amount", positive=True)
+        given = self.checks.get(order_id)
+        if given is not None:
+            if (given["currency"], Decimal(given["amount"])) != (currency, amount):
+                raise ConflictingCheck(
+                    f"order {order_id} was checked for {given['amount']} {given['currency']}, "
+                    f"not {amount} {currency}")
+            return dict(given)
+        rules = rules or _default_rules()
+        exposure = self.exposure(currency)
+        limit = self.limit_amount(currency)
+        holds = self.active_holds()
+        if holds:
+            decision, reasons = "hold", _ordered(r for hold in holds for r in hold.reasons)
+        elif limit is None:
+            decision, reasons = "review", ["no_limit"]
+        elif exposure + amount > limit:
+            decision, reasons = "review", ["limit_exceeded"]
+        else:
+            decision, reasons = "approve", []
+        reservation = None
+        if decision == "approve":
+            reservation = {"order_id": order_id, "currency": currency, "amount": to_text(amount, currency),
+                           "reserved_on": on.isoformat(),
+                           "expires_on": (on + timedelta(days=rules.reservation_days)).isoformat()}
+        answer = {
+            "order_id": order_id, "customer_id": self.customer_id, "currency": currency,
+            "amount": to_text(amount, currency), "on": on.isoformat(), "decision": decision,
+            "available_credit": to_text(limit - exposure, currency) if limit is not None else None,
+            "exposure": to_text(exposure, currency),
+            "limit": to_text(limit, currency) if limit is not None else None,
+            "reasons": reasons, "hold_ids": [hold.hold_id for hold in holds],
+            "reserved_until": reservation["expires_on"] if reservation else None,
+        }
+        self._credit_checked(check=answer, reservation=reservation)
+        return dict(answer)
+
+    def set_limit(self, currency: str, amount: Decimal, by: str, expires_on: date | None = None,
+                  review_on: date | None = None, rules: CreditRules | None = None) -> dict[str, Any]:
+        """Set the limit of one currency (``PUT /customers/{id}/credit-limit``); returns its position.
+
+        The same limit again (amount and dates) records nothing.
+        """
+        currency = _valid_currency(currency)
+        amount = _valid_amount(amount, currency, "amount", positive=False)
+        by = _required(by, "by")
+        current = self.limits.get(currency)
+        if current is not None and (current.amount, current.expires_on, current.review_on) == (
+                amount, expires_on, review_on) and current.source == "api":
+            return self.position(currency)
+        self._limit_set(limit={
+            "customer_id": self.customer_id, "currency": currency, "amount": str(amount),
+            "previous": self._limit_text(currency), "set_by": by, "source": "api",
+            "expires_on": expires_on.isoformat() if expires_on else None,
+            "review_on": review_on.isoformat() if review_on else None, "cause": {"kind": "api"},
+        }, erp_limit=self.erp_limit, sequence=None)
+        self._evaluate(rules or _default_rules(), {"kind": "limit_set", "by": by}, None)
+        return self.position(currency)
+
+    def review(self, as_of: date, rules: CreditRules | None = None) -> ReviewResult:
+        """The credit review for ``as_of``: expire limits and reservations, flag limits due for
+        review, mark invoices past the overdue rule, record the risk grade, evaluate the holds.
+
+        Run again for the same date it changes nothing; a date before the last recorded review
+        does nothing.
+        """
+        if self.last_review_on is not None and as_of < self.last_review_on:
+            return ReviewResult(as_of)
+        rules = rules or _default_rules()
+        day = as_of.isoformat()
+        limits_expired = []
+        for currency, limit in sorted(self.limits.items()):
+            if limit.expires_on is not None and limit.expires_on < as_of:
+                self._limit_expired(customer_id=self.customer_id, currency=currency, amount=str(limit.amount),
+                                    expires_on=limit.expires_on.isoformat(), as_of=day)
+                limits_expired.append(currency)
+        limits_to_review = []
+        for currency, limit in sorted(self.limits.items()):
+            if limit.review_on is not None and limit.review_on <= as_of and not limit.review_due:
+                self._limit_review_due(customer_id=self.customer_id, currency=currency,
+                                       review_on=limit.review_on.isoformat(), as_of=day)
+                limits_to_review.append(currency)
+        expired = sorted((r for r in self.reservations.values() if r.expires_on < as_of),
+                         key=lambda r: r.order_id)
+        if expired:
+            self._reservations_expired(as_of=day, reservations=[
+                {"order_id": r.order_id, "currency": r.currency, "remaining": str(r.remaining),
+                 "expires_on": r.expires_on.isoformat()} for r in expired])
+        newly_overdue = self._mark_overdue(as_of, rules)
+        assessment = self.assess(as_of, rules.risk)
+        grade_change = None
+        if assessment.grade != self.grade:
+            grade_change = {"previous": self.grade, **assessment.as_dict()}
+            self._risk_grade_changed(customer_id=self.customer_id, as_of=day, previous=self.grade,
+                                     assessment=assessment.as_dict())
+        evaluation = self._evaluate(rules, {"kind": "review", "as_of": day}, day)
+        return ReviewResult(as_of, limits_expired, limits_to_review, [r.order_id for r in expired],
+                            newly_overdue, grade_change, evaluation.placed, evaluation.changed,
+                            evaluation.released)
+
+    def _mark_overdue(self, as_of: date, rules: CreditRules) -> list[str]:
+        rule = rules.overdue_rule
+        marks: dict[str, int] = {}
+        if rule is not None:
+            for invoice in self.invoices.values():
+                days = (as_of - invoice.due_date).days
+                if invoice.open_amount > ZERO and invoice.status != "cancelled" and days > rule.days_past_due:
+                    marks[invoice.invoice_id] = days
+        still = {i for i in self.overdue if self.invoices[i].open_amount > ZERO}
+        if set(marks) == still:
+            return []
+        self._overdue_marked(as_of=as_of.isoformat(), days_past_due=rule.days_past_due if rule else None,
+                             invoices=dict(sorted(marks.items())))
+        return sorted(set(marks) - still)
+
+    def place_manual_hold(self, by: str, reason: str, rules: CreditRules | None = None) -> dict[str, Any]:
+        """Put the customer on hold by hand (``POST /customers/{id}/holds``); returns the hold.
+
+        While a manual hold is active, placing another returns it unchanged.
+        """
+        by = _required(by, "by")
+        reason = _required(reason, "reason")
+        for hold in self.active_holds():
+            if hold.kind == "manual":
+                return hold.as_dict()
+        record = self._hold_record("manual", ["manual"], by, reason, {"kind": "manual", "by": by}, None,
+                                   rules or _default_rules())
+        self._hold_placed(hold=record)
+        return self.holds[record["hold_id"]].as_dict()
+
+    def release_hold(self, hold_id: str, by: str, reason: str,
+                     rules: CreditRules | None = None) -> dict[str, Any]:
+        """Release a hold by hand (``POST /holds/{id}/release``); returns the release as recorded.
+
+        Releasing an automatic hold overrides its reasons until they stop holding.
+        """
+        hold = self.holds.get(hold_id)
+        if hold is None:
+            raise UnknownHold(f"hold {hold_id} is not known for customer {self.customer_id}")
+        if hold.status != "active":
+            raise HoldNotActive(f"hold {hold_id} was already released by {hold.released_by}")
+        by = _required(by, "by")
+        reason = _required(reason, "reason")
+        release = self._release_record(hold, by, reason, {"kind": "manual", "by": by}, None,
+                                       overrides=list(hold.reasons) if hold.kind == "automatic" else [])
+        self._hold_released(release=release)
+        return release
+
+    # ----------------------------------------------------------------- hold rules
+
+    def _limit_breaches(self, rules: CreditRules) -> list[str]:
+        rule = rules.limit_rule
+        if rule is None:
+            return []
+        return [currency for currency, limit in sorted(self.limits.items())
+                if self.exposure(currency) > rule.allowed(limit.amount)]
+
+    def _overdue_lines(self, rules: CreditRules) -> list[dict[str, Any]]:
+        """The marked invoices that make the overdue rule hold now, most overdue first."""
+        rule = rules.overdue_rule
+        lines = []
+        for invoice_id, days in self.overdue.items():
+            invoice = self.invoices[invoice_id]
+            if invoice.status == "cancelled" or invoice.open_amount <= ZERO or rule is None:
+                continue
+            amount = invoice.open_amount if rule.count_disputed else (
+                invoice.open_amount - self.disputed_amount(invoice))
+            if amount > rule.min_amount:
+                lines.append({"invoice_id": invoice_id, "currency": invoice.currency,
+                              "due_date": invoice.due_date.isoformat(), "days_past_due": days,
+                              "open_amount": to_text(invoice.open_amount, invoice.currency)})
+        return sorted(lines, key=lambda line: (-line["days_past_due"], line["invoice_id"]))
+
+    def _firing(self, rules: CreditRules) -> list[str]:
+        reasons = []
+        if self._limit_breaches(rules):
+            reasons.append("limit_exceeded")
+        if self._overdue_lines(rules):
+            reasons.append("overdue_days")
+        grade_rule = rules.grade_rule
+        if grade_rule is not None and self.grade in grade_rule.grades:
+            reasons.append("risk_grade")
+        return reasons
+
+    def _headline(self, reasons: list[str], rules: CreditRules) -> tuple[str | None, str | None, str | None]:
+        """The (currency, exposure, limit) a hold's one-figure fields show: the currency behind it."""
+        currency = None
+        if "limit_exceeded" in reasons and self._limit_breaches(rules):
+            currency = self._limit_breaches(rules)[0]
+        elif "overdue_days" in reasons and self._overdue_lines(rules):
+            currency = self._overdue_lines(rules)[0]["currency"]
+        else:
+            figures = self.figures()
+            with_limit = [f for f in figures if f["limit"] is not None]
+            if with_limit:
+                currency = with_limit[0]["currency"]
+            elif figures:
+                currency = max(figures, key=lambda f: Decimal(f["exposure"]))["currency"]
+        if currency is None:
+            return None, None, None
+        position = self.position(currency)
+        return currency, position["exposure"], position["limit"]
+
+    def _hold_record(self, kind: str, reasons: list[str], by: str, note: str | None,
+                     trigger: dict[str, Any], effective_date: str | None,
+                     rules: CreditRules) -> dict[str, Any]:
+        number = len(self.holds) + 1
+        currency, exposure, limit = self._headline(reasons, rules)
+        return {
+            "hold_id": credit_hold_id(self.customer_id, number), "number": number,
+            "customer_id": self.customer_id,
+            "kind": kind, "reasons": reasons, "placed_by": by, "note": note,
+            "effective_date": effective_date, "trigger": trigger,
+            "currency": currency, "exposure": exposure, "limit": limit, "positions": self.figures(),
+            "overdue_invoices": self._overdue_lines(rules), "risk_grade": self.grade,
+            "risk_score": self.risk["score"] if self.risk else None,
+        }
+
+    def _release_record(self, hold: Hold, by: str, reason: str, trigger: dict[str, Any],
+                        effective_date: str | None, overrides: list[str]) -> dict[str, Any]:
+        return {"hold_id": hold.hold_id, "customer_id": self.customer_id, "kind": hold.kind,
+                "reasons": list(hold.reasons), "released_by": by, "reason": reason,
+                "effective_date": effective_date, "trigger": trigger, "overrides": overrides,
+                "positions": self.figures()}
+
+    def _evaluate(self, rules: CreditRules, trigger: dict[str, Any],
+                  effective_date: str | None) -> _Evaluation:
+        """Place, change or release the automatic hold as the rules now say."""
+        result = _Evaluation()
+        firing = self._firing(rules)
+        lapsed = _ordered(self.overridden - set(firing))
+        if lapsed:
+            self._overrides_lapsed(reasons=lapsed, trigger=trigger)
+        wanted = [reason for reason in firing if reason not in self.overridden]
+        current = next((h for h in self.active_holds() if h.kind == "automatic"), None)
+        if wanted and current is None:
+            record = self._hold_record("automatic", wanted, "auto", None, trigger, effective_date, rules)
+            self._hold_placed(hold=record)
+            result.placed.append(record)
+        elif wanted and current is not None and list(current.reasons) != wanted:
+            change = {"hold_id": current.hold_id, "customer_id": self.customer_id,
+                      "previous_reasons": list(current.reasons), "reasons": wanted,
+                      "effective_date": effective_date, "trigger": trigger, "positions": self.figures(),
+                      "overdue_invoices": self._overdue_lines(rules), "risk_grade": self.grade}
+            self._hold_reasons_changed(change=change)
+            result.changed.append(change)
+        elif not wanted and current is not None:
+            release = self._release_record(
+                current, "auto", f"no hold rule applies any more ({', '.join(current.reasons)} cleared)",
+                trigger, effective_date, overrides=[])
+            self._hold_released(release=release)
+            result.released.append(release)
+        return result
+
+    def _limit_text(self, currency: str) -> str | None:
+        limit = self.limits.get(currency)
+        return str(limit.amount) if limit is not None else None
+
+    # ----------------------------------------------------------------- events
+
+    def _advance(self, sequence: list[int] | None) -> None:
+        if sequence is not None:
+            self.sequence = sequence
+
+    def _reviewed(self, trigger: Mapping[str, Any]) -> None:
+        if trigger.get("kind") == "review":
+            self.last_review_on = date.fromisoformat(trigger["as_of"])
+
+    def _apply_outcomes(self, outcomes: list[dict[str, Any]]) -> None:
+        for outcome in outcomes:
+            invoice = self.invoices[outcome["invoice_id"]]
+            open_amount = ZERO if outcome["status"] == "cancelled" else Decimal(outcome["open_amount"])
+            self.receivables[invoice.currency] = (
+                self.receivables.get(invoice.currency, ZERO) + open_amount - invoice.open_amount)
+            invoice.open_amount = open_amount
+            invoice.status = outcome["status"]
+            settled = outcome["settled_date"]
+            invoice.settled_date = date.fromisoformat(settled) if settled else None
+
+    @event("InvoiceOpened")
+    def _invoice_opened(self, invoice: dict[str, Any], outcomes: list[dict[str, Any]],
+                        consumed: list[dict[str, str]], sequence: list[int] | None) -> None:
+        self._advance(sequence)
+        new = TrackedInvoice(
+            invoice_id=invoice["invoice_id"], currency=invoice["currency"], amount=Decimal(invoice["amount"]),
+            issue_date=date.fromisoformat(invoice["issue_date"]),
+            due_date=date.fromisoformat(invoice["due_date"]), open_amount=ZERO, status="open",
+            settled_date=None, order_id=invoice["order_id"],
+        )
+        self.invoices[new.invoice_id] = new
+        self._apply_outcomes([{"invoice_id": new.invoice_id, "open_amount": invoice["open_amount"],
+                               "status": invoice["status"], "settled_date": invoice["settled_date"]},
+                              *outcomes])
+        for entry in consumed:
+            reservation = self.reservations[entry["order_id"]]
+            amount = Decimal(entry["amount"])
+            reservation.remaining -= amount
+            self.reserved[reservation.currency] -= amount
+            if reservation.remaining <= ZERO:
+                del self.reservations[reservation.order_id]
+
+    @event("OpenAmountsChanged")
+    def _open_amounts_changed(self, outcomes: list[dict[str, Any]], effective_date: str | None,
+                              sequence: list[int] | None) -> None:
+        self._advance(sequence)
+        self._apply_outcomes(outcomes)
+
+    @event("DisputeOpened")
+    def _dispute_opened(self, dispute_id: str, invoice_id: str, amount: str,
+                        sequence: list[int] | None) -> None:
+        self._advance(sequence)
+        self.dispute_invoice[dispute_id] = invoice_id
+        self.open_disputes.setdefault(invoice_id, {})[dispute_id] = Decimal(amount)
+
+    @event("DisputeClosed")
+    def _dispute_closed(self, dispute_id: str, outcome: str, outcomes: list[dict[str, Any]],
+                        sequence: list[int] | None) -> None:
+        self._advance(sequence)
+        invoice_id = self.dispute_invoice.get(dispute_id)
+        disputes = self.open_disputes.get(invoice_id or "")
+        if disputes is not None:
+            disputes.pop(dispute_id, None)
+            if not disputes:
+                del self.open_disputes[invoice_id or ""]
+        self._apply_outcomes(outcomes)
+
+    @event("UnappliedCashChanged")
+    def _unapplied_cash_changed(self, currency: str, change: str, sequence: list[int] | None) -> None:
+        self._advance(sequence)
+        self.unapplied[currency] = self.unapplied.get(currency, ZERO) + Decimal(change)
+
+    @event("LimitSet")
+    def _limit_set(self, limit: dict[str, Any], erp_limit: dict[str, str] | None,
+                   sequence: list[int] | None) -> None:
+        self._advance(sequence)
+        self.erp_limit = erp_limit
+        self.limits[limit["currency"]] = Limit(
+            currency=limit["currency"], amount=Decimal(limit["amount"]), set_by=limit["set_by"],
+            source=limit["source"],
+            expires_on=date.fromisoformat(limit["expires_on"]) if limit["expires_on"] else None,
+            review_on=date.fromisoformat(limit["review_on"]) if limit["review_on"] else None,
+        )
+
+    @event("LimitExpired")
+    def _limit_expired(self, customer_id: str, currency: str, amount: str, expires_on: str,
+                       as_of: str) -> None:
+        self.last_review_on = date.fromisoformat(as_of)
+        del self.limits[currency]
+
+    @event("LimitReviewDue")
+    def _limit_review_due(self, customer_id: str, currency: str, review_on: str, as_of: str) -> None:
+        self.last_review_on = date.fromisoformat(as_of)
+        self.limits[currency].review_due = True
+
+    @event("CreditChecked")
+    def _credit_checked(self, check: dict[str, Any], reservation: dict[str, str] | None) -> None:
+        self.checks[check["order_id"]] = check
+        if reservation is not None:
+            amount = Decimal(reservation["amount"])
+            self.reservations[reservation["order_id"]] = Reservation(
+                order_id=reservation["order_id"], currency=reservation["currency"], amount=amount,
+                remaining=amount, reserved_on=date.fromisoformat(reservation["reserved_on"]),
+                expires_on=date.fromisoformat(reservation["expires_on"]),
+            )
+            self.reserved[reservation["currency"]] = self.reserved.get(reservation["currency"], ZERO) + amount
+
+    @event("ReservationsExpired")
+    def _reservations_expired(self, as_of: str, reservations: list[dict[str, str]]) -> None:
+        self.last_review_on = date.fromisoformat(as_of)
+        for entry in reservations:
+            reservation = self.reservations.pop(entry["order_id"])
+            self.reserved[reservation.currency] -= reservation.remaining
+
+    @event("OverdueMarked")
+    def _overdue_marked(self, as_of: str, days_past_due: int | None, invoices: dict[str, int]) -> None:
+        self.last_review_on = date.fromisoformat(as_of)
+        self.overdue = dict(invoices)
+
+    @event("RiskGradeChanged")
+    def _risk_grade_changed(self, customer_id: str, as_of: str, previous: str | None,
+                            assessment: dict[str, Any]) -> None:
+        self.last_review_on = date.fromisoformat(as_of)
+        self.risk = assessment
+
+    @event("HoldPlaced")
+    def _hold_placed(self, hold: dict[str, Any]) -> None:
+        self._reviewed(hold["trigger"])
+        self.holds[hold["hold_id"]] = Hold(
+            hold_id=hold["hold_id"], kind=hold["kind"], reasons=tuple(hold["reasons"]),
+            placed_by=hold["placed_by"], note=hold["note"], effective_date=hold["effective_date"],
+        )
+
+    @event("HoldReasonsChanged")
+    def _hold_reasons_changed(self, change: dict[str, Any]) -> None:
+        self._reviewed(change["trigger"])
+        self.holds[change["hold_id"]].reasons = tuple(change["reasons"])
+
+    @event("HoldReleased")
+    def _hold_released(self, release: dict[str, Any]) -> None:
+        self._reviewed(release["trigger"])
+        hold = self.holds[release["hold_id"]]
+        hold.status = "released"
+        hold.released_by = release["released_by"]
+        hold.release_reason = release["reason"]
+        self.overridden.update(release["overrides"])
+
+    @event("OverridesLapsed")
+    def _overrides_lapsed(self, reasons: list[str], trigger: dict[str, Any]) -> None:
+        self._reviewed(trigger)
+        self.overridden.difference_update(reasons)

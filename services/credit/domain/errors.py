@@ -1,0 +1,25 @@
+"""Domain errors of the credit service: a refused command raises one, naming the ids involved."""
+
+
+class CreditError(ValueError):
+    """A command the credit domain refuses; the service layer maps it to a 422/409 problem."""
+
+
+class InvalidAmount(CreditError):
+    """A money amount that is negative, not positive where it must be, or too precise for its currency."""
+
+
+class InvalidCommand(CreditError):
+    """A command missing what the audit trail needs (who, why) or with inconsistent dates."""
+
+
+class ConflictingCheck(CreditError):
+    """The same ``order_id`` checked again with a different amount or currency."""
+
+
+class UnknownHold(CreditError):
+    pass
+
+
+class HoldNotActive(CreditError):
+    """The hold was already released."""

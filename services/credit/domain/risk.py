@@ -1,0 +1,290 @@
+"""Risk score (0-100, higher is riskier) and grade (A-E) from a customer's payment behaviour.
+
+The score is the sum of five factors' contributions; each contribution is the factor's
+weight times its intensity, a number from 0 (no risk signal) to 1 (saturated), rounded
+half-up to 0.01, so the factors always add up to the score exactly. The weights are data
+(``RiskModel.weights``) and must sum to 100.
+
+The history looked at is the window of the last recency band (365 days by default): the
+invoices *due* in it (``as_of - due_date`` at most the window; invoices paid before their
+due date count as well) plus every invoice still open and past due, however old. Cancelled
+invoices are left out. An invoice's days late are ``settled_date - due_date`` when it was
+settled by ``as_of``, else ``as_of - due_date`` (late so far), never below zero.
+
+Factors (default weights):
+
+``weighted_days_late`` (35)
+    The average of days late weighted by recency: an invoice due at most 90 days before
+    ``as_of`` weighs 4, at most 180 days 2, at most 365 days 1 (``recency``; older open
+    invoices take the last band's weight). Intensity: average / 60 days, at most 1.
+``late_share`` (25)
+    The share of those invoices more than ``late_after_days`` (0) days late. Intensity: the
+    share itself.
+``max_days_past_due`` (25)
+    The largest days past due of an invoice open on ``as_of`` (disputed ones included).
+    Intensity: days / 90, at most 1.
+``dispute_rate`` (10)
+    The share of invoices issued in the window on which a dispute was ever opened.
+    Intensity: rate / 0.5, at most 1.
+``trend`` (5)
+    Worsening behaviour: the plain average days late of the invoices due in the last 90
+    days less that of the older ones in the window. Intensity: the increase / 30 days,
+    between 0 and 1. Improvement scores 0 here; it already lowers the recency-weighted
+    average. Zero when either group is empty.
+
+Grades by score: A below 20, B from 20, C from 40, D from 60, E from 80
+(``RiskModel.grades``). A customer with no invoice in the history is not rated: no grade,
+score 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Context, Decimal
+from itertools import pairwise
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from shared.money import ZERO, parse_amount
+
+Grade = Literal["A", "B", "C", "D", "E"]
+GRADES: tuple[Grade, ...] = ("A", "B", "C", "D", "E")
+FACTORS = ("weighted_days_late", "late_share", "max_days_past_due", "dispute_rate", "trend")
+
+ONE = Decimal(1)
+HUNDRED = Decimal(100)
+CENT = Decimal("0.01")
+_RATIO = Decimal("0.0001")
+# Divisions at a fixed precision: the same history scores the same on any machine.
+_CONTEXT = Context(prec=28, rounding=ROUND_HALF_EVEN)
+
+
+def _decimal(value: object) -> Decimal:
+    """A decimal from its text or an integer; floats are refused (as for money)."""
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
+    return parse_amount(value)
+
+
+Number = Annotated[Decimal, BeforeValidator(_decimal), Field(ge=ZERO)]
+
+
+class RecencyBand(BaseModel):
+    """Invoices due at most ``max_age_days`` before the assessment date weigh ``weight``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_age_days: int = Field(ge=1)
+    weight: Number = Field(gt=ZERO)
+
+
+class FactorWeights(BaseModel):
+    """Points each factor may contribute at most; they sum to 100."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    weighted_days_late: Number = Decimal(35)
+    late_share: Number = Decimal(25)
+    max_days_past_due: Number = Decimal(25)
+    dispute_rate: Number = Decimal(10)
+    trend: Number = Decimal(5)
+
+    @model_validator(mode="after")
+    def _sum_to_100(self) -> FactorWeights:
+        total = sum((getattr(self, name) for name in FACTORS), ZERO)
+        if total != HUNDRED:
+            raise ValueError(f"weights must sum to 100, got {total}")
+        return self
+
+
+class GradeFloors(BaseModel):
+    """The lowest score of each grade below A (A starts at 0)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    B: Number = Decimal(20)
+    C: Number = Decimal(40)
+    D: Number = Decimal(60)
+    E: Number = Decimal(80)
+
+    @model_validator(mode="after")
+    def _ascending(self) -> GradeFloors:
+        floors = [ZERO, self.B, self.C, self.D, self.E]
+        if any(later <= earlier for earlier, later in pairwise(floors)) or self.E > HUNDRED:
+            raise ValueError(f"grade floors must ascend strictly within (0, 100], got {floors[1:]}")
+        return self
+
+    def grade(self, score: Decimal) -> Grade:
+        for grade in ("E", "D", "C", "B"):
+            if score >= getattr(self, grade):
+                return grade
+        return "A"
+
+
+def _default_recency() -> tuple[RecencyBand, ...]:
+    return (RecencyBand(max_age_days=90, weight=Decimal(4)), RecencyBand(max_age_days=180, weight=Decimal(2)),
+            RecencyBand(max_age_days=365, weight=Decimal(1)))
+
+
+class RiskModel(BaseModel):
+    """How payment behaviour is scored: the parameters of every factor, as data."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    recency: tuple[RecencyBand, ...] = Field(default_factory=_default_recency, min_length=1)
+    late_after_days: int = Field(default=0, ge=0)
+    days_late_saturation: int = Field(default=60, ge=1)
+    days_past_due_saturation: int = Field(default=90, ge=1)
+    dispute_rate_saturation: Number = Field(default=Decimal("0.5"), gt=ZERO, le=ONE)
+    trend_recent_days: int = Field(default=90, ge=1)
+    trend_saturation_days: int = Field(default=30, ge=1)
+    weights: FactorWeights = Field(default_factory=FactorWeights)
+    grades: GradeFloors = Field(default_factory=GradeFloors)
+
+    @model_validator(mode="after")
+    def _bands_ascend(self) -> RiskModel:
+        ages = [band.max_age_days for band in self.recency]
+        if any(later <= earlier for earlier, later in pairwise(ages)):
+            raise ValueError(f"recency: max_age_days must ascend strictly, got {ages}")
+        if self.trend_recent_days >= self.window_days:
+            raise ValueError("trend_recent_days must be shorter than the window (the last recency band)")
+        return self
+
+    @property
+    def window_days(self) -> int:
+        return self.recency[-1].max_age_days
+
+    def recency_weight(self, age_days: int) -> Decimal:
+        for band in self.recency:
+            if age_days <= band.max_age_days:
+                return band.weight
+        return self.recency[-1].weight
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceHistory:
+    """What scoring needs of one (not cancelled) invoice."""
+
+    invoice_id: str
+    issue_date: date
+    due_date: date
+    settled_date: date | None  # None while open
+    is_open: bool  # an open amount above zero
+    disputed: bool  # a dispute was ever opened on it
+
+
+@dataclass(frozen=True, slots=True)
+class Factor:
+    """One factor of the score: what was measured, its intensity and the points it adds."""
+
+    name: str
+    value: Decimal  # the measure: days, a share or a rate
+    intensity: Decimal  # 0..1
+    weight: Decimal
+    contribution: Decimal  # weight x intensity, to 0.01
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "value": str(self.value), "intensity": str(self.intensity),
+                "weight": str(self.weight), "contribution": str(self.contribution), "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class RiskAssessment:
+    """A customer's score on a date, with every factor; ``grade`` is None when not rated."""
+
+    as_of: date
+    score: Decimal
+    grade: Grade | None
+    factors: tuple[Factor, ...]
+    invoices_assessed: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"as_of": self.as_of.isoformat(), "score": str(self.score), "grade": self.grade,
+                "invoices_assessed": self.invoices_assessed,
+                "factors": [factor.as_dict() for factor in self.factors]}
+
+
+def _ratio(numerator: Decimal, denominator: Decimal) -> Decimal:
+    return _CONTEXT.divide(numerator, denominator)
+
+
+def _factor(name: str, value: Decimal, intensity: Decimal, model: RiskModel, detail: str) -> Factor:
+    intensity = max(ZERO, min(ONE, intensity))
+    weight = getattr(model.weights, name)
+    contribution = _CONTEXT.multiply(weight, intensity).quantize(CENT, rounding=ROUND_HALF_UP)
+    return Factor(name, value, intensity.quantize(_RATIO, rounding=ROUND_HALF_UP), weight, contribution,
+                  detail)
+
+
+def _days_late(invoice: InvoiceHistory, as_of: date) -> int:
+    settled = invoice.settled_date if invoice.settled_date and invoice.settled_date <= as_of else None
+    return max(0, ((settled or as_of) - invoice.due_date).days)
+
+
+def _open_on(invoice: InvoiceHistory, as_of: date) -> bool:
+    """Open at ``as_of``: open now, or settled only after it."""
+    return invoice.is_open or (invoice.settled_date is not None and invoice.settled_date > as_of)
+
+
+def assess(invoices: Iterable[InvoiceHistory], as_of: date, model: RiskModel) -> RiskAssessment:
+    """Score the history as of ``as_of`` (see the module docstring for every factor)."""
+    window = model.window_days
+    assessed: list[tuple[InvoiceHistory, int, int]] = []  # invoice, age, days late
+    issued = disputed = 0
+    max_past_due = 0
+    for invoice in invoices:
+        if invoice.issue_date > as_of:
+            continue
+        if (as_of - invoice.issue_date).days <= window:
+            issued += 1
+            disputed += invoice.disputed
+        age = (as_of - invoice.due_date).days
+        open_on = _open_on(invoice, as_of)
+        settled_by_then = invoice.settled_date is not None and not open_on
+        if open_on and age > 0:
+            max_past_due = max(max_past_due, age)
+        if (settled_by_then and age <= window) or (open_on and age > 0):
+            assessed.append((invoice, age, _days_late(invoice, as_of)))
+    if not assessed:
+        factors = tuple(_factor(name, ZERO, ZERO, model, "no invoice due yet") for name in FACTORS)
+        return RiskAssessment(as_of, ZERO.quantize(CENT), None, factors, 0)
+
+    weights = [model.recency_weight(age) for _, age, _ in assessed]
+    weighted = sum((w * late for w, (_, _, late) in zip(weights, assessed, strict=True)), ZERO)
+    average = _ratio(weighted, sum(weights, ZERO))
+    late_count = sum(1 for _, _, late in assessed if late > model.late_after_days)
+    share = _ratio(Decimal(late_count), Decimal(len(assessed)))
+    rate = _ratio(Decimal(disputed), Decimal(issued)) if issued else ZERO
+    recent = [late for _, age, late in assessed if age <= model.trend_recent_days]
+    earlier = [late for _, age, late in assessed if age > model.trend_recent_days]
+    if recent and earlier:
+        change = _ratio(Decimal(sum(recent)), Decimal(len(recent))) - _ratio(
+            Decimal(sum(earlier)), Decimal(len(earlier)))
+    else:
+        change = ZERO
+
+    factors = (
+        _factor("weighted_days_late", average.quantize(CENT, rounding=ROUND_HALF_UP),
+                _ratio(average, Decimal(model.days_late_saturation)), model,
+                f"recency-weighted average days late over {len(assessed)} invoices"),
+        _factor("late_share", share.quantize(_RATIO, rounding=ROUND_HALF_UP), share, model,
+                f"{late_count} of {len(assessed)} invoices more than {model.late_after_days} days late"),
+        _factor("max_days_past_due", Decimal(max_past_due),
+                _ratio(Decimal(max_past_due), Decimal(model.days_past_due_saturation)), model,
+                f"oldest open invoice {max_past_due} days past due"),
+        _factor("dispute_rate", rate.quantize(_RATIO, rounding=ROUND_HALF_UP),
+                _ratio(rate, model.dispute_rate_saturation), model,
+                f"{disputed} of {issued} invoices issued in {window} days disputed"),
+        _factor("trend", change.quantize(CENT, rounding=ROUND_HALF_UP),
+                _ratio(change, Decimal(model.trend_saturation_days)), model,
+                f"average days late of the last {model.trend_recent_days} days less the earlier ones"
+                if recent and earlier else "not enough history on both sides"),
+    )
+    score = sum((factor.contribution for factor in factors), ZERO)
+    return RiskAssessment(as_of, score, model.grades.grade(score), factors, len(assessed))
