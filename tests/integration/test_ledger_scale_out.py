@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from services.ledger import outbound
 from services.ledger.application import LedgerApplication
 from shared.broker import EmbeddedBroker
 from shared.eventstore import eventsourcing_env
+from shared.testing import fresh_postgres_database
 from tests.integration.ledger_harness import (
     OUTBOUND_TOPIC,
     LedgerProcess,
@@ -98,11 +100,17 @@ def message_id(value: bytes) -> str:
     return str(orjson.loads(value)["id"])
 
 
+@pytest.fixture
+def database_url(postgres_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database: replicas share PostgreSQL, not SQLite."""
+    with fresh_postgres_database(postgres_url) as url:
+        yield url
+
+
 @pytest.mark.slow
 async def test_two_replicas_one_killed_half_way_then_another_started(
-    broker: EmbeddedBroker, postgres_url: str, tmp_path: Path
+    broker: EmbeddedBroker, database_url: str, tmp_path: Path
 ) -> None:
-    database_url = postgres_url
     events, expected = book()
     async with Publisher(broker.bootstrap) as publisher:
         acks = await publisher.send_all(events)
