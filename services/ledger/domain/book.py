@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
+from operator import attrgetter
 
+from services.ledger.domain.overlay import Overlay, SetOverlay
 from shared.money import ZERO, quantize
 
 
@@ -110,7 +112,9 @@ class Credit:
     @property
     def free(self) -> Decimal:
         """What auto-allocation may use: the remainder less what waits for named invoices."""
-        return self.remaining - sum(self.earmarks.values(), ZERO)
+        # read for every credit a plan looks at, and most have no earmarks: skip the sum
+        # (still ``remaining - ZERO``, so the result's exponent is what it always was)
+        return self.remaining - (sum(self.earmarks.values(), ZERO) if self.earmarks else ZERO)
 
 
 @dataclass(slots=True)
@@ -181,6 +185,19 @@ def settle(
     return available, ZERO
 
 
+_open_amount = attrgetter("open_amount")
+_amount = attrgetter("amount")
+_free = attrgetter("free")
+
+
+def _has_discount(invoice: Invoice) -> bool:
+    return any(invoice.discounts.values())
+
+
+def _live(credit: Credit) -> bool:
+    return not credit.void
+
+
 class Planner:
     """Plans applications against a what-if view of the open amounts and credit remainders.
 
@@ -197,11 +214,13 @@ class Planner:
         self.invoices = invoices
         self.credits = credits
         self.event_date = event_date
-        self.open_amounts = {i.invoice_id: i.open_amount for i in invoices.values()}
-        self.amounts = {i.invoice_id: i.amount for i in invoices.values()}
+        # What-if views that copy nothing up front: a plan touches a few invoices and
+        # credits, the book may hold thousands (see overlay.py).
+        self.open_amounts: Overlay[str, Invoice, Decimal] = Overlay(invoices, _open_amount)
+        self.amounts: Overlay[str, Invoice, Decimal] = Overlay(invoices, _amount)
         # invoices that have had their one cash discount (released ones drop out)
-        self.discounted = {i.invoice_id for i in invoices.values() if any(i.discounts.values())}
-        self.free = {c.key: c.free for c in credits.values() if not c.void}
+        self.discounted: SetOverlay[str, Invoice] = SetOverlay(invoices, _has_discount)
+        self.free: Overlay[str, Credit, Decimal] = Overlay(credits, _free, include=_live)
         self.applications: list[Application] = []
 
     def apply(self, credit_key: str, invoice_id: str, limit: Decimal | None = None) -> None:
