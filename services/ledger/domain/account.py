@@ -114,6 +114,10 @@ class CustomerAccount(Aggregate):
         self.credits: dict[str, Credit] = {}
         self.disputes: dict[str, Dispute] = {}
         self.processed: set[str] = set()
+        # Indexes for auto-allocation, kept by the events: every invoice whose open amount
+        # and every credit whose remainder is above zero (most of a long book is settled).
+        self._unpaid: set[str] = set()
+        self._unspent: set[str] = set()
 
     # ----------------------------------------------------------------- commands
 
@@ -140,7 +144,7 @@ class CustomerAccount(Aggregate):
                 f"invoice {data.invoice_id} was already issued with different content"
             )
         invoice = _invoice_from_record(record)
-        planner = Planner({**self.invoices, invoice.invoice_id: invoice}, self.credits, data.issue_date)
+        planner = self._planner(data.issue_date, invoice=invoice)
         currencies = {invoice.currency}
         for credit in self.credits.values():
             earmark = credit.earmarks.get(invoice.invoice_id)
@@ -221,7 +225,7 @@ class CustomerAccount(Aggregate):
                 f"invoice {data.invoice_id}: write-off {data.amount} exceeds the open amount "
                 f"{invoice.open_amount}"
             )
-        planner = Planner(self.invoices, self.credits, data.effective_date)
+        planner = self._planner(data.effective_date)
         planner.open_amounts[invoice.invoice_id] -= data.amount
         self._invoice_written_off(
             origin=origin, invoice_id=data.invoice_id, amount=str(data.amount),
@@ -348,7 +352,7 @@ class CustomerAccount(Aggregate):
                 {"invoice_id": invoice.invoice_id},
             )
             credit = _credit_from_record(credit_record)
-            planner = Planner(self.invoices, {**self.credits, credit.key: credit}, data.resolved_date)
+            planner = self._planner(data.resolved_date, credit=credit)
             planner.apply(credit.key, invoice.invoice_id)
             planner.auto_allocate(invoice.currency)
             applications = planner.applications
@@ -385,6 +389,17 @@ class CustomerAccount(Aggregate):
         ):
             raise ConflictingDuplicate(f"{key.replace(':', ' ')} already exists with different content")
 
+    def _planner(
+        self, when: date, *, invoice: Invoice | None = None, credit: Credit | None = None
+    ) -> Planner:
+        """A planner over the book plus the invoice or credit the event brings (not booked yet)."""
+        invoices, unpaid, credits, unspent = self.invoices, self._unpaid, self.credits, self._unspent
+        if invoice is not None:
+            invoices, unpaid = {**invoices, invoice.invoice_id: invoice}, unpaid | {invoice.invoice_id}
+        if credit is not None:
+            credits, unspent = {**credits, credit.key: credit}, unspent | {credit.key}
+        return Planner(invoices, credits, when, unpaid=unpaid, unspent=unspent)
+
     def _credit_arrives(
         self,
         origin: Origin,
@@ -392,7 +407,7 @@ class CustomerAccount(Aggregate):
         explicit: list[tuple[str | None, Decimal | None]],
     ) -> None:
         credit = _credit_from_record(record)
-        planner = Planner(self.invoices, {**self.credits, credit.key: credit}, credit.date)
+        planner = self._planner(credit.date, credit=credit)
         for invoice_id, limit in explicit:
             if invoice_id is not None:
                 planner.apply(credit.key, invoice_id, limit=limit)
@@ -404,7 +419,7 @@ class CustomerAccount(Aggregate):
         )
 
     def _planner_after_releases(self, releases: list[Application], when: date) -> Planner:
-        planner = Planner(self.invoices, self.credits, when)
+        planner = self._planner(when)
         for release in releases:
             planner.open_amounts[release.invoice] += release.amount + release.discount
             planner.free[release.credit] += release.amount
@@ -466,6 +481,18 @@ class CustomerAccount(Aggregate):
     def _record(self, origin: Origin) -> None:
         self.processed.add(_dedupe_key(origin))
 
+    def _track_invoice(self, invoice: Invoice) -> None:
+        if invoice.open_amount > ZERO and not invoice.cancelled:
+            self._unpaid.add(invoice.invoice_id)
+        else:
+            self._unpaid.discard(invoice.invoice_id)
+
+    def _track_credit(self, credit: Credit) -> None:
+        if credit.remaining > ZERO and not credit.void:
+            self._unspent.add(credit.key)
+        else:
+            self._unspent.discard(credit.key)
+
     def _book(self, applications: list[dict[str, str]], sign: int) -> None:
         for entry in applications:
             change = Application.from_dict(entry)
@@ -487,6 +514,8 @@ class CustomerAccount(Aggregate):
                     invoice.discounts.pop(credit.key, None)
                     invoice.applied_on.pop(credit.key, None)  # kept while a discount stays
                 credit.applied_to.pop(invoice.invoice_id, None)
+            self._track_credit(credit)
+            self._track_invoice(invoice)
 
     def _settle(self, touched: dict[str, dict[str, Any]]) -> None:
         for invoice_id, outcome in touched.items():
@@ -501,6 +530,7 @@ class CustomerAccount(Aggregate):
         self._record(origin)
         new = _invoice_from_record(invoice)
         self.invoices[new.invoice_id] = new
+        self._track_invoice(new)
         for credit in self.credits.values():
             credit.earmarks.pop(new.invoice_id, None)
         for dispute in self.disputes.values():
@@ -522,6 +552,7 @@ class CustomerAccount(Aggregate):
         invoice.moves[on] = invoice.moves.get(on, ZERO) + amount - invoice.amount
         invoice.open_amount += amount - invoice.amount
         invoice.amount = amount
+        self._track_invoice(invoice)
         self._book(releases, -1)
         self._book(applications, +1)
         self._settle(touched)
@@ -537,6 +568,7 @@ class CustomerAccount(Aggregate):
         invoice = self.invoices[invoice_id]
         invoice.cancelled = True
         invoice.open_amount = ZERO
+        self._track_invoice(invoice)
         self._book(applications, +1)
         self._settle(touched)
 
@@ -551,6 +583,7 @@ class CustomerAccount(Aggregate):
         invoice.moves[on] = invoice.moves.get(on, ZERO) - Decimal(amount)
         invoice.open_amount -= Decimal(amount)
         invoice.written_off += Decimal(amount)
+        self._track_invoice(invoice)
         self._settle(touched)
 
     @event("CreditReceived")
@@ -561,6 +594,7 @@ class CustomerAccount(Aggregate):
         self._record(origin)
         new = _credit_from_record(credit)
         self.credits[new.key] = new
+        self._track_credit(new)
         if new.kind == "dispute_credit":  # a credit that waited for its invoice
             self.disputes[new.source_id].waiting_credit = None
         self._book(applications, +1)
@@ -578,6 +612,7 @@ class CustomerAccount(Aggregate):
         credit.void = True
         credit.remaining = ZERO
         credit.earmarks.clear()
+        self._track_credit(credit)
         self._book(applications, +1)
         self._settle(touched)
 
@@ -610,6 +645,7 @@ class CustomerAccount(Aggregate):
         if credit is not None:
             new = _credit_from_record(credit)
             self.credits[new.key] = new
+            self._track_credit(new)
         self._book(applications, +1)
         self._settle(touched)
 

@@ -7,6 +7,7 @@ decisions in its events, so replaying history never re-decides anything.
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -158,6 +159,10 @@ def oldest_due_first(invoice: Invoice) -> tuple[date, date, str]:
     return invoice.due_date, invoice.issue_date, invoice.invoice_id
 
 
+def _credit_order(credit: Credit) -> tuple[date, str]:
+    return credit.date, credit.key
+
+
 def settle(
     available: Decimal, open_amount: Decimal, invoice: Invoice, credit: Credit,
     *, amount: Decimal | None = None, discounted: bool | None = None,
@@ -210,10 +215,18 @@ class Planner:
         invoices: dict[str, Invoice],
         credits: dict[str, Credit],
         event_date: date,
+        *,
+        unpaid: Set[str] | None = None,
+        unspent: Set[str] | None = None,
     ) -> None:
+        """``unpaid`` and ``unspent``, when given, name every invoice whose own open amount
+        and every credit whose own remainder may be above zero (others may be left out):
+        auto-allocation then looks at those and at what the plan changed, not the whole book."""
         self.invoices = invoices
         self.credits = credits
         self.event_date = event_date
+        self.unpaid = unpaid
+        self.unspent = unspent
         # What-if views that copy nothing up front: a plan touches a few invoices and
         # credits, the book may hold thousands (see overlay.py).
         self.open_amounts: Overlay[str, Invoice, Decimal] = Overlay(invoices, _open_amount)
@@ -253,17 +266,21 @@ class Planner:
 
     def auto_allocate(self, currency: str) -> None:
         """Free credits, oldest first, to open invoices, oldest due date first."""
+        free, open_amounts = self.free, self.open_amounts
+        # A credit's free amount is at most its remainder (earmarks are never negative), so
+        # with an index only the indexed credits and those the plan changed can qualify.
+        credit_keys = self.credits.keys() if self.unspent is None else self.unspent | free.written()
         credits = sorted(
-            (c for c in self.credits.values()
-             if c.currency == currency and not c.void and self.free.get(c.key, ZERO) > ZERO),
-            key=lambda c: (c.date, c.key),
+            (c for c in map(self.credits.__getitem__, credit_keys)
+             if c.currency == currency and not c.void and free.get(c.key, ZERO) > ZERO),
+            key=_credit_order,
         )
         if not credits:
             return
+        invoice_ids = self.invoices.keys() if self.unpaid is None else self.unpaid | open_amounts.written()
         invoices = sorted(
-            (i for i in self.invoices.values()
-             if i.currency == currency and not i.cancelled
-             and self.open_amounts[i.invoice_id] > ZERO),
+            (i for i in map(self.invoices.__getitem__, invoice_ids)
+             if i.currency == currency and not i.cancelled and open_amounts[i.invoice_id] > ZERO),
             key=oldest_due_first,
         )
         for credit in credits:

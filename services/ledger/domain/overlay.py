@@ -8,7 +8,7 @@ object itself, at the time of the read (the book does not change while a plan is
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, KeysView, Mapping, MutableMapping
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -43,6 +43,10 @@ class Overlay(MutableMapping[K, V], Generic[K, T, V]):
 
     def __setitem__(self, key: K, value: V) -> None:
         self._changed[key] = value
+
+    def written(self) -> KeysView[K]:
+        """The keys whose value the overlay holds (written since it was made)."""
+        return self._changed.keys()
 
     def __delitem__(self, key: K) -> None:
         raise TypeError("an overlay's keys cannot be deleted")
