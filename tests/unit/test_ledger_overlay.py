@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from services.ledger.domain.overlay import Overlay, SetOverlay
+from services.ledger.domain.overlay import Extended, Overlay, SetOverlay
 
 
 @dataclass
@@ -74,3 +74,19 @@ def test_set_overlay_adds_and_discards_without_touching_the_base() -> None:
     view.discard("never")
     assert set(view) == {"a", "b"}
     assert base["a"].flagged and not base["b"].flagged
+
+
+def test_extended_is_the_dict_with_one_more_item_without_a_copy() -> None:
+    base = {"a": 1, "b": 2}
+    for key, value in (("c", 3), ("a", 9)):
+        view = Extended(base, key, value)
+        expected = {**base, key: value}
+        assert list(view) == list(expected) and dict(view.items()) == expected
+        assert len(view) == len(expected)
+        assert all(view[k] == v and k in view and view.get(k) == v for k, v in expected.items())
+        assert "x" not in view and view.get("x") is None and view.get("x", 0) == 0
+        with pytest.raises(KeyError):
+            view["x"]
+    base["d"] = 4  # not copied: the base is read at the time of use
+    assert Extended(base, "c", 3)["d"] == 4
+    assert base == {"a": 1, "b": 2, "d": 4}

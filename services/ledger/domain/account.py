@@ -8,6 +8,7 @@ re-decides anything. Event payloads are JSON-native (money as decimal strings, d
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -36,6 +37,7 @@ from services.ledger.domain.errors import (
     UnknownInvoice,
     UnknownPayment,
 )
+from services.ledger.domain.overlay import Extended
 from shared import erp_events as erp
 from shared.money import ZERO, check_minor_digits
 
@@ -118,6 +120,8 @@ class CustomerAccount(Aggregate):
         # and every credit whose remainder is above zero (most of a long book is settled).
         self._unpaid: set[str] = set()
         self._unspent: set[str] = set()
+        # invoices that a credit may hold an earmark for (a superset: the credits decide)
+        self._earmarked: set[str] = set()
 
     # ----------------------------------------------------------------- commands
 
@@ -146,11 +150,12 @@ class CustomerAccount(Aggregate):
         invoice = _invoice_from_record(record)
         planner = self._planner(data.issue_date, invoice=invoice)
         currencies = {invoice.currency}
-        for credit in self.credits.values():
-            earmark = credit.earmarks.get(invoice.invoice_id)
-            if earmark is not None and not credit.void:
-                planner.apply_earmark(credit.key, invoice.invoice_id, earmark)
-                currencies.add(credit.currency)
+        if invoice.invoice_id in self._earmarked:  # else no credit waits for it: skip the scan
+            for credit in self.credits.values():
+                earmark = credit.earmarks.get(invoice.invoice_id)
+                if earmark is not None and not credit.void:
+                    planner.apply_earmark(credit.key, invoice.invoice_id, earmark)
+                    currencies.add(credit.currency)
         for currency in sorted(currencies):
             planner.auto_allocate(currency)
         self._invoice_issued(
@@ -393,12 +398,20 @@ class CustomerAccount(Aggregate):
         self, when: date, *, invoice: Invoice | None = None, credit: Credit | None = None
     ) -> Planner:
         """A planner over the book plus the invoice or credit the event brings (not booked yet)."""
-        invoices, unpaid, credits, unspent = self.invoices, self._unpaid, self.credits, self._unspent
+        invoices: Mapping[str, Invoice] = self.invoices
+        credits: Mapping[str, Credit] = self.credits
         if invoice is not None:
-            invoices, unpaid = {**invoices, invoice.invoice_id: invoice}, unpaid | {invoice.invoice_id}
+            invoices = Extended(invoices, invoice.invoice_id, invoice)
         if credit is not None:
-            credits, unspent = {**credits, credit.key: credit}, unspent | {credit.key}
-        return Planner(invoices, credits, when, unpaid=unpaid, unspent=unspent)
+            credits = Extended(credits, credit.key, credit)
+        planner = Planner(invoices, credits, when, unpaid=self._unpaid, unspent=self._unspent)
+        # Written into the what-if views with their own values, the newcomers count as
+        # changed by the plan: auto-allocation looks at them although the indexes do not.
+        if invoice is not None:
+            planner.open_amounts[invoice.invoice_id] = invoice.open_amount
+        if credit is not None and not credit.void:
+            planner.free[credit.key] = credit.free
+        return planner
 
     def _credit_arrives(
         self,
@@ -487,6 +500,11 @@ class CustomerAccount(Aggregate):
         else:
             self._unpaid.discard(invoice.invoice_id)
 
+    def _add_credit(self, credit: Credit) -> None:
+        self.credits[credit.key] = credit
+        self._earmarked.update(credit.earmarks)
+        self._track_credit(credit)
+
     def _track_credit(self, credit: Credit) -> None:
         if credit.remaining > ZERO and not credit.void:
             self._unspent.add(credit.key)
@@ -531,8 +549,10 @@ class CustomerAccount(Aggregate):
         new = _invoice_from_record(invoice)
         self.invoices[new.invoice_id] = new
         self._track_invoice(new)
-        for credit in self.credits.values():
-            credit.earmarks.pop(new.invoice_id, None)
+        if new.invoice_id in self._earmarked:
+            self._earmarked.discard(new.invoice_id)
+            for credit in self.credits.values():
+                credit.earmarks.pop(new.invoice_id, None)
         for dispute in self.disputes.values():
             if dispute.invoice_id == new.invoice_id and dispute.status == "open":
                 new.open_disputes[dispute.dispute_id] = dispute.amount
@@ -593,8 +613,7 @@ class CustomerAccount(Aggregate):
     ) -> None:
         self._record(origin)
         new = _credit_from_record(credit)
-        self.credits[new.key] = new
-        self._track_credit(new)
+        self._add_credit(new)
         if new.kind == "dispute_credit":  # a credit that waited for its invoice
             self.disputes[new.source_id].waiting_credit = None
         self._book(applications, +1)
@@ -644,8 +663,7 @@ class CustomerAccount(Aggregate):
             invoice.open_disputes.pop(dispute_id, None)
         if credit is not None:
             new = _credit_from_record(credit)
-            self.credits[new.key] = new
-            self._track_credit(new)
+            self._add_credit(new)
         self._book(applications, +1)
         self._settle(touched)
 

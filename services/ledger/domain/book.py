@@ -7,7 +7,7 @@ decisions in its events, so replaying history never re-decides anything.
 
 from __future__ import annotations
 
-from collections.abc import Set
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -212,8 +212,8 @@ class Planner:
 
     def __init__(
         self,
-        invoices: dict[str, Invoice],
-        credits: dict[str, Credit],
+        invoices: Mapping[str, Invoice],
+        credits: Mapping[str, Credit],
         event_date: date,
         *,
         unpaid: Set[str] | None = None,

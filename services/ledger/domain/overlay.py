@@ -74,6 +74,39 @@ class Overlay(MutableMapping[K, V], Generic[K, T, V]):
         return sum(1 for _ in self)
 
 
+class Extended(Mapping[K, T]):
+    """``base`` with one item added or replaced, as ``{**base, key: value}`` but without
+    copying ``base`` (same keys, same order, same values)."""
+
+    __slots__ = ("_base", "_key", "_value")
+
+    def __init__(self, base: Mapping[K, T], key: K, value: T) -> None:
+        self._base = base
+        self._key = key
+        self._value = value
+
+    def __getitem__(self, key: K) -> T:
+        if key == self._key:
+            return self._value
+        return self._base[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key == self._key or key in self._base
+
+    def get(self, key: K, default: T | None = None) -> T | None:  # type: ignore[override]
+        if key == self._key:
+            return self._value
+        return self._base.get(key, default)
+
+    def __iter__(self) -> Iterator[K]:
+        yield from self._base
+        if self._key not in self._base:
+            yield self._key
+
+    def __len__(self) -> int:
+        return len(self._base) + (self._key not in self._base)
+
+
 class SetOverlay(Generic[K, T]):
     """The set of keys of ``base`` whose object satisfies ``member``, with additions and
     removals kept in the overlay (``add``, ``discard`` and ``in`` are what the planner uses)."""
