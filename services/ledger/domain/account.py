@@ -115,6 +115,7 @@ class CustomerAccount(Aggregate):
         self.invoices: dict[str, Invoice] = {}
         self.credits: dict[str, Credit] = {}
         self.disputes: dict[str, Dispute] = {}
+        self._disputes_of: dict[str, list[Dispute]] = {}  # invoice id -> its disputes, oldest first
         self.processed: set[str] = set()
         # Indexes for auto-allocation, kept by the events: every invoice whose open amount
         # and every credit whose remainder is above zero (most of a long book is settled).
@@ -128,11 +129,12 @@ class CustomerAccount(Aggregate):
     def handle(self, message: erp.InboundMessage) -> bool:
         """Apply one inbound message; False when it was already processed (a duplicate)."""
         origin = message.origin.as_dict()
-        if _dedupe_key(origin) in self.processed:
+        key = _dedupe_key(origin)
+        if key in self.processed:
             return False
         handler = _HANDLERS[type(message.data)]
         handler(self, message.data, origin)
-        if _dedupe_key(origin) not in self.processed:
+        if key not in self.processed:
             # Accepted but changed nothing (e.g. the same amount again): still processed, so
             # that a late redelivery cannot take effect after the state has moved on.
             self._acknowledged(origin=origin)
@@ -163,8 +165,8 @@ class CustomerAccount(Aggregate):
             applications=[a.as_dict() for a in planner.applications],
             touched=self._outcomes(planner, data.issue_date, [invoice.invoice_id]),
         )
-        for dispute in list(self.disputes.values()):
-            if dispute.invoice_id == invoice.invoice_id and dispute.waiting_credit is not None:
+        for dispute in list(self._disputes_of.get(invoice.invoice_id, ())):
+            if dispute.waiting_credit is not None:
                 assert dispute.resolved_date is not None
                 credit = _credit_record(
                     f"dispute:{dispute.dispute_id}", "dispute_credit", dispute.dispute_id,
@@ -513,19 +515,20 @@ class CustomerAccount(Aggregate):
 
     def _book(self, applications: list[dict[str, str]], sign: int) -> None:
         for entry in applications:
-            change = Application.from_dict(entry)
-            credit = self.credits[change.credit]
-            invoice = self.invoices[change.invoice]
-            amount, discount = change.amount * sign, change.discount * sign
+            # the fields of Application.from_dict, read in place: no object per entry
+            credit = self.credits[entry["credit"]]
+            invoice = self.invoices[entry["invoice"]]
+            amount, discount = Decimal(entry["amount"]) * sign, Decimal(entry["discount"]) * sign
+            on = date.fromisoformat(entry["date"])
             credit.remaining -= amount
             credit.applied_to[invoice.invoice_id] = credit.applied_to.get(invoice.invoice_id, ZERO) + amount
             invoice.applied[credit.key] = invoice.applied.get(credit.key, ZERO) + amount
             if discount:
                 invoice.discounts[credit.key] = invoice.discounts.get(credit.key, ZERO) + discount
             invoice.open_amount -= amount + discount
-            invoice.moves[change.date] = invoice.moves.get(change.date, ZERO) - (amount + discount)
+            invoice.moves[on] = invoice.moves.get(on, ZERO) - (amount + discount)
             if sign > 0:
-                invoice.applied_on[credit.key] = change.date
+                invoice.applied_on[credit.key] = on
             elif invoice.applied[credit.key] == ZERO:
                 del invoice.applied[credit.key]
                 if not invoice.discounts.get(credit.key):
@@ -553,8 +556,8 @@ class CustomerAccount(Aggregate):
             self._earmarked.discard(new.invoice_id)
             for credit in self.credits.values():
                 credit.earmarks.pop(new.invoice_id, None)
-        for dispute in self.disputes.values():
-            if dispute.invoice_id == new.invoice_id and dispute.status == "open":
+        for dispute in self._disputes_of.get(new.invoice_id, ()):
+            if dispute.status == "open":
                 new.open_disputes[dispute.dispute_id] = dispute.amount
         self._book(applications, +1)
         self._settle(touched)
@@ -643,6 +646,7 @@ class CustomerAccount(Aggregate):
             date.fromisoformat(dispute["opened_date"]), dispute["reason"],
         )
         self.disputes[new.dispute_id] = new
+        self._disputes_of.setdefault(new.invoice_id, []).append(new)
         invoice = self.invoices.get(new.invoice_id)
         if invoice is not None:
             invoice.open_disputes[new.dispute_id] = new.amount
