@@ -9,7 +9,7 @@ object itself, at the time of the read (the book does not change while a plan is
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, KeysView, Mapping, MutableMapping
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -27,7 +27,7 @@ class Overlay(MutableMapping[K, V], Generic[K, T, V]):
     def __init__(
         self, base: Mapping[K, T], read: Callable[[T], V], include: Callable[[T], bool] | None = None,
     ) -> None:
-        self._base = base
+        self._base: Mapping[Any, T] = base  # Any: ``in`` asks about any object
         self._read = read
         self._include = include
         self._changed: dict[K, V] = {}
@@ -54,14 +54,8 @@ class Overlay(MutableMapping[K, V], Generic[K, T, V]):
     def __contains__(self, key: object) -> bool:
         if key in self._changed:
             return True
-        item = self._base.get(key, _MISSING)  # type: ignore[call-overload]
-        return item is not _MISSING and (self._include is None or self._include(item))
-
-    def get(self, key: K, default: V | None = None) -> V | None:  # type: ignore[override]
-        try:
-            return self[key]
-        except KeyError:
-            return default
+        item = self._base.get(key, _MISSING)
+        return item is not _MISSING and (self._include is None or self._include(item))  # type: ignore[arg-type]
 
     def __iter__(self) -> Iterator[K]:
         include = self._include
@@ -114,7 +108,7 @@ class SetOverlay(Generic[K, T]):
     __slots__ = ("_added", "_base", "_member", "_removed")
 
     def __init__(self, base: Mapping[K, T], member: Callable[[T], bool]) -> None:
-        self._base = base
+        self._base: Mapping[Any, T] = base
         self._member = member
         self._added: set[K] = set()
         self._removed: set[K] = set()
@@ -124,8 +118,8 @@ class SetOverlay(Generic[K, T]):
             return True
         if key in self._removed:
             return False
-        item = self._base.get(key, _MISSING)  # type: ignore[call-overload]
-        return item is not _MISSING and self._member(item)
+        item = self._base.get(key, _MISSING)
+        return item is not _MISSING and self._member(item)  # type: ignore[arg-type]
 
     def add(self, key: K) -> None:
         self._added.add(key)
