@@ -8,6 +8,7 @@ re-decides anything. Event payloads are JSON-native (money as decimal strings, d
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -36,6 +37,7 @@ from services.ledger.domain.errors import (
     UnknownInvoice,
     UnknownPayment,
 )
+from services.ledger.domain.overlay import Extended
 from shared import erp_events as erp
 from shared.money import ZERO, check_minor_digits
 
@@ -113,18 +115,26 @@ class CustomerAccount(Aggregate):
         self.invoices: dict[str, Invoice] = {}
         self.credits: dict[str, Credit] = {}
         self.disputes: dict[str, Dispute] = {}
+        self._disputes_of: dict[str, list[Dispute]] = {}  # invoice id -> its disputes, oldest first
         self.processed: set[str] = set()
+        # Indexes for auto-allocation, kept by the events: every invoice whose open amount
+        # and every credit whose remainder is above zero (most of a long book is settled).
+        self._unpaid: set[str] = set()
+        self._unspent: set[str] = set()
+        # invoices that a credit may hold an earmark for (a superset: the credits decide)
+        self._earmarked: set[str] = set()
 
     # ----------------------------------------------------------------- commands
 
     def handle(self, message: erp.InboundMessage) -> bool:
         """Apply one inbound message; False when it was already processed (a duplicate)."""
         origin = message.origin.as_dict()
-        if _dedupe_key(origin) in self.processed:
+        key = _dedupe_key(origin)
+        if key in self.processed:
             return False
         handler = _HANDLERS[type(message.data)]
         handler(self, message.data, origin)
-        if _dedupe_key(origin) not in self.processed:
+        if key not in self.processed:
             # Accepted but changed nothing (e.g. the same amount again): still processed, so
             # that a late redelivery cannot take effect after the state has moved on.
             self._acknowledged(origin=origin)
@@ -140,13 +150,14 @@ class CustomerAccount(Aggregate):
                 f"invoice {data.invoice_id} was already issued with different content"
             )
         invoice = _invoice_from_record(record)
-        planner = Planner({**self.invoices, invoice.invoice_id: invoice}, self.credits, data.issue_date)
+        planner = self._planner(data.issue_date, invoice=invoice)
         currencies = {invoice.currency}
-        for credit in self.credits.values():
-            earmark = credit.earmarks.get(invoice.invoice_id)
-            if earmark is not None and not credit.void:
-                planner.apply_earmark(credit.key, invoice.invoice_id, earmark)
-                currencies.add(credit.currency)
+        if invoice.invoice_id in self._earmarked:  # else no credit waits for it: skip the scan
+            for credit in self.credits.values():
+                earmark = credit.earmarks.get(invoice.invoice_id)
+                if earmark is not None and not credit.void:
+                    planner.apply_earmark(credit.key, invoice.invoice_id, earmark)
+                    currencies.add(credit.currency)
         for currency in sorted(currencies):
             planner.auto_allocate(currency)
         self._invoice_issued(
@@ -154,8 +165,8 @@ class CustomerAccount(Aggregate):
             applications=[a.as_dict() for a in planner.applications],
             touched=self._outcomes(planner, data.issue_date, [invoice.invoice_id]),
         )
-        for dispute in list(self.disputes.values()):
-            if dispute.invoice_id == invoice.invoice_id and dispute.waiting_credit is not None:
+        for dispute in list(self._disputes_of.get(invoice.invoice_id, ())):
+            if dispute.waiting_credit is not None:
                 assert dispute.resolved_date is not None
                 credit = _credit_record(
                     f"dispute:{dispute.dispute_id}", "dispute_credit", dispute.dispute_id,
@@ -221,7 +232,7 @@ class CustomerAccount(Aggregate):
                 f"invoice {data.invoice_id}: write-off {data.amount} exceeds the open amount "
                 f"{invoice.open_amount}"
             )
-        planner = Planner(self.invoices, self.credits, data.effective_date)
+        planner = self._planner(data.effective_date)
         planner.open_amounts[invoice.invoice_id] -= data.amount
         self._invoice_written_off(
             origin=origin, invoice_id=data.invoice_id, amount=str(data.amount),
@@ -348,7 +359,7 @@ class CustomerAccount(Aggregate):
                 {"invoice_id": invoice.invoice_id},
             )
             credit = _credit_from_record(credit_record)
-            planner = Planner(self.invoices, {**self.credits, credit.key: credit}, data.resolved_date)
+            planner = self._planner(data.resolved_date, credit=credit)
             planner.apply(credit.key, invoice.invoice_id)
             planner.auto_allocate(invoice.currency)
             applications = planner.applications
@@ -385,6 +396,25 @@ class CustomerAccount(Aggregate):
         ):
             raise ConflictingDuplicate(f"{key.replace(':', ' ')} already exists with different content")
 
+    def _planner(
+        self, when: date, *, invoice: Invoice | None = None, credit: Credit | None = None
+    ) -> Planner:
+        """A planner over the book plus the invoice or credit the event brings (not booked yet)."""
+        invoices: Mapping[str, Invoice] = self.invoices
+        credits: Mapping[str, Credit] = self.credits
+        if invoice is not None:
+            invoices = Extended(invoices, invoice.invoice_id, invoice)
+        if credit is not None:
+            credits = Extended(credits, credit.key, credit)
+        planner = Planner(invoices, credits, when, unpaid=self._unpaid, unspent=self._unspent)
+        # Written into the what-if views with their own values, the newcomers count as
+        # changed by the plan: auto-allocation looks at them although the indexes do not.
+        if invoice is not None:
+            planner.open_amounts[invoice.invoice_id] = invoice.open_amount
+        if credit is not None and not credit.void:
+            planner.free[credit.key] = credit.free
+        return planner
+
     def _credit_arrives(
         self,
         origin: Origin,
@@ -392,7 +422,7 @@ class CustomerAccount(Aggregate):
         explicit: list[tuple[str | None, Decimal | None]],
     ) -> None:
         credit = _credit_from_record(record)
-        planner = Planner(self.invoices, {**self.credits, credit.key: credit}, credit.date)
+        planner = self._planner(credit.date, credit=credit)
         for invoice_id, limit in explicit:
             if invoice_id is not None:
                 planner.apply(credit.key, invoice_id, limit=limit)
@@ -404,7 +434,7 @@ class CustomerAccount(Aggregate):
         )
 
     def _planner_after_releases(self, releases: list[Application], when: date) -> Planner:
-        planner = Planner(self.invoices, self.credits, when)
+        planner = self._planner(when)
         for release in releases:
             planner.open_amounts[release.invoice] += release.amount + release.discount
             planner.free[release.credit] += release.amount
@@ -466,27 +496,47 @@ class CustomerAccount(Aggregate):
     def _record(self, origin: Origin) -> None:
         self.processed.add(_dedupe_key(origin))
 
+    def _track_invoice(self, invoice: Invoice) -> None:
+        if invoice.open_amount > ZERO and not invoice.cancelled:
+            self._unpaid.add(invoice.invoice_id)
+        else:
+            self._unpaid.discard(invoice.invoice_id)
+
+    def _add_credit(self, credit: Credit) -> None:
+        self.credits[credit.key] = credit
+        self._earmarked.update(credit.earmarks)
+        self._track_credit(credit)
+
+    def _track_credit(self, credit: Credit) -> None:
+        if credit.remaining > ZERO and not credit.void:
+            self._unspent.add(credit.key)
+        else:
+            self._unspent.discard(credit.key)
+
     def _book(self, applications: list[dict[str, str]], sign: int) -> None:
         for entry in applications:
-            change = Application.from_dict(entry)
-            credit = self.credits[change.credit]
-            invoice = self.invoices[change.invoice]
-            amount, discount = change.amount * sign, change.discount * sign
+            # the fields of Application.from_dict, read in place: no object per entry
+            credit = self.credits[entry["credit"]]
+            invoice = self.invoices[entry["invoice"]]
+            amount, discount = Decimal(entry["amount"]) * sign, Decimal(entry["discount"]) * sign
+            on = date.fromisoformat(entry["date"])
             credit.remaining -= amount
             credit.applied_to[invoice.invoice_id] = credit.applied_to.get(invoice.invoice_id, ZERO) + amount
             invoice.applied[credit.key] = invoice.applied.get(credit.key, ZERO) + amount
             if discount:
                 invoice.discounts[credit.key] = invoice.discounts.get(credit.key, ZERO) + discount
             invoice.open_amount -= amount + discount
-            invoice.moves[change.date] = invoice.moves.get(change.date, ZERO) - (amount + discount)
+            invoice.moves[on] = invoice.moves.get(on, ZERO) - (amount + discount)
             if sign > 0:
-                invoice.applied_on[credit.key] = change.date
+                invoice.applied_on[credit.key] = on
             elif invoice.applied[credit.key] == ZERO:
                 del invoice.applied[credit.key]
                 if not invoice.discounts.get(credit.key):
                     invoice.discounts.pop(credit.key, None)
                     invoice.applied_on.pop(credit.key, None)  # kept while a discount stays
                 credit.applied_to.pop(invoice.invoice_id, None)
+            self._track_credit(credit)
+            self._track_invoice(invoice)
 
     def _settle(self, touched: dict[str, dict[str, Any]]) -> None:
         for invoice_id, outcome in touched.items():
@@ -501,10 +551,13 @@ class CustomerAccount(Aggregate):
         self._record(origin)
         new = _invoice_from_record(invoice)
         self.invoices[new.invoice_id] = new
-        for credit in self.credits.values():
-            credit.earmarks.pop(new.invoice_id, None)
-        for dispute in self.disputes.values():
-            if dispute.invoice_id == new.invoice_id and dispute.status == "open":
+        self._track_invoice(new)
+        if new.invoice_id in self._earmarked:
+            self._earmarked.discard(new.invoice_id)
+            for credit in self.credits.values():
+                credit.earmarks.pop(new.invoice_id, None)
+        for dispute in self._disputes_of.get(new.invoice_id, ()):
+            if dispute.status == "open":
                 new.open_disputes[dispute.dispute_id] = dispute.amount
         self._book(applications, +1)
         self._settle(touched)
@@ -522,6 +575,7 @@ class CustomerAccount(Aggregate):
         invoice.moves[on] = invoice.moves.get(on, ZERO) + amount - invoice.amount
         invoice.open_amount += amount - invoice.amount
         invoice.amount = amount
+        self._track_invoice(invoice)
         self._book(releases, -1)
         self._book(applications, +1)
         self._settle(touched)
@@ -537,6 +591,7 @@ class CustomerAccount(Aggregate):
         invoice = self.invoices[invoice_id]
         invoice.cancelled = True
         invoice.open_amount = ZERO
+        self._track_invoice(invoice)
         self._book(applications, +1)
         self._settle(touched)
 
@@ -551,6 +606,7 @@ class CustomerAccount(Aggregate):
         invoice.moves[on] = invoice.moves.get(on, ZERO) - Decimal(amount)
         invoice.open_amount -= Decimal(amount)
         invoice.written_off += Decimal(amount)
+        self._track_invoice(invoice)
         self._settle(touched)
 
     @event("CreditReceived")
@@ -560,7 +616,7 @@ class CustomerAccount(Aggregate):
     ) -> None:
         self._record(origin)
         new = _credit_from_record(credit)
-        self.credits[new.key] = new
+        self._add_credit(new)
         if new.kind == "dispute_credit":  # a credit that waited for its invoice
             self.disputes[new.source_id].waiting_credit = None
         self._book(applications, +1)
@@ -578,6 +634,7 @@ class CustomerAccount(Aggregate):
         credit.void = True
         credit.remaining = ZERO
         credit.earmarks.clear()
+        self._track_credit(credit)
         self._book(applications, +1)
         self._settle(touched)
 
@@ -589,6 +646,7 @@ class CustomerAccount(Aggregate):
             date.fromisoformat(dispute["opened_date"]), dispute["reason"],
         )
         self.disputes[new.dispute_id] = new
+        self._disputes_of.setdefault(new.invoice_id, []).append(new)
         invoice = self.invoices.get(new.invoice_id)
         if invoice is not None:
             invoice.open_disputes[new.dispute_id] = new.amount
@@ -609,7 +667,7 @@ class CustomerAccount(Aggregate):
             invoice.open_disputes.pop(dispute_id, None)
         if credit is not None:
             new = _credit_from_record(credit)
-            self.credits[new.key] = new
+            self._add_credit(new)
         self._book(applications, +1)
         self._settle(touched)
 

@@ -7,10 +7,13 @@ decisions in its events, so replaying history never re-decides anything.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
+from operator import attrgetter
 
+from services.ledger.domain.overlay import Overlay, SetOverlay
 from shared.money import ZERO, quantize
 
 
@@ -110,7 +113,9 @@ class Credit:
     @property
     def free(self) -> Decimal:
         """What auto-allocation may use: the remainder less what waits for named invoices."""
-        return self.remaining - sum(self.earmarks.values(), ZERO)
+        # read for every credit a plan looks at, and most have no earmarks: skip the sum
+        # (still ``remaining - ZERO``, so the result's exponent is what it always was)
+        return self.remaining - (sum(self.earmarks.values(), ZERO) if self.earmarks else ZERO)
 
 
 @dataclass(slots=True)
@@ -154,6 +159,10 @@ def oldest_due_first(invoice: Invoice) -> tuple[date, date, str]:
     return invoice.due_date, invoice.issue_date, invoice.invoice_id
 
 
+def _credit_order(credit: Credit) -> tuple[date, str]:
+    return credit.date, credit.key
+
+
 def settle(
     available: Decimal, open_amount: Decimal, invoice: Invoice, credit: Credit,
     *, amount: Decimal | None = None, discounted: bool | None = None,
@@ -181,6 +190,19 @@ def settle(
     return available, ZERO
 
 
+_open_amount = attrgetter("open_amount")
+_amount = attrgetter("amount")
+_free = attrgetter("free")
+
+
+def _has_discount(invoice: Invoice) -> bool:
+    return any(invoice.discounts.values())
+
+
+def _live(credit: Credit) -> bool:
+    return not credit.void
+
+
 class Planner:
     """Plans applications against a what-if view of the open amounts and credit remainders.
 
@@ -190,18 +212,28 @@ class Planner:
 
     def __init__(
         self,
-        invoices: dict[str, Invoice],
-        credits: dict[str, Credit],
+        invoices: Mapping[str, Invoice],
+        credits: Mapping[str, Credit],
         event_date: date,
+        *,
+        unpaid: Set[str] | None = None,
+        unspent: Set[str] | None = None,
     ) -> None:
+        """``unpaid`` and ``unspent``, when given, name every invoice whose own open amount
+        and every credit whose own remainder may be above zero (others may be left out):
+        auto-allocation then looks at those and at what the plan changed, not the whole book."""
         self.invoices = invoices
         self.credits = credits
         self.event_date = event_date
-        self.open_amounts = {i.invoice_id: i.open_amount for i in invoices.values()}
-        self.amounts = {i.invoice_id: i.amount for i in invoices.values()}
+        self.unpaid = unpaid
+        self.unspent = unspent
+        # What-if views that copy nothing up front: a plan touches a few invoices and
+        # credits, the book may hold thousands (see overlay.py).
+        self.open_amounts: Overlay[str, Invoice, Decimal] = Overlay(invoices, _open_amount)
+        self.amounts: Overlay[str, Invoice, Decimal] = Overlay(invoices, _amount)
         # invoices that have had their one cash discount (released ones drop out)
-        self.discounted = {i.invoice_id for i in invoices.values() if any(i.discounts.values())}
-        self.free = {c.key: c.free for c in credits.values() if not c.void}
+        self.discounted: SetOverlay[str, Invoice] = SetOverlay(invoices, _has_discount)
+        self.free: Overlay[str, Credit, Decimal] = Overlay(credits, _free, include=_live)
         self.applications: list[Application] = []
 
     def apply(self, credit_key: str, invoice_id: str, limit: Decimal | None = None) -> None:
@@ -234,17 +266,21 @@ class Planner:
 
     def auto_allocate(self, currency: str) -> None:
         """Free credits, oldest first, to open invoices, oldest due date first."""
+        free, open_amounts = self.free, self.open_amounts
+        # A credit's free amount is at most its remainder (earmarks are never negative), so
+        # with an index only the indexed credits and those the plan changed can qualify.
+        credit_keys = self.credits.keys() if self.unspent is None else self.unspent | free.written()
         credits = sorted(
-            (c for c in self.credits.values()
-             if c.currency == currency and not c.void and self.free.get(c.key, ZERO) > ZERO),
-            key=lambda c: (c.date, c.key),
+            (c for c in map(self.credits.__getitem__, credit_keys)
+             if c.currency == currency and not c.void and free.get(c.key, ZERO) > ZERO),
+            key=_credit_order,
         )
         if not credits:
             return
+        invoice_ids = self.invoices.keys() if self.unpaid is None else self.unpaid | open_amounts.written()
         invoices = sorted(
-            (i for i in self.invoices.values()
-             if i.currency == currency and not i.cancelled
-             and self.open_amounts[i.invoice_id] > ZERO),
+            (i for i in map(self.invoices.__getitem__, invoice_ids)
+             if i.currency == currency and not i.cancelled and open_amounts[i.invoice_id] > ZERO),
             key=oldest_due_first,
         )
         for credit in credits:
