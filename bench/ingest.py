@@ -376,16 +376,22 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
-def postgres_cpu_seconds() -> float:
-    """CPU seconds of every running postgres process (server and backends)."""
-    total = 0.0
+def postgres_cpu_seconds() -> dict[int, float]:
+    """CPU seconds of every running postgres process (server and backends), by pid."""
+    seconds = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError):
             if (entry / "comm").read_text().strip().startswith("postgres"):
-                total += cpu_seconds(int(entry.name))
-    return total
+                seconds[int(entry.name)] = cpu_seconds(int(entry.name))
+    return seconds
+
+
+def postgres_cpu_since(start: dict[int, float]) -> float:
+    """PostgreSQL's CPU seconds since ``start``: backends that ended meanwhile (other
+    clients of the server) are left out rather than counted negative."""
+    return sum(now - start.get(pid, 0.0) for pid, now in postgres_cpu_seconds().items())
 
 
 @dataclass
@@ -481,7 +487,8 @@ def run_ledger(
             result.profile["speedscope"] = str(profile_path.relative_to(ROOT))
             profile_started = time.monotonic()
         started_at: float | None = None
-        cpu_start = pg_start = broker_start = 0.0
+        cpu_start = broker_start = 0.0
+        pg_start: dict[int, float] = {}
         consumed_at: float | None = None
         timeout_at = time.monotonic() + args.timeout
         max_nid = 0
@@ -498,7 +505,7 @@ def run_ledger(
                 # the first batch(es) already took this long before the poll saw them
                 started_at = now - values.get("receivables_batch_seconds_sum", 0.0)
                 cpu_start = sum(tree_cpu_seconds(s.pid) for s in services)
-                pg_start = postgres_cpu_seconds() if kind == "postgres" else 0.0
+                pg_start = postgres_cpu_seconds() if kind == "postgres" else {}
                 broker_start = cpu_seconds(broker_pid) if broker_pid else 0.0
                 log(f"{kind}: consumption started")
             if started_at is not None:
@@ -514,7 +521,7 @@ def run_ledger(
                 result.service_cpu_cores = (sum(tree_cpu_seconds(s.pid) for s in services)
                                             - cpu_start) / result.seconds
                 if kind == "postgres":
-                    result.postgres_cpu_cores = (postgres_cpu_seconds() - pg_start) / result.seconds
+                    result.postgres_cpu_cores = postgres_cpu_since(pg_start) / result.seconds
                 if broker_pid:
                     result.broker_cpu_cores = (cpu_seconds(broker_pid) - broker_start) / result.seconds
                 result.processed, result.duplicates, result.deadlettered = processed, duplicates, deadlettered
