@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from alembic import context
 from sqlalchemy import MetaData, pool, text
 from sqlalchemy import create_engine as _create_engine
@@ -10,8 +12,7 @@ from sqlalchemy import create_engine as _create_engine
 def run_migrations(target_metadata: MetaData, default_version_table: str) -> None:
     config = context.config
     version_table = config.attributes.get("version_table", default_version_table)
-    url = config.get_main_option("sqlalchemy.url")
-    assert url, "sqlalchemy.url must be set (receivables passes the service's database URL)"
+    url = config.get_main_option("sqlalchemy.url") or _url_from_command_line_or_env(default_version_table)
     if context.is_offline_mode():
         context.configure(url=url, target_metadata=target_metadata, version_table=version_table,
                           literal_binds=True)
@@ -30,3 +31,16 @@ def run_migrations(target_metadata: MetaData, default_version_table: str) -> Non
                                    {"name": f"receivables:migrate:{version_table}"})
             context.run_migrations()
     engine.dispose()
+
+
+def _url_from_command_line_or_env(version_table: str) -> str:
+    """For ``alembic -c .../alembic.ini upgrade head``: ``-x url=...``, else the service's
+    ``RECEIVABLES_<SERVICE>_DATABASE_URL``, else ``RECEIVABLES_DATABASE_URL``."""
+    service = version_table.split("_", 1)[0]
+    url = (context.get_x_argument(as_dictionary=True).get("url")
+           or os.environ.get(f"RECEIVABLES_{service.upper()}_DATABASE_URL")
+           or os.environ.get("RECEIVABLES_DATABASE_URL"))
+    if not url:
+        raise SystemExit(f"no database URL: pass -x url=... or set "
+                         f"RECEIVABLES_{service.upper()}_DATABASE_URL")
+    return url
