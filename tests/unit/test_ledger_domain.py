@@ -340,6 +340,16 @@ def test_adjusting_unknown_or_cancelled_invoices_is_refused(book: Book) -> None:
     book.refuses(adjust("I1", "10.00", "2024-01-03"), InvoiceClosed)
 
 
+def test_a_refused_message_sent_again_once_its_cause_is_gone_is_applied(book: Book) -> None:
+    # a dead letter re-driven after its invoice arrived: not a duplicate of the refusal
+    early = adjust("I1", "800.00", "2024-01-05")
+    book.refuses(early, UnknownInvoice)
+    book.send(invoice("I1", "1000.00"))
+    assert book.send(early)
+    assert book.open("I1") == Decimal("800.00")
+    assert not book.send(early), "and from then on it is a duplicate"
+
+
 def test_an_adjustment_with_more_decimals_than_the_currency_is_refused(book: Book) -> None:
     book.send(invoice("I1", "1000", currency="JPY"))
     error = book.refuses(adjust("I1", "999.5", "2024-01-02"))
