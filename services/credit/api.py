@@ -35,28 +35,31 @@ Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217")]
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 Text = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"\S")]
 
+# The getters are coroutines: FastAPI runs a plain ``def`` dependency in a worker thread, a
+# thread hop per request that costs more than the whole credit decision.
 
-def get_app(request: Request) -> CreditApplication:
+
+async def get_app(request: Request) -> CreditApplication:
     app: CreditApplication = request.app.state.credit
     return app
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 
 
-def get_runtime(request: Request) -> ServiceRuntime:
+async def get_runtime(request: Request) -> ServiceRuntime:
     runtime: ServiceRuntime = request.app.state.runtime
     return runtime
 
 
-def get_desk(request: Request) -> CheckDesk:
+async def get_desk(request: Request) -> CheckDesk:
     desk: CheckDesk = request.app.state.desk
     return desk
 
 
-def get_runner(request: Request) -> ReviewRunner:
+async def get_runner(request: Request) -> ReviewRunner:
     runner: ReviewRunner = request.app.state.runner
     return runner
 
