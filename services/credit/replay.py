@@ -51,8 +51,8 @@ def rebuild(app: CreditApplication, engine: Engine, batch_size: int = 5000, prog
 
 
 def replay_credit(settings: ServiceSettings, *, verify: bool) -> int:
+    app = CreditApplication(env=eventsourcing_env(settings.database_url, cache_size=None))  # (makes the dir)
     migrate_read_models(settings.database_url)
-    app = CreditApplication(env=eventsourcing_env(settings.database_url, cache_size=None))
     engine = make_engine(settings.database_url)
     try:
         before: dict[str, Any] = checksums(engine) if verify else {}
