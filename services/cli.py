@@ -25,10 +25,11 @@ TOPICS = {
 
 def _app_factories() -> dict[str, Callable[..., FastAPI]]:
     """The services that exist, by name (imported lazily: no objects built at import time)."""
+    from services.credit.service import create_app as credit
     from services.dunning.service import create_app as dunning
     from services.ledger.service import create_app as ledger
 
-    return {"ledger": ledger, "dunning": dunning}
+    return {"ledger": ledger, "dunning": dunning, "credit": credit}
 
 
 def _settings(service: str, **overrides: Any) -> Any:
@@ -116,6 +117,10 @@ def dev(args: argparse.Namespace) -> int:
 
 
 def replay(args: argparse.Namespace) -> int:
+    if args.service == "credit":
+        from services.credit.replay import replay_credit
+
+        return replay_credit(_settings("credit"), verify=args.verify)
     if args.service == "dunning":
         from services.dunning.replay import replay_dunning
 

@@ -1,0 +1,264 @@
+"""The credit application: ledger facts in, credit-account events out; limits, holds, reviews.
+
+Consumed facts go the ledger's way (``shared.consumer.Sink``): ``prepare`` folds a batch
+into the affected accounts in memory, ``commit`` writes their events with the batch's
+position in one transaction. Commands (a limit, a manual hold or release, a chunk of a
+review) are synchronous and called under the service's write lock, like the consumer's
+batches: one writer of the cached aggregates per process. Credit checks are decided on the
+event loop under the same lock and saved in groups (``services.credit.checks``).
+
+Several replicas may share one PostgreSQL store: an account cached by a replica that does
+not consume its partition may be stale; saving it then fails on the aggregate's version
+(``IntegrityError``), and the command is retried on a fresh copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError, Tracking
+
+from services.credit.domain import CreditAccount, CreditError, CreditRules, credit_account_id, default_rules
+from services.credit.domain.registry import ReviewRegistry
+from services.credit.messages import Fact
+from shared.eventstore import TrackedApplication
+
+T = TypeVar("T")
+
+# A historical read (``version=``) bypasses the aggregate cache: a fresh copy from the store.
+_LATEST = 2**62
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    message: Fact
+    reason: str
+
+
+@dataclass(slots=True)
+class PreparedBatch:
+    accounts: dict[str, CreditAccount] = field(default_factory=dict)
+    applied: int = 0
+    duplicates: int = 0
+    refusals: list[Refusal] = field(default_factory=list)
+    stored_events: int = 0
+
+
+@dataclass(slots=True)
+class ReviewChunk:
+    """What a review did for one chunk of customers."""
+
+    customers: int = 0  # customers for whom the review recorded something
+    holds_placed: list[dict[str, Any]] = field(default_factory=list)
+    holds_changed: list[dict[str, Any]] = field(default_factory=list)
+    holds_released: list[dict[str, Any]] = field(default_factory=list)
+    grade_changes: list[dict[str, Any]] = field(default_factory=list)
+    reservations_expired: int = 0
+    limits_expired: int = 0
+    overdue_marked: int = 0
+
+
+class CreditApplication(TrackedApplication):
+    """Event-sourced credit: one CreditAccount per customer and the review registry."""
+
+    name = "credit"
+
+    def __init__(self, env: dict[str, str] | None = None, rules: CreditRules | None = None) -> None:
+        super().__init__(env=env)
+        self.rules = rules or default_rules()
+
+    # ------------------------------------------------------------------ accounts
+
+    def account(self, customer_id: str, *, fresh: bool = False) -> CreditAccount | None:
+        """A customer's account (``fresh``: read from the store, not the writer's cache)."""
+        try:
+            if fresh:
+                account: CreditAccount = self.repository.get(credit_account_id(customer_id), version=_LATEST)
+            else:
+                account = self.repository.get(credit_account_id(customer_id))
+        except AggregateNotFoundError:
+            return None
+        return account
+
+    def cached_account(self, customer_id: str) -> CreditAccount | None:
+        """The cached account, or None (no I/O: safe on the event loop)."""
+        cache = self.repository.cache
+        if cache is None:
+            return None
+        try:
+            account = cache.get(credit_account_id(customer_id))
+        except KeyError:
+            return None
+        return account if isinstance(account, CreditAccount) else None
+
+    def load_accounts(self, customer_ids: Iterable[str]) -> dict[str, CreditAccount]:
+        """The stored accounts among these customers, read into the cache."""
+        found = {}
+        for customer_id in customer_ids:
+            account = self.account(customer_id)
+            if account is not None:
+                found[customer_id] = account
+        return found
+
+    def history(self, customer_id: str, *, after: int = 0, limit: int | None = None) -> list[Any]:
+        return list(self.events.get(credit_account_id(customer_id), gt=after or None, limit=limit))
+
+    # ------------------------------------------------------------------ the consumer's side
+
+    def prepare(self, messages: Sequence[Fact]) -> PreparedBatch:
+        """Apply facts to their accounts in memory; nothing is written yet."""
+        batch = PreparedBatch()
+        uncached = {m.customer_id for m in messages if not self.is_cached(credit_account_id(m.customer_id))}
+        stored = self.stored_ids([credit_account_id(c) for c in uncached]) if uncached else set()
+        for message in messages:
+            if not message.known:
+                batch.duplicates += 1  # a ledger event type this version does not read
+                continue
+            account = batch.accounts.get(message.customer_id)
+            if account is None:
+                aggregate_id = credit_account_id(message.customer_id)
+                if message.customer_id in uncached and aggregate_id not in stored:
+                    account = CreditAccount(message.customer_id)
+                else:
+                    account = self.account(message.customer_id) or CreditAccount(message.customer_id)
+                batch.accounts[message.customer_id] = account
+            try:
+                changed = account.observe(message.event_type, message.data, message.event_id, self.rules)
+            except (CreditError, KeyError, ValueError, TypeError) as error:
+                # a fact the account cannot take (e.g. an ERP credit limit it refuses)
+                batch.refusals.append(Refusal(message, f"{type(error).__name__}: {error}"))
+                continue
+            if changed:
+                batch.applied += 1
+            else:
+                batch.duplicates += 1
+        return batch
+
+    def commit(self, batch: PreparedBatch, tracking: Tracking | None = None) -> None:
+        batch.stored_events = sum(len(a.pending_events) for a in batch.accounts.values())
+        self.save_tracked(*batch.accounts.values(), tracking=tracking)
+
+    def discard(self, batch: PreparedBatch) -> None:
+        self.evict_cached(*(credit_account_id(c) for c in batch.accounts))
+
+    def refusals(self, batch: PreparedBatch) -> list[tuple[Fact, str]]:
+        return [(r.message, r.reason) for r in batch.refusals]
+
+    def counts(self, batch: PreparedBatch) -> tuple[int, int, int]:
+        return batch.applied, batch.duplicates, batch.stored_events
+
+    def on_assigned(self) -> None:
+        self.clear_cache()
+
+    # ------------------------------------------------------------------ commands
+
+    def _command(self, customer_id: str, act: Callable[[CreditAccount], T], *, create: bool) -> T | None:
+        """Run a command on the account and save it; None when there is no account (and not ``create``)."""
+
+        def attempt() -> T | None:
+            account = self.account(customer_id)
+            if account is None:
+                if not create:
+                    return None
+                account = CreditAccount(customer_id)
+            try:
+                result = act(account)
+                self.save_tracked(account, tracking=None)
+            except CreditError:
+                self.evict_cached(account.id)
+                raise
+            return result
+
+        aggregate_id = credit_account_id(customer_id)
+        return _retry_on_conflict(attempt, on_conflict=lambda: self.evict_cached(aggregate_id))
+
+    def set_limit(self, customer_id: str, currency: str, amount: Decimal, by: str,
+                  expires_on: date | None, review_on: date | None) -> dict[str, Any]:
+        result = self._command(customer_id, lambda a: a.set_limit(
+            currency, amount, by, expires_on=expires_on, review_on=review_on, rules=self.rules), create=True)
+        assert result is not None
+        return result
+
+    def place_hold(self, customer_id: str, by: str, reason: str) -> dict[str, Any]:
+        result = self._command(customer_id, lambda a: a.place_manual_hold(by, reason, self.rules),
+                               create=True)
+        assert result is not None
+        return result
+
+    def release_hold(self, customer_id: str, hold_id: str, by: str, reason: str) -> dict[str, Any] | None:
+        """None when the customer has no account."""
+        return self._command(customer_id, lambda a: a.release_hold(hold_id, by, reason, self.rules),
+                             create=False)
+
+    # ------------------------------------------------------------------ reviews
+
+    def review_registry(self) -> ReviewRegistry:
+        """A fresh copy (another replica may have recorded a review), or a new one."""
+        try:
+            registry: ReviewRegistry = self.repository.get(ReviewRegistry.create_id(), version=_LATEST)
+        except AggregateNotFoundError:
+            return ReviewRegistry()
+        return registry
+
+    def record_review(self, as_of: date, summary: dict[str, int]) -> dict[str, Any]:
+        def attempt() -> dict[str, Any]:
+            registry = self.review_registry()
+            recorded = registry.record(as_of, summary)
+            self.save_tracked(registry, tracking=None)
+            return recorded
+
+        return _retry_on_conflict(attempt)
+
+    def review_chunk(self, customer_ids: Iterable[str], as_of: date) -> ReviewChunk:
+        """The review of ``as_of`` over some customers, saved in one transaction."""
+        ids = list(customer_ids)
+        try:
+            return self._review_chunk(ids, as_of)
+        except IntegrityError:
+            # another replica wrote one of these accounts since we cached it: read them afresh
+            self.evict_cached(*(credit_account_id(c) for c in ids))
+            return self._review_chunk(ids, as_of)
+
+    def _review_chunk(self, customer_ids: list[str], as_of: date) -> ReviewChunk:
+        chunk = ReviewChunk()
+        changed = []
+        try:
+            for customer_id in customer_ids:
+                account = self.account(customer_id)
+                if account is None:
+                    continue
+                result = account.review(as_of, self.rules)
+                if not account.pending_events:  # (a falsy result may still lapse an override)
+                    continue
+                changed.append(account)
+                chunk.holds_placed.extend(result.holds_placed)
+                chunk.holds_changed.extend(result.holds_changed)
+                chunk.holds_released.extend(result.holds_released)
+                if result.grade_change is not None:
+                    chunk.grade_changes.append({"customer_id": customer_id, **result.grade_change})
+                chunk.reservations_expired += len(result.reservations_expired)
+                chunk.limits_expired += len(result.limits_expired)
+                chunk.overdue_marked += len(result.overdue_invoices)
+            chunk.customers = len(changed)
+            self.save_tracked(*changed, tracking=None)
+        except Exception:
+            self.evict_cached(*(a.id for a in changed))
+            raise
+        return chunk
+
+
+def _retry_on_conflict(attempt: Callable[[], T], attempts: int = 5,
+                       on_conflict: Callable[[], None] = lambda: None) -> T:
+    for remaining in range(attempts - 1, -1, -1):
+        try:
+            return attempt()
+        except IntegrityError:
+            on_conflict()
+            if remaining == 0:
+                raise
+    raise AssertionError("unreachable")

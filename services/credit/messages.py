@@ -1,0 +1,154 @@
+"""What the credit service consumes: ``ar.ledger.events`` facts and ``ar.customers`` profiles.
+
+``decode_record`` turns a Kafka record into a ``Fact`` or raises ``InvalidMessage`` (the
+reason names the field) for the dead-letter topic. Ledger facts are checked for the fields
+the credit account reads (ids, ISO dates, decimal-string money, the touched invoices'
+outcomes) and passed on as they came, JSON-native. ``customer.upserted`` is validated with
+the ERP schema (a bad ``credit_limit`` is named there). ``ledger.*`` types this version does
+not know are skipped, not dead-lettered: the ledger may add types (the contract allows it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Any
+
+import orjson
+from aiokafka.structs import ConsumerRecord
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from shared.erp_events import CustomerUpserted, InvalidMessage, Origin, parse_envelope
+from shared.money import parse_amount
+
+Amount = Annotated[Decimal, BeforeValidator(parse_amount)]
+Id = Annotated[str, Field(min_length=1, max_length=200)]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    customer_id: Id
+
+
+class _Outcome(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    invoice_id: Id
+    open_amount: Amount
+    status: str | None = None
+    settled_date: date | None = None
+
+
+class _Touching(_Data):
+    invoices: list[_Outcome] = Field(default_factory=list)
+
+
+class _InvoiceOpened(_Touching):
+    invoice_id: Id
+    currency: Currency
+    amount: Amount
+    issue_date: date
+    due_date: date
+    attributes: dict[str, Any] | None = None
+    reference: str | None = None
+
+
+class _InvoiceSettled(_Data):
+    invoice_id: Id
+    open_amount: Amount
+    status: str
+    settled_date: date | None = None
+
+
+class _InvoiceDisputed(_Data):
+    dispute_id: Id
+    invoice_id: Id
+    amount: Amount
+
+
+class _DisputeClosed(_Touching):
+    dispute_id: Id
+    invoice_id: Id
+    outcome: str | None = None
+
+
+class _UnappliedCashChanged(_Data):
+    currency: Currency
+    change: Amount  # signed
+
+
+LEDGER_TYPES: dict[str, type[_Data]] = {
+    "ledger.invoice_opened": _InvoiceOpened,
+    "ledger.invoice_changed": _Touching,
+    "ledger.payment_applied": _Touching,
+    "ledger.invoice_settled": _InvoiceSettled,
+    "ledger.invoice_disputed": _InvoiceDisputed,
+    "ledger.dispute_closed": _DisputeClosed,
+    "ledger.unapplied_cash_changed": _UnappliedCashChanged,
+    "ledger.customer_updated": _Data,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """One consumed message for one customer's credit account (``data`` JSON-native)."""
+
+    customer_id: str
+    event_type: str
+    data: dict[str, Any]
+    event_id: str
+    origin: Origin
+    known: bool = True  # False: a ledger type this version does not read (no effect)
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in ("data", *item["loc"]))
+        parts.append(f"{location}: {item['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
+def decode(raw: bytes | None, *, topic: str | None = None, partition: int | None = None,
+           offset: int | None = None, key: bytes | None = None) -> Fact:
+    """Decode and check one message; raises ``InvalidMessage`` naming the field."""
+    if raw is None:
+        raise InvalidMessage("not JSON: the message has no value")
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise InvalidMessage(f"not JSON: {error}") from None
+    envelope = parse_envelope(payload)
+    data: dict[str, Any] = envelope.data
+    known = True
+    if envelope.type == "customer.upserted":
+        try:
+            profile = CustomerUpserted.model_validate(envelope.data)
+        except ValidationError as error:
+            raise InvalidMessage(_describe(error)) from None
+        data = {**profile.model_dump(mode="json"),
+                "origin": {"source": envelope.source, "id": envelope.id, "type": envelope.type}}
+        customer_id = profile.customer_id
+    elif envelope.type in LEDGER_TYPES:
+        try:
+            customer_id = LEDGER_TYPES[envelope.type].model_validate(envelope.data).customer_id
+        except ValidationError as error:
+            raise InvalidMessage(_describe(error)) from None
+    elif envelope.type.startswith("ledger."):
+        customer_id, known = str(envelope.data.get("customer_id") or envelope.subject or ""), False
+    else:
+        raise InvalidMessage(f"type: unknown event type {envelope.type!r}")
+    if envelope.subject is not None and envelope.subject != customer_id:
+        raise InvalidMessage(f"subject: {envelope.subject!r} differs from data.customer_id {customer_id!r}")
+    if key is not None and key.decode("utf-8", "replace") != customer_id:
+        raise InvalidMessage(f"key: message key {key!r} differs from data.customer_id {customer_id!r}")
+    origin = Origin(envelope.source, envelope.id, envelope.type, topic, partition, offset, customer_id)
+    return Fact(customer_id, envelope.type, data, envelope.id, origin, known)
+
+
+def decode_record(record: ConsumerRecord[bytes, bytes]) -> Fact:
+    return decode(record.value, topic=record.topic, partition=record.partition, offset=record.offset,
+                  key=record.key)

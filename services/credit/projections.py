@@ -1,0 +1,277 @@
+"""The credit service's read models and the projector that keeps them.
+
+Tables (plain SQL, indexed for the REST queries and the review):
+- ``credit_accounts``: per customer, whether it is on hold, its recorded risk grade and
+  score, the date of its last review; every customer credit knows (the review's candidates);
+- ``credit_positions``: per customer and currency, open receivables, reserved (approved
+  orders not yet invoiced), exposure, limit and available credit;
+- ``credit_holds``: every hold with its reasons, who placed and released it, and when
+  (``POST /holds/{hold_id}/release`` finds the customer here);
+- ``credit_checks``: every answered credit check (order, decision, amount, reasons);
+- ``credit_reviews``: the reviews run, with their counts;
+- ``credit_projection_positions``: how far the projector has read the notification log,
+  updated in the same transaction as the rows.
+
+The projector keeps recently seen accounts in memory and moves them forward with each
+event (loading one from the store only when it has not seen its previous version), so it
+knows the whole state an event leaves behind without a query per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Notification
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Engine,
+    Index,
+    MetaData,
+    String,
+    Table,
+    select,
+)
+
+from services.credit.domain import CreditAccount
+from services.credit.domain.registry import REVIEW_REGISTRY_ID
+from shared.db import Money, insert_rows, upsert
+from shared.eventstore import TrackedApplication
+
+metadata = MetaData()
+
+accounts = Table(
+    "credit_accounts", metadata,
+    Column("customer_id", String(200), primary_key=True),
+    Column("on_hold", Boolean, nullable=False),
+    Column("risk_grade", String(1)),
+    Column("risk_score", Money),
+    Column("last_review_on", Date),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+positions_by_currency = Table(
+    "credit_positions", metadata,
+    Column("customer_id", String(200), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("open_receivables", Money, nullable=False),
+    Column("reserved", Money, nullable=False),
+    Column("exposure", Money, nullable=False),
+    Column("limit_amount", Money),
+    Column("available", Money),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+holds = Table(
+    "credit_holds", metadata,
+    Column("hold_id", String(64), primary_key=True),
+    Column("customer_id", String(200), nullable=False, index=True),
+    Column("kind", String(20), nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Column("placed_by", String(200), nullable=False),
+    Column("note", String(2000)),
+    Column("effective_date", Date),
+    Column("status", String(20), nullable=False),
+    Column("released_by", String(200)),
+    Column("release_reason", String(2000)),
+    Column("placed_at", DateTime(timezone=True)),
+    Column("released_at", DateTime(timezone=True)),
+    Index("ix_credit_holds_status", "status", "customer_id"),
+)
+
+checks = Table(
+    "credit_checks", metadata,
+    Column("customer_id", String(200), primary_key=True),
+    Column("order_id", String(200), primary_key=True),
+    Column("currency", String(3), nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("decision", String(20), nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Column("checked_on", Date, nullable=False),
+    Column("reserved_until", Date),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
+
+reviews = Table(
+    "credit_reviews", metadata,
+    Column("as_of", Date, primary_key=True),
+    Column("review_id", String(64), nullable=False),
+    Column("summary", JSON, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
+
+positions = Table(
+    "credit_projection_positions", metadata,
+    Column("name", String(100), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+)
+
+PROJECTOR_NAME = "credit-projections"
+_HOLD_EVENTS = ("HoldPlaced", "HoldReasonsChanged", "HoldReleased")
+
+
+def _d(text: str | None) -> date | None:
+    return date.fromisoformat(text) if text else None
+
+
+class _Touched:
+    """An account touched by a batch, and the holds whose rows must be written."""
+
+    __slots__ = ("account", "holds", "timestamp")
+
+    def __init__(self, account: CreditAccount) -> None:
+        self.account = account
+        self.holds: dict[str, Any] = {}  # hold id -> the instant it was placed in this batch (or None)
+        self.timestamp: Any = None
+
+
+class CreditProjector:
+    """Keeps the credit read models, one transaction per batch of notifications."""
+
+    name = PROJECTOR_NAME
+
+    def __init__(self, app: TrackedApplication, engine: Engine, mirror_size: int = 20_000) -> None:
+        self.app = app
+        self.engine = engine
+        self.mirror_size = mirror_size
+        self._mirror: OrderedDict[UUID, CreditAccount] = OrderedDict()
+
+    def position(self) -> int:
+        with self.engine.connect() as conn:
+            value = conn.execute(select(positions.c.position).where(positions.c.name == self.name)).scalar()
+        return int(value or 0)
+
+    async def process(self, notifications: Sequence[Notification]) -> None:
+        await asyncio.to_thread(self.apply, notifications)
+
+    def apply(self, notifications: Sequence[Notification]) -> None:
+        events: list[tuple[int, Any]] = [(n.id, self.app.mapper.to_domain_event(n)) for n in notifications]
+        with self.engine.begin() as conn:
+            query = select(positions.c.position).where(positions.c.name == self.name)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update()  # one projector writes at a time
+            done = int(conn.execute(query).scalar() or 0)
+            events = [(position, e) for position, e in events if position > done]
+            if not events:
+                return
+            touched: dict[UUID, _Touched] = {}
+            check_rows: dict[tuple[str, str], dict[str, Any]] = {}
+            review_rows: list[dict[str, Any]] = []
+            for _position, event in events:
+                if event.originator_id == REVIEW_REGISTRY_ID:
+                    if type(event).__name__ == "ReviewRecorded":
+                        review = dict(event.review)
+                        review_rows.append({"as_of": date.fromisoformat(review["as_of"]),
+                                            "review_id": review["review_id"], "summary": review,
+                                            "recorded_at": event.timestamp})
+                    continue
+                self._on_account_event(event, touched, check_rows)
+            self._write(conn, touched, list(check_rows.values()), review_rows)
+            upsert(conn, positions, [{"name": self.name, "position": events[-1][0]}], ["name"])
+
+    # ---------------------------------------------------------------- events
+
+    def _account(self, event: Any) -> CreditAccount:
+        """The account as this event leaves it."""
+        mirror = self._mirror
+        account = mirror.get(event.originator_id)
+        if account is not None and account.version == event.originator_version - 1:
+            event.mutate(account)
+        elif event.originator_version == 1:
+            account = event.mutate(None)
+        else:
+            account = self.app.repository.get(event.originator_id, version=event.originator_version)
+        assert account is not None
+        mirror[event.originator_id] = account
+        mirror.move_to_end(event.originator_id)
+        while len(mirror) > self.mirror_size:
+            mirror.popitem(last=False)
+        return account
+
+    def _on_account_event(self, event: Any, touched: dict[UUID, _Touched],
+                          check_rows: dict[tuple[str, str], dict[str, Any]]) -> None:
+        account = self._account(event)
+        entry = touched.get(event.originator_id)
+        if entry is None:
+            entry = touched[event.originator_id] = _Touched(account)
+        entry.account = account
+        entry.timestamp = event.timestamp
+        kind = type(event).__name__
+        if kind in _HOLD_EVENTS:
+            hold_id = (event.hold if kind == "HoldPlaced" else event.change if kind == "HoldReasonsChanged"
+                       else event.release)["hold_id"]
+            if kind == "HoldPlaced":
+                entry.holds[hold_id] = event.timestamp
+            else:
+                entry.holds.setdefault(hold_id, None)
+                if kind == "HoldReleased":
+                    entry.holds[f"released:{hold_id}"] = event.timestamp
+        elif kind == "CreditChecked":
+            check = event.check
+            check_rows[check["customer_id"], check["order_id"]] = {
+                "customer_id": check["customer_id"], "order_id": check["order_id"],
+                "currency": check["currency"], "amount": Decimal(check["amount"]),
+                "decision": check["decision"], "reasons": check["reasons"],
+                "checked_on": date.fromisoformat(check["on"]), "reserved_until": _d(check["reserved_until"]),
+                "recorded_at": event.timestamp,
+            }
+
+    # ---------------------------------------------------------------- writing
+
+    def _write(self, conn: Any, touched: dict[UUID, _Touched], check_rows: list[dict[str, Any]],
+               review_rows: list[dict[str, Any]]) -> None:
+        account_rows, position_rows, placed_rows, changed_rows = [], [], [], []
+        for entry in touched.values():
+            account = entry.account
+            risk = account.risk
+            account_rows.append({
+                "customer_id": account.customer_id, "on_hold": account.on_hold,
+                "risk_grade": risk["grade"] if risk else None,
+                "risk_score": Decimal(risk["score"]) if risk else None,
+                "last_review_on": account.last_review_on, "updated_at": entry.timestamp,
+            })
+            for figure in account.figures():
+                position_rows.append({
+                    "customer_id": account.customer_id, "currency": figure["currency"],
+                    "open_receivables": Decimal(figure["open_receivables"]),
+                    "reserved": Decimal(figure["reserved"]), "exposure": Decimal(figure["exposure"]),
+                    "limit_amount": Decimal(figure["limit"]) if figure["limit"] is not None else None,
+                    "available": Decimal(figure["available"]) if figure["available"] is not None else None,
+                    "updated_at": entry.timestamp,
+                })
+            for hold_id, placed_at in entry.holds.items():
+                if hold_id.startswith("released:"):
+                    continue
+                hold = account.holds[hold_id]
+                row = {
+                    "hold_id": hold_id, "customer_id": account.customer_id, "kind": hold.kind,
+                    "reasons": list(hold.reasons), "placed_by": hold.placed_by, "note": hold.note,
+                    "effective_date": _d(hold.effective_date), "status": hold.status,
+                    "released_by": hold.released_by, "release_reason": hold.release_reason,
+                    "released_at": entry.holds.get(f"released:{hold_id}"),
+                }
+                if placed_at is not None:
+                    placed_rows.append({**row, "placed_at": placed_at})
+                else:
+                    changed_rows.append(row)
+        upsert(conn, accounts, account_rows, ["customer_id"])
+        if touched:
+            customer_ids = [entry.account.customer_id for entry in touched.values()]
+            for start in range(0, len(customer_ids), 500):
+                conn.execute(positions_by_currency.delete().where(
+                    positions_by_currency.c.customer_id.in_(customer_ids[start:start + 500])))
+        insert_rows(conn, positions_by_currency, position_rows)
+        upsert(conn, holds, placed_rows, ["hold_id"])
+        upsert(conn, holds, changed_rows, ["hold_id"])
+        upsert(conn, checks, check_rows, ["customer_id", "order_id"])
+        upsert(conn, reviews, review_rows, ["as_of"])

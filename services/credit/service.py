@@ -1,0 +1,98 @@
+"""Assembles the credit service: event store, read models, Kafka loop, checks, reviews and REST."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from sqlalchemy.engine import make_url
+
+from services.credit import followers
+from services.credit.api import health, router
+from services.credit.application import CreditApplication
+from services.credit.checks import CheckDesk
+from services.credit.domain import CreditError
+from services.credit.messages import decode_record
+from services.credit.reviews import DailyScheduler, ReviewRunner
+from services.credit.settings import INBOUND_TOPICS, CreditSettings, credit_settings
+from shared.auth import install_auth
+from shared.consumer import KafkaConsumerLoop
+from shared.db import make_engine, migrate
+from shared.eventstore import eventsourcing_env
+from shared.metrics import ServiceMetrics
+from shared.problems import install_problem_handlers
+from shared.runtime import ServiceRuntime
+from shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def migrate_read_models(database_url: str) -> None:
+    migrate(database_url, MIGRATIONS, "credit_alembic_version")
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    """The credit service's ASGI app; its lifespan runs migrations and starts the background loops."""
+    if settings is None:
+        settings = credit_settings()
+    elif not isinstance(settings, CreditSettings):
+        settings = CreditSettings(**settings.model_dump())
+    rules = settings.rules()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(migrate_read_models, settings.database_url)
+        credit = CreditApplication(env=eventsourcing_env(settings.database_url), rules=rules)
+        engine = make_engine(settings.database_url)
+        metrics = ServiceMetrics("credit")
+        runtime = ServiceRuntime("credit", settings.kafka_bootstrap, metrics)
+        runner = ReviewRunner(credit, engine, runtime.write_lock, runtime.notify_followers)
+        desk = CheckDesk(credit, runtime.write_lock, metrics, runtime.notify_followers)
+        app.state.credit, app.state.engine, app.state.runtime = credit, engine, runtime
+        app.state.runner, app.state.desk = runner, desk
+        close_followers = None
+        if settings.followers == "process":
+            runtime.followers_process(followers.__name__, settings)
+            runtime.start_kafka()
+        else:
+            close_followers = followers.start(settings, runtime)
+        runtime.supervise(
+            KafkaConsumerLoop(
+                service="credit", bootstrap=settings.kafka_bootstrap,
+                group_id=settings.consumer_group or "receivables-credit", topics=INBOUND_TOPICS,
+                decode=decode_record, sink=credit, producer=runtime.kafka.producer, metrics=metrics,
+                on_committed=runtime.notify_followers, max_records=settings.batch_max_records,
+                timeout_ms=settings.batch_timeout_ms, session_timeout_ms=settings.session_timeout_ms,
+                write_lock=runtime.write_lock,
+            ),
+            "consumer", needs_kafka=True,
+        )
+        if settings.credit_review_at is not None:
+            runtime.supervise(DailyScheduler(runner, settings.credit_review_at, settings.credit_timezone),
+                              "scheduler")
+            log.info("daily credit reviews at %s %s", settings.credit_review_at, settings.credit_timezone)
+        log.info("credit started on %s with Kafka at %s (rules %s v%d)",
+                 make_url(settings.database_url).render_as_string(hide_password=True),
+                 settings.kafka_bootstrap, rules.name, rules.version)
+        try:
+            yield
+        finally:
+            await desk.stop()
+            await runtime.stop()
+            if close_followers is not None:
+                close_followers()
+            engine.dispose()
+            credit.close()
+
+    app = FastAPI(title="receivables credit", version="0.1.0", lifespan=lifespan)
+    install_problem_handlers(app, error_map={CreditError: (409, "credit-refused")})
+    install_auth(app, settings)
+    app.include_router(router)
+    app.include_router(health)
+    return app

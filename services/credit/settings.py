@@ -1,0 +1,55 @@
+"""The credit service's settings: the shared ones, the topics it consumes, its rules and scheduler."""
+
+from __future__ import annotations
+
+from datetime import time
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import field_validator
+
+from services.credit.domain import CreditRules, default_rules
+from shared.settings import ServiceSettings
+
+INBOUND_TOPICS = ("ar.ledger.events", "ar.customers")
+
+
+class CreditSettings(ServiceSettings):
+    """``RECEIVABLES_CREDIT_REVIEW_AT`` (``HH:MM``, local time in ``RECEIVABLES_CREDIT_TIMEZONE``):
+    the daily review's time; unset, the service never reviews on its own (``POST /reviews``
+    still does). ``RECEIVABLES_CREDIT_RULES_FILE``: a JSON rule set (``CreditRules``) in place
+    of the shipped default."""
+
+    credit_review_at: time | None = None
+    credit_timezone: str = "UTC"
+    credit_rules_file: Path | None = None
+
+    @field_validator("credit_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Berlin)") from None
+        return value
+
+    @field_validator("credit_rules_file")
+    @classmethod
+    def _readable_rules(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            load_rules(value)  # refuse a bad file at start, naming the field
+        return value
+
+    def rules(self) -> CreditRules:
+        return load_rules(self.credit_rules_file) if self.credit_rules_file else default_rules()
+
+
+def load_rules(path: Path) -> CreditRules:
+    try:
+        return CreditRules.model_validate_json(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ValueError(f"{path}: {error.strerror or error}") from None
+
+
+def credit_settings(**overrides: object) -> CreditSettings:
+    return CreditSettings.for_service("credit", **overrides)

@@ -1,0 +1,97 @@
+"""Unit tests of the credit service's own parts: the review registry, decoding, the scheduler."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+import pytest
+
+from services.credit.domain.registry import ReviewOutOfOrder, ReviewRegistry, review_id
+from services.credit.messages import decode
+from services.credit.outbound import translate
+from services.credit.reviews import DailyScheduler
+from shared.erp_events import InvalidMessage
+
+D = date.fromisoformat
+
+
+def _event(event_type: str, data: dict[str, Any], event_id: str = "e1", source: str = "erp/x") -> bytes:
+    return orjson.dumps({"specversion": "1.0", "id": event_id, "source": source, "type": event_type,
+                         "subject": data.get("customer_id"), "data": data})
+
+
+def test_the_review_registry_reviews_a_date_once_and_refuses_earlier_dates() -> None:
+    registry = ReviewRegistry()
+    assert registry.check(D("2025-03-01")) is None
+    first = registry.record(D("2025-03-01"), {"customers": 2, "holds_placed": 1})
+    assert first == {"review_id": review_id(D("2025-03-01")), "as_of": "2025-03-01", "customers": 2,
+                     "holds_placed": 1}
+    assert registry.check(D("2025-03-01")) == first
+    assert registry.record(D("2025-03-01"), {"customers": 0, "holds_placed": 0}) == first
+    with pytest.raises(ReviewOutOfOrder, match="2025-02-28"):
+        registry.check(D("2025-02-28"))
+    assert registry.check(D("2025-03-02")) is None
+    assert review_id(D("2025-03-01")) != review_id(D("2025-03-02"))
+    rebuilt = None
+    for stored in registry.collect_events():
+        rebuilt = stored.mutate(rebuilt)
+    assert isinstance(rebuilt, ReviewRegistry) and rebuilt.reviews == registry.reviews
+
+
+def test_decoding_names_the_field_and_skips_unknown_ledger_types() -> None:
+    fact = decode(_event("customer.upserted", {"customer_id": "C1", "name": "One",
+                                               "credit_limit": {"currency": "EUR", "amount": "100.00"}}))
+    assert fact.data["credit_limit"] == {"currency": "EUR", "amount": "100.00"}
+    assert fact.data["origin"] == {"source": "erp/x", "id": "e1", "type": "customer.upserted"}
+    with pytest.raises(InvalidMessage, match=r"data\.credit_limit\.amount"):
+        decode(_event("customer.upserted", {"customer_id": "C1", "name": "One",
+                                            "credit_limit": {"currency": "EUR", "amount": 100}}))
+    with pytest.raises(InvalidMessage, match=r"data\.change"):
+        decode(_event("ledger.unapplied_cash_changed", {"customer_id": "C1", "currency": "EUR", "change": 5}))
+    assert decode(_event("ledger.unapplied_cash_changed",
+                         {"customer_id": "C1", "currency": "EUR", "change": "-5.00"})).known
+    assert not decode(_event("ledger.something_new", {"customer_id": "C1"})).known
+    with pytest.raises(InvalidMessage, match="type"):
+        decode(_event("invoice.issued", {"customer_id": "C1"}))
+    with pytest.raises(InvalidMessage, match="key"):
+        decode(_event("ledger.customer_updated", {"customer_id": "C1"}), key=b"C2")
+
+
+def test_only_decisions_are_published_with_ids_from_the_stored_event() -> None:
+    from services.credit.domain import CreditAccount
+
+    account = CreditAccount("C1")
+    account.set_limit("EUR", Decimal("100.00"), "carol")
+    account.check("O1", Decimal("10.00"), "EUR", D("2025-03-01"))
+    hold = account.place_manual_hold("alice", "call first")
+    events = account.collect_events()
+    messages = [m for e in events for m in translate(e)]
+    assert [orjson.loads(m.value)["type"] for m in messages] == ["credit.limit_changed", "credit.hold_placed"]
+    placed = orjson.loads(messages[1].value)
+    assert (placed["id"], placed["subject"], messages[1].key) == (
+        f"credit:{account.id}:4:0", "C1", "C1")
+    assert placed["data"]["hold_id"] == hold["hold_id"]
+    assert [orjson.loads(m.value)["id"] for m in messages] == [
+        orjson.loads(m.value)["id"] for e in events for m in translate(e)]  # the same ids again
+
+
+async def test_the_scheduler_reviews_today_on_start_once_its_time_has_passed() -> None:
+    done: list[date] = []
+
+    class Runner:
+        async def run(self, day: date) -> dict[str, Any]:
+            done.append(day)
+            await scheduler.stop()
+            return {"customers": 0, "repeat": False}
+
+    zone = "Europe/Berlin"
+    # 23:30 UTC on March 1 is 00:30 on March 2 in Berlin: the local date is reviewed
+    clock = datetime(2025, 3, 1, 23, 30, tzinfo=ZoneInfo("UTC"))
+    scheduler = DailyScheduler(Runner(), time(0, 15), zone, clock=lambda: clock)  # type: ignore[arg-type]
+    assert scheduler.next_run(clock) == datetime(2025, 3, 3, 0, 15, tzinfo=ZoneInfo(zone))
+    await scheduler.run()
+    assert done == [D("2025-03-02")]
