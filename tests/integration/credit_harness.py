@@ -10,20 +10,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from sqlalchemy.engine import make_url
 
 from services.credit.settings import CreditSettings
-from shared.broker import EmbeddedBroker, create_topics, free_port
-from tests.integration.ledger_harness import PARTITIONS, SESSION_TIMEOUT_MS, TOPICS, LedgerClient, poll
+from shared.broker import EmbeddedBroker, create_topics
+from tests.integration.ledger_harness import PARTITIONS, SESSION_TIMEOUT_MS, TOPICS, InProcessApp, poll
 
 CREDIT_TOPIC = "ar.credit.events"
 ALL_TOPICS = {**TOPICS, CREDIT_TOPIC: PARTITIONS}
@@ -65,43 +61,16 @@ def credit_settings_for(bootstrap: str, database_url: str, tokens: Path, **overr
     )
 
 
-class InProcessCredit(LedgerClient):
+class InProcessCredit(InProcessApp):
     """The credit app under uvicorn in the current event loop (``async with``); requests go
     with the ``reader`` token unless ``as_`` names another role (or None: no token)."""
+
+    name = "credit"
 
     def __init__(self, settings: CreditSettings) -> None:
         from services.credit.service import create_app
 
-        self.port = free_port()
-        super().__init__(f"http://127.0.0.1:{self.port}")
-        self.app = create_app(settings)
-        self.server = uvicorn.Server(uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", log_config=None,
-            lifespan="on",
-        ))
-        self.task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> InProcessCredit:
-        self.task = asyncio.create_task(self.server.serve())
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if self.task.done():
-                self.task.result()
-                raise AssertionError("the credit server stopped during startup")
-            assert time.monotonic() < deadline, "the credit server did not start within 30s"
-            await asyncio.sleep(0.02)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        if self.task is not None:
-            try:
-                await asyncio.wait_for(self.task, timeout=20)
-            except TimeoutError:
-                self.task.cancel()
-                with contextlib.suppress(BaseException):
-                    await self.task
-        await self.close()
+        super().__init__(create_app(settings))
 
     @staticmethod
     def _headers(role: str | None) -> dict[str, str]:

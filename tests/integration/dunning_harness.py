@@ -10,17 +10,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
 from typing import Any
 
-import uvicorn
 from sqlalchemy.engine import make_url
 
 from services.dunning.settings import DunningSettings
-from shared.broker import EmbeddedBroker, create_topics, free_port
-from tests.integration.ledger_harness import PARTITIONS, SESSION_TIMEOUT_MS, TOPICS, LedgerClient, cloud_event
+from shared.broker import EmbeddedBroker, create_topics
+from tests.integration.ledger_harness import (
+    PARTITIONS,
+    SESSION_TIMEOUT_MS,
+    TOPICS,
+    InProcessApp,
+    cloud_event,
+)
 
 ACTIONS_TOPIC = "ar.dunning.actions"
 ALL_TOPICS = {**TOPICS, ACTIONS_TOPIC: PARTITIONS}
@@ -59,42 +61,15 @@ def dispute_resolved(customer: str, dispute: str, invoice: str, outcome: str, re
     }, event_id=f"dsr-{dispute}")
 
 
-class InProcessDunning(LedgerClient):
+class InProcessDunning(InProcessApp):
     """The dunning app under uvicorn in the current event loop (``async with``)."""
+
+    name = "dunning"
 
     def __init__(self, settings: DunningSettings) -> None:
         from services.dunning.service import create_app
 
-        self.port = free_port()
-        super().__init__(f"http://127.0.0.1:{self.port}")
-        self.app = create_app(settings)
-        self.server = uvicorn.Server(uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", log_config=None,
-            lifespan="on",
-        ))
-        self.task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> InProcessDunning:
-        self.task = asyncio.create_task(self.server.serve())
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if self.task.done():
-                self.task.result()
-                raise AssertionError("the dunning server stopped during startup")
-            assert time.monotonic() < deadline, "the dunning server did not start within 30s"
-            await asyncio.sleep(0.02)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        if self.task is not None:
-            try:
-                await asyncio.wait_for(self.task, timeout=20)
-            except TimeoutError:
-                self.task.cancel()
-                with contextlib.suppress(BaseException):
-                    await self.task
-        await self.close()
+        super().__init__(create_app(settings))
 
     async def post(self, path: str, body: Any) -> Any:
         return await self.http.post(path, json=body)

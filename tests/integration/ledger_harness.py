@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import httpx
 import orjson
@@ -340,29 +340,29 @@ def parse_metrics(exposition: str) -> dict[str, float]:
     return totals
 
 
-class InProcessLedger(LedgerClient):
-    """The ledger app under uvicorn in the current event loop (``async with``)."""
+class InProcessApp(LedgerClient):
+    """A service's ASGI app under uvicorn in the current event loop (``async with``)."""
 
-    def __init__(self, settings: ServiceSettings) -> None:
-        from services.ledger.service import create_app
+    name = "service"
 
+    def __init__(self, app: Any) -> None:
         self.port = free_port()
         super().__init__(f"http://127.0.0.1:{self.port}")
-        self.app = create_app(settings)
+        self.app = app
         self.server = uvicorn.Server(uvicorn.Config(
             self.app, host="127.0.0.1", port=self.port, log_level="warning", log_config=None,
             lifespan="on",
         ))
         self.task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> InProcessLedger:
+    async def __aenter__(self) -> Self:
         self.task = asyncio.create_task(self.server.serve())
         deadline = time.monotonic() + 30
         while not self.server.started:
             if self.task.done():
                 self.task.result()  # raises what stopped it
-                raise AssertionError("the ledger server stopped during startup")
-            assert time.monotonic() < deadline, "the ledger server did not start within 30s"
+                raise AssertionError(f"the {self.name} server stopped during startup")
+            assert time.monotonic() < deadline, f"the {self.name} server did not start within 30s"
             await asyncio.sleep(0.02)
         return self
 
@@ -376,6 +376,17 @@ class InProcessLedger(LedgerClient):
                 with contextlib.suppress(BaseException):
                     await self.task
         await self.close()
+
+
+class InProcessLedger(InProcessApp):
+    """The ledger app under uvicorn in the current event loop (``async with``)."""
+
+    name = "ledger"
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        from services.ledger.service import create_app
+
+        super().__init__(create_app(settings))
 
 
 class LedgerProcess(LedgerClient):
