@@ -25,8 +25,8 @@ from eventsourcing.persistence import IntegrityError, Tracking
 
 from services.credit.domain import CreditAccount, CreditError, CreditRules, credit_account_id, default_rules
 from services.credit.domain.registry import ReviewRegistry
-from services.credit.messages import Fact
 from shared.eventstore import TrackedApplication
+from shared.ledger_feed import Fact
 
 T = TypeVar("T")
 

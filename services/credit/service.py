@@ -16,13 +16,13 @@ from services.credit.api import health, router
 from services.credit.application import CreditApplication
 from services.credit.checks import CheckDesk
 from services.credit.domain import CreditError
-from services.credit.messages import decode_record
 from services.credit.reviews import DailyScheduler, ReviewRunner
 from services.credit.settings import INBOUND_TOPICS, CreditSettings, credit_settings
 from shared.auth import install_auth
 from shared.consumer import KafkaConsumerLoop
 from shared.db import make_engine, migrate
 from shared.eventstore import eventsourcing_env
+from shared.ledger_feed import decode_record
 from shared.metrics import ServiceMetrics
 from shared.problems import install_problem_handlers
 from shared.runtime import ServiceRuntime

@@ -22,8 +22,8 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from services.dunning.domain import DunningAccount, Policy, dunning_account_id
 from services.dunning.domain.registry import PolicyBook, RunRegistry, resolve
 from services.dunning.domain.rendering import Renderer
-from services.dunning.messages import Fact
 from shared.eventstore import TrackedApplication
+from shared.ledger_feed import Fact
 
 T = TypeVar("T")
 

@@ -15,13 +15,13 @@ from services.dunning import followers
 from services.dunning.api import health, router
 from services.dunning.application import DunningApplication
 from services.dunning.domain.errors import DunningError
-from services.dunning.messages import decode_record
 from services.dunning.runs import DailyScheduler, DunningRunner
 from services.dunning.settings import INBOUND_TOPICS, DunningSettings, dunning_settings
 from shared.auth import install_auth
 from shared.consumer import KafkaConsumerLoop
 from shared.db import make_engine, migrate
 from shared.eventstore import eventsourcing_env
+from shared.ledger_feed import decode_record
 from shared.metrics import ServiceMetrics
 from shared.problems import install_problem_handlers
 from shared.runtime import ServiceRuntime

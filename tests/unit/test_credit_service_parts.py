@@ -11,10 +11,10 @@ import orjson
 import pytest
 
 from services.credit.domain.registry import ReviewOutOfOrder, ReviewRegistry, review_id
-from services.credit.messages import decode
 from services.credit.outbound import translate
 from services.credit.reviews import DailyScheduler
 from shared.erp_events import InvalidMessage
+from shared.ledger_feed import decode
 
 D = date.fromisoformat
 

@@ -11,9 +11,9 @@ import pytest
 
 from services.dunning.domain import DunningAccount, default_policy
 from services.dunning.domain.registry import PolicyBook, RunOutOfOrder, RunRegistry, resolve, run_id
-from services.dunning.messages import decode
 from services.dunning.runs import DailyScheduler
 from shared.erp_events import InvalidMessage
+from shared.ledger_feed import decode
 
 D = date.fromisoformat
 

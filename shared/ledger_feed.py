@@ -1,11 +1,14 @@
-"""What the credit service consumes: ``ar.ledger.events`` facts and ``ar.customers`` profiles.
+"""What the services downstream of the ledger (dunning, credit) consume: ``ar.ledger.events``
+facts and ``ar.customers`` profiles.
 
 ``decode_record`` turns a Kafka record into a ``Fact`` or raises ``InvalidMessage`` (the
 reason names the field) for the dead-letter topic. Ledger facts are checked for the fields
-the credit account reads (ids, ISO dates, decimal-string money, the touched invoices'
-outcomes) and passed on as they came, JSON-native. ``customer.upserted`` is validated with
-the ERP schema (a bad ``credit_limit`` is named there). ``ledger.*`` types this version does
-not know are skipped, not dead-lettered: the ledger may add types (the contract allows it).
+the accounts read (ids, ISO dates, decimal-string money, the touched invoices' outcomes) and
+passed on as they came, JSON-native. ``customer.upserted`` is validated with the ERP schema
+(a bad ``credit_limit`` is named there) and normalised as the ledger stores a profile, plus
+the message's origin (the same profile may come on both topics). ``ledger.*`` types this
+version does not know are skipped, not dead-lettered: the ledger may add types (the contract
+allows it).
 """
 
 from __future__ import annotations
@@ -94,7 +97,7 @@ LEDGER_TYPES: dict[str, type[_Data]] = {
 
 @dataclass(frozen=True, slots=True)
 class Fact:
-    """One consumed message for one customer's credit account (``data`` JSON-native)."""
+    """One consumed message for one customer's account (``data`` JSON-native)."""
 
     customer_id: str
     event_type: str
