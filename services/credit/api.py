@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from services.credit import queries
 from services.credit.application import CreditApplication
@@ -343,37 +343,3 @@ async def get_customer_audit(
                         "data": {k: v for k, v in state.items() if k not in _ENVELOPE}})
     next_cursor = entries[-1]["version"] if len(entries) == limit else None
     return _json({"customer_id": customer_id, "events": entries, "next_cursor": next_cursor})
-
-
-# --------------------------------------------------------------------------- operations
-
-health = APIRouter(tags=["operations"])
-
-
-@health.get("/health/live")
-async def live() -> dict[str, str]:
-    return {"status": "ok"}
-
-
-@health.get("/health/ready")
-async def ready(engine: EngineDep, runtime: RuntimeDep) -> Response:
-    def database_ok() -> bool:
-        try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            return True
-        except Exception:
-            return False
-
-    checks = {"database": await asyncio.to_thread(database_ok), "kafka": await runtime.kafka.reachable()}
-    if all(checks.values()):
-        return _json({"status": "ready", "checks": checks})
-    failing = "; ".join(f"{name} unreachable" for name, ok in checks.items() if not ok)
-    raise Problem(503, "not-ready", detail=failing, checks=checks)
-
-
-@health.get("/metrics")
-async def metrics(runtime: RuntimeDep) -> Response:
-    return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
-
-

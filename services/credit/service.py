@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from services.credit import followers
-from services.credit.api import health, router
+from services.credit.api import router
 from services.credit.application import CreditApplication
 from services.credit.checks import CheckDesk
 from services.credit.domain import CreditError
@@ -22,6 +22,7 @@ from shared.auth import install_auth
 from shared.consumer import KafkaConsumerLoop
 from shared.db import make_engine, migrate
 from shared.eventstore import eventsourcing_env
+from shared.health import health
 from shared.ledger_feed import decode_record
 from shared.metrics import ServiceMetrics
 from shared.problems import install_problem_handlers

@@ -7,10 +7,9 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-import orjson
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from services.dunning import queries
 from services.dunning.application import DunningApplication
@@ -299,35 +298,3 @@ async def get_worklist(
          "days_past_due": (day - r["oldest_due_date"]).days, "escalated": bool(r["escalated"])}
         for r in rows
     ]}
-
-
-# --------------------------------------------------------------------------- operations
-
-health = APIRouter(tags=["operations"])
-
-
-@health.get("/health/live")
-async def live() -> dict[str, str]:
-    return {"status": "ok"}
-
-
-@health.get("/health/ready")
-async def ready(engine: EngineDep, runtime: RuntimeDep) -> Response:
-    def database_ok() -> bool:
-        try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            return True
-        except Exception:
-            return False
-
-    checks = {"database": await asyncio.to_thread(database_ok), "kafka": await runtime.kafka.reachable()}
-    if all(checks.values()):
-        return Response(orjson.dumps({"status": "ready", "checks": checks}), media_type="application/json")
-    failing = "; ".join(f"{name} unreachable" for name, ok in checks.items() if not ok)
-    raise Problem(503, "not-ready", detail=failing, checks=checks)
-
-
-@health.get("/metrics")
-async def metrics(runtime: RuntimeDep) -> Response:
-    return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from services.dunning import followers
-from services.dunning.api import health, router
+from services.dunning.api import router
 from services.dunning.application import DunningApplication
 from services.dunning.domain.errors import DunningError
 from services.dunning.runs import DailyScheduler, DunningRunner
@@ -21,6 +21,7 @@ from shared.auth import install_auth
 from shared.consumer import KafkaConsumerLoop
 from shared.db import make_engine, migrate
 from shared.eventstore import eventsourcing_env
+from shared.health import health
 from shared.ledger_feed import decode_record
 from shared.metrics import ServiceMetrics
 from shared.problems import install_problem_handlers

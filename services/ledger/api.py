@@ -9,17 +9,16 @@ import asyncio
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-import orjson
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from services.ledger import queries
 from services.ledger.application import LedgerApplication
 from shared.auth import LedgerReader, LedgerWriter
 from shared.erp_events import InboundMessage, InvalidMessage, parse_envelope, validate_event
 from shared.money import ZERO, to_text
-from shared.problems import Problem, not_found
+from shared.problems import not_found
 from shared.runtime import ServiceRuntime
 
 
@@ -265,33 +264,3 @@ async def post_events(
     final = [o for o in outcomes if o is not None]
     rejected = sum(1 for o in final if o.status == "rejected")
     return IntakeOut(accepted=len(final) - rejected, rejected=rejected, outcomes=final)
-
-
-health = APIRouter(tags=["operations"])
-
-
-@health.get("/health/live")
-async def live() -> dict[str, str]:
-    return {"status": "ok"}
-
-
-@health.get("/health/ready")
-async def ready(engine: EngineDep, runtime: RuntimeDep) -> Response:
-    def database_ok() -> bool:
-        try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            return True
-        except Exception:
-            return False
-
-    checks = {"database": await asyncio.to_thread(database_ok), "kafka": await runtime.kafka.reachable()}
-    if all(checks.values()):
-        return Response(orjson.dumps({"status": "ready", "checks": checks}), media_type="application/json")
-    failing = "; ".join(f"{name} unreachable" for name, ok in checks.items() if not ok)
-    raise Problem(503, "not-ready", detail=failing, checks=checks)
-
-
-@health.get("/metrics")
-async def metrics(runtime: RuntimeDep) -> Response:
-    return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")

@@ -12,7 +12,7 @@ from aiokafka.structs import ConsumerRecord
 from fastapi import FastAPI
 
 from services.ledger import api_audit, api_reports, followers
-from services.ledger.api import health, router
+from services.ledger.api import router
 from services.ledger.application import LedgerApplication
 from services.ledger.domain import errors as domain_errors
 from services.ledger.settings import INBOUND_TOPICS, ledger_settings
@@ -21,6 +21,7 @@ from shared.consumer import KafkaConsumerLoop
 from shared.db import make_engine, migrate
 from shared.erp_events import InboundMessage, decode_message
 from shared.eventstore import eventsourcing_env
+from shared.health import health
 from shared.metrics import ServiceMetrics
 from shared.problems import install_problem_handlers
 from shared.runtime import ServiceRuntime
