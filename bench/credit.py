@@ -47,6 +47,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+# module level: the endpoints' annotations are resolved against this module's globals
+from fastapi import Request
+
 from services.credit.api import read_check
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,7 +77,7 @@ def trivial_app() -> Any:
 def framework_app() -> Any:
     """For context, not a goal: the credit-check route's framework cost alone (the same body
     parsing and validation and the same scope check, ``read_check``), answering a constant."""
-    from fastapi import FastAPI, Request, Response
+    from fastapi import FastAPI, Response
 
     from shared.auth import AuthState, TokenRegistry
 
