@@ -6,6 +6,7 @@ Amounts travel as JSON strings (``"1250.00"``) and never pass through float.
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import lru_cache
 
 ZERO = Decimal("0")
 
@@ -26,6 +27,7 @@ def minor_digits(currency: str) -> int:
     return _MINOR_UNITS.get(currency, 2)
 
 
+@lru_cache(maxsize=256)  # one Decimal per currency, not one per amount rendered
 def quantum(currency: str) -> Decimal:
     """The smallest amount of the currency, e.g. Decimal('0.01') for EUR."""
     return Decimal(1).scaleb(-minor_digits(currency))

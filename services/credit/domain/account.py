@@ -43,7 +43,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -67,6 +67,7 @@ HOLD_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:credit:hold")
 REASON_ORDER = ("limit_exceeded", "overdue_days", "risk_grade", "manual")
 
 
+@lru_cache(maxsize=1 << 16)  # a uuid5 costs ≈ 3.5 µs, and every credit check looks its account up
 def credit_account_id(customer_id: str) -> UUID:
     """Deterministic aggregate id: the credit account of customer X is found without an index."""
     return uuid5(ACCOUNT_NAMESPACE, customer_id)
@@ -470,14 +471,15 @@ class CreditAccount(Aggregate):
             decision, reasons = "review", ["limit_exceeded"]
         else:
             decision, reasons = "approve", []
+        amount_text = to_text(amount, currency)
         reservation = None
         if decision == "approve":
-            reservation = {"order_id": order_id, "currency": currency, "amount": to_text(amount, currency),
+            reservation = {"order_id": order_id, "currency": currency, "amount": amount_text,
                            "reserved_on": on.isoformat(),
                            "expires_on": (on + timedelta(days=rules.reservation_days)).isoformat()}
         answer = {
             "order_id": order_id, "customer_id": self.customer_id, "currency": currency,
-            "amount": to_text(amount, currency), "on": on.isoformat(), "decision": decision,
+            "amount": amount_text, "on": on.isoformat(), "decision": decision,
             "available_credit": to_text(limit - exposure, currency) if limit is not None else None,
             "exposure": to_text(exposure, currency),
             "limit": to_text(limit, currency) if limit is not None else None,
