@@ -35,7 +35,7 @@ Usage (from the repository root)::
     python -m bench.dunning --customers 5000                 # a quick iteration
     python -m bench.dunning --keep                           # keep the built database (name printed)
     python -m bench.dunning --from-db bench_dunning_1a2b3c4d  # reuse a kept build, skip step 1
-    python -m bench.dunning --profile                        # pyinstrument over the first busy run
+    python -m bench.dunning --profile                        # pyinstrument: first busy run, its projection
 
 Results (JSON, profile) go to ``bench/results/`` (gitignored).
 """
@@ -449,7 +449,7 @@ def timed_runs(name: str, args: argparse.Namespace, repetition: int, stamp: str)
         timed.seconds = time.perf_counter() - started
         timed.cpu_seconds = time.process_time() - cpu_started
         if profiler is not None:
-            _stop_profiler(profiler, stamp)
+            _stop_profiler(profiler, stamp, "run")
         timed.load_after = os.getloadavg()
         timed.repeat = bool(result.get("repeat"))
         timed.candidates = int(result.get("candidates", 0))
@@ -461,7 +461,12 @@ def timed_runs(name: str, args: argparse.Namespace, repetition: int, stamp: str)
             timed.candidate_events = rows
             timed.baselines = {"select_candidates_seconds": select_seconds, "raw_read_seconds": raw_seconds,
                                "raw_rows_per_second": rows / raw_seconds if raw_seconds else 0.0}
-        _, timed.project_seconds = await asyncio.to_thread(_project, app, engine)
+        if profiler is not None:
+            profiler = _start_profiler()
+            _, timed.project_seconds = _project(app, engine)
+            _stop_profiler(profiler, stamp, "projection")
+        else:
+            _, timed.project_seconds = await asyncio.to_thread(_project, app, engine)
         return timed
 
     async def main() -> None:
@@ -492,11 +497,11 @@ def _start_profiler() -> Any:
     return profiler
 
 
-def _stop_profiler(profiler: Any, stamp: str) -> None:
+def _stop_profiler(profiler: Any, stamp: str, what: str) -> None:
     profiler.stop()
     asyncio.to_thread = profiler.original_to_thread
     text = profiler.output_text(unicode=True, color=False, show_all=False)
-    path = RESULTS / f"{stamp}-dunning-profile.txt"
+    path = RESULTS / f"{stamp}-dunning-{what}-profile.txt"
     path.write_text(text)
     print(text)
     log(f"profile written to {path.relative_to(ROOT)}")
@@ -547,7 +552,8 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=500, help="the runner's chunk (service default)")
     parser.add_argument("--keep", action="store_true", help="keep the built database and the copies")
     parser.add_argument("--from-db", help="a database built before with --keep: skip the build")
-    parser.add_argument("--profile", action="store_true", help="pyinstrument over the first busy run")
+    parser.add_argument("--profile", action="store_true",
+                        help="pyinstrument over the first busy run and its projection")
     args = parser.parse_args()
 
     RESULTS.mkdir(parents=True, exist_ok=True)
