@@ -101,7 +101,7 @@ class DunningApplication(TrackedApplication):
         cache = self.repository.cache
         for start in range(0, len(ids), 500):
             by_id: dict[UUID, list[StoredEvent]] = {}
-            for stored in _select_events(self.recorder, ids[start:start + 500]):
+            for stored in select_stored_events(self.recorder, ids[start:start + 500]):
                 by_id.setdefault(stored.originator_id, []).append(stored)  # type: ignore[arg-type]
             for aggregate_id, stored_events in by_id.items():
                 # what the repository's project_aggregate does, without its runtime Protocol
@@ -258,7 +258,7 @@ class DunningApplication(TrackedApplication):
         return result
 
 
-def _select_events(recorder: Any, aggregate_ids: list[UUID]) -> list[StoredEvent]:
+def select_stored_events(recorder: Any, aggregate_ids: list[UUID]) -> list[StoredEvent]:
     """Every stored event of these aggregates, in (aggregate, version) order: one query."""
     if isinstance(recorder, PostgresApplicationRecorder):
         query = sql.SQL(
