@@ -201,8 +201,8 @@ def scalar(name: str, query: str, params: Any = None) -> Any:
 
 
 def _facts_for(customer_ids: range, seed: int, as_of: date, mean_invoices: float) -> list[Any]:
-    from services.dunning.messages import Fact as Message
     from shared.erp_events import Origin
+    from shared.ledger_feed import Fact as Message
 
     messages = []
     for index in customer_ids:
