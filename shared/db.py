@@ -121,7 +121,7 @@ def _executemany(
         keys is None or len({tuple(row[k] for k in keys) for row in rows}) == len(rows)
     )
     shapes = _BULK.setdefault(dialect, {})
-    shape = (table.name, columns, keys, increment, arrays)
+    shape = (table.fullname, columns, keys, increment, arrays)
     if shape not in shapes:
         shapes[shape] = (
             _bulk_sql(dialect, table, columns, keys, increment, arrays),
@@ -141,13 +141,13 @@ def _bind_processor(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] 
 
     SQLAlchemy's own go through one or two Python layers per value and format dates with
     ``%``; these are most of a projection's per-row cost. Same results (checked by
-    tests/unit/test_db_binds.py): money as scaled integers; on SQLite, dates and datetimes in
-    SQLAlchemy's storage format and JSON (None as JSON null) by orjson.
+    tests/unit/test_db_binds.py): money as scaled integers; JSON (None as JSON null) by
+    orjson; on SQLite, dates and datetimes in SQLAlchemy's storage format.
     """
     if isinstance(column_type, Money):
         return _money_bind
-    if dialect.name == "sqlite" and isinstance(column_type, JSON) and not column_type.none_as_null:
-        return _json_bind
+    if isinstance(column_type, JSON) and not column_type.none_as_null:
+        return _json_bind  # the same document as SQLAlchemy's json.dumps, without its spaces
     if dialect.name == "sqlite" and isinstance(column_type, DateTime):
         return _sqlite_datetime_bind
     if dialect.name == "sqlite" and isinstance(column_type, Date):
@@ -194,7 +194,7 @@ def _bulk_sql(
     increment: frozenset[str], arrays: bool,
 ) -> str:
     quote = dialect.identifier_preparer.quote
-    name = quote(table.name)
+    name = dialect.identifier_preparer.format_table(table)  # schema-qualified if it has one
     names = ", ".join(quote(c) for c in columns)
     if arrays:
         casts = ", ".join(f"%b::{table.c[c].type.compile(dialect=dialect)}[]" for c in columns)
