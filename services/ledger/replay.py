@@ -32,7 +32,8 @@
    table locks are held (taken all at once with NOWAIT, retried, so that a reader holding
    one table while waiting for another can never deadlock with the switch); on SQLite
    (WAL) they never wait.
-4. The retired tables are dropped after the commit.
+4. The retired tables are dropped after the commit. On PostgreSQL the new tables are
+   ANALYZEd before the switch, so that they serve with planner statistics from the start.
 
 Alembic sees the same tables, indexes and constraints before and after (the shadow schema
 is not the default one; SQLite's shadow tables are gone after the switch).
@@ -180,6 +181,7 @@ class OnlineReplay:
             self._create_shadow()
             try:
                 position, events = self._build()
+                self._analyze()
                 built = time.monotonic()
                 position, caught_up, sums = self._switch(position, verify)
             except BaseException:
@@ -263,6 +265,13 @@ class OnlineReplay:
             if self.progress is not None:
                 self.progress(Progress(done, position, last, time.monotonic() - started))
         return position, done
+
+    def _analyze(self) -> None:
+        """PostgreSQL: planner statistics for the new tables before they serve (as the live ones have)."""
+        if self.dialect == "postgresql":
+            with self.engine.begin() as conn:
+                for table in self.shadow.tables:
+                    conn.execute(text(f'ANALYZE "{SHADOW_SCHEMA}"."{table.name}"'))
 
     # -- switch
 

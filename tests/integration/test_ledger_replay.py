@@ -322,3 +322,100 @@ def test_nothing_is_left_behind_by_switches(database_url: str) -> None:
     finally:
         writer.dispose()
         book.close()
+
+
+# ------------------------------------------------------------------ the running service, through Kafka
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Any]:
+    """A broker of the test's own with the ledger's topics."""
+    from tests.integration.ledger_harness import create_ledger_topics, start_broker
+
+    broker = start_broker(tmp_path / "tansu.log")
+    try:
+        create_ledger_topics(broker)
+        yield broker
+    finally:
+        broker.stop()
+
+
+def _traffic(prefix: str, customers: int, invoices: int) -> list[dict[str, Any]]:
+    from tests.integration.ledger_harness import invoice_issued, payment_received
+
+    events = []
+    for c in range(customers):
+        customer = f"{prefix}{c}"
+        for i in range(invoices):
+            events.append(invoice_issued(customer, f"{customer}-I{i}", f"{100 + i}.00"))
+            if i % 2:
+                events.append(payment_received(customer, f"{customer}-P{i}", "70.00"))
+    return events
+
+
+async def test_an_online_replay_while_the_service_consumes_loses_and_doubles_nothing(
+    database_url: str, broker: Any,
+) -> None:
+    """The service consumes from Kafka (its projector in its followers process) while
+    ``POST /admin/replay`` rebuilds and switches; REST answers all along; afterwards the live
+    read models are identical to a rebuild of the whole event store."""
+    import asyncio
+
+    from services.ledger.application import LedgerApplication
+    from shared.eventstore import eventsourcing_env
+    from tests.integration.ledger_harness import (
+        InProcessLedger,
+        Publisher,
+        count_stored_events,
+        ledger_settings,
+        max_notification_id,
+        poll,
+    )
+
+    before, during, after = _traffic("R", 10, 40), _traffic("S", 10, 40), _traffic("T", 5, 10)
+    customers = 25
+    async with InProcessLedger(ledger_settings(broker.bootstrap, database_url)) as ledger, \
+            Publisher(broker.bootstrap) as publisher:
+        await publisher.send_all(before)
+        await poll(lambda: asyncio.to_thread(count_stored_events, database_url),
+                   lambda n: n == len(before) + 10, timeout=60, what="the first traffic stored")
+        await ledger.wait_metric("receivables_follower_position{follower=ledger-projections}",
+                                 max_notification_id(database_url), timeout=60)
+        publishing = asyncio.create_task(publisher.send_all(during))
+        started = await ledger.http.post("/admin/replay", json={"verify": True})
+        assert started.status_code == 202, started.text
+        run_id = started.json()["run_id"]
+        reads = 0
+        deadline = time.monotonic() + 60
+        while True:
+            answer = await ledger.get("/customers/R0/balance")
+            assert answer.status_code == 200, answer.text
+            reads += 1
+            status = (await ledger.json(f"/admin/replays/{run_id}"))["status"]
+            if status != "running":
+                break
+            assert time.monotonic() < deadline, "the replay did not finish"
+        assert status == "switched", await ledger.json(f"/admin/replays/{run_id}")
+        assert reads >= 1
+        await publishing
+        await publisher.send_all(after)
+        expected = len(before) + len(during) + len(after) + customers + 2  # and the replay's record
+        await poll(lambda: asyncio.to_thread(count_stored_events, database_url),
+                   lambda n: n == expected, timeout=60, what="every message stored")
+        last = max_notification_id(database_url)
+        await ledger.wait_metric("receivables_follower_position{follower=ledger-projections}", last,
+                                 timeout=60)
+        # a second replay, from this test's process, verifies the live tables row for row
+        app = LedgerApplication(env=eventsourcing_env(database_url, cache_size=None))
+        writer = make_engine(database_url, writer=True)
+        try:
+            result = await asyncio.to_thread(OnlineReplay(app, writer).run, verify=True)
+        finally:
+            writer.dispose()
+            app.close()
+        assert result.verified and result.position == last
+        listed = (await ledger.json("/admin/replays"))["replays"]
+        assert [(r["run_id"], r["requested_by"], r["via"], r["status"]) for r in listed] == [
+            (run_id, "anonymous", "api", "switched")]
+        balance = await ledger.json("/customers/S9/balance", as_of="2030-01-01")
+        assert balance["balances"][0]["open_amount"] == str(sum(100 + i for i in range(40)) - 20 * 70) + ".00"
