@@ -128,7 +128,9 @@ def read_rates(url: str, batch: int) -> dict[str, Any]:
     from services.ledger.application import LedgerApplication
     from services.ledger.projections import EventDecoder
     from shared.eventstore import eventsourcing_env
+    from shared.runtime import tune_gc
 
+    tune_gc()  # as the service and the replay run
     app = LedgerApplication(env=eventsourcing_env(url, cache_size=None))
     decode = EventDecoder(app)
     rates: dict[str, Any] = {}

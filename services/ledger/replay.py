@@ -72,6 +72,7 @@ from services.ledger.projections import (
 )
 from shared.db import make_engine
 from shared.eventstore import eventsourcing_env
+from shared.runtime import tune_gc
 from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -381,6 +382,7 @@ def replay_ledger(settings: ServiceSettings, *, verify: bool, requested_by: str 
     """``receivables replay ledger [--verify]``: online, recorded as asked by the OS user."""
     from services.ledger.service import migrate_read_models  # the service's module imports this one
 
+    tune_gc()  # the build allocates millions of short-lived containers: rare full collections
     migrate_read_models(settings.database_url)
     app = LedgerApplication(env=eventsourcing_env(settings.database_url, cache_size=None))
     engine = make_engine(settings.database_url, writer=True)
