@@ -5,7 +5,9 @@
    constraint and sequence names), on SQLite tables and indexes named ``replay_...``.
 2. **Build.** The whole notification log is projected into them by the projector's own
    code, in large batches, one transaction per batch, while the live projector (in the
-   service's followers process) goes on keeping the live tables.
+   service's followers process) goes on keeping the live tables. Only the indexes the
+   projector reads by exist meanwhile; on PostgreSQL the others are built in bulk after
+   (then ANALYZE), on SQLite in the switch.
 3. **Switch**, in ONE transaction holding the live projector's position row lock
    (PostgreSQL: ``SELECT ... FOR UPDATE`` on its row of ``ledger_projection_positions``,
    which the projector takes for every batch; SQLite: ``BEGIN IMMEDIATE``, which the
@@ -32,8 +34,7 @@
    table locks are held (taken all at once with NOWAIT, retried, so that a reader holding
    one table while waiting for another can never deadlock with the switch); on SQLite
    (WAL) they never wait.
-4. The retired tables are dropped after the commit. On PostgreSQL the new tables are
-   ANALYZEd before the switch, so that they serve with planner statistics from the start.
+4. The retired tables are dropped after the commit.
 
 Alembic sees the same tables, indexes and constraints before and after (the shadow schema
 is not the default one; SQLite's shadow tables are gone after the switch).
@@ -55,14 +56,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, Index, select, text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.schema import CreateIndex
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from services.ledger import replay_audit
 from services.ledger.application import LedgerApplication
 from services.ledger.projections import (
     LIVE,
+    SHADOW_PREFIX,
     SHADOW_SCHEMA,
     LedgerProjector,
     ReadModels,
@@ -79,6 +81,9 @@ log = logging.getLogger(__name__)
 
 RETIRED_SCHEMA = "ledger_retired"
 _ADVISORY_LOCK = 0x4C454447  # "LEDG": one replay of the ledger's read models at a time
+# The indexes the projector reads by (reversed payments' receipts by customer, disputes
+# waiting for their invoice); the shadow tables get the others after the build, in bulk.
+_NEEDED_WHILE_BUILDING = frozenset({"ix_ledger_movements_customer_date", "ix_ledger_disputes_invoice_id"})
 # Columns that differ between a live and a rebuilt row without a difference in meaning.
 _VOLATILE = {"id"}
 
@@ -182,7 +187,7 @@ class OnlineReplay:
             self._create_shadow()
             try:
                 position, events = self._build()
-                self._analyze()
+                self._index()
                 built = time.monotonic()
                 position, caught_up, sums = self._switch(position, verify)
             except BaseException:
@@ -233,12 +238,35 @@ class OnlineReplay:
                 for table in self.shadow.tables:
                     conn.execute(text(f'DROP TABLE IF EXISTS "{table.name}"'))
 
+    def _live_name(self, index: Index) -> str:
+        name = str(index.name)
+        return name if self.dialect == "postgresql" else name.removeprefix(SHADOW_PREFIX)
+
     def _create_shadow(self) -> None:
+        """Empty shadow tables, with only the indexes the projector reads by while building."""
         with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 conn.execute(text(f"CREATE SCHEMA {SHADOW_SCHEMA}"))
             for table in self.shadow.tables:
-                table.create(conn)
+                conn.execute(CreateTable(table))
+                for index in table.indexes:
+                    if self._live_name(index) in _NEEDED_WHILE_BUILDING:
+                        conn.execute(CreateIndex(index))
+
+    def _index(self) -> None:
+        """PostgreSQL: the other indexes, built in bulk once the rows are in (and statistics).
+
+        (SQLite builds them under their live names in the switch, as it cannot rename one.)
+        """
+        if self.dialect != "postgresql":
+            return
+        with self.engine.begin() as conn:
+            conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
+            for table in self.shadow.tables:
+                for index in table.indexes:
+                    if self._live_name(index) not in _NEEDED_WHILE_BUILDING:
+                        conn.execute(CreateIndex(index))
+                conn.execute(text(f'ANALYZE "{SHADOW_SCHEMA}"."{table.name}"'))
 
     # -- build
 
@@ -266,13 +294,6 @@ class OnlineReplay:
             if self.progress is not None:
                 self.progress(Progress(done, position, last, time.monotonic() - started))
         return position, done
-
-    def _analyze(self) -> None:
-        """PostgreSQL: planner statistics for the new tables before they serve (as the live ones have)."""
-        if self.dialect == "postgresql":
-            with self.engine.begin() as conn:
-                for table in self.shadow.tables:
-                    conn.execute(text(f'ANALYZE "{SHADOW_SCHEMA}"."{table.name}"'))
 
     # -- switch
 
@@ -338,7 +359,7 @@ class OnlineReplay:
             conn.execute(text(f'DROP TABLE "{live.name}"'))
             conn.execute(text(f'ALTER TABLE "{shadow.name}" RENAME TO "{live.name}"'))
             for index in shadow.indexes:
-                conn.execute(text(f'DROP INDEX "{index.name}"'))
+                conn.execute(text(f'DROP INDEX IF EXISTS "{index.name}"'))
             for index in live.indexes:
                 conn.execute(CreateIndex(index))
 
