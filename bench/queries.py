@@ -157,7 +157,7 @@ def read_rates(url: str, batch: int) -> dict[str, Any]:
 def project_live(url: str, batch: int) -> dict[str, Any]:
     """The live projector's way (``LedgerProjector.apply``, batches of ``batch``), from empty."""
     from services.ledger.application import LedgerApplication
-    from services.ledger.projections import LedgerProjector
+    from services.ledger.projections import LIVE, LedgerProjector, positions
     from shared.db import make_engine
     from shared.eventstore import eventsourcing_env
     from shared.runtime import tune_gc
@@ -165,6 +165,9 @@ def project_live(url: str, batch: int) -> dict[str, Any]:
     tune_gc()
     app = LedgerApplication(env=eventsourcing_env(url, cache_size=None))
     engine = make_engine(url, writer=True)
+    with engine.begin() as conn:  # from empty read models
+        for table in (*LIVE.tables, positions):
+            conn.execute(table.delete())
     projector = LedgerProjector(app, engine)
     position = projector.position()
     count = 0

@@ -96,7 +96,7 @@ def _table_of(diff: Any) -> str | None:
     return getattr(table, "name", None)
 
 
-@settings(max_examples=8, deadline=None, derandomize=True, suppress_health_check=[
+@settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=[
     HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(generated=st.lists(streams(), min_size=1, max_size=4), batch=st.integers(1, 13))
 def test_a_replay_of_a_generated_book_is_identical_to_the_live_read_models(
