@@ -135,11 +135,14 @@ def checksums(source: Engine | Connection, models: ReadModels = LIVE) -> dict[st
 
     Keys are the live table names, so a shadow set compares with the live one. Movements
     are ordered by every column: within one event the order in which rows were inserted
-    is not a fact (it may depend on where batches began).
+    is not a fact (it may depend on where batches began). PostgreSQL computes an
+    order-independent equivalent itself.
     """
     if isinstance(source, Engine):
         with source.connect() as conn:
             return checksums(conn, models)
+    if source.dialect.name == "postgresql":
+        return _postgres_checksums(source, models)
     result = {}
     for live, table in zip(LIVE.tables, models.tables, strict=True):
         columns = [c for c in table.columns if c.name not in _VOLATILE]
@@ -148,6 +151,22 @@ def checksums(source: Engine | Connection, models: ReadModels = LIVE) -> dict[st
         for row in source.execute(select(*columns).order_by(*order)):
             digest.update(repr(tuple(row)).encode())
         result[live.name] = digest.hexdigest()
+    return result
+
+
+def _postgres_checksums(conn: Connection, models: ReadModels) -> dict[str, str]:
+    """The same comparison computed by the server: the row count and the sum of a 64-bit
+    digest (md5) of every row's text, which does not depend on the order of the rows; a few
+    seconds per million rows instead of a minute through Python."""
+    result = {}
+    for live, table in zip(LIVE.tables, models.tables, strict=True):
+        columns = ", ".join(f'"{c.name}"' for c in table.columns if c.name not in _VOLATILE)
+        name = conn.dialect.identifier_preparer.format_table(table)
+        count, total = conn.execute(text(
+            f"SELECT count(*), coalesce(sum(('x' || left(md5(r::text), 16))::bit(64)::bigint::numeric), 0) "
+            f"FROM (SELECT {columns} FROM {name}) AS r"
+        )).one()
+        result[live.name] = f"{count}:{total}"
     return result
 
 

@@ -12,6 +12,7 @@ import itertools
 import threading
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,8 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection
 
-from services.ledger.projections import LedgerProjector, metadata, movements, positions, replays
-from services.ledger.replay import OnlineReplay, ReplayBusy, checksums, replay_ledger
+from services.ledger.projections import LIVE, LedgerProjector, metadata, movements, positions, replays
+from services.ledger.replay import OnlineReplay, ReplayBusy, VerificationFailed, checksums, replay_ledger
 from shared.db import make_engine
 from shared.erp_events import parse_envelope, validate_event
 from shared.settings import ServiceSettings
@@ -420,3 +421,25 @@ async def test_an_online_replay_while_the_service_consumes_loses_and_doubles_not
             (run_id, "anonymous", "api", "switched")]
         balance = await ledger.json("/customers/S9/balance", as_of="2030-01-01")
         assert balance["balances"][0]["open_amount"] == str(sum(100 + i for i in range(40)) - 20 * 70) + ".00"
+
+
+def test_a_difference_aborts_the_switch_and_leaves_the_live_tables(database_url: str) -> None:
+    book = LedgerBook(database_url)
+    writer = make_engine(database_url, writer=True)
+    try:
+        book.post(*_customer_events("V1", 3))
+        with book.engine.begin() as conn:  # a live row that the events do not give
+            conn.execute(LIVE.invoices.update().where(LIVE.invoices.c.invoice_id == "V1-I1")
+                         .values(open_amount=Decimal("1.00")))
+        damaged = checksums(book.engine)
+        with pytest.raises(VerificationFailed, match="ledger_invoices"):
+            OnlineReplay(book.app, writer).run(verify=True)
+        assert checksums(book.engine) == damaged  # nothing was switched
+        OnlineReplay(book.app, writer).run(verify=False)  # without the check, the rebuild repairs it
+        with book.engine.connect() as conn:
+            repaired = conn.execute(select(LIVE.invoices.c.open_amount)
+                                    .where(LIVE.invoices.c.invoice_id == "V1-I1")).scalar_one()
+        assert repaired == Decimal("41.00")  # 101.00 issued, 60.00 paid
+    finally:
+        writer.dispose()
+        book.close()
