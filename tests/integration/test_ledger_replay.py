@@ -146,10 +146,12 @@ def movements_per_event(conn: Connection) -> dict[int, int]:
 
 def _waiting_for_a_lock(conn: Connection) -> bool:
     """Is a session of this database waiting for a lock (here: the projector, for the switch's)?"""
-    return bool(conn.execute(text(
+    waiting = bool(conn.execute(text(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
         "AND wait_event_type = 'Lock'"
     )).scalar())
+    conn.rollback()  # pg_stat_activity is a snapshot per transaction: the next look needs a new one
+    return waiting
 
 
 def test_the_switch_neither_loses_nor_doubles_events_of_a_projector_running_across_it(
