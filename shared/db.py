@@ -93,9 +93,34 @@ def upsert(
 
 
 def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert rows (all with the keys of the first one) in one ``executemany``."""
-    if rows:
+    """Insert rows (all with the keys of the first one): one ``executemany`` on SQLite, one
+    ``COPY`` on PostgreSQL (a third less time than the unnest arrays, in the server and here)."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        _copy(conn, table, rows)
+    else:
         _executemany(conn, table, rows, None, frozenset())
+
+
+def _copy(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    dialect = conn.dialect
+    columns = tuple(rows[0])
+    shapes = _BULK.setdefault(dialect, {})
+    shape = ("copy", table.fullname, columns)
+    if shape not in shapes:
+        preparer = dialect.identifier_preparer
+        names = ", ".join(preparer.quote(c) for c in columns)
+        shapes[shape] = (
+            f"COPY {preparer.format_table(table)} ({names}) FROM STDIN",
+            [_bind_processor(table.c[c].type, dialect) for c in columns],
+        )
+    sql, processors = shapes[shape]
+    plan = list(zip(columns, processors, strict=True))
+    # the driver's own cursor, in the connection's transaction; text format, escaped by psycopg
+    with conn.connection.dbapi_connection.cursor() as cursor, cursor.copy(sql) as copy:  # type: ignore[union-attr]
+        for row in rows:
+            copy.write_row([row[c] if p is None else p(row[c]) for c, p in plan])
 
 
 # Bulk writes are the projections' hot path. ``conn.execute(statement, rows)`` builds and
@@ -122,7 +147,7 @@ def _executemany(
         keys is None or len({tuple(row[k] for k in keys) for row in rows}) == len(rows)
     )
     shapes = _BULK.setdefault(dialect, {})
-    shape = (table.name, columns, keys, increment, arrays)
+    shape = (table.fullname, columns, keys, increment, arrays)
     if shape not in shapes:
         shapes[shape] = (
             _bulk_sql(dialect, table, columns, keys, increment, arrays),
@@ -142,13 +167,13 @@ def _bind_processor(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] 
 
     SQLAlchemy's own go through one or two Python layers per value and format dates with
     ``%``; these are most of a projection's per-row cost. Same results (checked by
-    tests/unit/test_db_binds.py): money as scaled integers; on SQLite, dates and datetimes in
-    SQLAlchemy's storage format and JSON (None as JSON null) by orjson.
+    tests/unit/test_db_binds.py): money as scaled integers; JSON (None as JSON null) by
+    orjson; on SQLite, dates and datetimes in SQLAlchemy's storage format.
     """
     if isinstance(column_type, Money):
         return _money_bind
-    if dialect.name == "sqlite" and isinstance(column_type, JSON) and not column_type.none_as_null:
-        return _json_bind
+    if isinstance(column_type, JSON) and not column_type.none_as_null:
+        return _json_bind  # the same document as SQLAlchemy's json.dumps, without its spaces
     if dialect.name == "sqlite" and isinstance(column_type, DateTime):
         return _sqlite_datetime_bind
     if dialect.name == "sqlite" and isinstance(column_type, Date):
@@ -195,7 +220,7 @@ def _bulk_sql(
     increment: frozenset[str], arrays: bool,
 ) -> str:
     quote = dialect.identifier_preparer.quote
-    name = quote(table.name)
+    name = dialect.identifier_preparer.format_table(table)  # schema-qualified if it has one
     names = ", ".join(quote(c) for c in columns)
     if arrays:
         casts = ", ".join(f"%b::{table.c[c].type.compile(dialect=dialect)}[]" for c in columns)

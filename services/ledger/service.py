@@ -11,7 +11,7 @@ from pathlib import Path
 from aiokafka.structs import ConsumerRecord
 from fastapi import FastAPI
 
-from services.ledger import api_audit, api_reports, followers
+from services.ledger import api_admin, api_audit, api_reports, followers
 from services.ledger.api import router
 from services.ledger.application import LedgerApplication
 from services.ledger.domain import errors as domain_errors
@@ -90,6 +90,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(api_reports.router)
     app.include_router(api_audit.router)
+    app.include_router(api_admin.router)
     app.include_router(health)
     return app
 

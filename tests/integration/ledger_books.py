@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from services.ledger import api_audit, api_reports
+from services.ledger import api_admin, api_audit, api_reports
 from services.ledger.api import router
 from services.ledger.application import LedgerApplication
 from services.ledger.domain import errors as domain_errors
@@ -31,6 +31,7 @@ from shared.settings import ServiceSettings
 
 READER = "reader-token-0123456789"
 WRITER_ONLY = "writer-token-0123456789"
+OPERATOR = "operator-token-0123456789"  # ops:replay, named "ops-alice"
 
 
 def event(event_type: str, event_id: str, **data: Any) -> dict[str, Any]:
@@ -85,13 +86,15 @@ class LedgerBook:
 
     def api(self, tmp_path: Path) -> httpx.AsyncClient:
         tokens = tmp_path / "tokens.json"
-        tokens.write_text(json.dumps({READER: ["ledger:read"], WRITER_ONLY: ["ledger:write"]}))
+        tokens.write_text(json.dumps({READER: ["ledger:read"], WRITER_ONLY: ["ledger:write"],
+                                      OPERATOR: {"name": "ops-alice", "scopes": ["ops:replay"]}}))
         app = FastAPI()
         install_problem_handlers(app, error_map={domain_errors.LedgerError: (409, "ledger-refused")})
         install_auth(app, ServiceSettings.for_service("ledger", api_tokens_file=tokens))
         app.include_router(router)
         app.include_router(api_reports.router)
         app.include_router(api_audit.router)
+        app.include_router(api_admin.router)
         app.state.engine, app.state.ledger = self.engine, self.app
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ledger.test",
                                  headers={"Authorization": f"Bearer {READER}"})

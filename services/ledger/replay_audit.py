@@ -1,0 +1,92 @@
+"""The audit record of replays: who asked for one, how, and how it ended.
+
+Each replay is a ``ReplayRun`` aggregate in the ledger's own event store, next to the
+customer accounts: ``ReplayRequested`` (who asked: the bearer token's identity, or
+``os:<user>`` from the command line; ``via`` api or cli; whether to verify) when it starts,
+``ReplayFinished`` (switched or failed, at which notification position, how many events,
+how long, and why it failed) when it ends. The projector keeps them in the
+``ledger_replays`` read model (so a replay rebuilds its own history too); ``GET
+/admin/replays`` lists them and ``GET /admin/replays/{run_id}`` shows a run's stored events.
+The outbox publishes none of them (they are not facts of any customer's account).
+"""
+
+from __future__ import annotations
+
+import getpass
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from shared.eventstore import TrackedApplication
+
+REPLAY_NAMESPACE = uuid5(uuid.NAMESPACE_URL, "receivables:ledger:replay-run")
+
+
+class ReplayRun(Aggregate):
+    """One replay of the ledger's read models."""
+
+    @staticmethod
+    def create_id(run_id: str, **_: Any) -> UUID:
+        return run_aggregate_id(run_id)
+
+    @event("ReplayRequested")
+    def __init__(self, run_id: str, requested_by: str, via: str, verify: bool) -> None:
+        self.run_id = run_id
+        self.requested_by = requested_by
+        self.via = via
+        self.verify = verify
+        self.status = "running"
+
+    @event("ReplayFinished")
+    def finish(self, run_id: str, status: str, position: int | None, events: int | None,
+               milliseconds: int | None, detail: str | None) -> None:
+        self.status = status
+
+
+def run_aggregate_id(run_id: str) -> UUID:
+    return uuid5(REPLAY_NAMESPACE, run_id)
+
+
+def os_principal() -> str:
+    """Who runs the command line: the operating-system user."""
+    try:
+        return f"os:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry for the uid (some containers)
+        return "os:unknown"
+
+
+def record_requested(app: TrackedApplication, requested_by: str, via: str, verify: bool) -> ReplayRun:
+    """Store the request (before any work): the audit trail shows a replay that never finished."""
+    run = ReplayRun(run_id=str(uuid.uuid4()), requested_by=requested_by, via=via, verify=verify)
+    app.save(run)
+    return run
+
+
+def record_finished(
+    app: TrackedApplication, run: ReplayRun, status: str, *, position: int | None = None,
+    events: int | None = None, milliseconds: int | None = None, detail: str | None = None,
+) -> None:
+    run.finish(run.run_id, status, position, events, milliseconds, detail[:2000] if detail else None)
+    app.save(run)
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    version: int
+    recorded_at: datetime
+    type: str
+    data: dict[str, Any]
+
+
+def run_history(app: TrackedApplication, run_id: str) -> list[RunEvent]:
+    """The stored events of one replay run, oldest first (empty if there is no such run)."""
+    return [
+        RunEvent(e.originator_version, e.timestamp, type(e).__name__,
+                 {k: v for k, v in e.__dict__.items()
+                  if k not in ("originator_id", "originator_version", "timestamp", "originator_topic")})
+        for e in app.events.get(run_aggregate_id(run_id))
+    ]
