@@ -49,6 +49,7 @@ from tests.integration.ledger_harness import (
     invoice_issued,
     ledger_settings,
     payment_received,
+    poll,
     read_topic,
 )
 
@@ -94,8 +95,15 @@ async def test_holds_releases_reservations_reviews_and_risk_through_the_ledger(
             payment_received("R", "PR-1", "1000.00", received="2025-01-31"),
         ])
         await credit.wait_view("OD", lambda v: eur(v)["exposure"] == "1000.00", "OD-1 in OD's exposure")
-        await credit.wait_view("R", lambda v: eur(v)["exposure"] == "0.00" and eur(v)["limit"] == "10000.00",
-                               "R-1 paid")
+
+        async def r_types() -> set[str]:
+            response = await credit.get("/audit/customers/R")  # 404 until credit has seen R
+            return {e["type"] for e in response.json()["events"]} if response.status_code == 200 else set()
+
+        # the payment may come first (another topic): wait for the invoice itself, then paid
+        await poll(r_types, lambda types: "InvoiceOpened" in types, timeout=30, what="R-1 known to credit")
+        await credit.wait_view("R", lambda v: eur(v)["exposure"] == "0.00" and eur(v)["limit"] == "10000.00"
+                               and not v["unapplied_cash"], "R-1 paid")
         await credit.wait_view("M", lambda v: v["limit"] == "5000.00", "M's limit")
 
         # February 1: R paid on time: graded A
