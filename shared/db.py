@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -248,9 +250,29 @@ _MIGRATING = threading.Lock()
 
 
 def migrate(url: str, script_location: Path, version_table: str) -> None:
-    """Bring a service's read-model schema to the newest Alembic revision."""
-    with _MIGRATING:
+    """Bring a service's read-model schema to the newest Alembic revision.
+
+    One migration at a time: within a process (Alembic keeps its state in globals), and on
+    SQLite across processes (a flock beside the database; on PostgreSQL the migration
+    environment takes an advisory lock), so replicas starting together take turns.
+    """
+    with _MIGRATING, _sqlite_file_lock(url, "migrate"):
         _migrate(url, script_location, version_table)
+
+
+@contextlib.contextmanager
+def _sqlite_file_lock(url: str, name: str) -> Iterator[None]:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        yield
+        return
+    Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{parsed.database}.{name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # blocks until the other process is done
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _migrate(url: str, script_location: Path, version_table: str) -> None:

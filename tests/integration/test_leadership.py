@@ -49,3 +49,30 @@ def test_a_holder_killed_with_sigkill_loses_it(database_url: str) -> None:
     finally:
         holder.kill()
         successor.release()
+
+
+
+MIGRATE = """
+import sys
+from services.ledger.service import migrate_read_models
+from services.ledger.application import LedgerApplication
+from shared.eventstore import eventsourcing_env
+print("ready", flush=True)
+sys.stdin.readline()  # all start together
+migrate_read_models(sys.argv[1])
+LedgerApplication(env=eventsourcing_env(sys.argv[1])).close()  # creates the event tables
+"""
+
+
+def test_replicas_starting_together_migrate_in_turn(database_url: str) -> None:
+    starters = [subprocess.Popen([sys.executable, "-c", MIGRATE, database_url], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
+    for starter in starters:
+        assert starter.stdout is not None and starter.stdout.readline() == b"ready\n"
+    for starter in starters:
+        assert starter.stdin is not None
+        starter.stdin.write(b"go\n")
+        starter.stdin.flush()
+    for starter in starters:
+        _, stderr = starter.communicate(timeout=120)
+        assert starter.returncode == 0, stderr.decode()[-2000:]
