@@ -24,7 +24,7 @@ Usage (PostgreSQL on 127.0.0.1:5432, user ``postgres``, trust auth)::
     python -m bench.queries --customers 2000 --events 50000 --database bench_queries_small
 
 Results go to ``bench/results/queries-<stamp>.json`` and are summarised in
-``bench/QUERIES_RESULTS.md``.
+``BENCHMARKS.md``.
 """
 
 from __future__ import annotations

@@ -125,7 +125,7 @@ _CHECK_FIELDS = {"amount": "body.amount", "currency": "body.currency", "order_id
 
 # The check route reads its body and checks its scope itself: FastAPI's body parameter and
 # scope dependency cost about 45 µs a request, more than deciding and saving the check
-# (bench/CREDIT_RESULTS.md). Same model, same errors in the same order (JSON syntax, then
+# (BENCHMARKS.md, credit checks). Same model, same errors in the same order (JSON syntax, then
 # the token, then the fields); the OpenAPI document still shows the body and the scheme.
 _CHECK_OPENAPI: dict[str, Any] = {
     "requestBody": {"required": True,
