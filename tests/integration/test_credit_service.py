@@ -71,7 +71,8 @@ def limit(amount: str) -> dict[str, str]:
 
 
 def eur(view: dict[str, Any]) -> dict[str, Any]:
-    return next(p for p in view["positions"] if p["currency"] == "EUR")
+    """The view's EUR position; empty until the customer has one (a wait goes on polling)."""
+    return next((p for p in view["positions"] if p["currency"] == "EUR"), {"exposure": None, "limit": None})
 
 
 def figures(answer: dict[str, Any]) -> tuple[Any, ...]:
