@@ -19,8 +19,9 @@ Plus the :func:`fresh_postgres_database` context manager for ad-hoc databases.
 from __future__ import annotations
 
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -47,6 +48,15 @@ _POSTGRES_HINT = (
     f"PostgreSQL not reachable at {POSTGRES_HOST}:{POSTGRES_PORT} — start it with: "
     "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 )
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.02) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` at the deadline (never sleep
+    "long enough"). The synchronous twin of the integration harness's ``poll``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not reached within {timeout:.0f}s"
+        time.sleep(interval)
 
 
 def _running_in_ci() -> bool:

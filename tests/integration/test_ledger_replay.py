@@ -29,7 +29,7 @@ from services.ledger.replay import OnlineReplay, ReplayBusy, VerificationFailed,
 from shared.db import make_engine
 from shared.erp_events import parse_envelope, validate_event
 from shared.settings import ServiceSettings
-from shared.testing import fresh_postgres_database
+from shared.testing import fresh_postgres_database, wait_until
 from tests.integration.ledger_books import OPERATOR, LedgerBook, invoice, payment
 from tests.unit.test_ledger_properties import streams
 
@@ -188,10 +188,8 @@ def test_the_switch_neither_loses_nor_doubles_events_of_a_projector_running_acro
         blocked["thread"] = thread
         if postgres:
             with book.engine.connect() as probe:
-                deadline = time.monotonic() + 20
-                while not _waiting_for_a_lock(probe):
-                    assert time.monotonic() < deadline, "the projector did not wait for the switch"
-                    time.sleep(0.01)
+                wait_until(lambda: _waiting_for_a_lock(probe), timeout=20, interval=0.01,
+                           what="the projector waiting for the switch")
         assert thread.is_alive()
 
     try:

@@ -88,7 +88,7 @@ def compose_cli() -> list[str]:
         )
         if os.environ.get("CI"):
             pytest.fail(message)
-        pytest.skip(message)
+        pytest.skip(reason="no compose CLI, `docker compose config` not run:" + message)
     return cli
 
 
