@@ -28,11 +28,12 @@ from services.credit.domain import (
     UnknownHold,
 )
 from services.credit.domain.registry import ReviewOutOfOrder
-from services.credit.reviews import ReadModelsBehind, ReviewRunner
+from services.credit.reviews import ReviewRunner
 from shared.auth import BEARER_SECURITY, CreditOverrider, CreditReader, CreditWriter, Scopes, authorize
 from shared.money import parse_amount
 from shared.problems import Problem, not_found
 from shared.runtime import ServiceRuntime
+from shared.scheduling import ReadModelsBehind
 
 Amount = Annotated[Decimal, BeforeValidator(parse_amount)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217")]

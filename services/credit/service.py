@@ -16,7 +16,7 @@ from services.credit.api import router
 from services.credit.application import CreditApplication
 from services.credit.checks import CheckDesk
 from services.credit.domain import CreditError
-from services.credit.reviews import DailyScheduler, ReviewRunner
+from services.credit.reviews import ReviewRunner, daily_scheduler
 from services.credit.settings import INBOUND_TOPICS, CreditSettings, credit_settings
 from shared.auth import install_auth
 from shared.consumer import KafkaConsumerLoop
@@ -75,7 +75,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             "consumer", needs_kafka=True,
         )
         if settings.credit_review_at is not None:
-            runtime.supervise(DailyScheduler(runner, settings.credit_review_at, settings.credit_timezone),
+            runtime.supervise(daily_scheduler(runner, settings.credit_review_at, settings.credit_timezone),
                               "scheduler")
             log.info("daily credit reviews at %s %s", settings.credit_review_at, settings.credit_timezone)
         log.info("credit started on %s with Kafka at %s (rules %s v%d)",

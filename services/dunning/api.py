@@ -24,11 +24,12 @@ from services.dunning.domain.errors import (
 )
 from services.dunning.domain.policy import Channel
 from services.dunning.domain.registry import RunOutOfOrder, resolve
-from services.dunning.runs import DunningRunner, ReadModelsBehind
+from services.dunning.runs import DunningRunner
 from shared.auth import DunningReader, DunningWriter
 from shared.money import ZERO, parse_amount, to_text
 from shared.problems import Problem, not_found
 from shared.runtime import ServiceRuntime
+from shared.scheduling import ReadModelsBehind
 
 Amount = Annotated[Decimal, BeforeValidator(parse_amount)]
 PolicyName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]

@@ -20,13 +20,11 @@ local date it is when the configured time comes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time as monotonic_time
 from collections.abc import Callable
-from datetime import date, datetime, time, timedelta
+from datetime import date, time
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
@@ -34,12 +32,10 @@ from services.dunning import queries
 from services.dunning.application import DunningApplication
 from services.dunning.domain.registry import run_id
 from services.dunning.outbound import notice_message
+from shared import scheduling
+from shared.scheduling import DailyScheduler
 
 log = logging.getLogger(__name__)
-
-
-class ReadModelsBehind(RuntimeError):
-    """The projector did not catch up with the event store in time."""
 
 
 class DunningRunner:
@@ -56,16 +52,8 @@ class DunningRunner:
 
     async def caught_up(self) -> None:
         """Wait until the projector has processed every event stored so far."""
-        target = await asyncio.to_thread(lambda: self.app.recorder.max_notification_id() or 0)
-        deadline = monotonic_time.monotonic() + self.catch_up_seconds
-        while True:
-            position = await asyncio.to_thread(self._projector_position)
-            if position >= target:
-                return
-            if monotonic_time.monotonic() > deadline:
-                raise ReadModelsBehind(f"read models at {position}, event store at {target}")
-            self.on_committed()  # wake the projector, in case it sleeps
-            await asyncio.sleep(0.02)
+        await scheduling.caught_up(lambda: self.app.recorder.max_notification_id() or 0,
+                                   self._projector_position, self.on_committed, timeout=self.catch_up_seconds)
 
     async def run(self, as_of: date) -> dict[str, Any]:
         """The run for ``as_of``: ``{"run_id", "as_of", "notices", ...}``."""
@@ -117,46 +105,6 @@ class DunningRunner:
         return await asyncio.to_thread(read)
 
 
-class DailyScheduler:
-    """Runs dunning once a day at ``run_at`` local time (``zone``), for that local date.
-
-    On start, a run for today is made at once if the time has passed and today has not
-    been run (a service restarted late catches up; a repeat is a no-op anyway).
-    """
-
-    def __init__(self, runner: DunningRunner, run_at: time, zone: str,
-                 clock: Callable[[], datetime] = lambda: datetime.now(ZoneInfo("UTC"))) -> None:
-        self.runner = runner
-        self.run_at = run_at
-        self.zone = ZoneInfo(zone)
-        self.clock = clock
-        self._stopping = asyncio.Event()
-
-    def next_run(self, now: datetime) -> datetime:
-        local = now.astimezone(self.zone)
-        today = datetime.combine(local.date(), self.run_at, tzinfo=self.zone)
-        return today if today > local else datetime.combine(
-            local.date() + timedelta(days=1), self.run_at, tzinfo=self.zone)
-
-    async def run(self) -> None:
-        local_now = self.clock().astimezone(self.zone)
-        if local_now.time() >= self.run_at:
-            await self._run_for(local_now.date())
-        while not self._stopping.is_set():
-            due = self.next_run(self.clock())
-            wait = (due - self.clock()).total_seconds()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=max(wait, 0))
-            if not self._stopping.is_set():
-                await self._run_for(due.astimezone(self.zone).date())
-
-    async def _run_for(self, day: date) -> None:
-        try:
-            result = await self.runner.run(day)
-            log.info("scheduled dunning run for %s: %d notices%s", day, len(result["notices"]),
-                     " (already run)" if result.get("repeat") else "")
-        except Exception:
-            log.exception("scheduled dunning run for %s failed", day)
-
-    async def stop(self) -> None:
-        self._stopping.set()
+def daily_scheduler(runner: DunningRunner, run_at: time, zone: str) -> DailyScheduler:
+    return DailyScheduler(runner, run_at, zone, what="dunning run",
+                          describe=lambda result: f"{len(result['notices'])} notices")

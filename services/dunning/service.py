@@ -15,7 +15,7 @@ from services.dunning import followers
 from services.dunning.api import router
 from services.dunning.application import DunningApplication
 from services.dunning.domain.errors import DunningError
-from services.dunning.runs import DailyScheduler, DunningRunner
+from services.dunning.runs import DunningRunner, daily_scheduler
 from services.dunning.settings import INBOUND_TOPICS, DunningSettings, dunning_settings
 from shared.auth import install_auth
 from shared.consumer import KafkaConsumerLoop
@@ -72,7 +72,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             "consumer", needs_kafka=True,
         )
         if settings.dunning_run_at is not None:
-            runtime.supervise(DailyScheduler(runner, settings.dunning_run_at, settings.dunning_timezone),
+            runtime.supervise(daily_scheduler(runner, settings.dunning_run_at, settings.dunning_timezone),
                               "scheduler")
             log.info("daily dunning runs at %s %s", settings.dunning_run_at, settings.dunning_timezone)
         log.info("dunning started on %s with Kafka at %s",
