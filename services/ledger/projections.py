@@ -75,6 +75,10 @@ invoices = Table(
     Column("terms", JSON),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # the earliest and latest effective dates of the invoice's movements: as of a date after
+    # the last, the invoice is the row itself; before the first, nothing (see aging.py)
+    Column("first_effective", Date, nullable=False),
+    Column("last_effective", Date, nullable=False),
     Index("ix_ledger_invoices_customer_id", "customer_id"),
 )
 
@@ -336,6 +340,11 @@ class _Batch:
         conn, models = self.conn, self.models
         if self.movements:
             insert_rows(conn, models.movements, self.movements)
+        for movement in self.movements:
+            if movement["invoice_id"] is not None:
+                row, effective = self.invoices[movement["invoice_id"]], movement["effective_date"]
+                row["first_effective"] = min(row.get("first_effective") or effective, effective)
+                row["last_effective"] = max(row.get("last_effective") or effective, effective)
         if self.invoices:
             upsert(conn, models.invoices, list(self.invoices.values()), ["invoice_id"])
         deltas: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO, ZERO])
