@@ -1,4 +1,4 @@
-"""Aging against hand-computed books, on SQLite and PostgreSQL, by both query strategies.
+"""Aging against hand-computed books, on SQLite and PostgreSQL, by every query strategy.
 
 Book (as of 2024-04-30), customer C1 in EUR: one invoice at each bucket edge (due today,
 30 and 31 days past due, 120 and 121), one due in the future, one partly paid, one fully
@@ -18,7 +18,7 @@ from services.ledger.aging import AgingRequestError, Buckets, GroupBy, aging
 from tests.integration.ledger_books import LedgerBook, event, invoice, payment
 
 AS_OF = date(2024, 4, 30)
-STRATEGIES = ("current", "movements")
+STRATEGIES = ("current", "movements", "spans")
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def book(database_url: str) -> Iterator[LedgerBook]:
 
 
 def rows(book: LedgerBook, **options: Any) -> list[tuple[Any, ...]]:
-    """Aging rows as comparable tuples; both strategies must give them (without known_at)."""
+    """Aging rows as comparable tuples; every strategy must give them (without known_at)."""
     answers = []
     strategies = STRATEGIES if options.get("known_at") is None else ("movements",)
     for strategy in strategies:
