@@ -252,8 +252,10 @@ class _AgingQuery:
         later = select(
             movements.c.invoice_id, func.sum(movements.c.open_delta).label("open"),
             func.sum(movements.c.disputed_delta).label("disputed"),
-        ).where(movements.c.effective_date > as_of, movements.c.invoice_id.is_not(None)) \
-         .group_by(movements.c.invoice_id).subquery("later_by_invoice")
+        ).where(movements.c.effective_date > as_of, movements.c.invoice_id.is_not(None))
+        if not by_attribute:  # a page of customers corrects only their invoices
+            later = narrowed(movements, later)
+        later = later.group_by(movements.c.invoice_id).subquery("later_by_invoice")
         open_amount = invoices.c.open_amount - func.coalesce(later.c.open, 0)
         disputed = invoices.c.disputed_raw - func.coalesce(later.c.disputed, 0)
         parts = [narrowed(invoices, select(
