@@ -17,9 +17,9 @@ an invoice attribute), in one of three equivalent ways:
   later movements are grouped by invoice once (a hash join), instead of correcting the
   disputed amounts with a second pass over the invoices.
 
-``auto`` takes ``movements`` with a ``known_at``, ``current`` when few movements are dated
-after ``as_of``, ``spans`` otherwise; all give the same answer to the cent (tests hold them
-to it).
+``auto`` takes ``movements`` with a ``known_at`` or when most movements are dated after
+``as_of`` (early in the book), ``current`` when few are, ``spans`` in between; all give the
+same answer to the cent (tests hold them to it).
 
 The disputed amount of an invoice is shown capped at its open amount (a nonlinear rule),
 so it is summed per invoice, only over invoices that ever had a dispute.
@@ -60,8 +60,11 @@ Strategy = Literal["auto", "current", "movements", "spans"]
 DEFAULT_EDGES = (30, 60, 90, 120)
 MAX_EDGES = 24
 MAX_EDGE_DAYS = 36_500
-# Above this many movements dated after as_of, summing the movements up to as_of is cheaper.
+# Below this many movements dated after as_of, correcting the current rows is cheapest.
 CURRENT_STRATEGY_MAX_CORRECTIONS = 50_000
+# Above this many (a date early in the book), summing the movements up to as_of is cheaper
+# than grouping the later ones by invoice.
+SPANS_STRATEGY_MAX_CORRECTIONS = 1_000_000
 _ATTRIBUTE_NAME = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:")
 
 
@@ -192,11 +195,12 @@ def aging(
     book of hundreds of thousands of customers.
     """
     after = decode_cursor(cursor) if cursor else None
-    if strategy == "auto":
-        if known_at is not None:
-            strategy = "movements"
-        else:
-            strategy = "current" if _few_dated_after(conn, as_of) else "spans"
+    if strategy == "auto" and known_at is not None:
+        strategy = "movements"
+    elif strategy == "auto":
+        later = _dated_after(conn, as_of, SPANS_STRATEGY_MAX_CORRECTIONS)
+        strategy = ("current" if later < CURRENT_STRATEGY_MAX_CORRECTIONS
+                    else "spans" if later < SPANS_STRATEGY_MAX_CORRECTIONS else "movements")
     if strategy in ("current", "spans") and known_at is not None:
         raise ValueError(f"the {strategy} strategy cannot answer as known at an instant")
     query = _AgingQuery(as_of, known_at, buckets, group_by, currency, strategy)
@@ -410,11 +414,8 @@ def _in_bucket(due_date: Any, as_of: date, low: int | None, high: int | None) ->
     return and_(*conditions)
 
 
-def _few_dated_after(conn: Connection, as_of: date) -> bool:
-    """True when few movements are effective after as_of (counted up to the threshold only)."""
-    later = (
-        select(movements.c.id).where(movements.c.effective_date > as_of)
-        .limit(CURRENT_STRATEGY_MAX_CORRECTIONS).subquery()
-    )
-    count = conn.execute(select(func.count()).select_from(later)).scalar_one()
-    return int(count) < CURRENT_STRATEGY_MAX_CORRECTIONS
+def _dated_after(conn: Connection, as_of: date, limit: int) -> int:
+    """How many movements are effective after as_of, counted up to ``limit`` only (an index-only
+    scan of the date index: ~10 ms per 100,000)."""
+    later = select(movements.c.id).where(movements.c.effective_date > as_of).limit(limit).subquery()
+    return int(conn.execute(select(func.count()).select_from(later)).scalar_one())

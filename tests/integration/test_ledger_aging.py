@@ -8,13 +8,16 @@ disputed, one issued after as_of; C1 also owes 80 USD; C2 has 75 EUR of unapplie
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
+from services.ledger import aging as aging_module
 from services.ledger.aging import AgingRequestError, Buckets, GroupBy, aging
+from services.ledger.projections import movements
 from tests.integration.ledger_books import LedgerBook, event, invoice, payment
 
 AS_OF = date(2024, 4, 30)
@@ -141,3 +144,23 @@ def test_a_bad_group_or_cursor_is_refused() -> None:
     with pytest.raises(AgingRequestError, match="cursor"):
         from services.ledger.aging import decode_cursor
         decode_cursor("not-a-cursor")
+
+
+def test_auto_picks_the_strategy_by_how_many_movements_are_dated_later(
+    book: LedgerBook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with book.engine.connect() as conn:
+        later = conn.execute(
+            select(func.count()).select_from(movements).where(movements.c.effective_date > AS_OF)
+        ).scalar_one()
+        assert later > 0
+
+        def picked(current_below: int, spans_below: int, **options: Any) -> str:
+            monkeypatch.setattr(aging_module, "CURRENT_STRATEGY_MAX_CORRECTIONS", current_below)
+            monkeypatch.setattr(aging_module, "SPANS_STRATEGY_MAX_CORRECTIONS", spans_below)
+            return aging(conn, AS_OF, **options).strategy
+
+        assert picked(later + 1, later + 2) == "current"
+        assert picked(later, later + 1) == "spans"
+        assert picked(later - 1, later) == "movements"
+        assert picked(later + 1, later + 2, known_at=datetime.now(UTC)) == "movements"
