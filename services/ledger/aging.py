@@ -244,42 +244,51 @@ class _AgingQuery:
         return func.coalesce(invoices.c.attributes[self.group_by.attribute].as_string(), "")
 
     def _span_parts(self, narrowed: Any, by_attribute: bool) -> list[Any]:
-        """The ``spans`` strategy's parts: one pass over the invoices alive on ``as_of``.
+        """The ``spans`` strategy's parts: only the invoices alive on ``as_of`` with disputes
+        are taken one by one.
 
-        An invoice whose movements are all effective on or before ``as_of`` stands as its
-        row says; one with movements on both sides of it (few: the ones open around that
-        date) is its row less its later movements; one whose movements all come later adds
-        nothing. The unapplied cash is the current balance less what later movements changed.
+        The open amounts add up linearly: the rows, less every movement dated after
+        ``as_of`` (which nets an invoice issued later to nothing). The disputed amount shown
+        is capped per invoice: an invoice whose movements all take effect on or before
+        ``as_of`` (``last_effective``) shows its row's; one with movements on both sides and
+        a dispute (few: disputed invoices open around that date) is its row less its later
+        movements. The unapplied cash is the current balance less what later movements changed.
         """
         zero = literal(0, Money)
+        no_date = cast(null(), Date)
         as_of = self.as_of
-        later = select(
-            movements.c.invoice_id, func.sum(movements.c.open_delta).label("open"),
-            func.sum(movements.c.disputed_delta).label("disputed"),
-        ).where(movements.c.effective_date > as_of, movements.c.invoice_id.is_not(None))
-        if not by_attribute:  # a page of customers corrects only their invoices
-            later = narrowed(movements, later)
-        later = later.group_by(movements.c.invoice_id).subquery("later_by_invoice")
-        open_amount = invoices.c.open_amount - func.coalesce(later.c.open, 0)
-        disputed = invoices.c.disputed_raw - func.coalesce(later.c.disputed, 0)
+        settled = invoices.c.last_effective <= as_of
         parts = [narrowed(invoices, select(
             self.group_of(invoices).label("grp"), invoices.c.currency, invoices.c.due_date,
-            open_amount.label("open"), zero.label("unapplied"),
-            _shown_disputed(disputed, open_amount).label("disputed"),
-        ).select_from(invoices.outerjoin(later, later.c.invoice_id == invoices.c.invoice_id))
-         .where(invoices.c.first_effective <= as_of,
-                or_(invoices.c.open_amount != 0, invoices.c.last_effective > as_of)))]
+            invoices.c.open_amount.label("open"), zero.label("unapplied"),
+            case((settled, _shown_disputed(invoices.c.disputed_raw, invoices.c.open_amount)), else_=0)
+            .label("disputed"),
+        ).where(invoices.c.open_amount != 0))]
+        parts.append(narrowed(movements, select(
+            self.group_of(movements).label("grp"), movements.c.currency, movements.c.due_date,
+            (-movements.c.open_delta).label("open"),
+            (zero if by_attribute else -movements.c.unapplied_delta).label("unapplied"),
+            zero.label("disputed"),
+        ).where(movements.c.effective_date > as_of)))
+        # a page of customers: their later movements by the (customer, date) index
+        later = narrowed(invoices if by_attribute else movements, select(
+            invoices.c.invoice_id, func.sum(movements.c.open_delta).label("open"),
+            func.sum(movements.c.disputed_delta).label("disputed"),
+        ).select_from(movements.join(invoices, invoices.c.invoice_id == movements.c.invoice_id))
+          .where(movements.c.effective_date > as_of, invoices.c.first_effective <= as_of,
+                 movements.c.invoice_id.in_(select(disputes.c.invoice_id).scalar_subquery()))
+          .group_by(invoices.c.invoice_id)).subquery("disputed_spanning")
+        open_amount = invoices.c.open_amount - later.c.open
+        parts.append(select(
+            self.group_of(invoices).label("grp"), invoices.c.currency, no_date.label("due_date"),
+            zero.label("open"), zero.label("unapplied"),
+            _shown_disputed(invoices.c.disputed_raw - later.c.disputed, open_amount).label("disputed"),
+        ).select_from(later.join(invoices, invoices.c.invoice_id == later.c.invoice_id)))
         if not by_attribute:
-            no_date = cast(null(), Date)
             parts.append(narrowed(balances, select(
                 self.group_of(balances).label("grp"), balances.c.currency, no_date.label("due_date"),
                 zero.label("open"), balances.c.unapplied_cash.label("unapplied"), zero.label("disputed"),
             ).where(balances.c.unapplied_cash != 0)))
-            parts.append(narrowed(movements, select(
-                self.group_of(movements).label("grp"), movements.c.currency, no_date.label("due_date"),
-                zero.label("open"), (-movements.c.unapplied_delta).label("unapplied"),
-                zero.label("disputed"),
-            ).where(movements.c.effective_date > as_of, movements.c.unapplied_delta != 0)))
         return parts
 
     def run(
