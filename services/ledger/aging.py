@@ -9,13 +9,12 @@ an invoice attribute), in one of three equivalent ways:
 - **current**: start from the invoices' current open amounts (``ledger_invoices``) and the
   current unapplied cash (``ledger_balances``) and take back the few movements effective
   after ``as_of``. As of today almost nothing is dated later, so this reads one row per
-  invoice instead of every movement ever booked.
-
-- **spans**: like ``current``, but per invoice in one pass: an invoice whose movements all
-  take effect on or before ``as_of`` (``last_effective``) is its row, one with movements on
-  both sides is its row less its later movements, one that starts later adds nothing. The
-  later movements are grouped by invoice once (a hash join), instead of correcting the
-  disputed amounts with a second pass over the invoices.
+  invoice instead of every movement ever booked;
+- **spans**: the open amounts as ``current`` takes them; the disputed amounts from the row
+  of each invoice whose movements all take effect on or before ``as_of``
+  (``last_effective``), and per invoice only for the disputed invoices with movements on
+  both sides of it (a few thousand on a book of a million), where ``current`` corrects
+  every invoice touched later in a second pass over the invoices.
 
 ``auto`` takes ``movements`` with a ``known_at`` or when most movements are dated after
 ``as_of`` (early in the book), ``current`` when few are, ``spans`` in between; all give the
