@@ -162,14 +162,25 @@ class TrackedApplication(Application[UUID]):
         self, *aggregates: Aggregate, tracking: Tracking | None
     ) -> None:
         """Save the aggregates' new events and the tracking record in one transaction."""
-        processing_event: ProcessingEvent[UUID] = ProcessingEvent(tracking=tracking)
         # What ProcessingEvent.collect_events does for aggregates, without its two runtime
         # Protocol isinstance checks per aggregate (slow, and ours are always aggregates).
-        for aggregate in aggregates:
-            processing_event.events.extend(aggregate.collect_events())
-            processing_event.aggregates[aggregate.id] = aggregate
-        if not processing_event.events and tracking is None:
+        events = [event for aggregate in aggregates for event in aggregate.collect_events()]
+        self.save_collected(events, aggregates, tracking=tracking)
+
+    def save_collected(
+        self, events: list[Any], aggregates: Collection[Aggregate], *, tracking: Tracking | None = None
+    ) -> None:
+        """Save events already collected from these aggregates, in one transaction.
+
+        (A caller that goes on changing the aggregates while the save runs in another thread
+        collects their events first, on its own thread.)
+        """
+        if not events and tracking is None:
             return
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent(tracking=tracking)
+        processing_event.events.extend(events)
+        for aggregate in aggregates:
+            processing_event.aggregates[aggregate.id] = aggregate
         try:
             recordings = self._record(processing_event)
         except Exception:
@@ -186,6 +197,12 @@ class TrackedApplication(Application[UUID]):
         for aggregate_id in aggregate_ids:
             with contextlib.suppress(KeyError):
                 cache.get(aggregate_id, evict=True)
+
+    def cache_aggregate(self, aggregate: Aggregate) -> None:
+        """Put an aggregate in the cache before its events are saved (a pipeline deciding on it)."""
+        cache = self.repository.cache
+        if cache is not None:
+            cache.put(aggregate.id, aggregate)
 
     def is_cached(self, aggregate_id: UUID) -> bool:
         cache = self.repository.cache
