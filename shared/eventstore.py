@@ -25,9 +25,9 @@ import orjson
 import psycopg
 from eventsourcing.application import Application, LRUCache, ProcessingEvent
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import ProcessRecorder, Tracking, Transcoder
+from eventsourcing.persistence import ProcessRecorder, Recording, Tracking, Transcoder
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresProcessRecorder
-from eventsourcing.sqlite import SQLiteApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteProcessRecorder
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
@@ -188,6 +188,27 @@ class TrackedApplication(Application[UUID]):
             raise
         self._take_snapshots(processing_event)
         self._notify(recordings)
+
+    def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
+        """On SQLite, the events in one ``executemany`` (the library runs one ``execute`` an event,
+        for notification ids and ``Recording`` objects nothing here reads); elsewhere the library's."""
+        recorder = self.recorder
+        if not isinstance(recorder, SQLiteProcessRecorder):
+            return super()._record(processing_event)
+        rows = [
+            (s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id,
+             s.originator_version, s.topic, s.state)
+            for s in map(self.mapper.to_stored_event, processing_event.events)
+        ]
+        with recorder.datastore.transaction(commit=True) as cursor:
+            cursor.executemany(recorder.insert_events_statement, rows)
+            if processing_event.tracking is not None:
+                recorder._insert_tracking(cursor, processing_event.tracking)
+        cache = self.repository.cache
+        if cache is not None and not self.repository.fastforward:
+            for aggregate_id, aggregate in processing_event.aggregates.items():
+                cache.put(aggregate_id, aggregate)
+        return []
 
     def evict_cached(self, *aggregate_ids: UUID) -> None:
         """Forget cached aggregates (after a failed save they hold unsaved changes)."""
