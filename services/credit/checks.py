@@ -98,7 +98,9 @@ class CheckDesk:
         self._queue: list[_Request] = []
         self._wake = asyncio.Event()
         self._kick: asyncio.Future[None] | None = None  # the pipeline waits on it: a commit or a request
-        self._admitting = False  # whether a request arriving now would be decided before the next commit
+        # while a group is in flight, the next is decided once this many requests are queued
+        # (as many as that group: deciding every arrival at once made groups of one or two)
+        self._admit_at: int | None = None
         self._in_flight: Tally[str] = Tally()  # customers with checks in groups not yet committed
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -125,7 +127,7 @@ class CheckDesk:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="credit-checks")
         self._wake.set()
-        if self._admitting:
+        if self._admit_at is not None and len(self._queue) >= self._admit_at:
             self._kick_pipeline()
         return await future
 
@@ -188,6 +190,7 @@ class CheckDesk:
         spoilt: set[str] = set()  # customers whose decisions failed midway: evicted once nothing is in flight
         while self._queue or in_flight:
             while (self._queue and len(in_flight) < self.pipeline_depth and not spoilt
+                   and (not in_flight or len(self._queue) >= len(in_flight[-1].requests))
                    and not self._others_waiting()):
                 requests, self._queue = self._queue[:self.max_group], self._queue[self.max_group:]
                 try:
@@ -216,12 +219,13 @@ class CheckDesk:
             assert head.saved is not None
             if not head.saved.done():
                 # woken by the head's commit, or by a request to decide meanwhile
-                self._admitting = len(in_flight) < self.pipeline_depth and not spoilt
+                if len(in_flight) < self.pipeline_depth and not spoilt:
+                    self._admit_at = len(in_flight[-1].requests)
                 self._kick = loop.create_future()
                 try:
                     await self._kick
                 finally:
-                    self._admitting = False
+                    self._admit_at = None
                 continue
             in_flight.popleft()
             self._settle(head)
