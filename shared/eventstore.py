@@ -25,9 +25,9 @@ import orjson
 import psycopg
 from eventsourcing.application import Application, LRUCache, ProcessingEvent
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import ProcessRecorder, Tracking, Transcoder
+from eventsourcing.persistence import ProcessRecorder, Recording, Tracking, Transcoder
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresProcessRecorder
-from eventsourcing.sqlite import SQLiteApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteProcessRecorder
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
@@ -162,14 +162,25 @@ class TrackedApplication(Application[UUID]):
         self, *aggregates: Aggregate, tracking: Tracking | None
     ) -> None:
         """Save the aggregates' new events and the tracking record in one transaction."""
-        processing_event: ProcessingEvent[UUID] = ProcessingEvent(tracking=tracking)
         # What ProcessingEvent.collect_events does for aggregates, without its two runtime
         # Protocol isinstance checks per aggregate (slow, and ours are always aggregates).
-        for aggregate in aggregates:
-            processing_event.events.extend(aggregate.collect_events())
-            processing_event.aggregates[aggregate.id] = aggregate
-        if not processing_event.events and tracking is None:
+        events = [event for aggregate in aggregates for event in aggregate.collect_events()]
+        self.save_collected(events, aggregates, tracking=tracking)
+
+    def save_collected(
+        self, events: list[Any], aggregates: Collection[Aggregate], *, tracking: Tracking | None = None
+    ) -> None:
+        """Save events already collected from these aggregates, in one transaction.
+
+        (A caller that goes on changing the aggregates while the save runs in another thread
+        collects their events first, on its own thread.)
+        """
+        if not events and tracking is None:
             return
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent(tracking=tracking)
+        processing_event.events.extend(events)
+        for aggregate in aggregates:
+            processing_event.aggregates[aggregate.id] = aggregate
         try:
             recordings = self._record(processing_event)
         except Exception:
@@ -177,6 +188,27 @@ class TrackedApplication(Application[UUID]):
             raise
         self._take_snapshots(processing_event)
         self._notify(recordings)
+
+    def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
+        """On SQLite, the events in one ``executemany`` (the library runs one ``execute`` an event,
+        for notification ids and ``Recording`` objects nothing here reads); elsewhere the library's."""
+        recorder = self.recorder
+        if not isinstance(recorder, SQLiteProcessRecorder):
+            return super()._record(processing_event)
+        rows = [
+            (s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id,
+             s.originator_version, s.topic, s.state)
+            for s in map(self.mapper.to_stored_event, processing_event.events)
+        ]
+        with recorder.datastore.transaction(commit=True) as cursor:
+            cursor.executemany(recorder.insert_events_statement, rows)
+            if processing_event.tracking is not None:
+                recorder._insert_tracking(cursor, processing_event.tracking)
+        cache = self.repository.cache
+        if cache is not None and not self.repository.fastforward:
+            for aggregate_id, aggregate in processing_event.aggregates.items():
+                cache.put(aggregate_id, aggregate)
+        return []
 
     def evict_cached(self, *aggregate_ids: UUID) -> None:
         """Forget cached aggregates (after a failed save they hold unsaved changes)."""
@@ -186,6 +218,12 @@ class TrackedApplication(Application[UUID]):
         for aggregate_id in aggregate_ids:
             with contextlib.suppress(KeyError):
                 cache.get(aggregate_id, evict=True)
+
+    def cache_aggregate(self, aggregate: Aggregate) -> None:
+        """Put an aggregate in the cache before its events are saved (a pipeline deciding on it)."""
+        cache = self.repository.cache
+        if cache is not None:
+            cache.put(aggregate.id, aggregate)
 
     def is_cached(self, aggregate_id: UUID) -> bool:
         cache = self.repository.cache

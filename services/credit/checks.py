@@ -1,16 +1,29 @@
-"""Credit checks, the service's hot path: decided in memory, saved in groups.
+"""Credit checks, the service's hot path: decided in memory, saved in pipelined groups.
 
 A check needs its customer's account: it is in the application's aggregate cache (the
 consumer keeps it there), so deciding costs microseconds on the event loop. Writing the
 decision is what costs (one event-store transaction), so concurrent checks are saved
 together: requests queue up, and one task takes everything queued, decides it under the
 service's write lock (the consumer's batches and the commands take the same lock, so no
-one else touches the cached accounts meanwhile), saves all the changed accounts in one
-transaction in a worker thread, and answers every request. While that transaction runs,
-the next requests queue for the next one (group commit).
+one else touches the cached accounts meanwhile) and hands the group's events to a single
+save thread, which writes each group in one transaction, in order (group commit).
+
+The groups are pipelined: while one group commits, the next is decided on the same cached
+accounts, so its decisions count the reservations of the group still committing, and its
+events (the following versions) are written right after. Every answer of a group, refusals
+included, is released only once that group has committed, hence after every group before
+it. When a group's transaction fails, the groups after it are not written either; the
+accounts they touched are evicted (their cached copies hold unsaved decisions) and their
+requests are decided again on fresh copies (a version conflict with another replica up to
+three times; any other error is the failing group's answer).
+
+The pipeline keeps the write lock while it has groups in flight, and admits no new group
+once someone else waits for the lock, so the consumer and the commands get their turn.
 
 An order checked before is answered from memory without queueing, once its answer is
-committed: the account is cached, holds no pending events, and is not in a save under way.
+committed: the account is cached, holds no pending events, and is not in a group in flight.
+A retry that arrives while its first attempt is in flight is queued and answered by the
+domain from the same account, after the first attempt's group has committed.
 """
 
 from __future__ import annotations
@@ -18,7 +31,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter as Tally
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -28,7 +44,7 @@ from eventsourcing.persistence import IntegrityError
 from prometheus_client import Counter, Histogram
 
 from services.credit.application import CreditApplication
-from services.credit.domain import CreditAccount, CreditError
+from services.credit.domain import CreditAccount, CreditError, credit_account_id
 from shared.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -43,6 +59,22 @@ class _Request:
     on: date
     future: asyncio.Future[dict[str, Any]]
     answer: dict[str, Any] | None = field(default=None)
+    refusal: Exception | None = field(default=None)
+    conflicts: int = 0  # how many times its group lost a version conflict
+
+
+class _NotWritten(Exception):
+    """A group behind a failed one: not written, to be decided again."""
+
+
+@dataclass(slots=True, eq=False)
+class _Group:
+    requests: list[_Request]
+    accounts: dict[str, CreditAccount]  # the accounts it recorded something on, by customer
+    events: list[Any]  # collected from those accounts on the loop
+    behind: _Group | None  # the group written before it, while that one is in flight
+    saved: asyncio.Future[None] | None = None
+    failed: bool = False  # set by the save thread
 
 
 class CheckDesk:
@@ -50,11 +82,13 @@ class CheckDesk:
 
     def __init__(self, app: CreditApplication, write_lock: asyncio.Lock, metrics: ServiceMetrics,
                  on_committed: Callable[[], None] = lambda: None, *, max_group: int = 1000,
-                 notify_delay: float = 0.05) -> None:
+                 notify_delay: float = 0.05, pipeline_depth: int = 2, max_conflicts: int = 3) -> None:
         self.app = app
         self.write_lock = write_lock
         self.on_committed = on_committed
         self.max_group = max_group
+        self.pipeline_depth = pipeline_depth
+        self.max_conflicts = max_conflicts
         # The followers are woken at most this often by checks: waking them after every
         # group made them project and track one or two events per transaction, three
         # transactions per check at a moderate rate. (Reads of a customer's credit come
@@ -63,9 +97,15 @@ class CheckDesk:
         self._notify_scheduled = False
         self._queue: list[_Request] = []
         self._wake = asyncio.Event()
-        self._saving: set[str] = set()  # customers whose accounts are being saved
+        self._kick: asyncio.Future[None] | None = None  # the pipeline waits on it: a commit or a request
+        # while a group is in flight, the next is decided once this many requests are queued
+        # (as many as that group: deciding every arrival at once made groups of one or two)
+        self._admit_at: int | None = None
+        self._in_flight: Tally[str] = Tally()  # customers with checks in groups not yet committed
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        # one thread writes the groups, so they are written in the order they were decided
+        self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credit-checks-save")
         registry = metrics.registry
         self.decisions = Counter("receivables_credit_checks", "Credit checks answered",
                                  ["decision", "repeat"], registry=registry)
@@ -87,6 +127,8 @@ class CheckDesk:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="credit-checks")
         self._wake.set()
+        if self._admit_at is not None and len(self._queue) >= self._admit_at:
+            self._kick_pipeline()
         return await future
 
     def _count(self, decision: str, repeat: bool) -> None:
@@ -99,7 +141,7 @@ class CheckDesk:
     def _answered(self, customer_id: str, order_id: str, amount: Decimal,
                   currency: str) -> dict[str, Any] | None:
         """A committed answer for the same order, amount and currency, from memory."""
-        if customer_id in self._saving:
+        if customer_id in self._in_flight:
             return None
         account = self.app.cached_account(customer_id)
         if account is None or account.pending_events:
@@ -121,55 +163,183 @@ class CheckDesk:
             if not request.future.done():
                 request.future.set_exception(RuntimeError("the credit service is stopping"))
         self._queue.clear()
+        await asyncio.to_thread(self._saver.shutdown)
 
-    # ------------------------------------------------------------------ the group committer
+    # ------------------------------------------------------------------ the pipeline
 
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._queue:
-                group, self._queue = self._queue[:self.max_group], self._queue[self.max_group:]
+            if not self._queue:
+                continue
+            in_flight: deque[_Group] = deque()
+            try:
+                async with self.write_lock:
+                    await self._pipeline(in_flight)
+            except asyncio.CancelledError:
+                self._give_up(in_flight, RuntimeError("the credit service is stopping"))
+                raise
+            except Exception as error:
+                log.exception("credit checks not saved")
+                self._give_up(in_flight, error)
+
+    async def _pipeline(self, in_flight: deque[_Group]) -> None:
+        """Decide, write and answer groups until none is queued or in flight."""
+        loop = asyncio.get_running_loop()
+        spoilt: set[str] = set()  # customers whose decisions failed midway: evicted once nothing is in flight
+        while self._queue or in_flight:
+            while (self._queue and len(in_flight) < self.pipeline_depth and not spoilt
+                   and (not in_flight or len(self._queue) >= len(in_flight[-1].requests))
+                   and not self._others_waiting()):
+                requests, self._queue = self._queue[:self.max_group], self._queue[self.max_group:]
                 try:
-                    async with self.write_lock:
-                        await self._decide_and_save(group)
-                except asyncio.CancelledError:
-                    for request in group:
-                        if not request.future.done():
-                            request.future.set_exception(RuntimeError("the credit service is stopping"))
-                    raise
-                except Exception as error:
-                    log.exception("credit checks not saved")
-                    for request in group:
+                    group = await self._decide(requests, in_flight[-1] if in_flight else None)
+                except BaseException as error:
+                    for request in requests:
                         if not request.future.done():
                             request.future.set_exception(error)
-
-    async def _decide_and_save(self, group: list[_Request]) -> None:
-        for attempt in range(3):
-            accounts = await self._accounts(group)
-            changed = self._decide(group, accounts)
-            if not changed:
-                break
-            self._saving.update(changed)
-            try:
-                await asyncio.to_thread(self.app.save_tracked, *changed.values(), tracking=None)
-            except IntegrityError:
-                # another replica wrote one of these accounts: decide again on fresh copies
-                self.app.evict_cached(*(a.id for a in changed.values()))
-                for request in group:
-                    request.answer = None
-                if attempt == 2:
-                    raise
+                    if not isinstance(error, Exception):
+                        raise
+                    log.exception("credit checks not decided")
+                    spoilt.update(r.customer_id for r in requests)
+                    continue
+                group.saved = loop.run_in_executor(self._saver, self._write, group)
+                group.saved.add_done_callback(self._kick_pipeline)
+                in_flight.append(group)
+            if not in_flight:
+                if spoilt:  # (evicted only now: the groups in flight were decided on these copies)
+                    self.app.evict_cached(*(credit_account_id(c) for c in spoilt))
+                    spoilt.clear()
+                    continue
+                if self._queue:  # others wait for the lock: let them in, then go on
+                    self._wake.set()
+                return
+            head = in_flight[0]
+            assert head.saved is not None
+            if not head.saved.done():
+                # woken by the head's commit, or by a request to decide meanwhile
+                if len(in_flight) < self.pipeline_depth and not spoilt:
+                    self._admit_at = len(in_flight[-1].requests)
+                self._kick = loop.create_future()
+                try:
+                    await self._kick
+                finally:
+                    self._admit_at = None
                 continue
-            finally:
-                self._saving.difference_update(changed)
-            self.group_size.observe(len(group))
-            self._notify_soon()
-            break
-        for request in group:
-            if request.answer is not None and not request.future.done():
+            in_flight.popleft()
+            self._settle(head)
+            try:
+                head.saved.result()
+            except Exception as error:
+                await self._redecide(head, error, in_flight)
+                continue
+            self.group_size.observe(len(head.requests))
+            if head.accounts:
+                self._notify_soon()
+            self._answer(head)
+
+    def _kick_pipeline(self, _: object = None) -> None:
+        kick = self._kick
+        if kick is not None and not kick.done():
+            kick.set_result(None)
+
+    def _others_waiting(self) -> bool:
+        # (asyncio.Lock keeps no public count of its waiters)
+        waiters = getattr(self.write_lock, "_waiters", None) or ()
+        return any(not waiter.cancelled() for waiter in waiters)
+
+    async def _decide(self, requests: list[_Request], behind: _Group | None) -> _Group:
+        """Decide requests on the cached accounts; their events are collected here, on the loop."""
+        accounts, fresh = await self._accounts(requests)
+        changed: dict[str, CreditAccount] = {}
+        rules = self.app.rules
+        for request in requests:
+            if request.future.done():  # the caller went away
+                continue
+            account = accounts[request.customer_id]
+            try:
+                request.answer = account.check(request.order_id, request.amount, request.currency, request.on,
+                                               rules)
+            except CreditError as error:
+                request.refusal = error  # answered once the groups before it have committed
+                continue
+            if account.pending_events:
+                changed[request.customer_id] = account
+        for customer_id, account in changed.items():
+            if customer_id in fresh:  # so that the next group decides on this copy, not the store's
+                self.app.cache_aggregate(account)
+        self._in_flight.update(r.customer_id for r in requests)
+        events = [event for account in changed.values() for event in account.collect_events()]
+        return _Group(requests, changed, events, behind)
+
+    def _write(self, group: _Group) -> None:
+        """In the save thread: one transaction for the group, unless one before it failed."""
+        if group.behind is not None and group.behind.failed:
+            group.failed = True
+            raise _NotWritten
+        try:
+            self.app.save_collected(group.events, list(group.accounts.values()))
+        except BaseException:
+            group.failed = True
+            raise
+
+    def _settle(self, group: _Group) -> None:
+        """The group is out of the pipeline: its customers are no longer in flight."""
+        self._in_flight.subtract(r.customer_id for r in group.requests)
+        for customer_id in {r.customer_id for r in group.requests}:
+            if self._in_flight[customer_id] <= 0:
+                del self._in_flight[customer_id]
+
+    def _answer(self, group: _Group) -> None:
+        for request in group.requests:
+            if request.future.done():
+                continue
+            if request.refusal is not None:
+                request.future.set_exception(request.refusal)
+            elif request.answer is not None:
                 self._count(request.answer["decision"], False)
                 request.future.set_result(request.answer)
+
+    async def _redecide(self, failed: _Group, error: Exception, in_flight: deque[_Group]) -> None:
+        """A group's transaction failed: nothing after it is written; decide those again."""
+        behind = list(in_flight)
+        in_flight.clear()
+        for group in behind:  # they fail fast (_NotWritten); wait so no write is left running
+            assert group.saved is not None
+            with contextlib.suppress(Exception):
+                await group.saved
+            self._settle(group)
+        groups = [failed, *behind]
+        self.app.evict_cached(*(account.id for group in groups for account in group.accounts.values()))
+        again: list[_Request] = []
+        if isinstance(error, IntegrityError):
+            # another replica wrote one of these accounts: decide again on fresh copies
+            log.info("credit checks met a version conflict; deciding them again")
+            for request in failed.requests:
+                request.conflicts += 1
+        elif not isinstance(error, _NotWritten):
+            log.error("credit checks not saved", exc_info=error)
+            for request in failed.requests:
+                if not request.future.done():
+                    request.future.set_exception(error)
+        for request in [r for group in groups for r in group.requests]:
+            if request.future.done():
+                continue
+            if request.conflicts >= self.max_conflicts:
+                request.future.set_exception(error)
+                continue
+            request.answer, request.refusal = None, None
+            again.append(request)
+        self._queue[:0] = again
+
+    def _give_up(self, in_flight: deque[_Group], error: BaseException) -> None:
+        for group in in_flight:
+            self._settle(group)
+            for request in group.requests:
+                if not request.future.done():
+                    request.future.set_exception(error)
+        in_flight.clear()
 
     def _notify_soon(self) -> None:
         if self._notify_scheduled:
@@ -182,7 +352,8 @@ class CheckDesk:
 
         asyncio.get_running_loop().call_later(self.notify_delay, notify)
 
-    async def _accounts(self, group: list[_Request]) -> dict[str, CreditAccount]:
+    async def _accounts(self, group: list[_Request]) -> tuple[dict[str, CreditAccount], set[str]]:
+        """The requests' accounts, by customer, and which of them were not cached."""
         accounts: dict[str, CreditAccount] = {}
         missing = []
         for customer_id in {r.customer_id for r in group}:
@@ -196,22 +367,4 @@ class CheckDesk:
         for customer_id in missing:
             if customer_id not in accounts:  # a customer credit has not heard of yet
                 accounts[customer_id] = CreditAccount(customer_id)
-        return accounts
-
-    def _decide(self, group: list[_Request], accounts: dict[str, CreditAccount]) -> dict[str, CreditAccount]:
-        """Decide every pending request; the accounts that recorded something, by customer."""
-        changed: dict[str, CreditAccount] = {}
-        rules = self.app.rules
-        for request in group:
-            if request.future.done():  # the caller went away
-                continue
-            account = accounts[request.customer_id]
-            try:
-                request.answer = account.check(request.order_id, request.amount, request.currency, request.on,
-                                               rules)
-            except CreditError as error:
-                request.future.set_exception(error)
-                continue
-            if account.pending_events:
-                changed[request.customer_id] = account
-        return changed
+        return accounts, set(missing)

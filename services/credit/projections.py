@@ -124,15 +124,28 @@ def _d(text: str | None) -> date | None:
     return date.fromisoformat(text) if text else None
 
 
+def _row_state(account: CreditAccount | None) -> tuple[Any, ...] | None:
+    """What an account's ``credit_accounts`` row holds, but its ``updated_at``."""
+    if account is None:
+        return None
+    risk = account.risk
+    grade, score = (risk["grade"], risk["score"]) if risk else (None, None)
+    return account.on_hold, grade, score, account.last_review_on
+
+
 class _Touched:
     """An account touched by a batch, and the holds whose rows must be written."""
 
-    __slots__ = ("account", "holds", "timestamp")
+    __slots__ = ("account", "holds", "row_changed_at", "timestamp")
 
     def __init__(self, account: CreditAccount) -> None:
         self.account = account
         self.holds: dict[str, Any] = {}  # hold id -> the instant it was placed in this batch (or None)
         self.timestamp: Any = None
+        # The account row is written only when an event changes it (a check changes only the
+        # positions and the check rows), stamped with that event's instant: the same rows
+        # whatever the batches, so a rebuild verifies against the live tables.
+        self.row_changed_at: Any = None
 
 
 class CreditProjector:
@@ -181,31 +194,32 @@ class CreditProjector:
 
     # ---------------------------------------------------------------- events
 
-    def _account(self, event: Any) -> CreditAccount:
-        """The account as this event leaves it."""
+    def _account(self, event: Any) -> tuple[CreditAccount, bool]:
+        """The account as this event leaves it, and whether the event changed its account row."""
         mirror = self._mirror
         account = mirror.get(event.originator_id)
-        if account is not None and account.version == event.originator_version - 1:
-            event.mutate(account)
-        elif event.originator_version == 1:
-            account = event.mutate(None)
-        else:
-            account = self.app.repository.get(event.originator_id, version=event.originator_version)
+        if account is None or account.version != event.originator_version - 1:
+            account = None if event.originator_version == 1 else self.app.repository.get(
+                event.originator_id, version=event.originator_version - 1)
+        before = _row_state(account)
+        account = event.mutate(account)
         assert account is not None
         mirror[event.originator_id] = account
         mirror.move_to_end(event.originator_id)
         while len(mirror) > self.mirror_size:
             mirror.popitem(last=False)
-        return account
+        return account, _row_state(account) != before
 
     def _on_account_event(self, event: Any, touched: dict[UUID, _Touched],
                           check_rows: dict[tuple[str, str], dict[str, Any]]) -> None:
-        account = self._account(event)
+        account, row_changed = self._account(event)
         entry = touched.get(event.originator_id)
         if entry is None:
             entry = touched[event.originator_id] = _Touched(account)
         entry.account = account
         entry.timestamp = event.timestamp
+        if row_changed:
+            entry.row_changed_at = event.timestamp
         kind = type(event).__name__
         if kind in _HOLD_EVENTS:
             hold_id = (event.hold if kind == "HoldPlaced" else event.change if kind == "HoldReasonsChanged"
@@ -233,13 +247,14 @@ class CreditProjector:
         account_rows, position_rows, placed_rows, changed_rows = [], [], [], []
         for entry in touched.values():
             account = entry.account
-            risk = account.risk
-            account_rows.append({
-                "customer_id": account.customer_id, "on_hold": account.on_hold,
-                "risk_grade": risk["grade"] if risk else None,
-                "risk_score": Decimal(risk["score"]) if risk else None,
-                "last_review_on": account.last_review_on, "updated_at": entry.timestamp,
-            })
+            if entry.row_changed_at is not None:
+                risk = account.risk
+                account_rows.append({
+                    "customer_id": account.customer_id, "on_hold": account.on_hold,
+                    "risk_grade": risk["grade"] if risk else None,
+                    "risk_score": Decimal(risk["score"]) if risk else None,
+                    "last_review_on": account.last_review_on, "updated_at": entry.row_changed_at,
+                })
             for figure in account.figures():
                 position_rows.append({
                     "customer_id": account.customer_id, "currency": figure["currency"],

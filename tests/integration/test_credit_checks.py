@@ -1,20 +1,28 @@
 """The check desk on a real event store (SQLite and PostgreSQL): concurrent checks are decided
 one after the other in memory, saved together, reserve only what the limit allows, and are
-answered again from memory; a rebuilt account agrees with the cached one."""
+answered again from memory; a rebuilt account agrees with the cached one. Pipelined groups:
+a group decided while the one before it commits counts that group's reservations, nothing is
+answered before its own commit, and a failed commit answers no one 'approve' and decides the
+groups behind it again."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from eventsourcing.persistence import IntegrityError
 
 from services.credit.application import CreditApplication
 from services.credit.checks import CheckDesk
 from services.credit.domain import ConflictingCheck, InvalidAmount
 from shared.eventstore import eventsourcing_env
 from shared.metrics import ServiceMetrics
+from tests.integration.ledger_harness import poll
 
 
 async def test_concurrent_checks_are_saved_in_groups_and_never_reserve_past_the_limit(
@@ -47,6 +55,132 @@ async def test_concurrent_checks_are_saved_in_groups_and_never_reserve_past_the_
         fresh = await asyncio.to_thread(app.account, "C1", fresh=True)
         assert fresh is not None and fresh.exposure("EUR") == Decimal("1000.00")
         assert fresh.checks == app.cached_account("C1").checks  # type: ignore[union-attr]
+    finally:
+        await desk.stop()
+        app.close()
+
+
+DAY = date(2025, 3, 1)
+
+
+class GatedSaves:
+    """Stands in for the application's save: each waits for the gate, and may fail first."""
+
+    def __init__(self, app: CreditApplication, failures: list[Exception]) -> None:
+        self.save = app.save_collected
+        self.failures = failures  # raised by the first saves, in turn
+        self.gate = threading.Event()
+        self.calls = 0
+
+    def __call__(self, events: list[object], aggregates: list[object]) -> None:
+        self.calls += 1
+        assert self.gate.wait(30), "the test never opened the gate"
+        if self.failures:
+            raise self.failures.pop(0)
+        self.save(events, aggregates)  # type: ignore[arg-type]
+
+
+async def _pipelined(database_url: str, failures: list[Exception]) -> tuple[
+        CreditApplication, tuple[BaseException | dict[str, Any], BaseException | dict[str, Any]]]:
+    """O1 (600.00) is saved behind a closed gate while O2 (600.00, same customer, limit 1000.00)
+    is decided behind it; then the gate opens."""
+    app = CreditApplication(env=eventsourcing_env(database_url))
+    desk = CheckDesk(app, asyncio.Lock(), ServiceMetrics("credit"))
+    try:
+        await asyncio.to_thread(app.set_limit, "C1", "EUR", Decimal("1000.00"), "carol", None, None)
+        saves = GatedSaves(app, failures)
+        app.save_collected = saves  # type: ignore[method-assign,assignment]
+        first = asyncio.create_task(desk.check("C1", "O1", Decimal("600.00"), "EUR", DAY))
+        await poll(_now(lambda: saves.calls), lambda calls: calls == 1, timeout=10, what="O1's save begun")
+        second = asyncio.create_task(desk.check("C1", "O2", Decimal("600.00"), "EUR", DAY))
+        account = app.cached_account("C1")
+        assert account is not None
+        await poll(_now(lambda: "O2" in account.checks), bool, timeout=10, what="O2 decided behind O1")
+        # decided, but nothing answered before its group commits
+        assert not first.done() and not second.done()
+        saves.gate.set()
+        answers = await asyncio.wait_for(asyncio.gather(first, second, return_exceptions=True), 30)
+        return app, answers
+    finally:
+        await desk.stop()
+
+
+def _now(value: Callable[[], object]) -> Callable[[], asyncio.Future[object]]:
+    async def probe() -> object:
+        return value()
+    return probe  # type: ignore[return-value]
+
+
+async def test_a_group_decided_while_the_one_before_commits_counts_its_reservations(
+    database_url: str,
+) -> None:
+    app, answers = await _pipelined(database_url, [])
+    try:
+        first, second = answers
+        assert isinstance(first, dict) and isinstance(second, dict)
+        assert first["decision"] == "approve"
+        assert second["decision"] == "review" and second["exposure"] == "600.00"
+        fresh = await asyncio.to_thread(app.account, "C1", fresh=True)
+        assert fresh is not None and set(fresh.checks) == {"O1", "O2"}
+        assert fresh.exposure("EUR") == Decimal("600.00")
+    finally:
+        app.close()
+
+
+async def test_a_version_conflict_decides_the_pipeline_again_on_fresh_copies(database_url: str) -> None:
+    app, answers = await _pipelined(database_url, [IntegrityError("another replica wrote C1")])
+    try:
+        # both decided again from the store, in their order: the same answers, stored once
+        first, second = answers
+        assert isinstance(first, dict) and isinstance(second, dict)
+        assert (first["decision"], second["decision"]) == ("approve", "review")
+        fresh = await asyncio.to_thread(app.account, "C1", fresh=True)
+        assert fresh is not None and set(fresh.checks) == {"O1", "O2"}
+        assert fresh.exposure("EUR") == Decimal("600.00")
+        assert app.cached_account("C1").checks == fresh.checks  # type: ignore[union-attr]
+    finally:
+        app.close()
+
+
+async def test_a_failed_commit_answers_no_one_approve_and_decides_the_groups_behind_it_again(
+    database_url: str,
+) -> None:
+    app, answers = await _pipelined(database_url, [OSError("disk gone")])
+    try:
+        first, second = answers
+        # O1's group failed: its caller gets the error, not the approval it was decided
+        assert isinstance(first, OSError)
+        # O2 was decided 'review' behind O1's reservation; decided again without it: approved
+        assert isinstance(second, dict) and second["decision"] == "approve"
+        assert second["exposure"] == "0.00"
+        fresh = await asyncio.to_thread(app.account, "C1", fresh=True)
+        assert fresh is not None and set(fresh.checks) == {"O2"}
+        assert fresh.exposure("EUR") == Decimal("600.00")
+    finally:
+        app.close()
+
+
+async def test_a_retry_arriving_while_its_order_is_in_flight_gets_the_same_answer_after_the_commit(
+    database_url: str,
+) -> None:
+    app = CreditApplication(env=eventsourcing_env(database_url))
+    desk = CheckDesk(app, asyncio.Lock(), ServiceMetrics("credit"))
+    try:
+        await asyncio.to_thread(app.set_limit, "C1", "EUR", Decimal("1000.00"), "carol", None, None)
+        saves = GatedSaves(app, [])
+        app.save_collected = saves  # type: ignore[method-assign,assignment]
+        first = asyncio.create_task(desk.check("C1", "O1", Decimal("600.00"), "EUR", DAY))
+        await poll(_now(lambda: saves.calls), lambda calls: calls == 1, timeout=10, what="O1's save begun")
+        retry = asyncio.create_task(desk.check("C1", "O1", Decimal("600.00"), "EUR", DAY))
+        # not answered from memory (its first attempt is not committed yet): queued behind it
+        await poll(_now(lambda: desk._in_flight["C1"]), lambda n: n == 2, timeout=10,
+                   what="the retry decided")
+        assert not retry.done() and not first.done()
+        saves.gate.set()
+        answer, again = await asyncio.wait_for(asyncio.gather(first, retry), 30)
+        assert answer["decision"] == "approve" and again == answer
+        fresh = await asyncio.to_thread(app.account, "C1", fresh=True)
+        assert fresh is not None and fresh.exposure("EUR") == Decimal("600.00")
     finally:
         await desk.stop()
         app.close()
