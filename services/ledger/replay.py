@@ -48,6 +48,7 @@ to the database. Every replay is recorded in the event store (``replay_audit``).
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import fcntl
 import hashlib
@@ -57,7 +58,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Index, select, text
 from sqlalchemy.engine import Connection, make_url
@@ -82,6 +83,7 @@ from shared.runtime import tune_gc
 from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 RETIRED_SCHEMA = "ledger_retired"
 _ADVISORY_LOCK = 0x4C454447  # "LEDG": one replay of the ledger's read models at a time
@@ -280,12 +282,14 @@ class OnlineReplay:
             for table in self.shadow.tables:
                 conn.execute(CreateTable(table))
 
-    def _create_indexes(self, names: frozenset[str] | None = None) -> None:
-        """The shadow tables' secondary indexes not made yet (``names``: only those)."""
+    def _create_indexes(self, names: frozenset[str] | None = None, tables: set[str] | None = None) -> None:
+        """The shadow tables' secondary indexes not made yet (only ``names``, of ``tables``)."""
         with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
             for table in self.shadow.tables:
+                if tables is not None and table.name not in tables:
+                    continue
                 for index in table.indexes:
                     name = self._live_name(index)
                     if name not in self._indexed and (names is None or name in names):
@@ -329,7 +333,7 @@ class OnlineReplay:
         started = time.monotonic()
         held: ShadowRows | None = ShadowRows(self.engine, self.shadow, limit=self.memory_limit)
         try:
-            for events in self._batches(0, None):
+            for events in _read_ahead(self._batches(0, None)):
                 if held is None:
                     with self.engine.begin() as conn:
                         self.shadow_projector.project(conn, events)
@@ -347,7 +351,15 @@ class OnlineReplay:
                 if self.progress is not None:
                     self.progress(Progress(done, position, last, time.monotonic() - started))
             if held is not None:
-                held.spill()
+                held.wait()
+                if self.dialect == "postgresql":
+                    # the server indexes the movements while this process writes the other rows
+                    with concurrent.futures.ThreadPoolExecutor(1) as indexer:
+                        indexing = indexer.submit(self._create_indexes, tables={self.shadow.movements.name})
+                        held.spill()
+                        indexing.result()
+                else:
+                    held.spill()
         finally:
             if held is not None:
                 held.close()
@@ -420,6 +432,16 @@ class OnlineReplay:
                 conn.execute(text(f'DROP INDEX IF EXISTS "{index.name}"'))
             for index in live.indexes:
                 conn.execute(CreateIndex(index))
+
+
+def _read_ahead(batches: Iterator[_T]) -> Iterator[_T]:
+    """The same batches, each next one read (and decoded) by a thread while this one is used:
+    the server's time to select them overlaps the projection."""
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="replay-reader") as reader:
+        pending = reader.submit(next, batches, None)
+        while (batch := pending.result()) is not None:
+            pending = reader.submit(next, batches, None)
+            yield batch
 
 
 # ------------------------------------------------------------------------ entry points
