@@ -38,6 +38,9 @@ class ServiceSettings(BaseSettings):
     # Where the projections and the outbox relay run: a child process of the service (a
     # core of their own) or "inline" in the service's process (one process fewer).
     followers: Literal["process", "inline"] = "process"
+    # Rows an online replay of the ledger may hold in memory (about 1 KB each) before it
+    # writes them out and goes on reading rows back from its tables.
+    replay_memory_rows: int = Field(default=3_000_000, ge=0)
 
     @model_validator(mode="after")
     def _check_auth(self) -> Self:

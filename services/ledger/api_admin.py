@@ -18,7 +18,7 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from services.ledger import replay_audit
+from services.ledger import replay_audit, replay_rows
 from services.ledger.api import EngineDep
 from services.ledger.application import LedgerApplication
 from services.ledger.projections import replays
@@ -26,6 +26,7 @@ from services.ledger.replay import OnlineReplay
 from shared.auth import ReplayOperator
 from shared.db import make_engine
 from shared.problems import Problem, not_found
+from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -96,18 +97,24 @@ async def post_replay(
     url = engine.url.render_as_string(hide_password=False)
     request.app.state.replay_run_id = run.run_id
     request.app.state.replay_task = asyncio.create_task(
-        _replay(ledger, url, run, verify, lock), name=f"ledger-replay-{run.run_id}"
+        _replay(ledger, url, run, verify, lock, _memory_rows(request)), name=f"ledger-replay-{run.run_id}"
     )
     response.headers["Location"] = f"/admin/replays/{run.run_id}"
     return ReplayOut(run_id=run.run_id, requested_by=run.requested_by, via=run.via, verify=verify,
                      requested_at=run.created_on, status="running")
 
 
+def _memory_rows(request: Request) -> int:
+    settings: ServiceSettings | None = getattr(request.app.state, "settings", None)
+    return settings.replay_memory_rows if settings is not None else replay_rows.DEFAULT_LIMIT
+
+
 async def _replay(ledger: LedgerApplication, url: str, run: replay_audit.ReplayRun, verify: bool,
-                  lock: asyncio.Lock) -> None:
+                  lock: asyncio.Lock, memory_rows: int) -> None:
     engine = make_engine(url, writer=True)
     try:
-        result = await asyncio.to_thread(OnlineReplay(ledger, engine).run, verify=verify)
+        replay = OnlineReplay(ledger, engine, memory_limit=memory_rows)
+        result = await asyncio.to_thread(replay.run, verify=verify)
     except Exception as error:
         log.exception("replay %s failed; the live read models are unchanged", run.run_id)
         fields: dict[str, Any] = {"detail": f"{type(error).__name__}: {error}"}

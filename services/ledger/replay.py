@@ -458,7 +458,7 @@ def print_progress(progress: Progress) -> None:
 def replay(
     app: LedgerApplication, engine: Engine, *, requested_by: str, via: str, verify: bool,
     progress: Callable[[Progress], None] | None = None, batch_size: int | None = None,
-    run: replay_audit.ReplayRun | None = None,
+    run: replay_audit.ReplayRun | None = None, memory_limit: int = replay_rows.DEFAULT_LIMIT,
 ) -> tuple[replay_audit.ReplayRun, ReplayResult]:
     """Replay online and record it in the audit trail (requested, then switched or failed).
 
@@ -467,7 +467,9 @@ def replay(
     """
     run = run or replay_audit.record_requested(app, requested_by, via, verify)
     try:
-        result = OnlineReplay(app, engine, progress=progress, batch_size=batch_size).run(verify=verify)
+        result = OnlineReplay(
+            app, engine, progress=progress, batch_size=batch_size, memory_limit=memory_limit
+        ).run(verify=verify)
     except BaseException as error:
         replay_audit.record_finished(app, run, "failed", detail=f"{type(error).__name__}: {error}")
         raise
@@ -489,7 +491,8 @@ def replay_ledger(settings: ServiceSettings, *, verify: bool, requested_by: str 
     engine = make_engine(settings.database_url, writer=True)
     try:
         run, result = replay(app, engine, requested_by=requested_by or replay_audit.os_principal(),
-                             via="cli", verify=verify, progress=print_progress)
+                             via="cli", verify=verify, progress=print_progress,
+                             memory_limit=settings.replay_memory_rows)
     except ReplayError as error:
         print(file=sys.stderr)
         print(f"replay FAILED, the live read models are unchanged: {error}", file=sys.stderr)

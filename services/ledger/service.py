@@ -55,6 +55,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         metrics = ServiceMetrics("ledger")
         runtime = ServiceRuntime("ledger", settings.kafka_bootstrap, metrics)
         app.state.ledger, app.state.engine, app.state.runtime = ledger, engine, runtime
+        app.state.settings = settings
         close_followers = None
         if settings.followers == "process":
             runtime.followers_process(followers.__name__, settings)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -269,7 +270,7 @@ async def _yield() -> None:
 
 
 async def test_admin_replay_needs_ops_replay_and_is_recorded_with_who_asked(
-    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
 ) -> None:
     book = LedgerBook(database_url)
     book.post(*_customer_events("H1", 3))
@@ -299,9 +300,12 @@ async def test_admin_replay_needs_ops_replay_and_is_recorded_with_who_asked(
 
             # the command line records the operating-system user
             monkeypatch.setenv("RECEIVABLES_DATABASE_URL", database_url)
-            settings_ = ServiceSettings.for_service("ledger", database_url=database_url)
+            # ... and holds no more rows in memory than its setting allows
+            settings_ = ServiceSettings.for_service("ledger", database_url=database_url, replay_memory_rows=0)
             monkeypatch.setattr("services.ledger.replay_audit.getpass.getuser", lambda: "carol")
-            assert replay_ledger(settings_, verify=True) == 0
+            with caplog.at_level(logging.WARNING, logger="services.ledger.replay"):
+                assert replay_ledger(settings_, verify=True) == 0
+            assert "more than 0 rows held" in caplog.text
             book.project()
             listed = (await client.get("/admin/replays", headers=operator)).json()["replays"]
             assert [(r["requested_by"], r["via"], r["status"]) for r in listed] == [
