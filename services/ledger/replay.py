@@ -55,11 +55,15 @@ import hashlib
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
+from uuid import UUID
 
+from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg import sql
+from psycopg.rows import tuple_row
 from sqlalchemy import Engine, Index, select, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.schema import CreateIndex, CreateTable
@@ -313,9 +317,12 @@ class OnlineReplay:
     def _batches(self, after: int, upto: int | None) -> Iterator[list[Any]]:
         """Decoded events after ``after`` (up to ``upto``), a batch at a time."""
         recorder = self.app.recorder
+        select: Callable[..., Sequence[Any]] = recorder.select_notifications
+        if isinstance(recorder, PostgresApplicationRecorder):
+            select = _stored_rows(recorder)
         position = after
         while True:
-            notifications = recorder.select_notifications(position + 1, self.batch_size, stop=upto)
+            notifications = select(position + 1, self.batch_size, stop=upto)
             if not notifications:
                 return
             position = notifications[-1].id
@@ -432,6 +439,35 @@ class OnlineReplay:
                 conn.execute(text(f'DROP INDEX IF EXISTS "{index.name}"'))
             for index in live.indexes:
                 conn.execute(CreateIndex(index))
+
+
+class _StoredRow(NamedTuple):
+    """A notification as the decoder and the mapper read it (``Notification``'s fields)."""
+
+    id: int
+    originator_id: UUID
+    originator_version: int
+    topic: str
+    state: bytes
+
+
+def _stored_rows(recorder: PostgresApplicationRecorder) -> Callable[..., list[_StoredRow]]:
+    """``select_notifications`` for a replay's reads: tuples straight from the cursor instead
+    of a dict per row made into a ``Notification`` (a tenth of the replay's CPU)."""
+    statement = sql.SQL(
+        "SELECT notification_id, originator_id, originator_version, topic, state FROM {}.{} "
+        "WHERE notification_id >= %s AND notification_id <= %s ORDER BY notification_id LIMIT %s"
+    ).format(sql.Identifier(recorder.datastore.schema), sql.Identifier(recorder.events_table_name))
+    make = _StoredRow._make
+
+    def select(start: int, limit: int, stop: int | None = None) -> list[_StoredRow]:
+        with recorder.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cursor:
+            cursor.execute(statement, (start, _LAST_ID if stop is None else stop, limit), prepare=True)
+            return list(map(make, cursor.fetchall()))
+    return select
+
+
+_LAST_ID = 2**63 - 1
 
 
 def _read_ahead(batches: Iterator[_T]) -> Iterator[_T]:
