@@ -7,8 +7,9 @@ stored event (account id, version, index), so a re-sent message has the same id.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from eventsourcing.persistence import Notification, find_id_convertor
 from eventsourcing.utils import resolve_topic
@@ -71,7 +72,8 @@ class StoredTranslator:
             return translate(self.mapper.to_domain_event(notification))
         originator_id = notification.originator_id
         # as the mapper gives it to the domain event (SQLite stores the id as text)
-        originator_id = find_id_convertor(kind[1], type(originator_id))(originator_id)
+        convert = find_id_convertor(cast(Hashable, kind[1]), cast(Hashable, type(originator_id)))
+        originator_id = convert(originator_id)
         return _translate(kind[0], self.decode_state(notification.state), originator_id,
                           notification.originator_version)
 
