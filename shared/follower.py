@@ -56,7 +56,7 @@ class SharedLog:
         self._ids: list[int] = []
         self._first = 0
 
-    def read(self, start: int, limit: int) -> list[Notification]:
+    def read(self, start: int, limit: int) -> Sequence[Notification]:
         """The notifications from id ``start`` on, at most ``limit`` of them."""
         with self._lock:
             run, ids, first = self._run, self._ids, self._first
@@ -69,12 +69,12 @@ class SharedLog:
             self._keep(start, notifications)
         return notifications
 
-    def _keep(self, start: int, notifications: list[Notification]) -> None:
+    def _keep(self, start: int, notifications: Sequence[Notification]) -> None:
         with self._lock:
             run, ids, first = self._run, self._ids, self._first
             if run and first <= start <= ids[-1] + 1:  # continues (or overlaps) the kept run
                 index = bisect.bisect_left(ids, start)
-                run, ids = run[:index] + notifications, ids[:index] + [n.id for n in notifications]
+                run, ids = [*run[:index], *notifications], ids[:index] + [n.id for n in notifications]
             else:
                 run, ids, first = list(notifications), [n.id for n in notifications], start
             if len(run) > self.keep:
