@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import operator
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -118,11 +119,31 @@ def _copy(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> Non
             [_bind_processor(table.c[c].type, dialect) for c in columns],
         )
     sql, processors = shapes[shape]
-    plan = list(zip(columns, processors, strict=True))
+    values = _row_values(columns, processors)
     # the driver's own cursor, in the connection's transaction; text format, escaped by psycopg
     with conn.connection.dbapi_connection.cursor() as cursor, cursor.copy(sql) as copy:  # type: ignore[union-attr]
+        write_row = copy.write_row
         for row in rows:
-            copy.write_row([row[c] if p is None else p(row[c]) for c, p in plan])
+            write_row(values(row))
+
+
+def _row_values(
+    columns: tuple[str, ...], processors: list[Callable[[Any], Any] | None],
+) -> Callable[[dict[str, Any]], list[Any]]:
+    """A row's values in ``columns`` order, each through its processor (if it has one).
+
+    ``itemgetter`` takes the values in C: half the per-row cost of a comprehension over
+    (column, processor) pairs, on the projections' hot path.
+    """
+    get = operator.itemgetter(*columns)
+    processed = [(i, p) for i, p in enumerate(processors) if p is not None]
+
+    def values(row: dict[str, Any]) -> list[Any]:
+        taken = list(get(row)) if len(columns) > 1 else [get(row)]  # one column: not a tuple
+        for i, process in processed:
+            taken[i] = process(taken[i])
+        return taken
+    return values
 
 
 # Bulk writes are the projections' hot path. ``conn.execute(statement, rows)`` builds and
@@ -156,8 +177,8 @@ def _executemany(
             [_bind_processor(table.c[c].type, dialect) for c in columns],
         )
     sql, processors = shapes[shape]
-    plan = list(zip(columns, processors, strict=True))
-    params = [tuple([row[c] if p is None else p(row[c]) for c, p in plan]) for row in rows]
+    values = _row_values(columns, processors)
+    params = [tuple(values(row)) for row in rows]
     if arrays:
         conn.exec_driver_sql(sql, tuple(list(column) for column in zip(*params, strict=True)))
     else:

@@ -268,29 +268,48 @@ class _Batch:
                 reversed_payments.add((state["origin"]["subject"], f"payment:{state['payment_id']}"))
             if name == "ReplayFinished":
                 run_ids.add(state["run_id"])
-        self.invoices = self._load(models.invoices, models.invoices.c.invoice_id, invoice_ids)
+        self.invoices = self.stored_invoices(invoice_ids)
         # every stored row among these ids is loaded: no need to ask again for the others
         self.looked_up = invoice_ids
         self.before = {k: (v["open_amount"], self.shown_disputed(v)) for k, v in self.invoices.items()}
-        self.disputes = self._load(models.disputes, models.disputes.c.dispute_id, dispute_ids)
-        self.replays = self._load(models.replays, models.replays.c.run_id, run_ids)
+        self.disputes = self.stored_disputes(dispute_ids)
+        self.replays = self.stored_replays(run_ids)
         # stored disputes that wait for an invoice issued in this batch, in one query
         self.waiting: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-        for row in self._select(models.disputes, models.disputes.c.invoice_id, issued):
+        for row in self.disputes_waiting_for(issued):
             self.waiting[row["invoice_id"]][row["dispute_id"]] = row
         # the batch's disputes (loaded or opened in it) by invoice
         self.disputes_of: dict[str, dict[str, None]] = defaultdict(dict)  # ordered, unlike a set
         for dispute in self.disputes.values():
             self.disputes_of[dispute["invoice_id"]][dispute["dispute_id"]] = None
         # the currency of payments reversed without having paid an invoice: their receipts
-        self.credit_currency: dict[tuple[str, str], str] = {}
-        if reversed_payments:
-            table = models.movements
-            query = select(table.c.customer_id, table.c.credit, table.c.currency).where(
-                table.c.customer_id.in_(sorted({customer for customer, _ in reversed_payments})),
-                table.c.credit.in_(sorted({credit for _, credit in reversed_payments})),
-            )
-            self.credit_currency.update(((row[0], row[1]), row[2]) for row in conn.execute(query))
+        self.credit_currency: dict[tuple[str, str], str] = (
+            self.receipt_currencies(reversed_payments) if reversed_payments else {}
+        )
+
+    # Where a batch finds the rows stored before it: the tables (a replay's build overrides
+    # these to read its own rows from memory, see ``replay_rows``).
+
+    def stored_invoices(self, ids: set[str]) -> dict[str, dict[str, Any]]:
+        return self._load(self.models.invoices, self.models.invoices.c.invoice_id, ids)
+
+    def stored_disputes(self, ids: set[str]) -> dict[str, dict[str, Any]]:
+        return self._load(self.models.disputes, self.models.disputes.c.dispute_id, ids)
+
+    def stored_replays(self, ids: set[str]) -> dict[str, dict[str, Any]]:
+        return self._load(self.models.replays, self.models.replays.c.run_id, ids)
+
+    def disputes_waiting_for(self, invoice_ids: set[str]) -> list[dict[str, Any]]:
+        return self._select(self.models.disputes, self.models.disputes.c.invoice_id, invoice_ids)
+
+    def receipt_currencies(self, credits: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The currency of each (customer, credit key) from the credit's stored movements."""
+        table = self.models.movements
+        query = select(table.c.customer_id, table.c.credit, table.c.currency).where(
+            table.c.customer_id.in_(sorted({customer for customer, _ in credits})),
+            table.c.credit.in_(sorted({credit for _, credit in credits})),
+        )
+        return {(row[0], row[1]): row[2] for row in self.conn.execute(query)}
 
     def _load(self, table: Table, key: Any, ids: set[str]) -> dict[str, dict[str, Any]]:
         return {row[key.name]: row for row in self._select(table, key, ids)}
@@ -332,12 +351,13 @@ class _Batch:
         if unapplied_delta:
             self.unapplied[customer_id, currency] += unapplied_delta
 
-    def write(self) -> None:
-        conn, models = self.conn, self.models
-        if self.movements:
-            insert_rows(conn, models.movements, self.movements)
-        if self.invoices:
-            upsert(conn, models.invoices, list(self.invoices.values()), ["invoice_id"])
+    def balance_deltas(self) -> dict[tuple[str, str], list[Decimal]]:
+        """Per (customer, currency): what the batch changed in open, disputed, unapplied.
+
+        Every (customer, currency) the batch touched is there, also with zero deltas: whether
+        a balance row exists must not depend on where batches begin (a replay batches
+        differently).
+        """
         deltas: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO, ZERO])
         for invoice_id, row in self.invoices.items():
             old_open, old_disputed = self.before.get(invoice_id, (ZERO, ZERO))
@@ -347,12 +367,18 @@ class _Batch:
             delta[1] += self.shown_disputed(row) - old_disputed
         for key, amount in self.unapplied.items():
             deltas[key][2] += amount
-        # every (customer, currency) the batch touched, also with zero deltas: whether a balance
-        # row exists must not depend on where batches begin (a replay batches differently)
+        return deltas
+
+    def write(self) -> None:
+        conn, models = self.conn, self.models
+        if self.movements:
+            insert_rows(conn, models.movements, self.movements)
+        if self.invoices:
+            upsert(conn, models.invoices, list(self.invoices.values()), ["invoice_id"])
         upsert(
             conn, models.balances,
             [{"customer_id": c, "currency": cur, "open_amount": d[0], "disputed_amount": d[1],
-              "unapplied_cash": d[2]} for (c, cur), d in deltas.items()],
+              "unapplied_cash": d[2]} for (c, cur), d in self.balance_deltas().items()],
             ["customer_id", "currency"],
             increment=["open_amount", "disputed_amount", "unapplied_cash"],
         )
@@ -399,9 +425,11 @@ class LedgerProjector:
 
     def project(self, conn: Connection, events: list[Decoded]) -> None:
         """Apply decoded events to this projector's tables in ``conn``'s transaction."""
-        if not events:
-            return
-        batch = _Batch(conn, self.models, events)
+        if events:
+            self.project_batch(_Batch(conn, self.models, events), events)
+
+    def project_batch(self, batch: _Batch, events: list[Decoded]) -> None:
+        """Apply decoded events to the rows ``batch`` found, then have it write them."""
         for position, name, state in events:
             handler = getattr(self, "_on_" + name, None)
             if handler is not None:
@@ -600,8 +628,7 @@ class LedgerProjector:
     def _load_invoice(batch: _Batch, invoice_id: str) -> dict[str, Any] | None:
         if invoice_id in batch.looked_up:
             return None  # looked up when the batch began: not stored (and not issued since)
-        table = batch.models.invoices
-        loaded = batch._load(table, table.c.invoice_id, {invoice_id})
+        loaded = batch.stored_invoices({invoice_id})
         batch.invoices.update(loaded)
         for key, row in loaded.items():
             batch.before[key] = (row["open_amount"], batch.shown_disputed(row))

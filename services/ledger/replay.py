@@ -4,10 +4,13 @@
    PostgreSQL the same tables in the schema ``ledger_replay`` (same table, index,
    constraint and sequence names), on SQLite tables and indexes named ``replay_...``.
 2. **Build.** The whole notification log is projected into them by the projector's own
-   code, in large batches, one transaction per batch, while the live projector (in the
-   service's followers process) goes on keeping the live tables. Only the indexes the
-   projector reads by exist meanwhile; on PostgreSQL the others are built in bulk after
-   (then ANALYZE), on SQLite in the switch.
+   code, in large batches, while the live projector (in the service's followers process)
+   goes on keeping the live tables. The replay is the only writer of its shadow tables,
+   so it holds their rows in memory (``replay_rows``): each batch's movements are stored
+   by a second connection while the next batch is projected, the other rows once at the
+   end; past a memory limit it writes them out and goes on as the live projector does.
+   No secondary index exists meanwhile (past the limit, the ones the projector reads by);
+   on PostgreSQL they are built in bulk after (then ANALYZE), on SQLite in the switch.
 3. **Switch**, in ONE transaction holding the live projector's position row lock
    (PostgreSQL: ``SELECT ... FOR UPDATE`` on its row of ``ledger_projection_positions``,
    which the projector takes for every batch; SQLite: ``BEGIN IMMEDIATE``, which the
@@ -45,6 +48,7 @@ to the database. Every replay is recorded in the event store (``replay_audit``).
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import fcntl
 import hashlib
@@ -54,13 +58,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Index, select, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from services.ledger import replay_audit
+from services.ledger import replay_audit, replay_rows
 from services.ledger.application import LedgerApplication
 from services.ledger.projections import (
     LIVE,
@@ -72,17 +76,20 @@ from services.ledger.projections import (
     record_position,
     shadow_read_models,
 )
+from services.ledger.replay_rows import ShadowRows
 from shared.db import make_engine
 from shared.eventstore import eventsourcing_env
 from shared.runtime import tune_gc
 from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 RETIRED_SCHEMA = "ledger_retired"
 _ADVISORY_LOCK = 0x4C454447  # "LEDG": one replay of the ledger's read models at a time
 # The indexes the projector reads by (reversed payments' receipts by customer, disputes
-# waiting for their invoice); the shadow tables get the others after the build, in bulk.
+# waiting for their invoice): made before the build goes on from the tables (past the
+# memory limit); the others only after the build, in bulk.
 _NEEDED_WHILE_BUILDING = frozenset({"ix_ledger_movements_customer_date", "ix_ledger_disputes_invoice_id"})
 # Columns that differ between a live and a rebuilt row without a difference in meaning.
 _VOLATILE = {"id"}
@@ -181,8 +188,11 @@ class OnlineReplay:
         progress: Callable[[Progress], None] | None = None,
         lock_path: Path | None = None,
         before_commit: Callable[[Connection, int], None] | None = None,
+        memory_limit: int = replay_rows.DEFAULT_LIMIT,
     ) -> None:
         """``engine``: a writer engine (``make_engine(url, writer=True)``) of the read models.
+
+        ``memory_limit``: rows the build may hold in memory (``replay_rows``).
 
         ``before_commit(conn, position)`` runs in the switch's transaction, after the swap
         and before the commit (tests use it to act while the switch holds its locks).
@@ -198,6 +208,8 @@ class OnlineReplay:
         self.shadow_projector = LedgerProjector(app, engine, self.shadow)
         self.lock_path = lock_path
         self.before_commit = before_commit
+        self.memory_limit = memory_limit
+        self._indexed: set[str] = set()  # live names of the shadow indexes made so far
 
     def run(self, *, verify: bool) -> ReplayResult:
         started = time.monotonic()
@@ -262,29 +274,38 @@ class OnlineReplay:
         return name if self.dialect == "postgresql" else name.removeprefix(SHADOW_PREFIX)
 
     def _create_shadow(self) -> None:
-        """Empty shadow tables, with only the indexes the projector reads by while building."""
+        """Empty shadow tables, without secondary indexes: the build reads its rows from memory."""
+        self._indexed = set()
         with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 conn.execute(text(f"CREATE SCHEMA {SHADOW_SCHEMA}"))
             for table in self.shadow.tables:
                 conn.execute(CreateTable(table))
+
+    def _create_indexes(self, names: frozenset[str] | None = None, tables: set[str] | None = None) -> None:
+        """The shadow tables' secondary indexes not made yet (only ``names``, of ``tables``)."""
+        with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
+            for table in self.shadow.tables:
+                if tables is not None and table.name not in tables:
+                    continue
                 for index in table.indexes:
-                    if self._live_name(index) in _NEEDED_WHILE_BUILDING:
+                    name = self._live_name(index)
+                    if name not in self._indexed and (names is None or name in names):
                         conn.execute(CreateIndex(index))
+                        self._indexed.add(name)
 
     def _index(self) -> None:
-        """PostgreSQL: the other indexes, built in bulk once the rows are in (and statistics).
+        """PostgreSQL: the indexes, built in bulk once the rows are in (and statistics).
 
         (SQLite builds them under their live names in the switch, as it cannot rename one.)
         """
         if self.dialect != "postgresql":
             return
+        self._create_indexes()
         with self.engine.begin() as conn:
-            conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
             for table in self.shadow.tables:
-                for index in table.indexes:
-                    if self._live_name(index) not in _NEEDED_WHILE_BUILDING:
-                        conn.execute(CreateIndex(index))
                 conn.execute(text(f'ANALYZE "{SHADOW_SCHEMA}"."{table.name}"'))
 
     # -- build
@@ -301,17 +322,47 @@ class OnlineReplay:
             yield self.shadow_projector.decode(notifications)
 
     def _build(self) -> tuple[int, int]:
-        """Project the whole log into the shadow tables; returns (position, events)."""
+        """Project the whole log into the shadow tables; returns (position, events).
+
+        The rows are held in memory (``ShadowRows``) and written at the end; past the
+        memory limit they are written out and the build goes on reading rows back, with
+        the indexes the projector reads by.
+        """
         last = self.app.recorder.max_notification_id() or 0
         position = done = 0
         started = time.monotonic()
-        for events in self._batches(0, None):
-            with self.engine.begin() as conn:
-                self.shadow_projector.project(conn, events)
-            position = events[-1][0]
-            done += len(events)
-            if self.progress is not None:
-                self.progress(Progress(done, position, last, time.monotonic() - started))
+        held: ShadowRows | None = ShadowRows(self.engine, self.shadow, limit=self.memory_limit)
+        try:
+            for events in _read_ahead(self._batches(0, None)):
+                if held is None:
+                    with self.engine.begin() as conn:
+                        self.shadow_projector.project(conn, events)
+                else:
+                    held.project(self.shadow_projector, events)
+                    if held.full:
+                        log.warning("replay: more than %s rows held, writing them out and going on "
+                                    "from the tables", f"{self.memory_limit:,}")
+                        held.spill()
+                        held.close()
+                        held = None
+                        self._create_indexes(_NEEDED_WHILE_BUILDING)
+                position = events[-1][0]
+                done += len(events)
+                if self.progress is not None:
+                    self.progress(Progress(done, position, last, time.monotonic() - started))
+            if held is not None:
+                held.wait()
+                if self.dialect == "postgresql":
+                    # the server indexes the movements while this process writes the other rows
+                    with concurrent.futures.ThreadPoolExecutor(1) as indexer:
+                        indexing = indexer.submit(self._create_indexes, tables={self.shadow.movements.name})
+                        held.spill()
+                        indexing.result()
+                else:
+                    held.spill()
+        finally:
+            if held is not None:
+                held.close()
         return position, done
 
     # -- switch
@@ -381,6 +432,16 @@ class OnlineReplay:
                 conn.execute(text(f'DROP INDEX IF EXISTS "{index.name}"'))
             for index in live.indexes:
                 conn.execute(CreateIndex(index))
+
+
+def _read_ahead(batches: Iterator[_T]) -> Iterator[_T]:
+    """The same batches, each next one read (and decoded) by a thread while this one is used:
+    the server's time to select them overlaps the projection."""
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="replay-reader") as reader:
+        pending = reader.submit(next, batches, None)
+        while (batch := pending.result()) is not None:
+            pending = reader.submit(next, batches, None)
+            yield batch
 
 
 # ------------------------------------------------------------------------ entry points

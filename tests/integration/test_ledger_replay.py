@@ -107,7 +107,20 @@ def test_a_replay_of_a_generated_book_is_identical_to_the_live_read_models(
         replay_generated_book(url, generated, batch)
 
 
-def replay_generated_book(database_url: str, generated: list[list[dict[str, Any]]], batch: int) -> None:
+@settings(max_examples=4, deadline=None, derandomize=True, suppress_health_check=[
+    HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(generated=st.lists(streams(), min_size=2, max_size=4), batch=st.integers(1, 5),
+       memory_limit=st.integers(0, 30))
+def test_a_replay_past_its_memory_limit_goes_on_from_the_tables_to_the_same_read_models(
+    database_url: str, generated: list[list[dict[str, Any]]], batch: int, memory_limit: int
+) -> None:
+    with fresh_database_like(database_url) as url:
+        replay_generated_book(url, generated, batch, memory_limit=memory_limit)
+
+
+def replay_generated_book(
+    database_url: str, generated: list[list[dict[str, Any]]], batch: int, *, memory_limit: int | None = None,
+) -> None:
     book = LedgerBook(database_url)
     writer = make_engine(database_url, writer=True)
     try:
@@ -116,7 +129,9 @@ def replay_generated_book(database_url: str, generated: list[list[dict[str, Any]
         book.position = 0
         project_live(book)
         live = checksums(book.engine)
-        result = OnlineReplay(book.app, writer, batch_size=batch + 2).run(verify=True)
+        limit = {} if memory_limit is None else {"memory_limit": memory_limit}
+        replayer = OnlineReplay(book.app, writer, batch_size=batch + 2, **limit)
+        result = replayer.run(verify=True)
         assert result.verified and result.checksums == live  # compared inside the switch
         assert checksums(book.engine) == live  # and what was switched in is still that
         with book.engine.connect() as conn:
