@@ -14,7 +14,7 @@ from typing import Any, cast
 from eventsourcing.persistence import Notification, find_id_convertor
 from eventsourcing.utils import resolve_topic
 
-from shared.envelope import encode_event
+from shared.envelope import encode_event, format_time
 from shared.eventstore import TrackedApplication
 from shared.money import ZERO
 from shared.outbox import Outbound
@@ -149,7 +149,7 @@ def _translate(
             "effective_date": _effective_date(event), "cause": kind,
         }))
     prefix = f"{originator_id}:{originator_version}"
-    timestamp = event["timestamp"]
+    timestamp = format_time(event["timestamp"])
     return [
         Outbound(TOPIC, customer_id, encode_event(
             event_id=f"ledger:{prefix}:{index}", source=SOURCE, event_type=event_type,
