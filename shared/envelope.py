@@ -36,17 +36,28 @@ def encode_event(
     event_type: str,
     subject: str,
     data: dict[str, Any],
-    time: datetime | None = None,
+    time: datetime | str | None = None,
 ) -> bytes:
-    """Serialize an outbound CloudEvent; ``data`` must already be JSON-native."""
+    """Serialize an outbound CloudEvent; ``data`` must already be JSON-native.
+
+    ``time`` may be given already formatted (``format_time``) so one event's several
+    messages format their shared timestamp once.
+    """
+    if not isinstance(time, str):
+        time = format_time(time or datetime.now(UTC))
     envelope = {
         "specversion": "1.0",
         "id": event_id,
         "source": source,
         "type": event_type,
-        "time": (time or datetime.now(UTC)).isoformat().replace("+00:00", "Z"),
+        "time": time,
         "subject": subject,
         "datacontenttype": "application/json",
         "data": data,
     }
     return orjson.dumps(envelope)
+
+
+def format_time(time: datetime) -> str:
+    """An envelope's ``time``: ISO 8601 with a ``Z`` for UTC."""
+    return time.isoformat().replace("+00:00", "Z")

@@ -8,8 +8,10 @@ the consumer after each commit keeps latency low without busy polling.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -35,6 +37,52 @@ class Follower(Protocol):
         ...
 
 
+class SharedLog:
+    """One read of an application's notification log for all its followers in a process.
+
+    The projector and the outbox follow the same log at about the same pace, so each batch
+    would be read (and turned into notifications) twice; the second reader gets it from
+    the last few batches kept here. Only what one query returned is served, and only a
+    whole request: the kept run holds every notification with an id from ``_first`` to its
+    last one (ids are committed in order), so a slice of it is what the store would answer.
+    """
+
+    def __init__(self, app: TrackedApplication, keep: int = 6000) -> None:
+        self.app = app
+        self.select_notifications = app.recorder.select_notifications
+        self.keep = keep
+        self._lock = threading.Lock()  # followers read from worker threads
+        self._run: list[Notification] = []
+        self._ids: list[int] = []
+        self._first = 0
+
+    def read(self, start: int, limit: int) -> Sequence[Notification]:
+        """The notifications from id ``start`` on, at most ``limit`` of them."""
+        with self._lock:
+            run, ids, first = self._run, self._ids, self._first
+        if run and first <= start <= ids[-1]:
+            index = bisect.bisect_left(ids, start)
+            if len(run) - index >= limit:
+                return run[index:index + limit]
+        notifications = self.select_notifications(start, limit)
+        if notifications:
+            self._keep(start, notifications)
+        return notifications
+
+    def _keep(self, start: int, notifications: Sequence[Notification]) -> None:
+        with self._lock:
+            run, ids, first = self._run, self._ids, self._first
+            if run and first <= start <= ids[-1] + 1:  # continues (or overlaps) the kept run
+                index = bisect.bisect_left(ids, start)
+                run, ids = [*run[:index], *notifications], ids[:index] + [n.id for n in notifications]
+            else:
+                run, ids, first = list(notifications), [n.id for n in notifications], start
+            if len(run) > self.keep:
+                run, ids = run[-self.keep:], ids[-self.keep:]
+                first = ids[0]
+            self._run, self._ids, self._first = run, ids, first
+
+
 class FollowerLoop:
     """Drive one Follower along the notification log until stopped."""
 
@@ -48,8 +96,10 @@ class FollowerLoop:
         on_progress: Callable[[str, int], None] | None = None,
         on_error: Callable[[str], None] | None = None,
         leadership: Leadership | None = None,
+        log: SharedLog | None = None,
     ) -> None:
         self.app = follower.app
+        self.log = log or SharedLog(follower.app)
         self.leadership = leadership  # run only while this replica leads (shared.leadership)
         self.follower = follower
         self.on_progress = on_progress
@@ -82,9 +132,7 @@ class FollowerLoop:
                 if position is None:
                     position = await asyncio.to_thread(self.follower.position)
                     gauge.set(position)
-                notifications = await asyncio.to_thread(
-                    self.app.recorder.select_notifications, position + 1, self.batch_size
-                )
+                notifications = await asyncio.to_thread(self.log.read, position + 1, self.batch_size)
                 if notifications:
                     await self.follower.process(notifications)
                     position = notifications[-1].id

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from shared.follower import Follower, FollowerLoop
+from shared.follower import Follower, FollowerLoop, SharedLog
 from shared.leadership import Leadership
 from shared.metrics import ServiceMetrics
 from shared.settings import ServiceSettings
@@ -85,6 +85,7 @@ class ServiceRuntime:
         self.kafka = KafkaLink(bootstrap)
         self.write_lock = asyncio.Lock()  # one writer of the event store per process
         self.followers: list[FollowerLoop] = []
+        self._logs: list[SharedLog] = []  # one per followed application, read once for all
         self.worker: Any = None  # shared.worker.FollowerWorker when the followers run apart
         self._on_progress = on_progress
         self._on_error = on_error
@@ -95,8 +96,12 @@ class ServiceRuntime:
     def follow(
         self, follower: Follower, *, needs_kafka: bool = False, leadership: Leadership | None = None
     ) -> FollowerLoop:
+        log = next((log for log in self._logs if log.app is follower.app), None)
+        if log is None:
+            log = SharedLog(follower.app)
+            self._logs.append(log)
         loop = FollowerLoop(follower, self.metrics, on_progress=self._on_progress, on_error=self._on_error,
-                            leadership=leadership)
+                            leadership=leadership, log=log)
         self.followers.append(loop)
         self._stoppers.append(loop.stop)
         self._spawn(loop.run(), follower.name, needs_kafka=needs_kafka)

@@ -30,8 +30,9 @@ def start(settings: ServiceSettings, runtime: ServiceRuntime) -> Callable[[], No
     leadership = Leadership(settings.database_url, "ledger-followers")
     runtime.follow(LedgerProjector(ledger, engine), leadership=leadership)
     runtime.start_kafka()
-    runtime.follow(OutboxRelay(ledger, runtime.kafka.producer, outbound.translate), needs_kafka=True,
-                   leadership=leadership)
+    relay = OutboxRelay(ledger, runtime.kafka.producer, outbound.translate,
+                        translate_stored=outbound.StoredTranslator(ledger))
+    runtime.follow(relay, needs_kafka=True, leadership=leadership)
 
     def close() -> None:
         leadership.release()

@@ -4,6 +4,10 @@ One aggregate per customer keeps payment allocation consistent across the custom
 invoices. Public methods are commands: they check the rules and plan the money movements;
 the ``@event`` methods only record those decisions, so rebuilding from history never
 re-decides anything. Event payloads are JSON-native (money as decimal strings, dates ISO).
+
+Commands record an event with ``trigger_event(self.InvoiceIssued, ...)``, the library call
+behind the decorated method, giving every argument by name: the same event without the
+bound decorator's per-call argument binding (about 3 µs an event, a tenth of the domain).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -104,6 +108,19 @@ def _credit_from_record(record: dict[str, Any]) -> Credit:
 class CustomerAccount(Aggregate):
     """One customer's receivables: the unit of consistency and of per-customer ordering."""
 
+    if TYPE_CHECKING:  # the event classes the @event methods below define
+        Opened: ClassVar[type[Aggregate.Event]]
+        InvoiceIssued: ClassVar[type[Aggregate.Event]]
+        InvoiceAdjusted: ClassVar[type[Aggregate.Event]]
+        InvoiceCancelled: ClassVar[type[Aggregate.Event]]
+        InvoiceWrittenOff: ClassVar[type[Aggregate.Event]]
+        CreditReceived: ClassVar[type[Aggregate.Event]]
+        PaymentReversed: ClassVar[type[Aggregate.Event]]
+        DisputeOpened: ClassVar[type[Aggregate.Event]]
+        DisputeResolved: ClassVar[type[Aggregate.Event]]
+        MessageAcknowledged: ClassVar[type[Aggregate.Event]]
+        ProfileUpdated: ClassVar[type[Aggregate.Event]]
+
     @staticmethod
     def create_id(customer_id: str) -> UUID:
         return account_id(customer_id)
@@ -137,7 +154,7 @@ class CustomerAccount(Aggregate):
         if key not in self.processed:
             # Accepted but changed nothing (e.g. the same amount again): still processed, so
             # that a late redelivery cannot take effect after the state has moved on.
-            self._acknowledged(origin=origin)
+            self.trigger_event(self.MessageAcknowledged, origin=origin)
         return True
 
     def issue_invoice(self, data: erp.InvoiceIssued, origin: Origin) -> None:
@@ -160,8 +177,8 @@ class CustomerAccount(Aggregate):
                     currencies.add(credit.currency)
         for currency in sorted(currencies):
             planner.auto_allocate(currency)
-        self._invoice_issued(
-            origin=origin, invoice=record,
+        self.trigger_event(
+            self.InvoiceIssued, origin=origin, invoice=record,
             applications=[a.as_dict() for a in planner.applications],
             touched=self._outcomes(planner, data.issue_date, [invoice.invoice_id]),
         )
@@ -192,8 +209,8 @@ class CustomerAccount(Aggregate):
         planner.open_amounts[invoice.invoice_id] += delta
         planner.amounts[invoice.invoice_id] = data.new_amount  # discounts on the new amount
         planner.auto_allocate(invoice.currency)
-        self._invoice_adjusted(
-            origin=origin, invoice_id=data.invoice_id, new_amount=str(data.new_amount),
+        self.trigger_event(
+            self.InvoiceAdjusted, origin=origin, invoice_id=data.invoice_id, new_amount=str(data.new_amount),
             effective_date=data.effective_date.isoformat(), reason=data.reason,
             releases=[r.as_dict() for r in releases],
             applications=[a.as_dict() for a in planner.applications],
@@ -215,8 +232,8 @@ class CustomerAccount(Aggregate):
         touched[invoice.invoice_id] = {
             "currency": invoice.currency, "open_amount": "0", "settled_date": None, "status": "cancelled",
         }
-        self._invoice_cancelled(
-            origin=origin, invoice_id=data.invoice_id,
+        self.trigger_event(
+            self.InvoiceCancelled, origin=origin, invoice_id=data.invoice_id,
             effective_date=data.effective_date.isoformat(), reason=data.reason,
             releases=[r.as_dict() for r in releases],
             applications=[a.as_dict() for a in planner.applications], touched=touched,
@@ -234,8 +251,8 @@ class CustomerAccount(Aggregate):
             )
         planner = self._planner(data.effective_date)
         planner.open_amounts[invoice.invoice_id] -= data.amount
-        self._invoice_written_off(
-            origin=origin, invoice_id=data.invoice_id, amount=str(data.amount),
+        self.trigger_event(
+            self.InvoiceWrittenOff, origin=origin, invoice_id=data.invoice_id, amount=str(data.amount),
             effective_date=data.effective_date.isoformat(), reason=data.reason,
             touched=self._outcomes(planner, data.effective_date, [invoice.invoice_id],
                                    written_off={invoice.invoice_id: data.amount}),
@@ -296,8 +313,8 @@ class CustomerAccount(Aggregate):
         planner.free[credit.key] = ZERO  # the reversed money is gone
         planner.auto_allocate(credit.currency)
         forfeited = credit.remaining + sum((r.amount for r in releases), ZERO)
-        self._payment_reversed(
-            origin=origin, payment_id=data.payment_id,
+        self.trigger_event(
+            self.PaymentReversed, origin=origin, payment_id=data.payment_id,
             effective_date=data.effective_date.isoformat(), reason=data.reason,
             forfeited=str(forfeited),
             forfeited_on=max(data.effective_date, credit.date).isoformat(),
@@ -329,7 +346,7 @@ class CustomerAccount(Aggregate):
                     f"dispute {data.dispute_id}: amount {data.amount} exceeds invoice "
                     f"{data.invoice_id} amount {invoice.amount}"
                 )
-        self._dispute_opened(origin=origin, dispute=record)
+        self.trigger_event(self.DisputeOpened, origin=origin, dispute=record)
 
     def resolve_dispute(self, data: erp.DisputeResolved, origin: Origin) -> None:
         dispute = self.disputes.get(data.dispute_id)
@@ -346,8 +363,9 @@ class CustomerAccount(Aggregate):
             if invoice is None:
                 # Like the dispute itself, its credit waits for the invoice (its currency
                 # comes from the invoice): issued when the invoice arrives.
-                self._dispute_resolved(
-                    origin=origin, dispute_id=data.dispute_id, invoice_id=dispute.invoice_id,
+                self.trigger_event(
+                    self.DisputeResolved, origin=origin, dispute_id=data.dispute_id,
+                    invoice_id=dispute.invoice_id,
                     resolved_date=data.resolved_date.isoformat(), outcome=data.outcome,
                     credit=None, applications=[], touched={}, waiting_credit=str(credited),
                 )
@@ -364,18 +382,18 @@ class CustomerAccount(Aggregate):
             planner.auto_allocate(invoice.currency)
             applications = planner.applications
             touched = self._outcomes(planner, data.resolved_date, [invoice.invoice_id])
-        self._dispute_resolved(
-            origin=origin, dispute_id=data.dispute_id, invoice_id=dispute.invoice_id,
+        self.trigger_event(
+            self.DisputeResolved, origin=origin, dispute_id=data.dispute_id, invoice_id=dispute.invoice_id,
             resolved_date=data.resolved_date.isoformat(), outcome=data.outcome,
             credit=credit_record, applications=[a.as_dict() for a in applications],
-            touched=touched,
+            touched=touched, waiting_credit=None,
         )
 
     def upsert_profile(self, data: erp.CustomerUpserted, origin: Origin) -> None:
         profile = data.model_dump(mode="json", exclude={"customer_id"})
         if profile == self.profile:
             return
-        self._profile_updated(origin=origin, profile=profile)
+        self.trigger_event(self.ProfileUpdated, origin=origin, profile=profile)
 
     # ----------------------------------------------------------------- helpers
 
@@ -427,8 +445,8 @@ class CustomerAccount(Aggregate):
             if invoice_id is not None:
                 planner.apply(credit.key, invoice_id, limit=limit)
         planner.auto_allocate(credit.currency)
-        self._credit_received(
-            origin=origin, credit=record,
+        self.trigger_event(
+            self.CreditReceived, origin=origin, credit=record,
             applications=[a.as_dict() for a in planner.applications],
             touched=self._outcomes(planner, credit.date, []),
         )
