@@ -42,6 +42,10 @@ class Rejected:
     reason: str
 
 
+# A fetched partition's records decoded: the messages, the records refused, each message's record
+_Decoded = tuple[list[M], list[Rejected], dict[int, "ConsumerRecord[bytes, bytes]"]]
+
+
 class Sink(Protocol[M, B]):
     """What the consumer drives: a service's application, seen from the Kafka side."""
 
@@ -202,20 +206,42 @@ class KafkaConsumerLoop(Generic[M, B]):
         self.consumer.subscribe(self.topics, listener=_Rebalance(self))
         self.started.set()
         log.info("%s consuming %s as group %s", self.service, self.topics, self.group_id)
-        while not self._stopping.is_set():
-            batches = await self.consumer.getmany(
-                timeout_ms=self.timeout_ms, max_records=self.max_records
-            )
-            if self._assignment_failed:
-                raise RuntimeError("could not seek the assigned partitions to their stored positions")
-            # as it stood when these records were handed over (a partition is ready from
-            # the moment it is sought: records returned before that were fetched before)
-            generation, ready = self._generation, frozenset(self._ready)
-            for tp, records in batches.items():
-                if tp in ready:
-                    await self._process_partition(tp, records, generation)
-            self._check_partition_ends()
-            self._update_lag()
+        # One fetch is applied (its transaction in a thread) while the next is fetched and
+        # decoded: the event loop's share of a batch overlaps the database's.
+        applying: asyncio.Task[None] | None = None
+        try:
+            while not self._stopping.is_set():
+                batches = await self.consumer.getmany(
+                    timeout_ms=self.timeout_ms, max_records=self.max_records
+                )
+                if self._assignment_failed:
+                    raise RuntimeError("could not seek the assigned partitions to their stored positions")
+                # as it stood when these records were handed over (a partition is ready from
+                # the moment it is sought: records returned before that were fetched before)
+                generation, ready = self._generation, frozenset(self._ready)
+                fetched = [(tp, records, self._decode(records)) for tp, records in batches.items()
+                           if tp in ready]
+                if applying is not None:
+                    await applying
+                    applying = None
+                reset = self._check_partition_ends()
+                self._update_lag()
+                fetched = [work for work in fetched if work[0] not in reset]  # fetched before the seek
+                if fetched:
+                    applying = asyncio.create_task(self._apply_fetched(fetched, generation))
+            if applying is not None:
+                await applying
+                applying = None
+        finally:
+            if applying is not None:
+                applying.cancel()
+                with contextlib.suppress(BaseException):
+                    await applying
+
+    async def _apply_fetched(self, fetched: list[tuple[TopicPartition, list[ConsumerRecord[bytes, bytes]],
+                                                     _Decoded[M]]], generation: int) -> None:
+        for tp, records, decoded in fetched:
+            await self._process_partition(tp, records, decoded, generation)
 
     # ------------------------------------------------------------------ positions
 
@@ -266,17 +292,33 @@ class KafkaConsumerLoop(Generic[M, B]):
 
     # ------------------------------------------------------------------ batches
 
+    def _decode(self, records: list[ConsumerRecord[bytes, bytes]]) -> _Decoded[M]:
+        """The records' messages, the records refused as invalid, and each message's record."""
+        messages: list[M] = []
+        rejected: list[Rejected] = []
+        by_message: dict[int, ConsumerRecord[bytes, bytes]] = {}
+        for record in records:
+            try:
+                message = self.decode(record)
+            except InvalidMessage as error:
+                rejected.append(Rejected(record, error.reason))
+            else:
+                by_message[id(message)] = record
+                messages.append(message)
+        return messages, rejected, by_message
+
     async def _process_partition(
-        self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]], generation: int
+        self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]], decoded: _Decoded[M],
+        generation: int,
     ) -> None:
         async with self._assignment_lock:
             if generation != self._generation:
                 log.debug("dropping %d records of %s fetched before a rebalance", len(records), tp)
                 return
-            await self._apply_partition(tp, records)
+            await self._apply_partition(tp, records, decoded)
 
     async def _apply_partition(
-        self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
+        self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]], decoded: _Decoded[M]
     ) -> None:
         expected = self.positions.next_offsets.get(tp)
         if expected is None:
@@ -286,17 +328,7 @@ class KafkaConsumerLoop(Generic[M, B]):
             self._reset_detected(tp, expected, records[0].offset)
         with self.metrics.batch_seconds.time():
             self.metrics.batch_size.observe(len(records))
-            messages: list[M] = []
-            rejected: list[Rejected] = []
-            by_message: dict[int, ConsumerRecord[bytes, bytes]] = {}
-            for record in records:
-                try:
-                    message = self.decode(record)
-                except InvalidMessage as error:
-                    rejected.append(Rejected(record, error.reason))
-                else:
-                    by_message[id(message)] = record
-                    messages.append(message)
+            messages, rejected, by_message = decoded
             async with self.write_lock:
                 batch, refusals = await self._apply_and_commit(tp, records, messages, rejected, by_message)
         applied, duplicates, events = self.sink.counts(batch)
@@ -361,15 +393,17 @@ class KafkaConsumerLoop(Generic[M, B]):
             )
         await asyncio.gather(*futures)
 
-    def _check_partition_ends(self) -> None:
+    def _check_partition_ends(self) -> set[TopicPartition]:
         """A fetch answered with a high watermark below our position: the partition shrank
         (a broker that lost its data, a topic recreated). Start its new life at offset 0.
 
         The high watermark comes from a fetch at the current position (aiokafka drops
-        answers for any other position) and is reset on every assignment."""
+        answers for any other position) and is reset on every assignment. Returns the
+        partitions sought back to 0."""
         consumer = self.consumer
+        reset: set[TopicPartition] = set()
         if consumer is None:
-            return
+            return reset
         for tp in consumer.assignment() & self._ready:
             highwater = consumer.highwater(tp)
             position = self.positions.next_offsets.get(tp)
@@ -377,6 +411,8 @@ class KafkaConsumerLoop(Generic[M, B]):
                 self._reset_detected(tp, position, highwater)
                 consumer.seek(tp, 0)
                 self.metrics.position.labels(tp.topic, tp.partition).set(0)
+                reset.add(tp)
+        return reset
 
     def _update_lag(self) -> None:
         consumer = self.consumer
