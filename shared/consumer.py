@@ -232,11 +232,21 @@ class KafkaConsumerLoop(Generic[M, B]):
             if applying is not None:
                 await applying
                 applying = None
+        except asyncio.CancelledError:
+            if applying is not None:
+                applying.cancel()  # stopping: as when the consumer was cancelled inside a batch
+            raise
         finally:
             if applying is not None:
-                applying.cancel()
-                with contextlib.suppress(BaseException):
+                # a batch in flight ends (committed, or failed) before the consumer is closed
+                # or restarted, as when it was applied inline
+                try:
                     await applying
+                except asyncio.CancelledError:
+                    applying.cancel()
+                    raise
+                except Exception:
+                    pass  # the exception on its way out says what went wrong first
 
     async def _apply_fetched(self, fetched: list[tuple[TopicPartition, list[ConsumerRecord[bytes, bytes]],
                                                      _Decoded[M]]], generation: int) -> None:
