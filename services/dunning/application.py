@@ -108,7 +108,8 @@ class DunningApplication(TrackedApplication):
                 # isinstance check per event (about half the cost of rebuilding an account)
                 account: Any = None
                 for stored in stored_events:
-                    account = to_domain_event(stored).mutate(account)
+                    event: Any = to_domain_event(stored)  # an aggregate event: it has mutate()
+                    account = event.mutate(account)
                 if not isinstance(account, DunningAccount):
                     continue
                 if cache is not None:

@@ -257,7 +257,8 @@ class DunningProjector:
                 for stored in stored_events:
                     if stored.originator_version >= first[aggregate_id]:
                         break
-                    account = to_domain_event(stored).mutate(account)
+                    past: Any = to_domain_event(stored)  # an aggregate event: it has mutate()
+                    account = past.mutate(account)
                 if account is not None:
                     mirror[aggregate_id] = account
                     mirror.move_to_end(aggregate_id)
@@ -372,7 +373,7 @@ class DunningProjector:
 def _group(stored_events: list[StoredEvent]) -> Iterator[tuple[UUID, list[StoredEvent]]]:
     """Stored events in (aggregate, version) order, by aggregate."""
     for aggregate_id, group in groupby(stored_events, key=lambda e: e.originator_id):
-        yield aggregate_id, list(group)  # type: ignore[misc]
+        yield aggregate_id, list(group)
 
 
 def _money(text: str) -> Decimal:

@@ -45,6 +45,7 @@ from sqlalchemy import (
     Table,
     any_,
     bindparam,
+    quoted_name,
     select,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -194,7 +195,7 @@ def shadow_read_models(dialect_name: str) -> ReadModels:
         else:
             copy = table.to_metadata(shadow, name=SHADOW_PREFIX + table.name)
             for index in copy.indexes:
-                index.name = SHADOW_PREFIX + str(index.name)
+                index.name = quoted_name(SHADOW_PREFIX + str(index.name), None)
             copies.append(copy)
     return ReadModels(*copies)
 
@@ -338,7 +339,8 @@ class _Batch:
     def shown_disputed(row: dict[str, Any]) -> Decimal:
         if row["status"] == "cancelled":
             return ZERO
-        return min(row["disputed_raw"], row["open_amount"])
+        shown: Decimal = min(row["disputed_raw"], row["open_amount"])
+        return shown
 
     def move(
         self, position: int, recorded_at: datetime, customer_id: str, currency: str, kind: str,

@@ -16,7 +16,7 @@ import getpass
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -88,5 +88,5 @@ def run_history(app: TrackedApplication, run_id: str) -> list[RunEvent]:
         RunEvent(e.originator_version, e.timestamp, type(e).__name__,
                  {k: v for k, v in e.__dict__.items()
                   if k not in ("originator_id", "originator_version", "timestamp", "originator_topic")})
-        for e in app.events.get(run_aggregate_id(run_id))
+        for e in cast("list[Aggregate.Event]", list(app.events.get(run_aggregate_id(run_id))))
     ]

@@ -185,12 +185,12 @@ class CustomerAccount(Aggregate):
         for dispute in list(self._disputes_of.get(invoice.invoice_id, ())):
             if dispute.waiting_credit is not None:
                 assert dispute.resolved_date is not None
-                credit = _credit_record(
+                waiting = _credit_record(
                     f"dispute:{dispute.dispute_id}", "dispute_credit", dispute.dispute_id,
                     invoice.currency, dispute.waiting_credit, dispute.resolved_date, None,
                     {"invoice_id": invoice.invoice_id},
                 )
-                self._credit_arrives(origin, credit, [(invoice.invoice_id, None)])
+                self._credit_arrives(origin, waiting, [(invoice.invoice_id, None)])
 
     def adjust_invoice(self, data: erp.InvoiceAdjusted, origin: Origin) -> None:
         invoice = self._open_invoice(data.invoice_id, "adjust")
