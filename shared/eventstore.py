@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import orjson
 import psycopg
 from eventsourcing.application import Application, LRUCache, ProcessingEvent
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import ProcessRecorder, Recording, Tracking, Transcoder
+from eventsourcing.persistence import IntegrityError, ProcessRecorder, Recording, Tracking, Transcoder
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteProcessRecorder
 from psycopg import sql
@@ -144,6 +144,25 @@ def _schema_lock(env: Any) -> Iterator[None]:
             yield
         finally:
             conn.execute("SELECT pg_advisory_unlock(hashtext('receivables:eventstore-schema'))")
+
+
+# A historical read (``version=``) bypasses the aggregate cache: a fresh copy from the store.
+LATEST_VERSION = 2**62
+
+T = TypeVar("T")
+
+
+def retry_on_conflict(attempt: Callable[[], T], attempts: int = 5,
+                      on_conflict: Callable[[], None] = lambda: None) -> T:
+    """``attempt()``, again after a version conflict (another writer saved the aggregate first)."""
+    for remaining in range(attempts - 1, -1, -1):
+        try:
+            return attempt()
+        except IntegrityError:
+            on_conflict()
+            if remaining == 0:
+                raise
+    raise AssertionError("unreachable")
 
 
 class TrackedApplication(Application[UUID]):

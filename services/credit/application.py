@@ -1,11 +1,11 @@
 """The credit application: ledger facts in, credit-account events out; limits, holds, reviews.
 
-Consumed facts go the ledger's way (``shared.consumer.Sink``): ``prepare`` folds a batch
-into the affected accounts in memory, ``commit`` writes their events with the batch's
-position in one transaction. Commands (a limit, a manual hold or release, a chunk of a
-review) are synchronous and called under the service's write lock, like the consumer's
-batches: one writer of the cached aggregates per process. Credit checks are decided on the
-event loop under the same lock and saved in groups (``services.credit.checks``).
+Consumed facts go the ledger's way (``shared.feed_application``: a batch folded into the
+affected accounts in memory, then written with its position in one transaction).
+Commands (a limit, a manual hold or release, a chunk of a review) are synchronous and called
+under the service's write lock, like the consumer's batches: one writer of the cached
+aggregates per process. Credit checks are decided on the event loop under the same lock and
+saved in groups (``services.credit.checks``).
 
 Several replicas may share one PostgreSQL store: an account cached by a replica that does
 not consume its partition may be stale; saving it then fails on the aggregate's version
@@ -14,40 +14,23 @@ not consume its partition may be stale; saving it then fails on the aggregate's 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import Any, TypeVar
+from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.persistence import IntegrityError
 
 from services.credit.domain import CreditAccount, CreditError, CreditRules, credit_account_id, default_rules
 from services.credit.domain.registry import ReviewRegistry
-from shared.eventstore import TrackedApplication
+from shared.eventstore import LATEST_VERSION, retry_on_conflict
+from shared.feed_application import FeedApplication
 from shared.ledger_feed import Fact
 
 T = TypeVar("T")
-
-# A historical read (``version=``) bypasses the aggregate cache: a fresh copy from the store.
-_LATEST = 2**62
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    message: Fact
-    reason: str
-
-
-@dataclass(slots=True)
-class PreparedBatch:
-    accounts: dict[str, CreditAccount] = field(default_factory=dict)
-    applied: int = 0
-    duplicates: int = 0
-    refusals: list[Refusal] = field(default_factory=list)
-    stored_events: int = 0
-
 
 @dataclass(slots=True)
 class ReviewChunk:
@@ -63,10 +46,11 @@ class ReviewChunk:
     overdue_marked: int = 0
 
 
-class CreditApplication(TrackedApplication):
+class CreditApplication(FeedApplication[CreditAccount]):
     """Event-sourced credit: one CreditAccount per customer and the review registry."""
 
     name = "credit"
+    refused = (CreditError, KeyError, ValueError, TypeError)  # e.g. an ERP credit limit it refuses
 
     def __init__(self, env: dict[str, str] | None = None, rules: CreditRules | None = None) -> None:
         super().__init__(env=env)
@@ -74,16 +58,14 @@ class CreditApplication(TrackedApplication):
 
     # ------------------------------------------------------------------ accounts
 
-    def account(self, customer_id: str, *, fresh: bool = False) -> CreditAccount | None:
-        """A customer's account (``fresh``: read from the store, not the writer's cache)."""
-        try:
-            if fresh:
-                account: CreditAccount = self.repository.get(credit_account_id(customer_id), version=_LATEST)
-            else:
-                account = self.repository.get(credit_account_id(customer_id))
-        except AggregateNotFoundError:
-            return None
-        return account
+    def account_id(self, customer_id: str) -> UUID:
+        return credit_account_id(customer_id)
+
+    def new_account(self, customer_id: str) -> CreditAccount:
+        return CreditAccount(customer_id)
+
+    def observe(self, account: CreditAccount, message: Fact) -> bool:
+        return account.observe(message.event_type, message.data, message.event_id, self.rules)
 
     def cached_account(self, customer_id: str) -> CreditAccount | None:
         """The cached account, or None (no I/O: safe on the event loop)."""
@@ -108,53 +90,6 @@ class CreditApplication(TrackedApplication):
     def history(self, customer_id: str, *, after: int = 0, limit: int | None = None) -> list[Any]:
         return list(self.events.get(credit_account_id(customer_id), gt=after or None, limit=limit))
 
-    # ------------------------------------------------------------------ the consumer's side
-
-    def prepare(self, messages: Sequence[Fact]) -> PreparedBatch:
-        """Apply facts to their accounts in memory; nothing is written yet."""
-        batch = PreparedBatch()
-        uncached = {m.customer_id for m in messages if not self.is_cached(credit_account_id(m.customer_id))}
-        stored = self.stored_ids([credit_account_id(c) for c in uncached]) if uncached else set()
-        for message in messages:
-            if not message.known:
-                batch.duplicates += 1  # a ledger event type this version does not read
-                continue
-            account = batch.accounts.get(message.customer_id)
-            if account is None:
-                aggregate_id = credit_account_id(message.customer_id)
-                if message.customer_id in uncached and aggregate_id not in stored:
-                    account = CreditAccount(message.customer_id)
-                else:
-                    account = self.account(message.customer_id) or CreditAccount(message.customer_id)
-                batch.accounts[message.customer_id] = account
-            try:
-                changed = account.observe(message.event_type, message.data, message.event_id, self.rules)
-            except (CreditError, KeyError, ValueError, TypeError) as error:
-                # a fact the account cannot take (e.g. an ERP credit limit it refuses)
-                batch.refusals.append(Refusal(message, f"{type(error).__name__}: {error}"))
-                continue
-            if changed:
-                batch.applied += 1
-            else:
-                batch.duplicates += 1
-        return batch
-
-    def commit(self, batch: PreparedBatch, tracking: Tracking | None = None) -> None:
-        batch.stored_events = sum(len(a.pending_events) for a in batch.accounts.values())
-        self.save_tracked(*batch.accounts.values(), tracking=tracking)
-
-    def discard(self, batch: PreparedBatch) -> None:
-        self.evict_cached(*(credit_account_id(c) for c in batch.accounts))
-
-    def refusals(self, batch: PreparedBatch) -> list[tuple[Fact, str]]:
-        return [(r.message, r.reason) for r in batch.refusals]
-
-    def counts(self, batch: PreparedBatch) -> tuple[int, int, int]:
-        return batch.applied, batch.duplicates, batch.stored_events
-
-    def on_assigned(self) -> None:
-        self.clear_cache()
-
     # ------------------------------------------------------------------ commands
 
     def _command(self, customer_id: str, act: Callable[[CreditAccount], T], *, create: bool) -> T | None:
@@ -175,7 +110,7 @@ class CreditApplication(TrackedApplication):
             return result
 
         aggregate_id = credit_account_id(customer_id)
-        return _retry_on_conflict(attempt, on_conflict=lambda: self.evict_cached(aggregate_id))
+        return retry_on_conflict(attempt, on_conflict=lambda: self.evict_cached(aggregate_id))
 
     def set_limit(self, customer_id: str, currency: str, amount: Decimal, by: str,
                   expires_on: date | None, review_on: date | None) -> dict[str, Any]:
@@ -200,7 +135,7 @@ class CreditApplication(TrackedApplication):
     def review_registry(self) -> ReviewRegistry:
         """A fresh copy (another replica may have recorded a review), or a new one."""
         try:
-            registry: ReviewRegistry = self.repository.get(ReviewRegistry.create_id(), version=_LATEST)
+            registry: ReviewRegistry = self.repository.get(ReviewRegistry.create_id(), version=LATEST_VERSION)
         except AggregateNotFoundError:
             return ReviewRegistry()
         return registry
@@ -212,7 +147,7 @@ class CreditApplication(TrackedApplication):
             self.save_tracked(registry, tracking=None)
             return recorded
 
-        return _retry_on_conflict(attempt)
+        return retry_on_conflict(attempt)
 
     def review_chunk(self, customer_ids: Iterable[str], as_of: date) -> ReviewChunk:
         """The review of ``as_of`` over some customers, saved in one transaction."""
@@ -251,14 +186,3 @@ class CreditApplication(TrackedApplication):
             raise
         return chunk
 
-
-def _retry_on_conflict(attempt: Callable[[], T], attempts: int = 5,
-                       on_conflict: Callable[[], None] = lambda: None) -> T:
-    for remaining in range(attempts - 1, -1, -1):
-        try:
-            return attempt()
-        except IntegrityError:
-            on_conflict()
-            if remaining == 0:
-                raise
-    raise AssertionError("unreachable")

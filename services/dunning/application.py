@@ -1,10 +1,10 @@
 """The dunning application: ledger facts in, dunning-account events out; policies, promises, runs.
 
-Consumed facts go the ledger's way (``shared.consumer.Sink``): ``prepare`` folds a batch
-into the affected accounts in memory, ``commit`` writes their events with the batch's
-position in one transaction. Commands (a policy revision, a promise, a chunk of a run)
-are synchronous and called under the service's write lock, like the consumer's batches:
-one writer of the cached aggregates per process.
+Consumed facts go the ledger's way (``shared.feed_application``: a batch folded into the
+affected accounts in memory, then written with its position in one transaction).
+Commands (a policy revision, a promise, a chunk of a run) are synchronous and called under
+the service's write lock, like the consumer's batches: one writer of the cached aggregates
+per process.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
+from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg import sql
@@ -25,29 +25,11 @@ from psycopg import sql
 from services.dunning.domain import DunningAccount, Policy, dunning_account_id
 from services.dunning.domain.registry import PolicyBook, RunRegistry, resolve
 from services.dunning.domain.rendering import Renderer
-from shared.eventstore import TrackedApplication
+from shared.eventstore import LATEST_VERSION, retry_on_conflict
+from shared.feed_application import FeedApplication
 from shared.ledger_feed import Fact
 
 T = TypeVar("T")
-
-# A historical read (``version=``) bypasses the aggregate cache: a fresh copy from the store.
-_LATEST = 2**62
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    message: Fact
-    reason: str
-
-
-@dataclass(slots=True)
-class PreparedBatch:
-    accounts: dict[str, DunningAccount] = field(default_factory=dict)
-    applied: int = 0
-    duplicates: int = 0
-    refusals: list[Refusal] = field(default_factory=list)
-    stored_events: int = 0
-
 
 @dataclass(slots=True)
 class ChunkResult:
@@ -58,7 +40,7 @@ class ChunkResult:
     customers: int = 0  # customers for whom the run recorded something
 
 
-class DunningApplication(TrackedApplication):
+class DunningApplication(FeedApplication[DunningAccount]):
     """Event-sourced dunning: one DunningAccount per customer, a policy book, a run registry."""
 
     name = "dunning"
@@ -69,17 +51,14 @@ class DunningApplication(TrackedApplication):
 
     # ------------------------------------------------------------------ accounts
 
-    def account(self, customer_id: str, *, fresh: bool = False) -> DunningAccount | None:
-        """A customer's account (``fresh``: read from the store, not the writer's cache)."""
-        try:
-            if fresh:
-                account: DunningAccount = self.repository.get(dunning_account_id(customer_id),
-                                                              version=_LATEST)
-            else:
-                account = self.repository.get(dunning_account_id(customer_id))
-        except AggregateNotFoundError:
-            return None
-        return account
+    def account_id(self, customer_id: str) -> UUID:
+        return dunning_account_id(customer_id)
+
+    def new_account(self, customer_id: str) -> DunningAccount:
+        return DunningAccount(customer_id)
+
+    def observe(self, account: DunningAccount, message: Fact) -> bool:
+        return account.observe(message.event_type, message.data, message.event_id)
 
     def accounts(self, customer_ids: Sequence[str]) -> dict[str, DunningAccount]:
         """Many customers' accounts at once: the uncached ones read in one query per 500.
@@ -120,58 +99,12 @@ class DunningApplication(TrackedApplication):
     def history(self, customer_id: str) -> list[Any]:
         return list(self.events.get(dunning_account_id(customer_id)))
 
-    # ------------------------------------------------------------------ the consumer's side
-
-    def prepare(self, messages: Sequence[Fact]) -> PreparedBatch:
-        """Apply facts to their accounts in memory; nothing is written yet."""
-        batch = PreparedBatch()
-        uncached = {m.customer_id for m in messages if not self.is_cached(dunning_account_id(m.customer_id))}
-        stored = self.stored_ids([dunning_account_id(c) for c in uncached]) if uncached else set()
-        for message in messages:
-            if not message.known:
-                batch.duplicates += 1  # a ledger event type this version does not read
-                continue
-            account = batch.accounts.get(message.customer_id)
-            if account is None:
-                aggregate_id = dunning_account_id(message.customer_id)
-                if message.customer_id in uncached and aggregate_id not in stored:
-                    account = DunningAccount(message.customer_id)
-                else:
-                    account = self.account(message.customer_id) or DunningAccount(message.customer_id)
-                batch.accounts[message.customer_id] = account
-            try:
-                changed = account.observe(message.event_type, message.data, message.event_id)
-            except (KeyError, ValueError, TypeError) as error:  # a fact the account cannot read
-                batch.refusals.append(Refusal(message, f"{type(error).__name__}: {error}"))
-                continue
-            if changed:
-                batch.applied += 1
-            else:
-                batch.duplicates += 1
-        return batch
-
-    def commit(self, batch: PreparedBatch, tracking: Tracking | None = None) -> None:
-        batch.stored_events = sum(len(a.pending_events) for a in batch.accounts.values())
-        self.save_tracked(*batch.accounts.values(), tracking=tracking)
-
-    def discard(self, batch: PreparedBatch) -> None:
-        self.evict_cached(*(dunning_account_id(c) for c in batch.accounts))
-
-    def refusals(self, batch: PreparedBatch) -> list[tuple[Fact, str]]:
-        return [(r.message, r.reason) for r in batch.refusals]
-
-    def counts(self, batch: PreparedBatch) -> tuple[int, int, int]:
-        return batch.applied, batch.duplicates, batch.stored_events
-
-    def on_assigned(self) -> None:
-        self.clear_cache()
-
     # ------------------------------------------------------------------ singletons
 
     def _singleton(self, aggregate_id: UUID, make: Callable[[], T]) -> T:
         """A fresh copy of a singleton (another replica may have changed it), or a new one."""
         try:
-            found: T = self.repository.get(aggregate_id, version=_LATEST)
+            found: T = self.repository.get(aggregate_id, version=LATEST_VERSION)
         except AggregateNotFoundError:
             return make()
         return found
@@ -191,7 +124,7 @@ class DunningApplication(TrackedApplication):
             self.save_tracked(book, tracking=None)
             return stored
 
-        return _retry_on_conflict(attempt)
+        return retry_on_conflict(attempt)
 
     def record_run(self, as_of: date, *, notices: int, customers: int,
                    broken_promises: int) -> dict[str, Any]:
@@ -202,7 +135,7 @@ class DunningApplication(TrackedApplication):
             self.save_tracked(registry, tracking=None)
             return summary
 
-        return _retry_on_conflict(attempt)
+        return retry_on_conflict(attempt)
 
     # ------------------------------------------------------------------ commands
 
@@ -286,12 +219,3 @@ def select_stored_events(recorder: Any, aggregate_ids: list[UUID]) -> list[Store
                             state=row["state"]) for row in rows]
     return [event for i in aggregate_ids for event in recorder.select_events(i)]
 
-
-def _retry_on_conflict(attempt: Callable[[], T], attempts: int = 5) -> T:
-    for remaining in range(attempts - 1, -1, -1):
-        try:
-            return attempt()
-        except IntegrityError:
-            if remaining == 0:
-                raise
-    raise AssertionError("unreachable")

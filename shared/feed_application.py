@@ -1,0 +1,110 @@
+"""The consumer's side of a service that follows the ledger's feed (dunning, credit).
+
+Consumed facts go the ledger's way (``shared.consumer.Sink``): ``prepare`` folds a batch
+into the customers' account aggregates in memory, ``commit`` writes their events with the
+batch's position in one transaction, ``discard`` forgets what a failed commit left in the
+aggregate cache. A service names its account aggregate (``account_id``, ``new_account``)
+and how an account takes a fact (``observe``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import Tracking
+
+from shared.eventstore import LATEST_VERSION, TrackedApplication
+from shared.ledger_feed import Fact
+
+A = TypeVar("A", bound=Aggregate)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    message: Fact
+    reason: str
+
+
+@dataclass(slots=True)
+class PreparedBatch(Generic[A]):
+    accounts: dict[str, A] = field(default_factory=dict)
+    applied: int = 0
+    duplicates: int = 0
+    refusals: list[Refusal] = field(default_factory=list)
+    stored_events: int = 0
+
+
+class FeedApplication(TrackedApplication, Generic[A]):
+    """A TrackedApplication with one account aggregate per customer, fed by the ledger's facts."""
+
+    # a fact the account cannot take is refused (dead-lettered with the reason), not retried
+    refused: tuple[type[Exception], ...] = (KeyError, ValueError, TypeError)
+
+    def account_id(self, customer_id: str) -> UUID:
+        raise NotImplementedError
+
+    def new_account(self, customer_id: str) -> A:
+        raise NotImplementedError
+
+    def observe(self, account: A, message: Fact) -> bool:
+        """Apply a fact to the account; False when it changed nothing (seen before)."""
+        raise NotImplementedError
+
+    def account(self, customer_id: str, *, fresh: bool = False) -> A | None:
+        """A customer's account (``fresh``: read from the store, not the writer's cache)."""
+        try:
+            if fresh:
+                account: A = self.repository.get(self.account_id(customer_id), version=LATEST_VERSION)
+            else:
+                account = self.repository.get(self.account_id(customer_id))
+        except AggregateNotFoundError:
+            return None
+        return account
+
+    def prepare(self, messages: Sequence[Fact]) -> PreparedBatch[A]:
+        """Apply facts to their accounts in memory; nothing is written yet."""
+        batch: PreparedBatch[A] = PreparedBatch()
+        uncached = {m.customer_id for m in messages if not self.is_cached(self.account_id(m.customer_id))}
+        stored = self.stored_ids([self.account_id(c) for c in uncached]) if uncached else set()
+        for message in messages:
+            if not message.known:
+                batch.duplicates += 1  # a ledger event type this version does not read
+                continue
+            account = batch.accounts.get(message.customer_id)
+            if account is None:
+                if message.customer_id in uncached and self.account_id(message.customer_id) not in stored:
+                    account = self.new_account(message.customer_id)
+                else:
+                    account = self.account(message.customer_id) or self.new_account(message.customer_id)
+                batch.accounts[message.customer_id] = account
+            try:
+                changed = self.observe(account, message)
+            except self.refused as error:
+                batch.refusals.append(Refusal(message, f"{type(error).__name__}: {error}"))
+                continue
+            if changed:
+                batch.applied += 1
+            else:
+                batch.duplicates += 1
+        return batch
+
+    def commit(self, batch: PreparedBatch[A], tracking: Tracking | None = None) -> None:
+        batch.stored_events = sum(len(a.pending_events) for a in batch.accounts.values())
+        self.save_tracked(*batch.accounts.values(), tracking=tracking)
+
+    def discard(self, batch: PreparedBatch[A]) -> None:
+        self.evict_cached(*(self.account_id(c) for c in batch.accounts))
+
+    def refusals(self, batch: PreparedBatch[A]) -> list[tuple[Fact, str]]:
+        return [(r.message, r.reason) for r in batch.refusals]
+
+    def counts(self, batch: PreparedBatch[A]) -> tuple[int, int, int]:
+        return batch.applied, batch.duplicates, batch.stored_events
+
+    def on_assigned(self) -> None:
+        self.clear_cache()
