@@ -19,15 +19,11 @@ knows the whole state an event leaves behind without a query per event.
 
 from __future__ import annotations
 
-import asyncio
-from collections import OrderedDict
-from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import Notification
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -35,18 +31,17 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
-    Engine,
     Index,
     MetaData,
     String,
     Table,
-    select,
 )
+from sqlalchemy.engine import Connection
 
 from services.credit.domain import CreditAccount
 from services.credit.domain.registry import REVIEW_REGISTRY_ID
+from shared.account_projector import AccountProjector
 from shared.db import Money, insert_rows, upsert
-from shared.eventstore import TrackedApplication
 
 metadata = MetaData()
 
@@ -148,49 +143,26 @@ class _Touched:
         self.row_changed_at: Any = None
 
 
-class CreditProjector:
+class CreditProjector(AccountProjector[CreditAccount]):
     """Keeps the credit read models, one transaction per batch of notifications."""
 
     name = PROJECTOR_NAME
+    positions = positions
 
-    def __init__(self, app: TrackedApplication, engine: Engine, mirror_size: int = 20_000) -> None:
-        self.app = app
-        self.engine = engine
-        self.mirror_size = mirror_size
-        self._mirror: OrderedDict[UUID, CreditAccount] = OrderedDict()
-
-    def position(self) -> int:
-        with self.engine.connect() as conn:
-            value = conn.execute(select(positions.c.position).where(positions.c.name == self.name)).scalar()
-        return int(value or 0)
-
-    async def process(self, notifications: Sequence[Notification]) -> None:
-        await asyncio.to_thread(self.apply, notifications)
-
-    def apply(self, notifications: Sequence[Notification]) -> None:
-        events: list[tuple[int, Any]] = [(n.id, self.app.mapper.to_domain_event(n)) for n in notifications]
-        with self.engine.begin() as conn:
-            query = select(positions.c.position).where(positions.c.name == self.name)
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update()  # one projector writes at a time
-            done = int(conn.execute(query).scalar() or 0)
-            events = [(position, e) for position, e in events if position > done]
-            if not events:
-                return
-            touched: dict[UUID, _Touched] = {}
-            check_rows: dict[tuple[str, str], dict[str, Any]] = {}
-            review_rows: list[dict[str, Any]] = []
-            for _position, event in events:
-                if event.originator_id == REVIEW_REGISTRY_ID:
-                    if type(event).__name__ == "ReviewRecorded":
-                        review = dict(event.review)
-                        review_rows.append({"as_of": date.fromisoformat(review["as_of"]),
-                                            "review_id": review["review_id"], "summary": review,
-                                            "recorded_at": event.timestamp})
-                    continue
-                self._on_account_event(event, touched, check_rows)
-            self._write(conn, touched, list(check_rows.values()), review_rows)
-            upsert(conn, positions, [{"name": self.name, "position": events[-1][0]}], ["name"])
+    def project(self, conn: Connection, events: list[tuple[int, Any]], done: int) -> None:
+        touched: dict[UUID, _Touched] = {}
+        check_rows: dict[tuple[str, str], dict[str, Any]] = {}
+        review_rows: list[dict[str, Any]] = []
+        for _position, event in events:
+            if event.originator_id == REVIEW_REGISTRY_ID:
+                if type(event).__name__ == "ReviewRecorded":
+                    review = dict(event.review)
+                    review_rows.append({"as_of": date.fromisoformat(review["as_of"]),
+                                        "review_id": review["review_id"], "summary": review,
+                                        "recorded_at": event.timestamp})
+                continue
+            self._on_account_event(event, touched, check_rows)
+        self._write(conn, touched, list(check_rows.values()), review_rows)
 
     # ---------------------------------------------------------------- events
 
@@ -204,10 +176,7 @@ class CreditProjector:
         before = _row_state(account)
         account = event.mutate(account)
         assert account is not None
-        mirror[event.originator_id] = account
-        mirror.move_to_end(event.originator_id)
-        while len(mirror) > self.mirror_size:
-            mirror.popitem(last=False)
+        self.remember(event.originator_id, account)
         return account, _row_state(account) != before
 
     def _on_account_event(self, event: Any, touched: dict[UUID, _Touched],

@@ -19,16 +19,14 @@ knows the whole state an event leaves behind without a query per event.
 
 from __future__ import annotations
 
-import asyncio
-from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from itertools import groupby
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import Notification, StoredEvent
+from eventsourcing.persistence import StoredEvent
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -44,11 +42,13 @@ from sqlalchemy import (
     Table,
     select,
 )
+from sqlalchemy.engine import Connection
 
 from services.dunning.application import select_stored_events
 from services.dunning.domain import DunningAccount, Policy
 from services.dunning.domain.registry import POLICY_BOOK_ID, RUN_REGISTRY_ID, PolicyBook, resolve
 from services.dunning.outbound import notice_message
+from shared.account_projector import AccountProjector
 from shared.db import Money, upsert
 from shared.eventstore import TrackedApplication
 
@@ -166,56 +166,36 @@ class _Touched:
         self.timestamp: Any = None
 
 
-class DunningProjector:
+class DunningProjector(AccountProjector[DunningAccount]):
     """Keeps the dunning read models, one transaction per batch of notifications."""
 
     name = PROJECTOR_NAME
+    positions = positions
 
     def __init__(self, app: TrackedApplication, engine: Engine, mirror_size: int = 20_000) -> None:
-        self.app = app
-        self.engine = engine
-        self.mirror_size = mirror_size
-        self._mirror: OrderedDict[UUID, DunningAccount] = OrderedDict()
+        super().__init__(app, engine, mirror_size)
         self._book: PolicyBook | None = None  # the policies as of the projector's position
 
-    def position(self) -> int:
-        with self.engine.connect() as conn:
-            value = conn.execute(select(positions.c.position).where(positions.c.name == self.name)).scalar()
-        return int(value or 0)
-
-    async def process(self, notifications: Sequence[Notification]) -> None:
-        await asyncio.to_thread(self.apply, notifications)
-
-    def apply(self, notifications: Sequence[Notification]) -> None:
-        events: list[tuple[int, Any]] = [(n.id, self.app.mapper.to_domain_event(n)) for n in notifications]
-        with self.engine.begin() as conn:
-            query = select(positions.c.position).where(positions.c.name == self.name)
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update()  # one projector writes at a time
-            done = int(conn.execute(query).scalar() or 0)
-            events = [(position, e) for position, e in events if position > done]
-            if not events:
-                return
-            if self._book is None or done == 0:
-                self._book = self._load_book(conn)
-            self._preload(events)
-            touched: dict[UUID, _Touched] = {}
-            rows: dict[str, list[dict[str, Any]]] = {"notices": [], "notice_invoices": [], "promises": [],
-                                                     "policies": [], "runs": []}
-            for position, event in events:
-                if event.originator_id == POLICY_BOOK_ID:
-                    self._on_policy_book(event, rows)
-                elif event.originator_id == RUN_REGISTRY_ID:
-                    if type(event).__name__ == "RunRecorded":
-                        run = event.run
-                        rows["runs"].append({
-                            "as_of": date.fromisoformat(run["as_of"]), "run_id": run["run_id"],
-                            "notices": run["notices"], "customers": run["customers"],
-                            "broken_promises": run["broken_promises"], "recorded_at": event.timestamp})
-                else:
-                    self._on_account_event(position, event, touched, rows)
-            self._write(conn, touched, rows)
-            upsert(conn, positions, [{"name": self.name, "position": events[-1][0]}], ["name"])
+    def project(self, conn: Connection, events: list[tuple[int, Any]], done: int) -> None:
+        if self._book is None or done == 0:
+            self._book = self._load_book(conn)
+        self._preload(events)
+        touched: dict[UUID, _Touched] = {}
+        rows: dict[str, list[dict[str, Any]]] = {"notices": [], "notice_invoices": [], "promises": [],
+                                                 "policies": [], "runs": []}
+        for position, event in events:
+            if event.originator_id == POLICY_BOOK_ID:
+                self._on_policy_book(event, rows)
+            elif event.originator_id == RUN_REGISTRY_ID:
+                if type(event).__name__ == "RunRecorded":
+                    run = event.run
+                    rows["runs"].append({
+                        "as_of": date.fromisoformat(run["as_of"]), "run_id": run["run_id"],
+                        "notices": run["notices"], "customers": run["customers"],
+                        "broken_promises": run["broken_promises"], "recorded_at": event.timestamp})
+            else:
+                self._on_account_event(position, event, touched, rows)
+        self._write(conn, touched, rows)
 
     # ---------------------------------------------------------------- events
 
@@ -276,10 +256,7 @@ class DunningProjector:
         else:
             account = self.app.repository.get(event.originator_id, version=event.originator_version)
         assert account is not None
-        mirror[event.originator_id] = account
-        mirror.move_to_end(event.originator_id)
-        while len(mirror) > self.mirror_size:
-            mirror.popitem(last=False)
+        self.remember(event.originator_id, account)
         return account
 
     def _on_account_event(self, position: int, event: Any, touched: dict[UUID, _Touched],
