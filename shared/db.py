@@ -277,12 +277,13 @@ def migrate(url: str, script_location: Path, version_table: str) -> None:
     SQLite across processes (a flock beside the database; on PostgreSQL the migration
     environment takes an advisory lock), so replicas starting together take turns.
     """
-    with _MIGRATING, _sqlite_file_lock(url, "migrate"):
+    with _MIGRATING, sqlite_file_lock(url, "migrate"):
         _migrate(url, script_location, version_table)
 
 
 @contextlib.contextmanager
-def _sqlite_file_lock(url: str, name: str) -> Iterator[None]:
+def sqlite_file_lock(url: str, name: str) -> Iterator[None]:
+    """On SQLite, an exclusive lock across processes: a flock on a file beside the database."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or not parsed.database:
         yield

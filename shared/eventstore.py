@@ -31,6 +31,8 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteProcessRecorde
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from shared.db import sqlite_file_lock
+
 log = logging.getLogger(__name__)
 
 
@@ -129,8 +131,13 @@ def _schema_lock(env: Any) -> Iterator[None]:
     """Replicas starting together create the event store's tables one at a time.
 
     (The library's CREATE TABLE IF NOT EXISTS is not safe against a concurrent one on
-    PostgreSQL: the loser fails on a unique index of the catalog.)
+    PostgreSQL: the loser fails on a unique index of the catalog. On SQLite, processes setting
+    up a new database together can fail with "database is locked".)
     """
+    if env.get("PERSISTENCE_MODULE") == "eventsourcing.sqlite":
+        with sqlite_file_lock(f"sqlite:///{env['SQLITE_DBNAME']}", "eventstore-schema"):
+            yield
+        return
     if env.get("PERSISTENCE_MODULE") != "eventsourcing.postgres":
         yield
         return
