@@ -10,6 +10,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import Callable, Coroutine, Sequence
+from types import ModuleType
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -113,6 +114,34 @@ class ServiceRuntime:
 
         self.worker = FollowerWorker(module, settings, self.metrics)
         self.supervise(self.worker, "followers-process")
+
+    def consume(
+        self, settings: ServiceSettings, followers: ModuleType, *, topics: Sequence[str],
+        decode: Callable[[Any], Any], sink: Any,
+    ) -> Callable[[], None] | None:
+        """A service's usual start: its followers (``followers.start``, in a child process or
+        inline as ``settings.followers`` says) and the Kafka consumer feeding ``sink``, which
+        wakes them after each commit. Returns what closes inline followers' resources."""
+        from shared.consumer import KafkaConsumerLoop
+
+        close_followers = None
+        if settings.followers == "process":
+            self.followers_process(followers.__name__, settings)
+            self.start_kafka()
+        else:
+            close_followers = followers.start(settings, self)
+        self.supervise(
+            KafkaConsumerLoop(
+                service=self.service, bootstrap=settings.kafka_bootstrap,
+                group_id=settings.consumer_group or f"receivables-{self.service}", topics=topics,
+                decode=decode, sink=sink, producer=self.kafka.producer, metrics=self.metrics,
+                on_committed=self.notify_followers, max_records=settings.batch_max_records,
+                timeout_ms=settings.batch_timeout_ms, session_timeout_ms=settings.session_timeout_ms,
+                write_lock=self.write_lock,
+            ),
+            "consumer", needs_kafka=True,
+        )
+        return close_followers
 
     def notify_followers(self) -> None:
         for loop in self.followers:

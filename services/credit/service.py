@@ -19,7 +19,6 @@ from services.credit.domain import CreditError
 from services.credit.reviews import ReviewRunner, daily_scheduler
 from services.credit.settings import INBOUND_TOPICS, CreditSettings, credit_settings
 from shared.auth import install_auth
-from shared.consumer import KafkaConsumerLoop
 from shared.db import make_engine, migrate
 from shared.eventstore import eventsourcing_env
 from shared.health import health
@@ -57,23 +56,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         desk = CheckDesk(credit, runtime.write_lock, metrics, runtime.notify_followers)
         app.state.credit, app.state.engine, app.state.runtime = credit, engine, runtime
         app.state.runner, app.state.desk = runner, desk
-        close_followers = None
-        if settings.followers == "process":
-            runtime.followers_process(followers.__name__, settings)
-            runtime.start_kafka()
-        else:
-            close_followers = followers.start(settings, runtime)
-        runtime.supervise(
-            KafkaConsumerLoop(
-                service="credit", bootstrap=settings.kafka_bootstrap,
-                group_id=settings.consumer_group or "receivables-credit", topics=INBOUND_TOPICS,
-                decode=decode_record, sink=credit, producer=runtime.kafka.producer, metrics=metrics,
-                on_committed=runtime.notify_followers, max_records=settings.batch_max_records,
-                timeout_ms=settings.batch_timeout_ms, session_timeout_ms=settings.session_timeout_ms,
-                write_lock=runtime.write_lock,
-            ),
-            "consumer", needs_kafka=True,
-        )
+        close_followers = runtime.consume(settings, followers, topics=INBOUND_TOPICS, decode=decode_record,
+                                          sink=credit)
         if settings.credit_review_at is not None:
             runtime.supervise(daily_scheduler(runner, settings.credit_review_at, settings.credit_timezone),
                               "scheduler")

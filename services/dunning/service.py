@@ -18,7 +18,6 @@ from services.dunning.domain.errors import DunningError
 from services.dunning.runs import DunningRunner, daily_scheduler
 from services.dunning.settings import INBOUND_TOPICS, DunningSettings, dunning_settings
 from shared.auth import install_auth
-from shared.consumer import KafkaConsumerLoop
 from shared.db import make_engine, migrate
 from shared.eventstore import eventsourcing_env
 from shared.health import health
@@ -54,23 +53,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         runner = DunningRunner(dunning, engine, runtime.write_lock, runtime.notify_followers)
         app.state.dunning, app.state.engine, app.state.runtime = dunning, engine, runtime
         app.state.runner = runner
-        close_followers = None
-        if settings.followers == "process":
-            runtime.followers_process(followers.__name__, settings)
-            runtime.start_kafka()
-        else:
-            close_followers = followers.start(settings, runtime)
-        runtime.supervise(
-            KafkaConsumerLoop(
-                service="dunning", bootstrap=settings.kafka_bootstrap,
-                group_id=settings.consumer_group or "receivables-dunning", topics=INBOUND_TOPICS,
-                decode=decode_record, sink=dunning, producer=runtime.kafka.producer, metrics=metrics,
-                on_committed=runtime.notify_followers, max_records=settings.batch_max_records,
-                timeout_ms=settings.batch_timeout_ms, session_timeout_ms=settings.session_timeout_ms,
-                write_lock=runtime.write_lock,
-            ),
-            "consumer", needs_kafka=True,
-        )
+        close_followers = runtime.consume(settings, followers, topics=INBOUND_TOPICS, decode=decode_record,
+                                          sink=dunning)
         if settings.dunning_run_at is not None:
             runtime.supervise(daily_scheduler(runner, settings.dunning_run_at, settings.dunning_timezone),
                               "scheduler")

@@ -17,7 +17,6 @@ from services.ledger.application import LedgerApplication
 from services.ledger.domain import errors as domain_errors
 from services.ledger.settings import INBOUND_TOPICS, ledger_settings
 from shared.auth import install_auth
-from shared.consumer import KafkaConsumerLoop
 from shared.db import make_engine, migrate
 from shared.erp_events import InboundMessage, decode_message
 from shared.eventstore import eventsourcing_env
@@ -56,24 +55,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         runtime = ServiceRuntime("ledger", settings.kafka_bootstrap, metrics)
         app.state.ledger, app.state.engine, app.state.runtime = ledger, engine, runtime
         app.state.settings = settings
-        close_followers = None
-        if settings.followers == "process":
-            runtime.followers_process(followers.__name__, settings)
-            runtime.start_kafka()
-        else:
-            close_followers = followers.start(settings, runtime)
-        producer = runtime.kafka.producer
-        runtime.supervise(
-            KafkaConsumerLoop(
-                service="ledger", bootstrap=settings.kafka_bootstrap,
-                group_id=settings.consumer_group or "receivables-ledger", topics=INBOUND_TOPICS,
-                decode=decode_record, sink=ledger, producer=producer, metrics=metrics,
-                on_committed=runtime.notify_followers, max_records=settings.batch_max_records,
-                timeout_ms=settings.batch_timeout_ms, session_timeout_ms=settings.session_timeout_ms,
-                write_lock=runtime.write_lock,
-            ),
-            "consumer", needs_kafka=True,
-        )
+        close_followers = runtime.consume(settings, followers, topics=INBOUND_TOPICS, decode=decode_record,
+                                          sink=ledger)
         log.info("ledger started on %s with Kafka at %s", _redact(settings.database_url),
                  settings.kafka_bootstrap)
         try:
