@@ -1,5 +1,6 @@
 """What the dunning and credit projectors share: one transaction per batch of notifications
-under the projector's position row, and a mirror of recently seen account aggregates.
+under the projector's position row (the batch worked out before it), and a mirror of
+recently seen account aggregates.
 
 The mirror lets a projector move an account forward with each event (loading it from the
 store only when it has not seen its previous version), so it knows the whole state an event
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
@@ -35,6 +36,7 @@ class AccountProjector(Generic[A]):
         self.engine = engine
         self.mirror_size = mirror_size
         self._mirror: OrderedDict[UUID, A] = OrderedDict()
+        self._done: int | None = None  # the position this projector last wrote or read
 
     def position(self) -> int:
         with self.engine.connect() as conn:
@@ -48,16 +50,44 @@ class AccountProjector(Generic[A]):
 
     def apply(self, notifications: Sequence[Notification]) -> None:
         events: list[tuple[int, Any]] = [(n.id, self.app.mapper.to_domain_event(n)) for n in notifications]
+        # The batch is prepared before its transaction, from the position this projector last
+        # wrote: on SQLite the transaction holds the database's write lock, which the
+        # service's own saves (credit checks, every few milliseconds) would otherwise wait
+        # for while the batch is worked out. In the transaction the position is read again
+        # (locked, on PostgreSQL); if another replica's projector moved it, the batch is
+        # prepared again from there (the mirror only holds accounts at stored versions).
+        done = self._done if self._done is not None else self.position()
+        write, last = self._prepared(events, done)
+        self._done = None  # unknown until the transaction commits
         with self.engine.begin() as conn:
             query = select(self.positions.c.position).where(self.positions.c.name == self.name)
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update()  # one projector writes at a time
-            done = int(conn.execute(query).scalar() or 0)
-            events = [(position, e) for position, e in events if position > done]
-            if not events:
+            locked = int(conn.execute(query).scalar() or 0)
+            if locked != done:
+                write, last = self._prepared(events, locked)
+            if write is None:
+                self._done = locked
                 return
-            self.project(conn, events, done)
-            upsert(conn, self.positions, [{"name": self.name, "position": events[-1][0]}], ["name"])
+            write(conn)
+            upsert(conn, self.positions, [{"name": self.name, "position": last}], ["name"])
+        self._done = last
+
+    def _prepared(self, events: list[tuple[int, Any]],
+                  done: int) -> tuple[Callable[[Connection], None] | None, int]:
+        """What writes the events after ``done`` (None if there are none), and the last one's position."""
+        events = [(position, e) for position, e in events if position > done]
+        if not events:
+            return None, done
+        return self.prepare(events, done), events[-1][0]
+
+    def prepare(self, events: list[tuple[int, Any]], done: int) -> Callable[[Connection], None]:
+        """What writes these events' changes (after position ``done``) in a transaction.
+
+        By default everything is done in the transaction (``project``); a projector whose
+        batches take long to work out builds its rows here and returns only their writing.
+        """
+        return lambda conn: self.project(conn, events, done)
 
     def project(self, conn: Connection, events: list[tuple[int, Any]], done: int) -> None:
         """Write what these events (after position ``done``) change, in ``conn``'s transaction."""

@@ -84,10 +84,14 @@ def not_found(kind: str, id: str) -> Problem:
     return Problem(404, "not-found", detail=f"No {kind} with id {id!r}", resource=kind, resource_id=id)
 
 
+def problem_response(problem: Problem, path: str) -> ProblemResponse:
+    """The response answering ``problem`` for a request to ``path`` (its ``instance``)."""
+    document = problem.to_dict(instance=path)
+    return ProblemResponse(document, status_code=problem.status, headers=problem.headers)
+
+
 def _respond(request: Request, problem: Problem) -> ProblemResponse:
-    return ProblemResponse(
-        problem.to_dict(instance=request.url.path), status_code=problem.status, headers=problem.headers
-    )
+    return problem_response(problem, request.url.path)
 
 
 def _slug_for_status(status: int) -> str:

@@ -78,7 +78,7 @@ RunnerDep = Annotated[ReviewRunner, Depends(get_runner)]
 router = APIRouter()
 
 
-def _today() -> date:
+def today() -> date:
     return datetime.now(UTC).date()
 
 
@@ -90,7 +90,7 @@ def _field_problem(status: int, slug: str, field: str, message: str) -> Problem:
     return Problem(status, slug, detail=f"{field}: {message}", errors=[{"field": field, "message": message}])
 
 
-def _refused(error: CreditError, fields: dict[str, str], default: str) -> Problem:
+def refused(error: CreditError, fields: dict[str, str], default: str) -> Problem:
     """A domain refusal as a problem naming the field (the message starts with it, e.g. ``amount: ...``)."""
     message = str(error)
     name = message.split(":", 1)[0].strip()
@@ -121,7 +121,7 @@ class CheckIn(BaseModel):
     on: date | None = Field(default=None, description="business date of the check; default today (UTC)")
 
 
-_CHECK_FIELDS = {"amount": "body.amount", "currency": "body.currency", "order_id": "body.order_id"}
+CHECK_FIELDS = {"amount": "body.amount", "currency": "body.currency", "order_id": "body.order_id"}
 
 
 # The check route reads its body and checks its scope itself: FastAPI's body parameter and
@@ -198,9 +198,9 @@ async def post_credit_check(request: Request) -> Response:
     desk: CheckDesk = request.app.state.desk
     try:
         answer = await desk.check(check.customer_id, check.order_id, check.amount, check.currency,
-                                  check.on or _today())
+                                  check.on or today())
     except CreditError as error:
-        raise _refused(error, _CHECK_FIELDS, "body") from None
+        raise refused(error, CHECK_FIELDS, "body") from None
     return _json(answer)
 
 
@@ -220,7 +220,7 @@ async def post_review(body: ReviewIn, runner: RunnerDep, _: CreditWriter) -> Res
     try:
         return _json(await runner.run(body.as_of))
     except ReviewOutOfOrder as error:
-        raise _refused(error, {}, "body.as_of") from None
+        raise refused(error, {}, "body.as_of") from None
     except ReadModelsBehind as error:
         raise Problem(503, "read-models-behind", detail=str(error), headers={"Retry-After": "5"}) from None
 
@@ -289,7 +289,7 @@ async def put_credit_limit(customer_id: Id, body: LimitIn, app: AppDep, runtime:
             position = await asyncio.to_thread(app.set_limit, customer_id, body.currency, body.amount,
                                                principal.identity, body.expires_on, body.review_on)
     except CreditError as error:
-        raise _refused(error, {"amount": "body.amount", "currency": "body.currency"}, "body") from None
+        raise refused(error, {"amount": "body.amount", "currency": "body.currency"}, "body") from None
     runtime.notify_followers()
     return _json({"customer_id": customer_id, "set_by": principal.identity, **position})
 
@@ -309,7 +309,7 @@ async def post_hold(customer_id: Id, body: HoldIn, app: AppDep, runtime: Runtime
         async with runtime.write_lock:
             hold = await asyncio.to_thread(app.place_hold, customer_id, principal.identity, body.reason)
     except CreditError as error:
-        raise _refused(error, {"reason": "body.reason"}, "body") from None
+        raise refused(error, {"reason": "body.reason"}, "body") from None
     runtime.notify_followers()
     return _json({"customer_id": customer_id, **hold}, status=201)
 
@@ -334,7 +334,7 @@ async def post_release(hold_id: Id, body: ReleaseIn, app: AppDep, engine: Engine
             release = await asyncio.to_thread(app.release_hold, customer_id, hold_id, principal.identity,
                                               body.reason)
     except CreditError as error:
-        raise _refused(error, {"reason": "body.reason"}, "path.hold_id") from None
+        raise refused(error, {"reason": "body.reason"}, "path.hold_id") from None
     if release is None:
         raise not_found("hold", hold_id)
     runtime.notify_followers()

@@ -19,6 +19,8 @@ knows the whole state an event leaves behind without a query per event.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -143,13 +145,27 @@ class _Touched:
         self.row_changed_at: Any = None
 
 
+@dataclass(slots=True)
+class _Rows:
+    """What a batch writes: the customers whose positions are replaced, and each table's rows."""
+
+    customer_ids: list[str]
+    accounts: list[dict[str, Any]]
+    positions: list[dict[str, Any]]
+    placed_holds: list[dict[str, Any]]
+    changed_holds: list[dict[str, Any]]
+    checks: list[dict[str, Any]]
+    reviews: list[dict[str, Any]]
+
+
 class CreditProjector(AccountProjector[CreditAccount]):
     """Keeps the credit read models, one transaction per batch of notifications."""
 
     name = PROJECTOR_NAME
     positions = positions
 
-    def project(self, conn: Connection, events: list[tuple[int, Any]], done: int) -> None:
+    def prepare(self, events: list[tuple[int, Any]], done: int) -> Callable[[Connection], None]:
+        """The batch's rows, worked out before its transaction (see ``AccountProjector.apply``)."""
         touched: dict[UUID, _Touched] = {}
         check_rows: dict[tuple[str, str], dict[str, Any]] = {}
         review_rows: list[dict[str, Any]] = []
@@ -162,7 +178,8 @@ class CreditProjector(AccountProjector[CreditAccount]):
                                         "recorded_at": event.timestamp})
                 continue
             self._on_account_event(event, touched, check_rows)
-        self._write(conn, touched, list(check_rows.values()), review_rows)
+        rows = self._rows(touched, list(check_rows.values()), review_rows)
+        return lambda conn: self._write(conn, rows)
 
     # ---------------------------------------------------------------- events
 
@@ -211,8 +228,8 @@ class CreditProjector(AccountProjector[CreditAccount]):
 
     # ---------------------------------------------------------------- writing
 
-    def _write(self, conn: Any, touched: dict[UUID, _Touched], check_rows: list[dict[str, Any]],
-               review_rows: list[dict[str, Any]]) -> None:
+    def _rows(self, touched: dict[UUID, _Touched], check_rows: list[dict[str, Any]],
+              review_rows: list[dict[str, Any]]) -> _Rows:
         account_rows, position_rows, placed_rows, changed_rows = [], [], [], []
         for entry in touched.values():
             account = entry.account
@@ -248,14 +265,17 @@ class CreditProjector(AccountProjector[CreditAccount]):
                     placed_rows.append({**row, "placed_at": placed_at})
                 else:
                     changed_rows.append(row)
-        upsert(conn, accounts, account_rows, ["customer_id"])
-        if touched:
-            customer_ids = [entry.account.customer_id for entry in touched.values()]
-            for start in range(0, len(customer_ids), 500):
-                conn.execute(positions_by_currency.delete().where(
-                    positions_by_currency.c.customer_id.in_(customer_ids[start:start + 500])))
-        insert_rows(conn, positions_by_currency, position_rows)
-        upsert(conn, holds, placed_rows, ["hold_id"])
-        upsert(conn, holds, changed_rows, ["hold_id"])
-        upsert(conn, checks, check_rows, ["customer_id", "order_id"])
-        upsert(conn, reviews, review_rows, ["as_of"])
+        return _Rows([entry.account.customer_id for entry in touched.values()], account_rows, position_rows,
+                     placed_rows, changed_rows, check_rows, review_rows)
+
+    def _write(self, conn: Connection, rows: _Rows) -> None:
+        upsert(conn, accounts, rows.accounts, ["customer_id"])
+        customer_ids = rows.customer_ids
+        for start in range(0, len(customer_ids), 500):
+            conn.execute(positions_by_currency.delete().where(
+                positions_by_currency.c.customer_id.in_(customer_ids[start:start + 500])))
+        insert_rows(conn, positions_by_currency, rows.positions)
+        upsert(conn, holds, rows.placed_holds, ["hold_id"])
+        upsert(conn, holds, rows.changed_holds, ["hold_id"])
+        upsert(conn, checks, rows.checks, ["customer_id", "order_id"])
+        upsert(conn, reviews, rows.reviews, ["as_of"])

@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from services.credit import followers
 from services.credit.api import router
 from services.credit.application import CreditApplication
+from services.credit.check_lane import CheckLane
 from services.credit.checks import CheckDesk
 from services.credit.domain import CreditError
 from services.credit.reviews import ReviewRunner, daily_scheduler
@@ -78,6 +79,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app = FastAPI(title="receivables credit", version="0.1.0", lifespan=lifespan)
     install_problem_handlers(app, error_map={CreditError: (409, "credit-refused")})
     install_auth(app, settings)
+    app.add_middleware(CheckLane)
     app.include_router(router)
     app.include_router(health)
     return app

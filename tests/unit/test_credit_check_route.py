@@ -1,5 +1,6 @@
-"""``POST /credit-checks`` reads its body and checks its scope itself (it is the hot path):
-every answer, error or not, is the one FastAPI's body parameter and the ``CreditChecker``
+"""``POST /credit-checks`` reads its body and checks its scope itself (it is the hot path), and
+the service answers plain checks on a lane ahead of the framework (``CheckLane``): every
+answer, error or not, is the one FastAPI's body parameter and the ``CreditChecker``
 dependency give the same request."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 
 from services.credit import api
 from services.credit.api import CheckIn
+from services.credit.check_lane import CheckLane
 from services.credit.domain import CreditAccount, CreditError
 from shared.auth import AuthState, CreditChecker, TokenRegistry
 from shared.problems import install_problem_handlers
@@ -45,12 +47,14 @@ async def declared_check(body: CheckIn, desk: Annotated[_Desk, Depends(_desk)], 
         answer = await desk.check(body.customer_id, body.order_id, body.amount, body.currency,
                                   body.on or date(2025, 1, 1))
     except CreditError as error:
-        raise api._refused(error, api._CHECK_FIELDS, "body") from None
+        raise api.refused(error, api.CHECK_FIELDS, "body") from None
     return api._json(answer)
 
 
-def _app(router: APIRouter) -> FastAPI:
+def _app(router: APIRouter, *, lane: bool = False) -> FastAPI:
     app = FastAPI()
+    if lane:
+        app.add_middleware(CheckLane)
     install_problem_handlers(app, error_map={CreditError: (409, "credit-refused")})
     app.state.auth = AuthState(True, TokenRegistry.from_mapping({"checker": ["credit:check"],
                                                                  "reader": ["credit:read"]}))
@@ -100,9 +104,9 @@ CASES: list[tuple[str, bytes, str | None, str | None]] = [
 ]
 
 
-async def _answers(router: APIRouter) -> list[tuple[int, dict[str, str], Any]]:
+async def _answers(router: APIRouter, *, lane: bool = False) -> list[tuple[int, dict[str, str], Any]]:
     answers = []
-    transport = httpx.ASGITransport(app=_app(router))
+    transport = httpx.ASGITransport(app=_app(router, lane=lane))
     async with httpx.AsyncClient(transport=transport, base_url="http://credit") as client:
         for _, body, media_type, authorization in CASES:
             headers = {"content-type": media_type} if media_type else {}
@@ -116,9 +120,11 @@ async def _answers(router: APIRouter) -> list[tuple[int, dict[str, str], Any]]:
 async def test_the_check_route_answers_as_fastapi_declarations_would() -> None:
     # the cases run in order on each app, so repeats and conflicts meet the same history
     declared_answers, lean_answers = await _answers(declared), await _answers(api.router)
-    differing = [case[0] for case, lean, reference in zip(CASES, lean_answers, declared_answers, strict=True)
-                 if lean != reference]
-    assert differing == []
+    laned_answers = await _answers(api.router, lane=True)
+    for answers in (lean_answers, laned_answers):
+        differing = [case[0] for case, answer, reference in zip(CASES, answers, declared_answers, strict=True)
+                     if answer != reference]
+        assert differing == []
     assert [status for status, _, _ in lean_answers] == [
         200, 200, 409, 401, 401, 401, 401, 200, 403, 422, 422, 422, 400, 422, 401, 422, 422, 200, 200, 200,
         422, 422, 422, 422, 422, 422, 422, 422, 422]
@@ -129,3 +135,17 @@ def test_the_check_route_documents_its_body_and_scheme() -> None:
     assert operation["security"] == [{"HTTPBearer": []}]
     schema = operation["requestBody"]["content"]["application/json"]["schema"]
     assert schema["required"] == ["customer_id", "order_id", "amount", "currency"]
+
+
+async def test_the_lane_answers_plain_checks_itself_and_hands_on_the_rest() -> None:
+    # an app with the lane and no route at all: what reaches the app is not found
+    transport = httpx.ASGITransport(app=_app(APIRouter(), lane=True))
+    async with httpx.AsyncClient(transport=transport, base_url="http://credit") as client:
+        answered = await client.post("/credit-checks", json=GOOD, headers={"authorization": "Bearer checker"})
+        handed_on = [await client.post("/credit-checks", json=GOOD),
+                     await client.post("/credit-checks", json={**GOOD, "amount": 5},
+                                       headers={"authorization": "Bearer checker"}),
+                     await client.get("/credit-checks", headers={"authorization": "Bearer checker"})]
+    assert answered.status_code == 200 and answered.json()["decision"] == "review"
+    assert [r.status_code for r in handed_on] == [404, 404, 404]
+    assert handed_on[1].json()["instance"] == "/credit-checks"
