@@ -31,6 +31,8 @@ class AccountProjector(Generic[A]):
     name: str
     positions: Table  # (name, position): how far each projector has read the notification log
 
+    events_a_transaction = 50
+
     def __init__(self, app: TrackedApplication, engine: Engine, mirror_size: int = 20_000) -> None:
         self.app = app
         self.engine = engine
@@ -46,7 +48,10 @@ class AccountProjector(Generic[A]):
         return int(value or 0)
 
     async def process(self, notifications: Sequence[Notification]) -> None:
-        await asyncio.to_thread(self.apply, notifications)
+        # in transactions of a few hundred events: on SQLite each holds the write lock the
+        # service's own saves queue for (shared.db.WriteTurn), so none should hold it long
+        for start in range(0, len(notifications), self.events_a_transaction):
+            await asyncio.to_thread(self.apply, notifications[start:start + self.events_a_transaction])
 
     def apply(self, notifications: Sequence[Notification]) -> None:
         events: list[tuple[int, Any]] = [(n.id, self.app.mapper.to_domain_event(n)) for n in notifications]

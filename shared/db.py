@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import operator
+import os
+import sqlite3
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -42,18 +44,120 @@ class Money(TypeDecorator[Decimal]):
         return Decimal(int(value)).scaleb(-MONEY_SCALE)
 
 
+class WriteTurn:
+    """Turns at writing one SQLite database, for every thread of every process using it.
+
+    SQLite lets one writer in at a time and makes the others poll: a writer that finds the
+    database locked sleeps 1 ms, then 2, 5, 10... before trying again. The service's event
+    store saves (a credit check group every few milliseconds) and its followers' writes (in
+    a child process) met that way half the time, and each save waited a millisecond or more
+    for a lock held a fraction of that. Writers that take a turn first queue instead: the
+    threads of a process on a lock, the processes on a flock beside the database, and the
+    next in line runs as soon as the last is done. SQLite's own lock still guards the
+    database (a writer that takes no turn is only slower). Re-entrant in a thread.
+    """
+
+    _turns: dict[tuple[int, str], WriteTurn] = {}
+    _turns_lock = threading.Lock()
+
+    def __init__(self, database: str) -> None:
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._handle = open(f"{database}.write.lock", "a")  # noqa: SIM115 (open for the process's life)
+
+    @classmethod
+    def of(cls, database: str) -> WriteTurn:
+        """This process's turns at writing ``database`` (a file path)."""
+        key = (os.getpid(), database)  # a forked child queues with its own flock, not its parent's
+        turn = cls._turns.get(key)
+        if turn is None:
+            with cls._turns_lock:
+                turn = cls._turns.get(key)
+                if turn is None:
+                    Path(database).parent.mkdir(parents=True, exist_ok=True)
+                    turn = cls._turns[key] = cls(database)
+        return turn
+
+    def acquire(self) -> None:
+        self._lock.acquire()
+        if self._depth == 0:
+            try:
+                fcntl.flock(self._handle, fcntl.LOCK_EX)  # (lets go of the GIL while it waits)
+            except BaseException:
+                self._lock.release()
+                raise
+        self._depth += 1
+
+    def try_acquire(self) -> bool:
+        """Take the turn if no one has it (True), without waiting."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        if self._depth == 0:
+            try:
+                fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._lock.release()
+                return False
+            except BaseException:
+                self._lock.release()
+                raise
+        self._depth += 1
+        return True
+
+    def release(self) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+        self._lock.release()
+
+    def __enter__(self) -> WriteTurn:
+        self.acquire()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
+
+
+class _TurnTakingConnection(sqlite3.Connection):
+    """A writer engine's SQLite connection: gives its write turn back once its transaction ends."""
+
+    turn: WriteTurn | None = None
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self._give_turn_back()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self._give_turn_back()
+
+    def _give_turn_back(self) -> None:
+        turn, self.turn = self.turn, None
+        if turn is not None:
+            turn.release()
+
+
 def make_engine(url: str, *, writer: bool = False) -> Engine:
     """An engine tuned for its backend; SQLite gets WAL and a generous busy timeout.
 
     ``writer``: on SQLite every transaction takes the write lock when it begins (BEGIN
     IMMEDIATE). A transaction that reads first and writes later cannot wait for another
     process's write to finish (SQLite refuses the upgrade at once: "database is locked").
+    On a database file it takes its :class:`WriteTurn` first.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database:
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        database = parsed.database if parsed.database and parsed.database != ":memory:" else None
+        if database:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        connect_args: dict[str, Any] = {"timeout": 30, "check_same_thread": False}
+        if writer and database:
+            connect_args["factory"] = _TurnTakingConnection
+        engine = create_engine(url, connect_args=connect_args)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -67,7 +171,18 @@ def make_engine(url: str, *, writer: bool = False) -> Engine:
         if writer:
             @event.listens_for(engine, "begin")
             def _begin_immediate(conn: Connection) -> None:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                dbapi_connection = conn.connection.dbapi_connection
+                if isinstance(dbapi_connection, _TurnTakingConnection) and dbapi_connection.turn is None:
+                    assert database is not None
+                    turn = WriteTurn.of(database)
+                    turn.acquire()
+                    dbapi_connection.turn = turn  # given back by its commit or rollback
+                try:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                except BaseException:
+                    if isinstance(dbapi_connection, _TurnTakingConnection):
+                        dbapi_connection._give_turn_back()
+                    raise
 
         return engine
     # No server-side prepared statements: psycopg prepares a query after 5 runs and

@@ -32,7 +32,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteProcessRecorde
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from shared.db import sqlite_file_lock
+from shared.db import WriteTurn, sqlite_file_lock
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ class TrackedApplication(Application[UUID]):
              s.originator_version, s.topic, s.state)
             for s in map(self.mapper.to_stored_event, processing_event.events)
         ]
-        with recorder.datastore.transaction(commit=True) as cursor:
+        with self._write_turn(), recorder.datastore.transaction(commit=True) as cursor:
             for start in range(0, len(rows), _ROWS_A_STATEMENT):
                 chunk = rows[start:start + _ROWS_A_STATEMENT]
                 cursor.execute(_multi_row(recorder.insert_events_statement, len(chunk)),
@@ -324,4 +324,13 @@ class TrackedApplication(Application[UUID]):
         return self.recorder.max_tracking_id(name)
 
     def record_position(self, name: str, position: int) -> None:
-        self.recorder.insert_tracking(Tracking(name, position))
+        with self._write_turn():
+            self.recorder.insert_tracking(Tracking(name, position))
+
+    def write_turn(self) -> WriteTurn | None:
+        """On SQLite, this process's turns at writing the store (``shared.db.WriteTurn``)."""
+        database = self.env.get("SQLITE_DBNAME")
+        return WriteTurn.of(database) if database else None
+
+    def _write_turn(self) -> contextlib.AbstractContextManager[Any]:
+        return self.write_turn() or contextlib.nullcontext()

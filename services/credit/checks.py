@@ -6,7 +6,8 @@ decision is what costs (one event-store transaction), so concurrent checks are s
 together: requests queue up, and one task takes everything queued, decides it under the
 service's write lock (the consumer's batches and the commands take the same lock, so no
 one else touches the cached accounts meanwhile) and hands the group's events to a single
-save thread, which writes each group in one transaction, in order (group commit).
+save thread, which writes each group in one transaction, in order (group commit). On
+SQLite a group is written on the loop itself when nothing else is writing (see ``_save``).
 
 The groups are pipelined: while one group commits, the next is decided on the same cached
 accounts, so its decisions count the reservations of the group still committing, and its
@@ -82,7 +83,8 @@ class CheckDesk:
 
     def __init__(self, app: CreditApplication, write_lock: asyncio.Lock, metrics: ServiceMetrics,
                  on_committed: Callable[[], None] = lambda: None, *, max_group: int = 1000,
-                 notify_delay: float = 0.05, pipeline_depth: int = 2, max_conflicts: int = 3) -> None:
+                 notify_delay: float = 0.05, pipeline_depth: int = 2, max_conflicts: int = 3,
+                 inline_saves: bool = True) -> None:
         self.app = app
         self.write_lock = write_lock
         self.on_committed = on_committed
@@ -106,10 +108,14 @@ class CheckDesk:
         self._stopping = False
         # one thread writes the groups, so they are written in the order they were decided
         self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credit-checks-save")
+        self._turn = app.write_turn() if inline_saves else None  # on SQLite: see _save
         registry = metrics.registry
         self.decisions = Counter("receivables_credit_checks", "Credit checks answered",
                                  ["decision", "repeat"], registry=registry)
         self._counted: dict[tuple[str, bool], Any] = {}  # (decision, repeat) -> its counter
+        self.saves = Counter("receivables_credit_check_saves", "Groups of checks saved, by where",
+                             ["on"], registry=registry)
+        self._saved_on_loop, self._saved_in_thread = self.saves.labels("loop"), self.saves.labels("thread")
         self.group_size = Histogram("receivables_credit_check_group_size", "Checks saved per transaction",
                                     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000), registry=registry)
 
@@ -204,7 +210,7 @@ class CheckDesk:
                     log.exception("credit checks not decided")
                     spoilt.update(r.customer_id for r in requests)
                     continue
-                group.saved = loop.run_in_executor(self._saver, self._write, group)
+                group.saved = self._save(group, in_flight)
                 group.saved.add_done_callback(self._kick_pipeline)
                 in_flight.append(group)
             if not in_flight:
@@ -272,6 +278,29 @@ class CheckDesk:
         self._in_flight.update(r.customer_id for r in requests)
         events = [event for account in changed.values() for event in account.collect_events()]
         return _Group(requests, changed, events, behind)
+
+    def _save(self, group: _Group, in_flight: deque[_Group]) -> asyncio.Future[None]:
+        """Write the group: on the loop, at once, when the store is SQLite, no group before it
+        is still being written and no other writer has the database (a multi-row insert and a
+        commit: less than handing it to the save thread costs, whose every return waits for
+        the busy loop's GIL); else in the save thread, where waiting blocks no one."""
+        loop = asyncio.get_running_loop()
+        turn = self._turn
+        idle = not in_flight or (in_flight[-1].saved is not None and in_flight[-1].saved.done())
+        if turn is None or not idle or not turn.try_acquire():
+            self._saved_in_thread.inc()
+            return loop.run_in_executor(self._saver, self._write, group)
+        self._saved_on_loop.inc()
+        saved = loop.create_future()
+        try:
+            self._write(group)
+        except Exception as error:
+            saved.set_exception(error)
+        else:
+            saved.set_result(None)
+        finally:
+            turn.release()
+        return saved
 
     def _write(self, group: _Group) -> None:
         """In the save thread: one transaction for the group, unless one before it failed."""

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -83,9 +84,10 @@ class GatedSaves:
 async def _pipelined(database_url: str, failures: list[Exception]) -> tuple[
         CreditApplication, tuple[BaseException | dict[str, Any], BaseException | dict[str, Any]]]:
     """O1 (600.00) is saved behind a closed gate while O2 (600.00, same customer, limit 1000.00)
-    is decided behind it; then the gate opens."""
+    is decided behind it; then the gate opens. (Saves in the save thread: on the loop, the
+    gate would stop the loop that opens it.)"""
     app = CreditApplication(env=eventsourcing_env(database_url))
-    desk = CheckDesk(app, asyncio.Lock(), ServiceMetrics("credit"))
+    desk = CheckDesk(app, asyncio.Lock(), ServiceMetrics("credit"), inline_saves=False)
     try:
         await asyncio.to_thread(app.set_limit, "C1", "EUR", Decimal("1000.00"), "carol", None, None)
         saves = GatedSaves(app, failures)
@@ -164,7 +166,7 @@ async def test_a_retry_arriving_while_its_order_is_in_flight_gets_the_same_answe
     database_url: str,
 ) -> None:
     app = CreditApplication(env=eventsourcing_env(database_url))
-    desk = CheckDesk(app, asyncio.Lock(), ServiceMetrics("credit"))
+    desk = CheckDesk(app, asyncio.Lock(), ServiceMetrics("credit"), inline_saves=False)
     try:
         await asyncio.to_thread(app.set_limit, "C1", "EUR", Decimal("1000.00"), "carol", None, None)
         saves = GatedSaves(app, [])
@@ -181,6 +183,48 @@ async def test_a_retry_arriving_while_its_order_is_in_flight_gets_the_same_answe
         assert answer["decision"] == "approve" and again == answer
         fresh = await asyncio.to_thread(app.account, "C1", fresh=True)
         assert fresh is not None and fresh.exposure("EUR") == Decimal("600.00")
+    finally:
+        await desk.stop()
+        app.close()
+
+
+async def test_on_sqlite_a_group_is_saved_on_the_loop_unless_another_writer_has_the_database(
+    tmp_path: Path,
+) -> None:
+    app = CreditApplication(env=eventsourcing_env(f"sqlite:///{tmp_path / 'credit.db'}"))
+    metrics = ServiceMetrics("credit")
+    desk = CheckDesk(app, asyncio.Lock(), metrics)
+
+    def saved(on: str) -> float:
+        return metrics.registry.get_sample_value("receivables_credit_check_saves_total", {"on": on}) or 0
+
+    try:
+        await asyncio.to_thread(app.set_limit, "C1", "EUR", Decimal("1000.00"), "carol", None, None)
+        assert (await desk.check("C1", "O1", Decimal("10.00"), "EUR", DAY))["decision"] == "approve"
+        assert (saved("loop"), saved("thread")) == (1, 0)
+        # another writer (a thread here; the followers' process in the service) has the database
+        turn = app.write_turn()
+        assert turn is not None
+        taken, done = threading.Event(), threading.Event()
+
+        def other_writer() -> None:
+            with turn:
+                taken.set()
+                done.wait(30)
+
+        holder = threading.Thread(target=other_writer)
+        holder.start()
+        assert await asyncio.to_thread(taken.wait, 30)
+        check = asyncio.create_task(desk.check("C1", "O2", Decimal("10.00"), "EUR", DAY))
+        # handed to the save thread, which waits its turn; the loop goes on meanwhile
+        await poll(_now(lambda: saved("thread")), lambda n: n == 1, timeout=10, what="the save in the thread")
+        assert not check.done()
+        done.set()
+        answer = await asyncio.wait_for(check, 30)
+        await asyncio.to_thread(holder.join)
+        assert answer["decision"] == "approve" and saved("loop") == 1
+        fresh = await asyncio.to_thread(app.account, "C1", fresh=True)
+        assert fresh is not None and set(fresh.checks) == {"O1", "O2"}
     finally:
         await desk.stop()
         app.close()
