@@ -48,10 +48,11 @@ class AccountProjector(Generic[A]):
         return int(value or 0)
 
     async def process(self, notifications: Sequence[Notification]) -> None:
-        # in transactions of a few hundred events: on SQLite each holds the write lock the
-        # service's own saves queue for (shared.db.WriteTurn), so none should hold it long
-        for start in range(0, len(notifications), self.events_a_transaction):
-            await asyncio.to_thread(self.apply, notifications[start:start + self.events_a_transaction])
+        # On SQLite in transactions of a few hundred events: each holds the write lock the
+        # service's own saves queue for (shared.db.WriteTurn), so none should hold it long.
+        step = self.events_a_transaction if self.engine.dialect.name == "sqlite" else len(notifications)
+        for start in range(0, len(notifications), step):
+            await asyncio.to_thread(self.apply, notifications[start:start + step])
 
     def apply(self, notifications: Sequence[Notification]) -> None:
         events: list[tuple[int, Any]] = [(n.id, self.app.mapper.to_domain_event(n)) for n in notifications]

@@ -46,6 +46,7 @@ from prometheus_client import Counter, Histogram
 
 from services.credit.application import CreditApplication
 from services.credit.domain import CreditAccount, CreditError, credit_account_id
+from shared.async_events import AsyncEventWriter
 from shared.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,10 @@ class CheckDesk:
         self._stopping = False
         # one thread writes the groups, so they are written in the order they were decided
         self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credit-checks-save")
-        self._turn = app.write_turn() if inline_saves else None  # on SQLite: see _save
+        # where groups are saved: see _save
+        self._turn = app.write_turn() if inline_saves else None
+        self._writer = AsyncEventWriter(app) if inline_saves and self._turn is None else None
+        self._saving: set[asyncio.Future[None]] = set()
         registry = metrics.registry
         self.decisions = Counter("receivables_credit_checks", "Credit checks answered",
                                  ["decision", "repeat"], registry=registry)
@@ -169,6 +173,10 @@ class CheckDesk:
             if not request.future.done():
                 request.future.set_exception(RuntimeError("the credit service is stopping"))
         self._queue.clear()
+        if self._saving:  # let a transaction under way end before its connection closes
+            await asyncio.wait(self._saving)
+        if self._writer is not None:
+            await self._writer.close()
         await asyncio.to_thread(self._saver.shutdown)
 
     # ------------------------------------------------------------------ the pipeline
@@ -280,11 +288,23 @@ class CheckDesk:
         return _Group(requests, changed, events, behind)
 
     def _save(self, group: _Group, in_flight: deque[_Group]) -> asyncio.Future[None]:
-        """Write the group: on the loop, at once, when the store is SQLite, no group before it
-        is still being written and no other writer has the database (a multi-row insert and a
-        commit: less than handing it to the save thread costs, whose every return waits for
-        the busy loop's GIL); else in the save thread, where waiting blocks no one."""
+        """Write the group, from the loop where that costs the loop least.
+
+        A save in the save thread hands control back and forth with the busy loop (its every
+        return from the database waits for the loop to let go of the GIL), which took longer
+        than the save itself. On PostgreSQL the group is saved over an asynchronous
+        connection (``shared.async_events``), the loop serving meanwhile. On SQLite it is
+        saved on the loop at once (a multi-row insert and a commit) when no group before it
+        is still being written and no other writer has the database, else in the save
+        thread, where waiting for the other writer blocks no one.
+        """
         loop = asyncio.get_running_loop()
+        if self._writer is not None:
+            self._saved_on_loop.inc()
+            saving = asyncio.ensure_future(self._save_async(group, self._writer))
+            self._saving.add(saving)
+            saving.add_done_callback(self._saving.discard)
+            return saving
         turn = self._turn
         idle = not in_flight or (in_flight[-1].saved is not None and in_flight[-1].saved.done())
         if turn is None or not idle or not turn.try_acquire():
@@ -301,6 +321,20 @@ class CheckDesk:
         finally:
             turn.release()
         return saved
+
+    async def _save_async(self, group: _Group, writer: AsyncEventWriter) -> None:
+        """On PostgreSQL: the group's transaction from the loop, after the one before it."""
+        behind = group.behind
+        if behind is not None and behind.saved is not None:
+            await asyncio.wait([behind.saved])
+        if behind is not None and behind.failed:
+            group.failed = True
+            raise _NotWritten
+        try:
+            await writer.save(group.events)
+        except BaseException:
+            group.failed = True
+            raise
 
     def _write(self, group: _Group) -> None:
         """In the save thread: one transaction for the group, unless one before it failed."""

@@ -30,8 +30,9 @@ def start(settings: ServiceSettings, runtime: ServiceRuntime) -> Callable[[], No
     leadership = Leadership(settings.database_url, "credit-followers")
     runtime.follow(CreditProjector(credit, engine), leadership=leadership)
     runtime.start_kafka()
-    runtime.follow(OutboxRelay(credit, runtime.kafka.producer, outbound.translate), needs_kafka=True,
-                   leadership=leadership)
+    runtime.follow(OutboxRelay(credit, runtime.kafka.producer, outbound.translate,
+                               translate_stored=outbound.stored_translator(credit)),
+                   needs_kafka=True, leadership=leadership)
 
     def close() -> None:
         leadership.release()

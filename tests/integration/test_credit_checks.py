@@ -228,3 +228,31 @@ async def test_on_sqlite_a_group_is_saved_on_the_loop_unless_another_writer_has_
     finally:
         await desk.stop()
         app.close()
+
+
+async def test_a_check_on_an_account_another_replica_changed_is_decided_again_on_a_fresh_copy(
+    database_url: str,
+) -> None:
+    app = CreditApplication(env=eventsourcing_env(database_url))
+    other = CreditApplication(env=eventsourcing_env(database_url))  # another replica's
+    desk = CheckDesk(app, asyncio.Lock(), ServiceMetrics("credit"))
+    try:
+        await asyncio.to_thread(app.set_limit, "C1", "EUR", Decimal("1000.00"), "carol", None, None)
+        assert (await desk.check("C1", "O1", Decimal("600.00"), "EUR", DAY))["decision"] == "approve"
+
+        def approve_elsewhere() -> None:
+            account = other.account("C1")
+            assert account is not None
+            account.check("O2", Decimal("300.00"), "EUR", DAY, other.rules)
+            other.save_tracked(account, tracking=None)
+
+        await asyncio.to_thread(approve_elsewhere)
+        # this replica's copy knows 600.00 of exposure (400.00 more would fit); the store 900.00
+        answer = await desk.check("C1", "O3", Decimal("200.00"), "EUR", DAY)
+        assert (answer["decision"], answer["exposure"]) == ("review", "900.00")
+        fresh = await asyncio.to_thread(app.account, "C1", fresh=True)
+        assert fresh is not None and set(fresh.checks) == {"O1", "O2", "O3"}
+    finally:
+        await desk.stop()
+        app.close()
+        other.close()

@@ -9,9 +9,13 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
+from eventsourcing.application import Application
+from eventsourcing.persistence import Notification
 
+from services.credit.domain import CreditAccount, default_rules
+from services.credit.domain.publication import PUBLISHING
 from services.credit.domain.registry import ReviewOutOfOrder, ReviewRegistry, review_id
-from services.credit.outbound import translate
+from services.credit.outbound import stored_translator, translate
 from services.credit.reviews import DailyScheduler
 from shared.erp_events import InvalidMessage
 from shared.ledger_feed import decode
@@ -95,3 +99,27 @@ async def test_the_scheduler_reviews_today_on_start_once_its_time_has_passed() -
     assert scheduler.next_run(clock) == datetime(2025, 3, 3, 0, 15, tzinfo=ZoneInfo(zone))
     await scheduler.run()
     assert done == [D("2025-03-02")]
+
+
+def test_the_outbox_passes_over_stored_events_that_publish_nothing_by_their_topic() -> None:
+    app = Application()
+    account = CreditAccount("C1")
+    account.set_limit("EUR", Decimal("100.00"), "carol", expires_on=D("2025-03-10"),
+                      review_on=D("2025-03-05"))
+    account.check("O1", Decimal("10.00"), "EUR", D("2025-03-01"))
+    hold = account.place_manual_hold("alice", "call first")
+    account.release_hold(hold["hold_id"], "bob", "paid")
+    account.review(D("2025-03-20"), default_rules())
+    events = account.collect_events()
+    translate_stored = stored_translator(app)
+    kinds = set()
+    for position, event in enumerate(events, 1):
+        stored = app.mapper.to_stored_event(event)
+        notification = Notification(originator_id=stored.originator_id,
+                                    originator_version=stored.originator_version, topic=stored.topic,
+                                    state=stored.state, id=position)
+        assert translate_stored(notification) == translate(event)
+        kinds.add((type(event).__name__, bool(translate(event))))
+    assert {kind for kind, publishes in kinds if publishes} <= PUBLISHING
+    assert {"CreditChecked", "HoldPlaced", "HoldReleased", "LimitSet", "LimitExpired"} <= {
+        kind for kind, _ in kinds}

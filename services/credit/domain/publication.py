@@ -25,6 +25,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# the stored events that publish something, by class name (the rest publish nothing)
+PUBLISHING = frozenset({"HoldPlaced", "HoldReasonsChanged", "HoldReleased", "LimitSet", "LimitExpired",
+                        "LimitReviewDue", "RiskGradeChanged"})
+
 
 def published(event: Any) -> list[tuple[str, dict[str, Any]]]:
     """The outbound messages one stored credit event gives rise to (possibly none)."""
