@@ -31,7 +31,7 @@ class AccountProjector(Generic[A]):
     name: str
     positions: Table  # (name, position): how far each projector has read the notification log
 
-    events_a_transaction = 50
+    events_a_transaction = 200
 
     def __init__(self, app: TrackedApplication, engine: Engine, mirror_size: int = 20_000) -> None:
         self.app = app

@@ -42,10 +42,11 @@ class AsyncEventWriter:
             user=env.get("POSTGRES_USER"), password=env.get("POSTGRES_PASSWORD") or None,
             connect_timeout=int(env.get("POSTGRES_CONNECT_TIMEOUT") or 5))
         table = sql.Identifier(recorder.datastore.schema, recorder.events_table_name)
-        self._before: list[Any] = [  # the library's statements (psycopg queries)
+        # the library's statements before the insert, sent together (no parameters: one round trip)
+        self._before = sql.SQL("; ").join([
             *recorder.lock_table_statements,
             sql.SQL("NOTIFY {0}").format(sql.Identifier(recorder.channel_name)),
-        ]
+        ])
         self._insert = sql.SQL(
             "INSERT INTO {0} (originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(%b::{1}[], %b::bigint[], %b::text[], %b::bytea[])"
@@ -69,12 +70,9 @@ class AsyncEventWriter:
         async with self._lock:
             connection = await self._connected()
             try:
-                async with (connection.pipeline() as pipeline, connection.transaction(),
-                            connection.cursor() as cursor):
-                    for statement in self._before:
-                        await cursor.execute(statement)
+                async with connection.transaction(), connection.cursor() as cursor:
+                    await cursor.execute(self._before)
                     await cursor.execute(self._insert, columns)
-                    await pipeline.sync()  # a conflict is raised here, not at the commit
             except psycopg.errors.UniqueViolation as error:
                 raise IntegrityError(error) from error
             except psycopg.OperationalError:

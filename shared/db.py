@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import operator
 import os
 import sqlite3
@@ -54,15 +55,18 @@ class WriteTurn:
     for a lock held a fraction of that. Writers that take a turn first queue instead: the
     threads of a process on a lock, the processes on a flock beside the database, and the
     next in line runs as soon as the last is done. SQLite's own lock still guards the
-    database (a writer that takes no turn is only slower). Re-entrant in a thread.
+    database (a writer that takes no turn is only slower). Re-entrant in a thread; no
+    garbage collection runs in the process while it holds the turn.
     """
 
     _turns: dict[tuple[int, str], WriteTurn] = {}
     _turns_lock = threading.Lock()
 
     def __init__(self, database: str) -> None:
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
+        self._owner: int | None = None  # the thread holding the turn
         self._depth = 0
+        self._gc_was_enabled = False
         self._handle = open(f"{database}.write.lock", "a")  # noqa: SIM115 (open for the process's life)
 
     @classmethod
@@ -78,37 +82,60 @@ class WriteTurn:
                     turn = cls._turns[key] = cls(database)
         return turn
 
-    def acquire(self) -> None:
+    def acquire(self, *, for_thread: int | None = None) -> None:
+        """Wait for the turn. ``for_thread``: wait here on behalf of that thread, which then
+        holds the turn and gives it back (an event loop waiting without blocking itself)."""
+        owner = threading.get_ident() if for_thread is None else for_thread
+        if self._owner == owner:
+            self._depth += 1
+            return
         self._lock.acquire()
-        if self._depth == 0:
-            try:
-                fcntl.flock(self._handle, fcntl.LOCK_EX)  # (lets go of the GIL while it waits)
-            except BaseException:
-                self._lock.release()
-                raise
-        self._depth += 1
+        try:
+            fcntl.flock(self._handle, fcntl.LOCK_EX)  # (lets go of the GIL while it waits)
+        except BaseException:
+            self._lock.release()
+            raise
+        self._taken(owner)
 
     def try_acquire(self) -> bool:
         """Take the turn if no one has it (True), without waiting."""
+        owner = threading.get_ident()
+        if self._owner == owner:
+            self._depth += 1
+            return True
         if not self._lock.acquire(blocking=False):
             return False
-        if self._depth == 0:
-            try:
-                fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                self._lock.release()
-                return False
-            except BaseException:
-                self._lock.release()
-                raise
-        self._depth += 1
+        try:
+            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.release()
+            return False
+        except BaseException:
+            self._lock.release()
+            raise
+        self._taken(owner)
         return True
 
     def release(self) -> None:
+        """Give the turn back (by the thread holding it)."""
         self._depth -= 1
         if self._depth == 0:
+            self._owner = None
             fcntl.flock(self._handle, fcntl.LOCK_UN)
-        self._lock.release()
+            if self._gc_was_enabled:
+                gc.enable()
+            self._lock.release()
+
+    def _taken(self, owner: int) -> None:
+        self._owner, self._depth = owner, 1
+        self._hold_off_gc()
+
+    def _hold_off_gc(self) -> None:
+        # A garbage collection pauses the process for tens of milliseconds once its heap is
+        # large (the followers' mirror, the service's cache); while it holds the database,
+        # every other writer would wait that long. It runs once the turn is given back.
+        self._gc_was_enabled = gc.isenabled()
+        gc.disable()
 
     def __enter__(self) -> WriteTurn:
         self.acquire()

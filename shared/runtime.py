@@ -62,14 +62,16 @@ class KafkaLink:
 
 
 def tune_gc() -> None:
-    """Make full garbage collections rare.
+    """Make full garbage collections rare, and the others short.
 
     A service holds a large and growing heap of long-lived objects (the cached aggregates);
     with CPython's default thresholds every growth by a quarter triggers a full collection
     that walks all of it: a third of the ledger's ingest CPU at 300,000 events. Young
-    cyclic garbage is still collected as usual.
+    cyclic garbage is still collected as usual, in collections kept small: one pauses the
+    process for about half a microsecond an object it walks (a young generation of 100,000
+    objects stopped credit checks for 40 ms).
     """
-    gc.set_threshold(100_000, 50, 100)
+    gc.set_threshold(10_000, 2, 5_000)
 
 
 class ServiceRuntime:

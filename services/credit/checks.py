@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import threading
 from collections import Counter as Tally
 from collections import deque
 from collections.abc import Callable
@@ -120,6 +122,9 @@ class CheckDesk:
         self.saves = Counter("receivables_credit_check_saves", "Groups of checks saved, by where",
                              ["on"], registry=registry)
         self._saved_on_loop, self._saved_in_thread = self.saves.labels("loop"), self.saves.labels("thread")
+        self._turn_waits = Counter("receivables_credit_check_turn_waits",
+                                   "Groups of checks that waited for another writer of the SQLite database",
+                                   registry=registry)
         self.group_size = Histogram("receivables_credit_check_group_size", "Checks saved per transaction",
                                     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000), registry=registry)
 
@@ -288,56 +293,77 @@ class CheckDesk:
         return _Group(requests, changed, events, behind)
 
     def _save(self, group: _Group, in_flight: deque[_Group]) -> asyncio.Future[None]:
-        """Write the group, from the loop where that costs the loop least.
+        """Write the group, on the loop, after the groups before it.
 
         A save in the save thread hands control back and forth with the busy loop (its every
         return from the database waits for the loop to let go of the GIL), which took longer
-        than the save itself. On PostgreSQL the group is saved over an asynchronous
-        connection (``shared.async_events``), the loop serving meanwhile. On SQLite it is
-        saved on the loop at once (a multi-row insert and a commit) when no group before it
-        is still being written and no other writer has the database, else in the save
-        thread, where waiting for the other writer blocks no one.
+        than the save itself. So on PostgreSQL the group is saved over an asynchronous
+        connection (``shared.async_events``), the loop serving meanwhile; on SQLite with a
+        multi-row insert and a commit on the loop, once this process has the turn at writing
+        the database (``shared.db.WriteTurn``): at once when no one else has it, else after
+        waiting for it in the save thread, which blocks no one. (``inline_saves`` off: the
+        whole save in the save thread.)
         """
         loop = asyncio.get_running_loop()
-        if self._writer is not None:
-            self._saved_on_loop.inc()
-            saving = asyncio.ensure_future(self._save_async(group, self._writer))
-            self._saving.add(saving)
-            saving.add_done_callback(self._saving.discard)
-            return saving
-        turn = self._turn
-        idle = not in_flight or (in_flight[-1].saved is not None and in_flight[-1].saved.done())
-        if turn is None or not idle or not turn.try_acquire():
+        if self._writer is None and self._turn is None:
             self._saved_in_thread.inc()
             return loop.run_in_executor(self._saver, self._write, group)
         self._saved_on_loop.inc()
-        saved = loop.create_future()
-        try:
-            self._write(group)
-        except Exception as error:
-            saved.set_exception(error)
-        else:
-            saved.set_result(None)
-        finally:
-            turn.release()
-        return saved
+        turn = self._turn
+        idle = not in_flight or (in_flight[-1].saved is not None and in_flight[-1].saved.done())
+        if turn is not None and idle and turn.try_acquire():
+            saved = loop.create_future()
+            try:
+                self._write(group)
+            except Exception as error:
+                saved.set_exception(error)
+            else:
+                saved.set_result(None)
+            finally:
+                turn.release()
+            return saved
+        saving = asyncio.ensure_future(self._save_behind(group))
+        self._saving.add(saving)
+        saving.add_done_callback(self._saving.discard)
+        return saving
 
-    async def _save_async(self, group: _Group, writer: AsyncEventWriter) -> None:
-        """On PostgreSQL: the group's transaction from the loop, after the one before it."""
+    async def _save_behind(self, group: _Group) -> None:
+        """The group's transaction once the one before it is done (and, on SQLite, the turn ours)."""
         behind = group.behind
         if behind is not None and behind.saved is not None:
             await asyncio.wait([behind.saved])
-        if behind is not None and behind.failed:
-            group.failed = True
-            raise _NotWritten
+        if self._writer is not None:
+            if behind is not None and behind.failed:
+                group.failed = True
+                raise _NotWritten
+            try:
+                await self._writer.save(group.events)
+            except BaseException:
+                group.failed = True
+                raise
+            return
+        turn = self._turn
+        assert turn is not None
+        if not turn.try_acquire():
+            self._turn_waits.inc()
+            acquiring = asyncio.get_running_loop().run_in_executor(
+                self._saver, functools.partial(turn.acquire, for_thread=threading.get_ident()))
+            try:
+                await asyncio.shield(acquiring)
+            except asyncio.CancelledError:  # (stopping) the turn, once had, goes straight back
+                def give_back(acquired: asyncio.Future[None]) -> None:
+                    if not acquired.cancelled() and acquired.exception() is None:
+                        turn.release()
+
+                acquiring.add_done_callback(give_back)
+                raise
         try:
-            await writer.save(group.events)
-        except BaseException:
-            group.failed = True
-            raise
+            self._write(group)
+        finally:
+            turn.release()
 
     def _write(self, group: _Group) -> None:
-        """In the save thread: one transaction for the group, unless one before it failed."""
+        """One transaction for the group, unless one before it failed."""
         if group.behind is not None and group.behind.failed:
             group.failed = True
             raise _NotWritten

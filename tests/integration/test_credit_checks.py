@@ -188,7 +188,7 @@ async def test_a_retry_arriving_while_its_order_is_in_flight_gets_the_same_answe
         app.close()
 
 
-async def test_on_sqlite_a_group_is_saved_on_the_loop_unless_another_writer_has_the_database(
+async def test_on_sqlite_a_group_is_saved_on_the_loop_once_no_other_writer_has_the_database(
     tmp_path: Path,
 ) -> None:
     app = CreditApplication(env=eventsourcing_env(f"sqlite:///{tmp_path / 'credit.db'}"))
@@ -197,6 +197,9 @@ async def test_on_sqlite_a_group_is_saved_on_the_loop_unless_another_writer_has_
 
     def saved(on: str) -> float:
         return metrics.registry.get_sample_value("receivables_credit_check_saves_total", {"on": on}) or 0
+
+    def waits() -> float:
+        return metrics.registry.get_sample_value("receivables_credit_check_turn_waits_total") or 0
 
     try:
         await asyncio.to_thread(app.set_limit, "C1", "EUR", Decimal("1000.00"), "carol", None, None)
@@ -216,13 +219,15 @@ async def test_on_sqlite_a_group_is_saved_on_the_loop_unless_another_writer_has_
         holder.start()
         assert await asyncio.to_thread(taken.wait, 30)
         check = asyncio.create_task(desk.check("C1", "O2", Decimal("10.00"), "EUR", DAY))
-        # handed to the save thread, which waits its turn; the loop goes on meanwhile
-        await poll(_now(lambda: saved("thread")), lambda n: n == 1, timeout=10, what="the save in the thread")
+        # the save thread waits for the turn; the loop goes on meanwhile
+        await poll(_now(waits), lambda n: n == 1, timeout=10, what="the wait for the turn")
         assert not check.done()
         done.set()
         answer = await asyncio.wait_for(check, 30)
         await asyncio.to_thread(holder.join)
-        assert answer["decision"] == "approve" and saved("loop") == 1
+        assert answer["decision"] == "approve" and (saved("loop"), saved("thread")) == (2, 0)
+        assert turn.try_acquire()  # given back
+        turn.release()
         fresh = await asyncio.to_thread(app.account, "C1", fresh=True)
         assert fresh is not None and set(fresh.checks) == {"O1", "O2"}
     finally:
