@@ -20,7 +20,6 @@ from typing import Any
 
 import orjson
 from fastapi.security.utils import get_authorization_scheme_param
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.credit.api import CHECK_FIELDS, CheckIn, refused, today
@@ -29,6 +28,7 @@ from shared.auth import AuthState, Scopes
 from shared.problems import problem_response
 
 PATH = "/credit-checks"
+_JSON = (b"content-type", b"application/json")
 
 
 class CheckLane:
@@ -47,15 +47,17 @@ class CheckLane:
             await self.app(scope, _replaying(body, more, receive), send)
             return
         desk = scope["app"].state.desk
-        response: Response
         try:
             answer = await desk.check(check.customer_id, check.order_id, check.amount, check.currency,
                                       check.on or today())
         except CreditError as error:
-            response = problem_response(refused(error, CHECK_FIELDS, "body"), PATH)
-        else:
-            response = Response(orjson.dumps(answer), media_type="application/json")
-        await response(scope, receive, send)
+            await problem_response(refused(error, CHECK_FIELDS, "body"), PATH)(scope, receive, send)
+            return
+        # the two messages Starlette's Response(media_type="application/json") sends
+        answer_body = orjson.dumps(answer)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(answer_body)).encode()), _JSON]})
+        await send({"type": "http.response.body", "body": answer_body})
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, Message | None]:
