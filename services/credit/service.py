@@ -26,7 +26,7 @@ from shared.health import health
 from shared.ledger_feed import decode_record
 from shared.metrics import ServiceMetrics
 from shared.problems import install_problem_handlers
-from shared.runtime import ServiceRuntime
+from shared.runtime import ServiceRuntime, tune_gc
 from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         engine = make_engine(settings.database_url)
         metrics = ServiceMetrics("credit")
         runtime = ServiceRuntime("credit", settings.kafka_bootstrap, metrics)
+        tune_gc(short_pauses=True)  # (after the runtime's own tuning) checks answer within ms
         runner = ReviewRunner(credit, engine, runtime.write_lock, runtime.notify_followers)
         desk = CheckDesk(credit, runtime.write_lock, metrics, runtime.notify_followers)
         app.state.credit, app.state.engine, app.state.runtime = credit, engine, runtime
