@@ -55,8 +55,9 @@ class WriteTurn:
     for a lock held a fraction of that. Writers that take a turn first queue instead: the
     threads of a process on a lock, the processes on a flock beside the database, and the
     next in line runs as soon as the last is done. SQLite's own lock still guards the
-    database (a writer that takes no turn is only slower). Re-entrant in a thread; no
-    garbage collection runs in the process while it holds the turn.
+    database (a writer that takes no turn is only slower). Re-entrant for the thread holding
+    it; another thread may wait for it on that thread's behalf (``acquire(for_thread=)``).
+    No garbage collection runs in the process while it holds the turn.
     """
 
     _turns: dict[tuple[int, str], WriteTurn] = {}

@@ -5,9 +5,8 @@ consumer keeps it there), so deciding costs microseconds on the event loop. Writ
 decision is what costs (one event-store transaction), so concurrent checks are saved
 together: requests queue up, and one task takes everything queued, decides it under the
 service's write lock (the consumer's batches and the commands take the same lock, so no
-one else touches the cached accounts meanwhile) and hands the group's events to a single
-save thread, which writes each group in one transaction, in order (group commit). On
-SQLite a group is written on the loop itself when nothing else is writing (see ``_save``).
+one else touches the cached accounts meanwhile) and writes each group in one transaction,
+in order (group commit), from the event loop (see ``_save``).
 
 The groups are pipelined: while one group commits, the next is decided on the same cached
 accounts, so its decisions count the reservations of the group still committing, and its
@@ -69,6 +68,13 @@ class _Request:
 
 class _NotWritten(Exception):
     """A group behind a failed one: not written, to be decided again."""
+
+
+def _not_behind_a_failure(group: _Group) -> None:
+    """Raises ``_NotWritten`` (and marks the group failed) when the group before it failed."""
+    if group.behind is not None and group.behind.failed:
+        group.failed = True
+        raise _NotWritten
 
 
 @dataclass(slots=True, eq=False)
@@ -333,9 +339,7 @@ class CheckDesk:
         if behind is not None and behind.saved is not None:
             await asyncio.wait([behind.saved])
         if self._writer is not None:
-            if behind is not None and behind.failed:
-                group.failed = True
-                raise _NotWritten
+            _not_behind_a_failure(group)
             try:
                 await self._writer.save(group.events)
             except BaseException:
@@ -364,9 +368,7 @@ class CheckDesk:
 
     def _write(self, group: _Group) -> None:
         """One transaction for the group, unless one before it failed."""
-        if group.behind is not None and group.behind.failed:
-            group.failed = True
-            raise _NotWritten
+        _not_behind_a_failure(group)
         try:
             self.app.save_collected(group.events, list(group.accounts.values()))
         except BaseException:
