@@ -25,7 +25,7 @@ from eventsourcing.persistence import IntegrityError
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg import sql
 
-from shared.eventstore import TrackedApplication
+from shared.eventstore import TrackedApplication, postgres_conninfo
 
 
 class AsyncEventWriter:
@@ -35,12 +35,8 @@ class AsyncEventWriter:
         recorder = app.recorder
         if not isinstance(recorder, PostgresApplicationRecorder):
             raise TypeError("AsyncEventWriter writes to PostgreSQL only")
-        env = app.env
         self.app = app
-        self._conninfo = psycopg.conninfo.make_conninfo(
-            host=env.get("POSTGRES_HOST"), port=env.get("POSTGRES_PORT"), dbname=env.get("POSTGRES_DBNAME"),
-            user=env.get("POSTGRES_USER"), password=env.get("POSTGRES_PASSWORD") or None,
-            connect_timeout=int(env.get("POSTGRES_CONNECT_TIMEOUT") or 5))
+        self._conninfo = postgres_conninfo(app.env)
         table = sql.Identifier(recorder.datastore.schema, recorder.events_table_name)
         # the library's statements before the insert, sent together (no parameters: one round trip)
         self._before = sql.SQL("; ").join([

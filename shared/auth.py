@@ -176,6 +176,12 @@ class AuthState:
     enabled: bool
     registry: TokenRegistry
 
+    def principal(self, token: str | None) -> Principal | None:
+        """Who holds ``token`` (anyone is ``ANONYMOUS`` with auth disabled); None if unknown or missing."""
+        if not self.enabled:
+            return ANONYMOUS
+        return self.registry.authenticate(token) if token is not None else None
+
 
 def install_auth(app: FastAPI, settings: ServiceSettings, registry: TokenRegistry | None = None) -> None:
     """Set up token checks for ``app`` from ``settings`` (or from an explicit ``registry``, for tests)."""
@@ -228,15 +234,11 @@ def _principal_with_scope(request: Request, token: str | None, scope: str) -> Pr
     if not isinstance(state, AuthState):
         # Fail closed: a service that forgot install_auth must not serve unauthenticated.
         raise RuntimeError("install_auth(app, settings) was not called for this app")
-    if not state.enabled:
-        principal = ANONYMOUS
-    else:
+    principal = state.principal(token)
+    if principal is None:
         if token is None:
             raise _unauthorized("A bearer token is required", "Bearer")
-        found = state.registry.authenticate(token)
-        if found is None:
-            raise _unauthorized("The bearer token is not known", 'Bearer error="invalid_token"')
-        principal = found
+        raise _unauthorized("The bearer token is not known", 'Bearer error="invalid_token"')
     if not principal.has(scope):
         raise Problem(
             403,
@@ -260,9 +262,14 @@ def authorize(request: Request, scope: str) -> Principal:
     """
     if scope not in Scopes.ALL:
         raise ValueError(f"unknown scope {scope!r}")
-    # the header read exactly as HTTPBearer reads it
-    scheme, token = get_authorization_scheme_param(request.headers.get("Authorization"))
-    return _principal_with_scope(request, token if scheme.lower() == "bearer" and token else None, scope)
+    return _principal_with_scope(request, bearer_token(request.headers.get("Authorization")), scope)
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization`` header of the bearer scheme, read exactly as
+    ``HTTPBearer`` reads it; None without one."""
+    scheme, token = get_authorization_scheme_param(authorization)
+    return token if scheme.lower() == "bearer" and token else None
 
 
 # A route checking its scope with authorize() names the scheme in its OpenAPI operation:

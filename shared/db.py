@@ -86,35 +86,28 @@ class WriteTurn:
     def acquire(self, *, for_thread: int | None = None) -> None:
         """Wait for the turn. ``for_thread``: wait here on behalf of that thread, which then
         holds the turn and gives it back (an event loop waiting without blocking itself)."""
-        owner = threading.get_ident() if for_thread is None else for_thread
-        if self._owner == owner:
-            self._depth += 1
-            return
-        self._lock.acquire()
-        try:
-            fcntl.flock(self._handle, fcntl.LOCK_EX)  # (lets go of the GIL while it waits)
-        except BaseException:
-            self._lock.release()
-            raise
-        self._taken(owner)
+        self._take(threading.get_ident() if for_thread is None else for_thread, wait=True)
 
     def try_acquire(self) -> bool:
         """Take the turn if no one has it (True), without waiting."""
-        owner = threading.get_ident()
+        return self._take(threading.get_ident(), wait=False)
+
+    def _take(self, owner: int, *, wait: bool) -> bool:
         if self._owner == owner:
             self._depth += 1
             return True
-        if not self._lock.acquire(blocking=False):
+        if not self._lock.acquire(blocking=wait):
             return False
-        try:
-            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:  # (flock lets go of the GIL while it waits)
+            fcntl.flock(self._handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._lock.release()
             return False
         except BaseException:
             self._lock.release()
             raise
-        self._taken(owner)
+        self._owner, self._depth = owner, 1
+        self._hold_off_gc()
         return True
 
     def release(self) -> None:
@@ -126,10 +119,6 @@ class WriteTurn:
             if self._gc_was_enabled:
                 gc.enable()
             self._lock.release()
-
-    def _taken(self, owner: int) -> None:
-        self._owner, self._depth = owner, 1
-        self._hold_off_gc()
 
     def _hold_off_gc(self) -> None:
         # A garbage collection pauses the process for tens of milliseconds once its heap is

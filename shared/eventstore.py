@@ -127,6 +127,15 @@ def _binary_placeholders(statement: sql.Composable) -> sql.Composed:
     ])
 
 
+def postgres_conninfo(env: Any) -> str:
+    """The event store's PostgreSQL connection string, from the library's environment
+    (what ``eventsourcing_env`` sets), for a connection of our own beside the library's."""
+    return psycopg.conninfo.make_conninfo(
+        host=env.get("POSTGRES_HOST"), port=env.get("POSTGRES_PORT"), dbname=env.get("POSTGRES_DBNAME"),
+        user=env.get("POSTGRES_USER"), password=env.get("POSTGRES_PASSWORD") or None,
+        connect_timeout=int(env.get("POSTGRES_CONNECT_TIMEOUT") or 5))
+
+
 @contextlib.contextmanager
 def _schema_lock(env: Any) -> Iterator[None]:
     """Replicas starting together create the event store's tables one at a time.
@@ -142,11 +151,7 @@ def _schema_lock(env: Any) -> Iterator[None]:
     if env.get("PERSISTENCE_MODULE") != "eventsourcing.postgres":
         yield
         return
-    with psycopg.connect(
-        host=env.get("POSTGRES_HOST"), port=env.get("POSTGRES_PORT"), dbname=env.get("POSTGRES_DBNAME"),
-        user=env.get("POSTGRES_USER"), password=env.get("POSTGRES_PASSWORD") or None,
-        connect_timeout=int(env.get("POSTGRES_CONNECT_TIMEOUT") or 5), autocommit=True,
-    ) as conn:
+    with psycopg.connect(postgres_conninfo(env), autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(hashtext('receivables:eventstore-schema'))")
         try:
             yield

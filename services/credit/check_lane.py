@@ -19,12 +19,11 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi.security.utils import get_authorization_scheme_param
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.credit.api import CHECK_FIELDS, CheckIn, refused, today
 from services.credit.domain import CreditError
-from shared.auth import AuthState, Scopes
+from shared.auth import AuthState, Scopes, bearer_token
 from shared.problems import problem_response
 
 PATH = "/credit-checks"
@@ -104,12 +103,6 @@ def _authorized(scope: Scope, authorization: bytes | None) -> bool:
     state: Any = getattr(scope["app"].state, "auth", None)
     if not isinstance(state, AuthState):
         return False  # the route fails closed
-    if not state.enabled:
-        return True
-    if authorization is None:
-        return False
-    scheme, token = get_authorization_scheme_param(authorization.decode("latin-1"))
-    if scheme.lower() != "bearer" or not token:
-        return False
-    principal = state.registry.authenticate(token)
+    token = bearer_token(authorization.decode("latin-1") if authorization is not None else None)
+    principal = state.principal(token)
     return principal is not None and principal.has(Scopes.CREDIT_CHECK)

@@ -48,6 +48,7 @@ from prometheus_client import Counter, Histogram
 from services.credit.application import CreditApplication
 from services.credit.domain import CreditAccount, CreditError, credit_account_id
 from shared.async_events import AsyncEventWriter
+from shared.db import WriteTurn
 from shared.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -320,13 +321,11 @@ class CheckDesk:
         if turn is not None and idle and turn.try_acquire():
             saved = loop.create_future()
             try:
-                self._write(group)
+                self._write_in_turn(group, turn)
             except Exception as error:
                 saved.set_exception(error)
             else:
                 saved.set_result(None)
-            finally:
-                turn.release()
             return saved
         saving = asyncio.ensure_future(self._save_behind(group))
         self._saving.add(saving)
@@ -361,6 +360,10 @@ class CheckDesk:
 
                 acquiring.add_done_callback(give_back)
                 raise
+        self._write_in_turn(group, turn)
+
+    def _write_in_turn(self, group: _Group, turn: WriteTurn) -> None:
+        """The group's transaction, on the loop, in the turn it holds (given back after)."""
         try:
             self._write(group)
         finally:
