@@ -161,6 +161,7 @@ class Phase:
     max_ms: float
     client_cpu_seconds: float
     server_cpu_seconds: float = 0.0  # the server process and its children (the followers)
+    checks_per_group: float | None = None  # credit only: checks saved per transaction, on average
 
 
 def _percentile(sorted_values: list[float], fraction: float) -> float:
@@ -325,6 +326,7 @@ async def measure(server: Server, kind: str, args: argparse.Namespace) -> list[P
                  "--nonblocking", "--duration", str(int(args.seconds)), "--output", str(out)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         server_cpu = process_tree_cpu(server.process.pid)
+        groups = await group_sizes(server.port) if kind == "credit" else None
         if name == "throughput":
             phase = await closed_loop(server.name, server.port, requests, args.connections, args.seconds,
                                       args.max_requests)
@@ -332,13 +334,33 @@ async def measure(server: Server, kind: str, args: argparse.Namespace) -> list[P
             phase = await open_loop(server.name, server.port, requests, args.rate, args.seconds,
                                     args.max_requests, args.connections)
         phase.server_cpu_seconds = round(process_tree_cpu(server.process.pid) - server_cpu, 2)
+        if groups is not None:
+            after = await group_sizes(server.port)
+            if after is not None and after[1] > groups[1]:
+                phase.checks_per_group = round((after[0] - groups[0]) / (after[1] - groups[1]), 1)
         if profiler is not None:
             profiler.wait()
+        per_group = f", {phase.checks_per_group} checks a group" if phase.checks_per_group else ""
         log(f"{server.name:>16} {phase.phase:<28} {phase.throughput:>8,.0f}/s  p50 {phase.p50_ms:6.2f} ms  "
             f"p99 {phase.p99_ms:6.2f} ms  errors {phase.errors}  CPU s: server {phase.server_cpu_seconds}, "
-            f"client {phase.client_cpu_seconds}")
+            f"client {phase.client_cpu_seconds}{per_group}")
         phases.append(phase)
     return phases
+
+
+async def group_sizes(port: int) -> tuple[float, float] | None:
+    """The credit service's checks saved and transactions so far (its ``/metrics``), if it has them."""
+    connection = await Connection.open(port)
+    try:
+        status, body = await connection.request(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    finally:
+        connection.close()
+    values = {}
+    for line in body.decode().splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("receivables_credit_check_group_size_sum", "receivables_credit_check_group_size_count"):
+            values[name.rsplit("_", 1)[1]] = float(value)
+    return (values["sum"], values["count"]) if status == 200 and len(values) == 2 else None
 
 
 async def seed_limits(port: int, customers: int) -> None:
