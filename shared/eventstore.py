@@ -136,6 +136,10 @@ def postgres_conninfo(env: Any) -> str:
         connect_timeout=int(env.get("POSTGRES_CONNECT_TIMEOUT") or 5))
 
 
+# the advisory lock under which the event store's schema is changed (tables, functions)
+SCHEMA_LOCK_KEY = "hashtext('receivables:eventstore-schema')"
+
+
 @contextlib.contextmanager
 def _schema_lock(env: Any) -> Iterator[None]:
     """Replicas starting together create the event store's tables one at a time.
@@ -152,11 +156,11 @@ def _schema_lock(env: Any) -> Iterator[None]:
         yield
         return
     with psycopg.connect(postgres_conninfo(env), autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(hashtext('receivables:eventstore-schema'))")
+        conn.execute(f"SELECT pg_advisory_lock({SCHEMA_LOCK_KEY})")
         try:
             yield
         finally:
-            conn.execute("SELECT pg_advisory_unlock(hashtext('receivables:eventstore-schema'))")
+            conn.execute(f"SELECT pg_advisory_unlock({SCHEMA_LOCK_KEY})")
 
 
 # A historical read (``version=``) bypasses the aggregate cache: a fresh copy from the store.
