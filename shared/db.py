@@ -158,6 +158,23 @@ class _TurnTakingConnection(sqlite3.Connection):
             turn.release()
 
 
+def read_models_url(database_url: str) -> str:
+    """Where a service keeps its read models when its event store is written per request.
+
+    On SQLite: a file of their own beside the event store's (``credit.db`` ->
+    ``credit.read-models.db``). SQLite lets one writer into a file at a time, so the
+    projector's transactions would hold the service's own saves (a group of credit checks
+    every few milliseconds) behind them. The read models are rebuilt from the event store
+    (``receivables replay``), so a new file fills itself. On PostgreSQL, the same database.
+    """
+    parsed = make_url(database_url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return database_url
+    path = Path(parsed.database)
+    return parsed.set(database=str(path.with_name(f"{path.stem}.read-models{path.suffix}"))).render_as_string(
+        hide_password=False)
+
+
 def make_engine(url: str, *, writer: bool = False) -> Engine:
     """An engine tuned for its backend; SQLite gets WAL and a generous busy timeout.
 

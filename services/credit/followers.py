@@ -11,7 +11,7 @@ from collections.abc import Callable
 from services.credit import outbound
 from services.credit.application import CreditApplication
 from services.credit.projections import CreditProjector
-from shared.db import make_engine
+from shared.db import make_engine, read_models_url
 from shared.eventstore import eventsourcing_env
 from shared.leadership import Leadership
 from shared.outbox import OutboxRelay
@@ -26,7 +26,7 @@ def start(settings: ServiceSettings, runtime: ServiceRuntime) -> Callable[[], No
     outbox would otherwise publish every event once per replica).
     """
     credit = CreditApplication(env=eventsourcing_env(settings.database_url, cache_size=None))
-    engine = make_engine(settings.database_url, writer=True)
+    engine = make_engine(read_models_url(settings.database_url), writer=True)
     leadership = Leadership(settings.database_url, "credit-followers")
     runtime.follow(CreditProjector(credit, engine), leadership=leadership)
     runtime.start_kafka()

@@ -1,5 +1,9 @@
 """The credit service's read models and the projector that keeps them.
 
+On SQLite they live in a file of their own beside the event store's, so that the
+projector's transactions never hold up the saves of credit checks
+(``shared.db.read_models_url``); on PostgreSQL, in the service's database.
+
 Tables (plain SQL, indexed for the REST queries and the review):
 - ``credit_accounts``: per customer, whether it is on hold, its recorded risk grade and
   score, the date of its last review; every customer credit knows (the review's candidates);

@@ -6,6 +6,7 @@ from __future__ import annotations
 from services.credit.application import CreditApplication
 from services.credit.projections import CreditProjector, metadata
 from services.credit.service import migrate_read_models
+from shared.db import read_models_url
 from shared.eventstore import eventsourcing_env
 from shared.offline_replay import replay_in_place
 from shared.settings import ServiceSettings
@@ -13,5 +14,5 @@ from shared.settings import ServiceSettings
 
 def replay_credit(settings: ServiceSettings, *, verify: bool) -> int:
     app = CreditApplication(env=eventsourcing_env(settings.database_url, cache_size=None))  # (makes the dir)
-    return replay_in_place("credit", settings.database_url, app, CreditProjector, metadata,
+    return replay_in_place("credit", read_models_url(settings.database_url), app, CreditProjector, metadata,
                            migrate_read_models, verify=verify)

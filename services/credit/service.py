@@ -20,7 +20,7 @@ from services.credit.domain import CreditError
 from services.credit.reviews import ReviewRunner, daily_scheduler
 from services.credit.settings import INBOUND_TOPICS, CreditSettings, credit_settings
 from shared.auth import install_auth
-from shared.db import make_engine, migrate
+from shared.db import make_engine, migrate, read_models_url
 from shared.eventstore import eventsourcing_env
 from shared.health import health
 from shared.ledger_feed import decode_record
@@ -48,9 +48,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await asyncio.to_thread(migrate_read_models, settings.database_url)
+        await asyncio.to_thread(migrate_read_models, read_models_url(settings.database_url))
         credit = CreditApplication(env=eventsourcing_env(settings.database_url), rules=rules)
-        engine = make_engine(settings.database_url)
+        engine = make_engine(read_models_url(settings.database_url))
         metrics = ServiceMetrics("credit")
         runtime = ServiceRuntime("credit", settings.kafka_bootstrap, metrics)
         tune_gc(short_pauses=True)  # (after the runtime's own tuning) checks answer within ms

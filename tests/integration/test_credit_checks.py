@@ -3,11 +3,13 @@ one after the other in memory, saved together, reserve only what the limit allow
 answered again from memory; a rebuilt account agrees with the cached one. Pipelined groups:
 a group decided while the one before it commits counts that group's reservations, nothing is
 answered before its own commit, and a failed commit answers no one 'approve' and decides the
-groups behind it again."""
+groups behind it again. On SQLite, the projector's writes (a file of their own) hold up no save."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import threading
 from collections.abc import Callable
 from datetime import date
@@ -17,10 +19,14 @@ from typing import Any
 
 import pytest
 from eventsourcing.persistence import IntegrityError
+from sqlalchemy import select
 
 from services.credit.application import CreditApplication
 from services.credit.checks import CheckDesk
 from services.credit.domain import ConflictingCheck, InvalidAmount
+from services.credit.projections import CreditProjector, checks, positions
+from services.credit.service import migrate_read_models
+from shared.db import make_engine, read_models_url
 from shared.eventstore import eventsourcing_env
 from shared.metrics import ServiceMetrics
 from tests.integration.ledger_harness import poll
@@ -261,3 +267,46 @@ async def test_a_check_on_an_account_another_replica_changed_is_decided_again_on
         await desk.stop()
         app.close()
         other.close()
+
+
+async def test_on_sqlite_checks_are_saved_while_the_projector_writes_its_own_file(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'credit.db'}"
+    app = CreditApplication(env=eventsourcing_env(url))
+    reader = CreditApplication(env=eventsourcing_env(url, cache_size=None))  # the followers'
+    migrate_read_models(read_models_url(url))
+    engine = make_engine(read_models_url(url), writer=True)
+    metrics = ServiceMetrics("credit")
+    desk = CheckDesk(app, asyncio.Lock(), metrics)
+    try:
+        await asyncio.to_thread(app.set_limit, "C1", "EUR", Decimal("1000.00"), "carol", None, None)
+        taken, done = threading.Event(), threading.Event()
+
+        def projector_writing() -> None:  # a transaction of the projector's: its file's write turn
+            with engine.begin() as conn:
+                conn.execute(positions.insert().values(name="someone-else", position=0))
+                taken.set()
+                done.wait(30)
+
+        holder = threading.Thread(target=projector_writing)
+        holder.start()
+        try:
+            assert await asyncio.to_thread(taken.wait, 30)
+            answer = await asyncio.wait_for(desk.check("C1", "O1", Decimal("10.00"), "EUR", DAY), 10)
+        finally:
+            done.set()
+            await asyncio.to_thread(holder.join)
+        assert answer["decision"] == "approve"
+        assert not metrics.registry.get_sample_value("receivables_credit_check_turn_waits_total")
+        projector = CreditProjector(reader, engine)
+        notifications = reader.recorder.select_notifications(1, 100)
+        await asyncio.to_thread(projector.apply, notifications)
+        with engine.connect() as conn:
+            assert conn.execute(select(checks.c.order_id, checks.c.decision)).all() == [("O1", "approve")]
+        with contextlib.closing(sqlite3.connect(tmp_path / "credit.db")) as events_file:  # the event store's
+            tables = {name for (name,) in events_file.execute("SELECT name FROM sqlite_master")}
+        assert "stored_events" in tables and "credit_checks" not in tables
+    finally:
+        await desk.stop()
+        engine.dispose()
+        app.close()
+        reader.close()
