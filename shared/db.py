@@ -171,6 +171,8 @@ def read_models_url(database_url: str) -> str:
     if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
         return database_url
     path = Path(parsed.database)
+    if path.stem.endswith(".read-models"):  # already the read models' (a URL may come either way)
+        return database_url
     return parsed.set(database=str(path.with_name(f"{path.stem}.read-models{path.suffix}"))).render_as_string(
         hide_password=False)
 

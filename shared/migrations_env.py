@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from alembic import context
 from sqlalchemy import MetaData, pool, text
 from sqlalchemy import create_engine as _create_engine
 
 
-def run_migrations(target_metadata: MetaData, default_version_table: str) -> None:
+def run_migrations(target_metadata: MetaData, default_version_table: str,
+                   database: Callable[[str], str] = lambda url: url) -> None:
+    """``database``: where the read models are, given the service's database URL (or theirs)."""
     config = context.config
     version_table = config.attributes.get("version_table", default_version_table)
-    url = config.get_main_option("sqlalchemy.url") or _url_from_command_line_or_env(default_version_table)
+    given = config.get_main_option("sqlalchemy.url") or _url_from_command_line_or_env(default_version_table)
+    url = database(given)
     if context.is_offline_mode():
         context.configure(url=url, target_metadata=target_metadata, version_table=version_table,
                           literal_binds=True)

@@ -35,7 +35,9 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def migrate_read_models(database_url: str) -> None:
-    migrate(database_url, MIGRATIONS, "credit_alembic_version")
+    """The read models' schema at head, wherever they are (``read_models_url``), given the
+    service's database URL or theirs."""
+    migrate(read_models_url(database_url), MIGRATIONS, "credit_alembic_version")
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from services.credit.application import CreditApplication
 from services.credit.projections import CreditProjector, accounts, checks, positions, positions_by_currency
 from services.credit.service import migrate_read_models
-from shared.db import make_engine
+from shared.db import make_engine, read_models_url
 from shared.eventstore import eventsourcing_env
 
 DAY = date(2025, 3, 1)
@@ -22,7 +22,7 @@ DAY = date(2025, 3, 1)
 def test_an_account_row_is_written_when_its_own_columns_change(database_url: str) -> None:
     migrate_read_models(database_url)
     app = CreditApplication(env=eventsourcing_env(database_url))
-    engine = make_engine(database_url)
+    engine = make_engine(read_models_url(database_url))
     projector = CreditProjector(app, engine)
 
     def catch_up() -> None:

@@ -9,6 +9,7 @@ from shared.db import read_models_url
 
 @pytest.mark.parametrize(("url", "expected"), [
     ("sqlite:////data/credit.db", "sqlite:////data/credit.read-models.db"),
+    ("sqlite:////data/credit.read-models.db", "sqlite:////data/credit.read-models.db"),  # already theirs
     ("sqlite:///rel/receivables.db?timeout=5", "sqlite:///rel/receivables.read-models.db?timeout=5"),
     ("postgresql+psycopg://postgres:secret@db:5432/ar", "postgresql+psycopg://postgres:secret@db:5432/ar"),
 ])
