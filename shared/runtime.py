@@ -19,6 +19,7 @@ from shared.follower import Follower, FollowerLoop, SharedLog
 from shared.leadership import Leadership
 from shared.metrics import ServiceMetrics
 from shared.settings import ServiceSettings
+from shared.write_lock import WriteLock
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class ServiceRuntime:
         self.service = service
         self.metrics = metrics
         self.kafka = KafkaLink(bootstrap)
-        self.write_lock = asyncio.Lock()  # one writer of the event store per process
+        self.write_lock = WriteLock()  # one writer of the event store per process
         self.followers: list[FollowerLoop] = []
         self._logs: list[SharedLog] = []  # one per followed application, read once for all
         self.worker: Any = None  # shared.worker.FollowerWorker when the followers run apart

@@ -50,6 +50,7 @@ from services.credit.domain import CreditAccount, CreditError, credit_account_id
 from shared.async_events import AsyncEventWriter
 from shared.db import WriteTurn
 from shared.metrics import ServiceMetrics
+from shared.write_lock import WriteLock
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class _Group:
 class CheckDesk:
     """Answers credit checks; see the module's docstring."""
 
-    def __init__(self, app: CreditApplication, write_lock: asyncio.Lock, metrics: ServiceMetrics,
+    def __init__(self, app: CreditApplication, write_lock: WriteLock, metrics: ServiceMetrics,
                  on_committed: Callable[[], None] = lambda: None, *, max_group: int = 1000,
                  notify_delay: float = 0.25, pipeline_depth: int = 2, max_conflicts: int = 3,
                  inline_saves: bool = True) -> None:
@@ -273,9 +274,7 @@ class CheckDesk:
             kick.set_result(None)
 
     def _others_waiting(self) -> bool:
-        # (asyncio.Lock keeps no public count of its waiters)
-        waiters = getattr(self.write_lock, "_waiters", None) or ()
-        return any(not waiter.cancelled() for waiter in waiters)
+        return self.write_lock.waiting > 0
 
     async def _decide(self, requests: list[_Request], behind: _Group | None) -> _Group:
         """Decide requests on the cached accounts; their events are collected here, on the loop."""

@@ -3,7 +3,8 @@ one after the other in memory, saved together, reserve only what the limit allow
 answered again from memory; a rebuilt account agrees with the cached one. Pipelined groups:
 a group decided while the one before it commits counts that group's reservations, nothing is
 answered before its own commit, and a failed commit answers no one 'approve' and decides the
-groups behind it again. On SQLite, the projector's writes (a file of their own) hold up no save."""
+groups behind it again; a writer waiting for the lock goes before the next group. On SQLite,
+the projector's writes (a file of their own) hold up no save."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from services.credit.service import migrate_read_models
 from shared.db import make_engine, read_models_url
 from shared.eventstore import eventsourcing_env
 from shared.metrics import ServiceMetrics
+from shared.write_lock import WriteLock
 from tests.integration.ledger_harness import poll
 
 
@@ -37,7 +39,7 @@ async def test_concurrent_checks_are_saved_in_groups_and_never_reserve_past_the_
 ) -> None:
     app = CreditApplication(env=eventsourcing_env(database_url))
     metrics = ServiceMetrics("credit")
-    desk = CheckDesk(app, asyncio.Lock(), metrics)
+    desk = CheckDesk(app, WriteLock(), metrics)
     try:
         await asyncio.to_thread(app.set_limit, "C1", "EUR", Decimal("1000.00"), "carol", None, None)
         day = date(2025, 3, 1)
@@ -93,7 +95,7 @@ async def _pipelined(database_url: str, failures: list[Exception]) -> tuple[
     is decided behind it; then the gate opens. (Saves in the save thread: on the loop, the
     gate would stop the loop that opens it.)"""
     app = CreditApplication(env=eventsourcing_env(database_url))
-    desk = CheckDesk(app, asyncio.Lock(), ServiceMetrics("credit"), inline_saves=False)
+    desk = CheckDesk(app, WriteLock(), ServiceMetrics("credit"), inline_saves=False)
     try:
         await asyncio.to_thread(app.set_limit, "C1", "EUR", Decimal("1000.00"), "carol", None, None)
         saves = GatedSaves(app, failures)
@@ -172,7 +174,7 @@ async def test_a_retry_arriving_while_its_order_is_in_flight_gets_the_same_answe
     database_url: str,
 ) -> None:
     app = CreditApplication(env=eventsourcing_env(database_url))
-    desk = CheckDesk(app, asyncio.Lock(), ServiceMetrics("credit"), inline_saves=False)
+    desk = CheckDesk(app, WriteLock(), ServiceMetrics("credit"), inline_saves=False)
     try:
         await asyncio.to_thread(app.set_limit, "C1", "EUR", Decimal("1000.00"), "carol", None, None)
         saves = GatedSaves(app, [])
@@ -194,12 +196,47 @@ async def test_a_retry_arriving_while_its_order_is_in_flight_gets_the_same_answe
         app.close()
 
 
+async def test_a_writer_waiting_for_the_lock_goes_before_the_next_group(database_url: str) -> None:
+    """The consumer or a command waiting for the write lock is let in once the groups in flight
+    have committed, before checks queued meanwhile are decided."""
+    app = CreditApplication(env=eventsourcing_env(database_url))
+    lock = WriteLock()
+    desk = CheckDesk(app, lock, ServiceMetrics("credit"), inline_saves=False)
+    try:
+        await asyncio.to_thread(app.set_limit, "C1", "EUR", Decimal("1000.00"), "carol", None, None)
+        saves = GatedSaves(app, [])
+        app.save_collected = saves  # type: ignore[method-assign,assignment]
+        first = asyncio.create_task(desk.check("C1", "O1", Decimal("600.00"), "EUR", DAY))
+        await poll(_now(lambda: saves.calls), lambda calls: calls == 1, timeout=10, what="O1's save begun")
+        account = app.cached_account("C1")
+        assert account is not None
+
+        async def write() -> set[str]:
+            async with lock:  # what the writer sees: the checks decided so far
+                return set(account.checks)
+
+        writer = asyncio.create_task(write())
+        await poll(_now(lambda: lock.waiting), lambda waiting: waiting == 1, timeout=10,
+                   what="the writer waiting")
+        second = asyncio.create_task(desk.check("C1", "O2", Decimal("100.00"), "EUR", DAY))
+        await poll(_now(lambda: bool(desk._queue) or "O2" in account.checks), bool, timeout=10,
+                   what="O2 queued (or decided)")
+        saves.gate.set()
+        seen, answer, again = await asyncio.wait_for(asyncio.gather(writer, first, second), 30)
+        assert seen == {"O1"}  # O2 was decided after the writer had its turn
+        assert (answer["decision"], again["decision"]) == ("approve", "approve")
+        assert lock.waiting == 0 and not lock.locked()
+    finally:
+        await desk.stop()
+        app.close()
+
+
 async def test_on_sqlite_a_group_is_saved_on_the_loop_once_no_other_writer_has_the_database(
     tmp_path: Path,
 ) -> None:
     app = CreditApplication(env=eventsourcing_env(f"sqlite:///{tmp_path / 'credit.db'}"))
     metrics = ServiceMetrics("credit")
-    desk = CheckDesk(app, asyncio.Lock(), metrics)
+    desk = CheckDesk(app, WriteLock(), metrics)
 
     def saved(on: str) -> float:
         return metrics.registry.get_sample_value("receivables_credit_check_saves_total", {"on": on}) or 0
@@ -246,7 +283,7 @@ async def test_a_check_on_an_account_another_replica_changed_is_decided_again_on
 ) -> None:
     app = CreditApplication(env=eventsourcing_env(database_url))
     other = CreditApplication(env=eventsourcing_env(database_url))  # another replica's
-    desk = CheckDesk(app, asyncio.Lock(), ServiceMetrics("credit"))
+    desk = CheckDesk(app, WriteLock(), ServiceMetrics("credit"))
     try:
         await asyncio.to_thread(app.set_limit, "C1", "EUR", Decimal("1000.00"), "carol", None, None)
         assert (await desk.check("C1", "O1", Decimal("600.00"), "EUR", DAY))["decision"] == "approve"
@@ -276,7 +313,7 @@ async def test_on_sqlite_checks_are_saved_while_the_projector_writes_its_own_fil
     migrate_read_models(read_models_url(url))
     engine = make_engine(read_models_url(url), writer=True)
     metrics = ServiceMetrics("credit")
-    desk = CheckDesk(app, asyncio.Lock(), metrics)
+    desk = CheckDesk(app, WriteLock(), metrics)
     try:
         await asyncio.to_thread(app.set_limit, "C1", "EUR", Decimal("1000.00"), "carol", None, None)
         taken, done = threading.Event(), threading.Event()
