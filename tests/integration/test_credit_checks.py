@@ -97,11 +97,7 @@ async def _pipelined(database_url: str, failures: list[Exception]) -> tuple[
     app = CreditApplication(env=eventsourcing_env(database_url))
     desk = CheckDesk(app, WriteLock(), ServiceMetrics("credit"), inline_saves=False)
     try:
-        await asyncio.to_thread(app.set_limit, "C1", "EUR", Decimal("1000.00"), "carol", None, None)
-        saves = GatedSaves(app, failures)
-        app.save_collected = saves  # type: ignore[method-assign,assignment]
-        first = asyncio.create_task(desk.check("C1", "O1", Decimal("600.00"), "EUR", DAY))
-        await poll(_now(lambda: saves.calls), lambda calls: calls == 1, timeout=10, what="O1's save begun")
+        saves, first = await _saving_o1(app, desk, failures)
         second = asyncio.create_task(desk.check("C1", "O2", Decimal("600.00"), "EUR", DAY))
         account = app.cached_account("C1")
         assert account is not None
@@ -113,6 +109,17 @@ async def _pipelined(database_url: str, failures: list[Exception]) -> tuple[
         return app, answers
     finally:
         await desk.stop()
+
+
+async def _saving_o1(app: CreditApplication, desk: CheckDesk, failures: list[Exception]) -> tuple[
+        GatedSaves, asyncio.Task[dict[str, Any]]]:
+    """C1 (limit 1000.00) checks O1 (600.00), whose save has begun behind a closed gate."""
+    await asyncio.to_thread(app.set_limit, "C1", "EUR", Decimal("1000.00"), "carol", None, None)
+    saves = GatedSaves(app, failures)
+    app.save_collected = saves  # type: ignore[method-assign,assignment]
+    first = asyncio.create_task(desk.check("C1", "O1", Decimal("600.00"), "EUR", DAY))
+    await poll(_now(lambda: saves.calls), lambda calls: calls == 1, timeout=10, what="O1's save begun")
+    return saves, first
 
 
 def _now(value: Callable[[], object]) -> Callable[[], asyncio.Future[object]]:
@@ -176,11 +183,7 @@ async def test_a_retry_arriving_while_its_order_is_in_flight_gets_the_same_answe
     app = CreditApplication(env=eventsourcing_env(database_url))
     desk = CheckDesk(app, WriteLock(), ServiceMetrics("credit"), inline_saves=False)
     try:
-        await asyncio.to_thread(app.set_limit, "C1", "EUR", Decimal("1000.00"), "carol", None, None)
-        saves = GatedSaves(app, [])
-        app.save_collected = saves  # type: ignore[method-assign,assignment]
-        first = asyncio.create_task(desk.check("C1", "O1", Decimal("600.00"), "EUR", DAY))
-        await poll(_now(lambda: saves.calls), lambda calls: calls == 1, timeout=10, what="O1's save begun")
+        saves, first = await _saving_o1(app, desk, [])
         retry = asyncio.create_task(desk.check("C1", "O1", Decimal("600.00"), "EUR", DAY))
         # not answered from memory (its first attempt is not committed yet): queued behind it
         await poll(_now(lambda: desk._in_flight["C1"]), lambda n: n == 2, timeout=10,
@@ -203,11 +206,7 @@ async def test_a_writer_waiting_for_the_lock_goes_before_the_next_group(database
     lock = WriteLock()
     desk = CheckDesk(app, lock, ServiceMetrics("credit"), inline_saves=False)
     try:
-        await asyncio.to_thread(app.set_limit, "C1", "EUR", Decimal("1000.00"), "carol", None, None)
-        saves = GatedSaves(app, [])
-        app.save_collected = saves  # type: ignore[method-assign,assignment]
-        first = asyncio.create_task(desk.check("C1", "O1", Decimal("600.00"), "EUR", DAY))
-        await poll(_now(lambda: saves.calls), lambda calls: calls == 1, timeout=10, what="O1's save begun")
+        saves, first = await _saving_o1(app, desk, [])
         account = app.cached_account("C1")
         assert account is not None
 
