@@ -380,14 +380,12 @@ async def seed_limits(port: int, customers: int) -> None:
     connection.close()
 
 
-FLOOR_AFTER = "trivial FastAPI (again)"
-
-
-async def measure_floor(name: str, env: dict[str, str], stamp: str, args: argparse.Namespace,
-                        phases: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The trivial endpoint's phases, on a server of its own."""
-    suffix = "trivial" if name != FLOOR_AFTER else "trivial-again"
-    trivial = Server(name, "bench.credit:trivial_app", env, RESULTS / f"credit-{stamp}-{suffix}.log")
+async def measure_floor(env: dict[str, str], stamp: str, args: argparse.Namespace, *,
+                        again: bool = False) -> list[dict[str, Any]]:
+    """The trivial endpoint, on a server of its own: both phases, or (``again``) its throughput."""
+    name, log_name, phases = (("trivial FastAPI (again)", "trivial-again", ("throughput",)) if again
+                              else ("trivial FastAPI", "trivial", ("throughput", "rate")))
+    trivial = Server(name, "bench.credit:trivial_app", env, RESULTS / f"credit-{stamp}-{log_name}.log")
     try:
         await trivial.wait_ready("/docs")
         return [asdict(p) for p in await measure(trivial, "trivial", args, phases)]
@@ -410,8 +408,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         create_topics(broker.bootstrap, {"ar.ledger.events": 4, "ar.customers": 4, "ar.credit.events": 4,
                                          "ar.deadletter": 1})
-        results["phases"] += await measure_floor("trivial FastAPI", base_env, stamp, args,
-                                                 ("throughput", "rate"))
+        results["phases"] += await measure_floor(base_env, stamp, args)
         framework = Server("body+auth only", "bench.credit:framework_app", base_env,
                            RESULTS / f"credit-{stamp}-framework.log")
         try:
@@ -440,7 +437,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     credit.stop()
         # the floor again: this machine's speed drifts by minutes, and the ratio is taken
         # against the floor's mean from before and after the credit servers
-        results["phases"] += await measure_floor(FLOOR_AFTER, base_env, stamp, args, ("throughput",))
+        results["phases"] += await measure_floor(base_env, stamp, args, again=True)
     finally:
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)
