@@ -435,8 +435,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     results["phases"] += [asdict(p) for p in await measure(credit, "credit", args)]
                 finally:
                     credit.stop()
-        # the floor again: this machine's speed drifts by minutes, and the ratio is taken
-        # against the floor's mean from before and after the credit servers
         results["phases"] += await measure_floor(base_env, stamp, args, again=True)
     finally:
         broker.stop()

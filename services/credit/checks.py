@@ -220,7 +220,7 @@ class CheckDesk:
         while self._queue or in_flight:
             while (self._queue and len(in_flight) < self.pipeline_depth and not spoilt
                    and (not in_flight or len(self._queue) >= len(in_flight[-1].requests))
-                   and not self._others_waiting()):
+                   and not self.write_lock.waiting):
                 requests, self._queue = self._queue[:self.max_group], self._queue[self.max_group:]
                 try:
                     group = await self._decide(requests, in_flight[-1] if in_flight else None)
@@ -272,9 +272,6 @@ class CheckDesk:
         kick = self._kick
         if kick is not None and not kick.done():
             kick.set_result(None)
-
-    def _others_waiting(self) -> bool:
-        return self.write_lock.waiting > 0
 
     async def _decide(self, requests: list[_Request], behind: _Group | None) -> _Group:
         """Decide requests on the cached accounts; their events are collected here, on the loop."""
