@@ -98,6 +98,27 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
+def _too_deep(value: Any, levels: int) -> bool:
+    """Whether a decoded JSON value nests arrays and objects more than ``levels`` deep."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > levels:
+            return True
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+    return False
+
+
+def _check_free_form(name: str, value: Any) -> None:
+    """Refuse free-form content nested deeper than ``MAX_JSON_DEPTH``: it is stored as it came,
+    and the store's JSON encoder could not write it. Only such content (fields a model does
+    not name, contacts) is walked; named fields have shapes of their own."""
+    if isinstance(value, dict | list) and _too_deep(value, MAX_JSON_DEPTH):
+        raise ValueError(f"{name} is nested more than {MAX_JSON_DEPTH} levels deep")
+
+
 def _check_amount(name: str, value: Decimal, currency: str | None, info: ValidationInfo) -> None:
     """The rules every money field keeps: not negative, in range, the currency's digits."""
     if value < ZERO:
@@ -139,6 +160,8 @@ class _Data(BaseModel):
 
     @model_validator(mode="after")
     def _amounts_in_bounds(self, info: ValidationInfo) -> _Data:
+        for name, value in (self.__pydantic_extra__ or {}).items():
+            _check_free_form(name, value)
         currency = self.__dict__.get("currency")
         for name in self._amount_fields:
             value = self.__dict__[name]
@@ -160,6 +183,12 @@ class Terms(BaseModel):
         if value is not None and not ZERO <= value < 100:
             raise ValueError("must be between 0 and 100")
         return value
+
+    @model_validator(mode="after")
+    def _extras_not_too_deep(self) -> Terms:
+        for name, value in (self.__pydantic_extra__ or {}).items():
+            _check_free_form(name, value)
+        return self
 
 
 class InvoiceIssued(_Data):
@@ -289,6 +318,11 @@ class CustomerUpserted(_Data):
     contacts: Annotated[list[Any], Field(max_length=100)] | dict[str, Any] | None = None
     do_not_dun: bool = False
 
+    @model_validator(mode="after")
+    def _contacts_not_too_deep(self) -> CustomerUpserted:
+        _check_free_form("contacts", self.contacts)
+        return self
+
 
 EVENT_TYPES: dict[str, type[_Data]] = {
     "invoice.issued": InvoiceIssued,
@@ -351,25 +385,10 @@ def _describe(error: ValidationError, prefix: str) -> str:
     return "; ".join(parts)
 
 
-def _too_deep(value: Any, levels: int) -> bool:
-    """Whether a decoded JSON value nests more than ``levels`` arrays and objects."""
-    if isinstance(value, dict):
-        children: Any = value.values()
-    elif isinstance(value, list):
-        children = value
-    else:
-        return False
-    if levels == 0:
-        return True
-    return any(isinstance(child, dict | list) and _too_deep(child, levels - 1) for child in children)
-
-
 def parse_envelope(payload: Any) -> CloudEvent:
-    """Validate a decoded JSON value as a CloudEvent envelope (at most ``MAX_JSON_DEPTH`` deep)."""
+    """Validate a decoded JSON value as a CloudEvent envelope."""
     if not isinstance(payload, dict):
         raise InvalidMessage("not a CloudEvent: the message must be a JSON object")
-    if _too_deep(payload, MAX_JSON_DEPTH):
-        raise InvalidMessage(f"data: nested more than {MAX_JSON_DEPTH} levels deep")
     try:
         return CloudEvent.model_validate(payload)
     except ValidationError as error:

@@ -115,7 +115,12 @@ def test_json_nested_deeper_than_the_store_can_write_is_refused() -> None:
     for _ in range(MAX_JSON_DEPTH + 1):
         nested = [nested]
     text = reason(encoded(VALID_INVOICE, attributes_extra=nested))
-    assert "nested more than" in text
+    assert "data: attributes_extra is nested more than" in text
+    terms = {"net_days": 30, "notes": nested}
+    assert "data.terms: notes is nested more than" in reason(encoded(VALID_INVOICE, terms=terms))
+    customer = {"specversion": "1.0", "id": "erp-c-1", "source": "erp/eu-1", "type": "customer.upserted",
+                "data": {"customer_id": "CUST-0379", "name": "Acme", "contacts": [{"phones": nested}]}}
+    assert "data: contacts is nested more than" in reason(orjson.dumps(customer))
     # orjson's own limit (1,024 levels) is a JSON error
     assert reason(b'{"a":' * 2000 + b"1" + b"}" * 2000).startswith("not JSON")
 
