@@ -8,12 +8,14 @@ import base64
 import hashlib
 from decimal import Decimal
 from typing import Any
+from uuid import uuid4
 
 import orjson
 import pytest
+from eventsourcing.persistence import Notification
 
 from shared.consumer import DEADLETTER_ORIGINAL_BYTES, deadletter_event
-from shared.envelope import CloudEvent
+from shared.envelope import CloudEvent, encode_event
 from shared.erp_events import (
     MAX_ALLOCATIONS,
     MAX_JSON_DEPTH,
@@ -23,6 +25,7 @@ from shared.erp_events import (
     decode_message,
 )
 from shared.money import MAX_AMOUNT
+from shared.outbox import MAX_OUTBOUND_BYTES, Outbound, trimmed
 from tests.unit.test_ledger_domain import VALID_INVOICE, VALID_PAYMENT, encoded
 
 KEY = b"CUST-0379"
@@ -162,3 +165,23 @@ def test_a_dead_letter_of_a_message_without_a_key_has_no_subject() -> None:
     assert "subject" not in letter
     CloudEvent.model_validate(letter)  # still a valid envelope
     assert letter["data"]["key"] is None
+
+
+def test_an_outbound_event_too_large_to_publish_goes_out_trimmed_with_a_pointer_to_the_store() -> None:
+    notification = Notification(originator_id=uuid4(), originator_version=7, topic="x", state=b"", id=42)
+    data = {"customer_id": "CUST-0379", "payment_id": "P-1", "amount": "10.00",
+            "invoices": [{"invoice_id": f"INV-{i}", "open_amount": "0.00"} for i in range(30_000)]}
+    value = encode_event(event_id="ledger:x:7:0", source="receivables/ledger",
+                         event_type="ledger.payment_applied", subject="CUST-0379", data=data)
+    assert len(value) > MAX_OUTBOUND_BYTES
+    message = trimmed(Outbound("ar.ledger.events", "CUST-0379", value), notification)
+    envelope = orjson.loads(message.value)
+    assert (message.topic, message.key, envelope["id"], envelope["subject"]) == (
+        "ar.ledger.events", "CUST-0379", "ledger:x:7:0", "CUST-0379")
+    assert envelope["data"] == {
+        "customer_id": "CUST-0379", "payment_id": "P-1", "amount": "10.00", "truncated": True,
+        "original_size": len(value), "original_sha256": hashlib.sha256(value).hexdigest(),
+        "event_store": {"notification_id": 42, "originator_id": str(notification.originator_id),
+                        "originator_version": 7},
+    }
+    assert len(message.value) < 1000
