@@ -190,22 +190,23 @@ def _busy_port_message(host: str, port: int) -> str:
     if pid is None:
         return f"cannot start broker: something is already listening on {where}"
     argv, parent = _process_facts(pid)
-    if argv and "tansu" in Path(argv[0]).name and "broker" in argv:
-        parent_argv, _ = _process_facts(parent) if parent is not None else ([], None)
-        if parent == 1 or not parent_argv:
-            return (
-                f"cannot start broker: a Tansu broker (pid {pid}) is already listening on {where} "
-                f"and nothing of ours started it: probably left over from a `receivables dev` that was "
-                f"killed hard (older versions left their broker running). Stop it with `kill {pid}`."
-            )
+    if not (argv and "tansu" in Path(argv[0]).name and "broker" in argv):
+        return (
+            f"cannot start broker: something is already listening on {where}: "
+            f"pid {pid} ({' '.join(argv)[:200]})"
+        )
+    parent_argv = _process_facts(parent)[0] if parent is not None else []
+    parent_text = " ".join(parent_argv)
+    if "dev" in parent_argv and ("receivables" in parent_text or "services.cli" in parent_text):
         return (
             f"cannot start broker: a Tansu broker (pid {pid}) is already listening on {where}, "
-            f"started by pid {parent} ({' '.join(parent_argv)[:200]}): stop that one first, "
-            f"or use another port."
+            f"that of a running `receivables dev` (pid {parent}): stop that one first, or use another port."
         )
     return (
-        f"cannot start broker: something is already listening on {where}: "
-        f"pid {pid} ({' '.join(argv)[:200]})"
+        f"cannot start broker: a Tansu broker (pid {pid}) is already listening on {where}, and no "
+        f"running `receivables dev` owns it (its parent: pid {parent} {parent_text[:60]}): probably "
+        f"left over from a `receivables dev` that was killed hard (older versions left their broker "
+        f"running). Stop it with `kill {pid}`."
     )
 
 
