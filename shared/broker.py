@@ -712,8 +712,8 @@ class BrokerSupervisor:
         where = f"; its log: {self.broker.log_path}" if self.broker.log_path else ""
         if len(self._deaths) > self.max_restarts:
             raise BrokerError(
-                f"the embedded broker on {self.broker.bootstrap} {_describe_exit(status)}, "
-                f"its {len(self._deaths)}th death within {self.window:.0f}s: giving up{where}"
+                f"the embedded broker on {self.broker.bootstrap} {_describe_exit(status)}; it died "
+                f"{len(self._deaths)} times within {self.window:.0f}s: giving up{where}"
             )
         # The one loud line: everything that follows (consumer errors, PARTITION RESET) is its echo.
         log.error(

@@ -2,7 +2,8 @@
 
 - its embedded broker killed, it starts another on the same port and messages flow again;
 - itself killed with SIGKILL, nothing it started lives on, and it starts again at once;
-- a broker left over by a hard-killed run of an older version is named, with its pid.
+- a broker left over by a hard-killed run of an older version is named, with its pid;
+- the supervisor gives up, loudly, on a broker that cannot be started again or keeps dying.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import time
 from pathlib import Path
 from typing import Self
 
-from shared.broker import free_port
+import pytest
+
+from shared.broker import BrokerError, BrokerSupervisor, EmbeddedBroker, free_port, resolve_tansu_binary
 from tests.integration.ledger_harness import (
     REPO_ROOT,
     LedgerClient,
@@ -27,6 +30,7 @@ from tests.integration.ledger_harness import (
     child_pids,
     invoice_issued,
     poll,
+    read_topic,
 )
 
 READY_S = 60.0  # three services, their migrations and followers on a busy 2-core machine
@@ -169,6 +173,9 @@ async def test_a_killed_broker_is_started_again_and_messages_are_applied_again(t
                              what="an invoice published after the broker died applied")
         assert invoice is not None and invoice["open_amount"] == "30.00"
         assert time.monotonic() - killed < RECOVERY_S
+        # the ledger's outbox publishes to the new broker too
+        await read_topic(dev.bootstrap, "ar.ledger.events", timeout=RECOVERY_S,
+                         until=lambda records: any(b"DEV-3" in r.value for r in records if r.value))
 
         log = dev.log()
         assert log.count("EMBEDDED BROKER DIED") == 1, log[-4000:]
@@ -229,3 +236,57 @@ def test_a_broker_left_over_by_a_hard_killed_run_is_named(tmp_path: Path) -> Non
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(orphan, signal.SIGKILL)
+
+
+# --------------------------------------------------------------------------- the supervisor's limits
+
+
+def wrapped_broker(tmp_path: Path, *, runs: int) -> Path:
+    """A broker binary that is the real one for its first *runs* starts, then fails."""
+    script = tmp_path / "tansu-wrapper"
+    count = tmp_path / "starts"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'echo x >> "{count}"\n'
+        f'if [ "$(wc -l < "{count}")" -gt {runs} ]; then echo "boom: no more starts"; exit 3; fi\n'
+        f'exec "{resolve_tansu_binary()}" "$@"\n'
+    )
+    script.chmod(0o755)
+    return script
+
+
+async def test_the_supervisor_gives_up_on_a_broker_that_cannot_start_again(tmp_path: Path) -> None:
+    binary = wrapped_broker(tmp_path, runs=1)
+    broker = EmbeddedBroker(free_port(), log_path=tmp_path / "broker.log", binary=binary)
+    supervisor = BrokerSupervisor(broker, {"ar.invoices": 4}, attempts=2)
+    await supervisor.start()
+    watching = asyncio.create_task(supervisor.run())
+    try:
+        assert broker.pid is not None
+        os.kill(broker.pid, signal.SIGKILL)
+        with pytest.raises(BrokerError, match=r"(?s)could not be started again.*boom: no more starts"):
+            await asyncio.wait_for(watching, timeout=RECOVERY_S)
+        assert supervisor.restarts == 0
+    finally:
+        supervisor.stop()
+        broker.stop()
+
+
+async def test_the_supervisor_gives_up_on_a_broker_that_keeps_dying(tmp_path: Path) -> None:
+    broker = EmbeddedBroker(free_port(), log_path=tmp_path / "broker.log")
+    supervisor = BrokerSupervisor(broker, {"ar.invoices": 4}, max_restarts=1)
+    await supervisor.start()
+    watching = asyncio.create_task(supervisor.run())
+    try:
+        first = broker.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        await poll(lambda: asyncio.sleep(0, supervisor.restarts), lambda restarts: restarts == 1,
+                   timeout=RECOVERY_S, what="the broker started again once")
+        assert broker.pid not in (None, first) and broker.is_running
+        os.kill(broker.pid or 0, signal.SIGKILL)
+        with pytest.raises(BrokerError, match="died 2 times within 60s: giving up"):
+            await asyncio.wait_for(watching, timeout=RECOVERY_S)
+    finally:
+        supervisor.stop()
+        broker.stop()
