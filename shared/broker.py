@@ -682,7 +682,12 @@ class BrokerSupervisor:
         that dies with its parent), wait until it answers, create the topics."""
         self.broker.spawn()
         await asyncio.to_thread(self.broker.wait_ready, self.start_timeout)
-        await asyncio.to_thread(create_topics, self.broker.bootstrap, self.topics, timeout=self.start_timeout)
+        try:
+            await asyncio.to_thread(create_topics, self.broker.bootstrap, self.topics,
+                                    timeout=self.start_timeout)
+        except Exception as error:
+            await asyncio.to_thread(self.broker.stop)  # a broker without its topics is no use
+            raise BrokerError(f"topics not created on {self.broker.bootstrap}: {error!r}") from error
 
     async def run(self) -> None:
         """Watch the broker until :meth:`stop`; restart it each time it dies."""
@@ -693,6 +698,7 @@ class BrokerSupervisor:
                 await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 if self._stopping.is_set():
                     exited.cancel()
+                    await asyncio.wait({exited})  # its pidfd closed before we return
                     return
                 self._broker_died(exited.result())
                 await self._restart()
@@ -729,7 +735,9 @@ class BrokerSupervisor:
             try:
                 await self.start()
             except BrokerError as error:
-                if attempt == self.attempts or self._stopping.is_set():
+                if self._stopping.is_set():
+                    return  # shutting down anyway: not a failure of the broker
+                if attempt == self.attempts:
                     raise BrokerError(
                         f"the embedded broker could not be started again on {self.broker.bootstrap}: {error}"
                     ) from error
