@@ -64,10 +64,11 @@ def descendants(pid: int) -> list[int]:
 
 
 def argv_of(pid: int) -> list[str]:
+    """The command line of ``pid``; ``[""]`` once it has ended."""
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
     except OSError:
-        return []
+        return [""]
 
 
 class DevStack:
