@@ -66,7 +66,7 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import for_code
 from aiokafka.protocol.metadata import MetadataRequest
 
-from shared.child_process import die_with_parent
+from shared import child_process
 
 __all__ = [
     "BrokerError",
@@ -341,7 +341,7 @@ class EmbeddedBroker:
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
-                preexec_fn=die_with_parent() if self.die_with_parent else None,
+                preexec_fn=child_process.die_with_parent() if self.die_with_parent else None,
             )
         except OSError as exc:
             self._cleanup()

@@ -291,3 +291,11 @@ async def test_the_supervisor_gives_up_on_a_broker_that_keeps_dying(tmp_path: Pa
     finally:
         supervisor.stop()
         broker.stop()
+
+
+async def test_a_broker_that_dies_with_its_parent_is_only_forked_by_the_main_thread() -> None:
+    # PR_SET_PDEATHSIG fires when the forking *thread* ends: a worker thread would take it along.
+    broker = EmbeddedBroker(free_port(), die_with_parent=True)
+    with pytest.raises(BrokerError, match="spawned from the main thread"):
+        await asyncio.to_thread(broker.spawn)
+    assert not broker.is_running
