@@ -8,8 +8,9 @@ positions there, so a child process runs them with nothing shared but the store.
 The parent and the child talk over the child's standard streams, one line each:
 
 - parent → child stdin: the settings (one JSON line), then an empty line whenever the
-  consumer committed (wake up now rather than at the next idle poll). End of input, also
-  when the parent dies by SIGKILL, tells the child to stop: no orphans.
+  consumer committed (wake up now rather than at the next idle poll). End of input tells
+  the child to stop; if the parent dies, even by SIGKILL, the kernel kills the child
+  (``shared.child_process``): no orphans.
 - child → parent stdout: ``{"follower": name, "position": n}`` after each batch and
   ``{"error": name}`` when a follower paused on an error, mirrored into the parent's
   metrics so that ``/metrics`` shows the followers like any other part of the service.
@@ -29,6 +30,7 @@ from collections.abc import Callable
 
 import orjson
 
+from shared.child_process import die_with_parent
 from shared.metrics import ServiceMetrics
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings
@@ -64,9 +66,13 @@ class FollowerWorker:
     async def run(self) -> None:
         backoff = 0.5
         while not self._stopping.is_set():
+            # Forked by the event loop's thread, which lives as long as the service: the
+            # parent-death signal kills the child at once if the service is killed hard
+            # (end of input alone would let it shut down slowly against a broker that is gone).
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "shared.worker", self.module,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                preexec_fn=die_with_parent(),
             )
             self._process = process
             self.started += 1
