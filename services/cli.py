@@ -68,6 +68,15 @@ def _dev_ports(base_port: int) -> dict[str, int]:
     return {name: port - DEFAULT_BASE_PORT + base_port for name, port in DEFAULT_PORTS.items()}
 
 
+def _broker_lost(apps: list[FastAPI]) -> None:
+    """Tell the services' consumers that the embedded broker lost its messages: they start
+    every partition again at offset 0 rather than guess it from the partitions' new ends."""
+    for app in apps:
+        runtime = getattr(app.state, "runtime", None)  # there once the service has started
+        if runtime is not None:
+            runtime.broker_lost()
+
+
 async def _dev(args: argparse.Namespace) -> int:
     from shared.broker import BrokerError, BrokerSupervisor, EmbeddedBroker, create_topics
 
@@ -98,12 +107,15 @@ async def _dev(args: argparse.Namespace) -> int:
             "  enable bearer tokens. Never run like this outside a developer's machine.\n%s",
             "!" * 78, "!" * 78,
         )
-    servers = []
+    servers, apps = [], []
     for name, factory in _app_factories().items():
         url = args.database_url or f"sqlite:///{data_dir / (name + '.db')}"
         settings = _settings(name, kafka_bootstrap=bootstrap, database_url=url, auth=auth,
                              dev_mode=True, session_timeout_ms=2000)
-        servers.append((name, _server(factory(settings), "127.0.0.1", ports[name])))
+        apps.append(factory(settings))
+        servers.append((name, _server(apps[-1], "127.0.0.1", ports[name])))
+    if supervisor is not None:
+        supervisor.on_lost = lambda: _broker_lost(apps)
     tasks = [asyncio.create_task(server.serve()) for _, server in servers]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

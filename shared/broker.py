@@ -665,8 +665,12 @@ class BrokerSupervisor:
         window: float = 60.0,
         start_timeout: float = 30.0,
         attempts: int = 4,
+        on_lost: Callable[[], None] = lambda: None,
     ) -> None:
+        """``on_lost`` is called when the broker has died, before it is started again: its
+        clients' partitions start a new life at offset 0 (``KafkaConsumerLoop.broker_lost``)."""
         self.broker = broker
+        self.on_lost = on_lost
         self.topics = dict(topics)
         self.max_restarts = max_restarts
         self.window = window
@@ -701,6 +705,7 @@ class BrokerSupervisor:
                     await asyncio.wait({exited})  # its pidfd closed before we return
                     return
                 self._broker_died(exited.result())
+                self.on_lost()
                 await self._restart()
         finally:
             stopping.cancel()

@@ -164,6 +164,7 @@ class KafkaConsumerLoop(Generic[M, B]):
         self._generation = 0
         self._ready: set[TopicPartition] = set()
         self._assignment_failed = False
+        self._broker_lost = False  # see broker_lost()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -187,6 +188,17 @@ class KafkaConsumerLoop(Generic[M, B]):
 
     async def stop(self) -> None:
         self._stopping.set()
+
+    def broker_lost(self) -> None:
+        """The broker lost every message it held (``receivables dev``'s memory-only broker
+        died and is being started again): on the next assignment every partition consumed so
+        far starts a new life at offset 0, whatever its new end.
+
+        Without being told, the consumer sees a reset only when a partition's new end is
+        below the stored position; one that has filled up again to it before the consumer
+        rejoins looks unchanged, and its new messages up to there would be skipped.
+        """
+        self._broker_lost = True
 
     async def _close_consumer(self) -> None:
         consumer, self.consumer = self.consumer, None
@@ -282,12 +294,16 @@ class KafkaConsumerLoop(Generic[M, B]):
         await asyncio.to_thread(self.sink.on_assigned)
         if not assigned:
             return
+        lost, self._broker_lost = self._broker_lost, False
         # A partition that ends below the stored position (the broker lost it) is noticed by
         # _check_partition_ends on the first fetch: ListOffsets is no help here, as Tansu
         # answers "latest" with the base offset of the last record batch plus one, which is
         # below the true end whenever that batch holds several records.
         for tp in assigned:
             stored = await asyncio.to_thread(self.positions.load, tp)
+            if lost and stored > 0:
+                self._reset_detected(tp, stored, None)
+                stored = 0
             self.consumer.seek(tp, stored)
             self._ready.add(tp)
             self.metrics.position.labels(tp.topic, tp.partition).set(stored)
@@ -297,12 +313,14 @@ class KafkaConsumerLoop(Generic[M, B]):
             {str(tp): self.positions.next_offsets[tp] for tp in assigned},
         )
 
-    def _reset_detected(self, tp: TopicPartition, stored: int, end: int) -> None:
+    def _reset_detected(self, tp: TopicPartition, stored: int, end: int | None) -> None:
+        """``end`` None: the broker is known to have lost its data (``broker_lost``)."""
+        seen = "the broker lost its data" if end is None else (
+            f"it ends at offset {end}, below the stored position {stored}; the topic was recreated "
+            "or the broker lost its data")
         log.error(
-            "PARTITION RESET: %s ends at offset %d, below the stored position %d; the topic was "
-            "recreated or the broker lost its data. Consuming the new messages from the start; "
-            "messages seen before are recognised by their (source, id) and not applied twice.",
-            tp, end, stored,
+            "PARTITION RESET: %s: %s. Consuming the new messages from the start; messages seen "
+            "before are recognised by their (source, id) and not applied twice.", tp, seen,
         )
         self.metrics.partition_resets.labels(tp.topic, tp.partition).inc()
         self.positions.start_new_epoch(tp)

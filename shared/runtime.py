@@ -92,6 +92,7 @@ class ServiceRuntime:
         self.kafka = KafkaLink(bootstrap)
         self.write_lock = WriteLock()  # one writer of the event store per process
         self.followers: list[FollowerLoop] = []
+        self.consumers: list[Any] = []  # shared.consumer.KafkaConsumerLoop
         self._logs: list[SharedLog] = []  # one per followed application, read once for all
         self.worker: Any = None  # shared.worker.FollowerWorker when the followers run apart
         self._on_progress = on_progress
@@ -136,18 +137,22 @@ class ServiceRuntime:
             self.start_kafka()
         else:
             close_followers = followers.start(settings, self)
-        self.supervise(
-            KafkaConsumerLoop(
-                service=self.service, bootstrap=settings.kafka_bootstrap,
-                group_id=settings.consumer_group or f"receivables-{self.service}", topics=topics,
-                decode=decode, sink=sink, producer=self.kafka.producer, metrics=self.metrics,
-                on_committed=self.notify_followers, max_records=settings.batch_max_records,
-                timeout_ms=settings.batch_timeout_ms, session_timeout_ms=settings.session_timeout_ms,
-                write_lock=self.write_lock,
-            ),
-            "consumer", needs_kafka=True,
+        consumer: KafkaConsumerLoop[Any, Any] = KafkaConsumerLoop(
+            service=self.service, bootstrap=settings.kafka_bootstrap,
+            group_id=settings.consumer_group or f"receivables-{self.service}", topics=topics,
+            decode=decode, sink=sink, producer=self.kafka.producer, metrics=self.metrics,
+            on_committed=self.notify_followers, max_records=settings.batch_max_records,
+            timeout_ms=settings.batch_timeout_ms, session_timeout_ms=settings.session_timeout_ms,
+            write_lock=self.write_lock,
         )
+        self.consumers.append(consumer)
+        self.supervise(consumer, "consumer", needs_kafka=True)
         return close_followers
+
+    def broker_lost(self) -> None:
+        """The broker lost its data (an embedded broker restarting): see ``KafkaConsumerLoop.broker_lost``."""
+        for consumer in self.consumers:
+            consumer.broker_lost()
 
     def notify_followers(self) -> None:
         for loop in self.followers:
