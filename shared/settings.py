@@ -41,6 +41,9 @@ class ServiceSettings(BaseSettings):
     # Rows an online replay of the ledger may hold in memory (about 1 KB each) before it
     # writes them out and goes on reading rows back from its tables.
     replay_memory_rows: int = Field(default=3_000_000, ge=0)
+    # A follower or the consumer failing on the same event for longer than this is stuck:
+    # /health/ready answers 503 naming it (it keeps retrying; see shared.stalls).
+    stuck_after_seconds: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
     def _check_auth(self) -> Self:
