@@ -87,10 +87,11 @@ class SharedLog:
 class FollowerLoop:
     """Drive one Follower along the notification log until stopped.
 
-    A failed batch is retried (with backoff) one notification at a time up to its last, so
-    that the loop gets past the good ones and stops on exactly the event that fails; it
-    tells ``stalls`` where it fails and when it moves again (``shared.stalls``), and never
-    skips an event.
+    After a failure it retries (with backoff) one notification, then twice as many after
+    each success up to ``batch_size``: it gets past the good events of a failed batch and
+    stops on exactly the one that fails, and it is back to full batches soon after an
+    outage. It tells ``stalls`` where it fails and when it moves again (``shared.stalls``),
+    and never skips an event.
     """
 
     def __init__(
@@ -133,7 +134,7 @@ class FollowerLoop:
         # Unknown at the start: say once that it moves (a restarted child process's
         # predecessor may have reported a failure; /metrics lists the stage from then on).
         failing = True
-        retry_until = 0  # after a failed batch, its notifications are taken one at a time up to here
+        limit = self.batch_size
         while not self._stopping.is_set():
             attempt: Sequence[Notification] = ()
             try:
@@ -148,7 +149,6 @@ class FollowerLoop:
                 if position is None:
                     position = await asyncio.to_thread(self.follower.position)
                     gauge.set(position)
-                limit = 1 if position < retry_until else self.batch_size
                 attempt = await asyncio.to_thread(self.log.read, position + 1, limit)
                 if attempt:
                     await self.follower.process(attempt)
@@ -161,6 +161,7 @@ class FollowerLoop:
                     self.stalls.moved(name)
                     failing = False
                 if attempt and len(attempt) == limit:
+                    limit = min(limit * 2, self.batch_size)
                     continue
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -172,8 +173,7 @@ class FollowerLoop:
                 failure = self._failure(attempt, position, error)
                 self.stalls.failed(failure, cause=error)
                 failing = True
-                if len(attempt) > 1:
-                    retry_until = max(retry_until, attempt[-1].id)
+                limit = 1
                 log.exception("%s failed on %s; retrying in %.1fs", name, failure.where or "its position",
                               backoff)
                 position = None  # re-read from the store: the failed batch may or may not be in

@@ -54,7 +54,8 @@ def refuse(database_url: str, table: str, when: str) -> None:
             database_url,
             "CREATE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
             f"IF {when} THEN RAISE EXCEPTION '{REFUSAL}'; END IF; RETURN NEW; END $$",
-            f"CREATE TRIGGER test_refuse BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION test_refuse()",
+            f"CREATE TRIGGER test_refuse BEFORE INSERT ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION test_refuse()",
         )
     else:
         _execute(database_url, f"CREATE TRIGGER test_refuse BEFORE INSERT ON {table} WHEN {when} "
@@ -157,7 +158,8 @@ async def test_a_consumer_that_cannot_commit_a_batch_makes_the_service_unready_u
                                   "last_offset": ack.offset}
         assert await ledger.invoice("JAM-1") is None
         metrics = await ledger.metrics()
-        assert metrics[f"receivables_stuck{{event=ar.invoices[{ack.partition}]@{ack.offset},stage=consumer}}"] == 1
+        where = f"ar.invoices[{ack.partition}]@{ack.offset}"
+        assert metrics[f"receivables_stuck{{event={where},stage=consumer}}"] == 1
         assert (await ledger.get("/health/live")).status_code == 200
 
         await asyncio.to_thread(allow, database_url, events_table(database_url))
