@@ -13,6 +13,8 @@ from eventsourcing.persistence import Notification
 from shared.eventstore import TrackedApplication, eventsourcing_env
 from shared.follower import FollowerLoop
 from shared.metrics import ServiceMetrics
+from shared.settings import ServiceSettings
+from shared.worker import FollowerWorker
 from tests.integration.ledger_harness import poll
 
 WAIT = 30.0
@@ -82,3 +84,21 @@ async def test_a_follower_stops_on_exactly_the_event_it_cannot_process_and_goes_
             await asyncio.wait_for(task, WAIT)
     finally:
         app.close()
+
+
+async def test_a_followers_process_that_keeps_dying_is_a_stall_too(tmp_path: Any) -> None:
+    settings = ServiceSettings(database_url=f"sqlite:///{tmp_path / 'x.db'}", auth="disabled", dev_mode=True)
+    metrics = ServiceMetrics("test")
+    metrics.stalls.stuck_after = 0.5
+    worker = FollowerWorker("tests.integration.no_such_followers", settings, metrics)
+    task = asyncio.create_task(worker.run())
+    try:
+        async def stuck() -> list[dict[str, Any]]:
+            return [s.as_dict(metrics.stalls.clock()) for s in metrics.stalls.stuck()]
+
+        [stall] = await poll(stuck, lambda found: len(found) == 1, timeout=WAIT, what="stuck")
+        assert stall["stage"] == "followers-process" and stall["event"] is None
+        assert stall["error"] == {"type": "ProcessExited", "message": "the followers process exited with 1"}
+    finally:
+        await worker.stop()
+        await asyncio.wait_for(task, WAIT)
