@@ -146,7 +146,11 @@ class Stalls:
 
     def recorded(self, error: BaseException) -> bool:
         """Whether a loop already told of this exception (on its way up to an outer loop)."""
-        return any(stall.cause == id(error) for stall in self._stalls.values())
+        for stall in self._stalls.values():
+            if stall.cause == id(error):
+                stall.cause = None  # told once: an id may be reused by a later exception
+                return True
+        return False
 
     def failing(self) -> list[Stall]:
         """The stages failing now, stuck or not yet."""
