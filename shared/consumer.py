@@ -26,6 +26,7 @@ from eventsourcing.persistence import Tracking
 from shared.envelope import encode_event
 from shared.erp_events import InvalidMessage
 from shared.metrics import ServiceMetrics
+from shared.stalls import Failure
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +178,11 @@ class KafkaConsumerLoop(Generic[M, B]):
                 backoff = 0.2
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as error:
                 self.metrics.errors.labels("consumer").inc()
+                stalls = self.metrics.stalls
+                if not stalls.recorded(error):  # a batch's failure is already told, with its partition
+                    stalls.failed(Failure.of("consumer", "", None, error), cause=error)
                 log.exception("%s consumer paused; retrying in %.1fs", self.service, backoff)
                 await self._close_consumer()
                 with contextlib.suppress(TimeoutError):
@@ -383,9 +387,24 @@ class KafkaConsumerLoop(Generic[M, B]):
         rejected: list[Rejected],
         by_message: dict[int, ConsumerRecord[bytes, bytes]],
     ) -> tuple[B, list[Rejected]]:
-        """Prepare, dead-letter the refused, commit with the position; retry until it holds."""
+        """Prepare, dead-letter the refused, commit with the position; retry until it holds.
+
+        Each failure is told to the stalls under the partition and the batch's first offset
+        (``shared.stalls``): failing for long on the same batch makes the service unready.
+        A batch that cannot even be prepared goes up to ``run``, which restarts the consumer.
+        """
+        stalls = self.metrics.stalls
+        lane = f"{tp.topic}[{tp.partition}]"
+        where = f"{lane}@{records[0].offset}"
+        event = {"topic": tp.topic, "partition": tp.partition, "offset": records[0].offset,
+                 "last_offset": records[-1].offset}
+        backoff = 0.5
         while True:
-            batch = await asyncio.to_thread(self.sink.prepare, messages)
+            try:
+                batch = await asyncio.to_thread(self.sink.prepare, messages)
+            except Exception as error:
+                stalls.failed(Failure.of("consumer", where, event, error, lane=lane), cause=error)
+                raise
             refusals = [
                 Rejected(by_message[id(message)], reason)
                 for message, reason in self.sink.refusals(batch)
@@ -394,17 +413,23 @@ class KafkaConsumerLoop(Generic[M, B]):
             try:
                 await self.dead_letter(rejected + refusals)
                 await asyncio.to_thread(self.sink.commit, batch, tracking)
-                return batch, refusals
-            except Exception:
+                break
+            except Exception as error:
                 await asyncio.to_thread(self.sink.discard, batch)
                 stored = await asyncio.to_thread(self.sink.position, tracking.application_name)
                 if stored is not None and stored >= tracking.notification_id:
-                    return batch, refusals  # it did commit; only the acknowledgement was lost
+                    break  # it did commit; only the acknowledgement was lost
                 self.metrics.errors.labels("commit").inc()
-                log.exception("%s: batch of %s not committed; retrying", self.service, tp)
+                stalls.failed(Failure.of("consumer", where, event, error, lane=lane), cause=error)
+                log.exception("%s: batch at %s not committed; retrying in %.1fs",
+                              self.service, where, backoff)
                 if self._stopping.is_set():
                     raise
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        stalls.moved("consumer", lane)
+        stalls.moved("consumer", "")  # the consumer as a whole works again
+        return batch, refusals
 
     async def dead_letter(self, rejected: list[Rejected]) -> None:
         """Publish rejected messages with their reason and origin; wait for the broker.

@@ -19,6 +19,7 @@ from shared.follower import Follower, FollowerLoop, SharedLog
 from shared.leadership import Leadership
 from shared.metrics import ServiceMetrics
 from shared.settings import ServiceSettings
+from shared.stalls import StallReporter
 from shared.write_lock import WriteLock
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class ServiceRuntime:
     def __init__(
         self, service: str, bootstrap: str, metrics: ServiceMetrics, *,
         on_progress: Callable[[str, int], None] | None = None,
-        on_error: Callable[[str], None] | None = None,
+        stalls: StallReporter | None = None,
     ) -> None:
         tune_gc()
         self.service = service
@@ -96,7 +97,7 @@ class ServiceRuntime:
         self._logs: list[SharedLog] = []  # one per followed application, read once for all
         self.worker: Any = None  # shared.worker.FollowerWorker when the followers run apart
         self._on_progress = on_progress
-        self._on_error = on_error
+        self.stalls: StallReporter = stalls or metrics.stalls  # where the followers tell their failures
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = asyncio.Event()
         self._stoppers: list[Callable[[], Coroutine[Any, Any, None]]] = []
@@ -108,7 +109,7 @@ class ServiceRuntime:
         if log is None:
             log = SharedLog(follower.app)
             self._logs.append(log)
-        loop = FollowerLoop(follower, self.metrics, on_progress=self._on_progress, on_error=self._on_error,
+        loop = FollowerLoop(follower, self.metrics, on_progress=self._on_progress, stalls=self.stalls,
                             leadership=leadership, log=log)
         self.followers.append(loop)
         self._stoppers.append(loop.stop)
@@ -131,6 +132,7 @@ class ServiceRuntime:
         wakes them after each commit. Returns what closes inline followers' resources."""
         from shared.consumer import KafkaConsumerLoop
 
+        self.metrics.stalls.stuck_after = settings.stuck_after_seconds
         close_followers = None
         if settings.followers == "process":
             self.followers_process(followers.__name__, settings)
