@@ -23,6 +23,8 @@ from sqlalchemy import JSON, BigInteger, Date, DateTime, Engine, Table, create_e
 from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.types import TypeDecorator
 
+# The largest integer a request may carry to a query (a BIGINT): larger is a 422 at the edge.
+BIGINT_MAX = 2**63 - 1
 MONEY_SCALE = 4  # four decimal places hold every ISO 4217 minor unit (CLF has four)
 
 

@@ -5,8 +5,12 @@ Amounts travel as JSON strings (``"1250.00"``) and never pass through float.
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
+from typing import Annotated
+
+from pydantic import BeforeValidator, WithJsonSchema
 
 ZERO = Decimal("0")
 
@@ -49,6 +53,24 @@ def parse_amount(text: object) -> Decimal:
     if not amount.is_finite():
         raise ValueError(f"{text!r} is not a finite amount")
     return amount
+
+
+AMOUNT_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
+_AMOUNT = re.compile(AMOUNT_PATTERN)
+
+
+def parse_amount_text(text: object) -> Decimal:
+    """An amount as a request carries it: a plain decimal string (``"1250.00"``, ``"-5"``), no
+    exponent, sign or spaces around it, never a JSON number."""
+    if isinstance(text, str) and not _AMOUNT.match(text):
+        raise ValueError(f"{text[:40]!r} is not a decimal string such as \"1250.00\"")
+    return parse_amount(text)
+
+
+# A money amount in a request body: a decimal string, declared as one in the OpenAPI document.
+Amount = Annotated[Decimal, BeforeValidator(parse_amount_text), WithJsonSchema(
+    {"type": "string", "pattern": AMOUNT_PATTERN, "examples": ["1250.00"],
+     "description": "decimal string, at most the currency's minor digits"})]
 
 
 def check_minor_digits(amount: Decimal, currency: str) -> None:

@@ -41,6 +41,9 @@ class ServiceSettings(BaseSettings):
     # Rows an online replay of the ledger may hold in memory (about 1 KB each) before it
     # writes them out and goes on reading rows back from its tables.
     replay_memory_rows: int = Field(default=3_000_000, ge=0)
+    # How many days past today (UTC) a run, review or other forward-only date may lie: a
+    # caller a time zone ahead is already on tomorrow.
+    future_date_tolerance_days: int = Field(default=1, ge=0, le=366)
 
     @model_validator(mode="after")
     def _check_auth(self) -> Self:

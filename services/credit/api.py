@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import email.message
 import json
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import date
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Engine
 
 from services.credit import queries
@@ -30,12 +29,13 @@ from services.credit.domain import (
 from services.credit.domain.registry import ReviewOutOfOrder
 from services.credit.reviews import ReviewRunner
 from shared.auth import BEARER_SECURITY, CreditOverrider, CreditReader, CreditWriter, Scopes, authorize
-from shared.money import parse_amount
+from shared.business_dates import BusinessDate, not_ahead_of_clock, today_utc
+from shared.db import BIGINT_MAX
+from shared.money import Amount
 from shared.problems import Problem, not_found
 from shared.runtime import ServiceRuntime
 from shared.scheduling import ReadModelsBehind
 
-Amount = Annotated[Decimal, BeforeValidator(parse_amount)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217")]
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 Text = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"\S")]
@@ -78,10 +78,6 @@ RunnerDep = Annotated[ReviewRunner, Depends(get_runner)]
 router = APIRouter()
 
 
-def today() -> date:
-    return datetime.now(UTC).date()
-
-
 def _json(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
@@ -118,7 +114,8 @@ class CheckIn(BaseModel):
     order_id: Id = Field(description="the same order checked again gets the same answer")
     amount: Amount = Field(description="decimal string, e.g. \"1250.00\"")
     currency: Currency
-    on: date | None = Field(default=None, description="business date of the check; default today (UTC)")
+    on: BusinessDate | None = Field(default=None,
+                                    description="business date of the check; default today (UTC)")
 
 
 CHECK_FIELDS = {"amount": "body.amount", "currency": "body.currency", "order_id": "body.order_id"}
@@ -195,10 +192,10 @@ async def post_credit_check(request: Request) -> Response:
 
     Body: ``CheckIn``; scope ``credit:check``."""
     check = await read_check(request)
+    on = not_ahead_of_clock(check.on, "body.on", request) if check.on else today_utc()
     desk: CheckDesk = request.app.state.desk
     try:
-        answer = await desk.check(check.customer_id, check.order_id, check.amount, check.currency,
-                                  check.on or today())
+        answer = await desk.check(check.customer_id, check.order_id, check.amount, check.currency, on)
     except CreditError as error:
         raise refused(error, CHECK_FIELDS, "body") from None
     return _json(answer)
@@ -214,9 +211,10 @@ class ReviewIn(BaseModel):
 
 
 @router.post("/reviews", tags=["reviews"])
-async def post_review(body: ReviewIn, runner: RunnerDep, _: CreditWriter) -> Response:
+async def post_review(body: ReviewIn, request: Request, runner: RunnerDep, _: CreditWriter) -> Response:
     """The credit review of a date; the same date again answers its summary and changes nothing;
-    a date before the latest review is refused (409)."""
+    a date before the latest review is refused (409), one beyond today (plus the tolerance) too (422)."""
+    not_ahead_of_clock(body.as_of, "body.as_of", request)
     try:
         return _json(await runner.run(body.as_of))
     except ReviewOutOfOrder as error:
@@ -256,7 +254,7 @@ async def get_customer_credit(
     customer_id: str, app: AppDep, _: CreditReader,
     currency: Annotated[str | None, Query(pattern=r"^[A-Z]{3}$",
                                           description="the currency of the flat figures")] = None,
-    as_of: Annotated[date | None, Query(description="also score the risk as of this date")] = None,
+    as_of: Annotated[BusinessDate | None, Query(description="also score the risk as of this date")] = None,
 ) -> Response:
     """Limit, exposure and available credit (per currency under ``positions``), the risk grade
     and score with its factors as the last review recorded them, active holds, reservations."""
@@ -276,8 +274,8 @@ class LimitIn(BaseModel):
 
     currency: Currency
     amount: Amount
-    expires_on: date | None = Field(default=None, description="the limit lapses after this date")
-    review_on: date | None = Field(default=None, description="flagged for review from this date")
+    expires_on: BusinessDate | None = Field(default=None, description="the limit lapses after this date")
+    review_on: BusinessDate | None = Field(default=None, description="flagged for review from this date")
 
 
 @router.put("/customers/{customer_id}/credit-limit", tags=["customers"])
@@ -401,7 +399,7 @@ def _actor(kind: str, state: dict[str, Any]) -> str | None:
 async def get_customer_audit(
     customer_id: str, app: AppDep, _: CreditReader,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-    cursor: Annotated[int | None, Query(ge=0, description="the last version seen")] = None,
+    cursor: Annotated[int | None, Query(ge=0, le=BIGINT_MAX, description="the last version seen")] = None,
 ) -> Response:
     """The credit account's stored events in recorded order: who did what, when, and why."""
     events = await asyncio.to_thread(app.history, customer_id, after=cursor or 0, limit=limit)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Engine
 
 from services.dunning import queries
@@ -26,13 +25,17 @@ from services.dunning.domain.policy import Channel
 from services.dunning.domain.registry import RunOutOfOrder, resolve
 from services.dunning.runs import DunningRunner
 from shared.auth import DunningReader, DunningWriter
-from shared.money import ZERO, parse_amount, to_text
+from shared.business_dates import BusinessDate, not_ahead_of_clock, today_utc
+from shared.db import BIGINT_MAX
+from shared.money import ZERO, Amount, to_text
 from shared.problems import Problem, not_found
 from shared.runtime import ServiceRuntime
 from shared.scheduling import ReadModelsBehind
 
-Amount = Annotated[Decimal, BeforeValidator(parse_amount)]
 PolicyName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+# A count of days in a policy: ten years either way is beyond any dunning.
+Days = Annotated[int, Field(ge=-3660, le=3660)]
+DaysAfter = Annotated[int, Field(ge=0, le=3660)]
 
 
 def get_app(request: Request) -> DunningApplication:
@@ -63,10 +66,6 @@ RunnerDep = Annotated[DunningRunner, Depends(get_runner)]
 router = APIRouter()
 
 
-def _today() -> date:
-    return datetime.now(UTC).date()
-
-
 def _field_name(location: tuple[int | str, ...]) -> str:
     """``("body", "levels", 0, "fee")`` as ``body.levels[0].fee``, as request validation names it."""
     return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location).lstrip(".")
@@ -86,15 +85,15 @@ class LevelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    days_past_due: int = Field(description="reached on due date + this many days; negative: before due")
+    days_past_due: Days = Field(description="reached on due date + this many days; negative: before due")
     channel: Channel
     channels: list[Channel] = Field(default_factory=list, description="further channels, after `channel`")
     template: str
     templates: dict[str, str] = Field(default_factory=dict, description="template per language")
     fee: Amount = ZERO
     min_amount: Amount = ZERO
-    min_days_since_last_notice: int = Field(default=0, ge=0)
-    respond_within_days: int | None = Field(default=None, ge=0)
+    min_days_since_last_notice: DaysAfter = 0
+    respond_within_days: DaysAfter | None = None
     escalate: bool = False
 
 
@@ -102,11 +101,12 @@ class PolicyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, description="if given, must equal the name in the path")
-    version: int | None = Field(default=None, description="ignored: the service numbers the versions")
+    version: int | None = Field(default=None, ge=0, le=BIGINT_MAX,
+                                description="ignored: the service numbers the versions")
     description: str = ""
     levels: list[LevelIn] = Field(min_length=1)
-    promise_grace_days: int = Field(default=3, ge=0)
-    respond_within_days: int = Field(default=14, ge=0)
+    promise_grace_days: DaysAfter = 3
+    respond_within_days: DaysAfter = 14
     annual_interest_percent: Amount | None = None
     default_language: str = "en"
 
@@ -174,9 +174,11 @@ class RunIn(BaseModel):
 
 
 @router.post("/runs", tags=["runs"])
-async def post_run(body: RunIn, runner: RunnerDep, _: DunningWriter) -> dict[str, Any]:
+async def post_run(body: RunIn, request: Request, runner: RunnerDep, _: DunningWriter) -> dict[str, Any]:
     """Run dunning for a date: ``{"run_id", "as_of", "notices"}``; a date run before answers the
-    same notices again and issues nothing new; a date before the latest run is refused (409)."""
+    same notices again and issues nothing new; a date before the latest run is refused (409),
+    one beyond today (plus the tolerance) too (422)."""
+    not_ahead_of_clock(body.as_of, "body.as_of", request)
     try:
         return await runner.run(body.as_of)
     except RunOutOfOrder as error:
@@ -191,12 +193,12 @@ async def post_run(body: RunIn, runner: RunnerDep, _: DunningWriter) -> dict[str
 class PromiseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    promised_date: date
+    promised_date: BusinessDate
     amount: Amount
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$",
                                  description="needed when the customer owes in several currencies")
     invoice_ids: list[str] | None = Field(default=None, description="default: the oldest due open invoices")
-    made_on: date | None = Field(default=None,
+    made_on: BusinessDate | None = Field(default=None,
                                  description="business date of the promise; default today (UTC)")
 
 
@@ -218,13 +220,14 @@ def _promise_field(error: InvalidPromise) -> str:
 
 
 @router.post("/customers/{customer_id}/promises", status_code=201, tags=["customers"])
-async def post_promise(customer_id: str, body: PromiseIn, app: AppDep, runtime: RuntimeDep,
+async def post_promise(customer_id: str, body: PromiseIn, request: Request, app: AppDep, runtime: RuntimeDep,
                        _: DunningWriter) -> dict[str, Any]:
     """A promise to pay: pauses dunning of the covered invoices until promised_date + grace."""
+    made_on = not_ahead_of_clock(body.made_on, "body.made_on", request) if body.made_on else today_utc()
     try:
         async with runtime.write_lock:
             promise = await asyncio.to_thread(
-                app.promise, customer_id, made_on=body.made_on or _today(), promised_date=body.promised_date,
+                app.promise, customer_id, made_on=made_on, promised_date=body.promised_date,
                 amount=body.amount, currency=body.currency, invoice_ids=body.invoice_ids)
     except InvalidPromise as error:
         raise _field_problem(422, "validation-error", _promise_field(error), str(error)) from None
@@ -264,7 +267,7 @@ async def get_notices(
     engine: EngineDep, _: DunningReader,
     status: Annotated[Literal["outstanding", "settled"] | None,
                       Query(description="outstanding: an invoice on it is still open")] = None,
-    level: Annotated[int | None, Query(ge=1)] = None,
+    level: Annotated[int | None, Query(ge=1, le=1000)] = None,
     as_of: Annotated[date | None, Query(description="notices of the run of this date")] = None,
     customer_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -284,7 +287,7 @@ async def get_worklist(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Customers by amount at risk: overdue undisputed open amount x (1 + dunning level)."""
-    day = as_of or _today()
+    day = as_of or today_utc()
 
     def read() -> list[dict[str, Any]]:
         with engine.connect() as conn:
