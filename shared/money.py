@@ -73,6 +73,11 @@ Amount = Annotated[Decimal, BeforeValidator(parse_amount_text), WithJsonSchema(
      "description": "decimal string, at most the currency's minor digits"})]
 
 
+# A money amount in an answer: the same decimal string (documentation; answers render with to_text).
+MoneyText = Annotated[str, WithJsonSchema(
+    {"type": "string", "pattern": AMOUNT_PATTERN, "examples": ["1250.00"], "description": "decimal string"})]
+
+
 def check_minor_digits(amount: Decimal, currency: str) -> None:
     """Refuse amounts with more fractional digits than the currency has."""
     exponent = amount.as_tuple().exponent

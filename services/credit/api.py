@@ -16,6 +16,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Engine
 
 from services.credit import queries
+from services.credit.api_answers import (
+    AuditOut,
+    CheckOut,
+    CreditViewOut,
+    HoldPlacedOut,
+    HoldsOut,
+    LimitOut,
+    ReleaseOut,
+    ReviewOut,
+    ReviewsOut,
+)
 from services.credit.application import CreditApplication
 from services.credit.checks import CheckDesk
 from services.credit.domain import (
@@ -32,6 +43,7 @@ from shared.auth import BEARER_SECURITY, CreditOverrider, CreditReader, CreditWr
 from shared.business_dates import BusinessDate, not_ahead_of_clock, today_utc
 from shared.db import BIGINT_MAX
 from shared.money import Amount
+from shared.openapi import answers_with
 from shared.problems import Problem, not_found
 from shared.runtime import ServiceRuntime
 from shared.scheduling import ReadModelsBehind
@@ -185,7 +197,8 @@ async def read_check(request: Request) -> CheckIn:
     return _check_in(body)
 
 
-@router.post("/credit-checks", tags=["checks"], openapi_extra=_CHECK_OPENAPI)
+@router.post("/credit-checks", tags=["checks"], openapi_extra=_CHECK_OPENAPI,
+             responses=answers_with(CheckOut))
 async def post_credit_check(request: Request) -> Response:
     """``{decision: approve|hold|review, available_credit, exposure, limit, reasons, ...}``; an approval
     reserves the amount until the order's invoice arrives (``attributes.order_id``) or it expires.
@@ -210,7 +223,7 @@ class ReviewIn(BaseModel):
     as_of: date = Field(description="the business date the review is for")
 
 
-@router.post("/reviews", tags=["reviews"])
+@router.post("/reviews", tags=["reviews"], responses=answers_with(ReviewOut))
 async def post_review(body: ReviewIn, request: Request, runner: RunnerDep, _: CreditWriter) -> Response:
     """The credit review of a date; the same date again answers its summary and changes nothing;
     a date before the latest review is refused (409), one beyond today (plus the tolerance) too (422)."""
@@ -223,7 +236,7 @@ async def post_review(body: ReviewIn, request: Request, runner: RunnerDep, _: Cr
         raise Problem(503, "read-models-behind", detail=str(error), headers={"Retry-After": "5"}) from None
 
 
-@router.get("/reviews", tags=["reviews"])
+@router.get("/reviews", tags=["reviews"], responses=answers_with(ReviewsOut))
 async def get_reviews(app: AppDep, _: CreditReader) -> Response:
     registry = await asyncio.to_thread(app.review_registry)
     return _json({"reviews": [registry.reviews[day] for day in sorted(registry.reviews)]})
@@ -249,7 +262,7 @@ def _headline(view: dict[str, Any], currency: str | None) -> dict[str, Any]:
     }
 
 
-@router.get("/customers/{customer_id}/credit", tags=["customers"])
+@router.get("/customers/{customer_id}/credit", tags=["customers"], responses=answers_with(CreditViewOut))
 async def get_customer_credit(
     customer_id: str, app: AppDep, _: CreditReader,
     currency: Annotated[str | None, Query(pattern=r"^[A-Z]{3}$",
@@ -278,7 +291,7 @@ class LimitIn(BaseModel):
     review_on: BusinessDate | None = Field(default=None, description="flagged for review from this date")
 
 
-@router.put("/customers/{customer_id}/credit-limit", tags=["customers"])
+@router.put("/customers/{customer_id}/credit-limit", tags=["customers"], responses=answers_with(LimitOut))
 async def put_credit_limit(customer_id: Id, body: LimitIn, app: AppDep, runtime: RuntimeDep,
                            principal: CreditWriter) -> Response:
     """Set a currency's limit (audited with the caller's identity); answers that currency's position."""
@@ -298,7 +311,8 @@ class HoldIn(BaseModel):
     reason: Text
 
 
-@router.post("/customers/{customer_id}/holds", status_code=201, tags=["holds"])
+@router.post("/customers/{customer_id}/holds", status_code=201, tags=["holds"],
+             responses=answers_with(HoldPlacedOut, 201))
 async def post_hold(customer_id: Id, body: HoldIn, app: AppDep, runtime: RuntimeDep,
                     principal: CreditOverrider) -> Response:
     """Put a customer on hold by hand (one manual hold at a time: placed again, the active one
@@ -319,7 +333,7 @@ class ReleaseIn(BaseModel):
     customer_id: Id | None = Field(default=None, description="optional: whose hold it is")
 
 
-@router.post("/holds/{hold_id}/release", tags=["holds"])
+@router.post("/holds/{hold_id}/release", tags=["holds"], responses=answers_with(ReleaseOut))
 async def post_release(hold_id: Id, body: ReleaseIn, app: AppDep, engine: EngineDep, runtime: RuntimeDep,
                        runner: RunnerDep, principal: CreditOverrider) -> Response:
     """Release a hold (audited with the caller's identity). Releasing an automatic hold
@@ -361,7 +375,7 @@ def _hold_out(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "effective_date": row["effective_date"].isoformat() if row["effective_date"] else None}
 
 
-@router.get("/holds", tags=["holds"])
+@router.get("/holds", tags=["holds"], responses=answers_with(HoldsOut))
 async def get_holds(
     engine: EngineDep, _: CreditReader,
     status: Literal["active", "released"] | None = None,
@@ -395,7 +409,7 @@ def _actor(kind: str, state: dict[str, Any]) -> str | None:
     return None
 
 
-@router.get("/audit/customers/{customer_id}", tags=["audit"])
+@router.get("/audit/customers/{customer_id}", tags=["audit"], responses=answers_with(AuditOut))
 async def get_customer_audit(
     customer_id: str, app: AppDep, _: CreditReader,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,

@@ -11,6 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Engine
 
 from services.dunning import queries
+from services.dunning.api_answers import (
+    DunningViewOut,
+    NoticesOut,
+    PoliciesOut,
+    PromiseOut,
+    RunOut,
+    WorklistOut,
+)
 from services.dunning.application import DunningApplication
 from services.dunning.domain import Policy
 from services.dunning.domain.errors import (
@@ -28,6 +36,7 @@ from shared.auth import DunningReader, DunningWriter
 from shared.business_dates import BusinessDate, not_ahead_of_clock, today_utc
 from shared.db import BIGINT_MAX
 from shared.money import ZERO, Amount, to_text
+from shared.openapi import answers_with
 from shared.problems import Problem, not_found
 from shared.runtime import ServiceRuntime
 from shared.scheduling import ReadModelsBehind
@@ -115,13 +124,13 @@ def policy_out(policy: Policy) -> dict[str, Any]:
     return policy.model_dump(mode="json")
 
 
-@router.get("/policies", tags=["policies"])
+@router.get("/policies", tags=["policies"], response_model=None, responses=answers_with(PoliciesOut))
 async def list_policies(app: AppDep, _: DunningReader) -> dict[str, Any]:
     book = await asyncio.to_thread(app.policy_book)
     return {"policies": [policy_out(p) for p in book.all()]}
 
 
-@router.get("/policies/{name}", tags=["policies"])
+@router.get("/policies/{name}", tags=["policies"], response_model=None, responses=answers_with(Policy))
 async def get_policy(name: PolicyName, app: AppDep, _: DunningReader) -> dict[str, Any]:
     book = await asyncio.to_thread(app.policy_book)
     policy = book.get(name)
@@ -130,7 +139,7 @@ async def get_policy(name: PolicyName, app: AppDep, _: DunningReader) -> dict[st
     return policy_out(policy)
 
 
-@router.put("/policies/{name}", tags=["policies"])
+@router.put("/policies/{name}", tags=["policies"], response_model=None, responses=answers_with(Policy))
 async def put_policy(name: PolicyName, body: PolicyIn, app: AppDep, runtime: RuntimeDep,
                      _: DunningWriter) -> dict[str, Any]:
     """Store a new version of a policy (the same content again keeps its version)."""
@@ -173,7 +182,7 @@ class RunIn(BaseModel):
     as_of: date = Field(description="the business date the run is for")
 
 
-@router.post("/runs", tags=["runs"])
+@router.post("/runs", tags=["runs"], response_model=None, responses=answers_with(RunOut))
 async def post_run(body: RunIn, request: Request, runner: RunnerDep, _: DunningWriter) -> dict[str, Any]:
     """Run dunning for a date: ``{"run_id", "as_of", "notices"}``; a date run before answers the
     same notices again and issues nothing new; a date before the latest run is refused (409),
@@ -219,7 +228,8 @@ def _promise_field(error: InvalidPromise) -> str:
     return "body.amount"
 
 
-@router.post("/customers/{customer_id}/promises", status_code=201, tags=["customers"])
+@router.post("/customers/{customer_id}/promises", status_code=201, tags=["customers"], response_model=None,
+             responses=answers_with(PromiseOut, 201))
 async def post_promise(customer_id: str, body: PromiseIn, request: Request, app: AppDep, runtime: RuntimeDep,
                        _: DunningWriter) -> dict[str, Any]:
     """A promise to pay: pauses dunning of the covered invoices until promised_date + grace."""
@@ -240,7 +250,8 @@ async def post_promise(customer_id: str, body: PromiseIn, request: Request, app:
     return {"customer_id": customer_id, **promise}
 
 
-@router.get("/customers/{customer_id}/dunning", tags=["customers"])
+@router.get("/customers/{customer_id}/dunning", tags=["customers"], response_model=None,
+            responses=answers_with(DunningViewOut))
 async def get_customer_dunning(customer_id: str, app: AppDep, _: DunningReader) -> dict[str, Any]:
     """Current level per invoice, notices sent, promises (pauses), the policy and wake date."""
 
@@ -262,7 +273,7 @@ async def get_customer_dunning(customer_id: str, app: AppDep, _: DunningReader) 
 # --------------------------------------------------------------------------- notices, worklist
 
 
-@router.get("/notices", tags=["notices"])
+@router.get("/notices", tags=["notices"], response_model=None, responses=answers_with(NoticesOut))
 async def get_notices(
     engine: EngineDep, _: DunningReader,
     status: Annotated[Literal["outstanding", "settled"] | None,
@@ -280,7 +291,7 @@ async def get_notices(
     return {"notices": await asyncio.to_thread(read)}
 
 
-@router.get("/worklist", tags=["notices"])
+@router.get("/worklist", tags=["notices"], response_model=None, responses=answers_with(WorklistOut))
 async def get_worklist(
     engine: EngineDep, _: DunningReader,
     as_of: Annotated[date | None, Query(description="business date; default today (UTC)")] = None,

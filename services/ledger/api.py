@@ -17,7 +17,7 @@ from services.ledger import queries
 from services.ledger.application import LedgerApplication
 from shared.auth import LedgerReader, LedgerWriter
 from shared.erp_events import InboundMessage, InvalidMessage, parse_envelope, validate_event
-from shared.money import ZERO, to_text
+from shared.money import ZERO, MoneyText, to_text
 from shared.problems import not_found
 from shared.runtime import ServiceRuntime
 
@@ -44,10 +44,10 @@ router = APIRouter()
 
 class CurrencyBalance(BaseModel):
     currency: str
-    open_amount: str
-    overdue_amount: str
-    disputed_amount: str
-    unapplied_cash: str
+    open_amount: MoneyText
+    overdue_amount: MoneyText
+    disputed_amount: MoneyText
+    unapplied_cash: MoneyText
 
 
 class BalanceOut(BaseModel):
@@ -61,17 +61,17 @@ class InvoiceOut(BaseModel):
     invoice_id: str
     customer_id: str
     currency: str
-    amount: str
-    open_amount: str
+    amount: MoneyText
+    open_amount: MoneyText
     status: str
     issue_date: date
     due_date: date
     settled_date: date | None
     days_late: int | None
     days_to_settle: int | None
-    disputed_amount: str
-    written_off: str
-    discount_taken: str
+    disputed_amount: MoneyText
+    written_off: MoneyText
+    discount_taken: MoneyText
     reference: str | None
     attributes: dict[str, str]
     as_of: date | None = None
@@ -175,9 +175,9 @@ async def get_invoice(
 class OpenItemOut(BaseModel):
     invoice_id: str
     currency: str
-    amount: str
-    open_amount: str
-    disputed_amount: str
+    amount: MoneyText
+    open_amount: MoneyText
+    disputed_amount: MoneyText
     status: str
     issue_date: date
     due_date: date
