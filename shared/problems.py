@@ -178,7 +178,15 @@ def install_problem_handlers(
     async def handle_validation_error(request: Request, exc: Exception) -> ProblemResponse:
         return _respond(request, _from_validation_error(cast(RequestValidationError, exc)))
 
+    async def handle_store_unavailable(request: Request, exc: Exception) -> ProblemResponse:
+        logger.warning("store unreachable on %s %s: %s", request.method, request.url.path, exc)
+        problem = Problem(503, "store-unavailable", detail="The service's store is unreachable; retry later",
+                          headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS)})
+        return _respond(request, problem)
+
     async def handle_unexpected(request: Request, exc: Exception) -> ProblemResponse:
+        if isinstance(exc, STORE_UNAVAILABLE):  # raised outside the routes (an ASGI lane)
+            return await handle_store_unavailable(request, exc)
         # The body says only that something failed; the trace goes to the log under this id.
         error_id = uuid.uuid4().hex
         logger.error("unhandled error %s on %s %s", error_id, request.method, request.url.path, exc_info=exc)
@@ -188,12 +196,6 @@ def install_problem_handlers(
             detail="An unexpected error occurred; it has been logged",
             error_id=error_id,
         )
-        return _respond(request, problem)
-
-    async def handle_store_unavailable(request: Request, exc: Exception) -> ProblemResponse:
-        logger.warning("store unreachable on %s %s: %s", request.method, request.url.path, exc)
-        problem = Problem(503, "store-unavailable", detail="The service's store is unreachable; retry later",
-                          headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS)})
         return _respond(request, problem)
 
     app.add_exception_handler(Problem, handle_problem)
