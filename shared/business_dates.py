@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
 from fastapi import Request
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from shared.problems import Problem
 
@@ -23,6 +23,22 @@ from shared.problems import Problem
 EARLIEST = date(1900, 1, 1)
 LATEST = date(2999, 12, 31)
 BusinessDate = Annotated[date, Field(ge=EARLIEST, le=LATEST)]
+
+
+
+def _in_utc(instant: datetime) -> datetime:
+    """The instant in UTC (without an offset it is taken as UTC), inside the business range."""
+    try:
+        utc = instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the instant lies outside the calendar") from None
+    if not EARLIEST <= utc.date() <= LATEST:
+        raise ValueError(f"the instant must lie between {EARLIEST} and {LATEST}")
+    return utc
+
+
+# An instant a request may carry (``known_at``): in UTC once validated, in the same range.
+BusinessInstant = Annotated[datetime, AfterValidator(_in_utc)]
 
 DEFAULT_TOLERANCE_DAYS = 1
 

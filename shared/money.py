@@ -55,13 +55,17 @@ def parse_amount(text: object) -> Decimal:
     return amount
 
 
-AMOUNT_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
+# At most 13 digits before the point: the read models keep money as a 64-bit count of
+# 1/10,000 (``shared.db.Money``, below 9.2 x 10^14), and sums of amounts must fit too. An
+# amount that cannot be stored would stop the projections behind its event for good.
+AMOUNT_PATTERN = r"^-?[0-9]{1,13}(\.[0-9]{1,4})?$"
 _AMOUNT = re.compile(AMOUNT_PATTERN)
 
 
 def parse_amount_text(text: object) -> Decimal:
-    """An amount as a request carries it: a plain decimal string (``"1250.00"``, ``"-5"``), no
-    exponent, sign or spaces around it, never a JSON number."""
+    """An amount as a request carries it: a plain decimal string (``"1250.00"``, ``"-5"``) of at
+    most 13 integer and 4 fraction digits, no exponent, sign or spaces around it, never a JSON
+    number."""
     if isinstance(text, str) and not _AMOUNT.match(text):
         raise ValueError(f"{text[:40]!r} is not a decimal string such as \"1250.00\"")
     return parse_amount(text)
@@ -70,7 +74,7 @@ def parse_amount_text(text: object) -> Decimal:
 # A money amount in a request body: a decimal string, declared as one in the OpenAPI document.
 Amount = Annotated[Decimal, BeforeValidator(parse_amount_text), WithJsonSchema(
     {"type": "string", "pattern": AMOUNT_PATTERN, "examples": ["1250.00"],
-     "description": "decimal string, at most the currency's minor digits"})]
+     "description": "decimal string, at most the currency's minor digits (and 13 before the point)"})]
 
 
 # A money amount in an answer: the same decimal string (documentation; answers render with to_text).

@@ -49,8 +49,9 @@ from shared.runtime import ServiceRuntime
 from shared.scheduling import ReadModelsBehind
 
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217")]
-Id = Annotated[str, Field(min_length=1, max_length=200)]
-Text = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"\S")]
+# No NUL character: PostgreSQL refuses one in text, and the read models would stop at it.
+Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
+Text = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")]
 
 # The getters are coroutines: FastAPI runs a plain ``def`` dependency in a worker thread, a
 # thread hop per request that costs more than the whole credit decision.

@@ -112,7 +112,7 @@ class PolicyIn(BaseModel):
     name: str | None = Field(default=None, description="if given, must equal the name in the path")
     version: int | None = Field(default=None, ge=0, le=BIGINT_MAX,
                                 description="ignored: the service numbers the versions")
-    description: str = ""
+    description: str = Field(default="", max_length=2000, pattern=r"^[^\x00]*$")
     levels: list[LevelIn] = Field(min_length=1)
     promise_grace_days: DaysAfter = 3
     respond_within_days: DaysAfter = 14
@@ -279,7 +279,7 @@ async def get_notices(
     status: Annotated[Literal["outstanding", "settled"] | None,
                       Query(description="outstanding: an invoice on it is still open")] = None,
     level: Annotated[int | None, Query(ge=1, le=1000)] = None,
-    as_of: Annotated[date | None, Query(description="notices of the run of this date")] = None,
+    as_of: Annotated[BusinessDate | None, Query(description="notices of the run of this date")] = None,
     customer_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
@@ -294,7 +294,7 @@ async def get_notices(
 @router.get("/worklist", tags=["notices"], response_model=None, responses=answers_with(WorklistOut))
 async def get_worklist(
     engine: EngineDep, _: DunningReader,
-    as_of: Annotated[date | None, Query(description="business date; default today (UTC)")] = None,
+    as_of: Annotated[BusinessDate | None, Query(description="business date; default today (UTC)")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Customers by amount at risk: overdue undisputed open amount x (1 + dunning level)."""

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from services.ledger import queries
 from services.ledger.application import LedgerApplication
 from shared.auth import LedgerReader, LedgerWriter
+from shared.business_dates import BusinessDate, BusinessInstant, today_utc
 from shared.erp_events import InboundMessage, InvalidMessage, parse_envelope, validate_event
 from shared.money import ZERO, MoneyText, to_text
 from shared.problems import not_found
@@ -34,8 +35,8 @@ def get_runtime(request: Request) -> ServiceRuntime:
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
 RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
-AsOf = Annotated[date | None, Query(description="business date; default today (UTC)")]
-KnownAt = Annotated[datetime | None, Query(
+AsOf = Annotated[BusinessDate | None, Query(description="business date; default today (UTC)")]
+KnownAt = Annotated[BusinessInstant | None, Query(
     description="answer as recorded up to this instant (ISO 8601; without an offset, UTC)"
 )]
 
@@ -92,11 +93,6 @@ class IntakeOut(BaseModel):
     outcomes: list[EventOutcome]
 
 
-def today_utc() -> date:
-    """The default ``as_of``: the only place the ledger reads the wall clock."""
-    return datetime.now(UTC).date()
-
-
 def as_utc(instant: datetime | None) -> datetime | None:
     """A ``known_at`` in UTC, as instants are recorded (naive means UTC).
 
@@ -139,7 +135,8 @@ async def get_balance(
 @router.get("/invoices/{invoice_id}", response_model=InvoiceOut, tags=["invoices"])
 async def get_invoice(
     invoice_id: str, engine: EngineDep, _: LedgerReader, known_at: KnownAt = None,
-    as_of: Annotated[date | None, Query(description="business date; default: everything booked")] = None,
+    as_of: Annotated[BusinessDate | None,
+                     Query(description="business date; default: everything booked")] = None,
 ) -> InvoiceOut:
     """The invoice as it stands, or as of a business date and/or as known at an instant."""
     known = as_utc(known_at)

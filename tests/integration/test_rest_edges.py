@@ -107,6 +107,30 @@ def test_money_in_a_request_is_a_decimal_string(stack: ServiceStack) -> None:
         assert schema["properties"]["amount"]["type"] == "string", schema
 
 
+def test_what_the_read_models_cannot_hold_is_refused_at_the_edge(stack: ServiceStack) -> None:
+    """An amount beyond the money column or a NUL character would stop the projections
+    behind its event for good: 422 naming the field, before anything is stored."""
+    customer = stack.seeded.customer_id
+    check = {"customer_id": customer, "order_id": "ORD-HUGE", "amount": "99999999999999",
+             "currency": "EUR"}
+    assert fields(problem(call(stack, "credit", "POST", "/credit-checks", check), 422)) == ["body.amount"]
+    hold = {"reason": "held\x00"}
+    assert fields(problem(call(stack, "credit", "POST", f"/customers/{customer}/holds", hold), 422)) == [
+        "body.reason"]
+    assert call(stack, "credit", "GET", "/holds", customer_id=customer).json()["holds"]  # still projected
+
+
+@pytest.mark.parametrize(("path", "name", "value"), [
+    ("/aging", "as_of", "0001-01-01"),
+    ("/metrics/receivables", "as_of", "0001-01-01"),
+    ("/customers/{customer}/balance", "known_at", "0001-01-01T00:00:00+05:00"),
+    ("/customers/{customer}/balance", "known_at", "9999-12-31T23:59:59-05:00"),
+])
+def test_dates_outside_the_calendar_are_422(stack: ServiceStack, path: str, name: str, value: str) -> None:
+    path = path.format(customer=stack.seeded.customer_id)
+    assert fields(problem(call(stack, "ledger", "GET", path, **{name: value}), 422)) == [f"query.{name}"]
+
+
 @pytest.mark.parametrize(("service", "path"), [
     ("credit", "/holds"), ("dunning", "/notices"), ("ledger", "/invoices/{invoice}"),
 ])
