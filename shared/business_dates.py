@@ -10,11 +10,12 @@ zone ahead). Past dates (simulations, catching up) stay open.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Request
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from shared.problems import Problem
 
@@ -22,7 +23,19 @@ from shared.problems import Problem
 # so that the domain's date arithmetic (due + days, promised + grace) never overflows.
 EARLIEST = date(1900, 1, 1)
 LATEST = date(2999, 12, 31)
-BusinessDate = Annotated[date, Field(ge=EARLIEST, le=LATEST)]
+_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_text(value: Any) -> Any:
+    """Only ISO text (or a date) is a date: pydantic would also read ``0`` as 1970-01-01."""
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not _ISO_DATE.match(value):
+        raise ValueError("must be an ISO 8601 date such as 2024-01-31")
+    return value
+
+
+BusinessDate = Annotated[date, BeforeValidator(_iso_text), Field(ge=EARLIEST, le=LATEST)]
 
 
 
@@ -38,7 +51,7 @@ def _in_utc(instant: datetime) -> datetime:
 
 
 # An instant a request may carry (``known_at``): in UTC once validated, in the same range.
-BusinessInstant = Annotated[datetime, AfterValidator(_in_utc)]
+BusinessInstant = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_in_utc)]
 
 DEFAULT_TOLERANCE_DAYS = 1
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import email.message
 import json
-from datetime import date
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
@@ -221,7 +220,7 @@ async def post_credit_check(request: Request) -> Response:
 class ReviewIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    as_of: date = Field(description="the business date the review is for")
+    as_of: BusinessDate = Field(description="the business date the review is for")
 
 
 @router.post("/reviews", tags=["reviews"], responses=answers_with(ReviewOut))

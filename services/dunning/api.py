@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -179,7 +178,7 @@ async def put_policy(name: PolicyName, body: PolicyIn, app: AppDep, runtime: Run
 class RunIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    as_of: date = Field(description="the business date the run is for")
+    as_of: BusinessDate = Field(description="the business date the run is for")
 
 
 @router.post("/runs", tags=["runs"], response_model=None, responses=answers_with(RunOut))
