@@ -36,7 +36,7 @@ from tests.integration.dunning_harness import ALL_TOPICS as DUNNING_TOPICS
 from tests.integration.ledger_harness import start_broker
 from tests.integration.stack_harness import ServiceStack, seed_book
 
-MAX_EXAMPLES = 25  # per operation, with a token
+MAX_EXAMPLES = 50  # per operation, with a token
 ANONYMOUS_EXAMPLES = 3  # per operation, without one
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
@@ -101,7 +101,7 @@ dunning = schemathesis.pytest.from_fixture("dunning_schema")
 credit = schemathesis.pytest.from_fixture("credit_schema")
 
 # (schemathesis draws some values with `random`, which Hypothesis seeds when derandomized)
-pytestmark = pytest.mark.filterwarnings("ignore:Do not use the `random` module:DeprecationWarning")
+pytestmark = pytest.mark.filterwarnings("ignore:Do not use the `random` module")
 FUZZ = settings(deadline=None, suppress_health_check=list(HealthCheck))
 ANONYMOUS = settings(FUZZ, max_examples=ANONYMOUS_EXAMPLES)
 
@@ -153,13 +153,14 @@ def test_credit_without_a_token(case: Any, stack: ServiceStack) -> None:
 
 
 def test_the_fuzzer_reached_the_handlers(stack: ServiceStack) -> None:
-    """Run after the fuzz tests above (the module's order): every operation answered, and every
-    read of the seeded book answered 200 at least once, so the fuzzer got past auth and 404."""
+    """Run after the fuzz tests above (the module's order): the operations of all three services
+    answered, and every read of the seeded book answered 200 at least once, so the fuzzer got
+    past auth and 404."""
     if not ANSWERS:
         pytest.skip("the fuzz tests did not run in this session")
     operations = {operation for operation, _ in ANSWERS}
     assert len(operations) >= 30, sorted(operations)
-    succeeded = {operation for (operation, status), count in ANSWERS.items() if status < 300}
+    succeeded = {operation for operation, status in ANSWERS if status < 300}
     reads = {f"{service} GET {path}" for service, path in (
         ("ledger", "/invoices/{invoice_id}"), ("ledger", "/customers/{customer_id}/balance"),
         ("ledger", "/audit/customers/{customer_id}"), ("dunning", "/customers/{customer_id}/dunning"),
@@ -168,8 +169,3 @@ def test_the_fuzzer_reached_the_handlers(stack: ServiceStack) -> None:
     assert reads <= succeeded, sorted(reads - succeeded)
     assert not {status for _, status in ANSWERS if status >= 500}, ANSWERS
 
-
-def test_zz_debug() -> None:
-    print("TOTAL", sum(ANSWERS.values()), len({o for o, _ in ANSWERS}))
-    for key, count in sorted(ANSWERS.items()):
-        print(key, count)
