@@ -17,7 +17,7 @@ import json
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,6 @@ class Seeded:
     hold_id: str = ""
     policy: str = "default"
     as_of: str = "2024-03-15"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 Seeder = Callable[["ServiceStack"], Awaitable[None]]
