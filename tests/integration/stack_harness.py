@@ -16,7 +16,8 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,11 @@ from typing import Any
 from services.credit.settings import CreditSettings
 from services.dunning.settings import DunningSettings
 from shared.auth import Scopes
-from shared.broker import EmbeddedBroker
+from shared.broker import EmbeddedBroker, create_topics
 from shared.settings import ServiceSettings
+from tests.integration.credit_harness import ALL_TOPICS as CREDIT_TOPICS
 from tests.integration.credit_harness import InProcessCredit
+from tests.integration.dunning_harness import ALL_TOPICS as DUNNING_TOPICS
 from tests.integration.dunning_harness import InProcessDunning, profile
 from tests.integration.ledger_harness import (
     SESSION_TIMEOUT_MS,
@@ -37,6 +40,7 @@ from tests.integration.ledger_harness import (
     invoice_issued,
     payment_received,
     poll,
+    start_broker,
 )
 
 ALL_SCOPES_TOKEN = "token-all-scopes"
@@ -109,7 +113,7 @@ class ServiceStack:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._loop is not None and self._stop is not None:
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout=60)
 
@@ -142,6 +146,18 @@ class ServiceStack:
                 await self.seed(self)
             self._ready.set()
             await self._stop.wait()
+
+
+@contextmanager
+def seeded_stack(directory: Path) -> Iterator[ServiceStack]:
+    """A broker of its own with every topic, and the three services on it with :func:`seed_book`."""
+    broker = start_broker(directory / "tansu.log")
+    try:
+        create_topics(broker.bootstrap, {**CREDIT_TOPICS, **DUNNING_TOPICS})
+        with ServiceStack(broker, directory, seed_book) as stack:
+            yield stack
+    finally:
+        broker.stop()
 
 
 async def _json(response: Any, status: int) -> Any:

@@ -30,11 +30,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from shared.broker import create_topics
-from tests.integration.credit_harness import ALL_TOPICS as CREDIT_TOPICS
-from tests.integration.dunning_harness import ALL_TOPICS as DUNNING_TOPICS
-from tests.integration.ledger_harness import start_broker
-from tests.integration.stack_harness import ServiceStack, seed_book
+from tests.integration.stack_harness import ServiceStack, seeded_stack
 
 MAX_EXAMPLES = 50  # per operation, with a token
 ANONYMOUS_EXAMPLES = 3  # per operation, without one
@@ -44,14 +40,8 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceStack]:
-    directory = tmp_path_factory.mktemp("fuzz")
-    broker = start_broker(directory / "tansu.log")
-    try:
-        create_topics(broker.bootstrap, {**CREDIT_TOPICS, **DUNNING_TOPICS})
-        with ServiceStack(broker, directory, seed_book) as stack:
-            yield stack
-    finally:
-        broker.stop()
+    with seeded_stack(tmp_path_factory.mktemp("fuzz")) as stack:
+        yield stack
 
 
 def _known(stack: ServiceStack) -> dict[str, str]:

@@ -13,13 +13,9 @@ import httpx
 import pytest
 from sqlalchemy import create_engine
 
-from shared.broker import create_topics
 from shared.business_dates import today_utc
 from shared.db import BIGINT_MAX
-from tests.integration.credit_harness import ALL_TOPICS as CREDIT_TOPICS
-from tests.integration.dunning_harness import ALL_TOPICS as DUNNING_TOPICS
-from tests.integration.ledger_harness import start_broker
-from tests.integration.stack_harness import ServiceStack, seed_book
+from tests.integration.stack_harness import ServiceStack, seeded_stack
 
 # PostgreSQL's port on no host that listens: connecting fails at once
 UNREACHABLE = "postgresql+psycopg://postgres@127.0.0.1:1/receivables"
@@ -27,14 +23,8 @@ UNREACHABLE = "postgresql+psycopg://postgres@127.0.0.1:1/receivables"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceStack]:
-    directory = tmp_path_factory.mktemp("edges")
-    broker = start_broker(directory / "tansu.log")
-    try:
-        create_topics(broker.bootstrap, {**CREDIT_TOPICS, **DUNNING_TOPICS})
-        with ServiceStack(broker, directory, seed_book) as stack:
-            yield stack
-    finally:
-        broker.stop()
+    with seeded_stack(tmp_path_factory.mktemp("edges")) as stack:
+        yield stack
 
 
 def call(stack: ServiceStack, service: str, method: str, path: str, body: Any = None,
