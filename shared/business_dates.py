@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Request
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
 from shared.problems import Problem
 
@@ -35,7 +35,9 @@ def _iso_text(value: Any) -> Any:
     return value
 
 
-BusinessDate = Annotated[date, BeforeValidator(_iso_text), Field(ge=EARLIEST, le=LATEST)]
+# (JSON Schema has no bounds for a date: the range is said in words)
+BusinessDate = Annotated[date, BeforeValidator(_iso_text), Field(ge=EARLIEST, le=LATEST), WithJsonSchema(
+    {"type": "string", "format": "date", "description": f"ISO date from {EARLIEST} to {LATEST}"})]
 
 
 
