@@ -29,11 +29,12 @@ _MEMBERS = frozenset({"type", "title", "status", "detail", "instance"})
 
 # What a store that cannot be reached raises, through SQLAlchemy (the read models), the
 # eventsourcing library (the event store) or psycopg itself (its pool's timeout included):
-# answered 503 with Retry-After, not 500.
+# answered 503 with Retry-After, not 500. (Not SQLAlchemy's InterfaceError: on SQLite that is
+# a value the driver cannot bind, a bug.)
 STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
-    sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError,
-    sqlalchemy.exc.DisconnectionError, eventsourcing.persistence.OperationalError,
-    eventsourcing.persistence.InterfaceError, psycopg.OperationalError, psycopg.InterfaceError,
+    sqlalchemy.exc.OperationalError, sqlalchemy.exc.TimeoutError, sqlalchemy.exc.DisconnectionError,
+    eventsourcing.persistence.OperationalError, eventsourcing.persistence.InterfaceError,
+    psycopg.OperationalError, psycopg.InterfaceError,
 )
 STORE_RETRY_AFTER_SECONDS = 5
 
