@@ -120,13 +120,13 @@ def _check_free_form(name: str, value: Any) -> None:
     and the store's JSON encoder could not write it. Only such content (fields a model does
     not name, contacts) is walked; named fields have shapes of their own."""
     if isinstance(value, dict | list) and _too_deep(value, MAX_JSON_DEPTH):
-        raise ValueError(f"{name} is nested more than {MAX_JSON_DEPTH} levels deep")
+        raise ValueError(f"{name}: nested more than {MAX_JSON_DEPTH} levels deep")
 
 
 def _check_amount(name: str, value: Decimal, currency: str | None, info: ValidationInfo) -> None:
     """The rules every money field keeps: not negative, in range, the currency's digits."""
     if value < ZERO:
-        raise ValueError(f"{name} must not be negative, got {value}")
+        raise ValueError(f"{name}: must not be negative, got {value}")
     limits = info.context if isinstance(info.context, Limits) else DEFAULT_LIMITS
     try:
         check_amount_range(value, limits.max_amount)
@@ -208,9 +208,9 @@ class InvoiceIssued(_Data):
     @model_validator(mode="after")
     def _positive_and_due_after_issue(self) -> InvoiceIssued:
         if self.amount <= ZERO:
-            raise ValueError("amount must be positive")
+            raise ValueError("amount: must be positive")
         if self.due_date < self.issue_date:
-            raise ValueError("due_date must not be before issue_date")
+            raise ValueError("due_date: must not be before issue_date")
         return self
 
 
@@ -262,13 +262,13 @@ class PaymentReceived(_Data):
     @model_validator(mode="after")
     def _allocations_fit(self, info: ValidationInfo) -> PaymentReceived:
         if self.amount <= ZERO:
-            raise ValueError("amount must be positive")
+            raise ValueError("amount: must be positive")
         allocated = ZERO
         for index, allocation in enumerate(self.allocations):
             _check_amount(f"allocations[{index}].amount", allocation.amount, self.currency, info)
             allocated += allocation.amount
         if allocated > self.amount:
-            raise ValueError(f"allocations total {allocated} exceeds amount {self.amount}")
+            raise ValueError(f"allocations: their total {allocated} exceeds amount {self.amount}")
         return self
 
 
@@ -296,7 +296,7 @@ class DisputeResolved(_Data):
     @model_validator(mode="after")
     def _credit_only_when_accepted(self) -> DisputeResolved:
         if self.credited_amount is not None and self.outcome != "accepted":
-            raise ValueError("credited_amount is only allowed with outcome 'accepted'")
+            raise ValueError("credited_amount: only allowed with outcome 'accepted'")
         return self
 
 
@@ -380,11 +380,22 @@ class InboundMessage:
     origin: Origin
 
 
-def _describe(error: ValidationError, prefix: str) -> str:
+# A model's own rules name their field first ("amount: must be positive"): the reason puts it
+# on the field's path, as pydantic does for a field's rules.
+_FIELD_FIRST = re.compile(r"([A-Za-z_][\w.\[\]]*): (.+)", re.S)
+
+
+def describe_error(error: ValidationError, prefix: str) -> str:
+    """A validation error as a reason naming each field by its path (``data.allocations[0].amount: …``)."""
     parts = []
     for item in error.errors():
-        location = ".".join(str(part) for part in (prefix, *item["loc"]) if part != "")
+        path = [str(part) for part in (prefix, *item["loc"]) if part != ""]
         message = item["msg"].removeprefix("Value error, ")
+        named = _FIELD_FIRST.fullmatch(message) if item["type"] == "value_error" else None
+        if named is not None:
+            path.append(named.group(1))
+            message = named.group(2)
+        location = ".".join(path)
         parts.append(f"{location}: {message}" if location else message)
     return "; ".join(parts)
 
@@ -396,7 +407,7 @@ def parse_envelope(payload: Any) -> CloudEvent:
     try:
         return CloudEvent.model_validate(payload)
     except ValidationError as error:
-        raise InvalidMessage(f"not a CloudEvent: {_describe(error, '')}") from None
+        raise InvalidMessage(f"not a CloudEvent: {describe_error(error, '')}") from None
 
 
 def validate_event(
@@ -423,7 +434,7 @@ def validate_event(
     try:
         data = model.model_validate(envelope.data, context=limits)
     except ValidationError as error:
-        raise InvalidMessage(_describe(error, "data")) from None
+        raise InvalidMessage(describe_error(error, "data")) from None
     if envelope.subject is not None and envelope.subject != data.customer_id:
         raise InvalidMessage(
             f"subject: {envelope.subject!r} differs from data.customer_id {data.customer_id!r}"

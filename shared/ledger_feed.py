@@ -29,6 +29,7 @@ from shared.erp_events import (
     CustomerUpserted,
     InvalidMessage,
     Origin,
+    describe_error,
     parse_envelope,
 )
 from shared.money import parse_amount
@@ -114,14 +115,6 @@ class Fact:
     known: bool = True  # False: a ledger type this version does not read (no effect)
 
 
-def _describe(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors():
-        location = ".".join(str(part) for part in ("data", *item["loc"]))
-        parts.append(f"{location}: {item['msg'].removeprefix('Value error, ')}")
-    return "; ".join(parts)
-
-
 def decode(raw: bytes | None, *, topic: str | None = None, partition: int | None = None,
            offset: int | None = None, key: bytes | None = None) -> Fact:
     """Decode and check one message; raises ``InvalidMessage`` naming the field.
@@ -147,7 +140,7 @@ def decode(raw: bytes | None, *, topic: str | None = None, partition: int | None
         try:
             profile = CustomerUpserted.model_validate(envelope.data)
         except ValidationError as error:
-            raise InvalidMessage(_describe(error)) from None
+            raise InvalidMessage(describe_error(error, "data")) from None
         data = {**profile.model_dump(mode="json"),
                 "origin": {"source": envelope.source, "id": envelope.id, "type": envelope.type}}
         customer_id = profile.customer_id
@@ -155,7 +148,7 @@ def decode(raw: bytes | None, *, topic: str | None = None, partition: int | None
         try:
             customer_id = LEDGER_TYPES[envelope.type].model_validate(envelope.data).customer_id
         except ValidationError as error:
-            raise InvalidMessage(_describe(error)) from None
+            raise InvalidMessage(describe_error(error, "data")) from None
     elif envelope.type.startswith("ledger."):
         customer_id, known = str(envelope.data.get("customer_id") or envelope.subject or ""), False
     else:

@@ -243,7 +243,7 @@ async def test_invalid_messages_go_to_deadletter_and_consumption_goes_on(
             )), ["GBP", "EUR", "DL-INV-1"]),
             "negative amount": ("ar.payments", encode(payment_received(
                 customer, "DL-P-NEG", "-25.00", event_id="dl-negative",
-            )), ["amount must not be negative", "-25.00"]),
+            )), ["data.amount: must not be negative", "-25.00"]),
         }
         sent = {}
         for kind, (topic, value, _) in bad.items():

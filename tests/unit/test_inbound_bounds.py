@@ -54,12 +54,12 @@ def test_amounts_no_read_model_can_hold_are_refused(amount: str) -> None:
 
 def test_a_business_maximum_lowers_the_ceiling_for_every_money_field() -> None:
     limits = Limits(max_amount=Decimal("1000.00"))
-    assert "exceeds the largest amount accepted, 1000.00" in reason(
+    assert "data.amount: 1000.01 exceeds the largest amount accepted, 1000.00" in reason(
         encoded(VALID_INVOICE, amount="1000.01"), limits=limits)
     customer = {"specversion": "1.0", "id": "erp-c-1", "source": "erp/eu-1", "type": "customer.upserted",
                 "data": {"customer_id": "CUST-0379", "name": "Acme",
                          "credit_limit": {"currency": "EUR", "amount": "1000.01"}}}
-    assert "data.credit_limit: amount: 1000.01 exceeds" in reason(orjson.dumps(customer), limits=limits)
+    assert "data.credit_limit.amount: 1000.01 exceeds" in reason(orjson.dumps(customer), limits=limits)
     decode_message(encoded(VALID_INVOICE, amount="1000.00"), key=KEY, limits=limits)
 
 
@@ -121,12 +121,12 @@ def test_json_nested_deeper_than_the_store_can_write_is_refused() -> None:
     for _ in range(MAX_JSON_DEPTH + 1):
         nested = [nested]
     text = reason(encoded(VALID_INVOICE, attributes_extra=nested))
-    assert "data: attributes_extra is nested more than" in text
+    assert "data.attributes_extra: nested more than" in text
     terms = {"net_days": 30, "notes": nested}
-    assert "data.terms: notes is nested more than" in reason(encoded(VALID_INVOICE, terms=terms))
+    assert "data.terms.notes: nested more than" in reason(encoded(VALID_INVOICE, terms=terms))
     customer = {"specversion": "1.0", "id": "erp-c-1", "source": "erp/eu-1", "type": "customer.upserted",
                 "data": {"customer_id": "CUST-0379", "name": "Acme", "contacts": [{"phones": nested}]}}
-    assert "data: contacts is nested more than" in reason(orjson.dumps(customer))
+    assert "data.contacts: nested more than" in reason(orjson.dumps(customer))
     # orjson's own limit (1,024 levels) is a JSON error
     assert reason(b'{"a":' * 2000 + b"1" + b"}" * 2000).startswith("not JSON")
 
