@@ -19,7 +19,15 @@ from typing import Annotated, Any
 
 import orjson
 from aiokafka.structs import ConsumerRecord
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from shared.erp_events import (
     MAX_MESSAGE_BYTES,
@@ -32,10 +40,28 @@ from shared.erp_events import (
     describe_error,
     parse_envelope,
 )
-from shared.money import parse_amount
+from shared.money import check_amount_range, check_minor_digits, parse_amount
 
-Amount = Annotated[Decimal, BeforeValidator(parse_amount)]
-Id = Annotated[str, Field(min_length=1, max_length=200)]
+
+def _in_range(amount: Decimal) -> Decimal:
+    check_amount_range(amount)  # no amount the ledger takes in, nor any it derives, goes beyond
+    return amount
+
+
+# Facts are held to the ledger's own bounds, so that a message on ar.ledger.events that no
+# ledger would publish is refused here rather than stop a projection behind it.
+Amount = Annotated[Decimal, BeforeValidator(parse_amount), AfterValidator(_in_range)]
+Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
+
+
+def _check_digits(model: BaseModel, *names: str) -> None:
+    currency = getattr(model, "currency", None) or (model.model_extra or {}).get("currency")
+    if isinstance(currency, str):
+        for name in names:
+            try:
+                check_minor_digits(getattr(model, name), currency)
+            except ValueError as error:
+                raise ValueError(f"{name}: {error}") from None
 
 
 class _Data(BaseModel):
@@ -52,6 +78,11 @@ class _Outcome(BaseModel):
     status: str | None = None
     settled_date: BusinessDate | None = None
 
+    @model_validator(mode="after")
+    def _digits(self) -> _Outcome:
+        _check_digits(self, "open_amount")
+        return self
+
 
 class _Touching(_Data):
     invoices: list[_Outcome] = Field(default_factory=list)
@@ -65,6 +96,11 @@ class _InvoiceOpened(_Touching):
     due_date: BusinessDate
     attributes: dict[str, Any] | None = None
     reference: str | None = None
+
+    @model_validator(mode="after")
+    def _digits(self) -> _InvoiceOpened:
+        _check_digits(self, "amount")
+        return self
 
 
 class _InvoiceSettled(_Data):
@@ -90,8 +126,17 @@ class _UnappliedCashChanged(_Data):
     currency: Currency
     change: Amount  # signed
 
+    @model_validator(mode="after")
+    def _digits(self) -> _UnappliedCashChanged:
+        _check_digits(self, "change")
+        return self
 
-LEDGER_TYPES: dict[str, type[_Data]] = {
+
+class _CustomerUpdated(CustomerUpserted):
+    """The profile the ledger keeps, with the ERP's bounds (depth, lengths, the credit limit)."""
+
+
+LEDGER_TYPES: dict[str, type[_Data] | type[CustomerUpserted]] = {
     "ledger.invoice_opened": _InvoiceOpened,
     "ledger.invoice_changed": _Touching,
     "ledger.payment_applied": _Touching,
@@ -99,7 +144,7 @@ LEDGER_TYPES: dict[str, type[_Data]] = {
     "ledger.invoice_disputed": _InvoiceDisputed,
     "ledger.dispute_closed": _DisputeClosed,
     "ledger.unapplied_cash_changed": _UnappliedCashChanged,
-    "ledger.customer_updated": _Data,
+    "ledger.customer_updated": _CustomerUpdated,
 }
 
 
