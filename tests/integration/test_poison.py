@@ -1,0 +1,664 @@
+"""No single message may stop the system: poison inbound messages through the real broker.
+
+One broker and the three services (ledger, dunning, credit, in process; dunning and credit
+follow ``ar.ledger.events`` and ``ar.customers``) per database, SQLite and PostgreSQL, for
+the whole module. Every case below is a customer of its own: its poison messages (amounts
+beyond every read model, dates at the calendar's ends, 1 MB and 2 MB originals, deep JSON,
+invalid UTF-8, 10,000 allocations, the wrong type for the topic, keys that are missing or
+name someone else, ...) and, where a case is valid at the edge of a bound, the messages that
+must be applied, then on every topic the case used a good follow-up under the same key, so
+on the same partition:
+
+- ``ar.invoices``: invoice ``<customer>-FU`` of 100.00 (sent in every case);
+- ``ar.payments``: payment ``<customer>-FUP`` of 40.00 allocated to it;
+- ``ar.disputes``: dispute ``<customer>-FUD`` of 10.00 on it;
+- ``ar.customers``: a profile with a credit limit of 5,000.00 and dunning policy ``after-poison``.
+
+Everything is published in one go; the module waits (polling, with a deadline) for the end
+state, then each case is checked on its own: every poison message is dead-lettered by each
+service consuming its topic, with a reason naming the field, the original (or, cut, its
+size and SHA-256) and no empty subject; the valid ones are applied; the follow-ups reached
+the ledger (invoice and balance), dunning (the invoice listed) and credit (exposure);
+``/health/ready`` answered 200 on all three throughout.
+
+Nothing waits a fixed time: every wait polls a condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+import orjson
+import pytest
+from aiokafka.structs import ConsumerRecord
+
+from shared.broker import EmbeddedBroker
+from shared.testing import fresh_postgres_database
+from tests.integration import credit_harness, dunning_harness
+from tests.integration.credit_harness import InProcessCredit, credit_settings_for, write_tokens
+from tests.integration.dunning_harness import InProcessDunning, dunning_settings_for, profile
+from tests.integration.ledger_harness import (
+    DEADLETTER_TOPIC,
+    InProcessLedger,
+    Publisher,
+    cloud_event,
+    dispute_opened,
+    invoice_issued,
+    ledger_settings,
+    partition_of,
+    payment_received,
+    read_topic,
+    start_broker,
+)
+
+SETTLE = 60.0  # the whole stream's end state, on every service (typically well under it)
+CONSUMERS = {"ar.invoices": ("ledger",), "ar.payments": ("ledger",), "ar.disputes": ("ledger",),
+             "ar.customers": ("ledger", "dunning", "credit")}
+MAX_DEADLETTER_BYTES = 1_000_000  # what a Kafka broker takes by default (message.max.bytes)
+FOLLOW_UP_LIMIT = "5000.00"
+FOLLOW_UP_POLICY = "after-poison"
+
+
+# --------------------------------------------------------------------------- the stack
+
+
+@dataclass
+class Stack:
+    name: str
+    database_url: str
+    broker: EmbeddedBroker
+    ledger: InProcessLedger
+    dunning: InProcessDunning
+    credit: InProcessCredit
+    publisher: Publisher
+
+    def services(self) -> dict[str, Any]:
+        return {"ledger": self.ledger, "dunning": self.dunning, "credit": self.credit}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def module_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+                        ) -> Iterator[str]:
+    """The module's own empty database per backend (``database_url`` is per test)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('poison') / 'test.db'}"
+        return
+    base_url: str = request.getfixturevalue("postgres_url")
+    with fresh_postgres_database(base_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+async def stack(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    """A broker of the module's own and the three services on one database."""
+    directory = tmp_path_factory.mktemp("poison-stack")
+    broker = start_broker(directory / "tansu.log")
+    try:
+        dunning_harness.create_all_topics(broker)
+        credit_harness.create_all_topics(broker)
+        url = module_database_url
+        async with InProcessLedger(ledger_settings(broker.bootstrap, url)) as ledger, \
+                InProcessDunning(dunning_settings_for(broker.bootstrap, url)) as dunning, \
+                InProcessCredit(credit_settings_for(broker.bootstrap, url, write_tokens(directory))) as credit, \
+                Publisher(broker.bootstrap, max_request_size=8 * 1024 * 1024) as publisher:
+            backend = "sqlite" if url.startswith("sqlite") else "postgres"
+            yield Stack(backend, url, broker, ledger, dunning, credit, publisher)
+    finally:
+        broker.stop()
+
+
+# --------------------------------------------------------------------------- the cases
+
+Expect = Literal["dead", "applied", "either"]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message of a case as it goes on the wire.
+
+    ``key``: None sends it without a key to the partition of the case's customer; ``mentions``:
+    a dead letter's reason names one of them (none given: any reason will do)."""
+
+    topic: str
+    value: bytes
+    key: bytes | None
+    expect: Expect
+    mentions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    customer: str
+    messages: tuple[Message, ...]
+    # invoices the valid messages leave: invoice id -> (open amount, status)
+    applied: dict[str, tuple[str, str]] = field(default_factory=dict)
+    fu_open: str | None = None  # the follow-up invoice's open amount if not the usual
+
+    @property
+    def topics(self) -> set[str]:
+        return {m.topic for m in self.messages}
+
+    @property
+    def follow_up_open(self) -> Decimal:
+        if self.fu_open is not None:
+            return Decimal(self.fu_open)
+        return Decimal("60.00") if "ar.payments" in self.topics else Decimal("100.00")
+
+    @property
+    def open_total(self) -> Decimal:
+        return self.follow_up_open + sum((Decimal(o) for o, _ in self.applied.values()), Decimal(0))
+
+
+def _customer(name: str) -> str:
+    return f"PZ-{name}"
+
+
+def _bytes(event: dict[str, Any]) -> bytes:
+    return orjson.dumps(event)
+
+
+def _with_raw(event: dict[str, Any], path: tuple[str, ...], raw: bytes) -> bytes:
+    """The event encoded with the JSON text ``raw`` at ``path`` (what orjson would not write)."""
+    marker = "\x00raw\x00"
+    target = event
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = marker
+    return _bytes(event).replace(orjson.dumps(marker), raw)
+
+
+def _deep_json(event: dict[str, Any], path: tuple[str, ...], depth: int) -> bytes:
+    """The event with ``depth`` nested arrays at ``path``."""
+    return _with_raw(event, path, b"[" * depth + b"]" * depth)
+
+
+def invoice(customer: str, suffix: str, amount: Any = "100.00", *, issue: str = "2024-01-01",
+            due: str = "2024-01-31", terms: dict[str, Any] | None = None, **data: Any) -> dict[str, Any]:
+    event = invoice_issued(customer, f"{customer}-{suffix}", "0", issue=issue, due=due,
+                           event_id=f"inv-{customer}-{suffix}")
+    event["data"]["amount"] = amount
+    if terms is not None:
+        event["data"]["terms"] = terms
+    event["data"].update(data)
+    return event
+
+
+def payment(customer: str, suffix: str, amount: Any = "100.00", *, received: str = "2024-01-15",
+            allocations: Iterable[tuple[str, Any]] = (), **data: Any) -> dict[str, Any]:
+    event = payment_received(customer, f"{customer}-{suffix}", "0", received=received,
+                             event_id=f"pay-{customer}-{suffix}")
+    event["data"]["amount"] = amount
+    allocations = list(allocations)
+    if allocations:
+        event["data"]["allocations"] = [{"invoice_id": i, "amount": a} for i, a in allocations]
+    event["data"].update(data)
+    return event
+
+
+def customer_profile(customer: str, suffix: str, **data: Any) -> dict[str, Any]:
+    return profile(customer, event_id=f"cust-{customer}-{suffix}", **data)
+
+
+OWN_KEY = b""  # a message's key: the case's customer id
+NO_KEY = None  # sent without a key (to the partition of the case's customer)
+
+
+def dead(topic: str, value: bytes | dict[str, Any], *mentions: str, key: bytes | None = OWN_KEY) -> Message:
+    raw = value if isinstance(value, bytes) else _bytes(value)
+    return Message(topic, raw, key, "dead", mentions)
+
+
+def applied(topic: str, event: dict[str, Any]) -> Message:
+    return Message(topic, _bytes(event), OWN_KEY, "applied")
+
+
+def either(topic: str, value: bytes, *mentions: str) -> Message:
+    """Dead-lettered (naming one of ``mentions``) or applied, as long as nothing stops."""
+    return Message(topic, value, OWN_KEY, "either", mentions)
+TERMS = {
+    "no-terms": None,
+    "net-days": {"net_days": 30},
+    "discount": {"net_days": 30, "discount_percent": "2", "discount_days": 10},
+}
+EDGE_TERMS = {
+    "no-terms": None,
+    "net-days": {"net_days": 3650},
+    "discount": {"net_days": 3650, "discount_percent": "2", "discount_days": 3650},
+}
+# calendar ends no read model or date computation can take: (issue, due)
+CALENDAR_ENDS = {"0001-01-01": ("0001-01-01", "0001-01-31"), "9999-12-25": ("9999-12-25", "9999-12-31"),
+                 "9999-12-31": ("9999-12-31", "9999-12-31")}
+# the supported range's ends: valid (issue, due)
+RANGE_ENDS = {"1900-01-01": ("1900-01-01", "1900-01-31"), "2999-12-31": ("2999-12-31", "2999-12-31")}
+AT_CEILING = "999999999999.99"
+MB = 1024 * 1024
+
+
+def build_cases() -> list[Case]:
+    cases: list[Case] = []
+
+    def case(name: str, *messages: Message, **extra: Any) -> None:
+        cases.append(Case(name, _customer(name), messages, **extra))
+
+    def c(name: str) -> str:
+        return _customer(name)
+
+    # amounts at and beyond the limits
+    case("amount-at-ceiling", applied("ar.invoices", invoice(c("amount-at-ceiling"), "CEIL", AT_CEILING)),
+         applied={f"{c('amount-at-ceiling')}-CEIL": (AT_CEILING, "open")})
+    for name, amount in [("amount-1e15", "1000000000000000.00"), ("amount-1e30", "1e30"),
+                         ("amount-exponent", "9e999999"), ("amount-5000-digits", "9" * 5000),
+                         ("amount-nan", "NaN"), ("amount-infinity", "Infinity"),
+                         ("amount-json-number", 1250.5),
+                         ("amount-3-decimals", "10.001"), ("amount-negative", "-0.01")]:
+        case(name, dead("ar.invoices", invoice(c(name), "X", amount), "data.amount"))
+    case("amount-json-integer", dead("ar.invoices", _with_raw(
+        invoice(c("amount-json-integer"), "X"), ("data", "amount"), b"1" + b"0" * 40), "data.amount"))
+    case("amount-nan-literal", dead("ar.invoices", _with_raw(
+        invoice(c("amount-nan-literal"), "X"), ("data", "amount"), b"NaN"), "JSON"))
+    case("payment-amount-1e15", dead("ar.payments", payment(c("payment-amount-1e15"), "X",
+                                                            "1000000000000000.00"), "data.amount"))
+    case("allocation-amount-1e30", dead("ar.payments", payment(
+        c("allocation-amount-1e30"), "X", "100.00", allocations=[(f"{c('allocation-amount-1e30')}-FU", "1e30")]),
+        "allocations"))
+    case("dispute-amount-1e30", dead("ar.disputes", dispute_opened(
+        c("dispute-amount-1e30"), f"{c('dispute-amount-1e30')}-D", f"{c('dispute-amount-1e30')}-FU", "1e30"),
+        "data.amount"))
+    case("credit-limit-1e30", dead("ar.customers", customer_profile(
+        c("credit-limit-1e30"), "X", credit_limit={"currency": "EUR", "amount": "1e30"}), "data.credit_limit"))
+
+    # originals of 1 MB and 2 MB, with and without a key
+    for size in (1, 2):
+        for keyed in (True, False):
+            name = f"original-{size}mb-{'keyed' if keyed else 'keyless'}"
+            event = invoice(c(name), "BIG", attributes={"blob": "x" * (size * MB)})
+            case(name, dead("ar.invoices", event, key=OWN_KEY if keyed else NO_KEY))
+
+    # the calendar's ends with every kind of terms, then a payment for the invoice
+    for end, (issue, due) in CALENDAR_ENDS.items():
+        for kind, terms in TERMS.items():
+            name = f"date-{end}-{kind}"
+            cust = c(name)
+            case(name,
+                 dead("ar.invoices", invoice(cust, "E", "500.00", issue=issue, due=due, terms=terms),
+                      "data.issue_date", "data.due_date"),
+                 dead("ar.payments", payment(cust, "E", "490.00", received=due, allocations=[(f"{cust}-E", "490.00")]),
+                      "data.received_date"))
+    # the supported range's ends with every kind of terms, then a payment for the invoice: applied
+    for end, (issue, due) in RANGE_ENDS.items():
+        for kind, terms in EDGE_TERMS.items():
+            name = f"range-{end}-{kind}"
+            cust = c(name)
+            paid = "490.00" if kind == "discount" else "500.00"  # 2% off within the discount days
+            case(name,
+                 applied("ar.invoices", invoice(cust, "E", "500.00", issue=issue, due=due, terms=terms)),
+                 applied("ar.payments", payment(cust, "E", paid, received=issue, allocations=[(f"{cust}-E", paid)])),
+                 applied={f"{cust}-E": ("0.00", "paid")})
+    case("due-date-9999", dead("ar.invoices", invoice(c("due-date-9999"), "X", due="9999-12-31"), "data.due_date"))
+    case("net-days-huge", dead("ar.invoices", invoice(c("net-days-huge"), "X", terms={"net_days": 10**9}),
+                               "data.terms"))
+    case("discount-days-huge", dead("ar.invoices", invoice(
+        c("discount-days-huge"), "X", terms={"discount_percent": "2", "discount_days": 10**9}), "data.terms"))
+    case("payment-terms-days-huge", dead("ar.customers", customer_profile(
+        c("payment-terms-days-huge"), "X", payment_terms_days=10**9), "data.payment_terms_days"))
+    case("credit-note-date-9999", dead("ar.invoices", cloud_event("credit_note.issued", {
+        "credit_note_id": f"{c('credit-note-date-9999')}-CN", "customer_id": c("credit-note-date-9999"),
+        "currency": "EUR", "amount": "10.00", "issue_date": "9999-12-31"}, event_id="cn-date-9999"),
+        "data.issue_date"))
+    case("dispute-date-0001", dead("ar.disputes", dispute_opened(
+        c("dispute-date-0001"), f"{c('dispute-date-0001')}-D", f"{c('dispute-date-0001')}-FU", "10.00",
+        opened="0001-01-01"), "data.opened_date"))
+    cust = c("reversal-date-9999")
+    case("reversal-date-9999",
+         applied("ar.payments", payment(cust, "R", "30.00")),
+         dead("ar.payments", cloud_event("payment.reversed", {
+             "payment_id": f"{cust}-R", "customer_id": cust, "effective_date": "9999-12-31",
+             "reason": "bounced"}, event_id="rev-date-9999"), "data.effective_date"),
+         fu_open="30.00")  # 100.00 less the follow-up's 40.00 and the 30.00 not reversed
+
+    # deep JSON: beyond orjson's own limit, and under it (a depth orjson reads but cannot write)
+    cust = c("deep-attributes-5000")
+    case("deep-attributes-5000", dead("ar.invoices", _deep_json(invoice(cust, "X"), ("data", "attributes"), 5000),
+                                      "JSON"))
+    cust = c("deep-contacts-5000")
+    case("deep-contacts-5000", dead("ar.customers", _deep_json(customer_profile(cust, "X"), ("data", "contacts"),
+                                                               5000), "JSON"))
+    cust = c("deep-contacts-1000")
+    case("deep-contacts-1000", dead("ar.customers", _deep_json(customer_profile(cust, "X"), ("data", "contacts"),
+                                                               1000), "data.contacts", "depth", "nest"))
+    cust = c("deep-attributes-1000")
+    case("deep-attributes-1000", dead("ar.invoices", _deep_json(invoice(cust, "X"), ("data", "attributes"), 1000),
+                                      "data.attributes"))
+    cust = c("deep-extra-field-1000")
+    case("deep-extra-field-1000", either("ar.invoices", _deep_json(invoice(cust, "X"), ("data", "notes"), 1000),
+                                         "data.notes", "depth", "nest"),
+         applied={f"{cust}-X": ("100.00", "open")})
+    cust = c("deep-extension-1000")
+    case("deep-extension-1000", either("ar.invoices", _deep_json(invoice(cust, "X"), ("extension",), 1000),
+                                       "extension", "depth", "nest"),
+         applied={f"{cust}-X": ("100.00", "open")})
+
+    # invalid UTF-8
+    cust = c("utf8-invoice")
+    case("utf8-invoice", dead("ar.invoices", _bytes(invoice(cust, "X")).replace(b"2024-01-31", b"2024-\xff1-31"),
+                              "JSON"))
+    cust = c("utf8-customer")
+    case("utf8-customer", dead("ar.customers", _bytes(customer_profile(cust, "X")).replace(b" Ltd", b" \xc3\x28"),
+                               "JSON"))
+    cust = c("utf8-key")
+    case("utf8-key", dead("ar.invoices", invoice(cust, "X"), "key", key=b"\xff\xfe" + cust.encode()))
+
+    # lists
+    cust = c("allocations-10000")
+    case("allocations-10000", dead("ar.payments", payment(
+        cust, "X", "100.00", allocations=[(f"I{i}", "0.01") for i in range(10_000)])))
+    cust = c("allocations-2000")
+    case("allocations-2000", dead("ar.payments", payment(
+        cust, "X", "100.00", allocations=[(f"I{i}", "0.01") for i in range(2_000)]), "data.allocations"))
+    cust = c("attributes-5000")
+    case("attributes-5000", dead("ar.invoices", invoice(cust, "X", attributes={f"a{i}": "v" for i in range(5000)}),
+                                 "data.attributes"))
+    # strings
+    cust = c("reference-100k")
+    case("reference-100k", dead("ar.invoices", invoice(cust, "X", reference="r" * 100_000), "data.reference"))
+    cust = c("name-100k")
+    case("name-100k", dead("ar.customers", customer_profile(cust, "X", name="n" * 100_000), "data.name"))
+    cust = c("invoice-id-201")
+    case("invoice-id-201", dead("ar.invoices", invoice(cust, "X" * 201), "data.invoice_id"))
+
+    # currency, type, key, subject, envelope
+    cust = c("currency-xyz")
+    case("currency-xyz", dead("ar.invoices", invoice(cust, "X", currency="XYZ"), "data.currency"))
+    cust = c("type-for-other-topic")
+    case("type-for-other-topic", dead("ar.invoices", payment(cust, "X"), "type"))
+    cust = c("key-differs")
+    other = invoice(f"{cust}-OTHER", "X")
+    case("key-differs", dead("ar.invoices", other, "key", key=cust.encode()))
+    cust = c("subject-differs")
+    case("subject-differs", dead("ar.invoices", {**invoice(cust, "X"), "subject": f"{cust}-OTHER"}, "subject"))
+    cust = c("no-key")
+    case("no-key", dead("ar.invoices", invoice(cust, "X"), "key", key=NO_KEY))
+    cust = c("not-a-cloudevent")
+    case("not-a-cloudevent", dead("ar.invoices", b"[1, 2, 3]", "CloudEvent"))
+    return cases
+
+
+CASES = build_cases()
+CASES_BY_NAME = {case.name: case for case in CASES}
+
+
+def follow_ups(case: Case) -> list[tuple[str, dict[str, Any]]]:
+    """Good messages on every topic the case used, under its key (so on the same partitions)."""
+    cust = case.customer
+    messages = [("ar.invoices", invoice(cust, "FU", "100.00"))]
+    if "ar.payments" in case.topics:
+        messages.append(("ar.payments", payment(cust, "FUP", "40.00", allocations=[(f"{cust}-FU", "40.00")])))
+    if "ar.disputes" in case.topics:
+        messages.append(("ar.disputes", dispute_opened(cust, f"{cust}-FUD", f"{cust}-FU", "10.00")))
+    if "ar.customers" in case.topics:
+        messages.append(("ar.customers", customer_profile(
+            cust, "FU", credit_limit={"currency": "EUR", "amount": FOLLOW_UP_LIMIT},
+            dunning_policy=FOLLOW_UP_POLICY)))
+    return messages
+
+
+# --------------------------------------------------------------------------- one stream
+
+
+@dataclass
+class Outcome:
+    """What the module saw: where each message went, the end state, the dead letters."""
+
+    stack: Stack
+    sent: dict[str, list[tuple[Message, int, int]]]  # case -> (message, partition, offset)
+    state: dict[str, dict[str, Any]]  # case -> the last snapshot
+    settled_in: float | None  # seconds from the first publish; None: not within SETTLE
+    letters: list[tuple[ConsumerRecord[bytes, bytes], dict[str, Any]]]
+    readiness: dict[str, list[int]]  # service -> statuses seen while the stream went through
+
+
+async def read(client: Any, path: str) -> Any:
+    """The JSON answer; None for 404; the status and text of any other answer (a 500 is a state
+    to report, not a reason to stop looking)."""
+    try:
+        response = await client.get(path)
+    except Exception as error:
+        return f"{path}: {error!r}"
+    if response.status_code == 404:
+        return None
+    if response.status_code != 200:
+        return f"{path}: {response.status_code} {response.text[:300]}"
+    return response.json()
+
+
+async def case_state(stack: Stack, case: Case) -> dict[str, Any]:
+    cust = case.customer
+    invoices = {i: await read(stack.ledger, f"/invoices/{i}") for i in (f"{cust}-FU", *case.applied)}
+    balance = await read(stack.ledger, f"/customers/{cust}/balance?as_of=2030-01-01")
+    if isinstance(balance, dict):
+        balance = next((b for b in balance["balances"] if b["currency"] == "EUR"), None)
+    return {"invoices": invoices, "balance": balance,
+            "dunning": await read(stack.dunning, f"/customers/{cust}/dunning"),
+            "credit": await read(stack.credit, f"/customers/{cust}/credit")}
+
+
+def follow_up_in_dunning(case: Case, view: Any) -> dict[str, Any] | None:
+    if not isinstance(view, dict):
+        return None
+    return next((i for i in view["invoices"] if i["invoice_id"] == f"{case.customer}-FU"), None)
+
+
+def eur_position(view: Any) -> dict[str, Any] | None:
+    if not isinstance(view, dict):
+        return None
+    return next((p for p in view["positions"] if p["currency"] == "EUR"), None)
+
+
+def money(value: Decimal) -> str:
+    return str(value.quantize(Decimal("0.01")))
+
+
+def _get(value: Any, key: str) -> Any:
+    return value.get(key) if isinstance(value, dict) else value
+
+
+def problems(case: Case, state: dict[str, Any]) -> list[str]:
+    """What the case's end state lacks (empty: reached)."""
+    found: list[str] = []
+    fu_open, total = money(case.follow_up_open), money(case.open_total)
+    fu = state["invoices"].get(f"{case.customer}-FU")
+    if _get(fu, "open_amount") != fu_open:
+        found.append(f"ledger: follow-up invoice open {_get(fu, 'open_amount')!r}, expected {fu_open}")
+    for invoice_id, expected in case.applied.items():
+        got = state["invoices"].get(invoice_id)
+        if (_get(got, "open_amount"), _get(got, "status")) != expected:
+            found.append(f"ledger: {invoice_id} is {got!r}, expected (open, status) {expected}")
+    balance = state["balance"]
+    if (_get(balance, "open_amount"), _get(balance, "unapplied_cash")) != (total, "0.00"):
+        found.append(f"ledger: EUR balance {balance!r}, expected open {total} and no unapplied cash")
+    listed = follow_up_in_dunning(case, state["dunning"])
+    if _get(listed, "open_amount") != fu_open:
+        found.append(f"dunning: follow-up invoice {listed!r} (view {str(state['dunning'])[:200]}), "
+                     f"expected open {fu_open}")
+    position = eur_position(state["credit"])
+    if _get(position, "exposure") != total:
+        found.append(f"credit: EUR position {position!r} (view {str(state['credit'])[:200]}), "
+                     f"expected exposure {total}")
+    if "ar.customers" in case.topics:
+        if _get(position, "limit") != FOLLOW_UP_LIMIT:
+            found.append(f"credit: limit {_get(position, 'limit')!r}, expected {FOLLOW_UP_LIMIT}")
+        if _get(state["dunning"], "policy") != FOLLOW_UP_POLICY:
+            found.append(f"dunning: policy {_get(state['dunning'], 'policy')!r}, expected {FOLLOW_UP_POLICY}")
+    return found
+
+
+async def watch_readiness(stack: Stack, seen: dict[str, list[int]], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        for name, service in stack.services().items():
+            try:
+                status = (await service.http.get("/health/ready", timeout=5.0)).status_code
+            except Exception:  # a service that does not answer is as bad as a 503
+                status = -1
+            seen[name].append(status)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=0.5)
+        except TimeoutError:
+            pass
+
+
+async def publish(stack: Stack) -> dict[str, list[tuple[Message, int, int]]]:
+    """Every case's messages, then every follow-up, pipelined; the acks give (partition, offset)."""
+    producer = stack.publisher.producer
+    pending: list[tuple[str, Message | None, Any]] = []
+    for case in CASES:
+        own = case.customer.encode()
+        for message in case.messages:
+            key = own if message.key == OWN_KEY else message.key
+            future = await producer.send(message.topic, value=message.value, key=key,
+                                         partition=partition_of(own))
+            pending.append((case.name, message, future))
+    for case in CASES:
+        own = case.customer.encode()
+        for topic, event in follow_ups(case):
+            future = await producer.send(topic, value=_bytes(event), key=own, partition=partition_of(own))
+            pending.append((case.name, None, future))
+    sent: dict[str, list[tuple[Message, int, int]]] = {case.name: [] for case in CASES}
+    for name, message, future in pending:
+        metadata = await future
+        if message is not None:
+            sent[name].append((message, metadata.partition, metadata.offset))
+    return sent
+
+
+def expected_letters(sent: dict[str, list[tuple[Message, int, int]]]) -> set[tuple[str, str, int, int]]:
+    return {(service, m.topic, p, o) for messages in sent.values() for m, p, o in messages
+            if m.expect == "dead" for service in CONSUMERS[m.topic]}
+
+
+def letter_origin(letter: dict[str, Any]) -> tuple[str, str, int, int]:
+    data = letter["data"]
+    return (letter["source"].removeprefix("receivables/"), data["topic"], data["partition"], data["offset"])
+
+
+async def read_letters(bootstrap: str, wanted: set[tuple[str, str, int, int]]
+                       ) -> list[tuple[ConsumerRecord[bytes, bytes], dict[str, Any]]]:
+    def complete(records: list[ConsumerRecord[bytes, bytes]]) -> bool:
+        return wanted <= {letter_origin(orjson.loads(r.value)) for r in records}
+
+    try:
+        records = await read_topic(bootstrap, DEADLETTER_TOPIC, until=complete, timeout=20.0)
+    except AssertionError:  # what is there: each case says what it misses
+        records = await read_topic(bootstrap, DEADLETTER_TOPIC, timeout=20.0)
+    return [(r, orjson.loads(r.value)) for r in records]
+
+
+@pytest.fixture(scope="module")
+async def outcome(stack: Stack) -> Outcome:
+    readiness: dict[str, list[int]] = {name: [] for name in stack.services()}
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch_readiness(stack, readiness, stop))
+    try:
+        started = time.monotonic()
+        sent = await publish(stack)
+        state: dict[str, dict[str, Any]] = {}
+        waiting = list(CASES)
+        deadline = started + SETTLE
+        settled_in: float | None = None
+        while True:
+            still = []
+            for case in waiting:
+                state[case.name] = await case_state(stack, case)
+                if problems(case, state[case.name]):
+                    still.append(case)
+            waiting = still
+            if not waiting:
+                settled_in = time.monotonic() - started
+                break
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.25)
+        letters = await read_letters(stack.broker.bootstrap, expected_letters(sent))
+    finally:
+        stop.set()
+        await watcher
+    print(f"\n[{stack.name}] {len(CASES)} cases settled in "
+          f"{'%.1fs' % settled_in if settled_in is not None else f'more than {SETTLE:.0f}s'}")
+    return Outcome(stack, sent, state, settled_in, letters, readiness)
+
+
+# --------------------------------------------------------------------------- the checks
+
+
+def check_letter(case: Case, message: Message, partition: int, offset: int, service: str,
+                 letters: list[tuple[ConsumerRecord[bytes, bytes], dict[str, Any]]]) -> None:
+    origin = (service, message.topic, partition, offset)
+    mine = [(r, e) for r, e in letters if letter_origin(e) == origin]
+    assert mine, f"{case.name}: no dead letter from {service} for {message.topic}[{partition}]@{offset}"
+    key = case.customer.encode() if message.key == OWN_KEY else message.key
+    for record, letter in mine:
+        assert letter["type"] == "deadletter.rejected" and letter["specversion"] == "1.0", letter["type"]
+        assert len(record.value) <= MAX_DEADLETTER_BYTES, f"a dead letter of {len(record.value)} bytes"
+        reason = letter["data"]["reason"]
+        assert isinstance(reason, str) and reason.strip(), f"{case.name}: empty reason"
+        if message.mentions:
+            assert any(m in reason for m in message.mentions), \
+                f"{case.name} ({service}): reason {reason[:300]!r} names none of {message.mentions}"
+        # the key, and the subject only when there is a key (never an empty one)
+        assert letter.get("subject") != "", f"{case.name}: a dead letter with an empty subject"
+        if key is None:
+            assert "subject" not in letter, f"{case.name}: subject {letter.get('subject')!r} without a key"
+            assert letter["data"]["key"] is None and record.key is None
+        else:
+            assert letter["subject"] == key.decode("utf-8", "replace") == letter["data"]["key"]
+            assert record.key == key
+        # the original, whole or cut with its size and digest
+        original = base64.b64decode(letter["data"]["original"])
+        if letter["data"].get("original_truncated"):
+            assert letter["data"]["original_size"] == len(message.value)
+            assert letter["data"]["original_sha256"] == hashlib.sha256(message.value).hexdigest()
+            assert len(original) < len(message.value) and message.value.startswith(original)
+        else:
+            assert original == message.value, f"{case.name}: the original is not the message sent"
+
+
+@pytest.mark.parametrize("name", [case.name for case in CASES])
+async def test_poison_is_dead_lettered_and_the_follow_up_applied(outcome: Outcome, name: str) -> None:
+    case = CASES_BY_NAME[name]
+    # every service consuming the topic dead-letters each poison message; the valid ones are not
+    for message, partition, offset in outcome.sent[name]:
+        for service in CONSUMERS[message.topic]:
+            origin = (service, message.topic, partition, offset)
+            lettered = any(letter_origin(e) == origin for _, e in outcome.letters)
+            if message.expect == "dead" or (message.expect == "either" and lettered):
+                check_letter(case, message, partition, offset, service, outcome.letters)
+            elif message.expect == "applied":
+                reasons = [e["data"]["reason"] for _, e in outcome.letters if letter_origin(e) == origin]
+                assert not reasons, f"{name}: a valid message was dead-lettered by {service}: {reasons}"
+    # the follow-ups (and the valid messages) reached all three services' read models
+    found = problems(case, outcome.state[name])
+    assert not found, f"{name} [{outcome.stack.name}]: not reached within {SETTLE:.0f}s:\n  " + "\n  ".join(found)
+
+
+async def test_the_stream_settles_within_seconds_and_the_services_stay_ready(outcome: Outcome) -> None:
+    assert outcome.settled_in is not None, (
+        f"{sum(1 for c in CASES if problems(c, outcome.state[c.name]))} of {len(CASES)} cases did not reach "
+        f"their end state within {SETTLE:.0f}s")
+    for service, statuses in outcome.readiness.items():
+        assert statuses, f"{service}: readiness never asked"
+        assert set(statuses) == {200}, f"{service}: /health/ready answered {sorted(set(statuses))}"
+    for name, service in outcome.stack.services().items():  # and still after it
+        response = await service.http.get("/health/ready")
+        assert response.status_code == 200, (name, response.text)
+
+
+async def test_no_dead_letter_has_an_empty_subject(outcome: Outcome) -> None:
+    empty = [letter_origin(e) for _, e in outcome.letters if e.get("subject") == ""]
+    assert not empty, f"dead letters with subject '': {empty}"
