@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError
 from aiokafka.structs import ConsumerRecord
 from eventsourcing.persistence import Tracking
 
@@ -29,6 +30,12 @@ from shared.metrics import ServiceMetrics
 log = logging.getLogger(__name__)
 
 DEADLETTER_TOPIC = "ar.deadletter"
+# How much of a rejected original its dead letter keeps (base64 makes it a third larger):
+# far below the 1 MiB a Kafka broker and producer take by default, whatever came in.
+DEADLETTER_ORIGINAL_BYTES = 64 * 1024
+DEADLETTER_TEXT_CHARS = 4000  # a reason or key longer than this is cut
+# What the producer (before sending) or the broker answers to a message over its limit.
+TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
 
 M = TypeVar("M")
 B = TypeVar("B")
@@ -382,26 +389,51 @@ class KafkaConsumerLoop(Generic[M, B]):
                 await asyncio.sleep(0.5)
 
     async def dead_letter(self, rejected: list[Rejected]) -> None:
-        """Publish rejected messages with their reason and origin; wait for the broker."""
+        """Publish rejected messages with their reason and origin; wait for the broker.
+
+        A dead letter keeps at most ``DEADLETTER_ORIGINAL_BYTES`` of its original, so it
+        fits any broker's usual limit. One the broker still refuses as too large is sent
+        again with no original at all (its size and digest stay): that always fits, and a
+        publish that can never succeed would hold up the partition for good.
+        """
         if not rejected:
             return
-        futures = []
         for item in rejected:
             record = item.record
             log.warning(
-                "dead-letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, item.reason
+                "dead-letter %s[%d]@%d: %s", record.topic, record.partition, record.offset,
+                item.reason[:1000],
             )
-            futures.append(
-                await self.producer.send(
-                    DEADLETTER_TOPIC,
-                    key=record.key,
-                    value=deadletter_event(
-                        self.service, record.value, record.topic, record.partition,
-                        record.offset, item.reason, record.key,
-                    ),
-                )
+        results = await self._send_dead_letters(rejected, DEADLETTER_ORIGINAL_BYTES)
+        too_large = [item for item, result in zip(rejected, results, strict=True)
+                     if isinstance(result, TOO_LARGE)]
+        failed = [result for result in results
+                  if isinstance(result, BaseException) and not isinstance(result, TOO_LARGE)]
+        if failed:
+            raise failed[0]
+        if too_large:
+            log.error("the broker refused %d dead letters as too large; sending them without their "
+                      "originals", len(too_large))
+            for result in await self._send_dead_letters(too_large, 0):
+                if isinstance(result, BaseException):
+                    raise result
+
+    async def _send_dead_letters(self, rejected: list[Rejected], keep: int) -> list[object]:
+        """Send each dead letter; the broker's answers (or errors), in order."""
+
+        async def send(item: Rejected) -> object:
+            record = item.record
+            future = await self.producer.send(
+                DEADLETTER_TOPIC,
+                key=record.key[:DEADLETTER_TEXT_CHARS] if record.key else None,
+                value=deadletter_event(
+                    self.service, record.value, record.topic, record.partition,
+                    record.offset, item.reason, record.key, keep=keep,
+                ),
             )
-        await asyncio.gather(*futures)
+            return await future
+
+        return await asyncio.gather(*(send(item) for item in rejected), return_exceptions=True)
 
     def _check_partition_ends(self) -> set[TopicPartition]:
         """A fetch answered with a high watermark below our position: the partition shrank
@@ -443,24 +475,37 @@ def deadletter_event(
     offset: int | None,
     reason: str,
     key: bytes | None = None,
+    *,
+    keep: int = DEADLETTER_ORIGINAL_BYTES,
 ) -> bytes:
-    """The ``deadletter.rejected`` CloudEvent: the original bytes, where they came from, why."""
+    """The ``deadletter.rejected`` CloudEvent: the original bytes, where they came from, why.
+
+    An original longer than ``keep`` bytes is cut there (``original_truncated``); its
+    ``original_size`` and ``original_sha256`` always describe the whole of it, so the cut
+    message can still be matched with the ERP's copy. A message without a key has no
+    subject (CloudEvents allows no empty one).
+    """
+    original = original or b""
     # Deterministic ids: a dead letter written twice (a retried batch) dedupes downstream.
     if topic is not None:
         where = f"{topic}:{partition}:{offset}"
     else:
-        where = "rest:" + hashlib.sha256(original or b"").hexdigest()[:32]
+        where = "rest:" + hashlib.sha256(original).hexdigest()[:32]
+    key_text = key.decode("utf-8", "replace")[:DEADLETTER_TEXT_CHARS] if key else None
     return encode_event(
         event_id=f"{service}:{where}",
         source=f"receivables/{service}",
         event_type="deadletter.rejected",
-        subject=key.decode("utf-8", "replace") if key else "",
+        subject=key_text or None,
         data={
-            "original": base64.b64encode(original or b"").decode("ascii"),
+            "original": base64.b64encode(original[:keep]).decode("ascii"),
+            "original_size": len(original),
+            "original_sha256": hashlib.sha256(original).hexdigest(),
+            "original_truncated": len(original) > keep,
             "topic": topic,
             "partition": partition,
             "offset": offset,
-            "key": key.decode("utf-8", "replace") if key else None,
-            "reason": reason,
+            "key": key_text,
+            "reason": reason[:DEADLETTER_TEXT_CHARS],
         },
     )

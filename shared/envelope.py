@@ -15,11 +15,11 @@ class CloudEvent(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     specversion: Literal["1.0"]
-    id: str = Field(min_length=1)
-    source: str = Field(min_length=1)
-    type: str = Field(min_length=1)
+    id: str = Field(min_length=1, max_length=500)
+    source: str = Field(min_length=1, max_length=500)
+    type: str = Field(min_length=1, max_length=100)
     time: datetime | None = None
-    subject: str | None = None
+    subject: str | None = Field(default=None, min_length=1, max_length=200)
     datacontenttype: str | None = "application/json"
     data: dict[str, Any]
 
@@ -34,14 +34,15 @@ def encode_event(
     event_id: str,
     source: str,
     event_type: str,
-    subject: str,
+    subject: str | None,
     data: dict[str, Any],
     time: datetime | str | None = None,
 ) -> bytes:
     """Serialize an outbound CloudEvent; ``data`` must already be JSON-native.
 
     ``time`` may be given already formatted (``format_time``) so one event's several
-    messages format their shared timestamp once.
+    messages format their shared timestamp once. Without a ``subject`` (a dead letter of a
+    message that had no key) the attribute is left out: CloudEvents allows no empty one.
     """
     if not isinstance(time, str):
         time = format_time(time or datetime.now(UTC))
@@ -55,6 +56,8 @@ def encode_event(
         "datacontenttype": "application/json",
         "data": data,
     }
+    if subject is None:
+        del envelope["subject"]
     return orjson.dumps(envelope)
 
 

@@ -7,6 +7,7 @@ dead-letter topic with that reason.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -14,21 +15,121 @@ from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import orjson
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from shared.envelope import CloudEvent
-from shared.money import ZERO, check_minor_digits, parse_amount
+from shared.money import (
+    MAX_AMOUNT,
+    ZERO,
+    check_amount_range,
+    check_currency,
+    check_minor_digits,
+    parse_amount,
+)
+
+# The bounds of what a message may carry: beyond them it is dead-lettered, naming the field,
+# so that nothing past the edge (date arithmetic, read-model columns, the producer's size
+# limit, the event store's JSON encoder) can fail on it.
+MAX_MESSAGE_BYTES = 256 * 1024
+MAX_JSON_DEPTH = 32  # orjson reads 1,024 levels but writes only 254: the store could not hold more
+MIN_DATE = date(1900, 1, 1)
+MAX_DATE = date(2999, 12, 31)  # + every term and grace period stays far inside the calendar
+MAX_DAYS = 3650  # net and discount days, payment terms
+MAX_ALLOCATIONS = 1000
+MAX_ATTRIBUTES = 100
+
+# The types each ERP topic carries (contract: inbound topics); other topics (tests) take any.
+TOPIC_TYPES: dict[str, frozenset[str]] = {
+    "ar.invoices": frozenset({"invoice.issued", "invoice.adjusted", "invoice.cancelled",
+                              "invoice.written_off", "credit_note.issued"}),
+    "ar.payments": frozenset({"payment.received", "payment.reversed"}),
+    "ar.disputes": frozenset({"dispute.opened", "dispute.resolved"}),
+    "ar.customers": frozenset({"customer.upserted"}),
+}
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _business_date(value: object) -> date:
+    """An ISO date (``YYYY-MM-DD``) within the supported range; no numbers, no times."""
+    if isinstance(value, str):
+        if not _ISO_DATE.fullmatch(value):
+            raise ValueError(f"{value[:40]!r} is not an ISO date (YYYY-MM-DD)")
+        try:
+            value = date.fromisoformat(value)
+        except ValueError as error:
+            raise ValueError(f"{value!r} is not a valid date: {error}") from None
+    elif not isinstance(value, date) or hasattr(value, "hour"):
+        raise ValueError("must be an ISO date string (YYYY-MM-DD)")
+    if not MIN_DATE <= value <= MAX_DATE:
+        raise ValueError(f"{value} is outside the supported dates, {MIN_DATE} to {MAX_DATE}")
+    return value
+
 
 Amount = Annotated[Decimal, BeforeValidator(parse_amount)]
-Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$"), AfterValidator(check_currency)]
+BusinessDate = Annotated[date, BeforeValidator(_business_date)]
+Days = Annotated[int, Field(ge=0, le=MAX_DAYS)]
 Id = Annotated[str, Field(min_length=1, max_length=200)]
+Name = Annotated[str, Field(max_length=500)]
+Text = Annotated[str, Field(max_length=4000)]
+Attributes = Annotated[
+    dict[Annotated[str, Field(max_length=100)], Annotated[str, Field(max_length=1000)]],
+    Field(max_length=MAX_ATTRIBUTES),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The business's own bounds, from its settings (``RECEIVABLES_MAX_AMOUNT``)."""
+
+    max_amount: Decimal = MAX_AMOUNT
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def _too_deep(value: Any, levels: int) -> bool:
+    """Whether a decoded JSON value nests arrays and objects more than ``levels`` deep."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > levels:
+            return True
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+    return False
+
+
+def _check_free_form(name: str, value: Any) -> None:
+    """Refuse free-form content nested deeper than ``MAX_JSON_DEPTH``: it is stored as it came,
+    and the store's JSON encoder could not write it. Only such content (fields a model does
+    not name, contacts) is walked; named fields have shapes of their own."""
+    if isinstance(value, dict | list) and _too_deep(value, MAX_JSON_DEPTH):
+        raise ValueError(f"{name} is nested more than {MAX_JSON_DEPTH} levels deep")
+
+
+def _check_amount(name: str, value: Decimal, currency: str | None, info: ValidationInfo) -> None:
+    """The rules every money field keeps: not negative, in range, the currency's digits."""
+    if value < ZERO:
+        raise ValueError(f"{name} must not be negative, got {value}")
+    limits = info.context if isinstance(info.context, Limits) else DEFAULT_LIMITS
+    try:
+        check_amount_range(value, limits.max_amount)
+        if currency is not None:
+            check_minor_digits(value, currency)
+    except ValueError as error:
+        raise ValueError(f"{name}: {error}") from None
 
 
 class InvalidMessage(ValueError):
@@ -58,28 +159,23 @@ class _Data(BaseModel):
         )
 
     @model_validator(mode="after")
-    def _amounts_are_not_negative(self) -> _Data:
+    def _amounts_in_bounds(self, info: ValidationInfo) -> _Data:
+        for name, value in (self.__pydantic_extra__ or {}).items():
+            _check_free_form(name, value)
         currency = self.__dict__.get("currency")
         for name in self._amount_fields:
             value = self.__dict__[name]
-            if value is None:
-                continue
-            if value < ZERO:
-                raise ValueError(f"{name} must not be negative, got {value}")
-            if currency is not None:
-                try:
-                    check_minor_digits(value, currency)
-                except ValueError as error:
-                    raise ValueError(f"{name}: {error}") from None
+            if value is not None:
+                _check_amount(name, value, currency, info)
         return self
 
 
 class Terms(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    net_days: int | None = Field(default=None, ge=0)
+    net_days: Days | None = None
     discount_percent: Amount | None = None
-    discount_days: int | None = Field(default=None, ge=0)
+    discount_days: Days | None = None
 
     @field_validator("discount_percent")
     @classmethod
@@ -88,16 +184,22 @@ class Terms(BaseModel):
             raise ValueError("must be between 0 and 100")
         return value
 
+    @model_validator(mode="after")
+    def _extras_not_too_deep(self) -> Terms:
+        for name, value in (self.__pydantic_extra__ or {}).items():
+            _check_free_form(name, value)
+        return self
+
 
 class InvoiceIssued(_Data):
     invoice_id: Id
-    issue_date: date
-    due_date: date
+    issue_date: BusinessDate
+    due_date: BusinessDate
     currency: Currency
     amount: Amount
     terms: Terms | None = None
-    reference: str | None = None
-    attributes: dict[str, str] = Field(default_factory=dict)
+    reference: Text | None = None
+    attributes: Attributes = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _positive_and_due_after_issue(self) -> InvoiceIssued:
@@ -111,30 +213,30 @@ class InvoiceIssued(_Data):
 class InvoiceAdjusted(_Data):
     invoice_id: Id
     new_amount: Amount
-    effective_date: date
-    reason: str
+    effective_date: BusinessDate
+    reason: Text
 
 
 class InvoiceCancelled(_Data):
     invoice_id: Id
-    effective_date: date
-    reason: str
+    effective_date: BusinessDate
+    reason: Text
 
 
 class InvoiceWrittenOff(_Data):
     invoice_id: Id
     amount: Amount
-    effective_date: date
-    reason: str
+    effective_date: BusinessDate
+    reason: Text
 
 
 class CreditNoteIssued(_Data):
     credit_note_id: Id
     currency: Currency
     amount: Amount
-    issue_date: date
+    issue_date: BusinessDate
     invoice_id: Id | None = None
-    reason: str | None = None
+    reason: Text | None = None
 
 
 class Allocation(BaseModel):
@@ -148,23 +250,18 @@ class PaymentReceived(_Data):
     payment_id: Id
     currency: Currency
     amount: Amount
-    received_date: date
-    allocations: list[Allocation] = Field(default_factory=list)
-    method: str | None = None
-    reference: str | None = None
+    received_date: BusinessDate
+    allocations: list[Allocation] = Field(default_factory=list, max_length=MAX_ALLOCATIONS)
+    method: Name | None = None
+    reference: Text | None = None
 
     @model_validator(mode="after")
-    def _allocations_fit(self) -> PaymentReceived:
+    def _allocations_fit(self, info: ValidationInfo) -> PaymentReceived:
         if self.amount <= ZERO:
             raise ValueError("amount must be positive")
         allocated = ZERO
         for index, allocation in enumerate(self.allocations):
-            if allocation.amount < ZERO:
-                raise ValueError(f"allocations[{index}].amount must not be negative")
-            try:
-                check_minor_digits(allocation.amount, self.currency)
-            except ValueError as error:
-                raise ValueError(f"allocations[{index}].amount: {error}") from None
+            _check_amount(f"allocations[{index}].amount", allocation.amount, self.currency, info)
             allocated += allocation.amount
         if allocated > self.amount:
             raise ValueError(f"allocations total {allocated} exceeds amount {self.amount}")
@@ -173,22 +270,22 @@ class PaymentReceived(_Data):
 
 class PaymentReversed(_Data):
     payment_id: Id
-    effective_date: date
-    reason: str
+    effective_date: BusinessDate
+    reason: Text
 
 
 class DisputeOpened(_Data):
     dispute_id: Id
     invoice_id: Id
     amount: Amount
-    opened_date: date
-    reason: str
+    opened_date: BusinessDate
+    reason: Text
 
 
 class DisputeResolved(_Data):
     dispute_id: Id
     invoice_id: Id
-    resolved_date: date
+    resolved_date: BusinessDate
     outcome: Literal["accepted", "rejected"]
     credited_amount: Amount | None = None
 
@@ -205,16 +302,26 @@ class CreditLimit(BaseModel):
     currency: Currency
     amount: Amount
 
+    @model_validator(mode="after")
+    def _amount_in_bounds(self, info: ValidationInfo) -> CreditLimit:
+        _check_amount("amount", self.amount, self.currency, info)
+        return self
+
 
 class CustomerUpserted(_Data):
-    name: str
-    country: str | None = None
-    segment: str | None = None
-    payment_terms_days: int | None = Field(default=None, ge=0)
+    name: Name
+    country: Name | None = None
+    segment: Name | None = None
+    payment_terms_days: Days | None = None
     credit_limit: CreditLimit | None = None
-    dunning_policy: str | None = None
-    contacts: list[Any] | dict[str, Any] | None = None
+    dunning_policy: Name | None = None
+    contacts: Annotated[list[Any], Field(max_length=100)] | dict[str, Any] | None = None
     do_not_dun: bool = False
+
+    @model_validator(mode="after")
+    def _contacts_not_too_deep(self) -> CustomerUpserted:
+        _check_free_form("contacts", self.contacts)
+        return self
 
 
 EVENT_TYPES: dict[str, type[_Data]] = {
@@ -295,22 +402,33 @@ def validate_event(
     partition: int | None = None,
     offset: int | None = None,
     key: bytes | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> InboundMessage:
-    """Validate an envelope's ``data`` against its ``type`` and check subject and key."""
+    """Validate an envelope's ``data`` against its ``type`` and its topic, check subject and key.
+
+    ``key`` is None where there is none to check (REST); ``b""`` is a Kafka message without one.
+    """
     model = EVENT_TYPES.get(envelope.type)
     if model is None:
         raise InvalidMessage(f"type: unknown event type {envelope.type!r}")
+    allowed = TOPIC_TYPES.get(topic) if topic is not None else None
+    if allowed is not None and envelope.type not in allowed:
+        raise InvalidMessage(
+            f"type: {envelope.type!r} is not carried on {topic} (it takes {', '.join(sorted(allowed))})"
+        )
     try:
-        data = model.model_validate(envelope.data)
+        data = model.model_validate(envelope.data, context=limits)
     except ValidationError as error:
         raise InvalidMessage(_describe(error, "data")) from None
     if envelope.subject is not None and envelope.subject != data.customer_id:
         raise InvalidMessage(
             f"subject: {envelope.subject!r} differs from data.customer_id {data.customer_id!r}"
         )
+    if key == b"":
+        raise InvalidMessage("key: the message has no key; it must be the customer id (the subject)")
     if key is not None and key.decode("utf-8", "replace") != data.customer_id:
         raise InvalidMessage(
-            f"key: message key {key!r} differs from data.customer_id {data.customer_id!r}"
+            f"key: message key {key[:200]!r} differs from data.customer_id {data.customer_id!r}"
         )
     origin = Origin(
         envelope.source, envelope.id, envelope.type, topic, partition, offset, data.customer_id
@@ -325,13 +443,20 @@ def decode_message(
     partition: int | None = None,
     offset: int | None = None,
     key: bytes | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> InboundMessage:
-    """Decode and validate one Kafka message value; raises ``InvalidMessage``."""
+    """Decode and validate one Kafka message (its value and key); raises ``InvalidMessage``.
+
+    The key is required: it is what puts all of a customer's messages on one partition.
+    """
     if raw is None:
         raise InvalidMessage("not JSON: the message has no value")
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise InvalidMessage(f"message: {len(raw)} bytes, more than the {MAX_MESSAGE_BYTES} accepted")
     try:
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         raise InvalidMessage(f"not JSON: {error}") from None
     envelope = parse_envelope(payload)
-    return validate_event(envelope, topic=topic, partition=partition, offset=offset, key=key)
+    return validate_event(envelope, topic=topic, partition=partition, offset=offset, key=key or b"",
+                          limits=limits)

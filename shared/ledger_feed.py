@@ -14,7 +14,6 @@ allows it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -22,12 +21,20 @@ import orjson
 from aiokafka.structs import ConsumerRecord
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from shared.erp_events import CustomerUpserted, InvalidMessage, Origin, parse_envelope
+from shared.erp_events import (
+    MAX_MESSAGE_BYTES,
+    TOPIC_TYPES,
+    BusinessDate,
+    Currency,
+    CustomerUpserted,
+    InvalidMessage,
+    Origin,
+    parse_envelope,
+)
 from shared.money import parse_amount
 
 Amount = Annotated[Decimal, BeforeValidator(parse_amount)]
 Id = Annotated[str, Field(min_length=1, max_length=200)]
-Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 
 
 class _Data(BaseModel):
@@ -42,7 +49,7 @@ class _Outcome(BaseModel):
     invoice_id: Id
     open_amount: Amount
     status: str | None = None
-    settled_date: date | None = None
+    settled_date: BusinessDate | None = None
 
 
 class _Touching(_Data):
@@ -53,8 +60,8 @@ class _InvoiceOpened(_Touching):
     invoice_id: Id
     currency: Currency
     amount: Amount
-    issue_date: date
-    due_date: date
+    issue_date: BusinessDate
+    due_date: BusinessDate
     attributes: dict[str, Any] | None = None
     reference: str | None = None
 
@@ -63,7 +70,7 @@ class _InvoiceSettled(_Data):
     invoice_id: Id
     open_amount: Amount
     status: str
-    settled_date: date | None = None
+    settled_date: BusinessDate | None = None
 
 
 class _InvoiceDisputed(_Data):
@@ -117,7 +124,10 @@ def _describe(error: ValidationError) -> str:
 
 def decode(raw: bytes | None, *, topic: str | None = None, partition: int | None = None,
            offset: int | None = None, key: bytes | None = None) -> Fact:
-    """Decode and check one message; raises ``InvalidMessage`` naming the field."""
+    """Decode and check one message; raises ``InvalidMessage`` naming the field.
+
+    ``key`` None: none to check; ``b""``: a Kafka message without one (refused).
+    """
     if raw is None:
         raise InvalidMessage("not JSON: the message has no value")
     try:
@@ -127,7 +137,13 @@ def decode(raw: bytes | None, *, topic: str | None = None, partition: int | None
     envelope = parse_envelope(payload)
     data: dict[str, Any] = envelope.data
     known = True
+    if topic == "ar.ledger.events" and not envelope.type.startswith("ledger."):
+        raise InvalidMessage(f"type: {envelope.type!r} is not carried on {topic} (it takes ledger.*)")
+    if topic in TOPIC_TYPES and envelope.type not in TOPIC_TYPES[topic]:
+        raise InvalidMessage(f"type: {envelope.type!r} is not carried on {topic}")
     if envelope.type == "customer.upserted":
+        if len(raw) > MAX_MESSAGE_BYTES:
+            raise InvalidMessage(f"message: {len(raw)} bytes, more than the {MAX_MESSAGE_BYTES} accepted")
         try:
             profile = CustomerUpserted.model_validate(envelope.data)
         except ValidationError as error:
@@ -146,12 +162,14 @@ def decode(raw: bytes | None, *, topic: str | None = None, partition: int | None
         raise InvalidMessage(f"type: unknown event type {envelope.type!r}")
     if envelope.subject is not None and envelope.subject != customer_id:
         raise InvalidMessage(f"subject: {envelope.subject!r} differs from data.customer_id {customer_id!r}")
+    if key == b"":
+        raise InvalidMessage("key: the message has no key; it must be the customer id (the subject)")
     if key is not None and key.decode("utf-8", "replace") != customer_id:
-        raise InvalidMessage(f"key: message key {key!r} differs from data.customer_id {customer_id!r}")
+        raise InvalidMessage(f"key: message key {key[:200]!r} differs from data.customer_id {customer_id!r}")
     origin = Origin(envelope.source, envelope.id, envelope.type, topic, partition, offset, customer_id)
     return Fact(customer_id, envelope.type, data, envelope.id, origin, known)
 
 
 def decode_record(record: ConsumerRecord[bytes, bytes]) -> Fact:
     return decode(record.value, topic=record.topic, partition=record.partition, offset=record.offset,
-                  key=record.key)
+                  key=record.key or b"")

@@ -8,7 +8,23 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
 
+import pycountry
+
 ZERO = Decimal("0")
+
+# The largest amount any one message may carry. Read models keep money as integers of
+# 1/10,000 (shared.db.Money, a BIGINT): at most 922,337,203,685,477.5807, and a customer's
+# balance sums many amounts. Below a trillion, a thousand of the largest amounts still fit
+# in one sum; a business maximum (RECEIVABLES_MAX_AMOUNT) may be set lower, not higher.
+MAX_AMOUNT = Decimal("999999999999.99")
+# Digits and signs of an amount's text: a longer string is no amount (and parsing it costs).
+_MAX_AMOUNT_TEXT = 64
+
+# Codes ISO 4217 lists (pycountry follows the standard's amendments); XXX ("no currency")
+# and XTS ("for testing") name no money that can be owed.
+ISO_CURRENCIES: frozenset[str] = frozenset(
+    currency.alpha_3 for currency in pycountry.currencies
+) - {"XXX", "XTS"}
 
 # ISO 4217 minor units where they differ from the usual two digits.
 _MINOR_UNITS: dict[str, int] = {
@@ -42,6 +58,8 @@ def parse_amount(text: object) -> Decimal:
     """Parse a money amount from its decimal text; floats and non-finite values are refused."""
     if isinstance(text, bool) or not isinstance(text, str):
         raise ValueError("must be a decimal string such as \"1250.00\", not a JSON number")
+    if len(text) > _MAX_AMOUNT_TEXT:
+        raise ValueError(f"is {len(text)} characters long; an amount has at most {_MAX_AMOUNT_TEXT}")
     try:
         amount = Decimal(text.strip())
     except InvalidOperation:
@@ -49,6 +67,19 @@ def parse_amount(text: object) -> Decimal:
     if not amount.is_finite():
         raise ValueError(f"{text!r} is not a finite amount")
     return amount
+
+
+def check_amount_range(amount: Decimal, maximum: Decimal = MAX_AMOUNT) -> None:
+    """Refuse amounts above ``maximum`` (never above ``MAX_AMOUNT``, what the stores hold)."""
+    if abs(amount) > min(maximum, MAX_AMOUNT):
+        raise ValueError(f"{amount} exceeds the largest amount accepted, {min(maximum, MAX_AMOUNT)}")
+
+
+def check_currency(code: str) -> str:
+    """Refuse a code that is not an ISO 4217 currency."""
+    if code not in ISO_CURRENCIES:
+        raise ValueError(f"{code!r} is not an ISO 4217 currency code")
+    return code
 
 
 def check_minor_digits(amount: Decimal, currency: str) -> None:

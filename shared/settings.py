@@ -7,6 +7,7 @@ A service builds its settings with :meth:`ServiceSettings.for_service`, which le
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -14,6 +15,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.auth import TokenFileError, TokenRegistry
+from shared.money import MAX_AMOUNT
 
 SERVICES = ("ledger", "dunning", "credit")
 
@@ -41,6 +43,9 @@ class ServiceSettings(BaseSettings):
     # Rows an online replay of the ledger may hold in memory (about 1 KB each) before it
     # writes them out and goes on reading rows back from its tables.
     replay_memory_rows: int = Field(default=3_000_000, ge=0)
+    # The business's largest amount in one inbound message (larger ones are dead-lettered);
+    # it may be lower than, never above, what every store can hold (shared.money.MAX_AMOUNT).
+    max_amount: Decimal = Field(default=MAX_AMOUNT, gt=0, le=MAX_AMOUNT)
 
     @model_validator(mode="after")
     def _check_auth(self) -> Self:

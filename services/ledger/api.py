@@ -240,7 +240,7 @@ async def post_events(
     for index, item in enumerate(items):
         ident = (item.get("id"), item.get("source")) if isinstance(item, dict) else (None, None)
         try:
-            valid.append((index, validate_event(parse_envelope(item))))
+            valid.append((index, validate_event(parse_envelope(item), limits=request.app.state.limits)))
         except InvalidMessage as error:
             outcomes[index] = EventOutcome(
                 index=index, id=ident[0], source=ident[1], status="rejected", reason=error.reason

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +19,7 @@ from services.ledger.domain import errors as domain_errors
 from services.ledger.settings import INBOUND_TOPICS, ledger_settings
 from shared.auth import install_auth
 from shared.db import make_engine, migrate
-from shared.erp_events import InboundMessage, decode_message
+from shared.erp_events import DEFAULT_LIMITS, InboundMessage, Limits, decode_message
 from shared.eventstore import eventsourcing_env
 from shared.health import health
 from shared.metrics import ServiceMetrics
@@ -31,10 +32,10 @@ log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def decode_record(record: ConsumerRecord[bytes, bytes]) -> InboundMessage:
+def decode_record(record: ConsumerRecord[bytes, bytes], limits: Limits = DEFAULT_LIMITS) -> InboundMessage:
     return decode_message(
         record.value, topic=record.topic, partition=record.partition, offset=record.offset,
-        key=record.key,
+        key=record.key, limits=limits,
     )
 
 
@@ -55,8 +56,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         runtime = ServiceRuntime("ledger", settings.kafka_bootstrap, metrics)
         app.state.ledger, app.state.engine, app.state.runtime = ledger, engine, runtime
         app.state.settings = settings
-        close_followers = runtime.consume(settings, followers, topics=INBOUND_TOPICS, decode=decode_record,
-                                          sink=ledger)
+        app.state.limits = limits = Limits(max_amount=settings.max_amount)
+        close_followers = runtime.consume(settings, followers, topics=INBOUND_TOPICS,
+                                          decode=functools.partial(decode_record, limits=limits), sink=ledger)
         log.info("ledger started on %s with Kafka at %s", _redact(settings.database_url),
                  settings.kafka_bootstrap)
         try:

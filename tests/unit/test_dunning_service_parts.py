@@ -93,6 +93,19 @@ def test_ledger_types_this_version_does_not_read_are_skipped_not_dead_lettered()
                                                  "open_amount": "0.00", "status": "paid"}), key=b"C2")
 
 
+def test_a_kafka_message_needs_its_key_and_the_type_of_its_topic() -> None:
+    profile = _event("customer.upserted", {"customer_id": "C1", "name": "One"})
+    with pytest.raises(InvalidMessage, match=r"^key: the message has no key"):
+        decode(profile, key=b"", topic="ar.customers")
+    with pytest.raises(InvalidMessage, match=r"^type: 'customer\.upserted' is not carried"):
+        decode(profile, key=b"C1", topic="ar.ledger.events")
+    settled = _event("ledger.invoice_settled", {"customer_id": "C1", "invoice_id": "I1",
+                                                "open_amount": "0.00", "status": "paid"})
+    with pytest.raises(InvalidMessage, match=r"^type: 'ledger\.invoice_settled' is not carried"):
+        decode(settled, key=b"C1", topic="ar.customers")
+    assert decode(profile, key=b"C1", topic="ar.customers").customer_id == "C1"
+
+
 def test_the_scheduler_runs_at_the_local_time_for_the_local_date() -> None:
     scheduler = DailyScheduler(runner=None, run_at=time(6, 30), zone="Europe/Berlin")  # type: ignore[arg-type]
     utc = ZoneInfo("UTC")

@@ -1031,7 +1031,7 @@ def test_too_many_decimals_for_the_currency_are_refused(amount: str, currency: s
 
 
 def test_the_currencys_own_decimals_are_accepted() -> None:
-    decoded = decode_message(encoded(VALID_INVOICE, amount="1250.125", currency="KWD"))
+    decoded = decode_message(encoded(VALID_INVOICE, amount="1250.125", currency="KWD"), key=b"CUST-0379")
     assert decoded.data.amount == M("1250.125")  # type: ignore[union-attr]
 
 
