@@ -30,23 +30,30 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import itertools
+import json
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
 import orjson
 import pytest
 from aiokafka.structs import ConsumerRecord
+from hypothesis import HealthCheck, Phase, given, note, settings
+from hypothesis import strategies as st
 
 from shared.broker import EmbeddedBroker
+from shared.money import minor_digits
 from shared.testing import fresh_postgres_database
 from tests.integration import credit_harness, dunning_harness
 from tests.integration.credit_harness import InProcessCredit, credit_settings_for, write_tokens
 from tests.integration.dunning_harness import InProcessDunning, dunning_settings_for, profile
 from tests.integration.ledger_harness import (
     DEADLETTER_TOPIC,
+    PARTITIONS,
     InProcessLedger,
     Publisher,
     cloud_event,
@@ -55,6 +62,7 @@ from tests.integration.ledger_harness import (
     ledger_settings,
     partition_of,
     payment_received,
+    poll,
     read_topic,
     start_broker,
 )
@@ -662,3 +670,353 @@ async def test_the_stream_settles_within_seconds_and_the_services_stay_ready(out
 async def test_no_dead_letter_has_an_empty_subject(outcome: Outcome) -> None:
     empty = [letter_origin(e) for _, e in outcome.letters if e.get("subject") == ""]
     assert not empty, f"dead letters with subject '': {empty}"
+
+
+# --------------------------------------------------------------------------- generated messages
+#
+# Batches of inbound messages, valid and not, for a few customers (state carries over from one
+# example to the next, so payments meet earlier invoices): the contract's ten types with
+# amounts, dates and ids from small pools, and half of them mutated: amounts huge, tiny,
+# negative, non-finite, numbers or garbage; dates anywhere in (or outside) the calendar or not
+# dates; terms with any day counts; allocations by the hundred; the wrong type, topic,
+# currency, key or subject; fields dropped; deep or long content; random bytes. After each
+# batch a sentinel on every inbound topic and partition must be applied within seconds, the
+# three services must be ready, and for every customer and currency the money invariant must
+# hold between the event store and the read models, with dunning and credit agreeing.
+
+GENERATED = ("HY-A", "HY-B", "HY-C")
+HY_CURRENCIES = ("EUR", "JPY", "KWD")  # two, zero and three minor digits
+HY_BASE = date(2024, 1, 1)
+INBOUND = (INVOICES, PAYMENTS, DISPUTES, CUSTOMERS)
+TOPIC_OF_TYPE = {"invoice.issued": INVOICES, "invoice.adjusted": INVOICES, "invoice.cancelled": INVOICES,
+                 "invoice.written_off": INVOICES, "credit_note.issued": INVOICES,
+                 "payment.received": PAYMENTS, "payment.reversed": PAYMENTS,
+                 "dispute.opened": DISPUTES, "dispute.resolved": DISPUTES, "customer.upserted": CUSTOMERS}
+# invoices and payments most often, so that there is something open to pay, adjust or dispute
+KINDS = sorted(TOPIC_OF_TYPE) + ["invoice.issued"] * 5 + ["payment.received"] * 2
+_message_ids = itertools.count(1)
+
+
+def sentinel_customers() -> dict[int, str]:
+    """One customer per partition (by the producer's partitioner), found once."""
+    found: dict[int, str] = {}
+    for n in itertools.count():
+        name = f"HY-S{n}"
+        found.setdefault(partition_of(name.encode()), name)
+        if len(found) == PARTITIONS:
+            return found
+    raise AssertionError("unreachable")
+
+
+SENTINELS = sentinel_customers()
+
+
+def minor(units: int, currency: str) -> str:
+    digits = minor_digits(currency)
+    return str(Decimal(units).scaleb(-digits))
+
+
+def hy_day(offset: int) -> str:
+    return (HY_BASE + timedelta(days=offset)).isoformat()
+
+
+def invoice_currency(invoice_id: str) -> str:
+    """Each invoice id keeps one currency (a mismatch is then only a payment's choice)."""
+    return HY_CURRENCIES[int(invoice_id.rsplit("I", 1)[1]) % len(HY_CURRENCIES)]
+
+
+@st.composite
+def valid_messages(draw: st.DrawFn) -> dict[str, Any]:
+    """A message the contract allows (the domain may still refuse it, e.g. an unknown invoice)."""
+    customer = draw(st.sampled_from(GENERATED))
+    kind = draw(st.sampled_from(KINDS))
+    invoice_id = f"{customer}-I{draw(st.integers(0, 40))}"
+    currency = invoice_currency(invoice_id)
+    units = draw(st.integers(1, 200_000))
+    on = hy_day(draw(st.integers(0, 90)))
+    data: dict[str, Any] = {"customer_id": customer}
+    if kind == "invoice.issued":
+        data |= {"invoice_id": invoice_id, "currency": currency, "amount": minor(units, currency),
+                 "issue_date": on, "due_date": hy_day(draw(st.integers(90, 130)))}
+        if draw(st.booleans()):
+            data["terms"] = {"net_days": 30, "discount_percent": draw(st.sampled_from(["2", "3.5"])),
+                             "discount_days": draw(st.sampled_from([5, 10, 3650]))}
+    elif kind == "payment.received":
+        currency = draw(st.sampled_from([currency, *HY_CURRENCIES]))
+        data |= {"payment_id": f"{customer}-P{draw(st.integers(0, 40))}", "currency": currency,
+                 "amount": minor(units, currency), "received_date": on}
+        if draw(st.booleans()):
+            share = draw(st.integers(0, units))
+            data["allocations"] = [{"invoice_id": invoice_id, "amount": minor(share, currency)}]
+    elif kind == "payment.reversed":
+        data |= {"payment_id": f"{customer}-P{draw(st.integers(0, 40))}", "effective_date": on,
+                 "reason": "bounced"}
+    elif kind == "credit_note.issued":
+        data |= {"credit_note_id": f"{customer}-N{draw(st.integers(0, 1000))}", "currency": currency,
+                 "amount": minor(units, currency), "issue_date": on}
+        if draw(st.booleans()):
+            data["invoice_id"] = invoice_id
+    elif kind == "invoice.adjusted":
+        data |= {"invoice_id": invoice_id, "new_amount": minor(units, currency), "effective_date": on,
+                 "reason": "price"}
+    elif kind == "invoice.cancelled":
+        data |= {"invoice_id": invoice_id, "effective_date": on, "reason": "error"}
+    elif kind == "invoice.written_off":
+        data |= {"invoice_id": invoice_id, "amount": minor(draw(st.integers(1, 5_000)), currency),
+                 "effective_date": on, "reason": "bad debt"}
+    elif kind == "dispute.opened":
+        data |= {"dispute_id": f"{customer}-D{draw(st.integers(0, 40))}", "invoice_id": invoice_id,
+                 "amount": minor(units, currency), "opened_date": on, "reason": "quality"}
+    elif kind == "dispute.resolved":
+        data |= {"dispute_id": f"{customer}-D{draw(st.integers(0, 40))}", "invoice_id": invoice_id,
+                 "resolved_date": on, "outcome": draw(st.sampled_from(["accepted", "rejected"]))}
+        if data["outcome"] == "accepted" and draw(st.booleans()):
+            data["credited_amount"] = minor(draw(st.integers(1, units)), currency)
+    else:
+        data |= {"name": f"{customer} {draw(st.sampled_from(['Ltd', 'GmbH']))}"}
+        if draw(st.booleans()):
+            data["credit_limit"] = {"currency": "EUR", "amount": minor(units * 100, "EUR")}
+    return {"topic": TOPIC_OF_TYPE[kind], "key": customer.encode(),
+            "event": cloud_event(kind, data, event_id="pending")}
+
+
+WEIRD_AMOUNTS = st.one_of(
+    st.sampled_from(["1e30", "1000000000000000.00", "999999999999.99", "1000000000000.00", "NaN", "sNaN",
+                     "-Infinity", "Infinity", "-0.01", "-0", "0", "0.001", "1e-10", "1E+2", "9e999999",
+                     "", " ", "abc", "1,000.00", "0x10", "1_000", " 12.50 ", "9" * 70]),
+    st.decimals(allow_nan=True, allow_infinity=True).map(str),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(-(2**63), 2**63 - 1),
+    st.text(max_size=12), st.none(), st.just([]), st.just({"value": "1.00"}),
+)
+WEIRD_DATES = st.one_of(
+    st.dates().map(date.isoformat),
+    st.sampled_from(["0001-01-01", "1899-12-31", "1900-01-01", "2999-12-31", "3000-01-01", "9999-12-31",
+                     "2024-02-30", "2024-1-1", "", "20240101", "2024-01-01T00:00:00Z", "99999-01-01"]),
+    st.integers(-(2**40), 2**40), st.none(),
+)
+DAY_COUNTS = st.one_of(st.integers(-10, 4000), st.integers(-(2**63), 2**63 - 1), st.text(max_size=5),
+                       st.none())
+PERCENTS = st.one_of(WEIRD_AMOUNTS, st.sampled_from(["2", "100", "99.99"]))
+TYPES = st.one_of(st.sampled_from([*TOPIC_OF_TYPE, "invoice.exploded", "ledger.invoice_opened",
+                                   "deadletter.rejected", ""]), st.text(max_size=20))
+CURRENCY_CODES = st.one_of(st.sampled_from(["XYZ", "XXX", "eur", "EURO", "", "XTS", "JPY", "KWD"]),
+                           st.text(max_size=4))
+CUSTOMER_IDS = st.one_of(st.text(max_size=8), st.just("C" * 201), st.integers(), st.none())
+ENVELOPE_FIELDS = ["specversion", "id", "source", "time", "data", "datacontenttype"]
+AMOUNT_FIELDS = ("amount", "new_amount", "credited_amount")
+DATE_FIELDS = ("issue_date", "due_date", "received_date", "effective_date", "opened_date", "resolved_date")
+
+
+@st.composite
+def mutated(draw: st.DrawFn, message: dict[str, Any]) -> dict[str, Any]:
+    """The message with one thing wrong (or more, drawn again)."""
+    event = message["event"]
+    data = event.get("data")
+    if message.get("raw") is not None or not isinstance(data, dict):
+        return message  # wrong enough already
+    how = draw(st.sampled_from(["amount", "date", "terms", "allocations", "type", "topic", "key", "subject",
+                                "currency", "drop", "customer", "deep", "long", "bytes", "envelope"]))
+    if how == "amount":
+        data[draw(st.sampled_from(AMOUNT_FIELDS))] = draw(WEIRD_AMOUNTS)
+    elif how == "date":
+        data[draw(st.sampled_from(DATE_FIELDS))] = draw(WEIRD_DATES)
+    elif how == "terms":
+        data["terms"] = {"net_days": draw(DAY_COUNTS), "discount_days": draw(DAY_COUNTS),
+                         "discount_percent": draw(PERCENTS)}
+    elif how == "allocations":
+        count = draw(st.sampled_from([0, 1, 2, 999, 1000, 1001, 3000]))
+        amount = draw(st.one_of(WEIRD_AMOUNTS, st.just("0.01")))
+        data["allocations"] = [{"invoice_id": f"{data['customer_id']}-I{i % 50}", "amount": amount}
+                               for i in range(count)]
+    elif how == "type":
+        event["type"] = draw(TYPES)
+    elif how == "topic":
+        message["topic"] = draw(st.sampled_from(INBOUND))
+    elif how == "key":
+        message["key"] = draw(st.one_of(st.none(), st.sampled_from([c.encode() for c in GENERATED]),
+                                        st.binary(max_size=24)))
+    elif how == "subject":
+        event["subject"] = draw(st.one_of(st.sampled_from([*GENERATED, ""]), st.none(), st.integers(),
+                                          st.just(10**30)))
+    elif how == "currency":
+        data["currency"] = draw(CURRENCY_CODES)
+    elif how == "drop":
+        victim = draw(st.sampled_from(sorted({*event, *(f"data.{k}" for k in data)})))
+        if victim.startswith("data."):
+            del data[victim[5:]]
+        else:
+            del event[victim]
+    elif how == "customer":
+        data["customer_id"] = draw(CUSTOMER_IDS)
+    elif how == "deep":
+        depth = draw(st.sampled_from([31, 32, 33, 254, 255, 1000, 1024, 1025, 5000]))
+        field_name = draw(st.sampled_from(["contacts", "notes", "attributes"]))
+        message["raw"] = _deep_json(event, ("data", field_name), depth)
+    elif how == "long":
+        field_name = draw(st.sampled_from(["reference", "name", "reason", "invoice_id", "notes"]))
+        data[field_name] = "x" * draw(st.sampled_from([200, 201, 500, 501, 4000, 4001, 100_000, 300_000]))
+    elif how == "bytes":
+        message["raw"] = draw(st.one_of(st.binary(max_size=300), st.sampled_from(
+            [b"", b"null", b"[]", b"{}", b'"text"', b"1e999", b'{"specversion":"1.0"}'])))
+    else:  # the envelope's own fields
+        event[draw(st.sampled_from(ENVELOPE_FIELDS))] = draw(
+            st.one_of(st.none(), st.integers(), st.text(max_size=10), st.just([]), st.just({})))
+    if draw(st.integers(0, 4)) == 0:
+        return draw(mutated(message))
+    return message
+
+
+@st.composite
+def batches(draw: st.DrawFn) -> list[dict[str, Any]]:
+    messages = []
+    for _ in range(draw(st.integers(1, 16))):
+        message = draw(valid_messages())
+        messages.append(draw(mutated(message)) if draw(st.integers(0, 2)) == 0 else message)
+    return messages
+
+
+def wire(message: dict[str, Any]) -> tuple[str, bytes | None, bytes]:
+    """(topic, key, value) with a fresh message id (the pools repeat business ids, not messages)."""
+    event = message["event"]
+    if isinstance(event, dict) and event.get("id") == "pending":
+        event["id"] = f"hy-{next(_message_ids)}"
+    value = message.get("raw")
+    if value is None:
+        try:
+            value = orjson.dumps(event)
+        except TypeError:  # integers beyond 64 bits: the standard library writes them
+            value = json.dumps(event).encode()
+    return message["topic"], message["key"], value
+
+
+def sentinel_messages(round_: int) -> list[tuple[str, str, dict[str, Any]]]:
+    """A valid message on every inbound topic and partition: (topic, customer, event)."""
+    messages = []
+    for customer in SENTINELS.values():
+        tag = f"{customer}-{round_}"
+        messages += [
+            (INVOICES, customer, invoice(customer, f"I{round_}", "1.00")),
+            (PAYMENTS, customer, payment(customer, f"P{round_}", "1.00")),
+            (DISPUTES, customer, dispute_opened(customer, f"{tag}-D", f"{customer}-I{round_}", "0.01",
+                                                event_id=f"dsp-{tag}")),
+            (CUSTOMERS, customer, customer_profile(customer, str(round_), segment=f"round {round_}")),
+        ]
+    return messages
+
+
+async def applied_ids(stack: Stack, customer: str) -> set[str]:
+    """The ids of every inbound message the ledger applied for the customer (its audit trail)."""
+    found = await read(stack.ledger, f"/audit/customers/{customer}?limit=10000")
+    if not isinstance(found, dict):
+        return set()
+    return {e["message"]["id"] for e in found["events"] if e["message"]}
+
+
+def money_invariant(database_url: str, customers: Iterable[str]) -> dict[tuple[str, str], dict[str, Decimal]]:
+    """From the event store: each customer's totals per currency, after checking that
+    invoiced - credited - written off - discounts - received = open - unapplied."""
+    from services.ledger.application import LedgerApplication
+    from shared.eventstore import eventsourcing_env
+
+    app = LedgerApplication(env=eventsourcing_env(database_url, cache_size=None))
+    try:
+        totals = {}
+        for customer in customers:
+            account = app.account(customer)
+            if account is None:
+                continue
+            for currency in account.currencies():
+                t = account.totals(currency)
+                assert (t["invoiced"] - t["credited"] - t["written_off"] - t["discounts"] - t["received"]
+                        == t["open"] - t["unapplied"]), (customer, currency, t)
+                assert t["open"] >= 0 and t["unapplied"] >= 0, (customer, currency, t)
+                totals[(customer, currency)] = t
+        return totals
+    finally:
+        app.close()
+
+
+async def read_models_agree(stack: Stack, totals: dict[tuple[str, str], dict[str, Decimal]]) -> list[str]:
+    """Where the ledger's read models, dunning or credit differ from the event store's totals."""
+    found = []
+    by_customer: dict[str, dict[str, dict[str, Decimal]]] = {}
+    for (customer, currency), t in totals.items():
+        by_customer.setdefault(customer, {})[currency] = t
+    for customer, currencies in by_customer.items():
+        balance = await read(stack.ledger, f"/customers/{customer}/balance?as_of=2999-12-31")
+        items = await read(stack.ledger, f"/customers/{customer}/open-items?as_of=2999-12-31")
+        dunning = await read(stack.dunning, f"/customers/{customer}/dunning")
+        credit = await read(stack.credit, f"/customers/{customer}/credit")
+        for currency, t in currencies.items():
+            want_open, want_unapplied = t["open"], t["unapplied"]
+            row = next((b for b in _get(balance, "balances") or [] if b["currency"] == currency), None)
+            if row is None and (want_open or want_unapplied):
+                found.append(f"{customer} {currency}: no balance, event store {want_open}/{want_unapplied}")
+            elif row is not None and (Decimal(row["open_amount"]), Decimal(row["unapplied_cash"])) != (
+                    want_open, want_unapplied):
+                found.append(f"{customer} {currency}: balance {row}, event store open {want_open} "
+                             f"unapplied {want_unapplied}")
+            listed = sum((Decimal(i["open_amount"]) for i in _get(items, "open_items") or []
+                          if i["currency"] == currency), Decimal(0))
+            if listed != want_open:
+                found.append(f"{customer} {currency}: open items add up to {listed}, event store {want_open}")
+            dunned = sum((Decimal(i["open_amount"]) for i in _get(dunning, "invoices") or []
+                          if i["currency"] == currency), Decimal(0))
+            if dunned != want_open:
+                found.append(f"{customer} {currency}: dunning sees {dunned} open, event store {want_open}")
+            position = next((p for p in _get(credit, "positions") or [] if p["currency"] == currency), None)
+            exposure = Decimal(position["open_receivables"]) if position else Decimal(0)
+            if exposure != want_open:
+                found.append(f"{customer} {currency}: credit sees {exposure} open, event store {want_open}")
+    return found
+
+
+_rounds = itertools.count(1)
+
+
+@settings(max_examples=20, deadline=None, derandomize=True, database=None,
+          phases=[Phase.explicit, Phase.generate],  # examples share the services' state: no shrinking
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(batch=batches())
+async def test_generated_messages_never_stall_and_keep_the_money_invariant(
+    stack: Stack, batch: list[dict[str, Any]]
+) -> None:
+    producer = stack.publisher.producer
+    round_ = next(_rounds)
+    sent = [wire(message) for message in batch]
+    note(f"batch {round_}: {[(t, k, v[:300]) for t, k, v in sent]}")
+    futures = [await producer.send(topic, value=value, key=key) for topic, key, value in sent]
+    sentinels = sentinel_messages(round_)
+    for topic, customer, event in sentinels:
+        futures.append(await producer.send(topic, value=_bytes(event), key=customer.encode()))
+    await asyncio.gather(*futures)
+
+    # no stall: every sentinel applied by the ledger, its invoice in the read model, within seconds
+    wanted = {c: {event["id"] for _, owner, event in sentinels if owner == c} for c in SENTINELS.values()}
+
+    async def missing() -> dict[str, set[str]]:
+        left = {c: ids - await applied_ids(stack, c) for c, ids in wanted.items()}
+        return {c: ids for c, ids in left.items() if ids}
+
+    await poll(missing, lambda left: not left, timeout=30.0, what=f"round {round_}: the sentinels applied")
+    async def sentinel_invoices() -> list[Any]:
+        return [await read(stack.ledger, f"/invoices/{c}-I{round_}") for c in SENTINELS.values()]
+
+    await poll(sentinel_invoices, lambda found: all(isinstance(f, dict) for f in found), timeout=30.0,
+               what=f"round {round_}: the sentinel invoices in the ledger's read model")
+    for name, service in stack.services().items():
+        response = await service.http.get("/health/ready")
+        assert response.status_code == 200, (name, response.text)
+
+    # the money invariant in the event store, and the read models, dunning and credit agree with it
+    customers = (*GENERATED, *SENTINELS.values())
+    totals = await asyncio.to_thread(money_invariant, stack.database_url, customers)
+
+    async def disagreements() -> list[str]:
+        return await read_models_agree(stack, await asyncio.to_thread(money_invariant, stack.database_url,
+                                                                      customers))
+
+    await poll(disagreements, lambda found: not found, timeout=30.0,
+               what=f"round {round_}: read models, dunning and credit agree with the event store")
+    assert totals  # the sentinels at least
