@@ -428,6 +428,7 @@ class Outcome:
     """What the module saw: where each message went, the end state, the dead letters."""
 
     stack: Stack
+    cases: list[Case]
     sent: dict[str, list[tuple[Message, int, int]]]  # case -> (message, partition, offset)
     state: dict[str, dict[str, Any]]  # case -> the last snapshot
     settled_in: float | None  # seconds from the first publish; None: not within SETTLE
@@ -522,23 +523,23 @@ async def watch_readiness(stack: Stack, seen: dict[str, list[int]], stop: asynci
             await asyncio.wait_for(stop.wait(), timeout=0.5)
 
 
-async def publish(stack: Stack) -> dict[str, list[tuple[Message, int, int]]]:
+async def publish(stack: Stack, cases: list[Case]) -> dict[str, list[tuple[Message, int, int]]]:
     """Every case's messages, then every follow-up, pipelined; the acks give (partition, offset)."""
     producer = stack.publisher.producer
     pending: list[tuple[str, Message | None, Any]] = []
-    for case in CASES:
+    for case in cases:
         own = case.customer.encode()
         for message in case.messages:
             key = own if message.key == OWN_KEY else message.key
             future = await producer.send(message.topic, value=message.value, key=key,
                                          partition=partition_of(own))
             pending.append((case.name, message, future))
-    for case in CASES:
+    for case in cases:
         own = case.customer.encode()
         for topic, event in follow_ups(case):
             future = await producer.send(topic, value=_bytes(event), key=own, partition=partition_of(own))
             pending.append((case.name, None, future))
-    sent: dict[str, list[tuple[Message, int, int]]] = {case.name: [] for case in CASES}
+    sent: dict[str, list[tuple[Message, int, int]]] = {case.name: [] for case in cases}
     for name, message, future in pending:
         metadata = await future
         if message is not None:
@@ -569,15 +570,19 @@ async def read_letters(bootstrap: str, wanted: set[tuple[str, str, int, int]]
 
 
 @pytest.fixture(scope="module")
-async def outcome(stack: Stack) -> Outcome:
+async def outcome(stack: Stack, request: pytest.FixtureRequest) -> Outcome:
+    """The stream of the selected cases (all of them unless ``-k`` picked some)."""
+    selected = {getattr(item, "callspec", None) and item.callspec.params.get("name")
+                for item in request.session.items}
+    cases = [case for case in CASES if case.name in selected] or CASES
     readiness: dict[str, list[int]] = {name: [] for name in stack.services()}
     stop = asyncio.Event()
     watcher = asyncio.create_task(watch_readiness(stack, readiness, stop))
     try:
         started = time.monotonic()
-        sent = await publish(stack)
+        sent = await publish(stack, cases)
         state: dict[str, dict[str, Any]] = {}
-        waiting = list(CASES)
+        waiting = list(cases)
         deadline = started + SETTLE
         settled_in: float | None = None
         while True:
@@ -598,8 +603,8 @@ async def outcome(stack: Stack) -> Outcome:
         stop.set()
         await watcher
     took = f"{settled_in:.1f}s" if settled_in is not None else f"more than {SETTLE:.0f}s"
-    print(f"\n[{stack.name}] {len(CASES)} cases settled in {took}")
-    return Outcome(stack, sent, state, settled_in, letters, readiness)
+    print(f"\n[{stack.name}] {len(cases)} cases settled in {took}")
+    return Outcome(stack, cases, sent, state, settled_in, letters, readiness)
 
 
 # --------------------------------------------------------------------------- the checks
@@ -657,8 +662,8 @@ async def test_poison_is_dead_lettered_and_the_follow_up_applied(outcome: Outcom
 
 async def test_the_stream_settles_within_seconds_and_the_services_stay_ready(outcome: Outcome) -> None:
     assert outcome.settled_in is not None, (
-        f"{sum(1 for c in CASES if problems(c, outcome.state[c.name]))} of {len(CASES)} cases did not reach "
-        f"their end state within {SETTLE:.0f}s")
+        f"{sum(1 for c in outcome.cases if problems(c, outcome.state[c.name]))} of {len(outcome.cases)} "
+        f"cases did not reach their end state within {SETTLE:.0f}s")
     for service, statuses in outcome.readiness.items():
         assert statuses, f"{service}: readiness never asked"
         assert set(statuses) == {200}, f"{service}: /health/ready answered {sorted(set(statuses))}"
