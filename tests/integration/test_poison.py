@@ -1025,3 +1025,40 @@ async def test_generated_messages_never_stall_and_keep_the_money_invariant(
     await poll(disagreements, lambda found: not found, timeout=30.0,
                what=f"round {round_}: read models, dunning and credit agree with the event store")
     assert totals  # the sentinels at least
+
+
+# --------------------------------------------------------------------------- many valid messages
+
+
+async def test_a_customer_whose_invoices_sum_beyond_what_a_balance_holds(stack: Stack) -> None:
+    """Each invoice at the ceiling is valid; a thousand of them add up to more than the read
+    models hold for one customer (money as BIGINT ten-thousandths: 922,337,203,685,477.58).
+    Whatever the ledger does with the ones beyond (applies or refuses them), nothing stops:
+    a neighbour's invoice on the same partition right behind them reaches all three services,
+    the customer's balance answers what the event store holds, and the services stay ready.
+    (Last in the module: a projector stopped here would stop everything after it.)"""
+    flooded = "PZ-flood"
+    neighbour = next(f"PZ-flood-neighbour-{n}" for n in itertools.count()
+                     if partition_of(f"PZ-flood-neighbour-{n}".encode()) == partition_of(flooded.encode()))
+    flood = [invoice(flooded, f"F{i:04d}", AT_CEILING) for i in range(1000)]
+    await stack.publisher.send_all([*flood, invoice(flooded, "FU", "100.00"),
+                                    invoice(neighbour, "FU", "100.00")])
+
+    async def neighbour_everywhere() -> list[Any]:
+        return [_get(await read(stack.ledger, f"/invoices/{neighbour}-FU"), "open_amount"),
+                _get(follow_up_in_dunning(Case("", neighbour, ()), await read(
+                    stack.dunning, f"/customers/{neighbour}/dunning")), "open_amount"),
+                _get(eur_position(await read(stack.credit, f"/customers/{neighbour}/credit")), "exposure")]
+
+    await poll(neighbour_everywhere, lambda found: found == ["100.00"] * 3, timeout=SETTLE,
+               what="the neighbour's invoice behind the flood in the ledger, dunning and credit")
+    for name, service in stack.services().items():
+        response = await service.http.get("/health/ready")
+        assert response.status_code == 200, (name, response.text)
+
+    async def disagreements() -> list[str]:
+        totals = await asyncio.to_thread(money_invariant, stack.database_url, [flooded, neighbour])
+        return await read_models_agree(stack, totals)
+
+    await poll(disagreements, lambda found: not found, timeout=SETTLE,
+               what="the flooded customer's read models, dunning and credit agree with the event store")
