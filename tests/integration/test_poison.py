@@ -677,6 +677,25 @@ async def test_no_dead_letter_has_an_empty_subject(outcome: Outcome) -> None:
     assert not empty, f"dead letters with subject '': {empty}"
 
 
+async def test_a_lower_business_maximum_is_kept_at_the_edge(
+    broker: EmbeddedBroker, database_url: str
+) -> None:
+    """``RECEIVABLES_MAX_AMOUNT``: amounts up to it are applied, above it dead-lettered naming the
+    field, and the next message on the partition goes on."""
+    cust = "PZ-max"
+    settings = ledger_settings(broker.bootstrap, database_url, max_amount=Decimal("1000.00"))
+    async with InProcessLedger(settings) as ledger, Publisher(broker.bootstrap) as publisher:
+        over = [invoice(cust, "OVER", "1000.01"), payment(cust, "OVER", "1000.01")]
+        await publisher.send_all([invoice(cust, "AT", "1000.00"), *over, invoice(cust, "FU", "100.00")])
+        await poll(lambda: ledger.balances(cust), lambda b: b == {"EUR": {
+            "open_amount": "1100.00", "overdue_amount": "1100.00", "disputed_amount": "0.00",
+            "unapplied_cash": "0.00"}}, timeout=SETTLE, what="the invoice at the maximum and the follow-up")
+        letters = await read_topic(broker.bootstrap, DEADLETTER_TOPIC, until=lambda rs: len(rs) >= 2)
+        reasons = sorted(orjson.loads(r.value)["data"]["reason"] for r in letters)
+        assert len(reasons) == 2 and all("data.amount" in r and "1000.00" in r for r in reasons), reasons
+        assert await ledger.invoice(f"{cust}-OVER") is None
+
+
 # --------------------------------------------------------------------------- generated messages
 #
 # Batches of inbound messages, valid and not, for a few customers (state carries over from one
