@@ -17,10 +17,15 @@ from fastapi import FastAPI
 log = logging.getLogger("receivables")
 
 DEFAULT_PORTS = {"ledger": 8001, "dunning": 8002, "credit": 8003}
-TOPICS = {
-    "ar.invoices": 3, "ar.payments": 3, "ar.disputes": 3, "ar.customers": 3,
-    "ar.ledger.events": 3, "ar.dunning.actions": 3, "ar.credit.events": 3, "ar.deadletter": 1,
-}
+DEFAULT_BASE_PORT = 8000  # `dev --base-port N` moves the services to N+1, N+2, N+3
+DEFAULT_KAFKA_PORT = 9092
+# The embedded broker auto-creates a topic that any client names, with 4 partitions: after
+# it restarts, a service's client may well get there before `dev` creates the topics again,
+# so `dev` uses 4 too and a customer's key maps to the same partition whoever was first.
+TOPICS = dict.fromkeys((
+    "ar.invoices", "ar.payments", "ar.disputes", "ar.customers",
+    "ar.ledger.events", "ar.dunning.actions", "ar.credit.events", "ar.deadletter",
+), 4)
 
 
 def _app_factories() -> dict[str, Callable[..., FastAPI]]:
@@ -59,18 +64,41 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dev_ports(base_port: int) -> dict[str, int]:
+    return {name: port - DEFAULT_BASE_PORT + base_port for name, port in DEFAULT_PORTS.items()}
+
+
+def _broker_lost(apps: list[FastAPI]) -> None:
+    """Tell the services' consumers that the embedded broker lost its messages: they start
+    every partition again at offset 0 rather than guess it from the partitions' new ends."""
+    for app in apps:
+        runtime = getattr(app.state, "runtime", None)  # there once the service has started
+        if runtime is not None:
+            runtime.broker_lost()
+
+
 async def _dev(args: argparse.Namespace) -> int:
-    from shared.broker import EmbeddedBroker, create_topics
+    from shared.broker import BrokerError, BrokerSupervisor, EmbeddedBroker, create_topics
 
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    broker = None
+    ports = _dev_ports(args.base_port)
+    supervisor = None
     bootstrap = args.kafka
-    if bootstrap is None:
-        broker = EmbeddedBroker(9092, log_path=data_dir / "broker.log")
-        await asyncio.to_thread(broker.start)
-        bootstrap = broker.bootstrap
-    await asyncio.to_thread(create_topics, bootstrap, TOPICS)
+    try:
+        if bootstrap is None:
+            # Dies with this process however it ends, SIGKILL included, and is forked here, by
+            # the main thread, because the parent-death signal follows the forking thread.
+            broker = EmbeddedBroker(args.kafka_port, log_path=data_dir / "broker.log", die_with_parent=True)
+            supervisor = BrokerSupervisor(broker, TOPICS)
+            await supervisor.start()
+            bootstrap = broker.bootstrap
+        else:
+            await asyncio.to_thread(create_topics, bootstrap, TOPICS)
+    except BrokerError as error:
+        print(f"receivables dev: {error}\n(`--kafka-port N` runs the embedded broker on another port)",
+              file=sys.stderr)
+        return 1
     tokens = os.environ.get("RECEIVABLES_API_TOKENS_FILE")
     auth = "enabled" if tokens else "disabled"
     if auth == "disabled":
@@ -79,37 +107,55 @@ async def _dev(args: argparse.Namespace) -> int:
             "  enable bearer tokens. Never run like this outside a developer's machine.\n%s",
             "!" * 78, "!" * 78,
         )
-    servers = []
+    servers, apps = [], []
     for name, factory in _app_factories().items():
         url = args.database_url or f"sqlite:///{data_dir / (name + '.db')}"
         settings = _settings(name, kafka_bootstrap=bootstrap, database_url=url, auth=auth,
                              dev_mode=True, session_timeout_ms=2000)
-        servers.append((name, _server(factory(settings), "127.0.0.1", DEFAULT_PORTS[name])))
+        apps.append(factory(settings))
+        servers.append((name, _server(apps[-1], "127.0.0.1", ports[name])))
+    if supervisor is not None:
+        supervisor.on_lost = lambda: _broker_lost(apps)
     tasks = [asyncio.create_task(server.serve()) for _, server in servers]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
+    watching = None
+    if supervisor is not None:
+        watching = asyncio.create_task(supervisor.run())
+        watching.add_done_callback(lambda _: stop.set())  # it only ends early when it gave up
     while not all(server.started for _, server in servers):
         if any(task.done() for task in tasks):
             stop.set()
+        if stop.is_set():
             break
         await asyncio.sleep(0.05)
     if not stop.is_set():
-        print(f"Kafka      {bootstrap}" + ("  (embedded, memory only)" if broker else ""))
+        embedded = ""
+        if supervisor is not None:
+            embedded = f"  (embedded, memory only, pid {supervisor.broker.pid}; restarted if it dies)"
+        print(f"Kafka      {bootstrap}{embedded}")
         for name, _ in servers:
-            print(f"{name:<10} http://127.0.0.1:{DEFAULT_PORTS[name]}   (docs: /docs)")
+            print(f"{name:<10} http://127.0.0.1:{ports[name]}   (docs: /docs)")
         print(f"data       {data_dir}")
         print("Ctrl-C stops everything.", flush=True)
         await stop.wait()
     for _, server in servers:
         server.should_exit = True
     await asyncio.gather(*tasks, return_exceptions=True)
-    if broker is not None:
-        await asyncio.to_thread(broker.stop)
+    broker_failed = False
+    if supervisor is not None and watching is not None:
+        supervisor.stop()
+        try:
+            await watching
+        except BrokerError as error:
+            log.error("receivables dev stops: %s", error)
+            broker_failed = True
+        await asyncio.to_thread(supervisor.broker.stop)
     failed = [name for (name, _), task in zip(servers, tasks, strict=True)
               if task.done() and not task.cancelled() and task.exception()]
-    return 1 if failed else 0
+    return 1 if failed or broker_failed else 0
 
 
 def dev(args: argparse.Namespace) -> int:
@@ -142,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default="./.receivables")
     p.add_argument("--kafka", help="use this Kafka instead of the embedded broker")
     p.add_argument("--database-url", help="one SQLAlchemy URL for all services instead of SQLite files")
+    p.add_argument("--kafka-port", type=int,
+                   help=f"port of the embedded broker on 127.0.0.1 (default {DEFAULT_KAFKA_PORT})")
+    p.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT,
+                   help=f"the services listen on BASE+1 (ledger), BASE+2 (dunning), BASE+3 (credit) "
+                        f"(default {DEFAULT_BASE_PORT})")
     p.set_defaults(run=dev)
     p = commands.add_parser("serve", help="run one service (settings from the environment)")
     p.add_argument("service", choices=sorted(DEFAULT_PORTS))
@@ -153,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--verify", action="store_true", help="compare the rebuilt tables with the live ones")
     p.set_defaults(run=replay)
     args = parser.parse_args(argv)
+    if args.command == "dev":
+        if args.kafka is not None and args.kafka_port is not None:
+            parser.error("--kafka-port is the embedded broker's port: it goes without --kafka")
+        args.kafka_port = args.kafka_port or DEFAULT_KAFKA_PORT
     result: int = args.run(args)
     return result
 

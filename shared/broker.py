@@ -27,7 +27,8 @@ Facts about the bundled Tansu build (``v0.6.0-510f3e2``) that callers should kno
   the partition count matters.
 * The broker answers within milliseconds of being spawned.
 * If the listener port is taken, Tansu logs a panic and exits with status 0;
-  :meth:`EmbeddedBroker.start` refuses an occupied port up front.
+  :meth:`EmbeddedBroker.start` refuses an occupied port up front, naming the process that
+  holds it where ``/proc`` tells (a broker left over by a hard-killed run, say).
 * Consumer-group ``JoinGroup`` is held by the broker for about
   ``max(1 s, session_timeout_ms / 2)`` before the first generation is formed,
   i.e. 5 s with aiokafka's default ``session_timeout_ms=10000``. Tests that use
@@ -43,14 +44,17 @@ import asyncio
 import atexit
 import contextlib
 import functools
+import logging
 import os
 import re
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -62,8 +66,11 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import for_code
 from aiokafka.protocol.metadata import MetadataRequest
 
+from shared import child_process
+
 __all__ = [
     "BrokerError",
+    "BrokerSupervisor",
     "EmbeddedBroker",
     "create_topics",
     "free_port",
@@ -71,6 +78,8 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+
+log = logging.getLogger(__name__)
 
 #: Kafka error code for ``TOPIC_ALREADY_EXISTS``.
 _TOPIC_ALREADY_EXISTS = 36
@@ -82,6 +91,9 @@ _SCRUBBED_ENV = ("SCHEMA_REGISTRY", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
 #: How long to back off between readiness probes.
 _POLL_INTERVAL = 0.02
+
+#: How often :meth:`EmbeddedBroker.wait_exit` looks where the kernel has no pidfd.
+_EXIT_POLL_INTERVAL = 0.2
 
 #: Number of log lines included in error messages.
 _LOG_TAIL_LINES = 40
@@ -137,6 +149,67 @@ def _port_accepts_connections(host: str, port: int, timeout: float = 0.2) -> boo
         return False
 
 
+def _listener_pid(port: int) -> int | None:
+    """The pid of a process (visible to us) listening on TCP *port*, from ``/proc``; None
+    where that cannot be told (not Linux, another user's process)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                # local address "hexip:hexport", state 0A = LISTEN, then the socket's inode
+                if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for process in Path("/proc").iterdir():
+        if not process.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (process / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in inodes:
+                        return int(process.name)
+    return None
+
+
+def _process_facts(pid: int) -> tuple[list[str], int | None]:
+    """(argv, parent pid) of *pid* from ``/proc``; empty/None if it cannot be read."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return [], None
+    return [arg for arg in argv if arg], parent
+
+
+def _busy_port_message(host: str, port: int) -> str:
+    """Why the broker cannot start on a taken port, and what holds it when we can tell."""
+    where = f"{host}:{port}"
+    pid = _listener_pid(port)
+    if pid is None:
+        return f"cannot start broker: something is already listening on {where}"
+    argv, parent = _process_facts(pid)
+    if not (argv and "tansu" in Path(argv[0]).name and "broker" in argv):
+        return (
+            f"cannot start broker: something is already listening on {where}: "
+            f"pid {pid} ({' '.join(argv)[:200]})"
+        )
+    parent_argv = _process_facts(parent)[0] if parent is not None else []
+    parent_text = " ".join(parent_argv)
+    if "dev" in parent_argv and ("receivables" in parent_text or "services.cli" in parent_text):
+        return (
+            f"cannot start broker: a Tansu broker (pid {pid}) is already listening on {where}, "
+            f"that of a running `receivables dev` (pid {parent}): stop that one first, or use another port."
+        )
+    return (
+        f"cannot start broker: a Tansu broker (pid {pid}) is already listening on {where}, and no "
+        f"running `receivables dev` owns it (its parent: pid {parent} {parent_text[:60]}): probably "
+        f"left over from a `receivables dev` that was killed hard (older versions left their broker "
+        f"running). Stop it with `kill {pid}`."
+    )
+
+
 async def _probe_metadata(bootstrap: str, host: str, port: int, timeout: float) -> None:
     """Fetch cluster metadata from *bootstrap* and check it advertises host:port."""
     client = AIOKafkaClient(
@@ -161,6 +234,10 @@ class EmbeddedBroker:
     stdout and stderr go to *log_path* (appended) or, if none is given, to a
     private temporary file that is deleted by :meth:`stop`; the tail of that log
     is included in :class:`BrokerError` messages.
+
+    With *die_with_parent* the kernel kills the broker when this process ends,
+    even by SIGKILL (see :mod:`shared.child_process`); the broker must then be
+    spawned from the main thread, as the signal fires when the forking thread ends.
     """
 
     def __init__(
@@ -170,12 +247,15 @@ class EmbeddedBroker:
         log_path: Path | None = None,
         *,
         binary: Path | str | None = None,
+        die_with_parent: bool = False,
     ) -> None:
         self.port = port
         self.host = host
         self.log_path = log_path
+        self.die_with_parent = die_with_parent
         self._binary = Path(binary) if binary is not None else None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._spawned_at = 0.0
         self._log_file: IO[bytes] | None = None
         self._active_log: Path | None = None
         self._temp_log = False
@@ -227,16 +307,27 @@ class EmbeddedBroker:
         Raises :class:`BrokerError` (with the log tail) if the port is already
         taken, the process exits, or it is not ready within *timeout* seconds.
         """
+        self.spawn()
+        self.wait_ready(timeout)
+
+    def spawn(self) -> None:
+        """Start the broker process and return at once (:meth:`wait_ready` waits for it).
+
+        Split from :meth:`start` so that a broker that dies with its parent can be forked
+        by the main thread while another thread waits for it to answer.
+        """
         if self._proc is not None:
             if self._proc.poll() is None:
                 raise BrokerError(f"{self!r} is already running")
             self._cleanup()
+        if self.die_with_parent and threading.current_thread() is not threading.main_thread():
+            raise BrokerError("a broker that dies with its parent must be spawned from the main thread "
+                              "(the parent-death signal fires when the forking thread ends)")
 
         if _port_accepts_connections(self.host, self.port):
-            raise BrokerError(f"cannot start broker: something is already listening on {self.bootstrap}")
+            raise BrokerError(_busy_port_message(self.host, self.port))
 
-        started = time.monotonic()
-        deadline = started + timeout
+        self._spawned_at = time.monotonic()
         cmd = self.command()
         self._open_log(cmd)
         assert self._log_file is not None
@@ -250,18 +341,54 @@ class EmbeddedBroker:
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
+                preexec_fn=child_process.die_with_parent() if self.die_with_parent else None,
             )
         except OSError as exc:
             self._cleanup()
             raise BrokerError(f"cannot execute {cmd[0]}: {exc}") from exc
         _LIVE_BROKERS.add(self)
 
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Block until the spawned broker serves Kafka metadata requests; on failure stop
+        it and raise :class:`BrokerError` with the log tail."""
+        if self._proc is None:
+            raise BrokerError(f"{self!r} was not spawned")
         try:
-            self._wait_ready(deadline)
+            self._wait_ready(time.monotonic() + timeout)
         except BaseException:
             self._terminate()
             raise
-        self.startup_seconds = time.monotonic() - started
+        self.startup_seconds = time.monotonic() - self._spawned_at
+
+    async def wait_exit(self) -> int | None:
+        """Wait, without holding a thread, until the broker process ends; its exit status
+        (negative: the signal that killed it), or ``None`` if none was running."""
+        proc = self._proc
+        if proc is None:
+            return None
+        if proc.poll() is not None:
+            return proc.returncode
+        try:
+            # readable once the process has ended (Linux >= 5.3); not reaped until poll()
+            pidfd = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):
+            while proc.poll() is None:
+                await asyncio.sleep(_EXIT_POLL_INTERVAL)
+            return proc.returncode
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            if not ended.done():
+                ended.set_result(None)
+
+        loop.add_reader(pidfd, readable)
+        try:
+            await ended
+        finally:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+        return proc.wait()
 
     def _wait_ready(self, deadline: float) -> None:
         proc = self._proc
@@ -504,3 +631,128 @@ def start_on_free_port(log_path: Path | None = None, attempts: int = 3) -> Embed
             continue
         return broker
     raise BrokerError("could not start the embedded broker:\n" + "\n\n".join(errors))
+
+
+# -- supervision ----------------------------------------------------------------
+
+
+def _describe_exit(status: int | None) -> str:
+    if status is None:
+        return "is gone"
+    if status < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-status).name}"
+        return f"was killed by signal {-status}"
+    return f"exited with status {status}"
+
+
+class BrokerSupervisor:
+    """Keeps an embedded broker up (``receivables dev``): when its process dies, it is started
+    again on the same port and the topics are created again.
+
+    The broker comes back empty (memory storage): the services' consumers find their
+    partitions starting again at offset 0, log ``PARTITION RESET`` and carry on, and their
+    producers reconnect. A broker that keeps dying (more than *max_restarts* times within
+    *window* seconds) or cannot be started again ends :meth:`run` with :class:`BrokerError`.
+    """
+
+    def __init__(
+        self,
+        broker: EmbeddedBroker,
+        topics: Mapping[str, int],
+        *,
+        max_restarts: int = 5,
+        window: float = 60.0,
+        start_timeout: float = 30.0,
+        attempts: int = 4,
+        on_lost: Callable[[], None] = lambda: None,
+    ) -> None:
+        """``on_lost`` is called when the broker has died, before it is started again: its
+        clients' partitions start a new life at offset 0 (``KafkaConsumerLoop.broker_lost``)."""
+        self.broker = broker
+        self.on_lost = on_lost
+        self.topics = dict(topics)
+        self.max_restarts = max_restarts
+        self.window = window
+        self.start_timeout = start_timeout
+        self.attempts = attempts
+        self.restarts = 0
+        """How many times the broker was started again."""
+        self._deaths: deque[float] = deque()
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        """Spawn the broker (from the calling thread, which must be the main one for a broker
+        that dies with its parent), wait until it answers, create the topics."""
+        self.broker.spawn()
+        await asyncio.to_thread(self.broker.wait_ready, self.start_timeout)
+        try:
+            await asyncio.to_thread(create_topics, self.broker.bootstrap, self.topics,
+                                    timeout=self.start_timeout)
+        except Exception as error:
+            await asyncio.to_thread(self.broker.stop)  # a broker without its topics is no use
+            raise BrokerError(f"topics not created on {self.broker.bootstrap}: {error!r}") from error
+
+    async def run(self) -> None:
+        """Watch the broker until :meth:`stop`; restart it each time it dies."""
+        stopping = asyncio.create_task(self._stopping.wait())
+        try:
+            while not self._stopping.is_set():
+                exited = asyncio.create_task(self.broker.wait_exit())
+                await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if self._stopping.is_set():
+                    exited.cancel()
+                    await asyncio.wait({exited})  # its pidfd closed before we return
+                    return
+                self._broker_died(exited.result())
+                self.on_lost()
+                await self._restart()
+        finally:
+            stopping.cancel()
+
+    def stop(self) -> None:
+        """Stop watching (before the broker is stopped on purpose): :meth:`run` returns once
+        a restart under way has ended."""
+        self._stopping.set()
+
+    def _broker_died(self, status: int | None) -> None:
+        now = time.monotonic()
+        self._deaths.append(now)
+        while self._deaths and self._deaths[0] < now - self.window:
+            self._deaths.popleft()
+        where = f"; its log: {self.broker.log_path}" if self.broker.log_path else ""
+        if len(self._deaths) > self.max_restarts:
+            raise BrokerError(
+                f"the embedded broker on {self.broker.bootstrap} {_describe_exit(status)}; it died "
+                f"{len(self._deaths)} times within {self.window:.0f}s: giving up{where}"
+            )
+        # The one loud line: everything that follows (consumer errors, PARTITION RESET) is its echo.
+        log.error(
+            "EMBEDDED BROKER DIED: the broker on %s %s; starting it again on the same port (it "
+            "comes back empty: the topics are created again, the services see a PARTITION RESET "
+            "and carry on)%s",
+            self.broker.bootstrap, _describe_exit(status), where,
+        )
+
+    async def _restart(self) -> None:
+        backoff = 0.5
+        for attempt in range(1, self.attempts + 1):
+            try:
+                await self.start()
+            except BrokerError as error:
+                if self._stopping.is_set():
+                    return  # shutting down anyway: not a failure of the broker
+                if attempt == self.attempts:
+                    raise BrokerError(
+                        f"the embedded broker could not be started again on {self.broker.bootstrap}: {error}"
+                    ) from error
+                log.warning("embedded broker not started again (attempt %d of %d): %s",
+                            attempt, self.attempts, error)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
+                backoff *= 2
+            else:
+                self.restarts += 1
+                log.info("embedded broker back on %s (pid %s) after %.2fs",
+                         self.broker.bootstrap, self.broker.pid, self.broker.startup_seconds or 0.0)
+                return

@@ -26,6 +26,7 @@ from eventsourcing.persistence import Tracking
 from shared.envelope import encode_event
 from shared.erp_events import InvalidMessage
 from shared.metrics import ServiceMetrics
+from shared.stalls import Failure
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,7 @@ class KafkaConsumerLoop(Generic[M, B]):
         self._generation = 0
         self._ready: set[TopicPartition] = set()
         self._assignment_failed = False
+        self._broker_lost = False  # see broker_lost()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -176,8 +178,11 @@ class KafkaConsumerLoop(Generic[M, B]):
                 backoff = 0.2
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as error:
                 self.metrics.errors.labels("consumer").inc()
+                stalls = self.metrics.stalls
+                if not stalls.recorded(error):  # a batch's failure is already told, with its partition
+                    stalls.failed(Failure.of("consumer", "", None, error), cause=error)
                 log.exception("%s consumer paused; retrying in %.1fs", self.service, backoff)
                 await self._close_consumer()
                 with contextlib.suppress(TimeoutError):
@@ -187,6 +192,17 @@ class KafkaConsumerLoop(Generic[M, B]):
 
     async def stop(self) -> None:
         self._stopping.set()
+
+    def broker_lost(self) -> None:
+        """The broker lost every message it held (``receivables dev``'s memory-only broker
+        died and is being started again): on the next assignment every partition consumed so
+        far starts a new life at offset 0, whatever its new end.
+
+        Without being told, the consumer sees a reset only when a partition's new end is
+        below the stored position; one that has filled up again to it before the consumer
+        rejoins looks unchanged, and its new messages up to there would be skipped.
+        """
+        self._broker_lost = True
 
     async def _close_consumer(self) -> None:
         consumer, self.consumer = self.consumer, None
@@ -282,12 +298,16 @@ class KafkaConsumerLoop(Generic[M, B]):
         await asyncio.to_thread(self.sink.on_assigned)
         if not assigned:
             return
+        lost, self._broker_lost = self._broker_lost, False
         # A partition that ends below the stored position (the broker lost it) is noticed by
         # _check_partition_ends on the first fetch: ListOffsets is no help here, as Tansu
         # answers "latest" with the base offset of the last record batch plus one, which is
         # below the true end whenever that batch holds several records.
         for tp in assigned:
             stored = await asyncio.to_thread(self.positions.load, tp)
+            if lost and stored > 0:
+                self._reset_detected(tp, stored, None)
+                stored = 0
             self.consumer.seek(tp, stored)
             self._ready.add(tp)
             self.metrics.position.labels(tp.topic, tp.partition).set(stored)
@@ -297,12 +317,14 @@ class KafkaConsumerLoop(Generic[M, B]):
             {str(tp): self.positions.next_offsets[tp] for tp in assigned},
         )
 
-    def _reset_detected(self, tp: TopicPartition, stored: int, end: int) -> None:
+    def _reset_detected(self, tp: TopicPartition, stored: int, end: int | None) -> None:
+        """``end`` None: the broker is known to have lost its data (``broker_lost``)."""
+        seen = "the broker lost its data" if end is None else (
+            f"it ends at offset {end}, below the stored position {stored}; the topic was recreated "
+            "or the broker lost its data")
         log.error(
-            "PARTITION RESET: %s ends at offset %d, below the stored position %d; the topic was "
-            "recreated or the broker lost its data. Consuming the new messages from the start; "
-            "messages seen before are recognised by their (source, id) and not applied twice.",
-            tp, end, stored,
+            "PARTITION RESET: %s: %s. Consuming the new messages from the start; messages seen "
+            "before are recognised by their (source, id) and not applied twice.", tp, seen,
         )
         self.metrics.partition_resets.labels(tp.topic, tp.partition).inc()
         self.positions.start_new_epoch(tp)
@@ -365,9 +387,24 @@ class KafkaConsumerLoop(Generic[M, B]):
         rejected: list[Rejected],
         by_message: dict[int, ConsumerRecord[bytes, bytes]],
     ) -> tuple[B, list[Rejected]]:
-        """Prepare, dead-letter the refused, commit with the position; retry until it holds."""
+        """Prepare, dead-letter the refused, commit with the position; retry until it holds.
+
+        Each failure is told to the stalls under the partition and the batch's first offset
+        (``shared.stalls``): failing for long on the same batch makes the service unready.
+        A batch that cannot even be prepared goes up to ``run``, which restarts the consumer.
+        """
+        stalls = self.metrics.stalls
+        lane = f"{tp.topic}[{tp.partition}]"
+        where = f"{lane}@{records[0].offset}"
+        event = {"topic": tp.topic, "partition": tp.partition, "offset": records[0].offset,
+                 "last_offset": records[-1].offset}
+        backoff = 0.5
         while True:
-            batch = await asyncio.to_thread(self.sink.prepare, messages)
+            try:
+                batch = await asyncio.to_thread(self.sink.prepare, messages)
+            except Exception as error:
+                stalls.failed(Failure.of("consumer", where, event, error, lane=lane), cause=error)
+                raise
             refusals = [
                 Rejected(by_message[id(message)], reason)
                 for message, reason in self.sink.refusals(batch)
@@ -376,17 +413,23 @@ class KafkaConsumerLoop(Generic[M, B]):
             try:
                 await self.dead_letter(rejected + refusals)
                 await asyncio.to_thread(self.sink.commit, batch, tracking)
-                return batch, refusals
-            except Exception:
+                break
+            except Exception as error:
                 await asyncio.to_thread(self.sink.discard, batch)
                 stored = await asyncio.to_thread(self.sink.position, tracking.application_name)
                 if stored is not None and stored >= tracking.notification_id:
-                    return batch, refusals  # it did commit; only the acknowledgement was lost
+                    break  # it did commit; only the acknowledgement was lost
                 self.metrics.errors.labels("commit").inc()
-                log.exception("%s: batch of %s not committed; retrying", self.service, tp)
+                stalls.failed(Failure.of("consumer", where, event, error, lane=lane), cause=error)
+                log.exception("%s: batch at %s not committed; retrying in %.1fs",
+                              self.service, where, backoff)
                 if self._stopping.is_set():
                     raise
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        stalls.moved("consumer", lane)
+        stalls.moved("consumer", "")  # the consumer as a whole works again
+        return batch, refusals
 
     async def dead_letter(self, rejected: list[Rejected]) -> None:
         """Publish rejected messages with their reason and origin; wait for the broker.

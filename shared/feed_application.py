@@ -42,8 +42,10 @@ class PreparedBatch(Generic[A]):
 class FeedApplication(TrackedApplication, Generic[A]):
     """A TrackedApplication with one account aggregate per customer, fed by the ledger's facts."""
 
-    # a fact the account cannot take is refused (dead-lettered with the reason), not retried
-    refused: tuple[type[Exception], ...] = (KeyError, ValueError, TypeError)
+    # The domain's errors: a fact the account refuses is dead-lettered with the reason. Any
+    # other exception is a bug, not bad data: it fails the batch loudly (the consumer retries
+    # it and, if it keeps failing, readiness says so) rather than losing the fact.
+    refused: tuple[type[Exception], ...] = ()
 
     def account_id(self, customer_id: str) -> UUID:
         raise NotImplementedError

@@ -20,6 +20,7 @@ from eventsourcing.persistence import Notification
 from shared.eventstore import TrackedApplication
 from shared.leadership import Leadership
 from shared.metrics import ServiceMetrics
+from shared.stalls import Failure, StallReporter
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,14 @@ class SharedLog:
 
 
 class FollowerLoop:
-    """Drive one Follower along the notification log until stopped."""
+    """Drive one Follower along the notification log until stopped.
+
+    After a failure it retries (with backoff) one notification, then twice as many after
+    each success up to ``batch_size``: it gets past the good events of a failed batch and
+    stops on exactly the one that fails, and it is back to full batches soon after an
+    outage. It tells ``stalls`` where it fails and when it moves again (``shared.stalls``),
+    and never skips an event.
+    """
 
     def __init__(
         self,
@@ -94,7 +102,7 @@ class FollowerLoop:
         batch_size: int = 2000,
         idle_seconds: float = 0.5,
         on_progress: Callable[[str, int], None] | None = None,
-        on_error: Callable[[str], None] | None = None,
+        stalls: StallReporter | None = None,
         leadership: Leadership | None = None,
         log: SharedLog | None = None,
     ) -> None:
@@ -103,7 +111,7 @@ class FollowerLoop:
         self.leadership = leadership  # run only while this replica leads (shared.leadership)
         self.follower = follower
         self.on_progress = on_progress
-        self.on_error = on_error
+        self.stalls: StallReporter = stalls or metrics.stalls
         self.metrics = metrics
         self.batch_size = batch_size
         self.idle_seconds = idle_seconds
@@ -121,37 +129,71 @@ class FollowerLoop:
     async def run(self) -> None:
         backoff = 0.2
         position: int | None = None
-        gauge = self.metrics.follower_position.labels(self.follower.name)
+        name = self.follower.name
+        gauge = self.metrics.follower_position.labels(name)
+        # Unknown at the start: say once that it moves (a restarted child process's
+        # predecessor may have reported a failure; /metrics lists the stage from then on).
+        failing = True
+        limit = self.batch_size
         while not self._stopping.is_set():
+            attempt: Sequence[Notification] = ()
             try:
                 if self.leadership is not None and not await asyncio.to_thread(self.leadership.acquire):
                     position = None  # the leader moves it meanwhile: re-read once we lead
+                    if failing:  # not failing here: another replica runs it
+                        self.stalls.moved(name)
+                        failing = False
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stopping.wait(), timeout=self.standby_seconds)
                     continue
                 if position is None:
                     position = await asyncio.to_thread(self.follower.position)
                     gauge.set(position)
-                notifications = await asyncio.to_thread(self.log.read, position + 1, self.batch_size)
-                if notifications:
-                    await self.follower.process(notifications)
-                    position = notifications[-1].id
+                attempt = await asyncio.to_thread(self.log.read, position + 1, limit)
+                if attempt:
+                    await self.follower.process(attempt)
+                    position = attempt[-1].id
                     gauge.set(position)
                     if self.on_progress is not None:
-                        self.on_progress(self.follower.name, position)
+                        self.on_progress(name, position)
                     backoff = 0.2
-                    if len(notifications) == self.batch_size:
-                        continue
+                if failing:
+                    self.stalls.moved(name)
+                    failing = False
+                if attempt and len(attempt) == limit:
+                    limit = min(limit * 2, self.batch_size)
+                    continue
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), timeout=self.idle_seconds)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                self.metrics.errors.labels(self.follower.name).inc()
-                if self.on_error is not None:
-                    self.on_error(self.follower.name)
-                log.exception("%s paused; retrying in %.1fs", self.follower.name, backoff)
+            except Exception as error:
+                self.metrics.errors.labels(name).inc()
+                failure = self._failure(attempt, position, error)
+                self.stalls.failed(failure, cause=error)
+                failing = True
+                limit = 1
+                log.exception("%s failed on %s; retrying in %.1fs", name, failure.where or "its position",
+                              backoff)
                 position = None  # re-read from the store: the failed batch may or may not be in
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    def _failure(self, attempt: Sequence[Notification], position: int | None, error: Exception) -> Failure:
+        """Where the loop failed: the one notification it tried, the batch, or the next one."""
+        name = self.follower.name
+        if len(attempt) == 1:
+            notification = attempt[0]
+            return Failure.of(name, f"notification {notification.id}", {
+                "notification_id": notification.id, "topic": notification.topic,
+                "originator_id": str(notification.originator_id),
+                "originator_version": notification.originator_version,
+            }, error)
+        if attempt:
+            first, last = attempt[0].id, attempt[-1].id
+            return Failure.of(name, f"notifications {first}-{last}",
+                              {"notification_id": first, "last_notification_id": last}, error)
+        if position is None:  # its own position could not be read
+            return Failure.of(name, "", None, error)
+        return Failure.of(name, f"notification {position + 1}", {"notification_id": position + 1}, error)

@@ -25,7 +25,8 @@ async def live() -> dict[str, str]:
 
 @health.get("/health/ready")
 async def ready(request: Request) -> Response:
-    """Ready when the store and Kafka are reachable (the contract); 503 problem naming what is not."""
+    """Ready when the store and Kafka are reachable (the contract) and no loop is stuck on an
+    event (``shared.stalls``); else a 503 problem naming what is not."""
     engine: Engine = request.app.state.engine
     runtime: ServiceRuntime = request.app.state.runtime
 
@@ -37,11 +38,17 @@ async def ready(request: Request) -> Response:
         except Exception:
             return False
 
-    checks = {"database": await asyncio.to_thread(database_ok), "kafka": await runtime.kafka.reachable()}
+    stalls = runtime.metrics.stalls
+    stuck = stalls.stuck()
+    checks = {"database": await asyncio.to_thread(database_ok), "kafka": await runtime.kafka.reachable(),
+              "progress": not stuck}
     if all(checks.values()):
         return Response(orjson.dumps({"status": "ready", "checks": checks}), media_type="application/json")
-    failing = "; ".join(f"{name} unreachable" for name, ok in checks.items() if not ok)
-    raise Problem(503, "not-ready", detail=failing, checks=checks)
+    now = stalls.clock()
+    failing = [f"{name} unreachable" for name in ("database", "kafka") if not checks[name]]
+    failing += [stall.summary(now) for stall in stuck]
+    raise Problem(503, "not-ready", detail="; ".join(failing), checks=checks,
+                  stuck=[stall.as_dict(now) for stall in stuck])
 
 
 @health.get("/metrics")

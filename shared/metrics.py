@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from shared.stalls import Stalls
+
 
 class ServiceMetrics:
     def __init__(self, service: str) -> None:
@@ -51,6 +53,8 @@ class ServiceMetrics:
             "receivables_follower_position", "Last notification processed by a follower",
             ["follower"], registry=r,
         )
+        # receivables_stuck and receivables_stuck_seconds, per stage (shared.stalls)
+        self.stalls = Stalls(registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -19,6 +19,7 @@ from shared.follower import Follower, FollowerLoop, SharedLog
 from shared.leadership import Leadership
 from shared.metrics import ServiceMetrics
 from shared.settings import ServiceSettings
+from shared.stalls import StallReporter
 from shared.write_lock import WriteLock
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class ServiceRuntime:
     def __init__(
         self, service: str, bootstrap: str, metrics: ServiceMetrics, *,
         on_progress: Callable[[str, int], None] | None = None,
-        on_error: Callable[[str], None] | None = None,
+        stalls: StallReporter | None = None,
     ) -> None:
         tune_gc()
         self.service = service
@@ -92,10 +93,11 @@ class ServiceRuntime:
         self.kafka = KafkaLink(bootstrap)
         self.write_lock = WriteLock()  # one writer of the event store per process
         self.followers: list[FollowerLoop] = []
+        self.consumers: list[Any] = []  # shared.consumer.KafkaConsumerLoop
         self._logs: list[SharedLog] = []  # one per followed application, read once for all
         self.worker: Any = None  # shared.worker.FollowerWorker when the followers run apart
         self._on_progress = on_progress
-        self._on_error = on_error
+        self.stalls: StallReporter = stalls or metrics.stalls  # where the followers tell their failures
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = asyncio.Event()
         self._stoppers: list[Callable[[], Coroutine[Any, Any, None]]] = []
@@ -107,7 +109,7 @@ class ServiceRuntime:
         if log is None:
             log = SharedLog(follower.app)
             self._logs.append(log)
-        loop = FollowerLoop(follower, self.metrics, on_progress=self._on_progress, on_error=self._on_error,
+        loop = FollowerLoop(follower, self.metrics, on_progress=self._on_progress, stalls=self.stalls,
                             leadership=leadership, log=log)
         self.followers.append(loop)
         self._stoppers.append(loop.stop)
@@ -130,24 +132,29 @@ class ServiceRuntime:
         wakes them after each commit. Returns what closes inline followers' resources."""
         from shared.consumer import KafkaConsumerLoop
 
+        self.metrics.stalls.stuck_after = settings.stuck_after_seconds
         close_followers = None
         if settings.followers == "process":
             self.followers_process(followers.__name__, settings)
             self.start_kafka()
         else:
             close_followers = followers.start(settings, self)
-        self.supervise(
-            KafkaConsumerLoop(
-                service=self.service, bootstrap=settings.kafka_bootstrap,
-                group_id=settings.consumer_group or f"receivables-{self.service}", topics=topics,
-                decode=decode, sink=sink, producer=self.kafka.producer, metrics=self.metrics,
-                on_committed=self.notify_followers, max_records=settings.batch_max_records,
-                timeout_ms=settings.batch_timeout_ms, session_timeout_ms=settings.session_timeout_ms,
-                write_lock=self.write_lock,
-            ),
-            "consumer", needs_kafka=True,
+        consumer: KafkaConsumerLoop[Any, Any] = KafkaConsumerLoop(
+            service=self.service, bootstrap=settings.kafka_bootstrap,
+            group_id=settings.consumer_group or f"receivables-{self.service}", topics=topics,
+            decode=decode, sink=sink, producer=self.kafka.producer, metrics=self.metrics,
+            on_committed=self.notify_followers, max_records=settings.batch_max_records,
+            timeout_ms=settings.batch_timeout_ms, session_timeout_ms=settings.session_timeout_ms,
+            write_lock=self.write_lock,
         )
+        self.consumers.append(consumer)
+        self.supervise(consumer, "consumer", needs_kafka=True)
         return close_followers
+
+    def broker_lost(self) -> None:
+        """The broker lost its data (an embedded broker restarting): see ``KafkaConsumerLoop.broker_lost``."""
+        for consumer in self.consumers:
+            consumer.broker_lost()
 
     def notify_followers(self) -> None:
         for loop in self.followers:

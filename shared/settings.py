@@ -46,6 +46,9 @@ class ServiceSettings(BaseSettings):
     # The business's largest amount in one inbound message (larger ones are dead-lettered);
     # it may be lower than, never above, what every store can hold (shared.money.MAX_AMOUNT).
     max_amount: Decimal = Field(default=MAX_AMOUNT, gt=0, le=MAX_AMOUNT)
+    # A follower or the consumer failing on the same event for longer than this is stuck:
+    # /health/ready answers 503 naming it (it keeps retrying; see shared.stalls).
+    stuck_after_seconds: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
     def _check_auth(self) -> Self:

@@ -8,11 +8,14 @@ positions there, so a child process runs them with nothing shared but the store.
 The parent and the child talk over the child's standard streams, one line each:
 
 - parent → child stdin: the settings (one JSON line), then an empty line whenever the
-  consumer committed (wake up now rather than at the next idle poll). End of input, also
-  when the parent dies by SIGKILL, tells the child to stop: no orphans.
-- child → parent stdout: ``{"follower": name, "position": n}`` after each batch and
-  ``{"error": name}`` when a follower paused on an error, mirrored into the parent's
-  metrics so that ``/metrics`` shows the followers like any other part of the service.
+  consumer committed (wake up now rather than at the next idle poll). End of input tells
+  the child to stop; if the parent dies, even by SIGKILL, the kernel kills the child
+  (``shared.child_process``): no orphans.
+- child → parent stdout: ``{"follower": name, "position": n}`` after each batch;
+  ``{"error": name, "where": ..., "event": {...}, "type": ..., "message": ...}`` when a
+  follower failed (``shared.stalls.Failure``), and ``{"recovered": name}`` when it moves
+  again. The parent mirrors them into its metrics and its stalls, so that ``/metrics`` and
+  ``/health/ready`` show the followers like any other part of the service.
 
 The child's log goes to the parent's stderr. The parent restarts a child that died.
 """
@@ -29,9 +32,11 @@ from collections.abc import Callable
 
 import orjson
 
+from shared.child_process import die_with_parent
 from shared.metrics import ServiceMetrics
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings
+from shared.stalls import Failure
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +69,13 @@ class FollowerWorker:
     async def run(self) -> None:
         backoff = 0.5
         while not self._stopping.is_set():
+            # Forked by the event loop's thread, which lives as long as the service: the
+            # parent-death signal kills the child at once if the service is killed hard
+            # (end of input alone would let it shut down slowly against a broker that is gone).
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "shared.worker", self.module,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                preexec_fn=die_with_parent(),
             )
             self._process = process
             self.started += 1
@@ -78,6 +87,9 @@ class FollowerWorker:
             if self._stopping.is_set():
                 return
             self.metrics.errors.labels("followers-process").inc()
+            # a child that keeps dying (on an event it cannot get past) is a stall too
+            self.metrics.stalls.failed(Failure("followers-process", "", None, "ProcessExited",
+                                               f"the followers process exited with {code}"))
             log.error("%s followers process exited with %s; restarting in %.1fs",
                       self.module, code, backoff)
             with contextlib.suppress(TimeoutError):
@@ -95,6 +107,9 @@ class FollowerWorker:
                 self.metrics.follower_position.labels(report["follower"]).set(report["position"])
             elif "error" in report:
                 self.metrics.errors.labels(report["error"]).inc()
+                self.metrics.stalls.failed(Failure.from_report(report))
+            elif "recovered" in report:
+                self.metrics.stalls.moved(report["recovered"])
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Close the child's input (it finishes its batch and exits); kill it if it hangs."""
@@ -130,7 +145,7 @@ async def _child(module: str) -> None:
         settings.service_name or module, settings.kafka_bootstrap,
         ServiceMetrics(settings.service_name or module),
         on_progress=lambda name, position: report({"follower": name, "position": position}),
-        on_error=lambda name: report({"error": name}),
+        stalls=_ReportedStalls(report),
     )
     close = start(settings, runtime)
     stopped = asyncio.Event()
@@ -146,6 +161,19 @@ async def _child(module: str) -> None:
     reader.cancel()
     await runtime.stop()
     close()
+
+
+class _ReportedStalls:
+    """The child's followers tell their failures and recoveries to the parent."""
+
+    def __init__(self, report: Callable[[dict[str, object]], None]) -> None:
+        self.report = report
+
+    def failed(self, failure: Failure, *, cause: BaseException | None = None) -> None:
+        self.report(failure.as_report())
+
+    def moved(self, stage: str, lane: str | None = None) -> None:
+        self.report({"recovered": stage})
 
 
 def main(argv: list[str]) -> int:
