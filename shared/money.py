@@ -17,6 +17,10 @@ ZERO = Decimal("0")
 # balance sums many amounts. Below a trillion, a thousand of the largest amounts still fit
 # in one sum; a business maximum (RECEIVABLES_MAX_AMOUNT) may be set lower, not higher.
 MAX_AMOUNT = Decimal("999999999999.99")
+# The most a customer's open items and unapplied cash in one currency may come to. Read models
+# keep sums of them (a balance, credit exposure with its reservations, amounts at risk); this
+# leaves them more than four-fifths of the BIGINT's range.
+MAX_ACCOUNT_TOTAL = Decimal("100000000000000.00")
 # Digits and signs of an amount's text: a longer string is no amount (and parsing it costs).
 _MAX_AMOUNT_TEXT = 64
 

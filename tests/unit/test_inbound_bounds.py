@@ -14,17 +14,20 @@ import orjson
 import pytest
 from eventsourcing.persistence import Notification
 
+from services.ledger.domain import CustomerAccount
+from services.ledger.domain.errors import BeyondCapacity
 from shared.consumer import DEADLETTER_ORIGINAL_BYTES, deadletter_event
 from shared.envelope import CloudEvent, encode_event
 from shared.erp_events import (
     MAX_ALLOCATIONS,
     MAX_JSON_DEPTH,
     MAX_MESSAGE_BYTES,
+    InboundMessage,
     InvalidMessage,
     Limits,
     decode_message,
 )
-from shared.money import MAX_AMOUNT
+from shared.money import MAX_ACCOUNT_TOTAL, MAX_AMOUNT
 from shared.outbox import MAX_OUTBOUND_BYTES, Outbound, trimmed
 from tests.unit.test_ledger_domain import VALID_INVOICE, VALID_PAYMENT, encoded
 
@@ -185,3 +188,28 @@ def test_an_outbound_event_too_large_to_publish_goes_out_trimmed_with_a_pointer_
                         "originator_version": 7},
     }
     assert len(message.value) < 1000
+
+
+def _message(base: dict[str, Any], message_id: str, **data_changes: Any) -> InboundMessage:
+    envelope = orjson.loads(encoded(base, **data_changes))
+    return decode_message(orjson.dumps({**envelope, "id": message_id}), key=KEY)
+
+
+def test_an_account_refuses_money_beyond_what_one_balance_holds_and_takes_what_settles() -> None:
+    account = CustomerAccount(customer_id="CUST-0379")
+    count = int(MAX_ACCOUNT_TOTAL // MAX_AMOUNT)  # invoices at the ceiling that fit
+    for number in range(count):
+        account.handle(_message(VALID_INVOICE, f"m-{number}", invoice_id=f"INV-{number}",
+                                amount=str(MAX_AMOUNT)))
+    room = MAX_ACCOUNT_TOTAL - count * MAX_AMOUNT
+    with pytest.raises(BeyondCapacity, match=r"^amount: customer CUST-0379's open items in EUR would come"):
+        account.handle(_message(VALID_INVOICE, "over", invoice_id="INV-over", amount=str(room + 1)))
+    # what fits still goes in; another currency is apart; money that settles is taken at the limit
+    account.handle(_message(VALID_INVOICE, "fits", invoice_id="INV-fits", amount=str(room)))
+    assert account.totals("EUR")["open"] == MAX_ACCOUNT_TOTAL
+    account.handle(_message(VALID_INVOICE, "chf", invoice_id="INV-chf", amount="100.00", currency="CHF"))
+    account.handle(_message(VALID_PAYMENT, "pay", payment_id="P-2", amount="100.00", allocations=[]))
+    assert account.totals("EUR")["open"] == MAX_ACCOUNT_TOTAL - Decimal("100.00")
+    # the refused invoice was not remembered as processed: once there is room, it goes in
+    account.handle(_message(VALID_INVOICE, "over", invoice_id="INV-over", amount="100.00"))
+    assert account.totals("EUR")["open"] == MAX_ACCOUNT_TOTAL

@@ -33,6 +33,7 @@ from services.ledger.domain.book import (
 )
 from services.ledger.domain.errors import (
     AmountExceedsOpen,
+    BeyondCapacity,
     ConflictingDuplicate,
     CurrencyMismatch,
     InvoiceClosed,
@@ -43,7 +44,7 @@ from services.ledger.domain.errors import (
 )
 from services.ledger.domain.overlay import Extended
 from shared import erp_events as erp
-from shared.money import ZERO, check_minor_digits
+from shared.money import MAX_ACCOUNT_TOTAL, MAX_AMOUNT, ZERO, check_minor_digits
 
 ACCOUNT_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:ledger:customer-account")
 
@@ -149,6 +150,7 @@ class CustomerAccount(Aggregate):
         key = _dedupe_key(origin)
         if key in self.processed:
             return False
+        self._refuse_beyond_capacity(message.data)
         handler = _HANDLERS[type(message.data)]
         handler(self, message.data, origin)
         if key not in self.processed:
@@ -697,6 +699,62 @@ class CustomerAccount(Aggregate):
     def _profile_updated(self, origin: Origin, profile: dict[str, Any]) -> None:
         self._record(origin)
         self.profile = profile
+
+    def _refuse_beyond_capacity(self, data: erp.InboundData) -> None:
+        """Refuse money coming in that would take one of the customer's balance figures (open
+        items, unapplied cash, open disputes) beyond ``MAX_ACCOUNT_TOTAL``: every amount is
+        within what a store holds, but enough of them would overflow a balance and stop the
+        projections for good.
+
+        An invoice raises the open items by at most its amount, a payment or credit the
+        unapplied cash by at most its own (what either settles lowers the other). Only an
+        account with enough items to come near the limit (each at most ``MAX_AMOUNT``) is
+        summed; the others cannot reach it.
+        """
+        raised = self._raises(data)
+        if raised is None:
+            return
+        figure, currency, amount = raised
+        if figure == "open items":
+            invoices = (self.invoices[i] for i in self._unpaid)
+            total = sum((i.open_amount for i in invoices if i.currency == currency), ZERO)
+        elif figure == "unapplied cash":
+            credits = (self.credits[k] for k in self._unspent)
+            total = sum((c.remaining for c in credits if c.currency == currency), ZERO)
+        else:  # every currency's: a dispute may come before its invoice
+            total = sum((d.amount for d in self.disputes.values() if d.status == "open"), ZERO)
+        if total + amount > MAX_ACCOUNT_TOTAL:
+            raise BeyondCapacity(
+                f"amount: customer {self.customer_id}'s {figure} in {currency} would come to "
+                f"{total + amount}, more than the {MAX_ACCOUNT_TOTAL} one balance may hold"
+            )
+
+    def _raises(self, data: erp.InboundData) -> tuple[str, str, Decimal] | None:
+        """Which balance figure a message can raise, in which currency and by at most how much;
+        None when it raises none, cannot come near the limit, or its handler refuses it."""
+        raised: tuple[str, str, Decimal] | None = None
+        count = 0
+        if isinstance(data, erp.InvoiceIssued):
+            raised, count = ("open items", data.currency, data.amount), len(self._unpaid)
+        elif isinstance(data, erp.PaymentReceived | erp.CreditNoteIssued):
+            raised, count = ("unapplied cash", data.currency, data.amount), len(self._unspent)
+        elif isinstance(data, erp.InvoiceAdjusted):
+            invoice = self.invoices.get(data.invoice_id)
+            if invoice is not None and data.new_amount > invoice.amount:
+                raised = ("open items", invoice.currency, data.new_amount - invoice.amount)
+                count = len(self._unpaid)
+        elif isinstance(data, erp.PaymentReversed):
+            credit = self.credits.get(f"payment:{data.payment_id}")
+            if credit is not None:  # the invoices it paid reopen; its remainder goes
+                raised = ("open items", credit.currency, credit.amount - credit.remaining)
+                count = len(self._unpaid)
+        elif isinstance(data, erp.DisputeOpened):
+            invoice = self.invoices.get(data.invoice_id)
+            currency = invoice.currency if invoice is not None else "any currency"
+            raised, count = ("open disputes", currency, data.amount), len(self.disputes)
+        if raised is None or (count + 1) * MAX_AMOUNT <= MAX_ACCOUNT_TOTAL:
+            return None
+        return raised
 
     # ----------------------------------------------------------------- queries
 

@@ -31,3 +31,7 @@ class AmountExceedsOpen(LedgerError):
 
 class InvoiceClosed(LedgerError):
     pass
+
+
+class BeyondCapacity(LedgerError):
+    """What would take a customer's balance in a currency beyond what the books can hold."""
