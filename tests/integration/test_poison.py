@@ -32,6 +32,7 @@ Nothing waits a fixed time: every wait polls a condition with a deadline.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 from datetime import date, timedelta
@@ -675,3 +676,14 @@ async def test_a_customer_whose_invoices_sum_beyond_what_a_balance_holds(three_s
 
     await poll(disagreements, lambda found: not found, timeout=SETTLE,
                what="the flooded customer's read models, dunning and credit agree with the event store")
+
+    # each invoice of the flood was either applied or dead-lettered naming the amount
+    ids = {event["id"] for event in flood}
+    applied_flood = await applied_ids(stack, flooded) & ids
+    letters = await read_topic(stack.broker.bootstrap, DEADLETTER_TOPIC, timeout=30.0)
+    refused = {orjson.loads(base64.b64decode(e["data"]["original"]))["id"]: e["data"]["reason"]
+               for e in (orjson.loads(r.value) for r in letters) if e.get("subject") == flooded}
+    refused = {i: reason for i, reason in refused.items() if i in ids}
+    assert len(applied_flood) + len(refused) == len(flood), (len(applied_flood), len(refused))
+    assert not applied_flood & set(refused)
+    assert all("amount" in reason for reason in refused.values()), set(refused.values())
