@@ -687,3 +687,31 @@ async def test_a_customer_whose_invoices_sum_beyond_what_a_balance_holds(three_s
     assert len(applied_flood) + len(refused) == len(flood), (len(applied_flood), len(refused))
     assert not applied_flood & set(refused)
     assert all("amount" in reason for reason in refused.values()), set(refused.values())
+
+
+async def test_a_book_whose_invoices_sum_beyond_what_a_total_holds(three_services: Stack) -> None:
+    """A thousand customers with one invoice each near the ceiling, in a currency of their own:
+    each customer is far from any limit, but the book's total is beyond BIGINT ten-thousandths.
+    The reports over the whole book (aging by currency, as of today and of a date; receivables
+    metrics) still answer, exactly: no 500, no floating point."""
+    stack = three_services
+    customers = [f"PZ-book-{i:04d}" for i in range(1000)]
+    amounts = [Decimal(AT_CEILING) - Decimal(i % 97) / 100 for i in range(len(customers))]
+    await stack.publisher.send_all([invoice(c, "B", str(a), currency="CHF")
+                                    for c, a in zip(customers, amounts, strict=True)])
+    total = str(sum(amounts))
+
+    def first_row(answer: Any, figure: str) -> Any:
+        if not isinstance(answer, dict):
+            return answer  # the error, to show
+        return field_of(next(iter(answer["rows"]), None), figure)
+
+    async def book() -> list[Any]:
+        return [first_row(await read(stack.ledger, "/aging?currency=CHF"), "total"),
+                first_row(await read(stack.ledger, "/aging?currency=CHF&as_of=2999-12-31"), "total"),
+                field_of(await read(stack.ledger, "/metrics/receivables?currency=CHF&as_of=2024-03-01"),
+                         "ar_balance")]
+
+    await poll(book, lambda found: found == [total] * 3, timeout=SETTLE,
+               what=f"the book's CHF total {total} in the aging (today, as of a date) and the metrics")
+    await assert_ready(stack)
