@@ -21,10 +21,13 @@ size and SHA-256) and no empty subject; the valid ones are applied; the follow-u
 the ledger (invoice and balance), dunning (the invoice listed) and credit (exposure);
 ``/health/ready`` answered 200 on all three throughout. ``-k`` picks the cases the stream carries.
 
-Then, on the same services: the same poison over ``POST /events``; a hypothesis test of
-generated batches (no stall, the money invariant); every dead letter so far; and last, a
-thousand valid invoices that add up to more than a balance holds. Facts on
-``ar.ledger.events`` that no ledger would publish are in ``test_poison_ledger_feed.py``.
+Then, on the same services: a lower ``RECEIVABLES_MAX_AMOUNT`` (a ledger of its own); the
+same poison over ``POST /events``; a hypothesis test of generated batches (no stall, the
+money invariant between the event store and every read model); every dead letter so far;
+and valid messages that add up to more than the read models hold: a thousand invoices or
+payments near the ceiling for one customer, one each for a thousand customers (the book's
+total). Facts on ``ar.ledger.events`` that no ledger would publish are in
+``test_poison_ledger_feed.py``.
 
 Nothing waits a fixed time: every wait polls a condition with a deadline.
 """
