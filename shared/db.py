@@ -10,8 +10,8 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import date, datetime
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,8 @@ from sqlalchemy import JSON, BigInteger, Date, DateTime, Engine, Table, create_e
 from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.types import TypeDecorator
 
+# The largest integer a request may carry to a query (a BIGINT): larger is a 422 at the edge.
+BIGINT_MAX = 2**63 - 1
 MONEY_SCALE = 4  # four decimal places hold every ISO 4217 minor unit (CLF has four)
 
 
@@ -175,6 +177,17 @@ def read_models_url(database_url: str) -> str:
         return database_url
     return parsed.set(database=str(path.with_name(f"{path.stem}.read-models{path.suffix}"))).render_as_string(
         hide_password=False)
+
+
+def plain_row(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """A result row as a dict any JSON encoder takes, e.g. ``plain_row(row._mapping)``.
+
+    Its keys become plain ``str``: SQLAlchemy names a table's columns with ``quoted_name``, a
+    ``str`` subclass orjson refuses as a key. Its datetimes get their offset back: SQLite
+    returns the UTC instants it stores without one.
+    """
+    return {str(key): value.replace(tzinfo=UTC) if isinstance(value, datetime) and value.tzinfo is None
+            else value for key, value in row.items()}
 
 
 def make_engine(url: str, *, writer: bool = False) -> Engine:

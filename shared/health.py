@@ -10,6 +10,7 @@ import asyncio
 
 import orjson
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import PlainTextResponse
 from sqlalchemy import Engine, text
 
 from shared.problems import Problem
@@ -51,7 +52,7 @@ async def ready(request: Request) -> Response:
                   stuck=[stall.as_dict(now) for stall in stuck])
 
 
-@health.get("/metrics")
+@health.get("/metrics", response_class=PlainTextResponse)
 async def metrics(request: Request) -> Response:
     runtime: ServiceRuntime = request.app.state.runtime
     return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")

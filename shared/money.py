@@ -5,10 +5,13 @@ Amounts travel as JSON strings (``"1250.00"``) and never pass through float.
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
+from typing import Annotated
 
 import pycountry
+from pydantic import BeforeValidator, WithJsonSchema
 
 ZERO = Decimal("0")
 
@@ -84,6 +87,35 @@ def check_currency(code: str) -> str:
     if code not in ISO_CURRENCIES:
         raise ValueError(f"{code!r} is not an ISO 4217 currency code")
     return code
+
+
+# At most 12 digits before the point (and ``MAX_AMOUNT``): the read models keep money as a
+# 64-bit count of 1/10,000 (``shared.db.Money``, below 9.2 x 10^14), and sums of amounts must
+# fit too. An amount that cannot be stored would stop the projections behind its event for good.
+AMOUNT_PATTERN = r"^-?[0-9]{1,12}(\.[0-9]{1,4})?$"
+_AMOUNT = re.compile(AMOUNT_PATTERN)
+
+
+def parse_amount_text(text: object) -> Decimal:
+    """An amount as a request carries it: a plain decimal string (``"1250.00"``, ``"-5"``) of at
+    most 12 integer and 4 fraction digits and at most ``MAX_AMOUNT``, no exponent, sign or
+    spaces around it, never a JSON number."""
+    if isinstance(text, str) and not _AMOUNT.match(text):
+        raise ValueError(f"{text[:40]!r} is not a decimal string such as \"1250.00\"")
+    amount = parse_amount(text)
+    check_amount_range(amount)
+    return amount
+
+
+# A money amount in a request body: a decimal string, declared as one in the OpenAPI document.
+Amount = Annotated[Decimal, BeforeValidator(parse_amount_text), WithJsonSchema(
+    {"type": "string", "pattern": AMOUNT_PATTERN, "examples": ["1250.00"],
+     "description": "decimal string, at most the currency's minor digits (and 12 before the point)"})]
+
+
+# A money amount in an answer: the same decimal string (documentation; answers render with to_text).
+MoneyText = Annotated[str, WithJsonSchema(
+    {"type": "string", "pattern": AMOUNT_PATTERN, "examples": ["1250.00"], "description": "decimal string"})]
 
 
 def check_minor_digits(amount: Decimal, currency: str) -> None:

@@ -13,6 +13,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import Any, cast
 
+import eventsourcing.persistence
+import psycopg
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -23,6 +26,17 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://receivables.dev/problems/"
 
 _MEMBERS = frozenset({"type", "title", "status", "detail", "instance"})
+
+# What a store that cannot be reached raises, through SQLAlchemy (the read models), the
+# eventsourcing library (the event store) or psycopg itself (its pool's timeout included):
+# answered 503 with Retry-After, not 500. (Not SQLAlchemy's InterfaceError: on SQLite that is
+# a value the driver cannot bind, a bug.)
+STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError, sqlalchemy.exc.TimeoutError, sqlalchemy.exc.DisconnectionError,
+    eventsourcing.persistence.OperationalError, eventsourcing.persistence.InterfaceError,
+    psycopg.OperationalError, psycopg.InterfaceError,
+)
+STORE_RETRY_AFTER_SECONDS = 5
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +179,15 @@ def install_problem_handlers(
     async def handle_validation_error(request: Request, exc: Exception) -> ProblemResponse:
         return _respond(request, _from_validation_error(cast(RequestValidationError, exc)))
 
+    async def handle_store_unavailable(request: Request, exc: Exception) -> ProblemResponse:
+        logger.warning("store unreachable on %s %s: %s", request.method, request.url.path, exc)
+        problem = Problem(503, "store-unavailable", detail="The service's store is unreachable; retry later",
+                          headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS)})
+        return _respond(request, problem)
+
     async def handle_unexpected(request: Request, exc: Exception) -> ProblemResponse:
+        if isinstance(exc, STORE_UNAVAILABLE):  # raised outside the routes (an ASGI lane)
+            return await handle_store_unavailable(request, exc)
         # The body says only that something failed; the trace goes to the log under this id.
         error_id = uuid.uuid4().hex
         logger.error("unhandled error %s on %s %s", error_id, request.method, request.url.path, exc_info=exc)
@@ -181,6 +203,8 @@ def install_problem_handlers(
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(Exception, handle_unexpected)
+    for error_class in STORE_UNAVAILABLE:
+        app.add_exception_handler(error_class, handle_store_unavailable)
 
     for error_class, (status, slug) in (error_map or {}).items():
         app.add_exception_handler(error_class, _domain_error_handler(status, slug))

@@ -49,6 +49,9 @@ class ServiceSettings(BaseSettings):
     # A follower or the consumer failing on the same event for longer than this is stuck:
     # /health/ready answers 503 naming it (it keeps retrying; see shared.stalls).
     stuck_after_seconds: float = Field(default=60.0, gt=0)
+    # How many days past today (UTC) a run, review or other forward-only date may lie: a
+    # caller a time zone ahead is already on tomorrow.
+    future_date_tolerance_days: int = Field(default=1, ge=0, le=366)
 
     @model_validator(mode="after")
     def _check_auth(self) -> Self:

@@ -5,18 +5,27 @@ from __future__ import annotations
 import asyncio
 import email.message
 import json
-from datetime import UTC, date, datetime
-from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Engine
 
 from services.credit import queries
+from services.credit.api_answers import (
+    AuditOut,
+    CheckOut,
+    CreditViewOut,
+    HoldPlacedOut,
+    HoldsOut,
+    LimitOut,
+    ReleaseOut,
+    ReviewOut,
+    ReviewsOut,
+)
 from services.credit.application import CreditApplication
 from services.credit.checks import CheckDesk
 from services.credit.domain import (
@@ -30,15 +39,18 @@ from services.credit.domain import (
 from services.credit.domain.registry import ReviewOutOfOrder
 from services.credit.reviews import ReviewRunner
 from shared.auth import BEARER_SECURITY, CreditOverrider, CreditReader, CreditWriter, Scopes, authorize
-from shared.money import parse_amount
+from shared.business_dates import BusinessDate, not_ahead_of_clock, today_utc
+from shared.db import BIGINT_MAX
+from shared.money import Amount
+from shared.openapi import answers_with
 from shared.problems import Problem, not_found
 from shared.runtime import ServiceRuntime
 from shared.scheduling import ReadModelsBehind
 
-Amount = Annotated[Decimal, BeforeValidator(parse_amount)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217")]
-Id = Annotated[str, Field(min_length=1, max_length=200)]
-Text = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"\S")]
+# No NUL character: PostgreSQL refuses one in text, and the read models would stop at it.
+Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
+Text = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")]
 
 # The getters are coroutines: FastAPI runs a plain ``def`` dependency in a worker thread, a
 # thread hop per request that costs more than the whole credit decision.
@@ -78,10 +90,6 @@ RunnerDep = Annotated[ReviewRunner, Depends(get_runner)]
 router = APIRouter()
 
 
-def today() -> date:
-    return datetime.now(UTC).date()
-
-
 def _json(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
@@ -118,7 +126,8 @@ class CheckIn(BaseModel):
     order_id: Id = Field(description="the same order checked again gets the same answer")
     amount: Amount = Field(description="decimal string, e.g. \"1250.00\"")
     currency: Currency
-    on: date | None = Field(default=None, description="business date of the check; default today (UTC)")
+    on: BusinessDate | None = Field(default=None,
+                                    description="business date of the check; default today (UTC)")
 
 
 CHECK_FIELDS = {"amount": "body.amount", "currency": "body.currency", "order_id": "body.order_id"}
@@ -188,17 +197,18 @@ async def read_check(request: Request) -> CheckIn:
     return _check_in(body)
 
 
-@router.post("/credit-checks", tags=["checks"], openapi_extra=_CHECK_OPENAPI)
+@router.post("/credit-checks", tags=["checks"], openapi_extra=_CHECK_OPENAPI,
+             responses=answers_with(CheckOut))
 async def post_credit_check(request: Request) -> Response:
     """``{decision: approve|hold|review, available_credit, exposure, limit, reasons, ...}``; an approval
     reserves the amount until the order's invoice arrives (``attributes.order_id``) or it expires.
 
     Body: ``CheckIn``; scope ``credit:check``."""
     check = await read_check(request)
+    on = not_ahead_of_clock(check.on, "body.on", request) if check.on else today_utc()
     desk: CheckDesk = request.app.state.desk
     try:
-        answer = await desk.check(check.customer_id, check.order_id, check.amount, check.currency,
-                                  check.on or today())
+        answer = await desk.check(check.customer_id, check.order_id, check.amount, check.currency, on)
     except CreditError as error:
         raise refused(error, CHECK_FIELDS, "body") from None
     return _json(answer)
@@ -210,13 +220,14 @@ async def post_credit_check(request: Request) -> Response:
 class ReviewIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    as_of: date = Field(description="the business date the review is for")
+    as_of: BusinessDate = Field(description="the business date the review is for")
 
 
-@router.post("/reviews", tags=["reviews"])
-async def post_review(body: ReviewIn, runner: RunnerDep, _: CreditWriter) -> Response:
+@router.post("/reviews", tags=["reviews"], responses=answers_with(ReviewOut))
+async def post_review(body: ReviewIn, request: Request, runner: RunnerDep, _: CreditWriter) -> Response:
     """The credit review of a date; the same date again answers its summary and changes nothing;
-    a date before the latest review is refused (409)."""
+    a date before the latest review is refused (409), one beyond today (plus the tolerance) too (422)."""
+    not_ahead_of_clock(body.as_of, "body.as_of", request)
     try:
         return _json(await runner.run(body.as_of))
     except ReviewOutOfOrder as error:
@@ -225,7 +236,7 @@ async def post_review(body: ReviewIn, runner: RunnerDep, _: CreditWriter) -> Res
         raise Problem(503, "read-models-behind", detail=str(error), headers={"Retry-After": "5"}) from None
 
 
-@router.get("/reviews", tags=["reviews"])
+@router.get("/reviews", tags=["reviews"], responses=answers_with(ReviewsOut))
 async def get_reviews(app: AppDep, _: CreditReader) -> Response:
     registry = await asyncio.to_thread(app.review_registry)
     return _json({"reviews": [registry.reviews[day] for day in sorted(registry.reviews)]})
@@ -251,12 +262,12 @@ def _headline(view: dict[str, Any], currency: str | None) -> dict[str, Any]:
     }
 
 
-@router.get("/customers/{customer_id}/credit", tags=["customers"])
+@router.get("/customers/{customer_id}/credit", tags=["customers"], responses=answers_with(CreditViewOut))
 async def get_customer_credit(
     customer_id: str, app: AppDep, _: CreditReader,
     currency: Annotated[str | None, Query(pattern=r"^[A-Z]{3}$",
                                           description="the currency of the flat figures")] = None,
-    as_of: Annotated[date | None, Query(description="also score the risk as of this date")] = None,
+    as_of: Annotated[BusinessDate | None, Query(description="also score the risk as of this date")] = None,
 ) -> Response:
     """Limit, exposure and available credit (per currency under ``positions``), the risk grade
     and score with its factors as the last review recorded them, active holds, reservations."""
@@ -276,11 +287,11 @@ class LimitIn(BaseModel):
 
     currency: Currency
     amount: Amount
-    expires_on: date | None = Field(default=None, description="the limit lapses after this date")
-    review_on: date | None = Field(default=None, description="flagged for review from this date")
+    expires_on: BusinessDate | None = Field(default=None, description="the limit lapses after this date")
+    review_on: BusinessDate | None = Field(default=None, description="flagged for review from this date")
 
 
-@router.put("/customers/{customer_id}/credit-limit", tags=["customers"])
+@router.put("/customers/{customer_id}/credit-limit", tags=["customers"], responses=answers_with(LimitOut))
 async def put_credit_limit(customer_id: Id, body: LimitIn, app: AppDep, runtime: RuntimeDep,
                            principal: CreditWriter) -> Response:
     """Set a currency's limit (audited with the caller's identity); answers that currency's position."""
@@ -300,7 +311,8 @@ class HoldIn(BaseModel):
     reason: Text
 
 
-@router.post("/customers/{customer_id}/holds", status_code=201, tags=["holds"])
+@router.post("/customers/{customer_id}/holds", status_code=201, tags=["holds"],
+             responses=answers_with(HoldPlacedOut, 201))
 async def post_hold(customer_id: Id, body: HoldIn, app: AppDep, runtime: RuntimeDep,
                     principal: CreditOverrider) -> Response:
     """Put a customer on hold by hand (one manual hold at a time: placed again, the active one
@@ -321,7 +333,7 @@ class ReleaseIn(BaseModel):
     customer_id: Id | None = Field(default=None, description="optional: whose hold it is")
 
 
-@router.post("/holds/{hold_id}/release", tags=["holds"])
+@router.post("/holds/{hold_id}/release", tags=["holds"], responses=answers_with(ReleaseOut))
 async def post_release(hold_id: Id, body: ReleaseIn, app: AppDep, engine: EngineDep, runtime: RuntimeDep,
                        runner: RunnerDep, principal: CreditOverrider) -> Response:
     """Release a hold (audited with the caller's identity). Releasing an automatic hold
@@ -363,7 +375,7 @@ def _hold_out(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "effective_date": row["effective_date"].isoformat() if row["effective_date"] else None}
 
 
-@router.get("/holds", tags=["holds"])
+@router.get("/holds", tags=["holds"], responses=answers_with(HoldsOut))
 async def get_holds(
     engine: EngineDep, _: CreditReader,
     status: Literal["active", "released"] | None = None,
@@ -397,11 +409,11 @@ def _actor(kind: str, state: dict[str, Any]) -> str | None:
     return None
 
 
-@router.get("/audit/customers/{customer_id}", tags=["audit"])
+@router.get("/audit/customers/{customer_id}", tags=["audit"], responses=answers_with(AuditOut))
 async def get_customer_audit(
     customer_id: str, app: AppDep, _: CreditReader,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-    cursor: Annotated[int | None, Query(ge=0, description="the last version seen")] = None,
+    cursor: Annotated[int | None, Query(ge=0, le=BIGINT_MAX, description="the last version seen")] = None,
 ) -> Response:
     """The credit account's stored events in recorded order: who did what, when, and why."""
     events = await asyncio.to_thread(app.history, customer_id, after=cursor or 0, limit=limit)

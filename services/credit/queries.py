@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from services.credit.projections import PROJECTOR_NAME, accounts, checks, holds, positions
+from shared.db import plain_row
 
 
 def projector_position(conn: Connection) -> int:
@@ -35,10 +36,10 @@ def find_holds(conn: Connection, *, status: str | None, customer_id: str | None,
     if customer_id is not None:
         query = query.where(holds.c.customer_id == customer_id)
     query = query.order_by(holds.c.placed_at.desc(), holds.c.hold_id).limit(limit)
-    return [dict(row._mapping) for row in conn.execute(query)]
+    return [plain_row(row._mapping) for row in conn.execute(query)]
 
 
 def customer_checks(conn: Connection, customer_id: str, limit: int) -> list[dict[str, Any]]:
     query = (select(checks).where(checks.c.customer_id == customer_id)
              .order_by(checks.c.recorded_at.desc(), checks.c.order_id).limit(limit))
-    return [dict(row._mapping) for row in conn.execute(query)]
+    return [plain_row(row._mapping) for row in conn.execute(query)]

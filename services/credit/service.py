@@ -25,6 +25,7 @@ from shared.eventstore import eventsourcing_env
 from shared.health import health
 from shared.ledger_feed import decode_record
 from shared.metrics import ServiceMetrics
+from shared.openapi import document_problems
 from shared.problems import install_problem_handlers
 from shared.runtime import ServiceRuntime, tune_gc
 from shared.settings import ServiceSettings
@@ -59,7 +60,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         runner = ReviewRunner(credit, engine, runtime.write_lock, runtime.notify_followers)
         desk = CheckDesk(credit, runtime.write_lock, metrics, runtime.notify_followers)
         app.state.credit, app.state.engine, app.state.runtime = credit, engine, runtime
-        app.state.runner, app.state.desk = runner, desk
+        app.state.runner, app.state.desk, app.state.settings = runner, desk, settings
         close_followers = runtime.consume(settings, followers, topics=INBOUND_TOPICS, decode=decode_record,
                                           sink=credit)
         if settings.credit_review_at is not None:
@@ -85,4 +86,5 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.add_middleware(CheckLane)
     app.include_router(router)
     app.include_router(health)
+    document_problems(app)
     return app

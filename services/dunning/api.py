@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, date, datetime
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Engine
 
 from services.dunning import queries
+from services.dunning.api_answers import (
+    DunningViewOut,
+    NoticesOut,
+    PoliciesOut,
+    PromiseOut,
+    RunOut,
+    WorklistOut,
+)
 from services.dunning.application import DunningApplication
 from services.dunning.domain import Policy
 from services.dunning.domain.errors import (
@@ -26,13 +32,18 @@ from services.dunning.domain.policy import Channel
 from services.dunning.domain.registry import RunOutOfOrder, resolve
 from services.dunning.runs import DunningRunner
 from shared.auth import DunningReader, DunningWriter
-from shared.money import ZERO, parse_amount, to_text
+from shared.business_dates import BusinessDate, not_ahead_of_clock, today_utc
+from shared.db import BIGINT_MAX
+from shared.money import ZERO, Amount, to_text
+from shared.openapi import answers_with
 from shared.problems import Problem, not_found
 from shared.runtime import ServiceRuntime
 from shared.scheduling import ReadModelsBehind
 
-Amount = Annotated[Decimal, BeforeValidator(parse_amount)]
 PolicyName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+# A count of days in a policy: ten years either way is beyond any dunning.
+Days = Annotated[int, Field(ge=-3660, le=3660)]
+DaysAfter = Annotated[int, Field(ge=0, le=3660)]
 
 
 def get_app(request: Request) -> DunningApplication:
@@ -63,10 +74,6 @@ RunnerDep = Annotated[DunningRunner, Depends(get_runner)]
 router = APIRouter()
 
 
-def _today() -> date:
-    return datetime.now(UTC).date()
-
-
 def _field_name(location: tuple[int | str, ...]) -> str:
     """``("body", "levels", 0, "fee")`` as ``body.levels[0].fee``, as request validation names it."""
     return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location).lstrip(".")
@@ -86,15 +93,15 @@ class LevelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    days_past_due: int = Field(description="reached on due date + this many days; negative: before due")
+    days_past_due: Days = Field(description="reached on due date + this many days; negative: before due")
     channel: Channel
     channels: list[Channel] = Field(default_factory=list, description="further channels, after `channel`")
     template: str
     templates: dict[str, str] = Field(default_factory=dict, description="template per language")
     fee: Amount = ZERO
     min_amount: Amount = ZERO
-    min_days_since_last_notice: int = Field(default=0, ge=0)
-    respond_within_days: int | None = Field(default=None, ge=0)
+    min_days_since_last_notice: DaysAfter = 0
+    respond_within_days: DaysAfter | None = None
     escalate: bool = False
 
 
@@ -102,11 +109,12 @@ class PolicyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, description="if given, must equal the name in the path")
-    version: int | None = Field(default=None, description="ignored: the service numbers the versions")
-    description: str = ""
+    version: int | None = Field(default=None, ge=0, le=BIGINT_MAX,
+                                description="ignored: the service numbers the versions")
+    description: str = Field(default="", max_length=2000, pattern=r"^[^\x00]*$")
     levels: list[LevelIn] = Field(min_length=1)
-    promise_grace_days: int = Field(default=3, ge=0)
-    respond_within_days: int = Field(default=14, ge=0)
+    promise_grace_days: DaysAfter = 3
+    respond_within_days: DaysAfter = 14
     annual_interest_percent: Amount | None = None
     default_language: str = "en"
 
@@ -115,13 +123,13 @@ def policy_out(policy: Policy) -> dict[str, Any]:
     return policy.model_dump(mode="json")
 
 
-@router.get("/policies", tags=["policies"])
+@router.get("/policies", tags=["policies"], response_model=None, responses=answers_with(PoliciesOut))
 async def list_policies(app: AppDep, _: DunningReader) -> dict[str, Any]:
     book = await asyncio.to_thread(app.policy_book)
     return {"policies": [policy_out(p) for p in book.all()]}
 
 
-@router.get("/policies/{name}", tags=["policies"])
+@router.get("/policies/{name}", tags=["policies"], response_model=None, responses=answers_with(Policy))
 async def get_policy(name: PolicyName, app: AppDep, _: DunningReader) -> dict[str, Any]:
     book = await asyncio.to_thread(app.policy_book)
     policy = book.get(name)
@@ -130,7 +138,7 @@ async def get_policy(name: PolicyName, app: AppDep, _: DunningReader) -> dict[st
     return policy_out(policy)
 
 
-@router.put("/policies/{name}", tags=["policies"])
+@router.put("/policies/{name}", tags=["policies"], response_model=None, responses=answers_with(Policy))
 async def put_policy(name: PolicyName, body: PolicyIn, app: AppDep, runtime: RuntimeDep,
                      _: DunningWriter) -> dict[str, Any]:
     """Store a new version of a policy (the same content again keeps its version)."""
@@ -170,13 +178,15 @@ async def put_policy(name: PolicyName, body: PolicyIn, app: AppDep, runtime: Run
 class RunIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    as_of: date = Field(description="the business date the run is for")
+    as_of: BusinessDate = Field(description="the business date the run is for")
 
 
-@router.post("/runs", tags=["runs"])
-async def post_run(body: RunIn, runner: RunnerDep, _: DunningWriter) -> dict[str, Any]:
+@router.post("/runs", tags=["runs"], response_model=None, responses=answers_with(RunOut))
+async def post_run(body: RunIn, request: Request, runner: RunnerDep, _: DunningWriter) -> dict[str, Any]:
     """Run dunning for a date: ``{"run_id", "as_of", "notices"}``; a date run before answers the
-    same notices again and issues nothing new; a date before the latest run is refused (409)."""
+    same notices again and issues nothing new; a date before the latest run is refused (409),
+    one beyond today (plus the tolerance) too (422)."""
+    not_ahead_of_clock(body.as_of, "body.as_of", request)
     try:
         return await runner.run(body.as_of)
     except RunOutOfOrder as error:
@@ -191,12 +201,12 @@ async def post_run(body: RunIn, runner: RunnerDep, _: DunningWriter) -> dict[str
 class PromiseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    promised_date: date
+    promised_date: BusinessDate
     amount: Amount
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$",
                                  description="needed when the customer owes in several currencies")
     invoice_ids: list[str] | None = Field(default=None, description="default: the oldest due open invoices")
-    made_on: date | None = Field(default=None,
+    made_on: BusinessDate | None = Field(default=None,
                                  description="business date of the promise; default today (UTC)")
 
 
@@ -217,14 +227,16 @@ def _promise_field(error: InvalidPromise) -> str:
     return "body.amount"
 
 
-@router.post("/customers/{customer_id}/promises", status_code=201, tags=["customers"])
-async def post_promise(customer_id: str, body: PromiseIn, app: AppDep, runtime: RuntimeDep,
+@router.post("/customers/{customer_id}/promises", status_code=201, tags=["customers"], response_model=None,
+             responses=answers_with(PromiseOut, 201))
+async def post_promise(customer_id: str, body: PromiseIn, request: Request, app: AppDep, runtime: RuntimeDep,
                        _: DunningWriter) -> dict[str, Any]:
     """A promise to pay: pauses dunning of the covered invoices until promised_date + grace."""
+    made_on = not_ahead_of_clock(body.made_on, "body.made_on", request) if body.made_on else today_utc()
     try:
         async with runtime.write_lock:
             promise = await asyncio.to_thread(
-                app.promise, customer_id, made_on=body.made_on or _today(), promised_date=body.promised_date,
+                app.promise, customer_id, made_on=made_on, promised_date=body.promised_date,
                 amount=body.amount, currency=body.currency, invoice_ids=body.invoice_ids)
     except InvalidPromise as error:
         raise _field_problem(422, "validation-error", _promise_field(error), str(error)) from None
@@ -237,7 +249,8 @@ async def post_promise(customer_id: str, body: PromiseIn, app: AppDep, runtime: 
     return {"customer_id": customer_id, **promise}
 
 
-@router.get("/customers/{customer_id}/dunning", tags=["customers"])
+@router.get("/customers/{customer_id}/dunning", tags=["customers"], response_model=None,
+            responses=answers_with(DunningViewOut))
 async def get_customer_dunning(customer_id: str, app: AppDep, _: DunningReader) -> dict[str, Any]:
     """Current level per invoice, notices sent, promises (pauses), the policy and wake date."""
 
@@ -259,13 +272,13 @@ async def get_customer_dunning(customer_id: str, app: AppDep, _: DunningReader) 
 # --------------------------------------------------------------------------- notices, worklist
 
 
-@router.get("/notices", tags=["notices"])
+@router.get("/notices", tags=["notices"], response_model=None, responses=answers_with(NoticesOut))
 async def get_notices(
     engine: EngineDep, _: DunningReader,
     status: Annotated[Literal["outstanding", "settled"] | None,
                       Query(description="outstanding: an invoice on it is still open")] = None,
-    level: Annotated[int | None, Query(ge=1)] = None,
-    as_of: Annotated[date | None, Query(description="notices of the run of this date")] = None,
+    level: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    as_of: Annotated[BusinessDate | None, Query(description="notices of the run of this date")] = None,
     customer_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
@@ -277,14 +290,14 @@ async def get_notices(
     return {"notices": await asyncio.to_thread(read)}
 
 
-@router.get("/worklist", tags=["notices"])
+@router.get("/worklist", tags=["notices"], response_model=None, responses=answers_with(WorklistOut))
 async def get_worklist(
     engine: EngineDep, _: DunningReader,
-    as_of: Annotated[date | None, Query(description="business date; default today (UTC)")] = None,
+    as_of: Annotated[BusinessDate | None, Query(description="business date; default today (UTC)")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Customers by amount at risk: overdue undisputed open amount x (1 + dunning level)."""
-    day = as_of or _today()
+    day = as_of or today_utc()
 
     def read() -> list[dict[str, Any]]:
         with engine.connect() as conn:

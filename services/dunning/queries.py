@@ -18,7 +18,7 @@ from services.dunning.projections import (
     notices,
     positions,
 )
-from shared.db import Money
+from shared.db import Money, plain_row
 
 
 def projector_position(conn: Connection) -> int:
@@ -103,4 +103,4 @@ def worklist(conn: Connection, as_of: date, limit: int) -> list[dict[str, Any]]:
         .order_by(at_risk.desc(), invoices.c.customer_id, invoices.c.currency)
         .limit(limit)
     )
-    return [dict(row._mapping) for row in conn.execute(query)]
+    return [plain_row(row._mapping) for row in conn.execute(query)]

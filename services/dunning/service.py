@@ -23,6 +23,7 @@ from shared.eventstore import eventsourcing_env
 from shared.health import health
 from shared.ledger_feed import decode_record
 from shared.metrics import ServiceMetrics
+from shared.openapi import document_problems
 from shared.problems import install_problem_handlers
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings
@@ -52,7 +53,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         runtime = ServiceRuntime("dunning", settings.kafka_bootstrap, metrics)
         runner = DunningRunner(dunning, engine, runtime.write_lock, runtime.notify_followers)
         app.state.dunning, app.state.engine, app.state.runtime = dunning, engine, runtime
-        app.state.runner = runner
+        app.state.runner, app.state.settings = runner, settings
         close_followers = runtime.consume(settings, followers, topics=INBOUND_TOPICS, decode=decode_record,
                                           sink=dunning)
         if settings.dunning_run_at is not None:
@@ -76,4 +77,5 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     install_auth(app, settings)
     app.include_router(router)
     app.include_router(health)
+    document_problems(app)
     return app

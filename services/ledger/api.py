@@ -16,8 +16,9 @@ from sqlalchemy import Engine
 from services.ledger import queries
 from services.ledger.application import LedgerApplication
 from shared.auth import LedgerReader, LedgerWriter
+from shared.business_dates import BusinessDate, BusinessInstant, today_utc
 from shared.erp_events import InboundMessage, InvalidMessage, parse_envelope, validate_event
-from shared.money import ZERO, to_text
+from shared.money import ZERO, MoneyText, to_text
 from shared.problems import not_found
 from shared.runtime import ServiceRuntime
 
@@ -34,8 +35,8 @@ def get_runtime(request: Request) -> ServiceRuntime:
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
 RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
-AsOf = Annotated[date | None, Query(description="business date; default today (UTC)")]
-KnownAt = Annotated[datetime | None, Query(
+AsOf = Annotated[BusinessDate | None, Query(description="business date; default today (UTC)")]
+KnownAt = Annotated[BusinessInstant | None, Query(
     description="answer as recorded up to this instant (ISO 8601; without an offset, UTC)"
 )]
 
@@ -44,10 +45,10 @@ router = APIRouter()
 
 class CurrencyBalance(BaseModel):
     currency: str
-    open_amount: str
-    overdue_amount: str
-    disputed_amount: str
-    unapplied_cash: str
+    open_amount: MoneyText
+    overdue_amount: MoneyText
+    disputed_amount: MoneyText
+    unapplied_cash: MoneyText
 
 
 class BalanceOut(BaseModel):
@@ -61,17 +62,17 @@ class InvoiceOut(BaseModel):
     invoice_id: str
     customer_id: str
     currency: str
-    amount: str
-    open_amount: str
+    amount: MoneyText
+    open_amount: MoneyText
     status: str
     issue_date: date
     due_date: date
     settled_date: date | None
     days_late: int | None
     days_to_settle: int | None
-    disputed_amount: str
-    written_off: str
-    discount_taken: str
+    disputed_amount: MoneyText
+    written_off: MoneyText
+    discount_taken: MoneyText
     reference: str | None
     attributes: dict[str, str]
     as_of: date | None = None
@@ -90,11 +91,6 @@ class IntakeOut(BaseModel):
     accepted: int
     rejected: int
     outcomes: list[EventOutcome]
-
-
-def today_utc() -> date:
-    """The default ``as_of``: the only place the ledger reads the wall clock."""
-    return datetime.now(UTC).date()
 
 
 def as_utc(instant: datetime | None) -> datetime | None:
@@ -139,7 +135,8 @@ async def get_balance(
 @router.get("/invoices/{invoice_id}", response_model=InvoiceOut, tags=["invoices"])
 async def get_invoice(
     invoice_id: str, engine: EngineDep, _: LedgerReader, known_at: KnownAt = None,
-    as_of: Annotated[date | None, Query(description="business date; default: everything booked")] = None,
+    as_of: Annotated[BusinessDate | None,
+                     Query(description="business date; default: everything booked")] = None,
 ) -> InvoiceOut:
     """The invoice as it stands, or as of a business date and/or as known at an instant."""
     known = as_utc(known_at)
@@ -175,9 +172,9 @@ async def get_invoice(
 class OpenItemOut(BaseModel):
     invoice_id: str
     currency: str
-    amount: str
-    open_amount: str
-    disputed_amount: str
+    amount: MoneyText
+    open_amount: MoneyText
+    disputed_amount: MoneyText
     status: str
     issue_date: date
     due_date: date

@@ -24,7 +24,7 @@ from services.ledger.application import LedgerApplication
 from services.ledger.projections import replays
 from services.ledger.replay import OnlineReplay
 from shared.auth import ReplayOperator
-from shared.db import make_engine
+from shared.db import make_engine, plain_row
 from shared.problems import Problem, not_found
 from shared.settings import ServiceSettings
 
@@ -132,7 +132,7 @@ async def _replay(ledger: LedgerApplication, url: str, run: replay_audit.ReplayR
 
 
 def _out(row: Any) -> dict[str, Any]:
-    return {column.name: row[column.name] for column in replays.columns}
+    return plain_row({column.name: row[column.name] for column in replays.columns})
 
 
 @router.get("/replays", response_model=ReplaysOut)

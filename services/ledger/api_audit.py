@@ -13,6 +13,7 @@ from services.ledger import audit
 from services.ledger.api import EngineDep
 from services.ledger.application import LedgerApplication
 from shared.auth import LedgerReader
+from shared.db import BIGINT_MAX
 from shared.problems import not_found
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -59,7 +60,8 @@ async def get_customer_audit(
     request: Request,
     _: LedgerReader,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-    cursor: Annotated[int | None, Query(ge=1, description="next_cursor of the previous page")] = None,
+    cursor: Annotated[int | None, Query(ge=1, le=BIGINT_MAX,
+                                        description="next_cursor of the previous page")] = None,
 ) -> AuditOut:
     """The customer's account history in recorded order, a page at a time."""
     ledger: LedgerApplication = request.app.state.ledger

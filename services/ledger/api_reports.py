@@ -11,10 +11,11 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from services.ledger.aging import AgingRequestError, Buckets, GroupBy, aging
-from services.ledger.api import AsOf, EngineDep, KnownAt, as_utc, today_utc
+from services.ledger.api import AsOf, EngineDep, KnownAt, as_utc
 from services.ledger.receivables_metrics import ReceivablesMetrics, receivables_metrics
 from shared.auth import LedgerReader
-from shared.money import to_text
+from shared.business_dates import today_utc
+from shared.money import MoneyText, to_text
 from shared.problems import Problem
 
 router = APIRouter(tags=["reports"])
@@ -97,11 +98,11 @@ class CurrencyMetricsOut(BaseModel):
     best_possible_dso: str | None
     average_days_delinquent: str | None
     cei: str | None
-    ar_balance: str
-    credit_sales: str
-    current_ar: str
-    ar_at_start: str
-    unapplied_cash: str
+    ar_balance: MoneyText
+    credit_sales: MoneyText
+    current_ar: MoneyText
+    ar_at_start: MoneyText
+    unapplied_cash: MoneyText
 
 
 class MetricsOut(BaseModel):
@@ -115,8 +116,8 @@ class MetricsOut(BaseModel):
     best_possible_dso: str | None = None
     average_days_delinquent: str | None = None
     cei: str | None = None
-    ar_balance: str | None = None
-    credit_sales: str | None = None
+    ar_balance: MoneyText | None = None
+    credit_sales: MoneyText | None = None
     currencies: list[CurrencyMetricsOut]
 
 

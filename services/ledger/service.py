@@ -23,6 +23,7 @@ from shared.erp_events import DEFAULT_LIMITS, InboundMessage, Limits, decode_mes
 from shared.eventstore import eventsourcing_env
 from shared.health import health
 from shared.metrics import ServiceMetrics
+from shared.openapi import document_problems
 from shared.problems import install_problem_handlers
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings
@@ -78,6 +79,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(api_audit.router)
     app.include_router(api_admin.router)
     app.include_router(health)
+    document_problems(app)
     return app
 
 

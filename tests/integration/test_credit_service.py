@@ -21,6 +21,7 @@ Nothing waits a fixed time: every wait polls a condition with a deadline.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,16 @@ async def test_holds_releases_reservations_reviews_and_risk_through_the_ledger(
         assert (release.json()["released_by"], release.json()["reason"]) == ("overrider", "customer verified")
         again = await credit.post(release_path, {"reason": "twice"}, as_="overrider")
         assert again.status_code == 409, again.text
+        # the holds read model lists it (GET /holds was a 500 as soon as a hold existed), its
+        # instants in UTC with their offset (SQLite keeps them without one)
+        listed = await poll(lambda: credit.get("/holds", customer_id="M", status="released"),
+                            lambda r: r.status_code != 200 or bool(r.json()["holds"]), timeout=WAIT,
+                            what="M's released hold listed")
+        assert listed.status_code == 200, listed.text
+        [row] = listed.json()["holds"]
+        assert (row["hold_id"], row["released_by"]) == (manual["hold_id"], "overrider")
+        assert {datetime.fromisoformat(row[k]).utcoffset() for k in ("placed_at", "released_at")} == {
+            timedelta(0)}
         unknown = await credit.post("/holds/no-such-hold/release", {"reason": "?"}, as_="overrider")
         assert unknown.status_code == 404, unknown.text
         assert (await credit.check("M", "OM-2", "10.00", on="2025-03-26"))["decision"] == "approve"

@@ -403,3 +403,81 @@ def test_a_bad_tokens_file_is_refused(
 
     with pytest.raises(ValidationError, match=problem):
         ServiceSettings.for_service("ledger")
+
+
+# --- the store out of reach, dates ahead of the clock, the documented problems ------------
+
+
+def _store_errors() -> list[Exception]:
+    import eventsourcing.persistence
+    import psycopg_pool
+    import sqlalchemy.exc
+
+    return [
+        sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("connection refused")),
+        sqlalchemy.exc.TimeoutError("QueuePool limit of size 5 overflow 5 reached"),
+        eventsourcing.persistence.OperationalError("server closed the connection"),
+        psycopg_pool.PoolTimeout("couldn't get a connection after 30.00 sec"),
+    ]
+
+
+@pytest.mark.parametrize("error", _store_errors(), ids=lambda error: type(error).__qualname__)
+async def test_an_unreachable_store_is_503_with_retry_after(error: Exception) -> None:
+    app = build_app(None)
+
+    @app.get("/read")
+    async def read() -> None:
+        raise error
+
+    async with client_for(app) as client:
+        response = await client.get("/read")
+
+    body = assert_problem(response, 503, "store-unavailable")
+    assert int(response.headers["retry-after"]) > 0
+    assert "connection" not in body["detail"]  # the driver's message stays in the log
+
+
+def test_a_date_ahead_of_the_clock_is_refused_beyond_the_tolerance(monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from shared.business_dates import not_ahead_of_clock, today_utc
+
+    def request(settings: object) -> Any:
+        return SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(settings=settings)))
+
+    today = today_utc()
+    default = request(ServiceSettings.for_service("dunning", auth="disabled", dev_mode=True))
+    assert not_ahead_of_clock(today + timedelta(days=1), "body.as_of", default) == today + timedelta(days=1)
+    assert not_ahead_of_clock(today - timedelta(days=3650), "body.as_of", default)
+    with pytest.raises(Problem) as refused:
+        not_ahead_of_clock(today + timedelta(days=2), "body.as_of", default)
+    assert (refused.value.status, refused.value.extra["errors"][0]["field"]) == (422, "body.as_of")
+
+    monkeypatch.setenv("RECEIVABLES_FUTURE_DATE_TOLERANCE_DAYS", "0")
+    strict = request(ServiceSettings.for_service("dunning", auth="disabled", dev_mode=True))
+    assert not_ahead_of_clock(today, "body.as_of", strict) == today
+    with pytest.raises(Problem):
+        not_ahead_of_clock(today + timedelta(days=1), "body.as_of", strict)
+
+
+async def test_the_openapi_document_lists_each_operations_problems(settings: ServiceSettings) -> None:
+    from shared.openapi import document_problems
+
+    app = build_app(settings)
+    document_problems(app)
+    async with client_for(app) as client:
+        document = (await client.get("/openapi.json")).json()
+
+    def problems(path: str, method: str) -> set[str]:
+        responses = document["paths"][path][method]["responses"]
+        listed = {status for status in responses if int(status) >= 400}
+        assert all(list(responses[s]["content"]) == [PROBLEM_MEDIA_TYPE] for s in listed), responses
+        return listed
+
+    assert problems("/balance", "get") == {"401", "403", "503"}
+    assert problems("/events", "post") == {"401", "403", "409", "503"}
+    assert problems("/invoices/{invoice_id}", "get") == {"404", "422", "503"}
+    assert problems("/payments", "post") == {"400", "409", "422", "503"}
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    assert document["components"]["schemas"]["Problem"]["required"] == ["type", "title", "status", "detail"]

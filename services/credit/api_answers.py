@@ -1,0 +1,117 @@
+"""The credit API's answers as its OpenAPI document declares them.
+
+The routes render their answers themselves (orjson, see ``api``); these models only
+describe them, so that a client and the schema fuzzer know every figure's type: money is a
+decimal string, dates are ISO dates, instants carry their offset. More members than listed
+may come (``extra="allow"``).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from shared.money import MoneyText
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class PositionOut(_Answer):
+    currency: str
+    open_receivables: MoneyText
+    reserved: MoneyText
+    exposure: MoneyText
+    limit: MoneyText | None
+    available: MoneyText | None
+
+
+class CheckOut(_Answer):
+    order_id: str
+    customer_id: str
+    currency: str
+    amount: MoneyText
+    on: date
+    decision: Literal["approve", "hold", "review"]
+    available_credit: MoneyText | None
+    exposure: MoneyText
+    limit: MoneyText | None
+    reasons: list[str]
+
+
+class HoldOut(_Answer):
+    hold_id: str
+    kind: str
+    reasons: list[str]
+    placed_by: str
+    status: str
+    effective_date: date | None = None
+
+
+class HoldRowOut(HoldOut):
+    customer_id: str
+    placed_at: datetime | None
+    released_at: datetime | None
+
+
+class HoldsOut(_Answer):
+    holds: list[HoldRowOut]
+
+
+class HoldPlacedOut(HoldOut):
+    customer_id: str
+
+
+class ReleaseOut(_Answer):
+    hold_id: str
+    customer_id: str
+    released_by: str
+    reason: str
+    positions: list[PositionOut]
+
+
+class LimitOut(PositionOut):
+    customer_id: str
+    set_by: str
+
+
+class CreditViewOut(_Answer):
+    customer_id: str
+    currency: str | None
+    limit: MoneyText | None
+    exposure: MoneyText | None
+    available: MoneyText | None
+    risk_grade: str | None
+    risk_score: str | None
+    risk_factors: list[dict[str, Any]]
+    active_holds: list[HoldOut]
+    on_hold: bool
+    positions: list[PositionOut]
+
+
+class ReviewOut(_Answer):
+    review_id: str
+    as_of: date
+    repeat: bool
+
+
+class ReviewsOut(_Answer):
+    reviews: list[dict[str, Any]]
+
+
+class AuditEntryOut(_Answer):
+    version: int
+    recorded_at: datetime
+    type: str
+    by: str | None
+    data: dict[str, Any]
+
+
+class AuditOut(_Answer):
+    customer_id: str
+    events: list[AuditEntryOut]
+    next_cursor: int | None
+

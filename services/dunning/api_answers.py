@@ -1,0 +1,116 @@
+"""The dunning API's answers as its OpenAPI document declares them.
+
+The routes answer plain dicts; these models only describe them, so that a client and the
+schema fuzzer know every figure's type: money is a decimal string, dates are ISO dates.
+More members than listed may come (``extra="allow"``). Policies are answered as the
+domain's ``Policy`` (its serialized form).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from services.dunning.domain import Policy
+from shared.money import MoneyText
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class NoticeLineOut(_Answer):
+    invoice_id: str
+    open_amount: MoneyText
+    days_past_due: int
+
+
+class NoticeOut(_Answer):
+    notice_id: str
+    customer_id: str
+    as_of: date
+    level: int
+    channel: str
+    template: str
+    invoices: list[NoticeLineOut]
+    total_due: MoneyText
+    currency: str
+    fees: MoneyText
+    respond_by: date
+
+
+class ListedNoticeOut(NoticeOut):
+    status: str
+
+
+class NoticesOut(_Answer):
+    notices: list[ListedNoticeOut]
+
+
+class RunOut(_Answer):
+    run_id: str
+    as_of: date
+    notices: list[NoticeOut]
+    repeat: bool
+
+
+class WorklistRowOut(_Answer):
+    customer_id: str
+    currency: str
+    overdue_amount: MoneyText
+    amount_at_risk: MoneyText
+    level: int
+    invoices: int
+    oldest_due_date: date
+    days_past_due: int
+    escalated: bool
+
+
+class WorklistOut(_Answer):
+    as_of: date
+    customers: list[WorklistRowOut]
+
+
+class PromiseOut(_Answer):
+    customer_id: str
+    promise_id: str
+    currency: str
+    amount: MoneyText
+    made_on: date
+    promised_date: date
+    paused_until: date
+    invoice_ids: list[str]
+    status: str
+
+
+class InvoiceLevelOut(_Answer):
+    invoice_id: str
+    currency: str
+    due_date: date
+    open_amount: MoneyText
+    disputed_amount: MoneyText
+    level: int
+
+
+class SentNoticeOut(_Answer):
+    notice_id: str
+    as_of: date
+    currency: str
+    level: int
+    total_due: MoneyText
+
+
+class DunningViewOut(_Answer):
+    customer_id: str
+    policy: str | None
+    invoices: list[InvoiceLevelOut]
+    notices: list[SentNoticeOut]
+    promises: list[dict[str, Any]]
+    last_run_on: date | None
+    next_action_on: date | None
+
+
+class PoliciesOut(_Answer):
+    policies: list[Policy]
