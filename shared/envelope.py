@@ -14,12 +14,13 @@ class CloudEvent(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
+    # bounded, and no NUL character (PostgreSQL refuses one in text; the audit trail shows them)
     specversion: Literal["1.0"]
-    id: str = Field(min_length=1, max_length=500)
-    source: str = Field(min_length=1, max_length=500)
+    id: str = Field(min_length=1, max_length=500, pattern=r"^[^\x00]+$")
+    source: str = Field(min_length=1, max_length=500, pattern=r"^[^\x00]+$")
     type: str = Field(min_length=1, max_length=100)
     time: datetime | None = None
-    subject: str | None = Field(default=None, min_length=1, max_length=200)
+    subject: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^[^\x00]+$")
     datacontenttype: str | None = "application/json"
     data: dict[str, Any]
 

@@ -79,11 +79,15 @@ Amount = Annotated[Decimal, BeforeValidator(parse_amount)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$"), AfterValidator(check_currency)]
 BusinessDate = Annotated[date, BeforeValidator(_business_date)]
 Days = Annotated[int, Field(ge=0, le=MAX_DAYS)]
-Id = Annotated[str, Field(min_length=1, max_length=200)]
-Name = Annotated[str, Field(max_length=500)]
-Text = Annotated[str, Field(max_length=4000)]
+# No NUL character in any text: PostgreSQL refuses one in a text column, and the read models
+# would stop at it for good.
+NO_NUL = r"^[^\x00]*$"
+Id = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
+Name = Annotated[str, Field(max_length=500, pattern=NO_NUL)]
+Text = Annotated[str, Field(max_length=4000, pattern=NO_NUL)]
 Attributes = Annotated[
-    dict[Annotated[str, Field(max_length=100)], Annotated[str, Field(max_length=1000)]],
+    dict[Annotated[str, Field(max_length=100, pattern=NO_NUL)],
+         Annotated[str, Field(max_length=1000, pattern=NO_NUL)]],
     Field(max_length=MAX_ATTRIBUTES),
 ]
 

@@ -213,3 +213,9 @@ def test_an_account_refuses_money_beyond_what_one_balance_holds_and_takes_what_s
     # the refused invoice was not remembered as processed: once there is room, it goes in
     account.handle(_message(VALID_INVOICE, "over", invoice_id="INV-over", amount="100.00"))
     assert account.totals("EUR")["open"] == MAX_ACCOUNT_TOTAL
+
+
+def test_no_text_may_hold_a_nul_character() -> None:
+    assert "data.invoice_id" in reason(encoded(VALID_INVOICE, invoice_id="INV\x001"))
+    assert "data.attributes" in reason(encoded(VALID_INVOICE, attributes={"region": "no\x00rth"}))
+    assert "not a CloudEvent" in reason(orjson.dumps({**VALID_INVOICE, "id": "erp\x00-1"}))
