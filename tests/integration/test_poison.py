@@ -248,6 +248,13 @@ def build_cases() -> list[Case]:
     case("reference-100k", dead(INVOICES, invoice(cust, "X", reference="r" * 100_000), "data.reference"))
     cust = customer_of("name-100k")
     case("name-100k", dead(CUSTOMERS, customer_profile(cust, "X", name="n" * 100_000), "data.name"))
+    cust = customer_of("nul-in-reference")  # PostgreSQL refuses NUL in a text column
+    case("nul-in-reference", dead(INVOICES, invoice(cust, "X", reference="a\x00b"), "data.reference"))
+    cust = customer_of("nul-in-attribute")
+    case("nul-in-attribute", dead(INVOICES, invoice(cust, "X", attributes={"region": "\x00"}),
+                                  "data.attributes"))
+    cust = customer_of("nul-in-name")
+    case("nul-in-name", dead(CUSTOMERS, customer_profile(cust, "X", name="N\x00"), "data.name"))
     cust = customer_of("invoice-id-201")
     case("invoice-id-201", dead(INVOICES, invoice(cust, "X" * 201), "data.invoice_id"))
 
@@ -445,7 +452,8 @@ CURRENCY_CODES = st.one_of(st.sampled_from(["XYZ", "XXX", "eur", "EURO", "", "XT
 CUSTOMER_IDS = st.one_of(st.text(max_size=8), st.just("C" * 201), st.integers(), st.none())
 ENVELOPE_FIELDS = ["specversion", "id", "source", "time", "data", "datacontenttype"]
 MUTATIONS = ["amount", "date", "deep", "terms", "allocations", "type", "topic", "key", "subject", "currency",
-             "drop", "customer", "long", "bytes", "envelope", "amount", "amount", "date", "date", "deep"]
+             "drop", "customer", "long", "bytes", "envelope", "nul",
+             "amount", "amount", "date", "date", "deep"]
 AMOUNT_FIELDS = ("amount", "new_amount", "credited_amount")
 DATE_FIELDS = ("issue_date", "due_date", "received_date", "effective_date", "opened_date", "resolved_date")
 
@@ -496,6 +504,10 @@ def mutated(draw: st.DrawFn, message: dict[str, Any]) -> dict[str, Any]:
         depth = draw(st.sampled_from([1000, 255, 254, 33, 32, 31, 1024, 1025, 5000]))
         field_name = draw(st.sampled_from(["contacts", "notes", "attributes"]))
         message["raw"] = deep_json(event, ("data", field_name), depth)
+    elif how == "nul":
+        text_fields = [k for k, v in data.items() if isinstance(v, str)] or ["reference"]
+        name = draw(st.sampled_from(text_fields))
+        data[name] = f"{data.get(name, '')}\x00"
     elif how == "long":
         field_name = draw(st.sampled_from(["reference", "name", "reason", "invoice_id", "notes"]))
         data[field_name] = "x" * draw(st.sampled_from([200, 201, 500, 501, 4000, 4001, 100_000, 300_000]))
