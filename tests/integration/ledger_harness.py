@@ -28,6 +28,7 @@ import httpx
 import orjson
 import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
@@ -181,6 +182,13 @@ def start_broker(log_path: Path | None = None, attempts: int = 3) -> EmbeddedBro
     return start_on_free_port(log_path, attempts)
 
 
+def partition_of(key: bytes, partitions: int = PARTITIONS) -> int:
+    """The partition the producer's default partitioner picks for ``key``: a message sent
+    there without a key (or under another key) shares the order of the key's messages."""
+    every = list(range(partitions))
+    return int(DefaultPartitioner()(key, every, every))
+
+
 def create_ledger_topics(broker: EmbeddedBroker) -> None:
     created = create_topics(broker.bootstrap, TOPICS)
     assert all(count == PARTITIONS for count in created.values()), created
@@ -189,9 +197,11 @@ def create_ledger_topics(broker: EmbeddedBroker) -> None:
 class Publisher:
     """A producer for tests: contract events keyed by customer id, raw bytes anywhere."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, *, max_request_size: int = 1_048_576) -> None:
+        # max_request_size: raise it to publish originals larger than Kafka's default 1 MB
         self.producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=256 * 1024,
+            max_request_size=max_request_size,
         )
 
     async def __aenter__(self) -> Publisher:
@@ -204,8 +214,9 @@ class Publisher:
     async def send(self, event: dict[str, Any]) -> RecordMetadata:
         return await self.send_raw(topic_of(event), event["subject"].encode(), encode(event))
 
-    async def send_raw(self, topic: str, key: bytes | None, value: bytes) -> RecordMetadata:
-        return await self.producer.send_and_wait(topic, value=value, key=key)
+    async def send_raw(self, topic: str, key: bytes | None, value: bytes,
+                       partition: int | None = None) -> RecordMetadata:
+        return await self.producer.send_and_wait(topic, value=value, key=key, partition=partition)
 
     async def send_all(self, events: Iterable[dict[str, Any]]) -> list[RecordMetadata]:
         """Publish many events pipelined (per-partition order kept), wait for every ack."""
