@@ -62,7 +62,7 @@ def test_decoding_names_the_field_and_skips_unknown_ledger_types() -> None:
     with pytest.raises(InvalidMessage, match="type"):
         decode(_event("invoice.issued", {"customer_id": "C1"}))
     with pytest.raises(InvalidMessage, match="key"):
-        decode(_event("ledger.customer_updated", {"customer_id": "C1"}), key=b"C2")
+        decode(_event("ledger.customer_updated", {"customer_id": "C1", "name": "One"}), key=b"C2")
 
 
 def test_only_decisions_are_published_with_ids_from_the_stored_event() -> None:
