@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
@@ -26,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from shared.dates import BusinessDate
 from shared.envelope import CloudEvent
 from shared.money import (
     MAX_AMOUNT,
@@ -41,8 +41,6 @@ from shared.money import (
 # limit, the event store's JSON encoder) can fail on it.
 MAX_MESSAGE_BYTES = 256 * 1024
 MAX_JSON_DEPTH = 32  # orjson reads 1,024 levels but writes only 254: the store could not hold more
-MIN_DATE = date(1900, 1, 1)
-MAX_DATE = date(2999, 12, 31)  # + every term and grace period stays far inside the calendar
 MAX_DAYS = 3650  # net and discount days, payment terms
 MAX_ALLOCATIONS = 1000
 MAX_ATTRIBUTES = 100
@@ -56,28 +54,8 @@ TOPIC_TYPES: dict[str, frozenset[str]] = {
     "ar.customers": frozenset({"customer.upserted"}),
 }
 
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def _business_date(value: object) -> date:
-    """An ISO date (``YYYY-MM-DD``) within the supported range; no numbers, no times."""
-    if isinstance(value, str):
-        if not _ISO_DATE.fullmatch(value):
-            raise ValueError(f"{value[:40]!r} is not an ISO date (YYYY-MM-DD)")
-        try:
-            value = date.fromisoformat(value)
-        except ValueError as error:
-            raise ValueError(f"{value!r} is not a valid date: {error}") from None
-    elif not isinstance(value, date) or hasattr(value, "hour"):
-        raise ValueError("must be an ISO date string (YYYY-MM-DD)")
-    if not MIN_DATE <= value <= MAX_DATE:
-        raise ValueError(f"{value} is outside the supported dates, {MIN_DATE} to {MAX_DATE}")
-    return value
-
-
 Amount = Annotated[Decimal, BeforeValidator(parse_amount)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$"), AfterValidator(check_currency)]
-BusinessDate = Annotated[date, BeforeValidator(_business_date)]
 Days = Annotated[int, Field(ge=0, le=MAX_DAYS)]
 # No NUL character in any text: PostgreSQL refuses one in a text column, and the read models
 # would stop at it for good.

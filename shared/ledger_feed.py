@@ -29,10 +29,10 @@ from pydantic import (
     model_validator,
 )
 
+from shared.dates import BusinessDate
 from shared.erp_events import (
     MAX_MESSAGE_BYTES,
     TOPIC_TYPES,
-    BusinessDate,
     Currency,
     CustomerUpserted,
     InvalidMessage,

@@ -74,7 +74,7 @@ def test_dates_outside_the_supported_range_are_refused(field: str, value: str) -
     if field == "issue_date" and value > "2026":
         changes["due_date"] = value  # due not before issue: the range is what refuses it
     text = reason(encoded(VALID_INVOICE, **changes))
-    assert f"data.{field}" in text and "outside the supported dates" in text
+    assert text.startswith(f"data.{field}: {value} is outside the dates accepted, 1900-01-01 to 2999-12-31")
 
 
 @pytest.mark.parametrize("value", [20260101, "2026-01-01T00:00:00", "20260101", "2026-W01-1"])
