@@ -18,7 +18,7 @@ from services.dunning.projections import (
     notices,
     positions,
 )
-from shared.db import Money, plain_row
+from shared.db import execute_sums, money_sum, plain_row
 
 
 def projector_position(conn: Connection) -> int:
@@ -88,12 +88,11 @@ def worklist(conn: Connection, as_of: date, limit: int) -> list[dict[str, Any]]:
     hand-off level + 1), so the same money weighs more the further dunning has gone.
     """
     dunnable = invoices.c.open_amount - invoices.c.disputed_amount
-    weighted = dunnable * (invoices.c.level + 1)
-    at_risk = func.sum(weighted, type_=Money()).label("amount_at_risk")
+    at_risk = money_sum(dunnable, weight=invoices.c.level + 1).label("amount_at_risk")
     query = (
         select(
             invoices.c.customer_id, invoices.c.currency,
-            func.sum(dunnable, type_=Money()).label("overdue_amount"), at_risk,
+            money_sum(dunnable).label("overdue_amount"), at_risk,
             func.max(invoices.c.level).label("level"), func.count().label("invoices"),
             func.min(invoices.c.due_date).label("oldest_due_date"),
             func.max(case((invoices.c.escalated, 1), else_=0)).label("escalated"),
@@ -103,4 +102,4 @@ def worklist(conn: Connection, as_of: date, limit: int) -> list[dict[str, Any]]:
         .order_by(at_risk.desc(), invoices.c.customer_id, invoices.c.currency)
         .limit(limit)
     )
-    return [plain_row(row._mapping) for row in conn.execute(query)]
+    return [plain_row(row._mapping) for row in execute_sums(conn, query)]

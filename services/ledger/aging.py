@@ -52,7 +52,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from services.ledger.projections import balances, customers, disputes, invoices, movements
-from shared.db import Money, money_sum
+from shared.db import Money, execute_sums, money_sum
 
 Strategy = Literal["auto", "current", "movements", "spans"]
 
@@ -271,8 +271,8 @@ class _AgingQuery:
         ).where(movements.c.effective_date > as_of)))
         # a page of customers: their later movements by the (customer, date) index
         later = narrowed(invoices if by_attribute else movements, select(
-            invoices.c.invoice_id, func.sum(movements.c.open_delta).label("open"),
-            func.sum(movements.c.disputed_delta).label("disputed"),
+            invoices.c.invoice_id, money_sum(movements.c.open_delta).label("open"),
+            money_sum(movements.c.disputed_delta).label("disputed"),
         ).select_from(movements.join(invoices, invoices.c.invoice_id == movements.c.invoice_id))
           .where(movements.c.effective_date > as_of, invoices.c.first_effective <= as_of,
                  movements.c.invoice_id.in_(select(disputes.c.invoice_id).scalar_subquery()))
@@ -327,8 +327,8 @@ class _AgingQuery:
             ).where(*visible)))
             # disputed per invoice, capped at its open amount, over the invoices with disputes
             per_invoice = narrowed(movements, select(
-                movements.c.invoice_id, func.sum(movements.c.open_delta).label("open"),
-                func.sum(movements.c.disputed_delta).label("disputed"),
+                movements.c.invoice_id, money_sum(movements.c.open_delta).label("open"),
+                money_sum(movements.c.disputed_delta).label("disputed"),
             ).where(*visible, movements.c.invoice_id.in_(select(disputes.c.invoice_id).scalar_subquery()))
               .group_by(movements.c.invoice_id)).subquery("disputed_invoices")
             shown = _shown_disputed(per_invoice.c.disputed, per_invoice.c.open)
@@ -355,8 +355,8 @@ class _AgingQuery:
                 ).where(balances.c.unapplied_cash != 0)))
             # the disputed amounts of the invoices that later movements touch, corrected
             per_invoice = narrowed(movements, select(
-                movements.c.invoice_id, func.sum(movements.c.open_delta).label("open"),
-                func.sum(movements.c.disputed_delta).label("disputed"),
+                movements.c.invoice_id, money_sum(movements.c.open_delta).label("open"),
+                money_sum(movements.c.disputed_delta).label("disputed"),
             ).where(movements.c.effective_date > self.as_of, movements.c.invoice_id.is_not(None))
               .group_by(movements.c.invoice_id)).subquery("later_by_invoice")
             shown = _shown_disputed(
@@ -376,10 +376,10 @@ class _AgingQuery:
             row = part.subquery()
             partials.append(
                 select(
-                    row.c.grp, row.c.currency, func.sum(row.c.disputed).label("disputed"),
-                    func.sum(row.c.open).label("open"), func.sum(row.c.unapplied).label("unapplied"),
-                    *[func.sum(case((_in_bucket(row.c.due_date, self.as_of, low, high), row.c.open), else_=0))
-                      .label(f"b{i}") for i, (_, low, high) in enumerate(ranges)],
+                    row.c.grp, row.c.currency, money_sum(row.c.disputed).label("disputed"),
+                    money_sum(row.c.open).label("open"), money_sum(row.c.unapplied).label("unapplied"),
+                    *[money_sum(case((_in_bucket(row.c.due_date, self.as_of, low, high), row.c.open),
+                                     else_=0)).label(f"b{i}") for i, (_, low, high) in enumerate(ranges)],
                 ).group_by(row.c.grp, row.c.currency)
             )
         rows = union_all(*partials).subquery("aging_rows")
@@ -387,7 +387,7 @@ class _AgingQuery:
             select(rows.c.grp, rows.c.currency, money_sum(rows.c.disputed), money_sum(rows.c.open),
                    money_sum(rows.c.unapplied), *[money_sum(rows.c[f"b{i}"]) for i in range(len(ranges))])
             .group_by(rows.c.grp, rows.c.currency)
-            .having(or_(func.sum(rows.c.open) != 0, func.sum(rows.c.unapplied) != 0))
+            .having(or_(money_sum(rows.c.open) != 0, money_sum(rows.c.unapplied) != 0))
             .order_by(rows.c.grp, rows.c.currency)
             .limit(limit)
         )
@@ -401,7 +401,7 @@ class _AgingQuery:
                 buckets={name: row[5 + i] for i, name in enumerate(names)},
                 disputed=row[2], total=row[3], unapplied_cash=None if by_attribute else row[4],
             )
-            for row in conn.execute(query)
+            for row in execute_sums(conn, query)
         ]
 
 

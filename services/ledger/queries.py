@@ -7,12 +7,12 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, select
 from sqlalchemy.engine import Connection
 
 from services.ledger.domain.book import invoice_status
 from services.ledger.projections import customers, invoices, movements
-from shared.db import money_sum
+from shared.db import execute_sums, money_sum
 from shared.money import ZERO
 
 # movements that change what was invoiced (the rest move money against it)
@@ -46,7 +46,7 @@ def balances(
     """Per currency: open, overdue (due before as_of), disputed and unapplied, from movements."""
     conditions = [movements.c.customer_id == customer_id, *visible(as_of, known_at)]
     overdue = case((movements.c.due_date < as_of, movements.c.open_delta), else_=0)
-    rows = conn.execute(
+    rows = execute_sums(conn,
         select(
             movements.c.currency,
             movements.c.invoice_id,
@@ -86,10 +86,10 @@ def open_items(
         .where(movements.c.customer_id == customer_id, movements.c.invoice_id.is_not(None),
                *visible(as_of, known_at))
         .group_by(movements.c.invoice_id)
-        .having(func.sum(movements.c.open_delta) != 0)
+        .having(money_sum(movements.c.open_delta) != 0)
         .subquery()
     )
-    rows = conn.execute(
+    rows = execute_sums(conn,
         select(per_invoice, invoices.c.currency, invoices.c.issue_date, invoices.c.due_date,
                invoices.c.reference, invoices.c.attributes)
         .join(invoices, invoices.c.invoice_id == per_invoice.c.invoice_id)
@@ -120,7 +120,7 @@ def invoice(
     current = dict(row)
     if as_of is None and known_at is None:
         return current
-    by_kind_and_date = conn.execute(
+    by_kind_and_date = execute_sums(conn,
         select(movements.c.kind, movements.c.effective_date,
                money_sum(movements.c.open_delta).label("open"),
                money_sum(movements.c.disputed_delta).label("disputed"))

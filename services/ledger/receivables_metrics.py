@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection
 
 from services.ledger.projections import movements
 from services.ledger.queries import visible
-from shared.db import money_sum
+from shared.db import execute_sums, money_sum
 
 SALES_KINDS = ("invoice_issued", "adjusted", "cancelled")
 _HUNDREDTH = Decimal("0.01")
@@ -75,7 +75,7 @@ def receivables_metrics(
     )
     if currency is not None:
         query = query.where(movements.c.currency == currency)
-    found = {row.currency: row for row in conn.execute(query)}
+    found = {row.currency: row for row in execute_sums(conn, query)}
     if currency is not None and currency not in found:
         return [_metrics(currency, start, days, *(Decimal(0),) * 5)]
     return [
