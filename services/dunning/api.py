@@ -28,7 +28,7 @@ from services.dunning.domain.errors import (
     InvoiceNotOpen,
     UnknownInvoice,
 )
-from services.dunning.domain.policy import Channel
+from services.dunning.domain.policy import MAX_LEVELS, Channel
 from services.dunning.domain.registry import RunOutOfOrder, resolve
 from services.dunning.runs import DunningRunner
 from shared.auth import DunningReader, DunningWriter
@@ -112,7 +112,7 @@ class PolicyIn(BaseModel):
     version: int | None = Field(default=None, ge=0, le=BIGINT_MAX,
                                 description="ignored: the service numbers the versions")
     description: str = Field(default="", max_length=2000, pattern=r"^[^\x00]*$")
-    levels: list[LevelIn] = Field(min_length=1)
+    levels: list[LevelIn] = Field(min_length=1, max_length=MAX_LEVELS)
     promise_grace_days: DaysAfter = 3
     respond_within_days: DaysAfter = 14
     annual_interest_percent: Amount | None = None

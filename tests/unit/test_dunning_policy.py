@@ -145,3 +145,14 @@ def test_no_interest_before_the_due_date_or_without_a_rate() -> None:
 def test_fees_are_shown_at_the_minor_unit_of_the_notice_currency() -> None:
     assert str(level_fee(M("5"), "EUR")) == "5.00"
     assert str(level_fee(M("5"), "JPY")) == "5"
+
+
+def test_a_policy_has_at_most_max_levels() -> None:
+    from pydantic import ValidationError
+
+    from services.dunning.domain.policy import MAX_LEVELS, Policy
+
+    levels = [{"name": f"L{i}", "days_past_due": i, "channel": "email", "template": "reminder"}
+              for i in range(MAX_LEVELS + 1)]
+    with pytest.raises(ValidationError, match="levels"):
+        Policy.model_validate({"name": "long", "levels": levels})

@@ -35,6 +35,11 @@ def _money(value: object) -> Decimal:
 Money = Annotated[Decimal, BeforeValidator(_money), Field(ge=ZERO)]
 
 
+# The most levels a policy may have: amounts at risk weigh an invoice by its level (open amount
+# times 1 + level), and that product must stay within the read models' BIGINT money.
+MAX_LEVELS = 50
+
+
 class Level(BaseModel):
     """One step of a policy: when it is reached, how the customer is told, and its conditions."""
 
@@ -83,7 +88,7 @@ class Policy(BaseModel):
     name: Name
     version: int = Field(default=1, ge=1)
     description: str = ""
-    levels: tuple[Level, ...] = Field(min_length=1)
+    levels: tuple[Level, ...] = Field(min_length=1, max_length=MAX_LEVELS)
     promise_grace_days: int = Field(default=3, ge=0)
     respond_within_days: int = Field(default=14, ge=0)
     annual_interest_percent: Decimal | None = Field(
