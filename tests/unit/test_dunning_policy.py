@@ -152,7 +152,9 @@ def test_a_policy_has_at_most_max_levels() -> None:
 
     from services.dunning.domain.policy import MAX_LEVELS, Policy
 
-    levels = [{"name": f"L{i}", "days_past_due": i, "channel": "email", "template": "reminder"}
+    levels = [{"name": f"level-{i}", "days_past_due": i, "channel": "email", "template": "reminder"}
               for i in range(MAX_LEVELS + 1)]
-    with pytest.raises(ValidationError, match="levels"):
+    assert len(Policy.model_validate({"name": "long", "levels": levels[:MAX_LEVELS]}).levels) == MAX_LEVELS
+    with pytest.raises(ValidationError) as refused:
         Policy.model_validate({"name": "long", "levels": levels})
+    assert [error["type"] for error in refused.value.errors()] == ["too_long"]
