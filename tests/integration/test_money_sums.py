@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -110,14 +111,15 @@ def test_a_weighted_sum_is_exact_where_the_sum_leaves_a_bigint(engine: Engine) -
                     ("weighted", sum(amounts) * 5, sum(amounts))]
 
 
-def test_on_sqlite_a_weighted_amount_beyond_a_bigint_is_summed_exactly(engine: Engine) -> None:
+def test_on_sqlite_a_weighted_amount_beyond_a_bigint_is_summed_exactly(tmp_path: Path) -> None:
     """SQLite turns one product beyond 64 bits into floating point: the sum is taken again
-    exactly. (On PostgreSQL the BIGINT product itself is out of range.)"""
-    if engine.dialect.name != "sqlite":
-        pytest.skip("PostgreSQL multiplies BIGINTs within their range or refuses")
+    exactly. (SQLite only: on PostgreSQL the BIGINT product itself is out of range.)"""
+    engine = make_engine(f"sqlite:///{tmp_path / 'sums.db'}")
+    metadata.create_all(engine)
     fill(engine, [("heavy", AT_CEILING, 1000), ("heavy", Decimal("0.01"), 1000)])
     with engine.connect() as conn:
         total = execute_sums(conn, select(money_sum(entries.c.amount, weight=entries.c.weight))).scalar_one()
+    engine.dispose()
     assert total == (AT_CEILING + Decimal("0.01")) * 1000
 
 
