@@ -119,13 +119,19 @@ def postgres_url() -> Iterator[str]:
     yield POSTGRES_BASE_URL
 
 
-@pytest.fixture(params=["sqlite", "postgres"], ids=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """SQLAlchemy URL of an empty database, once per backend."""
+def empty_database(request: pytest.FixtureRequest, directory: Path) -> Iterator[str]:
+    """The URL of an empty database of the backend ``request.param`` names (a SQLite file in
+    ``directory``, or a fresh PostgreSQL database dropped after)."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'test.db'}"
+        yield f"sqlite:///{directory / 'test.db'}"
         return
     # Only the postgres variant depends on the server, so sqlite runs even when it is down.
     base_url: str = request.getfixturevalue("postgres_url")
     with fresh_postgres_database(base_url) as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"], ids=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """SQLAlchemy URL of an empty database, once per backend."""
+    yield from empty_database(request, tmp_path)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shared.broker import EmbeddedBroker
-from shared.testing import fresh_postgres_database
+from shared.testing import empty_database
 from tests.integration import credit_harness, dunning_harness
 from tests.integration.credit_harness import InProcessCredit, credit_settings_for, write_tokens
 from tests.integration.dunning_harness import InProcessDunning, dunning_settings_for
@@ -37,12 +37,7 @@ def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
 def module_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                         ) -> Iterator[str]:
     """An empty database per backend for a whole module (``database_url`` is per test)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('module') / 'test.db'}"
-        return
-    base_url: str = request.getfixturevalue("postgres_url")
-    with fresh_postgres_database(base_url) as url:
-        yield url
+    yield from empty_database(request, tmp_path_factory.mktemp("module"))
 
 
 @pytest.fixture(scope="module")
