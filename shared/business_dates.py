@@ -14,11 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from fastapi import Request
 
-from shared.dates import EARLIEST, LATEST, BusinessDate, BusinessInstant
 from shared.problems import Problem
-
-__all__ = ["EARLIEST", "LATEST", "BusinessDate", "BusinessInstant", "latest_allowed", "not_ahead_of_clock",
-           "today_utc"]
 
 DEFAULT_TOLERANCE_DAYS = 1
 

@@ -35,6 +35,7 @@ from shared.erp_events import (
     TOPIC_TYPES,
     Currency,
     CustomerUpserted,
+    Id,
     InvalidMessage,
     Origin,
     describe_error,
@@ -51,7 +52,6 @@ def _in_range(amount: Decimal) -> Decimal:
 # Facts are held to the ledger's own bounds, so that a message on ar.ledger.events that no
 # ledger would publish is refused here rather than stop a projection behind it.
 Amount = Annotated[Decimal, BeforeValidator(parse_amount), AfterValidator(_in_range)]
-Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
 
 
 def _check_digits(model: BaseModel, *names: str) -> None:

@@ -39,7 +39,8 @@ from services.credit.domain import (
 from services.credit.domain.registry import ReviewOutOfOrder
 from services.credit.reviews import ReviewRunner
 from shared.auth import BEARER_SECURITY, CreditOverrider, CreditReader, CreditWriter, Scopes, authorize
-from shared.business_dates import BusinessDate, not_ahead_of_clock, today_utc
+from shared.business_dates import not_ahead_of_clock, today_utc
+from shared.dates import BusinessDate
 from shared.db import BIGINT_MAX
 from shared.money import Amount
 from shared.openapi import answers_with

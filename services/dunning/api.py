@@ -32,7 +32,8 @@ from services.dunning.domain.policy import MAX_LEVELS, Channel
 from services.dunning.domain.registry import RunOutOfOrder, resolve
 from services.dunning.runs import DunningRunner
 from shared.auth import DunningReader, DunningWriter
-from shared.business_dates import BusinessDate, not_ahead_of_clock, today_utc
+from shared.business_dates import not_ahead_of_clock, today_utc
+from shared.dates import BusinessDate
 from shared.db import BIGINT_MAX
 from shared.money import ZERO, Amount, to_text
 from shared.openapi import answers_with

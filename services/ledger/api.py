@@ -16,7 +16,8 @@ from sqlalchemy import Engine
 from services.ledger import queries
 from services.ledger.application import LedgerApplication
 from shared.auth import LedgerReader, LedgerWriter
-from shared.business_dates import BusinessDate, BusinessInstant, today_utc
+from shared.business_dates import today_utc
+from shared.dates import BusinessDate, BusinessInstant
 from shared.erp_events import InboundMessage, InvalidMessage, parse_envelope, validate_event
 from shared.money import ZERO, MoneyText, to_text
 from shared.problems import not_found
