@@ -201,8 +201,7 @@ def scalar(name: str, query: str, params: Any = None) -> Any:
 
 
 def _facts_for(customer_ids: range, seed: int, as_of: date, mean_invoices: float) -> list[Any]:
-    from shared.erp_events import Origin
-    from shared.ledger_feed import Fact as Message
+    from shared.ledger_feed import read_fact
 
     messages = []
     for index in customer_ids:
@@ -210,9 +209,8 @@ def _facts_for(customer_ids: range, seed: int, as_of: date, mean_invoices: float
         account = uuid.uuid5(uuid.NAMESPACE_URL, f"bench-ledger:{customer_id}")
         for version, fact in enumerate(facts, start=1):
             event_id = f"ledger:{account}:{version}:0"
-            messages.append(Message(customer_id, fact.event_type, fact.data, event_id,
-                                    Origin(SOURCE, event_id, fact.event_type, "ar.ledger.events", 0, None,
-                                           customer_id)))
+            messages.append(read_fact(fact.event_type, fact.data, event_id, source=SOURCE,
+                                      topic="ar.ledger.events", partition=0))
     return messages
 
 

@@ -70,7 +70,9 @@ class _Data(BaseModel):
     customer_id: Id
 
 
-class _Outcome(BaseModel):
+class Outcome(BaseModel):
+    """An invoice as a ledger event leaves it: its open amount, status and settled date."""
+
     model_config = ConfigDict(extra="allow")
 
     invoice_id: Id
@@ -79,16 +81,24 @@ class _Outcome(BaseModel):
     settled_date: BusinessDate | None = None
 
     @model_validator(mode="after")
-    def _digits(self) -> _Outcome:
+    def _digits(self) -> Outcome:
         _check_digits(self, "open_amount")
         return self
 
+    def as_change(self) -> dict[str, Any]:
+        """JSON-native, as the services' events record it."""
+        return {"invoice_id": self.invoice_id, "open_amount": str(self.open_amount),
+                "status": self.status or "open",
+                "settled_date": self.settled_date.isoformat() if self.settled_date else None}
 
-class _Touching(_Data):
-    invoices: list[_Outcome] = Field(default_factory=list)
+
+class InvoicesTouched(_Data):
+    """``ledger.invoice_changed``, ``ledger.payment_applied`` (and any other fact touching invoices)."""
+
+    invoices: list[Outcome] = Field(default_factory=list)
 
 
-class _InvoiceOpened(_Touching):
+class InvoiceOpened(InvoicesTouched):
     invoice_id: Id
     currency: Currency
     amount: Amount
@@ -98,66 +108,105 @@ class _InvoiceOpened(_Touching):
     reference: str | None = None
 
     @model_validator(mode="after")
-    def _digits(self) -> _InvoiceOpened:
+    def _digits(self) -> InvoiceOpened:
         _check_digits(self, "amount")
         return self
 
 
-class _InvoiceSettled(_Data):
+class InvoiceSettled(_Data):
     invoice_id: Id
     open_amount: Amount
     status: str
     settled_date: BusinessDate | None = None
 
+    @property
+    def invoices(self) -> list[Outcome]:
+        """The settled invoice as an outcome (checked already)."""
+        return [Outcome.model_construct(invoice_id=self.invoice_id, open_amount=self.open_amount,
+                                        status=self.status, settled_date=self.settled_date)]
 
-class _InvoiceDisputed(_Data):
+
+class InvoiceDisputed(_Data):
     dispute_id: Id
     invoice_id: Id
     amount: Amount
 
 
-class _DisputeClosed(_Touching):
+class DisputeClosed(InvoicesTouched):
     dispute_id: Id
     invoice_id: Id
     outcome: str | None = None
 
 
-class _UnappliedCashChanged(_Data):
+class UnappliedCashChanged(_Data):
     currency: Currency
     change: Amount  # signed
 
     @model_validator(mode="after")
-    def _digits(self) -> _UnappliedCashChanged:
+    def _digits(self) -> UnappliedCashChanged:
         _check_digits(self, "change")
         return self
 
 
-class _CustomerUpdated(CustomerUpserted):
+class CustomerUpdated(CustomerUpserted):
     """The profile the ledger keeps, with the ERP's bounds (depth, lengths, the credit limit)."""
 
 
-LEDGER_TYPES: dict[str, type[_Data] | type[CustomerUpserted]] = {
-    "ledger.invoice_opened": _InvoiceOpened,
-    "ledger.invoice_changed": _Touching,
-    "ledger.payment_applied": _Touching,
-    "ledger.invoice_settled": _InvoiceSettled,
-    "ledger.invoice_disputed": _InvoiceDisputed,
-    "ledger.dispute_closed": _DisputeClosed,
-    "ledger.unapplied_cash_changed": _UnappliedCashChanged,
-    "ledger.customer_updated": _CustomerUpdated,
+LedgerFact = (InvoiceOpened | InvoicesTouched | InvoiceSettled | InvoiceDisputed | DisputeClosed
+              | UnappliedCashChanged | CustomerUpserted)
+
+LEDGER_TYPES: dict[str, type[LedgerFact]] = {
+    "ledger.invoice_opened": InvoiceOpened,
+    "ledger.invoice_changed": InvoicesTouched,
+    "ledger.payment_applied": InvoicesTouched,
+    "ledger.invoice_settled": InvoiceSettled,
+    "ledger.invoice_disputed": InvoiceDisputed,
+    "ledger.dispute_closed": DisputeClosed,
+    "ledger.unapplied_cash_changed": UnappliedCashChanged,
+    "ledger.customer_updated": CustomerUpdated,
 }
+
+
+def ledger_sequence(event_id: str | None) -> tuple[int, int] | None:
+    """The (account version, index) a ledger event id ``ledger:<account>:<version>:<index>`` names.
+
+    A customer's ledger events come in this order, so a fact at or below the last one an
+    account recorded is a redelivery.
+    """
+    if not event_id or not event_id.startswith("ledger:"):
+        return None
+    parts = event_id.split(":")
+    try:
+        return int(parts[-2]), int(parts[-1])
+    except (IndexError, ValueError):
+        return None
 
 
 @dataclass(frozen=True, slots=True)
 class Fact:
-    """One consumed message for one customer's account (``data`` JSON-native)."""
+    """One consumed message for one customer's account.
+
+    ``body`` is the typed fact (a profile from either topic is a ``CustomerUpserted``); None
+    for a ledger type this version does not read (no effect). ``data`` is the message's data,
+    JSON-native (a profile's normalised, with its ``origin``).
+    """
 
     customer_id: str
     event_type: str
     data: dict[str, Any]
     event_id: str
     origin: Origin
-    known: bool = True  # False: a ledger type this version does not read (no effect)
+    body: LedgerFact | None = None
+    sequence: tuple[int, int] | None = None  # the ledger's order of the customer's events
+
+    @property
+    def known(self) -> bool:
+        return self.body is not None
+
+    @property
+    def effective_date(self) -> str | None:
+        """The business date the fact takes effect (``effective_date``, else ``settled_date``)."""
+        return str(self.data.get("effective_date") or self.data.get("settled_date") or "") or None
 
 
 def decode(raw: bytes | None, *, topic: str | None = None, partition: int | None = None,
@@ -173,39 +222,52 @@ def decode(raw: bytes | None, *, topic: str | None = None, partition: int | None
     except orjson.JSONDecodeError as error:
         raise InvalidMessage(f"not JSON: {error}") from None
     envelope = parse_envelope(payload)
-    data: dict[str, Any] = envelope.data
-    known = True
     if topic == "ar.ledger.events" and not envelope.type.startswith("ledger."):
         raise InvalidMessage(f"type: {envelope.type!r} is not carried on {topic} (it takes ledger.*)")
     if topic in TOPIC_TYPES and envelope.type not in TOPIC_TYPES[topic]:
         raise InvalidMessage(f"type: {envelope.type!r} is not carried on {topic}")
-    if envelope.type == "customer.upserted":
-        if len(raw) > MAX_MESSAGE_BYTES:
-            raise InvalidMessage(f"message: {len(raw)} bytes, more than the {MAX_MESSAGE_BYTES} accepted")
-        try:
-            profile = CustomerUpserted.model_validate(envelope.data)
-        except ValidationError as error:
-            raise InvalidMessage(describe_error(error, "data")) from None
-        data = {**profile.model_dump(mode="json"),
-                "origin": {"source": envelope.source, "id": envelope.id, "type": envelope.type}}
-        customer_id = profile.customer_id
-    elif envelope.type in LEDGER_TYPES:
-        try:
-            customer_id = LEDGER_TYPES[envelope.type].model_validate(envelope.data).customer_id
-        except ValidationError as error:
-            raise InvalidMessage(describe_error(error, "data")) from None
-    elif envelope.type.startswith("ledger."):
-        customer_id, known = str(envelope.data.get("customer_id") or envelope.subject or ""), False
-    else:
+    if envelope.type == "customer.upserted" and len(raw) > MAX_MESSAGE_BYTES:
+        raise InvalidMessage(f"message: {len(raw)} bytes, more than the {MAX_MESSAGE_BYTES} accepted")
+    if envelope.type != "customer.upserted" and envelope.type not in LEDGER_TYPES \
+            and not envelope.type.startswith("ledger."):
         raise InvalidMessage(f"type: unknown event type {envelope.type!r}")
+    fact = read_fact(envelope.type, envelope.data, envelope.id, source=envelope.source,
+                     subject=envelope.subject, topic=topic, partition=partition, offset=offset)
+    customer_id = fact.customer_id
     if envelope.subject is not None and envelope.subject != customer_id:
         raise InvalidMessage(f"subject: {envelope.subject!r} differs from data.customer_id {customer_id!r}")
     if key == b"":
         raise InvalidMessage("key: the message has no key; it must be the customer id (the subject)")
     if key is not None and key.decode("utf-8", "replace") != customer_id:
         raise InvalidMessage(f"key: message key {key[:200]!r} differs from data.customer_id {customer_id!r}")
-    origin = Origin(envelope.source, envelope.id, envelope.type, topic, partition, offset, customer_id)
-    return Fact(customer_id, envelope.type, data, envelope.id, origin, known)
+    return fact
+
+
+def read_fact(event_type: str, data: dict[str, Any], event_id: str, *, source: str = "receivables/ledger",
+              subject: str | None = None, topic: str | None = None, partition: int | None = None,
+              offset: int | None = None) -> Fact:
+    """The typed fact of one message's ``data``; raises ``InvalidMessage`` naming the field."""
+    body: LedgerFact | None
+    if event_type == "customer.upserted":
+        try:
+            body = CustomerUpserted.model_validate(data)
+        except ValidationError as error:
+            raise InvalidMessage(describe_error(error, "data")) from None
+        data = {**body.model_dump(mode="json"),
+                "origin": {"source": source, "id": event_id, "type": event_type}}
+        customer_id = body.customer_id
+    elif event_type in LEDGER_TYPES:
+        try:
+            typed = LEDGER_TYPES[event_type].model_validate(data)
+        except ValidationError as error:
+            raise InvalidMessage(describe_error(error, "data")) from None
+        body, customer_id = typed, typed.customer_id
+    elif event_type.startswith("ledger."):  # a type the ledger added since: skipped, not refused
+        body, customer_id = None, str(data.get("customer_id") or subject or "")
+    else:
+        raise InvalidMessage(f"type: unknown event type {event_type!r}")
+    origin = Origin(source, event_id, event_type, topic, partition, offset, customer_id)
+    return Fact(customer_id, event_type, data, event_id, origin, body, ledger_sequence(event_id))
 
 
 def decode_record(record: ConsumerRecord[bytes, bytes]) -> Fact:

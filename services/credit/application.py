@@ -65,7 +65,7 @@ class CreditApplication(FeedApplication[CreditAccount]):
         return CreditAccount(customer_id)
 
     def observe(self, account: CreditAccount, message: Fact) -> bool:
-        return account.observe(message.event_type, message.data, message.event_id, self.rules)
+        return account.observe(message, self.rules)
 
     def cached_account(self, customer_id: str) -> CreditAccount | None:
         """The cached account, or None (no I/O: safe on the event loop)."""

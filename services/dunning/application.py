@@ -60,7 +60,7 @@ class DunningApplication(FeedApplication[DunningAccount]):
         return DunningAccount(customer_id)
 
     def observe(self, account: DunningAccount, message: Fact) -> bool:
-        return account.observe(message.event_type, message.data, message.event_id)
+        return account.observe(message)
 
     def accounts(self, customer_ids: Sequence[str]) -> dict[str, DunningAccount]:
         """Many customers' accounts at once: the uncached ones read in one query per 500.

@@ -277,7 +277,7 @@ class DunningProjector(AccountProjector[DunningAccount]):
         if kind == "DisputeOpened":
             ids.add(state["invoice_id"])
         elif kind == "DisputeClosed":
-            ids.add(account.dispute_invoice[state["dispute_id"]])
+            ids.add(account.items.dispute_invoice[state["dispute_id"]])
         elif kind in ("PromiseMade", "PromiseKept", "PromiseBroken"):
             promise_id = state["promise"]["promise_id"] if kind == "PromiseMade" else state["promise_id"]
             promise = account.promises[promise_id]
@@ -327,17 +327,18 @@ class DunningProjector(AccountProjector[DunningAccount]):
                 "updated_at": entry.timestamp,
             })
             for invoice_id in sorted(entry.invoice_ids):
-                invoice = account.invoices.get(invoice_id)
+                invoice = account.items.invoices.get(invoice_id)
                 if invoice is None:  # a dispute waiting for its invoice
                     continue
+                marks = account.marks(invoice_id)
                 invoice_rows.append({
                     "invoice_id": invoice_id, "customer_id": account.customer_id,
                     "currency": invoice.currency, "amount": invoice.amount,
                     "open_amount": invoice.open_amount,
-                    "disputed_amount": account.disputed_amount(invoice), "status": invoice.status,
-                    "issue_date": invoice.issue_date, "due_date": invoice.due_date, "level": invoice.level,
-                    "last_noticed": invoice.last_noticed, "escalated": invoice.escalated,
-                    "promise_id": invoice.promise_id, "updated_at": entry.timestamp,
+                    "disputed_amount": account.items.disputed_amount(invoice), "status": invoice.status,
+                    "issue_date": invoice.issue_date, "due_date": invoice.due_date, "level": marks.level,
+                    "last_noticed": marks.last_noticed, "escalated": marks.escalated,
+                    "promise_id": marks.promise_id, "updated_at": entry.timestamp,
                 })
         upsert(conn, accounts, account_rows, ["customer_id"])
         upsert(conn, invoices, invoice_rows, ["invoice_id"])

@@ -37,6 +37,7 @@ from services.credit.domain import (
 from services.ledger.domain import CustomerAccount
 from services.ledger.outbound import translate
 from shared.erp_events import parse_envelope, validate_event
+from shared.ledger_feed import decode, read_fact
 
 M = Decimal
 D = date.fromisoformat
@@ -71,9 +72,9 @@ class Customer:
         self.ledger.handle(validate_event(parse_envelope(envelope)))
         for stored in self.ledger.collect_events():
             for outbound in translate(stored):
-                message = orjson.loads(outbound.value)
-                self.ledger_events.append((message["type"], message["data"], message["id"]))
-                self.credit.observe(message["type"], message["data"], message["id"], self.rules)
+                fact = decode(outbound.value, topic=outbound.topic, key=outbound.key.encode())
+                self.ledger_events.append(fact)
+                self.credit.observe(fact, self.rules)
         return self._collect()
 
     def invoice(self, invoice_id: str, amount: str, issue: str, due: str, currency: str = "EUR",
@@ -368,13 +369,13 @@ def test_reservations_count_expire_and_are_consumed_by_the_orders_invoice() -> N
         c.check("SO-1", "4500.00", "2025-03-05")
     # the order's invoice (attributes.order_id) takes its place in exposure
     c.invoice("I1", "4000.00", "2025-03-10", "2025-04-09", attributes={"order_id": "SO-1"})
-    assert (c.credit.receivables["EUR"], c.credit.reserved["EUR"], c.credit.reservations) == (
+    assert (c.credit.items.receivables["EUR"], c.credit.reserved["EUR"], c.credit.reservations) == (
         M("4000.00"), M("0.00"), {})
     assert c.history[-1].consumed == [{"order_id": "SO-1", "amount": "4000.00", "remaining": "0.00"}]
     # 4000 + 3000 <= 10000; a first part invoice named by reference leaves 2000 reserved
     assert c.check("SO-2", "3000.00", "2025-03-10")["decision"] == "approve"
     c.invoice("I2", "1000.00", "2025-03-12", "2025-04-11", reference="SO-2")
-    assert (c.credit.receivables["EUR"], c.credit.reserved["EUR"]) == (M("5000.00"), M("2000.00"))
+    assert (c.credit.items.receivables["EUR"], c.credit.reserved["EUR"]) == (M("5000.00"), M("2000.00"))
     assert c.credit.exposure("EUR") == M("7000.00")
     # 7000 + 3001 > 10000
     assert decision(c.check("SO-3", "3001.00", "2025-03-12")) == (
@@ -386,7 +387,7 @@ def test_reservations_count_expire_and_are_consumed_by_the_orders_invoice() -> N
     assert c.credit.exposure("EUR") == M("5000.00")
     # an invoice for an expired (or never reserved) order consumes nothing
     c.invoice("I3", "500.00", "2025-04-11", "2025-05-11", reference="SO-2")
-    assert c.history[-1].consumed == [] and c.credit.invoices["I3"].order_id == "SO-2"
+    assert c.history[-1].consumed == [] and c.history[-1].invoice["order_id"] == "SO-2"
     assert c.check("SO-2", "3000.00", "2025-04-12")["decision"] == "approve"  # the answer stands
 
 
@@ -486,13 +487,14 @@ def test_a_ledger_event_delivered_twice_changes_nothing_the_second_time() -> Non
     c.send("dispute.opened", dispute_id="DS1", invoice_id="I1", amount="100.00", opened_date="2025-01-12",
            reason="short")
     before = c.credit.view()
-    for event_type, data, event_id in c.ledger_events:
-        assert not c.credit.observe(event_type, data, event_id, c.rules)
+    for fact in c.ledger_events:
+        assert not c.credit.observe(fact, c.rules)
     profile = {"customer_id": "C1", "name": "Acme Ltd", "credit_limit": {"currency": "EUR", "amount": "1000"}}
-    assert c.credit.observe("customer.upserted", profile) is False  # from ar.customers: same limit
+    from_erp = read_fact("customer.upserted", profile, "m9", source="erp/eu-1")  # ar.customers: same limit
+    assert c.credit.observe(from_erp) is False
     assert c.credit.collect_events() == []
     assert c.credit.view() == before
-    assert c.credit.receivables["EUR"] == M("750.00")
+    assert c.credit.items.receivables["EUR"] == M("750.00")
 
 
 def _assert_json_native(value: Any, where: str) -> None:
@@ -539,11 +541,11 @@ def test_rebuilding_from_the_events_gives_the_same_state_and_payloads_are_json_n
     assert isinstance(rebuilt, CreditAccount)
     live = c.credit
     assert rebuilt.view(D("2025-06-30")) == live.view(D("2025-06-30"))
-    assert (rebuilt.invoices, rebuilt.limits, rebuilt.reservations, rebuilt.checks, rebuilt.holds) == (
-        live.invoices, live.limits, live.reservations, live.checks, live.holds)
-    assert (rebuilt.receivables, rebuilt.reserved, rebuilt.unapplied, rebuilt.open_disputes) == (
-        live.receivables, live.reserved, live.unapplied, live.open_disputes)
+    assert (rebuilt.items.invoices, rebuilt.limits, rebuilt.reservations, rebuilt.checks, rebuilt.holds) == (
+        live.items.invoices, live.limits, live.reservations, live.checks, live.holds)
+    assert (rebuilt.items.receivables, rebuilt.reserved, rebuilt.items.unapplied, rebuilt.items.disputes) == (
+        live.items.receivables, live.reserved, live.items.unapplied, live.items.disputes)
     assert (rebuilt.overdue, rebuilt.risk, rebuilt.overridden, rebuilt.erp_limit) == (
         live.overdue, live.risk, live.overridden, live.erp_limit)
-    assert (rebuilt.last_review_on, rebuilt.sequence, rebuilt.version) == (
-        live.last_review_on, live.sequence, live.version)
+    assert (rebuilt.last_review_on, rebuilt.items.sequence, rebuilt.version) == (
+        live.last_review_on, live.items.sequence, live.version)

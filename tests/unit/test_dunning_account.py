@@ -19,7 +19,6 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-import orjson
 import pytest
 
 from services.dunning.domain import DunningAccount, Policy, RunResult, default_policy, notice_id
@@ -33,6 +32,7 @@ from services.dunning.domain.errors import (
 from services.ledger.domain import CustomerAccount
 from services.ledger.outbound import translate
 from shared.erp_events import parse_envelope, validate_event
+from shared.ledger_feed import decode, read_fact
 
 M = Decimal
 D = date.fromisoformat
@@ -60,9 +60,9 @@ class Customer:
         self.ledger.handle(validate_event(parse_envelope(envelope)))
         for stored in self.ledger.collect_events():
             for outbound in translate(stored):
-                message = orjson.loads(outbound.value)
-                self.ledger_events.append((message["type"], message["data"], message["id"]))
-                self.dunning.observe(message["type"], message["data"], message["id"])
+                fact = decode(outbound.value, topic=outbound.topic, key=outbound.key.encode())
+                self.ledger_events.append(fact)
+                self.dunning.observe(fact)
         self.history.extend(self.dunning.collect_events())
 
     def invoice(self, invoice_id: str, amount: str, issue: str, due: str, currency: str = "EUR") -> None:
@@ -167,7 +167,7 @@ def test_the_default_policy_over_120_days_of_daily_runs() -> None:
     # the wake date is exactly the next notice date: a pre-filter on it misses nothing
     assert {day for day, wake in wake_before.items() if wake == D(day)} == set(issued)
     assert c.dunning.wake_date(c.policy) is None  # escalated: nothing pending
-    assert c.dunning.invoices["I1"].escalated
+    assert c.dunning.marks("I1").escalated
 
 
 def test_notices_are_not_sent_before_the_wake_date() -> None:
@@ -243,11 +243,11 @@ def test_a_ledger_event_delivered_twice_changes_nothing_the_second_time() -> Non
     c.invoice("I1", "1250.00", "2025-01-01", "2025-01-31")
     c.pay("P1", "250.00", "2025-01-10")
     before = c.dunning.view()
-    for event_type, data, event_id in c.ledger_events:
-        assert not c.dunning.observe(event_type, data, event_id)
+    for fact in c.ledger_events:
+        assert not c.dunning.observe(fact)
     assert c.dunning.collect_events() == []
     assert c.dunning.view() == before
-    assert c.dunning.invoices["I1"].open_amount == M("1000.00")
+    assert c.dunning.items.invoices["I1"].open_amount == M("1000.00")
 
 
 # --------------------------------------------------------------------------- conditions
@@ -286,7 +286,7 @@ def test_a_small_debt_is_not_handed_to_collections() -> None:
     issued = c.run_days("2025-01-01", "2025-07-31")
     assert levels_by_date(issued) == {"2025-01-28": 1, "2025-02-07": 2, "2025-02-21": 3, "2025-03-07": 4,
                                       "2025-04-01": 5}  # hand-off needs 250.00
-    assert not c.dunning.invoices["I1"].escalated
+    assert not c.dunning.marks("I1").escalated
 
 
 # --------------------------------------------------------------------------- disputes
@@ -464,9 +464,10 @@ def test_do_not_dun_is_honoured_and_lifting_it_resumes_at_the_first_overdue_leve
 def test_a_profile_from_ar_customers_counts_like_the_ledgers() -> None:
     dunning = DunningAccount("C9")
     profile = {"customer_id": "C9", "name": "Nine", "dunning_policy": "strict", "do_not_dun": True}
-    assert dunning.observe("customer.upserted", profile)
+    assert dunning.observe(read_fact("customer.upserted", profile, "m1", source="erp/x"))
     assert (dunning.policy_name, dunning.do_not_dun) == ("strict", True)
-    assert not dunning.observe("ledger.customer_updated", {**profile, "origin": {"id": "m1"}})
+    ledgers = {**profile, "origin": {"source": "erp/x", "id": "m1", "type": "customer.upserted"}}
+    assert not dunning.observe(read_fact("ledger.customer_updated", ledgers, "ledger:x:1:0"))
 
 
 def test_each_customer_is_dunned_by_its_own_policy() -> None:
@@ -553,10 +554,11 @@ def test_rebuilding_from_the_events_gives_the_same_state() -> None:
     assert isinstance(rebuilt, DunningAccount)
     live = c.dunning
     assert rebuilt.view() == live.view()
-    assert rebuilt.invoices == live.invoices
+    assert (rebuilt.items.invoices, rebuilt.dunned) == (live.items.invoices, live.dunned)
     assert rebuilt.promises == live.promises
-    assert (rebuilt.disputes, rebuilt.dispute_invoice, rebuilt.open_ids, rebuilt.profile) == (
-        live.disputes, live.dispute_invoice, live.open_ids, live.profile)
-    assert (rebuilt.last_notice_on, rebuilt.last_run_on, rebuilt.sequence, rebuilt.version) == (
-        live.last_notice_on, live.last_run_on, live.sequence, live.version)
+    assert (rebuilt.items.disputes, rebuilt.items.dispute_invoice, rebuilt.items.open_ids) == (
+        live.items.disputes, live.items.dispute_invoice, live.items.open_ids)
+    assert rebuilt.profile == live.profile
+    assert (rebuilt.last_notice_on, rebuilt.last_run_on, rebuilt.items.sequence, rebuilt.version) == (
+        live.last_notice_on, live.last_run_on, live.items.sequence, live.version)
     assert rebuilt.wake_date(c.policy) == live.wake_date(c.policy)

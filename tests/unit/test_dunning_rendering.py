@@ -11,6 +11,7 @@ import pytest
 
 from services.dunning.domain import DunningAccount, Policy, default_policy
 from services.dunning.domain.rendering import Renderer, TemplateMissing, format_date, format_money
+from shared.ledger_feed import read_fact
 
 D = date.fromisoformat
 
@@ -23,14 +24,14 @@ def renderer() -> Renderer:
 def account(**profile: Any) -> DunningAccount:
     """A dunning account fed with ledger facts as ``ar.ledger.events`` carries them."""
     dunning = DunningAccount("C7")
-    dunning.observe("ledger.customer_updated", {"customer_id": "C7", "name": "Müller & Söhne GmbH",
-                                                "country": "GB", **profile}, "ledger:x:1:0")
-    dunning.observe("ledger.invoice_opened", {
+    dunning.observe(read_fact("ledger.customer_updated", {"customer_id": "C7", "name": "Müller & Söhne GmbH",
+                                                          "country": "GB", **profile}, "ledger:x:1:0"))
+    dunning.observe(read_fact("ledger.invoice_opened", {
         "customer_id": "C7", "invoice_id": "INV-9", "currency": "EUR", "amount": "1250.00",
         "issue_date": "2025-01-01", "due_date": "2025-01-31", "effective_date": "2025-01-01",
         "invoices": [{"invoice_id": "INV-9", "currency": "EUR", "open_amount": "1250.00",
                       "settled_date": None, "status": "open"}], "applied": [],
-    }, "ledger:x:2:0")
+    }, "ledger:x:2:0"))
     return dunning
 
 

@@ -13,7 +13,7 @@ from services.dunning.domain import DunningAccount, default_policy
 from services.dunning.domain.registry import PolicyBook, RunOutOfOrder, RunRegistry, resolve, run_id
 from services.dunning.runs import DailyScheduler
 from shared.erp_events import InvalidMessage
-from shared.ledger_feed import decode
+from shared.ledger_feed import decode, read_fact
 
 D = date.fromisoformat
 
@@ -61,11 +61,11 @@ def test_a_profile_message_counts_once_whichever_topic_brings_it() -> None:
                           "m1"))
     second = decode(_event("customer.upserted", {"customer_id": "C1", "name": "One", "do_not_dun": False},
                            "m2"))
-    assert account.observe(first.event_type, first.data, first.event_id)
-    assert account.observe(second.event_type, second.data, second.event_id)
+    assert account.observe(first)
+    assert account.observe(second)
     # the ledger's ledger.customer_updated for m1 arrives late: it must not bring m1 back
     late = {**first.data, "origin": {"source": "erp/x", "id": "m1", "type": "customer.upserted"}}
-    assert not account.observe("ledger.customer_updated", late, "ledger:x:3:0")
+    assert not account.observe(read_fact("ledger.customer_updated", late, "ledger:x:3:0"))
     assert account.do_not_dun is False
 
 

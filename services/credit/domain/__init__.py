@@ -10,10 +10,8 @@ from services.credit.domain.account import (
     Limit,
     Reservation,
     ReviewResult,
-    TrackedInvoice,
     credit_account_id,
     credit_hold_id,
-    ledger_sequence,
 )
 from services.credit.domain.errors import (
     ConflictingCheck,
@@ -66,12 +64,10 @@ __all__ = [
     "RiskAssessment",
     "RiskGradeRule",
     "RiskModel",
-    "TrackedInvoice",
     "UnknownHold",
     "assess",
     "credit_account_id",
     "credit_hold_id",
     "default_rules",
-    "ledger_sequence",
     "published",
 ]

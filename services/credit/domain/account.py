@@ -58,7 +58,10 @@ from services.credit.domain.errors import (
 )
 from services.credit.domain.risk import InvoiceHistory, RiskAssessment, RiskModel, assess
 from services.credit.domain.rules import CreditRules, default_rules
+from shared.erp_events import CustomerUpserted
+from shared.ledger_feed import Fact, InvoiceOpened
 from shared.money import ZERO, check_minor_digits, parse_amount, to_text
+from shared.open_items import OpenItems
 
 ACCOUNT_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:credit:customer")
 HOLD_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:credit:hold")
@@ -78,21 +81,6 @@ def credit_hold_id(customer_id: str, number: int) -> str:
     return str(uuid5(HOLD_NAMESPACE, f"{customer_id}\x1f{number}"))
 
 
-def ledger_sequence(event_id: str | None) -> tuple[int, int] | None:
-    """The (account version, index) a ledger event id ``ledger:<account>:<version>:<index>`` names.
-
-    A customer's ledger events come in this order, so a fact at or below the last one
-    recorded is a redelivery and is ignored.
-    """
-    if not event_id or not event_id.startswith("ledger:"):
-        return None
-    parts = event_id.split(":")
-    try:
-        return int(parts[-2]), int(parts[-1])
-    except (IndexError, ValueError):
-        return None
-
-
 @cache
 def _default_rules() -> CreditRules:
     return default_rules()
@@ -100,21 +88,6 @@ def _default_rules() -> CreditRules:
 
 def _ordered(reasons: Iterable[str]) -> list[str]:
     return sorted(set(reasons), key=REASON_ORDER.index)
-
-
-@dataclass(slots=True)
-class TrackedInvoice:
-    """An invoice as credit knows it: its open amount, dates, and the order it may fulfil."""
-
-    invoice_id: str
-    currency: str
-    amount: Decimal
-    issue_date: date
-    due_date: date
-    open_amount: Decimal
-    status: str
-    settled_date: date | None
-    order_id: str | None  # attributes.order_id, else reference
 
 
 @dataclass(slots=True)
@@ -185,12 +158,6 @@ class _Evaluation:
     released: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _outcome(entry: Mapping[str, Any]) -> dict[str, Any]:
-    settled = entry.get("settled_date")
-    return {"invoice_id": str(entry["invoice_id"]), "open_amount": str(entry["open_amount"]),
-            "status": str(entry.get("status") or "open"), "settled_date": str(settled) if settled else None}
-
-
 def _valid_currency(currency: str) -> str:
     if not (isinstance(currency, str) and len(currency) == 3 and currency.isascii() and currency.isupper()):
         raise InvalidCommand(f"currency: {currency!r} is not an ISO 4217 code")
@@ -229,12 +196,8 @@ class CreditAccount(Aggregate):
     @event("Opened")
     def __init__(self, customer_id: str) -> None:
         self.customer_id = customer_id
-        self.invoices: dict[str, TrackedInvoice] = {}
-        self.receivables: dict[str, Decimal] = {}  # open amounts per currency, disputed included
+        self.items = OpenItems()  # the ledger's facts: invoices, disputes, receivables, unapplied cash
         self.reserved: dict[str, Decimal] = {}  # open-order reservations per currency
-        self.unapplied: dict[str, Decimal] = {}  # shown, not netted from exposure
-        self.open_disputes: dict[str, dict[str, Decimal]] = {}  # invoice id -> dispute id -> amount
-        self.dispute_invoice: dict[str, str] = {}  # every dispute seen -> its invoice
         self.limits: dict[str, Limit] = {}
         self.erp_limit: dict[str, str] | None = None  # the ERP's last credit_limit
         self.reservations: dict[str, Reservation] = {}  # open ones, by order id
@@ -244,7 +207,6 @@ class CreditAccount(Aggregate):
         self.holds: dict[str, Hold] = {}
         self.overridden: set[str] = set()  # reasons a user released and that still hold
         self.last_review_on: date | None = None
-        self.sequence: list[int] | None = None
 
     # ----------------------------------------------------------------- queries
 
@@ -253,7 +215,7 @@ class CreditAccount(Aggregate):
         return self.risk["grade"] if self.risk else None
 
     def exposure(self, currency: str) -> Decimal:
-        return self.receivables.get(currency, ZERO) + self.reserved.get(currency, ZERO)
+        return self.items.receivables.get(currency, ZERO) + self.reserved.get(currency, ZERO)
 
     def limit_amount(self, currency: str) -> Decimal | None:
         limit = self.limits.get(currency)
@@ -266,17 +228,13 @@ class CreditAccount(Aggregate):
     def on_hold(self) -> bool:
         return any(hold.status == "active" for hold in self.holds.values())
 
-    def disputed_amount(self, invoice: TrackedInvoice) -> Decimal:
-        disputed = sum(self.open_disputes.get(invoice.invoice_id, {}).values(), ZERO)
-        return min(disputed, max(invoice.open_amount, ZERO))
-
     def position(self, currency: str) -> dict[str, Any]:
         """The credit figures of one currency, JSON-native."""
         limit = self.limit_amount(currency)
         exposure = self.exposure(currency)
         return {
             "currency": currency,
-            "open_receivables": to_text(self.receivables.get(currency, ZERO), currency),
+            "open_receivables": to_text(self.items.receivables.get(currency, ZERO), currency),
             "reserved": to_text(self.reserved.get(currency, ZERO), currency),
             "exposure": to_text(exposure, currency),
             "limit": to_text(limit, currency) if limit is not None else None,
@@ -285,17 +243,17 @@ class CreditAccount(Aggregate):
 
     def figures(self) -> list[dict[str, Any]]:
         """Every currency with a limit or an exposure."""
-        currencies = set(self.limits) | {c for c, v in self.receivables.items() if v} | {
+        currencies = set(self.limits) | {c for c, v in self.items.receivables.items() if v} | {
             c for c, v in self.reserved.items() if v}
         return [self.position(currency) for currency in sorted(currencies)]
 
     def history(self) -> list[InvoiceHistory]:
         """The invoices scoring looks at (cancelled ones left out)."""
-        disputed = set(self.dispute_invoice.values())
+        disputed = set(self.items.dispute_invoice.values())
         return [
             InvoiceHistory(i.invoice_id, i.issue_date, i.due_date, i.settled_date,
                            i.open_amount > ZERO, i.invoice_id in disputed)
-            for i in self.invoices.values() if i.status != "cancelled"
+            for i in self.items.invoices.values() if i.status != "cancelled"
         ]
 
     def assess(self, as_of: date, model: RiskModel) -> RiskAssessment:
@@ -320,7 +278,7 @@ class CreditAccount(Aggregate):
                  "review_due": lim.review_due}
                 for c, lim in sorted(self.limits.items())
             ],
-            "unapplied_cash": {c: to_text(v, c) for c, v in sorted(self.unapplied.items()) if v},
+            "unapplied_cash": {c: to_text(v, c) for c, v in sorted(self.items.unapplied.items()) if v},
             "risk": dict(self.risk) if self.risk else None,
             "holds": [hold.as_dict() for hold in self.active_holds()],
             "overridden_reasons": _ordered(self.overridden),
@@ -339,58 +297,33 @@ class CreditAccount(Aggregate):
 
     # ----------------------------------------------------------------- ledger facts
 
-    def observe(self, event_type: str, data: Mapping[str, Any], event_id: str | None = None,
-                rules: CreditRules | None = None) -> bool:
+    def observe(self, fact: Fact, rules: CreditRules | None = None) -> bool:
         """Take in one ``ar.ledger.events`` fact; False when it changed nothing (or was seen before).
 
         ``customer.upserted`` from ``ar.customers`` is taken like ``ledger.customer_updated``.
         The hold rules are evaluated after every change.
         """
-        position = ledger_sequence(event_id)
-        if position is not None and self.sequence is not None and list(position) <= self.sequence:
+        if self.items.is_redelivery(fact):
             return False
-        sequence = list(position) if position is not None else None
-        effective = str(data.get("effective_date") or data.get("settled_date") or "") or None
-        changed = False
-        if event_type in ("ledger.customer_updated", "customer.upserted"):
-            changed = self._observe_profile(event_type, data, event_id, sequence)
-        elif event_type == "ledger.invoice_opened":
-            if data["invoice_id"] not in self.invoices:
-                self._observe_invoice(data, sequence)
-                changed = True
-        elif event_type == "ledger.invoice_disputed":
-            if data["dispute_id"] not in self.dispute_invoice:
-                self._dispute_opened(dispute_id=str(data["dispute_id"]), invoice_id=str(data["invoice_id"]),
-                                     amount=str(data["amount"]), sequence=sequence)
-                changed = True
-        elif event_type == "ledger.dispute_closed":
-            outcomes = self._changes(_outcome(e) for e in data.get("invoices", []))
-            is_open = data["dispute_id"] in self.open_disputes.get(self.dispute_invoice.get(
-                data["dispute_id"], ""), {})
-            if is_open or outcomes:
-                self._dispute_closed(dispute_id=str(data["dispute_id"]), outcome=str(data.get("outcome")),
-                                     outcomes=outcomes, sequence=sequence)
-                changed = True
-        elif event_type == "ledger.unapplied_cash_changed":
-            change = Decimal(str(data["change"]))
-            if change:
-                self._unapplied_cash_changed(currency=str(data["currency"]), change=str(change),
-                                             sequence=sequence)
-                changed = True
-        elif event_type.startswith("ledger."):
-            entries = [data] if event_type == "ledger.invoice_settled" else data.get("invoices", [])
-            outcomes = self._changes(_outcome(e) for e in entries)
-            if outcomes:
-                self._open_amounts_changed(outcomes=outcomes, effective_date=effective, sequence=sequence)
-                changed = True
+        sequence = list(fact.sequence) if fact.sequence is not None else None
+        if isinstance(fact.body, CustomerUpserted):
+            changed = self._observe_profile(fact, sequence)
+        else:
+            change = self.items.change(fact)
+            if change is not None:
+                payload = change.payload
+                if change.kind == "invoice_opened":
+                    assert isinstance(fact.body, InvoiceOpened)
+                    payload = self._fulfilling_order(payload, fact.body)
+                getattr(self, f"_{change.kind}")(**payload, sequence=sequence)
+            changed = change is not None
         if changed:
-            trigger = {"kind": "ledger", "event_type": event_type, "event_id": event_id}
-            self._evaluate(rules or _default_rules(), trigger, effective)
+            trigger = {"kind": "ledger", "event_type": fact.event_type, "event_id": fact.event_id}
+            self._evaluate(rules or _default_rules(), trigger, fact.effective_date)
         return changed
 
-    def _observe_profile(self, event_type: str, data: Mapping[str, Any], event_id: str | None,
-                         sequence: list[int] | None) -> bool:
-        credit_limit = data.get("credit_limit")
+    def _observe_profile(self, fact: Fact, sequence: list[int] | None) -> bool:
+        credit_limit = fact.data.get("credit_limit")
         if not isinstance(credit_limit, Mapping):
             return False
         currency = _valid_currency(str(credit_limit.get("currency")))
@@ -399,50 +332,30 @@ class CreditAccount(Aggregate):
         seen = self.erp_limit
         if seen is not None and seen["currency"] == currency and Decimal(seen["amount"]) == amount:
             return False
-        origin = data.get("origin")
+        origin = fact.data.get("origin")
         source = origin.get("source") if isinstance(origin, Mapping) else None
         self._limit_set(limit={
             "customer_id": self.customer_id, "currency": currency, "amount": str(amount),
             "previous": self._limit_text(currency), "set_by": f"erp:{source}" if source else "erp",
             "source": "erp", "expires_on": None, "review_on": None,
-            "cause": {"event_type": event_type, "event_id": event_id},
+            "cause": {"event_type": fact.event_type, "event_id": fact.event_id},
         }, erp_limit=erp, sequence=sequence)
         return True
 
-    def _observe_invoice(self, data: Mapping[str, Any], sequence: list[int] | None) -> None:
-        invoice: dict[str, str | None] = {
-            k: str(data[k]) for k in ("invoice_id", "currency", "amount", "issue_date", "due_date")}
-        touched = [_outcome(e) for e in data.get("invoices", [])]
-        own = next((e for e in touched if e["invoice_id"] == invoice["invoice_id"]), None)
-        invoice["open_amount"] = own["open_amount"] if own else invoice["amount"]
-        invoice["status"] = own["status"] if own else "open"
-        invoice["settled_date"] = own["settled_date"] if own else None
-        attributes = data.get("attributes") or {}
-        candidates = [str(key) for key in (attributes.get("order_id"), data.get("reference")) if key]
+    def _fulfilling_order(self, payload: dict[str, Any], opened: InvoiceOpened) -> dict[str, Any]:
+        """The invoice's record with the order it fulfils and the reservation it consumes (if any)."""
+        attributes = opened.attributes or {}
+        candidates = [str(key) for key in (attributes.get("order_id"), opened.reference) if key]
         consumed = []
         for order_id in candidates:
             reservation = self.reservations.get(order_id)
-            if reservation is not None and reservation.currency == invoice["currency"]:
-                amount = min(Decimal(str(invoice["amount"])), reservation.remaining)
+            if reservation is not None and reservation.currency == opened.currency:
+                amount = min(opened.amount, reservation.remaining)
                 consumed.append({"order_id": order_id, "amount": str(amount),
                                  "remaining": str(reservation.remaining - amount)})
                 break
-        invoice["order_id"] = consumed[0]["order_id"] if consumed else (candidates[0] if candidates else None)
-        others = self._changes(e for e in touched if e["invoice_id"] != invoice["invoice_id"])
-        self._invoice_opened(invoice=invoice, outcomes=others, consumed=consumed, sequence=sequence)
-
-    def _changes(self, outcomes: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The outcomes that change a known invoice's open amount, status or settled date."""
-        changes = []
-        for outcome in outcomes:
-            invoice = self.invoices.get(outcome["invoice_id"])
-            if invoice is None:
-                continue
-            settled = invoice.settled_date.isoformat() if invoice.settled_date else None
-            if (invoice.open_amount != Decimal(outcome["open_amount"]) or invoice.status != outcome["status"]
-                    or settled != outcome["settled_date"]):
-                changes.append(outcome)
-        return changes
+        fulfils = consumed[0]["order_id"] if consumed else (candidates[0] if candidates else None)
+        return {**payload, "invoice": {**payload["invoice"], "order_id": fulfils}, "consumed": consumed}
 
     # ----------------------------------------------------------------- commands
 
@@ -561,11 +474,11 @@ class CreditAccount(Aggregate):
         rule = rules.overdue_rule
         marks: dict[str, int] = {}
         if rule is not None:
-            for invoice in self.invoices.values():
+            for invoice in self.items.open_items():
                 days = (as_of - invoice.due_date).days
-                if invoice.open_amount > ZERO and invoice.status != "cancelled" and days > rule.days_past_due:
+                if days > rule.days_past_due:
                     marks[invoice.invoice_id] = days
-        still = {i for i in self.overdue if self.invoices[i].open_amount > ZERO}
+        still = {i for i in self.overdue if i in self.items.open_ids}
         if set(marks) == still:
             return []
         self._overdue_marked(as_of=as_of.isoformat(), days_past_due=rule.days_past_due if rule else None,
@@ -619,11 +532,10 @@ class CreditAccount(Aggregate):
         rule = rules.overdue_rule
         lines = []
         for invoice_id, days in self.overdue.items():
-            invoice = self.invoices[invoice_id]
-            if invoice.status == "cancelled" or invoice.open_amount <= ZERO or rule is None:
+            invoice = self.items.invoices[invoice_id]
+            if not invoice.is_open or rule is None:
                 continue
-            amount = invoice.open_amount if rule.count_disputed else (
-                invoice.open_amount - self.disputed_amount(invoice))
+            amount = invoice.open_amount if rule.count_disputed else self.items.undisputed_amount(invoice)
             if amount > rule.min_amount:
                 lines.append({"invoice_id": invoice_id, "currency": invoice.currency,
                               "due_date": invoice.due_date.isoformat(), "days_past_due": days,
@@ -717,39 +629,15 @@ class CreditAccount(Aggregate):
 
     # ----------------------------------------------------------------- events
 
-    def _advance(self, sequence: list[int] | None) -> None:
-        if sequence is not None:
-            self.sequence = sequence
-
     def _reviewed(self, trigger: Mapping[str, Any]) -> None:
         if trigger.get("kind") == "review":
             self.last_review_on = date.fromisoformat(trigger["as_of"])
 
-    def _apply_outcomes(self, outcomes: list[dict[str, Any]]) -> None:
-        for outcome in outcomes:
-            invoice = self.invoices[outcome["invoice_id"]]
-            open_amount = ZERO if outcome["status"] == "cancelled" else Decimal(outcome["open_amount"])
-            self.receivables[invoice.currency] = (
-                self.receivables.get(invoice.currency, ZERO) + open_amount - invoice.open_amount)
-            invoice.open_amount = open_amount
-            invoice.status = outcome["status"]
-            settled = outcome["settled_date"]
-            invoice.settled_date = date.fromisoformat(settled) if settled else None
-
     @event("InvoiceOpened")
     def _invoice_opened(self, invoice: dict[str, Any], outcomes: list[dict[str, Any]],
                         consumed: list[dict[str, str]], sequence: list[int] | None) -> None:
-        self._advance(sequence)
-        new = TrackedInvoice(
-            invoice_id=invoice["invoice_id"], currency=invoice["currency"], amount=Decimal(invoice["amount"]),
-            issue_date=date.fromisoformat(invoice["issue_date"]),
-            due_date=date.fromisoformat(invoice["due_date"]), open_amount=ZERO, status="open",
-            settled_date=None, order_id=invoice["order_id"],
-        )
-        self.invoices[new.invoice_id] = new
-        self._apply_outcomes([{"invoice_id": new.invoice_id, "open_amount": invoice["open_amount"],
-                               "status": invoice["status"], "settled_date": invoice["settled_date"]},
-                              *outcomes])
+        self.items.advance(sequence)
+        self.items.open_invoice(invoice, outcomes)
         for entry in consumed:
             reservation = self.reservations[entry["order_id"]]
             amount = Decimal(entry["amount"])
@@ -761,37 +649,30 @@ class CreditAccount(Aggregate):
     @event("OpenAmountsChanged")
     def _open_amounts_changed(self, outcomes: list[dict[str, Any]], effective_date: str | None,
                               sequence: list[int] | None) -> None:
-        self._advance(sequence)
-        self._apply_outcomes(outcomes)
+        self.items.advance(sequence)
+        self.items.apply_outcomes(outcomes)
 
     @event("DisputeOpened")
     def _dispute_opened(self, dispute_id: str, invoice_id: str, amount: str,
                         sequence: list[int] | None) -> None:
-        self._advance(sequence)
-        self.dispute_invoice[dispute_id] = invoice_id
-        self.open_disputes.setdefault(invoice_id, {})[dispute_id] = Decimal(amount)
+        self.items.advance(sequence)
+        self.items.open_dispute(dispute_id, invoice_id, amount)
 
     @event("DisputeClosed")
     def _dispute_closed(self, dispute_id: str, outcome: str, outcomes: list[dict[str, Any]],
-                        sequence: list[int] | None) -> None:
-        self._advance(sequence)
-        invoice_id = self.dispute_invoice.get(dispute_id)
-        disputes = self.open_disputes.get(invoice_id or "")
-        if disputes is not None:
-            disputes.pop(dispute_id, None)
-            if not disputes:
-                del self.open_disputes[invoice_id or ""]
-        self._apply_outcomes(outcomes)
+                        sequence: list[int] | None, effective_date: str | None = None) -> None:
+        self.items.advance(sequence)
+        self.items.close_dispute(dispute_id, outcomes)
 
     @event("UnappliedCashChanged")
     def _unapplied_cash_changed(self, currency: str, change: str, sequence: list[int] | None) -> None:
-        self._advance(sequence)
-        self.unapplied[currency] = self.unapplied.get(currency, ZERO) + Decimal(change)
+        self.items.advance(sequence)
+        self.items.change_unapplied(currency, change)
 
     @event("LimitSet")
     def _limit_set(self, limit: dict[str, Any], erp_limit: dict[str, str] | None,
                    sequence: list[int] | None) -> None:
-        self._advance(sequence)
+        self.items.advance(sequence)
         self.erp_limit = erp_limit
         self.limits[limit["currency"]] = Limit(
             currency=limit["currency"], amount=Decimal(limit["amount"]), set_by=limit["set_by"],

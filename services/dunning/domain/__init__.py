@@ -8,9 +8,7 @@ from services.dunning.domain.account import (
     DunningAccount,
     Promise,
     RunResult,
-    TrackedInvoice,
     dunning_account_id,
-    ledger_sequence,
 )
 from services.dunning.domain.decision import Candidate, Decision, Line, decide
 from services.dunning.domain.errors import DunningError
@@ -31,11 +29,9 @@ __all__ = [
     "Promise",
     "Rendered",
     "RunResult",
-    "TrackedInvoice",
     "decide",
     "default_policy",
     "dunning_account_id",
     "late_interest",
-    "ledger_sequence",
     "notice_id",
 ]

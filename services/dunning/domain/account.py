@@ -30,7 +30,7 @@ Choices where the contract is silent:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -49,7 +49,10 @@ from services.dunning.domain.errors import (
 )
 from services.dunning.domain.notice import NoticeRenderer, build_notice
 from services.dunning.domain.policy import DEFAULT_POLICY_NAME, Policy
+from shared.erp_events import CustomerUpserted
+from shared.ledger_feed import Fact
 from shared.money import ZERO, to_text
+from shared.open_items import OpenItem, OpenItems
 
 ACCOUNT_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:dunning:customer")
 PROMISE_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:dunning:promise")
@@ -63,36 +66,17 @@ def dunning_account_id(customer_id: str) -> UUID:
     return uuid5(ACCOUNT_NAMESPACE, customer_id)
 
 
-def ledger_sequence(event_id: str | None) -> tuple[int, int] | None:
-    """The (account version, index) a ledger event id ``ledger:<account>:<version>:<index>`` names.
-
-    A customer's ledger events come in this order, so a fact at or below the last one
-    recorded is a redelivery and is ignored.
-    """
-    if not event_id or not event_id.startswith("ledger:"):
-        return None
-    parts = event_id.split(":")
-    try:
-        return int(parts[-2]), int(parts[-1])
-    except (IndexError, ValueError):
-        return None
-
-
 @dataclass(slots=True)
-class TrackedInvoice:
-    """An invoice as dunning knows it."""
+class InvoiceDunning:
+    """What dunning did to an invoice (its amounts are the ledger's: ``OpenItems``)."""
 
-    invoice_id: str
-    currency: str
-    amount: Decimal
-    issue_date: date
-    due_date: date
-    open_amount: Decimal
-    status: str
     level: int = 0  # the last level it was dunned at
     last_noticed: date | None = None
     escalated: bool = False
     promise_id: str | None = None  # the open promise covering it
+
+
+_NOT_DUNNED = InvoiceDunning()  # read only: what an invoice never dunned shows
 
 
 @dataclass(slots=True)
@@ -129,11 +113,6 @@ def _message_key(origin: object) -> str | None:
     return None
 
 
-def _outcome(entry: Mapping[str, Any]) -> dict[str, str]:
-    return {"invoice_id": entry["invoice_id"], "open_amount": str(entry["open_amount"]),
-            "status": str(entry.get("status") or "open")}
-
-
 class DunningAccount(Aggregate):
     """One customer's dunning: the unit of consistency of a run."""
 
@@ -145,15 +124,12 @@ class DunningAccount(Aggregate):
     def __init__(self, customer_id: str) -> None:
         self.customer_id = customer_id
         self.profile: dict[str, Any] = {}
-        self.invoices: dict[str, TrackedInvoice] = {}
-        self.open_ids: set[str] = set()  # invoices with an open amount: all a run looks at
-        self.disputes: dict[str, dict[str, Decimal]] = {}  # invoice id -> open dispute id -> amount
-        self.dispute_invoice: dict[str, str] = {}  # every dispute id seen -> its invoice
+        self.items = OpenItems()  # the ledger's facts: invoices, open amounts, disputes
+        self.dunned: dict[str, InvoiceDunning] = {}  # by invoice id
         self.promises: dict[str, Promise] = {}
         self.notices: list[dict[str, Any]] = []  # summaries; the full notice is in its event
         self.last_notice_on: dict[str, date] = {}  # per currency
         self.last_run_on: date | None = None
-        self.sequence: list[int] | None = None
         # (source, id) of the ERP customer.upserted messages applied: the same message reaches
         # dunning twice (ar.customers and the ledger's ledger.customer_updated), maybe late.
         self.profile_keys: set[str] = set()
@@ -183,31 +159,26 @@ class DunningAccount(Aggregate):
             language = "de"
         return str(language).lower()[:2] if language else None
 
-    def disputed_amount(self, invoice: TrackedInvoice) -> Decimal:
-        disputed = sum(self.disputes.get(invoice.invoice_id, {}).values(), ZERO)
-        return min(disputed, max(invoice.open_amount, ZERO))
+    def marks(self, invoice_id: str) -> InvoiceDunning:
+        """What dunning did to the invoice (read only)."""
+        return self.dunned.get(invoice_id, _NOT_DUNNED)
 
-    def dunnable_amount(self, invoice: TrackedInvoice) -> Decimal:
-        """What a notice may ask for: the open amount less what is disputed."""
-        return invoice.open_amount - self.disputed_amount(invoice)
-
-    def is_paused(self, invoice: TrackedInvoice, as_of: date) -> bool:
-        if invoice.promise_id is None:
-            return False
-        return as_of <= self.promises[invoice.promise_id].until
+    def is_paused(self, invoice_id: str, as_of: date) -> bool:
+        promise_id = self.marks(invoice_id).promise_id
+        return promise_id is not None and as_of <= self.promises[promise_id].until
 
     def candidates(self, as_of: date) -> dict[str, list[Candidate]]:
         """The invoices a run on ``as_of`` may dun, per currency."""
         by_currency: dict[str, list[Candidate]] = {}
-        for invoice_id in self.open_ids:
-            invoice = self.invoices[invoice_id]
-            if invoice.escalated or invoice.issue_date > as_of or self.is_paused(invoice, as_of):
+        for invoice in self.items.open_items():
+            marks = self.marks(invoice.invoice_id)
+            if marks.escalated or invoice.issue_date > as_of or self.is_paused(invoice.invoice_id, as_of):
                 continue
-            dunnable = self.dunnable_amount(invoice)
+            dunnable = self.items.undisputed_amount(invoice)
             if dunnable <= ZERO:
                 continue
             by_currency.setdefault(invoice.currency, []).append(
-                Candidate(invoice_id, invoice.due_date, dunnable, invoice.level))
+                Candidate(invoice.invoice_id, invoice.due_date, dunnable, marks.level))
         return by_currency
 
     def wake_date(self, policy: Policy) -> date | None:
@@ -218,17 +189,17 @@ class DunningAccount(Aggregate):
         dates = [promise.until + timedelta(days=1) for promise in self.promises.values()
                  if promise.status == "open"]
         if not self.do_not_dun:
-            for invoice_id in self.open_ids:
-                invoice = self.invoices[invoice_id]
-                if invoice.escalated or self.dunnable_amount(invoice) <= ZERO:
+            for invoice in self.items.open_items():
+                marks = self.marks(invoice.invoice_id)
+                if marks.escalated or self.items.undisputed_amount(invoice) <= ZERO:
                     continue
-                candidate = Candidate(invoice_id, invoice.due_date, invoice.open_amount, invoice.level)
+                candidate = Candidate(invoice.invoice_id, invoice.due_date, invoice.open_amount, marks.level)
                 earliest = earliest_action(candidate, policy, self.last_notice_on.get(invoice.currency))
                 if earliest is None:
                     continue
                 earliest = max(earliest, invoice.issue_date)
-                if invoice.promise_id is not None:
-                    earliest = max(earliest, self.promises[invoice.promise_id].until + timedelta(days=1))
+                if marks.promise_id is not None:
+                    earliest = max(earliest, self.promises[marks.promise_id].until + timedelta(days=1))
                 dates.append(earliest)
         if not dates:
             return None
@@ -246,11 +217,11 @@ class DunningAccount(Aggregate):
             "invoices": [
                 {"invoice_id": i.invoice_id, "currency": i.currency, "due_date": i.due_date.isoformat(),
                  "open_amount": to_text(i.open_amount, i.currency),
-                 "disputed_amount": to_text(self.disputed_amount(i), i.currency),
-                 "level": i.level, "last_noticed": i.last_noticed.isoformat() if i.last_noticed else None,
-                 "escalated": i.escalated, "paused_by": i.promise_id}
-                for i in sorted(self.invoices.values(), key=lambda i: (i.due_date, i.invoice_id))
-                if i.invoice_id in self.open_ids or i.level
+                 "disputed_amount": to_text(self.items.disputed_amount(i), i.currency),
+                 "level": m.level, "last_noticed": m.last_noticed.isoformat() if m.last_noticed else None,
+                 "escalated": m.escalated, "paused_by": m.promise_id}
+                for i in sorted(self.items.invoices.values(), key=lambda i: (i.due_date, i.invoice_id))
+                if (m := self.marks(i.invoice_id)).level or i.is_open
             ],
             "notices": list(self.notices),
             "promises": [
@@ -265,79 +236,40 @@ class DunningAccount(Aggregate):
 
     # ----------------------------------------------------------------- ledger facts
 
-    def observe(self, event_type: str, data: Mapping[str, Any], event_id: str | None = None) -> bool:
+    def observe(self, fact: Fact) -> bool:
         """Take in one ``ar.ledger.events`` fact; False when it changed nothing (or was seen before).
 
         ``customer.upserted`` from ``ar.customers`` is taken like ``ledger.customer_updated``.
+        Unapplied cash is left to the ledger and credit: a notice asks for invoices.
         """
-        position = ledger_sequence(event_id)
-        if position is not None and self.sequence is not None and list(position) <= self.sequence:
+        if self.items.is_redelivery(fact):
             return False
-        sequence = list(position) if position is not None else None
-        effective = str(data.get("effective_date") or data.get("settled_date") or "") or None
-        changed = False
-        if event_type in ("ledger.customer_updated", "customer.upserted"):  # ar.ledger.events or ar.customers
-            profile = {k: v for k, v in data.items() if k not in ("customer_id", "origin")}
-            key = _message_key(data.get("origin"))
-            if key in self.profile_keys:
-                pass  # this ERP message was applied already, by the other path or earlier
-            elif profile != self.profile:
-                self._profile_updated(profile=profile, sequence=sequence, key=key)
-                changed = True
-        elif event_type == "ledger.invoice_opened" and data["invoice_id"] not in self.invoices:
-            fields = ("invoice_id", "currency", "amount", "issue_date", "due_date")
-            invoice = {k: str(data[k]) for k in fields}
-            touched = data.get("invoices", [])
-            outcomes = [_outcome(e) for e in touched if e["invoice_id"] != data["invoice_id"]]
-            own = next((e for e in touched if e["invoice_id"] == data["invoice_id"]), None)
-            invoice["open_amount"] = str(own["open_amount"]) if own else invoice["amount"]
-            invoice["status"] = str(own.get("status") or "open") if own else "open"
-            self._invoice_opened(invoice=invoice, outcomes=self._changes(outcomes), sequence=sequence)
-            changed = True
-        elif event_type == "ledger.invoice_disputed":
-            if data["dispute_id"] not in self.dispute_invoice:
-                self._dispute_opened(dispute_id=data["dispute_id"], invoice_id=data["invoice_id"],
-                                     amount=str(data["amount"]), sequence=sequence)
-                changed = True
-        elif event_type == "ledger.dispute_closed" and data["dispute_id"] in self._open_dispute_ids():
-            self._dispute_closed(
-                dispute_id=data["dispute_id"], outcome=str(data.get("outcome")), effective_date=effective,
-                outcomes=self._changes(_outcome(e) for e in data.get("invoices", [])), sequence=sequence,
-            )
-            changed = True
+        sequence = list(fact.sequence) if fact.sequence is not None else None
+        if isinstance(fact.body, CustomerUpserted):
+            changed = self._observe_profile(fact, sequence)
         else:
-            if event_type == "ledger.invoice_settled":
-                entries: Iterable[Mapping[str, Any]] = [data]
-            elif event_type.startswith("ledger.") and event_type != "ledger.unapplied_cash_changed":
-                entries = data.get("invoices", [])
-            else:
-                entries = []
-            outcomes = self._changes(_outcome(e) for e in entries)
-            if outcomes:
-                self._open_amounts_changed(outcomes=outcomes, effective_date=effective, sequence=sequence)
-                changed = True
+            change = self.items.change(fact)
+            changed = change is not None and change.kind != "unapplied_cash_changed"
+            if change is not None and changed:
+                getattr(self, f"_{change.kind}")(**change.payload, sequence=sequence)
+        effective = fact.effective_date
         if changed and effective is not None:
             self._judge_kept_promises(date.fromisoformat(effective[:10]))
         return changed
 
-    def _changes(self, outcomes: Iterable[dict[str, str]]) -> list[dict[str, str]]:
-        """The outcomes that change a known invoice's open amount or status."""
-        changes = []
-        for outcome in outcomes:
-            invoice = self.invoices.get(outcome["invoice_id"])
-            if invoice is not None and (invoice.open_amount != Decimal(outcome["open_amount"])
-                                        or invoice.status != outcome["status"]):
-                changes.append(outcome)
-        return changes
-
-    def _open_dispute_ids(self) -> set[str]:
-        return {dispute_id for disputes in self.disputes.values() for dispute_id in disputes}
+    def _observe_profile(self, fact: Fact, sequence: list[int] | None) -> bool:
+        profile = {k: v for k, v in fact.data.items() if k not in ("customer_id", "origin")}
+        key = _message_key(fact.data.get("origin"))
+        if key in self.profile_keys or profile == self.profile:
+            return False  # applied already (by the other path or earlier), or nothing new
+        self._profile_updated(profile=profile, sequence=sequence, key=key)
+        return True
 
     def _judge_kept_promises(self, effective: date) -> None:
         for promise in list(self.promises.values()):
             if promise.status != "open" or effective > promise.until:
                 continue
-            open_now = sum((self.invoices[i].open_amount for i in promise.invoice_ids), ZERO)
+            open_now = sum((self.items.invoices[i].open_amount for i in promise.invoice_ids), ZERO)
             if promise.baseline - open_now >= promise.amount:
                 self._promise_kept(promise_id=promise.promise_id, kept_on=effective.isoformat())
 
@@ -364,9 +296,9 @@ class DunningAccount(Aggregate):
         if promise_id in self.promises:
             return self._promise_view(self.promises[promise_id])
         for invoice in covered:
-            if invoice.promise_id is not None:
+            if (covering := self.marks(invoice.invoice_id).promise_id) is not None:
                 raise AlreadyPromised(
-                    f"invoice {invoice.invoice_id} is already covered by promise {invoice.promise_id}")
+                    f"invoice {invoice.invoice_id} is already covered by promise {covering}")
         baseline = sum((i.open_amount for i in covered), ZERO)
         if amount > baseline:
             raise InvalidPromise(
@@ -381,21 +313,21 @@ class DunningAccount(Aggregate):
         return self._promise_view(self.promises[promise_id])
 
     def _covered(self, amount: Decimal, currency: str | None,
-                 invoice_ids: Sequence[str] | None) -> list[TrackedInvoice]:
+                 invoice_ids: Sequence[str] | None) -> list[OpenItem]:
         if invoice_ids:
             covered = []
             for invoice_id in dict.fromkeys(invoice_ids):
-                invoice = self.invoices.get(invoice_id)
+                invoice = self.items.invoices.get(invoice_id)
                 if invoice is None:
                     raise UnknownInvoice(f"invoice {invoice_id} is not known for customer {self.customer_id}")
-                if invoice_id not in self.open_ids:
+                if not invoice.is_open:
                     raise InvoiceNotOpen(f"invoice {invoice_id} has nothing open to promise")
                 covered.append(invoice)
             currencies = {i.currency for i in covered} | ({currency} if currency else set())
             if len(currencies) > 1:
                 raise CurrencyMismatch(f"a promise is in one currency; invoices are in {sorted(currencies)}")
             return covered
-        open_invoices = [self.invoices[i] for i in self.open_ids]
+        open_invoices = self.items.open_items()
         if currency is None:
             currencies = {i.currency for i in open_invoices}
             if len(currencies) != 1:
@@ -404,7 +336,8 @@ class DunningAccount(Aggregate):
             currency = currencies.pop()
         covered, total = [], ZERO
         for invoice in sorted(open_invoices, key=lambda i: (i.due_date, i.issue_date, i.invoice_id)):
-            if invoice.currency != currency or invoice.promise_id is not None or total >= amount:
+            if invoice.currency != currency or self.marks(invoice.invoice_id).promise_id is not None \
+                    or total >= amount:
                 continue
             covered.append(invoice)
             total += invoice.open_amount
@@ -451,24 +384,10 @@ class DunningAccount(Aggregate):
 
     # ----------------------------------------------------------------- events
 
-    def _advance(self, sequence: list[int] | None) -> None:
-        if sequence is not None:
-            self.sequence = sequence
-
-    def _apply_outcomes(self, outcomes: list[dict[str, str]]) -> None:
-        for outcome in outcomes:
-            invoice = self.invoices[outcome["invoice_id"]]
-            invoice.open_amount = Decimal(outcome["open_amount"])
-            invoice.status = outcome["status"]
-            if invoice.open_amount > ZERO and invoice.status != "cancelled":
-                self.open_ids.add(invoice.invoice_id)
-            else:
-                self.open_ids.discard(invoice.invoice_id)
-
     @event("ProfileUpdated")
     def _profile_updated(self, profile: dict[str, Any], sequence: list[int] | None,
                          key: str | None = None) -> None:
-        self._advance(sequence)
+        self.items.advance(sequence)
         self.profile = profile
         if key is not None:
             self.profile_keys.add(key)
@@ -476,40 +395,26 @@ class DunningAccount(Aggregate):
     @event("InvoiceOpened")
     def _invoice_opened(self, invoice: dict[str, str], outcomes: list[dict[str, str]],
                         sequence: list[int] | None) -> None:
-        self._advance(sequence)
-        new = TrackedInvoice(
-            invoice_id=invoice["invoice_id"], currency=invoice["currency"], amount=Decimal(invoice["amount"]),
-            issue_date=date.fromisoformat(invoice["issue_date"]),
-            due_date=date.fromisoformat(invoice["due_date"]),
-            open_amount=Decimal(invoice["open_amount"]), status=invoice["status"],
-        )
-        self.invoices[new.invoice_id] = new
-        self._apply_outcomes([{"invoice_id": new.invoice_id, "open_amount": invoice["open_amount"],
-                               "status": invoice["status"]}, *outcomes])
+        self.items.advance(sequence)
+        self.items.open_invoice(invoice, outcomes)
 
     @event("OpenAmountsChanged")
     def _open_amounts_changed(self, outcomes: list[dict[str, str]], effective_date: str | None,
                               sequence: list[int] | None) -> None:
-        self._advance(sequence)
-        self._apply_outcomes(outcomes)
+        self.items.advance(sequence)
+        self.items.apply_outcomes(outcomes)
 
     @event("DisputeOpened")
     def _dispute_opened(self, dispute_id: str, invoice_id: str, amount: str,
                         sequence: list[int] | None) -> None:
-        self._advance(sequence)
-        self.dispute_invoice[dispute_id] = invoice_id
-        self.disputes.setdefault(invoice_id, {})[dispute_id] = Decimal(amount)
+        self.items.advance(sequence)
+        self.items.open_dispute(dispute_id, invoice_id, amount)
 
     @event("DisputeClosed")
     def _dispute_closed(self, dispute_id: str, outcome: str, effective_date: str | None,
                         outcomes: list[dict[str, str]], sequence: list[int] | None) -> None:
-        self._advance(sequence)
-        invoice_id = self.dispute_invoice[dispute_id]
-        disputes = self.disputes[invoice_id]
-        del disputes[dispute_id]
-        if not disputes:
-            del self.disputes[invoice_id]
-        self._apply_outcomes(outcomes)
+        self.items.advance(sequence)
+        self.items.close_dispute(dispute_id, outcomes)
 
     @event("PromiseMade")
     def _promise_made(self, promise: dict[str, Any]) -> None:
@@ -522,15 +427,15 @@ class DunningAccount(Aggregate):
         )
         self.promises[new.promise_id] = new
         for invoice_id in new.invoice_ids:
-            self.invoices[invoice_id].promise_id = new.promise_id
+            self.dunned.setdefault(invoice_id, InvoiceDunning()).promise_id = new.promise_id
 
     def _close_promise(self, promise_id: str, status: str, on: str) -> None:
         promise = self.promises[promise_id]
         promise.status = status
         promise.closed_on = date.fromisoformat(on)
         for invoice_id in promise.invoice_ids:
-            if self.invoices[invoice_id].promise_id == promise_id:
-                self.invoices[invoice_id].promise_id = None
+            if self.marks(invoice_id).promise_id == promise_id:
+                self.dunned[invoice_id].promise_id = None
 
     @event("PromiseKept")
     def _promise_kept(self, promise_id: str, kept_on: str) -> None:
@@ -545,11 +450,11 @@ class DunningAccount(Aggregate):
     def _notice_issued(self, notice: dict[str, Any]) -> None:
         as_of = date.fromisoformat(notice["as_of"])
         for invoice_id, level in notice["advanced"].items():
-            invoice = self.invoices[invoice_id]
-            invoice.level = level
-            invoice.last_noticed = as_of
+            marks = self.dunned.setdefault(invoice_id, InvoiceDunning())
+            marks.level = level
+            marks.last_noticed = as_of
         for invoice_id in notice["escalated_invoices"]:
-            self.invoices[invoice_id].escalated = True
+            self.dunned.setdefault(invoice_id, InvoiceDunning()).escalated = True
         self.last_notice_on[notice["currency"]] = as_of
         self.last_run_on = as_of
         self.notices.append({k: notice[k] for k in (
