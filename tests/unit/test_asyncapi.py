@@ -378,3 +378,45 @@ def test_the_models_import_nothing_from_services() -> None:
     source = (Path(asyncapi.__file__).parent / "outbound_events.py").read_text(encoding="utf-8")
     assert "services" not in {line.split()[1].split(".")[0] for line in source.splitlines()
                               if line.startswith(("import ", "from "))}
+
+
+# --------------------------------------------------------------------------- known departures
+# What the translators publish in these cases departs from the contract the models state; they
+# are left as they are (the contract is the lead's to settle) and marked here, strictly, so that
+# a fix shows up as an XPASS to drop the mark.
+
+
+def _published_of(customer: Customer, event_type: str) -> list[dict[str, Any]]:
+    return [m for m in customer.published if m["type"] == event_type]
+
+
+@pytest.mark.xfail(strict=True, raises=ValidationError,
+                   reason="reversing a payment that paid nothing publishes "
+                   "ledger.unapplied_cash_changed with currency \"\" (services/ledger/outbound.py "
+                   "_unapplied_change takes the currency from the touched invoices, and there are none); "
+                   "dunning and credit dead-letter it (shared/ledger_feed.py wants an ISO code)")
+def test_a_reversal_of_unapplied_cash_names_its_currency() -> None:
+    c = Customer("X-1")
+    c.pay("P1", "100.00", "2025-01-01")
+    c.send("payment.reversed", payment_id="P1", effective_date="2025-01-02", reason="bounced")
+    for message in _published_of(c, "ledger.unapplied_cash_changed"):
+        check_published(message)
+
+
+@pytest.mark.xfail(strict=True, raises=ValidationError,
+                   reason="an ERP amount in exponent form (\"1e3\", which the inbound parser "
+                   "accepts) is published as str(Decimal): \"1E+3\", no decimal string")
+def test_an_amount_in_exponent_form_is_published_as_a_decimal_string() -> None:
+    c = Customer("X-2")
+    c.invoice("I1", "1e3", "2025-01-01", "2025-01-31")
+    for message in _published_of(c, "ledger.invoice_opened"):
+        check_published(message)
+
+
+@pytest.mark.xfail(strict=True, raises=ValidationError,
+                   reason="a customer.upserted with a further field named `origin` replaces "
+                   "the ledger's own `origin` in ledger.customer_updated ({**base, **profile})")
+def test_a_profile_field_named_origin_does_not_replace_the_ledgers_origin() -> None:
+    c = Customer("X-3", origin={"source": "crm"})
+    for message in _published_of(c, "ledger.customer_updated"):
+        check_published(message)
