@@ -14,6 +14,7 @@ import pycountry
 from pydantic import BeforeValidator, WithJsonSchema
 
 ZERO = Decimal("0")
+_ONE = Decimal(1)
 
 # The largest amount any one message may carry. Read models keep money as integers of
 # 1/10,000 (shared.db.Money, a BIGINT): at most 922,337,203,685,477.5807, and a customer's
@@ -73,6 +74,9 @@ def parse_amount(text: object) -> Decimal:
         raise ValueError(f"{text!r} is not a decimal number") from None
     if not amount.is_finite():
         raise ValueError(f"{text!r} is not a finite amount")
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > 0 and amount.adjusted() < 28:
+        amount = amount.quantize(_ONE)  # "1e3" is 1000, and is written so wherever it goes
     return amount
 
 

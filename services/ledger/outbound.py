@@ -134,7 +134,8 @@ def _translate(
             "applied": _applied(applications), "invoices": _invoices(touched),
         }))
     elif kind == "ProfileUpdated":
-        messages.append(("ledger.customer_updated", {**base, **event["profile"]}))
+        # the ledger's origin wins over a profile field of that name: followers dedupe on it
+        messages.append(("ledger.customer_updated", {**event["profile"], **base}))
     for invoice_id, outcome in touched.items():
         if outcome["status"] in ("paid", "written_off") and outcome["settled_date"]:
             messages.append(("ledger.invoice_settled", {
@@ -168,7 +169,7 @@ def _unapplied_change(kind: str, event: dict[str, Any]) -> tuple[str, Decimal] |
     applied = sum((Decimal(a["amount"]) for a in event.get("applications", ())), ZERO)
     released = sum((Decimal(r["amount"]) for r in event.get("releases", ())), ZERO)
     delta = released - applied
-    currency = None
+    currency = event.get("currency")  # a reversal names its payment's (an event stored before: None)
     credit = event.get("credit")
     if credit:
         delta += Decimal(credit["amount"])

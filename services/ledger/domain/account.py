@@ -316,7 +316,7 @@ class CustomerAccount(Aggregate):
         planner.auto_allocate(credit.currency)
         forfeited = credit.remaining + sum((r.amount for r in releases), ZERO)
         self.trigger_event(
-            self.PaymentReversed, origin=origin, payment_id=data.payment_id,
+            self.PaymentReversed, origin=origin, payment_id=data.payment_id, currency=credit.currency,
             effective_date=data.effective_date.isoformat(), reason=data.reason,
             forfeited=str(forfeited),
             forfeited_on=max(data.effective_date, credit.date).isoformat(),
@@ -646,7 +646,7 @@ class CustomerAccount(Aggregate):
     def _payment_reversed(
         self, origin: Origin, payment_id: str, effective_date: str, reason: str,
         forfeited: str, forfeited_on: str, releases: list[dict[str, str]], applications: list[dict[str, str]],
-        touched: dict[str, dict[str, Any]],
+        touched: dict[str, dict[str, Any]], currency: str | None = None,  # None: stored before it was kept
     ) -> None:
         self._record(origin)
         self._book(releases, -1)
