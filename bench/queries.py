@@ -73,7 +73,7 @@ def build(url: str, customers: int, events: int, seed: int) -> dict[str, Any]:
     """Feed the synthetic book through the ledger application into the event store."""
     from bench.book import describe, generate_book
     from services.ledger.application import LedgerApplication
-    from services.ledger.service import migrate_read_models
+    from services.ledger.read.schema import migrate_read_models
     from shared.erp_events import InvalidMessage, decode_message
     from shared.eventstore import eventsourcing_env
     from shared.runtime import tune_gc
@@ -126,7 +126,7 @@ def read_rates(url: str, batch: int) -> dict[str, Any]:
     """The raw read rate of the whole notification log: decoding nothing, the projector's own
     decoding (state only), and the library's domain events."""
     from services.ledger.application import LedgerApplication
-    from services.ledger.projections import EventDecoder
+    from services.ledger.read.projections import EventDecoder
     from shared.eventstore import eventsourcing_env
     from shared.runtime import tune_gc
 
@@ -157,7 +157,7 @@ def read_rates(url: str, batch: int) -> dict[str, Any]:
 def project_live(url: str, batch: int) -> dict[str, Any]:
     """The live projector's way (``LedgerProjector.apply``, batches of ``batch``), from empty."""
     from services.ledger.application import LedgerApplication
-    from services.ledger.projections import LIVE, LedgerProjector, positions
+    from services.ledger.read.projections import LIVE, LedgerProjector, positions
     from shared.db import make_engine
     from shared.eventstore import eventsourcing_env
     from shared.runtime import tune_gc
@@ -191,7 +191,7 @@ def project_live(url: str, batch: int) -> dict[str, Any]:
 def replay(url: str, verify: bool) -> dict[str, Any]:
     """``receivables replay ledger [--verify]``'s own code: shadow tables, build, switch."""
     from services.ledger.application import LedgerApplication
-    from services.ledger.replay import OnlineReplay, print_progress
+    from services.ledger.replay.online import OnlineReplay, print_progress
     from shared.db import make_engine
     from shared.eventstore import eventsourcing_env
     from shared.runtime import tune_gc
@@ -236,9 +236,9 @@ def queries(url: str, runs: int, seed: int) -> dict[str, Any]:
     """p50/p99 of the read paths, each as its REST handler runs it (a pooled connection per call)."""
     from sqlalchemy import func, select
 
-    from services.ledger import queries as reads
-    from services.ledger.aging import GroupBy, aging
-    from services.ledger.projections import customers, invoices, movements
+    from services.ledger.read import queries as reads
+    from services.ledger.read.aging import GroupBy, aging
+    from services.ledger.read.projections import customers, invoices, movements
     from shared.db import make_engine
 
     engine = make_engine(url)
@@ -266,7 +266,7 @@ def queries(url: str, runs: int, seed: int) -> dict[str, Any]:
         return call
 
     middle = customer_ids[len(customer_ids) // 2]
-    from services.ledger.aging import encode_cursor
+    from services.ledger.read.aging import encode_cursor
 
     cases: dict[str, tuple[Callable[[], Any], int]] = {
         "aging_by_currency_today": (run(lambda c: aging(c, today)), max(runs // 10, 20)),
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         create_database(args.database, replace=args.replace)
         results["build"] = build(url, args.customers, args.events, args.seed)
     if args.stage in ("all", "replay"):
-        from services.ledger.service import migrate_read_models
+        from services.ledger.read.schema import migrate_read_models
 
         migrate_read_models(url)
         results["read_log"] = read_rates(url, args.batch)

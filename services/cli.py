@@ -174,7 +174,7 @@ def replay(args: argparse.Namespace) -> int:
     if args.service != "ledger":
         print(f"receivables: replay of {args.service} is not built yet", file=sys.stderr)
         return 2
-    from services.ledger.replay import replay_ledger
+    from services.ledger.replay.online import replay_ledger
 
     return replay_ledger(_settings("ledger"), verify=args.verify)
 

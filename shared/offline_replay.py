@@ -1,7 +1,7 @@
 """Rebuild a service's read models in place from its event store (dunning, credit).
 
 Stop the service first. ``verify`` compares a row-for-row checksum of every read-model table
-before and after. (The ledger's replay is online: ``services/ledger/replay.py``.)
+before and after. (The ledger's replay is online: ``services/ledger/replay/``.)
 """
 
 from __future__ import annotations

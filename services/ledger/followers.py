@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from services.ledger import outbound
 from services.ledger.application import LedgerApplication
-from services.ledger.projections import LedgerProjector
+from services.ledger.read.projections import LedgerProjector
 from shared.db import make_engine
 from shared.eventstore import eventsourcing_env
 from shared.leadership import Leadership

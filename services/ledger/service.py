@@ -7,18 +7,18 @@ import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from aiokafka.structs import ConsumerRecord
 from fastapi import FastAPI
 
-from services.ledger import api_admin, api_audit, api_reports, followers
-from services.ledger.api import router
+from services.ledger import followers
+from services.ledger.api import accounts, audit, intake, replays, reports
 from services.ledger.application import LedgerApplication
 from services.ledger.domain import errors as domain_errors
+from services.ledger.read.schema import migrate_read_models
 from services.ledger.settings import INBOUND_TOPICS, ledger_settings
 from shared.auth import install_auth
-from shared.db import make_engine, migrate
+from shared.db import make_engine
 from shared.erp_events import DEFAULT_LIMITS, InboundMessage, Limits, decode_message
 from shared.eventstore import eventsourcing_env
 from shared.health import health
@@ -30,18 +30,11 @@ from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS = Path(__file__).parent / "migrations"
-
-
 def decode_record(record: ConsumerRecord[bytes, bytes], limits: Limits = DEFAULT_LIMITS) -> InboundMessage:
     return decode_message(
         record.value, topic=record.topic, partition=record.partition, offset=record.offset,
         key=record.key, limits=limits,
     )
-
-
-def migrate_read_models(database_url: str) -> None:
-    migrate(database_url, MIGRATIONS, "ledger_alembic_version")
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
@@ -74,10 +67,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app = FastAPI(title="receivables ledger", version="0.1.0", lifespan=lifespan)
     install_problem_handlers(app, error_map={domain_errors.LedgerError: (409, "ledger-refused")})
     install_auth(app, settings)
-    app.include_router(router)
-    app.include_router(api_reports.router)
-    app.include_router(api_audit.router)
-    app.include_router(api_admin.router)
+    for routes in (accounts, intake, reports, audit, replays):
+        app.include_router(routes.router)
     app.include_router(health)
     document_problems(app)
     return app

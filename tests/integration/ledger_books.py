@@ -16,12 +16,11 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from services.ledger import api_admin, api_audit, api_reports
-from services.ledger.api import router
+from services.ledger.api import accounts, audit, intake, replays, reports
 from services.ledger.application import LedgerApplication
 from services.ledger.domain import errors as domain_errors
-from services.ledger.projections import LedgerProjector
-from services.ledger.service import migrate_read_models
+from services.ledger.read.projections import LedgerProjector
+from services.ledger.read.schema import migrate_read_models
 from shared.auth import install_auth
 from shared.db import make_engine
 from shared.erp_events import parse_envelope, validate_event
@@ -91,10 +90,8 @@ class LedgerBook:
         app = FastAPI()
         install_problem_handlers(app, error_map={domain_errors.LedgerError: (409, "ledger-refused")})
         install_auth(app, ServiceSettings.for_service("ledger", api_tokens_file=tokens))
-        app.include_router(router)
-        app.include_router(api_reports.router)
-        app.include_router(api_audit.router)
-        app.include_router(api_admin.router)
+        for routes in (accounts, intake, reports, audit, replays):
+            app.include_router(routes.router)
         app.state.engine, app.state.ledger = self.engine, self.app
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ledger.test",
                                  headers={"Authorization": f"Bearer {READER}"})

@@ -556,7 +556,7 @@ def balance_rows(database_url: str) -> dict[tuple[str, str], dict[str, Decimal]]
     """The ``ledger_balances`` read model: current totals per (customer, currency)."""
     from sqlalchemy import select
 
-    from services.ledger.projections import balances
+    from services.ledger.read.projections import balances
 
     engine = create_engine(database_url)
     try:

@@ -54,7 +54,7 @@ def test_a_holder_killed_with_sigkill_loses_it(database_url: str) -> None:
 
 MIGRATE = """
 import sys
-from services.ledger.service import migrate_read_models
+from services.ledger.read.schema import migrate_read_models
 from services.ledger.application import LedgerApplication
 from shared.eventstore import eventsourcing_env
 print("ready", flush=True)

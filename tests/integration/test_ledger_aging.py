@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from services.ledger import aging as aging_module
-from services.ledger.aging import AgingRequestError, Buckets, GroupBy, aging
-from services.ledger.projections import movements
+from services.ledger.read import aging as aging_module
+from services.ledger.read.aging import AgingRequestError, Buckets, GroupBy, aging
+from services.ledger.read.projections import movements
 from tests.integration.ledger_books import LedgerBook, event, invoice, payment
 
 AS_OF = date(2024, 4, 30)
@@ -142,7 +142,7 @@ def test_a_bad_group_or_cursor_is_refused() -> None:
     with pytest.raises(AgingRequestError, match="group_by"):
         GroupBy.parse('region"]')
     with pytest.raises(AgingRequestError, match="cursor"):
-        from services.ledger.aging import decode_cursor
+        from services.ledger.read.aging import decode_cursor
         decode_cursor("not-a-cursor")
 
 

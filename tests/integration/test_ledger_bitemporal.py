@@ -17,9 +17,9 @@ from decimal import Decimal
 
 import pytest
 
-from services.ledger import queries
-from services.ledger.aging import aging
-from services.ledger.receivables_metrics import _metrics, receivables_metrics
+from services.ledger.read import queries
+from services.ledger.read.aging import aging
+from services.ledger.read.receivables_metrics import _metrics, receivables_metrics
 from tests.integration.ledger_books import LedgerBook, event, invoice, payment
 
 

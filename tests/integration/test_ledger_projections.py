@@ -19,10 +19,10 @@ from eventsourcing.persistence import Tracking
 from sqlalchemy import select
 
 from services.ledger.application import LedgerApplication
-from services.ledger.projections import LedgerProjector, balances, invoices
-from services.ledger.queries import balances as balances_as_of
-from services.ledger.replay import OnlineReplay, checksums
-from services.ledger.service import MIGRATIONS, migrate_read_models
+from services.ledger.read.projections import LedgerProjector, balances, invoices
+from services.ledger.read.queries import balances as balances_as_of
+from services.ledger.read.schema import MIGRATIONS, migrate_read_models
+from services.ledger.replay.online import OnlineReplay, checksums
 from shared.db import make_engine
 from shared.erp_events import InboundMessage, parse_envelope, validate_event
 from shared.eventstore import eventsourcing_env

@@ -13,12 +13,12 @@ import pytest
 from eventsourcing.persistence import Tracking
 from sqlalchemy.engine import Connection
 
-from services.ledger import queries
-from services.ledger.aging import AgingRow, GroupBy, aging
 from services.ledger.application import LedgerApplication
 from services.ledger.domain import account_id
-from services.ledger.projections import LedgerProjector
-from services.ledger.service import migrate_read_models
+from services.ledger.read import queries
+from services.ledger.read.aging import AgingRow, GroupBy, aging
+from services.ledger.read.projections import LedgerProjector
+from services.ledger.read.schema import migrate_read_models
 from shared.db import make_engine
 from shared.eventstore import eventsourcing_env
 from tests.integration.test_ledger_projections import START, _book

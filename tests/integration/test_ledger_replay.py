@@ -25,8 +25,14 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection
 
-from services.ledger.projections import LIVE, LedgerProjector, metadata, movements, positions, replays
-from services.ledger.replay import OnlineReplay, ReplayBusy, VerificationFailed, checksums, replay_ledger
+from services.ledger.read.projections import LIVE, LedgerProjector, metadata, movements, positions, replays
+from services.ledger.replay.online import (
+    OnlineReplay,
+    ReplayBusy,
+    VerificationFailed,
+    checksums,
+    replay_ledger,
+)
 from shared.db import make_engine
 from shared.erp_events import parse_envelope, validate_event
 from shared.settings import ServiceSettings
@@ -302,7 +308,7 @@ async def test_admin_replay_needs_ops_replay_and_is_recorded_with_who_asked(
             monkeypatch.setenv("RECEIVABLES_DATABASE_URL", database_url)
             # ... and holds no more rows in memory than its setting allows
             settings_ = ServiceSettings.for_service("ledger", database_url=database_url, replay_memory_rows=0)
-            monkeypatch.setattr("services.ledger.replay_audit.getpass.getuser", lambda: "carol")
+            monkeypatch.setattr("services.ledger.replay.runs.getpass.getuser", lambda: "carol")
             with caplog.at_level(logging.WARNING, logger="services.ledger.replay"):
                 assert replay_ledger(settings_, verify=True) == 0
             assert "more than 0 rows held" in caplog.text

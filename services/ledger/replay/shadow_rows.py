@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Engine, Table
 
-from services.ledger.projections import Decoded, LedgerProjector, ReadModels, _Batch
+from services.ledger.read.projections import Decoded, LedgerProjector, ReadModels, _Batch
 from shared.db import insert_rows
 
 # About 1.1 KB a row (measured: 2.7 GB of RSS for the 2.2 million rows of a book of a

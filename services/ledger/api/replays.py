@@ -1,7 +1,7 @@
 """Operations on the ledger (``ops:replay``): replay the read models online, and the replays' record.
 
 ``POST /admin/replay`` records the request in the event store with the caller's identity,
-answers 202 with the run's id and rebuilds in the background (see ``replay``); the run ends
+answers 202 with the run's id and rebuilds in the background (see ``services.ledger.replay.online``); the run ends
 ``switched`` or ``failed`` (the live tables unchanged), which ``GET /admin/replays`` and
 ``GET /admin/replays/{run_id}`` show. One replay at a time: 409 while one runs here; a
 replay running elsewhere (the command line) makes this one fail with the reason recorded.
@@ -18,11 +18,12 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from services.ledger import replay_audit, replay_rows
-from services.ledger.api import EngineDep
+from services.ledger.api.params import EngineDep
 from services.ledger.application import LedgerApplication
-from services.ledger.projections import replays
-from services.ledger.replay import OnlineReplay
+from services.ledger.domain.replay_run import ReplayRun
+from services.ledger.read.projections import replays
+from services.ledger.replay import runs, shadow_rows
+from services.ledger.replay.online import OnlineReplay
 from shared.auth import ReplayOperator
 from shared.db import make_engine, plain_row
 from shared.problems import Problem, not_found
@@ -92,7 +93,7 @@ async def post_replay(
     lock = _write_lock(request)
     async with lock:
         run = await asyncio.to_thread(
-            replay_audit.record_requested, ledger, principal.identity, "api", verify
+            runs.record_requested, ledger, principal.identity, "api", verify
         )
     url = engine.url.render_as_string(hide_password=False)
     request.app.state.replay_run_id = run.run_id
@@ -106,10 +107,10 @@ async def post_replay(
 
 def _memory_rows(request: Request) -> int:
     settings: ServiceSettings | None = getattr(request.app.state, "settings", None)
-    return settings.replay_memory_rows if settings is not None else replay_rows.DEFAULT_LIMIT
+    return settings.replay_memory_rows if settings is not None else shadow_rows.DEFAULT_LIMIT
 
 
-async def _replay(ledger: LedgerApplication, url: str, run: replay_audit.ReplayRun, verify: bool,
+async def _replay(ledger: LedgerApplication, url: str, run: ReplayRun, verify: bool,
                   lock: asyncio.Lock, memory_rows: int) -> None:
     engine = make_engine(url, writer=True)
     try:
@@ -128,7 +129,7 @@ async def _replay(ledger: LedgerApplication, url: str, run: replay_audit.ReplayR
     finally:
         engine.dispose()
     async with lock:
-        await asyncio.to_thread(replay_audit.record_finished, ledger, run, status, **fields)
+        await asyncio.to_thread(runs.record_finished, ledger, run, status, **fields)
 
 
 def _out(row: Any) -> dict[str, Any]:
@@ -153,7 +154,7 @@ async def get_replays(
 async def get_replay(run_id: str, request: Request, _: ReplayOperator) -> ReplayDetailOut:
     """One replay as the event store records it (the read model may lag it by a moment)."""
     ledger: LedgerApplication = request.app.state.ledger
-    history = await asyncio.to_thread(replay_audit.run_history, ledger, run_id)
+    history = await asyncio.to_thread(runs.run_history, ledger, run_id)
     if not history:
         raise not_found("replay", run_id)
     requested = history[0]

@@ -1,13 +1,14 @@
 """The audit record of replays: who asked for one, how, and how it ended.
 
-Each replay is a ``ReplayRun`` aggregate in the ledger's own event store, next to the
-customer accounts: ``ReplayRequested`` (who asked: the bearer token's identity, or
-``os:<user>`` from the command line; ``via`` api or cli; whether to verify) when it starts,
-``ReplayFinished`` (switched or failed, at which notification position, how many events,
-how long, and why it failed) when it ends. The projector keeps them in the
-``ledger_replays`` read model (so a replay rebuilds its own history too); ``GET
-/admin/replays`` lists them and ``GET /admin/replays/{run_id}`` shows a run's stored events.
-The outbox publishes none of them (they are not facts of any customer's account).
+Each replay is a ``ReplayRun`` aggregate (``services.ledger.domain.replay_run``) in the
+ledger's own event store, next to the customer accounts: ``ReplayRequested`` (who asked:
+the bearer token's identity, or ``os:<user>`` from the command line; ``via`` api or cli;
+whether to verify) when it starts, ``ReplayFinished`` (switched or failed, at which
+notification position, how many events, how long, and why it failed) when it ends. The
+projector keeps them in the ``ledger_replays`` read model (so a replay rebuilds its own
+history too); ``GET /admin/replays`` lists them and ``GET /admin/replays/{run_id}`` shows a
+run's stored events. The outbox publishes none of them (they are not facts of any
+customer's account).
 """
 
 from __future__ import annotations
@@ -17,38 +18,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
-from uuid import UUID, uuid5
 
-from eventsourcing.domain import Aggregate, event
+from eventsourcing.domain import Aggregate
 
+from services.ledger.domain.replay_run import ReplayRun, run_aggregate_id
 from shared.eventstore import TrackedApplication
-
-REPLAY_NAMESPACE = uuid5(uuid.NAMESPACE_URL, "receivables:ledger:replay-run")
-
-
-class ReplayRun(Aggregate):
-    """One replay of the ledger's read models."""
-
-    @staticmethod
-    def create_id(run_id: str, **_: Any) -> UUID:
-        return run_aggregate_id(run_id)
-
-    @event("ReplayRequested")
-    def __init__(self, run_id: str, requested_by: str, via: str, verify: bool) -> None:
-        self.run_id = run_id
-        self.requested_by = requested_by
-        self.via = via
-        self.verify = verify
-        self.status = "running"
-
-    @event("ReplayFinished")
-    def finish(self, run_id: str, status: str, position: int | None, events: int | None,
-               milliseconds: int | None, detail: str | None) -> None:
-        self.status = status
-
-
-def run_aggregate_id(run_id: str) -> UUID:
-    return uuid5(REPLAY_NAMESPACE, run_id)
 
 
 def os_principal() -> str:

@@ -9,9 +9,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
-from services.ledger import audit
-from services.ledger.api import EngineDep
+from services.ledger.api.params import EngineDep
 from services.ledger.application import LedgerApplication
+from services.ledger.read import audit
 from shared.auth import LedgerReader
 from shared.db import BIGINT_MAX
 from shared.problems import not_found

@@ -27,8 +27,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from sqlalchemy import and_, case, select
 from sqlalchemy.engine import Connection
 
-from services.ledger.projections import movements
-from services.ledger.queries import visible
+from services.ledger.read.projections import movements
+from services.ledger.read.queries import visible
 from shared.db import execute_sums, money_sum
 
 SALES_KINDS = ("invoice_issued", "adjusted", "cancelled")

@@ -1,45 +1,22 @@
-"""The ledger's REST surface: invoices, balances, open items, event intake, health and metrics.
-
-Reports (aging, receivables metrics) are in ``api_reports``, the audit trail in ``api_audit``.
-"""
+"""A customer's balances and open items, and an invoice, as they stand or as of a business
+date and/or as known at an instant."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
-from sqlalchemy import Engine
 
-from services.ledger import queries
-from services.ledger.application import LedgerApplication
-from shared.auth import LedgerReader, LedgerWriter
+from services.ledger.api.params import AsOf, EngineDep, KnownAt, as_utc
+from services.ledger.read import queries
+from shared.auth import LedgerReader
 from shared.business_dates import today_utc
-from shared.dates import BusinessDate, BusinessInstant
-from shared.erp_events import InboundMessage, InvalidMessage, parse_envelope, validate_event
+from shared.dates import BusinessDate
 from shared.money import ZERO, MoneyText, to_text
 from shared.problems import not_found
-from shared.runtime import ServiceRuntime
-
-
-def get_engine(request: Request) -> Engine:
-    engine: Engine = request.app.state.engine
-    return engine
-
-
-def get_runtime(request: Request) -> ServiceRuntime:
-    runtime: ServiceRuntime = request.app.state.runtime
-    return runtime
-
-
-EngineDep = Annotated[Engine, Depends(get_engine)]
-RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
-AsOf = Annotated[BusinessDate | None, Query(description="business date; default today (UTC)")]
-KnownAt = Annotated[BusinessInstant | None, Query(
-    description="answer as recorded up to this instant (ISO 8601; without an offset, UTC)"
-)]
 
 router = APIRouter()
 
@@ -78,33 +55,6 @@ class InvoiceOut(BaseModel):
     attributes: dict[str, str]
     as_of: date | None = None
     known_at: datetime | None = None
-
-
-class EventOutcome(BaseModel):
-    index: int
-    id: str | None
-    source: str | None
-    status: str  # applied | duplicate | rejected
-    reason: str | None = None
-
-
-class IntakeOut(BaseModel):
-    accepted: int
-    rejected: int
-    outcomes: list[EventOutcome]
-
-
-def as_utc(instant: datetime | None) -> datetime | None:
-    """A ``known_at`` in UTC, as instants are recorded (naive means UTC).
-
-    SQLite keeps timestamps as UTC text without an offset, so an instant given with another
-    offset must be converted before it is compared.
-    """
-    if instant is None:
-        return None
-    if instant.tzinfo is None:
-        return instant.replace(tzinfo=UTC)
-    return instant.astimezone(UTC)
 
 
 @router.get("/customers/{customer_id}/balance", response_model=BalanceOut, tags=["balances"])
@@ -222,43 +172,3 @@ async def get_open_items(
             for r in rows
         ],
     )
-
-
-@router.post("/events", status_code=202, response_model=IntakeOut, tags=["events"])
-async def post_events(
-    request: Request,
-    runtime: RuntimeDep,
-    _: LedgerWriter,
-    body: Annotated[Any, Body(description="one CloudEvent or a JSON array of them")],
-) -> IntakeOut:
-    """Take ERP events over HTTP with the same validation and idempotency as the topics."""
-    items = body if isinstance(body, list) else [body]
-    outcomes: list[EventOutcome | None] = [None] * len(items)
-    valid: list[tuple[int, InboundMessage]] = []
-    for index, item in enumerate(items):
-        ident = (item.get("id"), item.get("source")) if isinstance(item, dict) else (None, None)
-        try:
-            valid.append((index, validate_event(parse_envelope(item), limits=request.app.state.limits)))
-        except InvalidMessage as error:
-            outcomes[index] = EventOutcome(
-                index=index, id=ident[0], source=ident[1], status="rejected", reason=error.reason
-            )
-    ledger: LedgerApplication = request.app.state.ledger
-    async with runtime.write_lock:
-        batch = await asyncio.to_thread(ledger.prepare, [m for _, m in valid])
-        try:
-            await asyncio.to_thread(ledger.commit, batch)
-        except Exception:
-            await asyncio.to_thread(ledger.discard, batch)
-            raise
-    reasons = {id(r.message): r.reason for r in batch.refusals}
-    for (index, message), outcome in zip(valid, batch.outcomes, strict=True):
-        outcomes[index] = EventOutcome(
-            index=index, id=message.origin.id, source=message.origin.source,
-            status="rejected" if outcome == "refused" else outcome,
-            reason=reasons.get(id(message)),
-        )
-    runtime.notify_followers()
-    final = [o for o in outcomes if o is not None]
-    rejected = sum(1 for o in final if o.status == "rejected")
-    return IntakeOut(accepted=len(final) - rejected, rejected=rejected, outcomes=final)

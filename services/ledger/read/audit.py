@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from services.ledger.application import LedgerApplication
 from services.ledger.domain import account_id
-from services.ledger.projections import disputes, invoices
+from services.ledger.read.projections import disputes, invoices
 
 # the library's own attributes of every event, shown in their own fields
 _ENVELOPE = ("originator_id", "originator_version", "timestamp", "origin")

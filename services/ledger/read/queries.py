@@ -11,7 +11,7 @@ from sqlalchemy import case, select
 from sqlalchemy.engine import Connection
 
 from services.ledger.domain.book import invoice_status
-from services.ledger.projections import customers, invoices, movements
+from services.ledger.read.projections import customers, invoices, movements
 from shared.db import execute_sums, money_sum
 from shared.money import ZERO
 

@@ -51,7 +51,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from services.ledger.projections import balances, customers, disputes, invoices, movements
+from services.ledger.read.projections import balances, customers, disputes, invoices, movements
 from shared.db import Money, execute_sums, money_sum
 
 Strategy = Literal["auto", "current", "movements", "spans"]

@@ -8,7 +8,7 @@ Tables (plain SQL, indexed for the REST queries):
 - ``ledger_balances``: per customer and currency, the current totals;
 - ``ledger_disputes``, ``ledger_customers``;
 - ``ledger_replays``: every replay of these read models, who asked and how it ended (from
-  the ``ReplayRun`` records in the event store, see ``replay_audit``);
+  the ``ReplayRun`` records in the event store, see ``services.ledger.replay.runs``);
 - ``ledger_projection_positions``: how far each projector has read the notification log,
   updated in the same transaction as the rows. It is bookkeeping, not a read model: a
   replay builds the others into shadow tables (``ReadModels``) and switches them in.
@@ -293,7 +293,7 @@ class _Batch:
         )
 
     # Where a batch finds the rows stored before it: the tables (a replay's build overrides
-    # these to read its own rows from memory, see ``replay_rows``).
+    # these to read its own rows from memory, see ``services.ledger.replay.shadow_rows``).
 
     def stored_invoices(self, ids: set[str]) -> dict[str, dict[str, Any]]:
         return self._load(self.models.invoices, self.models.invoices.c.invoice_id, ids)

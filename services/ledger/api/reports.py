@@ -10,9 +10,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from services.ledger.aging import AgingRequestError, Buckets, GroupBy, aging
-from services.ledger.api import AsOf, EngineDep, KnownAt, as_utc
-from services.ledger.receivables_metrics import ReceivablesMetrics, receivables_metrics
+from services.ledger.api.params import AsOf, EngineDep, KnownAt, as_utc
+from services.ledger.read.aging import AgingRequestError, Buckets, GroupBy, aging
+from services.ledger.read.receivables_metrics import ReceivablesMetrics, receivables_metrics
 from shared.auth import LedgerReader
 from shared.business_dates import today_utc
 from shared.money import MoneyText, to_text

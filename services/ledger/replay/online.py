@@ -6,7 +6,7 @@
 2. **Build.** The whole notification log is projected into them by the projector's own
    code, in large batches, while the live projector (in the service's followers process)
    goes on keeping the live tables. The replay is the only writer of its shadow tables,
-   so it holds their rows in memory (``replay_rows``): each batch's movements are stored
+   so it holds their rows in memory (``shadow_rows``): each batch's movements are stored
    by a second connection while the next batch is projected, the other rows once at the
    end; past a memory limit it writes them out and goes on as the live projector does.
    No secondary index exists meanwhile (past the limit, the ones the projector reads by);
@@ -43,7 +43,7 @@ Alembic sees the same tables, indexes and constraints before and after (the shad
 is not the default one; SQLite's shadow tables are gone after the switch).
 
 One replay at a time per database: a PostgreSQL advisory lock, or on SQLite a lock file next
-to the database. Every replay is recorded in the event store (``replay_audit``).
+to the database. Every replay is recorded in the event store (``runs``).
 """
 
 from __future__ import annotations
@@ -68,9 +68,9 @@ from sqlalchemy import Engine, Index, select, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from services.ledger import replay_audit, replay_rows
 from services.ledger.application import LedgerApplication
-from services.ledger.projections import (
+from services.ledger.domain.replay_run import ReplayRun
+from services.ledger.read.projections import (
     LIVE,
     SHADOW_PREFIX,
     SHADOW_SCHEMA,
@@ -80,7 +80,9 @@ from services.ledger.projections import (
     record_position,
     shadow_read_models,
 )
-from services.ledger.replay_rows import ShadowRows
+from services.ledger.read.schema import migrate_read_models
+from services.ledger.replay import runs, shadow_rows
+from services.ledger.replay.shadow_rows import ShadowRows
 from shared.db import make_engine
 from shared.eventstore import eventsourcing_env
 from shared.runtime import tune_gc
@@ -192,11 +194,11 @@ class OnlineReplay:
         progress: Callable[[Progress], None] | None = None,
         lock_path: Path | None = None,
         before_commit: Callable[[Connection, int], None] | None = None,
-        memory_limit: int = replay_rows.DEFAULT_LIMIT,
+        memory_limit: int = shadow_rows.DEFAULT_LIMIT,
     ) -> None:
         """``engine``: a writer engine (``make_engine(url, writer=True)``) of the read models.
 
-        ``memory_limit``: rows the build may hold in memory (``replay_rows``).
+        ``memory_limit``: rows the build may hold in memory (``shadow_rows``).
 
         ``before_commit(conn, position)`` runs in the switch's transaction, after the swap
         and before the commit (tests use it to act while the switch holds its locks).
@@ -494,22 +496,22 @@ def print_progress(progress: Progress) -> None:
 def replay(
     app: LedgerApplication, engine: Engine, *, requested_by: str, via: str, verify: bool,
     progress: Callable[[Progress], None] | None = None, batch_size: int | None = None,
-    run: replay_audit.ReplayRun | None = None, memory_limit: int = replay_rows.DEFAULT_LIMIT,
-) -> tuple[replay_audit.ReplayRun, ReplayResult]:
+    run: ReplayRun | None = None, memory_limit: int = shadow_rows.DEFAULT_LIMIT,
+) -> tuple[ReplayRun, ReplayResult]:
     """Replay online and record it in the audit trail (requested, then switched or failed).
 
     ``run``: the request, when the caller recorded it already (the REST endpoint answers
     with its id before the work starts).
     """
-    run = run or replay_audit.record_requested(app, requested_by, via, verify)
+    run = run or runs.record_requested(app, requested_by, via, verify)
     try:
         result = OnlineReplay(
             app, engine, progress=progress, batch_size=batch_size, memory_limit=memory_limit
         ).run(verify=verify)
     except BaseException as error:
-        replay_audit.record_finished(app, run, "failed", detail=f"{type(error).__name__}: {error}")
+        runs.record_finished(app, run, "failed", detail=f"{type(error).__name__}: {error}")
         raise
-    replay_audit.record_finished(
+    runs.record_finished(
         app, run, "switched", position=result.position, events=result.events,
         milliseconds=round(result.seconds * 1000),
         detail="verified: identical to the live tables" if result.verified else None,
@@ -519,14 +521,12 @@ def replay(
 
 def replay_ledger(settings: ServiceSettings, *, verify: bool, requested_by: str | None = None) -> int:
     """``receivables replay ledger [--verify]``: online, recorded as asked by the OS user."""
-    from services.ledger.service import migrate_read_models  # the service's module imports this one
-
     tune_gc()  # the build allocates millions of short-lived containers: rare full collections
     migrate_read_models(settings.database_url)
     app = LedgerApplication(env=eventsourcing_env(settings.database_url, cache_size=None))
     engine = make_engine(settings.database_url, writer=True)
     try:
-        run, result = replay(app, engine, requested_by=requested_by or replay_audit.os_principal(),
+        run, result = replay(app, engine, requested_by=requested_by or runs.os_principal(),
                              via="cli", verify=verify, progress=print_progress,
                              memory_limit=settings.replay_memory_rows)
     except ReplayError as error:
