@@ -56,6 +56,9 @@ class OpenItem:
     open_amount: Decimal  # zero once cancelled
     status: str
     settled_date: date | None = None
+    # False: recorded by an event without a settled date (dunning's before it kept one), so
+    # a fact naming one is no news unless its open amount or status is
+    settled_known: bool = True
 
     @property
     def is_open(self) -> bool:
@@ -157,7 +160,7 @@ class OpenItems:
                 continue
             settled = invoice.settled_date.isoformat() if invoice.settled_date else None
             if (invoice.open_amount != _open_amount(outcome) or invoice.status != outcome["status"]
-                    or settled != outcome.get("settled_date")):
+                    or (invoice.settled_known and settled != outcome.get("settled_date"))):
                 changes.append(outcome)
         return changes
 
@@ -186,6 +189,7 @@ class OpenItems:
             invoice.status = outcome["status"]
             settled = outcome.get("settled_date")
             invoice.settled_date = date.fromisoformat(settled) if settled else None
+            invoice.settled_known = "settled_date" in outcome
             if open_amount > ZERO:
                 self.open_ids.add(invoice.invoice_id)
             else:
