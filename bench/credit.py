@@ -81,7 +81,8 @@ def framework_app() -> Any:
     parsing and validation and the same scope check, ``read_check``), answering a constant."""
     from fastapi import FastAPI, Response
 
-    from shared.auth import AuthState, TokenRegistry
+    from shared.auth import AuthState
+    from shared.tokens import TokenRegistry
 
     app = FastAPI()
     app.state.auth = AuthState(True, TokenRegistry.from_mapping({TOKEN: ["credit:check"]}))

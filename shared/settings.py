@@ -14,8 +14,8 @@ from typing import Any, Literal, Self
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.auth import TokenFileError, TokenRegistry
 from shared.money import MAX_AMOUNT
+from shared.tokens import TokenFileError, TokenRegistry
 
 SERVICES = ("ledger", "dunning", "credit")
 

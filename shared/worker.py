@@ -17,13 +17,14 @@ The parent and the child talk over the child's standard streams, one line each:
   again. The parent mirrors them into its metrics and its stalls, so that ``/metrics`` and
   ``/health/ready`` show the followers like any other part of the service.
 
-The child's log goes to the parent's stderr. The parent restarts a child that died.
+The child's log goes to the parent's stderr. The parent restarts a child that died. This
+module is the child (``python -m shared.worker <followers module>``); the parent's handle on
+it is ``shared.runtime.FollowerWorker``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import logging
 import signal
@@ -32,102 +33,14 @@ from collections.abc import Callable
 
 import orjson
 
-from shared.child_process import die_with_parent
 from shared.metrics import ServiceMetrics
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings
 from shared.stalls import Failure
 
-log = logging.getLogger(__name__)
-
 # A followers module defines ``start(settings, runtime)``: it builds its application and
 # registers its followers on the runtime, and returns what to close after they stop.
 Start = Callable[[ServiceSettings, ServiceRuntime], Callable[[], None]]
-
-
-class FollowerWorker:
-    """The parent's handle on the followers' child process: start, wake, supervise, stop."""
-
-    def __init__(self, module: str, settings: ServiceSettings, metrics: ServiceMetrics) -> None:
-        self.module = module
-        self.settings = settings
-        self.metrics = metrics
-        self.started = 0  # child processes started so far
-        self._process: asyncio.subprocess.Process | None = None
-        self._stopping = asyncio.Event()
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.returncode is None
-
-    def notify(self) -> None:
-        """Wake the followers: new events are committed."""
-        process = self._process
-        if process is not None and process.stdin is not None and not process.stdin.is_closing():
-            process.stdin.write(b"\n")
-
-    async def run(self) -> None:
-        backoff = 0.5
-        while not self._stopping.is_set():
-            # Forked by the event loop's thread, which lives as long as the service: the
-            # parent-death signal kills the child at once if the service is killed hard
-            # (end of input alone would let it shut down slowly against a broker that is gone).
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "shared.worker", self.module,
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                preexec_fn=die_with_parent(),
-            )
-            self._process = process
-            self.started += 1
-            assert process.stdin is not None and process.stdout is not None
-            process.stdin.write(self.settings.model_dump_json().encode() + b"\n")
-            await self._read_reports(process.stdout)
-            code = await process.wait()
-            self._process = None
-            if self._stopping.is_set():
-                return
-            self.metrics.errors.labels("followers-process").inc()
-            # a child that keeps dying (on an event it cannot get past) is a stall too
-            self.metrics.stalls.failed(Failure("followers-process", "", None, "ProcessExited",
-                                               f"the followers process exited with {code}"))
-            log.error("%s followers process exited with %s; restarting in %.1fs",
-                      self.module, code, backoff)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
-            backoff = min(backoff * 2, 10.0)
-
-    async def _read_reports(self, stdout: asyncio.StreamReader) -> None:
-        while line := await stdout.readline():
-            try:
-                report = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                log.warning("followers process wrote %r", line[:200])
-                continue
-            if "position" in report:
-                self.metrics.follower_position.labels(report["follower"]).set(report["position"])
-            elif "error" in report:
-                self.metrics.errors.labels(report["error"]).inc()
-                self.metrics.stalls.failed(Failure.from_report(report))
-            elif "recovered" in report:
-                self.metrics.stalls.moved(report["recovered"])
-
-    async def stop(self, timeout: float = 10.0) -> None:
-        """Close the child's input (it finishes its batch and exits); kill it if it hangs."""
-        self._stopping.set()
-        process = self._process
-        if process is None or process.returncode is not None:
-            return
-        if process.stdin is not None:
-            process.stdin.close()
-        try:
-            await asyncio.wait_for(process.wait(), timeout)
-        except TimeoutError:
-            log.warning("followers process did not stop within %.0fs; killing it", timeout)
-            process.kill()
-            await process.wait()
-
-
-# ------------------------------------------------------------------------ the child side
 
 
 async def _child(module: str) -> None:

@@ -38,7 +38,7 @@ from services.credit.domain import (
 )
 from services.credit.domain.registry import ReviewOutOfOrder
 from services.credit.reviews import ReviewRunner
-from shared.auth import BEARER_SECURITY, CreditOverrider, CreditReader, CreditWriter, Scopes, authorize
+from shared.auth import BEARER_SECURITY, CreditOverrider, CreditReader, CreditWriter, authorize
 from shared.business_dates import not_ahead_of_clock, today_utc
 from shared.dates import BusinessDate
 from shared.db import BIGINT_MAX
@@ -47,6 +47,7 @@ from shared.openapi import answers_with
 from shared.problems import Problem, not_found
 from shared.runtime import ServiceRuntime
 from shared.scheduling import ReadModelsBehind
+from shared.tokens import Scopes
 
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217")]
 # No NUL character: PostgreSQL refuses one in text, and the read models would stop at it.

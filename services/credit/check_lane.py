@@ -23,9 +23,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.credit.api import CHECK_FIELDS, CheckIn, refused
 from services.credit.domain import CreditError
-from shared.auth import AuthState, Scopes, bearer_token
+from shared.auth import AuthState, bearer_token
 from shared.business_dates import today_utc
 from shared.problems import problem_response
+from shared.tokens import Scopes
 
 PATH = "/credit-checks"
 _JSON = (b"content-type", b"application/json")

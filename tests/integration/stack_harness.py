@@ -24,9 +24,9 @@ from typing import Any
 
 from services.credit.settings import CreditSettings
 from services.dunning.settings import DunningSettings
-from shared.auth import Scopes
 from shared.broker import EmbeddedBroker, create_topics
 from shared.settings import ServiceSettings
+from shared.tokens import Scopes
 from tests.integration.credit_harness import ALL_TOPICS as CREDIT_TOPICS
 from tests.integration.credit_harness import InProcessCredit
 from tests.integration.dunning_harness import ALL_TOPICS as DUNNING_TOPICS

@@ -13,8 +13,8 @@ from eventsourcing.persistence import Notification
 from shared.eventstore import TrackedApplication, eventsourcing_env
 from shared.follower import FollowerLoop
 from shared.metrics import ServiceMetrics
+from shared.runtime import FollowerWorker
 from shared.settings import ServiceSettings
-from shared.worker import FollowerWorker
 from tests.integration.ledger_harness import poll
 
 WAIT = 30.0

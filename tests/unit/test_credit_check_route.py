@@ -17,8 +17,9 @@ from services.credit import api
 from services.credit.api import CheckIn
 from services.credit.check_lane import CheckLane
 from services.credit.domain import CreditAccount, CreditError
-from shared.auth import AuthState, CreditChecker, TokenRegistry
+from shared.auth import AuthState, CreditChecker
 from shared.problems import install_problem_handlers
+from shared.tokens import TokenRegistry
 
 
 class _Desk:

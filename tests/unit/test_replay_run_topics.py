@@ -52,9 +52,10 @@ def old_store() -> LedgerApplication:
 
 
 def test_the_old_topics_name_the_moved_classes() -> None:
-    assert resolve_topic("services.ledger.replay_audit:ReplayRun") is ReplayRun
-    assert resolve_topic("services.ledger.replay_audit:ReplayRun.ReplayRequested") is ReplayRun.ReplayRequested
-    assert resolve_topic("services.ledger.replay_audit:ReplayRun.ReplayFinished") is ReplayRun.ReplayFinished
+    old = "services.ledger.replay_audit:ReplayRun"
+    assert resolve_topic(old) is ReplayRun
+    assert resolve_topic(f"{old}.ReplayRequested") is ReplayRun.ReplayRequested
+    assert resolve_topic(f"{old}.ReplayFinished") is ReplayRun.ReplayFinished
     # new events are stored under the new module
     assert get_topic(ReplayRun) == "services.ledger.domain.replay_run:ReplayRun"
 

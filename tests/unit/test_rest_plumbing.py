@@ -15,15 +15,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel, ValidationError
 
-from shared.auth import (
-    LedgerReader,
-    Principal,
-    Scopes,
-    TokenFileError,
-    TokenRegistry,
-    install_auth,
-    require_scope,
-)
+from shared.auth import LedgerReader, install_auth, require_scope
 from shared.problems import (
     PROBLEM_MEDIA_TYPE,
     Problem,
@@ -32,6 +24,7 @@ from shared.problems import (
     problem_type,
 )
 from shared.settings import ServiceSettings
+from shared.tokens import Principal, Scopes, TokenFileError, TokenRegistry
 
 READER_TOKEN = "reader-0123456789abcdef"
 WRITER_TOKEN = "writer-fedcba9876543210"
