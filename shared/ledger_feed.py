@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import orjson
-from aiokafka.structs import ConsumerRecord
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -270,6 +269,17 @@ def read_fact(event_type: str, data: dict[str, Any], event_id: str, *, source: s
     return Fact(customer_id, event_type, data, event_id, origin, body, ledger_sequence(event_id))
 
 
-def decode_record(record: ConsumerRecord[bytes, bytes]) -> Fact:
+class Record(Protocol):
+    """What ``decode_record`` reads of a Kafka record (aiokafka's ``ConsumerRecord``): the facts
+    stay free of the client, so that the domains can take them."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def decode_record(record: Record) -> Fact:
     return decode(record.value, topic=record.topic, partition=record.partition, offset=record.offset,
                   key=record.key or b"")
