@@ -49,7 +49,7 @@ class AccountProjector(Generic[A]):
 
     async def process(self, notifications: Sequence[Notification]) -> None:
         # On SQLite in transactions of a few hundred events: each holds the write lock the
-        # service's own saves queue for (shared.db.WriteTurn), so none should hold it long.
+        # service's own saves queue for (shared.write_turn.WriteTurn), so none should hold it long.
         step = self.events_a_transaction if self.engine.dialect.name == "sqlite" else len(notifications)
         for start in range(0, len(notifications), step):
             await asyncio.to_thread(self.apply, notifications[start:start + step])

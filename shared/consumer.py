@@ -27,6 +27,7 @@ from shared.envelope import encode_event
 from shared.erp_events import InvalidMessage
 from shared.metrics import ServiceMetrics
 from shared.stalls import Failure
+from shared.store_writer import Batches, StoreWriter
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +55,11 @@ class Rejected:
 _Decoded = tuple[list[M], list[Rejected], dict[int, "ConsumerRecord[bytes, bytes]"]]
 
 
-class Sink(Protocol[M, B]):
-    """What the consumer drives: a service's application, seen from the Kafka side."""
+class Sink(Batches[M, B], Protocol[M, B]):
+    """What the consumer drives: a service's application, seen from the Kafka side (its
+    batches are written by the service's ``StoreWriter``)."""
 
-    def prepare(self, messages: Sequence[M]) -> B: ...
     def refusals(self, batch: B) -> list[tuple[M, str]]: ...
-    def commit(self, batch: B, tracking: Tracking) -> None: ...
-    def discard(self, batch: B) -> None: ...
     def position(self, name: str) -> int | None: ...
     def on_assigned(self) -> None: ...
     def counts(self, batch: B) -> tuple[int, int, int]: ...  # applied, duplicates, events
@@ -130,11 +129,10 @@ class KafkaConsumerLoop(Generic[M, B]):
         sink: Sink[M, B],
         producer: AIOKafkaProducer,
         metrics: ServiceMetrics,
-        on_committed: Callable[[], None] = lambda: None,
+        writer: StoreWriter | None = None,
         max_records: int = 2000,
         timeout_ms: int = 200,
         session_timeout_ms: int = 6000,
-        write_lock: asyncio.Lock | None = None,
     ) -> None:
         self.service = service
         self.bootstrap = bootstrap
@@ -144,13 +142,12 @@ class KafkaConsumerLoop(Generic[M, B]):
         self.sink = sink
         self.producer = producer
         self.metrics = metrics
-        self.on_committed = on_committed
         self.max_records = max_records
         self.timeout_ms = timeout_ms
         # Tansu holds a group join for half the session timeout, so keep it short.
         self.session_timeout_ms = session_timeout_ms
         self.positions = Positions(sink)
-        self.write_lock = write_lock or asyncio.Lock()
+        self.writer = writer or StoreWriter()  # the service's one way into its store
         self.consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
@@ -368,8 +365,7 @@ class KafkaConsumerLoop(Generic[M, B]):
         with self.metrics.batch_seconds.time():
             self.metrics.batch_size.observe(len(records))
             messages, rejected, by_message = decoded
-            async with self.write_lock:
-                batch, refusals = await self._apply_and_commit(tp, records, messages, rejected, by_message)
+            batch, refusals = await self._apply_and_commit(tp, records, messages, rejected, by_message)
         applied, duplicates, events = self.sink.counts(batch)
         self.positions.next_offsets[tp] = records[-1].offset + 1
         self.metrics.processed.labels(tp.topic).inc(applied)
@@ -377,7 +373,6 @@ class KafkaConsumerLoop(Generic[M, B]):
         self.metrics.dead_lettered.labels(tp.topic).inc(len(rejected) + len(refusals))
         self.metrics.events_stored.inc(events)
         self.metrics.position.labels(tp.topic, tp.partition).set(records[-1].offset + 1)
-        self.on_committed()
 
     async def _apply_and_commit(
         self,
@@ -399,25 +394,30 @@ class KafkaConsumerLoop(Generic[M, B]):
         event = {"topic": tp.topic, "partition": tp.partition, "offset": records[0].offset,
                  "last_offset": records[-1].offset}
         backoff = 0.5
+        prepared: list[B] = []
+        refusals: list[Rejected] = []
+
+        async def dead_letter_refused(batch: B) -> None:
+            prepared[:] = [batch]
+            refusals[:] = [Rejected(by_message[id(message)], reason)
+                           for message, reason in self.sink.refusals(batch)]
+            await self.dead_letter(rejected + refusals)
+
         while True:
-            try:
-                batch = await asyncio.to_thread(self.sink.prepare, messages)
-            except Exception as error:
-                stalls.failed(Failure.of("consumer", where, event, error, lane=lane), cause=error)
-                raise
-            refusals = [
-                Rejected(by_message[id(message)], reason)
-                for message, reason in self.sink.refusals(batch)
-            ]
             tracking = self.positions.tracking(tp, records[-1].offset)
+            prepared.clear()
             try:
-                await self.dead_letter(rejected + refusals)
-                await asyncio.to_thread(self.sink.commit, batch, tracking)
+                batch = await self.writer.write_batch(self.sink, messages, tracking=tracking,
+                                                      before_commit=dead_letter_refused)
                 break
             except Exception as error:
-                await asyncio.to_thread(self.sink.discard, batch)
+                if not prepared:  # not even prepared: up to run(), which restarts the consumer
+                    stalls.failed(Failure.of("consumer", where, event, error, lane=lane), cause=error)
+                    raise
+                batch = prepared[0]
                 stored = await asyncio.to_thread(self.sink.position, tracking.application_name)
                 if stored is not None and stored >= tracking.notification_id:
+                    self.writer.written()
                     break  # it did commit; only the acknowledgement was lost
                 self.metrics.errors.labels("commit").inc()
                 stalls.failed(Failure.of("consumer", where, event, error, lane=lane), cause=error)

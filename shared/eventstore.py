@@ -41,7 +41,8 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteProcessRecorde
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from shared.db import WriteTurn, sqlite_file_lock
+from shared.db import sqlite_file_lock
+from shared.write_turn import WriteTurn
 
 log = logging.getLogger(__name__)
 
@@ -368,7 +369,7 @@ class TrackedApplication(Application[UUID]):
             self.recorder.insert_tracking(Tracking(name, position))
 
     def write_turn(self) -> WriteTurn | None:
-        """On SQLite, this process's turns at writing the store (``shared.db.WriteTurn``)."""
+        """On SQLite, this process's turns at writing the store (``shared.write_turn.WriteTurn``)."""
         database = self.env.get("SQLITE_DBNAME")
         return WriteTurn.of(database) if database else None
 

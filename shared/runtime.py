@@ -23,7 +23,7 @@ from shared.leadership import Leadership
 from shared.metrics import ServiceMetrics
 from shared.settings import ServiceSettings
 from shared.stalls import Failure, StallReporter
-from shared.write_lock import WriteLock
+from shared.store_writer import StoreWriter
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class ServiceRuntime:
         self.service = service
         self.metrics = metrics
         self.kafka = KafkaLink(bootstrap)
-        self.write_lock = WriteLock()  # one writer of the event store per process
+        self.writer = StoreWriter(on_written=self.notify_followers)  # the one way into the event store
         self.followers: list[FollowerLoop] = []
         self.consumers: list[Any] = []  # shared.consumer.KafkaConsumerLoop
         self._logs: list[SharedLog] = []  # one per followed application, read once for all
@@ -144,9 +144,8 @@ class ServiceRuntime:
             service=self.service, bootstrap=settings.kafka_bootstrap,
             group_id=settings.consumer_group or f"receivables-{self.service}", topics=topics,
             decode=decode, sink=sink, producer=self.kafka.producer, metrics=self.metrics,
-            on_committed=self.notify_followers, max_records=settings.batch_max_records,
+            writer=self.writer, max_records=settings.batch_max_records,
             timeout_ms=settings.batch_timeout_ms, session_timeout_ms=settings.session_timeout_ms,
-            write_lock=self.write_lock,
         )
         self.consumers.append(consumer)
         self.supervise(consumer, "consumer", needs_kafka=True)

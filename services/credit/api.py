@@ -42,10 +42,10 @@ from shared.auth import BEARER_SECURITY, CreditOverrider, CreditReader, CreditWr
 from shared.business_dates import not_ahead_of_clock, today_utc
 from shared.dates import BusinessDate
 from shared.db import BIGINT_MAX
+from shared.dependencies import EngineDep, WriterDep
 from shared.money import Amount
 from shared.openapi import answers_with
 from shared.problems import Problem, not_found
-from shared.runtime import ServiceRuntime
 from shared.scheduling import ReadModelsBehind
 from shared.tokens import Scopes
 
@@ -63,16 +63,6 @@ async def get_app(request: Request) -> CreditApplication:
     return app
 
 
-async def get_engine(request: Request) -> Engine:
-    engine: Engine = request.app.state.engine
-    return engine
-
-
-async def get_runtime(request: Request) -> ServiceRuntime:
-    runtime: ServiceRuntime = request.app.state.runtime
-    return runtime
-
-
 async def get_desk(request: Request) -> CheckDesk:
     desk: CheckDesk = request.app.state.desk
     return desk
@@ -84,8 +74,6 @@ async def get_runner(request: Request) -> ReviewRunner:
 
 
 AppDep = Annotated[CreditApplication, Depends(get_app)]
-EngineDep = Annotated[Engine, Depends(get_engine)]
-RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
 DeskDep = Annotated[CheckDesk, Depends(get_desk)]
 RunnerDep = Annotated[ReviewRunner, Depends(get_runner)]
 
@@ -294,16 +282,14 @@ class LimitIn(BaseModel):
 
 
 @router.put("/customers/{customer_id}/credit-limit", tags=["customers"], responses=answers_with(LimitOut))
-async def put_credit_limit(customer_id: Id, body: LimitIn, app: AppDep, runtime: RuntimeDep,
+async def put_credit_limit(customer_id: Id, body: LimitIn, app: AppDep, writer: WriterDep,
                            principal: CreditWriter) -> Response:
     """Set a currency's limit (audited with the caller's identity); answers that currency's position."""
     try:
-        async with runtime.write_lock:
-            position = await asyncio.to_thread(app.set_limit, customer_id, body.currency, body.amount,
-                                               principal.identity, body.expires_on, body.review_on)
+        position = await writer.run(app.set_limit, customer_id, body.currency, body.amount,
+                                    principal.identity, body.expires_on, body.review_on)
     except CreditError as error:
         raise refused(error, {"amount": "body.amount", "currency": "body.currency"}, "body") from None
-    runtime.notify_followers()
     return _json({"customer_id": customer_id, "set_by": principal.identity, **position})
 
 
@@ -315,16 +301,14 @@ class HoldIn(BaseModel):
 
 @router.post("/customers/{customer_id}/holds", status_code=201, tags=["holds"],
              responses=answers_with(HoldPlacedOut, 201))
-async def post_hold(customer_id: Id, body: HoldIn, app: AppDep, runtime: RuntimeDep,
+async def post_hold(customer_id: Id, body: HoldIn, app: AppDep, writer: WriterDep,
                     principal: CreditOverrider) -> Response:
     """Put a customer on hold by hand (one manual hold at a time: placed again, the active one
     is answered)."""
     try:
-        async with runtime.write_lock:
-            hold = await asyncio.to_thread(app.place_hold, customer_id, principal.identity, body.reason)
+        hold = await writer.run(app.place_hold, customer_id, principal.identity, body.reason)
     except CreditError as error:
         raise refused(error, {"reason": "body.reason"}, "body") from None
-    runtime.notify_followers()
     return _json({"customer_id": customer_id, **hold}, status=201)
 
 
@@ -336,7 +320,7 @@ class ReleaseIn(BaseModel):
 
 
 @router.post("/holds/{hold_id}/release", tags=["holds"], responses=answers_with(ReleaseOut))
-async def post_release(hold_id: Id, body: ReleaseIn, app: AppDep, engine: EngineDep, runtime: RuntimeDep,
+async def post_release(hold_id: Id, body: ReleaseIn, app: AppDep, engine: EngineDep, writer: WriterDep,
                        runner: RunnerDep, principal: CreditOverrider) -> Response:
     """Release a hold (audited with the caller's identity). Releasing an automatic hold
     overrides its reasons until they stop holding."""
@@ -344,14 +328,11 @@ async def post_release(hold_id: Id, body: ReleaseIn, app: AppDep, engine: Engine
     if customer_id is None:
         raise not_found("hold", hold_id)
     try:
-        async with runtime.write_lock:
-            release = await asyncio.to_thread(app.release_hold, customer_id, hold_id, principal.identity,
-                                              body.reason)
+        release = await writer.run(app.release_hold, customer_id, hold_id, principal.identity, body.reason)
     except CreditError as error:
         raise refused(error, {"reason": "body.reason"}, "path.hold_id") from None
     if release is None:
         raise not_found("hold", hold_id)
-    runtime.notify_followers()
     return _json(release)
 
 

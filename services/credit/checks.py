@@ -35,7 +35,6 @@ import logging
 import threading
 from collections import Counter as Tally
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
@@ -48,9 +47,9 @@ from prometheus_client import Counter, Histogram
 from services.credit.application import CreditApplication
 from services.credit.domain import CreditAccount, CreditError, credit_account_id
 from shared.async_events import AsyncEventWriter
-from shared.db import WriteTurn
 from shared.metrics import ServiceMetrics
-from shared.write_lock import WriteLock
+from shared.store_writer import StoreWriter
+from shared.write_turn import WriteTurn
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +91,11 @@ class _Group:
 class CheckDesk:
     """Answers credit checks; see the module's docstring."""
 
-    def __init__(self, app: CreditApplication, write_lock: WriteLock, metrics: ServiceMetrics,
-                 on_committed: Callable[[], None] = lambda: None, *, max_group: int = 1000,
-                 notify_delay: float = 0.25, pipeline_depth: int = 2, max_conflicts: int = 3,
-                 inline_saves: bool = True) -> None:
+    def __init__(self, app: CreditApplication, writer: StoreWriter, metrics: ServiceMetrics, *,
+                 max_group: int = 1000, notify_delay: float = 0.25, pipeline_depth: int = 2,
+                 max_conflicts: int = 3, inline_saves: bool = True) -> None:
         self.app = app
-        self.write_lock = write_lock
-        self.on_committed = on_committed
+        self.writer = writer  # the desk pipelines its saves under the writer's lock
         self.max_group = max_group
         self.pipeline_depth = pipeline_depth
         self.max_conflicts = max_conflicts
@@ -204,7 +201,7 @@ class CheckDesk:
                 continue
             in_flight: deque[_Group] = deque()
             try:
-                async with self.write_lock:
+                async with self.writer.lock:
                     await self._pipeline(in_flight)
             except asyncio.CancelledError:
                 self._give_up(in_flight, RuntimeError("the credit service is stopping"))
@@ -220,7 +217,7 @@ class CheckDesk:
         while self._queue or in_flight:
             while (self._queue and len(in_flight) < self.pipeline_depth and not spoilt
                    and (not in_flight or len(self._queue) >= len(in_flight[-1].requests))
-                   and not self.write_lock.waiting):
+                   and not self.writer.lock.waiting):
                 requests, self._queue = self._queue[:self.max_group], self._queue[self.max_group:]
                 try:
                     group = await self._decide(requests, in_flight[-1] if in_flight else None)
@@ -305,7 +302,7 @@ class CheckDesk:
         than the save itself. So on PostgreSQL the group is saved over an asynchronous
         connection (``shared.async_events``), the loop serving meanwhile; on SQLite with a
         multi-row insert and a commit on the loop, once this process has the turn at writing
-        the database (``shared.db.WriteTurn``): at once when no one else has it, else after
+        the database (``shared.write_turn.WriteTurn``): at once when no one else has it, else after
         waiting for it in the save thread, which blocks no one. (``inline_saves`` off: the
         whole save in the save thread.)
         """
@@ -440,7 +437,7 @@ class CheckDesk:
 
         def notify() -> None:
             self._notify_scheduled = False
-            self.on_committed()
+            self.writer.written()
 
         asyncio.get_running_loop().call_later(self.notify_delay, notify)
 

@@ -9,7 +9,7 @@ A review for a date:
    candidates (every customer in ``credit_accounts``) include every account recorded
    before the review began;
 3. reviews the candidates in chunks, each chunk loaded, decided and saved in one
-   transaction under the service's write lock (the consumer and the credit checks go on
+   transaction by the service's ``StoreWriter`` (the consumer and the credit checks go on
    between chunks): limits and reservations expire, invoices past the overdue rule are
    marked, the risk grade is recorded when it changes, holds follow;
 4. records the review in the registry. A review interrupted before that is simply run
@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time as monotonic_time
-from collections.abc import Callable
 from datetime import date, time
 from typing import Any
 
@@ -35,6 +34,7 @@ from services.credit.application import CreditApplication
 from services.credit.domain.registry import review_id
 from shared import scheduling
 from shared.scheduling import DailyScheduler
+from shared.store_writer import StoreWriter
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +43,11 @@ _COUNTS = ("customers", "holds_placed", "holds_changed", "holds_released", "grad
 
 
 class ReviewRunner:
-    def __init__(self, app: CreditApplication, engine: Engine, write_lock: asyncio.Lock,
-                 on_committed: Callable[[], None] = lambda: None, *, chunk_size: int = 500,
+    def __init__(self, app: CreditApplication, engine: Engine, writer: StoreWriter, *, chunk_size: int = 500,
                  catch_up_seconds: float = 60.0) -> None:
         self.app = app
         self.engine = engine
-        self.write_lock = write_lock
-        self.on_committed = on_committed
+        self.writer = writer
         self.chunk_size = chunk_size
         self.catch_up_seconds = catch_up_seconds
         self._review_lock = asyncio.Lock()  # one review at a time in this process
@@ -57,7 +55,8 @@ class ReviewRunner:
     async def caught_up(self) -> None:
         """Wait until the projector has processed every event stored so far."""
         await scheduling.caught_up(lambda: self.app.recorder.max_notification_id() or 0,
-                                   self._projector_position, self.on_committed, timeout=self.catch_up_seconds)
+                                   self._projector_position, self.writer.written,
+                                   timeout=self.catch_up_seconds)
 
     async def run(self, as_of: date) -> dict[str, Any]:
         """The review of ``as_of``: ``{"review_id", "as_of", "repeat", counts..., and on the first
@@ -75,9 +74,7 @@ class ReviewRunner:
             counts = dict.fromkeys(_COUNTS, 0)
             for start in range(0, len(candidates), self.chunk_size):
                 chunk = candidates[start:start + self.chunk_size]
-                async with self.write_lock:
-                    result = await asyncio.to_thread(self.app.review_chunk, chunk, as_of)
-                self.on_committed()
+                result = await self.writer.run(self.app.review_chunk, chunk, as_of)
                 for name, items in details.items():
                     items.extend(getattr(result, name))
                 counts["customers"] += result.customers
@@ -86,9 +83,7 @@ class ReviewRunner:
                 counts["overdue_marked"] += result.overdue_marked
             for name, items in details.items():
                 counts[name] = len(items)
-            async with self.write_lock:
-                summary = await asyncio.to_thread(self.app.record_review, as_of, counts)
-            self.on_committed()
+            summary = await self.writer.run(self.app.record_review, as_of, counts)
             log.info("credit review %s: %d candidates, %d customers changed, %d holds placed, "
                      "%d released in %.2fs", as_of, len(candidates), counts["customers"],
                      counts["holds_placed"], counts["holds_released"], monotonic_time.monotonic() - started)

@@ -57,8 +57,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         metrics = ServiceMetrics("credit")
         runtime = ServiceRuntime("credit", settings.kafka_bootstrap, metrics)
         tune_gc(short_pauses=True)  # (after the runtime's own tuning) checks answer within ms
-        runner = ReviewRunner(credit, engine, runtime.write_lock, runtime.notify_followers)
-        desk = CheckDesk(credit, runtime.write_lock, metrics, runtime.notify_followers)
+        runner = ReviewRunner(credit, engine, runtime.writer)
+        desk = CheckDesk(credit, runtime.writer, metrics)
         app.state.credit, app.state.engine, app.state.runtime = credit, engine, runtime
         app.state.runner, app.state.desk, app.state.settings = runner, desk, settings
         close_followers = runtime.consume(settings, followers, topics=INBOUND_TOPICS, decode=decode_record,

@@ -7,7 +7,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import Engine
 
 from services.dunning import queries
 from services.dunning.api_answers import (
@@ -35,10 +34,10 @@ from shared.auth import DunningReader, DunningWriter
 from shared.business_dates import not_ahead_of_clock, today_utc
 from shared.dates import BusinessDate
 from shared.db import BIGINT_MAX
+from shared.dependencies import EngineDep, WriterDep
 from shared.money import ZERO, Amount, to_text
 from shared.openapi import answers_with
 from shared.problems import Problem, not_found
-from shared.runtime import ServiceRuntime
 from shared.scheduling import ReadModelsBehind
 
 PolicyName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
@@ -47,29 +46,17 @@ Days = Annotated[int, Field(ge=-3660, le=3660)]
 DaysAfter = Annotated[int, Field(ge=0, le=3660)]
 
 
-def get_app(request: Request) -> DunningApplication:
+async def get_app(request: Request) -> DunningApplication:
     app: DunningApplication = request.app.state.dunning
     return app
 
 
-def get_engine(request: Request) -> Engine:
-    engine: Engine = request.app.state.engine
-    return engine
-
-
-def get_runtime(request: Request) -> ServiceRuntime:
-    runtime: ServiceRuntime = request.app.state.runtime
-    return runtime
-
-
-def get_runner(request: Request) -> DunningRunner:
+async def get_runner(request: Request) -> DunningRunner:
     runner: DunningRunner = request.app.state.runner
     return runner
 
 
 AppDep = Annotated[DunningApplication, Depends(get_app)]
-EngineDep = Annotated[Engine, Depends(get_engine)]
-RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
 RunnerDep = Annotated[DunningRunner, Depends(get_runner)]
 
 router = APIRouter()
@@ -140,7 +127,7 @@ async def get_policy(name: PolicyName, app: AppDep, _: DunningReader) -> dict[st
 
 
 @router.put("/policies/{name}", tags=["policies"], response_model=None, responses=answers_with(Policy))
-async def put_policy(name: PolicyName, body: PolicyIn, app: AppDep, runtime: RuntimeDep,
+async def put_policy(name: PolicyName, body: PolicyIn, app: AppDep, writer: WriterDep,
                      _: DunningWriter) -> dict[str, Any]:
     """Store a new version of a policy (the same content again keeps its version)."""
     if body.name is not None and body.name != name:
@@ -167,9 +154,7 @@ async def put_policy(name: PolicyName, body: PolicyIn, app: AppDep, runtime: Run
                      or any(f"{n}.{lang}.j2" in missing for lang, n in level.templates.items()))
         raise _field_problem(422, "validation-error", f"body.levels[{index}].template",
                              f"no such template: {', '.join(missing)}")
-    async with runtime.write_lock:
-        stored = await asyncio.to_thread(app.store_policy, policy)
-    runtime.notify_followers()
+    stored = await writer.run(app.store_policy, policy)
     return policy_out(stored)
 
 
@@ -230,15 +215,14 @@ def _promise_field(error: InvalidPromise) -> str:
 
 @router.post("/customers/{customer_id}/promises", status_code=201, tags=["customers"], response_model=None,
              responses=answers_with(PromiseOut, 201))
-async def post_promise(customer_id: str, body: PromiseIn, request: Request, app: AppDep, runtime: RuntimeDep,
+async def post_promise(customer_id: str, body: PromiseIn, request: Request, app: AppDep, writer: WriterDep,
                        _: DunningWriter) -> dict[str, Any]:
     """A promise to pay: pauses dunning of the covered invoices until promised_date + grace."""
     made_on = not_ahead_of_clock(body.made_on, "body.made_on", request) if body.made_on else today_utc()
     try:
-        async with runtime.write_lock:
-            promise = await asyncio.to_thread(
-                app.promise, customer_id, made_on=made_on, promised_date=body.promised_date,
-                amount=body.amount, currency=body.currency, invoice_ids=body.invoice_ids)
+        promise = await writer.run(
+            app.promise, customer_id, made_on=made_on, promised_date=body.promised_date,
+            amount=body.amount, currency=body.currency, invoice_ids=body.invoice_ids)
     except InvalidPromise as error:
         raise _field_problem(422, "validation-error", _promise_field(error), str(error)) from None
     except DunningError as error:
@@ -246,7 +230,6 @@ async def post_promise(customer_id: str, body: PromiseIn, request: Request, app:
         raise _field_problem(status, slug, field, str(error)) from None
     if promise is None:
         raise not_found("customer", customer_id)
-    runtime.notify_followers()
     return {"customer_id": customer_id, **promise}
 
 

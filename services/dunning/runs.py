@@ -8,7 +8,7 @@ A run for a date:
    candidates (``dunning_accounts.wake_date <= as_of``, see ``queries.run_candidates``)
    reflect every fact recorded before the run began;
 3. runs the candidates in chunks, each chunk loaded, decided and saved in one transaction
-   under the service's write lock (the consumer goes on between chunks);
+   by the service's ``StoreWriter`` (the consumer goes on between chunks);
 4. records the run in the registry. A run interrupted before that is simply run again:
    accounts already done for the date do nothing (runs only go forward per account), and
    their notices, read back from the read model, are part of the answer.
@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time as monotonic_time
-from collections.abc import Callable
 from datetime import date, time
 from typing import Any
 
@@ -34,18 +33,17 @@ from services.dunning.domain.registry import run_id
 from services.dunning.outbound import notice_message
 from shared import scheduling
 from shared.scheduling import DailyScheduler
+from shared.store_writer import StoreWriter
 
 log = logging.getLogger(__name__)
 
 
 class DunningRunner:
-    def __init__(self, app: DunningApplication, engine: Engine, write_lock: asyncio.Lock,
-                 on_committed: Callable[[], None] = lambda: None, *, chunk_size: int = 500,
+    def __init__(self, app: DunningApplication, engine: Engine, writer: StoreWriter, *, chunk_size: int = 500,
                  catch_up_seconds: float = 60.0) -> None:
         self.app = app
         self.engine = engine
-        self.write_lock = write_lock
-        self.on_committed = on_committed
+        self.writer = writer
         self.chunk_size = chunk_size
         self.catch_up_seconds = catch_up_seconds
         self._run_lock = asyncio.Lock()  # one run at a time in this process
@@ -53,7 +51,8 @@ class DunningRunner:
     async def caught_up(self) -> None:
         """Wait until the projector has processed every event stored so far."""
         await scheduling.caught_up(lambda: self.app.recorder.max_notification_id() or 0,
-                                   self._projector_position, self.on_committed, timeout=self.catch_up_seconds)
+                                   self._projector_position, self.writer.written,
+                                   timeout=self.catch_up_seconds)
 
     async def run(self, as_of: date) -> dict[str, Any]:
         """The run for ``as_of``: ``{"run_id", "as_of", "notices", ...}``."""
@@ -71,19 +70,14 @@ class DunningRunner:
             customers = broken = 0
             for start in range(0, len(candidates), self.chunk_size):
                 chunk = candidates[start:start + self.chunk_size]
-                async with self.write_lock:
-                    result = await asyncio.to_thread(self.app.run_chunk, chunk, as_of, book)
+                result = await self.writer.run(self.app.run_chunk, chunk, as_of, book)
                 issued.extend(notice_message(n) for n in result.notices)
                 customers += result.customers
                 broken += result.broken_promises
-                self.on_committed()
             known = {n["notice_id"] for n in issued}
             notices = [n for n in earlier if n["notice_id"] not in known] + issued
-            async with self.write_lock:
-                summary = await asyncio.to_thread(
-                    self.app.record_run, as_of, notices=len(notices), customers=customers,
-                    broken_promises=broken)
-            self.on_committed()
+            summary = await self.writer.run(self.app.record_run, as_of, notices=len(notices),
+                                            customers=customers, broken_promises=broken)
             log.info("dunning run %s: %d candidates, %d notices, %d broken promises in %.2fs",
                      as_of, len(candidates), len(notices), broken, monotonic_time.monotonic() - started)
             return {**summary, "run_id": run_id(as_of), "repeat": False, "candidates": len(candidates),

@@ -51,7 +51,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         engine = make_engine(settings.database_url)
         metrics = ServiceMetrics("dunning")
         runtime = ServiceRuntime("dunning", settings.kafka_bootstrap, metrics)
-        runner = DunningRunner(dunning, engine, runtime.write_lock, runtime.notify_followers)
+        runner = DunningRunner(dunning, engine, runtime.writer)
         app.state.dunning, app.state.engine, app.state.runtime = dunning, engine, runtime
         app.state.runner, app.state.settings = runner, settings
         close_followers = runtime.consume(settings, followers, topics=INBOUND_TOPICS, decode=decode_record,

@@ -30,7 +30,7 @@ from services.credit.service import migrate_read_models
 from shared.db import make_engine, read_models_url
 from shared.eventstore import eventsourcing_env
 from shared.metrics import ServiceMetrics
-from shared.write_lock import WriteLock
+from shared.store_writer import StoreWriter
 from tests.integration.ledger_harness import poll
 
 
@@ -39,7 +39,7 @@ async def test_concurrent_checks_are_saved_in_groups_and_never_reserve_past_the_
 ) -> None:
     app = CreditApplication(env=eventsourcing_env(database_url))
     metrics = ServiceMetrics("credit")
-    desk = CheckDesk(app, WriteLock(), metrics)
+    desk = CheckDesk(app, StoreWriter(), metrics)
     try:
         await asyncio.to_thread(app.set_limit, "C1", "EUR", Decimal("1000.00"), "carol", None, None)
         day = date(2025, 3, 1)
@@ -95,7 +95,7 @@ async def _pipelined(database_url: str, failures: list[Exception]) -> tuple[
     is decided behind it; then the gate opens. (Saves in the save thread: on the loop, the
     gate would stop the loop that opens it.)"""
     app = CreditApplication(env=eventsourcing_env(database_url))
-    desk = CheckDesk(app, WriteLock(), ServiceMetrics("credit"), inline_saves=False)
+    desk = CheckDesk(app, StoreWriter(), ServiceMetrics("credit"), inline_saves=False)
     try:
         saves, first = await _saving_o1(app, desk, failures)
         second = asyncio.create_task(desk.check("C1", "O2", Decimal("600.00"), "EUR", DAY))
@@ -181,7 +181,7 @@ async def test_a_retry_arriving_while_its_order_is_in_flight_gets_the_same_answe
     database_url: str,
 ) -> None:
     app = CreditApplication(env=eventsourcing_env(database_url))
-    desk = CheckDesk(app, WriteLock(), ServiceMetrics("credit"), inline_saves=False)
+    desk = CheckDesk(app, StoreWriter(), ServiceMetrics("credit"), inline_saves=False)
     try:
         saves, first = await _saving_o1(app, desk, [])
         retry = asyncio.create_task(desk.check("C1", "O1", Decimal("600.00"), "EUR", DAY))
@@ -203,8 +203,9 @@ async def test_a_writer_waiting_for_the_lock_goes_before_the_next_group(database
     """The consumer or a command waiting for the write lock is let in once the groups in flight
     have committed, before checks queued meanwhile are decided."""
     app = CreditApplication(env=eventsourcing_env(database_url))
-    lock = WriteLock()
-    desk = CheckDesk(app, lock, ServiceMetrics("credit"), inline_saves=False)
+    store = StoreWriter()
+    lock = store.lock
+    desk = CheckDesk(app, store, ServiceMetrics("credit"), inline_saves=False)
     try:
         saves, first = await _saving_o1(app, desk, [])
         account = app.cached_account("C1")
@@ -235,7 +236,7 @@ async def test_on_sqlite_a_group_is_saved_on_the_loop_once_no_other_writer_has_t
 ) -> None:
     app = CreditApplication(env=eventsourcing_env(f"sqlite:///{tmp_path / 'credit.db'}"))
     metrics = ServiceMetrics("credit")
-    desk = CheckDesk(app, WriteLock(), metrics)
+    desk = CheckDesk(app, StoreWriter(), metrics)
 
     def saved(on: str) -> float:
         return metrics.registry.get_sample_value("receivables_credit_check_saves_total", {"on": on}) or 0
@@ -282,7 +283,7 @@ async def test_a_check_on_an_account_another_replica_changed_is_decided_again_on
 ) -> None:
     app = CreditApplication(env=eventsourcing_env(database_url))
     other = CreditApplication(env=eventsourcing_env(database_url))  # another replica's
-    desk = CheckDesk(app, WriteLock(), ServiceMetrics("credit"))
+    desk = CheckDesk(app, StoreWriter(), ServiceMetrics("credit"))
     try:
         await asyncio.to_thread(app.set_limit, "C1", "EUR", Decimal("1000.00"), "carol", None, None)
         assert (await desk.check("C1", "O1", Decimal("600.00"), "EUR", DAY))["decision"] == "approve"
@@ -312,7 +313,7 @@ async def test_on_sqlite_checks_are_saved_while_the_projector_writes_its_own_fil
     migrate_read_models(read_models_url(url))
     engine = make_engine(read_models_url(url), writer=True)
     metrics = ServiceMetrics("credit")
-    desk = CheckDesk(app, WriteLock(), metrics)
+    desk = CheckDesk(app, StoreWriter(), metrics)
     try:
         await asyncio.to_thread(app.set_limit, "C1", "EUR", Decimal("1000.00"), "carol", None, None)
         taken, done = threading.Event(), threading.Event()

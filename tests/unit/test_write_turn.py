@@ -1,4 +1,4 @@
-"""Turns at writing a SQLite database (``shared.db.WriteTurn``): one writer at a time across
+"""Turns at writing a SQLite database (``shared.write_turn.WriteTurn``): one writer at a time across
 threads and processes, taken by a writer engine's transactions until they end."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from shared.db import WriteTurn, make_engine
+from shared.db import make_engine
+from shared.write_turn import WriteTurn
 
 
 def _other_thread(call: object) -> object:

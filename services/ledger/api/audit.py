@@ -9,11 +9,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
-from services.ledger.api.params import EngineDep
 from services.ledger.application import LedgerApplication
 from services.ledger.read import audit
 from shared.auth import LedgerReader
 from shared.db import BIGINT_MAX
+from shared.dependencies import EngineDep
 from shared.problems import not_found
 
 router = APIRouter(prefix="/audit", tags=["audit"])

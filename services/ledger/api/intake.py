@@ -3,15 +3,14 @@ the Kafka topics, committed under the process's one write turn."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel
 
-from services.ledger.api.params import RuntimeDep
 from services.ledger.application import LedgerApplication
 from shared.auth import LedgerWriter
+from shared.dependencies import WriterDep
 from shared.erp_events import InboundMessage, InvalidMessage, parse_envelope, validate_event
 
 router = APIRouter()
@@ -34,7 +33,7 @@ class IntakeOut(BaseModel):
 @router.post("/events", status_code=202, response_model=IntakeOut, tags=["events"])
 async def post_events(
     request: Request,
-    runtime: RuntimeDep,
+    writer: WriterDep,
     _: LedgerWriter,
     body: Annotated[Any, Body(description="one CloudEvent or a JSON array of them")],
 ) -> IntakeOut:
@@ -51,13 +50,7 @@ async def post_events(
                 index=index, id=ident[0], source=ident[1], status="rejected", reason=error.reason
             )
     ledger: LedgerApplication = request.app.state.ledger
-    async with runtime.write_lock:
-        batch = await asyncio.to_thread(ledger.prepare, [m for _, m in valid])
-        try:
-            await asyncio.to_thread(ledger.commit, batch)
-        except Exception:
-            await asyncio.to_thread(ledger.discard, batch)
-            raise
+    batch = await writer.write_batch(ledger, [m for _, m in valid])
     reasons = {id(r.message): r.reason for r in batch.refusals}
     for (index, message), outcome in zip(valid, batch.outcomes, strict=True):
         outcomes[index] = EventOutcome(
@@ -65,7 +58,6 @@ async def post_events(
             status="rejected" if outcome == "refused" else outcome,
             reason=reasons.get(id(message)),
         )
-    runtime.notify_followers()
     final = [o for o in outcomes if o is not None]
     rejected = sum(1 for o in final if o.status == "rejected")
     return IntakeOut(accepted=len(final) - rejected, rejected=rejected, outcomes=final)

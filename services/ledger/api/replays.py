@@ -19,7 +19,6 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from services.ledger.api.params import EngineDep
 from services.ledger.application import LedgerApplication
 from services.ledger.domain.replay_run import ReplayRun
 from services.ledger.read.projections import replays
@@ -27,8 +26,10 @@ from services.ledger.replay import runs, shadow_rows
 from services.ledger.replay.online import OnlineReplay
 from shared.auth import ReplayOperator
 from shared.db import make_engine, plain_row
+from shared.dependencies import EngineDep
 from shared.problems import Problem, not_found
 from shared.settings import ServiceSettings
+from shared.store_writer import StoreWriter
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +69,15 @@ class ReplayDetailOut(ReplayOut):
     recorded_events: list[RecordedEventOut]  # straight from the event store
 
 
-def _write_lock(request: Request) -> asyncio.Lock:
+def _writer(request: Request) -> StoreWriter:
     runtime = getattr(request.app.state, "runtime", None)
     if runtime is not None:
-        lock: asyncio.Lock = runtime.write_lock  # one writer of the event store per process
-        return lock
-    if not hasattr(request.app.state, "admin_write_lock"):
-        request.app.state.admin_write_lock = asyncio.Lock()
-    lock = request.app.state.admin_write_lock
-    return lock
+        writer: StoreWriter = runtime.writer  # the service's one way into its event store
+        return writer
+    if not hasattr(request.app.state, "admin_writer"):  # an app serving without its runtime
+        request.app.state.admin_writer = StoreWriter()
+    writer = request.app.state.admin_writer
+    return writer
 
 
 @router.post("/replay", status_code=202, response_model=ReplayOut)
@@ -91,15 +92,12 @@ async def post_replay(
         raise Problem(409, "replay-running", detail="a replay of the ledger's read models is running",
                       run_id=getattr(request.app.state, "replay_run_id", None))
     ledger: LedgerApplication = request.app.state.ledger
-    lock = _write_lock(request)
-    async with lock:
-        run = await asyncio.to_thread(
-            runs.record_requested, ledger, principal.identity, "api", verify
-        )
+    writer = _writer(request)
+    run = await writer.run(runs.record_requested, ledger, principal.identity, "api", verify)
     url = engine.url.render_as_string(hide_password=False)
     request.app.state.replay_run_id = run.run_id
     request.app.state.replay_task = asyncio.create_task(
-        _replay(ledger, url, run, verify, lock, _memory_rows(request)), name=f"ledger-replay-{run.run_id}"
+        _replay(ledger, url, run, verify, writer, _memory_rows(request)), name=f"ledger-replay-{run.run_id}"
     )
     response.headers["Location"] = f"/admin/replays/{run.run_id}"
     return ReplayOut(run_id=run.run_id, requested_by=run.requested_by, via=run.via, verify=verify,
@@ -112,7 +110,7 @@ def _memory_rows(request: Request) -> int:
 
 
 async def _replay(ledger: LedgerApplication, url: str, run: ReplayRun, verify: bool,
-                  lock: asyncio.Lock, memory_rows: int) -> None:
+                  writer: StoreWriter, memory_rows: int) -> None:
     engine = make_engine(url, writer=True)
     try:
         replay = OnlineReplay(ledger, engine, memory_limit=memory_rows)
@@ -129,8 +127,7 @@ async def _replay(ledger: LedgerApplication, url: str, run: ReplayRun, verify: b
                   "detail": "verified: identical to the live tables" if verify else None}
     finally:
         engine.dispose()
-    async with lock:
-        await asyncio.to_thread(runs.record_finished, ledger, run, status, **fields)
+    await writer.run(runs.record_finished, ledger, run, status, **fields)
 
 
 def _out(row: Any) -> dict[str, Any]:

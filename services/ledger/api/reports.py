@@ -10,11 +10,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from services.ledger.api.params import AsOf, EngineDep, KnownAt, as_utc
+from services.ledger.api.params import AsOf, KnownAt, as_utc
 from services.ledger.read.aging import AgingRequestError, Buckets, GroupBy, aging
 from services.ledger.read.receivables_metrics import ReceivablesMetrics, receivables_metrics
 from shared.auth import LedgerReader
 from shared.business_dates import today_utc
+from shared.dependencies import EngineDep
 from shared.money import MoneyText, to_text
 from shared.problems import Problem
 

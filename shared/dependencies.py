@@ -1,0 +1,36 @@
+"""What every service's routes take from the app's state: the read-model engine, the runtime
+and the one way into the event store (``StoreWriter``).
+
+The getters are coroutines: FastAPI runs a plain ``def`` dependency in a worker thread, a
+thread hop per request that costs more than most answers.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+
+from shared.runtime import ServiceRuntime
+from shared.store_writer import StoreWriter
+
+
+async def get_engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+async def get_runtime(request: Request) -> ServiceRuntime:
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
+
+
+async def get_writer(request: Request) -> StoreWriter:
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime.writer
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
+WriterDep = Annotated[StoreWriter, Depends(get_writer)]
