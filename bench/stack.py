@@ -546,6 +546,11 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
 ]
 LOOP_ROOTS = ("Runner.run", "asyncio_run", "Server.run", "Server.serve", "run", "main", "<module>",
               "_run_module_as_main", "_run_code")
+# Frames under which everything runs (left out of the inclusive tops)
+ROOT_FRAMES = ("Thread.", "_worker (", "Handle._run", "BaseEventLoop.", "Context.run", "Task.",
+               "ThreadPoolExecutor", "_WorkItem.run", "to_thread (", "Command.", "Context.invoke",
+               "ServiceRuntime._spawn", "KafkaConsumerLoop.run (", "KafkaConsumerLoop._consume (",
+               "FollowerLoop.run (", "_child (", "run.<locals>.wrapper")
 # Functions whose inclusive share is worth knowing wherever they run (substring of
 # "qualname (file)"; several patterns add up without counting a sample twice).
 KEY_FUNCTIONS: list[tuple[str, tuple[str, ...]]] = [
@@ -642,17 +647,18 @@ def summarize_raw(path: Path, service: str, wall_seconds: float, top: int = 10) 
         n = total[role]
         lines += ["", f"== {service}: {role}: {n} samples ({n / grand:.0%} of the tree's)", "threads:"]
         lines += [f"  {c / n:6.1%}  {name}" for name, c in threads[role].most_common(8)]
-        lines.append("stages (outermost recognised frame):")
-        lines += [f"  {c / n:6.1%}  {name}" for name, c in stages[role].most_common()]
+        steady = n - sum(c for name, c in stages[role].items() if name.startswith("imports")) or 1
+        lines.append("stages (outermost recognised frame; share of all samples, and of those outside "
+                     "imports):")
+        lines += [f"  {c / n:6.1%} {'' if name.startswith('imports') else f'{c / steady:6.1%}':>6}  {name}"
+                  for name, c in stages[role].most_common()]
         lines.append("key functions (inclusive, anywhere on the stack):")
         lines += [f"  {keys[role][key] / n:6.1%}  {key}" for key, _ in KEY_FUNCTIONS if keys[role][key]]
         lines.append(f"top {top} by own time:")
         lines += [f"  {c / n:6.1%}  {label}" for label, c in own[role].most_common(top)]
         lines.append(f"top {top} by inclusive time (below the event loop and thread roots):")
         roots = [(label, c) for label, c in inclusive[role].most_common()
-                 if label.split(" (", 1)[0] not in LOOP_ROOTS and not label.startswith(
-                     ("Thread.", "_worker (", "Handle._run", "BaseEventLoop.", "Context.run", "Task.",
-                      "ThreadPoolExecutor", "WorkItem.run", "to_thread ("))]
+                 if label.split(" (", 1)[0] not in LOOP_ROOTS and not label.startswith(ROOT_FRAMES)]
         lines += [f"  {c / n:6.1%}  {label}" for label, c in roots[:top]]
     return "\n".join(lines) + "\n"
 
