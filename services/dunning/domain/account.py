@@ -34,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -61,6 +62,7 @@ PROMISE_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:dunning:promise")
 _GERMAN_SPEAKING = {"DE", "AT", "LI"}
 
 
+@lru_cache(maxsize=1 << 16)  # a uuid5 costs ≈ 3.5 µs, and every fact looks its account up
 def dunning_account_id(customer_id: str) -> UUID:
     """Deterministic aggregate id: the dunning account of customer X is found without an index."""
     return uuid5(ACCOUNT_NAMESPACE, customer_id)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -51,6 +52,7 @@ ACCOUNT_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:ledger:customer-account")
 Origin = dict[str, Any]
 
 
+@lru_cache(maxsize=1 << 16)  # a uuid5 costs ≈ 3.5 µs, and every message looks its account up
 def account_id(customer_id: str) -> UUID:
     """Deterministic aggregate id: the account of customer X is found without an index."""
     return uuid5(ACCOUNT_NAMESPACE, customer_id)
