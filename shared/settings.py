@@ -9,15 +9,28 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.money import MAX_AMOUNT
 from shared.tokens import TokenFileError, TokenRegistry
 
 SERVICES = ("ledger", "dunning", "credit")
+
+
+def _known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Berlin)") from None
+    return value
+
+
+# The time zone a daily run's local time is in (dunning's runs, credit's reviews): an IANA name.
+TimeZoneName = Annotated[str, AfterValidator(_known_zone)]
 
 
 class ServiceSettings(BaseSettings):
