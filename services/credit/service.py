@@ -17,7 +17,7 @@ from services.credit.application import CreditApplication
 from services.credit.check_lane import CheckLane
 from services.credit.checks import CheckDesk
 from services.credit.domain import CreditError
-from services.credit.reviews import ReviewRunner, daily_scheduler
+from services.credit.reviews import ReviewRunner
 from services.credit.settings import INBOUND_TOPICS, CreditSettings, credit_settings
 from shared.auth import install_auth
 from shared.db import make_engine, migrate, read_models_url
@@ -28,6 +28,7 @@ from shared.metrics import ServiceMetrics
 from shared.openapi import document_problems
 from shared.problems import install_problem_handlers
 from shared.runtime import ServiceRuntime, tune_gc
+from shared.scheduling import daily_scheduler
 from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from services.dunning import followers
 from services.dunning.api import router
 from services.dunning.application import DunningApplication
 from services.dunning.domain.errors import DunningError
-from services.dunning.runs import DunningRunner, daily_scheduler
+from services.dunning.runs import DunningRunner
 from services.dunning.settings import INBOUND_TOPICS, DunningSettings, dunning_settings
 from shared.auth import install_auth
 from shared.db import make_engine, migrate
@@ -26,6 +26,7 @@ from shared.metrics import ServiceMetrics
 from shared.openapi import document_problems
 from shared.problems import install_problem_handlers
 from shared.runtime import ServiceRuntime
+from shared.scheduling import daily_scheduler
 from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)

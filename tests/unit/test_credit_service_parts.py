@@ -15,9 +15,9 @@ from eventsourcing.persistence import Notification
 from services.credit.domain import CreditAccount, default_rules
 from services.credit.domain.publication import PUBLISHING
 from services.credit.outbound import stored_translator, translate
-from services.credit.reviews import DailyScheduler
 from shared.erp_events import InvalidMessage
 from shared.ledger_feed import decode
+from shared.scheduling import DailyScheduler
 
 D = date.fromisoformat
 

@@ -11,9 +11,9 @@ import pytest
 
 from services.dunning.domain import DunningAccount, default_policy
 from services.dunning.domain.registry import PolicyBook, resolve
-from services.dunning.runs import DailyScheduler
 from shared.erp_events import InvalidMessage
 from shared.ledger_feed import decode, read_fact
+from shared.scheduling import DailyScheduler
 
 D = date.fromisoformat
 
