@@ -86,6 +86,14 @@ class ServiceSettings(BaseSettings):
         return self.auth == "enabled"
 
     @classmethod
+    def taking(cls, settings: ServiceSettings | None, name: str) -> Self:
+        """This kind of settings for service ``name``: read as ``for_service`` reads them when
+        none are given, else the given ones (of another kind: their values, taken again)."""
+        if settings is None:
+            return cls.for_service(name)
+        return settings if isinstance(settings, cls) else cls(**settings.model_dump())
+
+    @classmethod
     def for_service(cls, name: str, **overrides: Any) -> Self:
         """Settings for one service: its own ``RECEIVABLES_<NAME>_DATABASE_URL`` wins over the common one.
 
