@@ -25,6 +25,20 @@ from shared.eventstore import TrackedApplication
 A = TypeVar("A")
 
 
+class Touched(Generic[A]):
+    """An account a batch touched, as its last event there left it; a projector's own kind
+    of entry adds what else the batch must write for it."""
+
+    __slots__ = ("account", "timestamp")
+
+    def __init__(self, account: A) -> None:
+        self.account = account
+        self.timestamp: Any = None  # the instant of the batch's last event of the account
+
+
+E = TypeVar("E", bound=Touched[Any])
+
+
 class AccountProjector(Generic[A]):
     """A projector's batch step; a service's projector says what a batch writes (``project``)."""
 
@@ -98,6 +112,34 @@ class AccountProjector(Generic[A]):
     def project(self, conn: Connection, events: list[tuple[int, Any]], done: int) -> None:
         """Write what these events (after position ``done``) change, in ``conn``'s transaction."""
         raise NotImplementedError
+
+    def previous(self, event: Any) -> A | None:
+        """The account as it was before ``event``: from the mirror when it holds that version,
+        else from the store (None before the account's first event)."""
+        account = self._mirror.get(event.originator_id)
+        if account is not None and account.version == event.originator_version - 1:  # type: ignore[attr-defined]
+            return account
+        if event.originator_version == 1:
+            return None
+        found: A = self.app.repository.get(event.originator_id, version=event.originator_version - 1)
+        return found
+
+    def advance(self, event: Any, previous: A | None) -> A:
+        """The account as ``event`` leaves it (``previous``: as ``previous(event)`` gave it), remembered."""
+        account: A = event.mutate(previous)
+        assert account is not None
+        self.remember(event.originator_id, account)
+        return account
+
+    @staticmethod
+    def touch(touched: dict[UUID, E], event: Any, account: A, new: Callable[[A], E]) -> E:
+        """The batch's entry of the event's account (``new`` makes one), brought to ``account``."""
+        entry = touched.get(event.originator_id)
+        if entry is None:
+            entry = touched[event.originator_id] = new(account)
+        entry.account = account
+        entry.timestamp = event.timestamp
+        return entry
 
     def remember(self, aggregate_id: UUID, account: A) -> None:
         """Keep an account in the mirror as the latest seen (the least recently seen go)."""

@@ -9,15 +9,28 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.money import MAX_AMOUNT
 from shared.tokens import TokenFileError, TokenRegistry
 
 SERVICES = ("ledger", "dunning", "credit")
+
+
+def _known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Berlin)") from None
+    return value
+
+
+# The time zone a daily run's local time is in (dunning's runs, credit's reviews): an IANA name.
+TimeZoneName = Annotated[str, AfterValidator(_known_zone)]
 
 
 class ServiceSettings(BaseSettings):
@@ -71,6 +84,14 @@ class ServiceSettings(BaseSettings):
     def auth_enabled(self) -> bool:
         """True unless ``RECEIVABLES_AUTH=disabled`` (possible under ``receivables dev`` only)."""
         return self.auth == "enabled"
+
+    @classmethod
+    def taking(cls, settings: ServiceSettings | None, name: str) -> Self:
+        """This kind of settings for service ``name``: read as ``for_service`` reads them when
+        none are given, else the given ones (of another kind: their values, taken again)."""
+        if settings is None:
+            return cls.for_service(name)
+        return settings if isinstance(settings, cls) else cls(**settings.model_dump())
 
     @classmethod
     def for_service(cls, name: str, **overrides: Any) -> Self:

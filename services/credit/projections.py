@@ -16,9 +16,8 @@ Tables (plain SQL, indexed for the REST queries and the review):
 - ``credit_projection_positions``: how far the projector has read the notification log,
   updated in the same transaction as the rows.
 
-The projector keeps recently seen accounts in memory and moves them forward with each
-event (loading one from the store only when it has not seen its previous version), so it
-knows the whole state an event leaves behind without a query per event.
+The projector moves a mirror of recently seen accounts forward with each event
+(``shared.account_projector``).
 """
 
 from __future__ import annotations
@@ -46,7 +45,7 @@ from sqlalchemy.engine import Connection
 
 from services.credit.domain import CreditAccount
 from services.credit.domain.registry import REVIEW_REGISTRY_ID
-from shared.account_projector import AccountProjector
+from shared.account_projector import AccountProjector, Touched
 from shared.db import Money, insert_rows, upsert
 
 metadata = MetaData()
@@ -134,15 +133,14 @@ def _row_state(account: CreditAccount | None) -> tuple[Any, ...] | None:
     return account.on_hold, grade, score, account.last_review_on
 
 
-class _Touched:
+class _Touched(Touched[CreditAccount]):
     """An account touched by a batch, and the holds whose rows must be written."""
 
-    __slots__ = ("account", "holds", "row_changed_at", "timestamp")
+    __slots__ = ("holds", "row_changed_at")
 
     def __init__(self, account: CreditAccount) -> None:
-        self.account = account
+        super().__init__(account)
         self.holds: dict[str, Any] = {}  # hold id -> the instant it was placed in this batch (or None)
-        self.timestamp: Any = None
         # The account row is written only when an event changes it (a check changes only the
         # positions and the check rows), stamped with that event's instant: the same rows
         # whatever the batches, so a rebuild verifies against the live tables.
@@ -187,28 +185,13 @@ class CreditProjector(AccountProjector[CreditAccount]):
 
     # ---------------------------------------------------------------- events
 
-    def _account(self, event: Any) -> tuple[CreditAccount, bool]:
-        """The account as this event leaves it, and whether the event changed its account row."""
-        mirror = self._mirror
-        account = mirror.get(event.originator_id)
-        if account is None or account.version != event.originator_version - 1:
-            account = None if event.originator_version == 1 else self.app.repository.get(
-                event.originator_id, version=event.originator_version - 1)
-        before = _row_state(account)
-        account = event.mutate(account)
-        assert account is not None
-        self.remember(event.originator_id, account)
-        return account, _row_state(account) != before
-
     def _on_account_event(self, event: Any, touched: dict[UUID, _Touched],
                           check_rows: dict[tuple[str, str], dict[str, Any]]) -> None:
-        account, row_changed = self._account(event)
-        entry = touched.get(event.originator_id)
-        if entry is None:
-            entry = touched[event.originator_id] = _Touched(account)
-        entry.account = account
-        entry.timestamp = event.timestamp
-        if row_changed:
+        previous = self.previous(event)
+        before = _row_state(previous)
+        account = self.advance(event, previous)
+        entry = self.touch(touched, event, account, _Touched)
+        if _row_state(account) != before:
             entry.row_changed_at = event.timestamp
         kind = type(event).__name__
         if kind in _HOLD_EVENTS:

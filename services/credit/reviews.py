@@ -1,4 +1,4 @@
-"""The credit review over the whole book, and the daily scheduler that starts it.
+"""The credit review over the whole book.
 
 A review for a date:
 
@@ -15,26 +15,23 @@ A review for a date:
 4. records the review in the registry. A review interrupted before that is simply run
    again: accounts already reviewed for the date record nothing more.
 
-The review date is always a parameter. Only the scheduler reads the wall clock, to know
-which local date it is when the configured time comes.
+The skeleton (one review at a time, the registry, the catching up, the chunks) is
+``shared.scheduling.BookRunner``; the scheduler, ``shared.scheduling.daily_scheduler``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time as monotonic_time
-from datetime import date, time
+from datetime import date
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
 
 from services.credit import queries
 from services.credit.application import CreditApplication
-from services.credit.domain.registry import review_id
-from shared import scheduling
-from shared.scheduling import DailyScheduler
-from shared.store_writer import StoreWriter
+from services.credit.domain.registry import ReviewRegistry, review_id
+from shared.scheduling import BookRunner
 
 log = logging.getLogger(__name__)
 
@@ -42,61 +39,43 @@ _COUNTS = ("customers", "holds_placed", "holds_changed", "holds_released", "grad
            "reservations_expired", "limits_expired", "overdue_marked")
 
 
-class ReviewRunner:
-    def __init__(self, app: CreditApplication, engine: Engine, writer: StoreWriter, *, chunk_size: int = 500,
-                 catch_up_seconds: float = 60.0) -> None:
-        self.app = app
-        self.engine = engine
-        self.writer = writer
-        self.chunk_size = chunk_size
-        self.catch_up_seconds = catch_up_seconds
-        self._review_lock = asyncio.Lock()  # one review at a time in this process
+class ReviewRunner(BookRunner[CreditApplication]):
+    """The credit review of a date: ``{"review_id", "as_of", "repeat", counts..., and on the first
+    run the holds placed, changed and released and the grade changes}``."""
 
-    async def caught_up(self) -> None:
-        """Wait until the projector has processed every event stored so far."""
-        await scheduling.caught_up(lambda: self.app.recorder.max_notification_id() or 0,
-                                   self._projector_position, self.writer.written,
-                                   timeout=self.catch_up_seconds)
+    what = "credit review"
 
-    async def run(self, as_of: date) -> dict[str, Any]:
-        """The review of ``as_of``: ``{"review_id", "as_of", "repeat", counts..., and on the first
-        run the holds placed, changed and released and the grade changes}``."""
-        async with self._review_lock:
-            registry = await asyncio.to_thread(self.app.review_registry)
-            recorded = registry.check(as_of)
-            await self.caught_up()  # (a repeat too: its answer then agrees with the read models)
-            if recorded is not None:
-                return {**recorded, "repeat": True}
-            started = monotonic_time.monotonic()
-            candidates = await asyncio.to_thread(self._candidates)
-            details: dict[str, list[dict[str, Any]]] = {
-                "holds_placed": [], "holds_changed": [], "holds_released": [], "grade_changes": []}
-            counts = dict.fromkeys(_COUNTS, 0)
-            for start in range(0, len(candidates), self.chunk_size):
-                chunk = candidates[start:start + self.chunk_size]
-                result = await self.writer.run(self.app.review_chunk, chunk, as_of)
-                for name, items in details.items():
-                    items.extend(getattr(result, name))
-                counts["customers"] += result.customers
-                counts["reservations_expired"] += result.reservations_expired
-                counts["limits_expired"] += result.limits_expired
-                counts["overdue_marked"] += result.overdue_marked
+    def registry(self) -> ReviewRegistry:
+        return self.app.review_registry()
+
+    def projector_position(self, conn: Connection) -> int:
+        return queries.projector_position(conn)
+
+    async def first_run(self, as_of: date) -> dict[str, Any]:
+        started = monotonic_time.monotonic()
+        candidates = await self.read(lambda conn: list(queries.review_candidates(conn)))
+        details: dict[str, list[dict[str, Any]]] = {
+            "holds_placed": [], "holds_changed": [], "holds_released": [], "grade_changes": []}
+        counts = dict.fromkeys(_COUNTS, 0)
+        async for result in self.in_chunks(candidates, self.app.review_chunk, as_of):
             for name, items in details.items():
-                counts[name] = len(items)
-            summary = await self.writer.run(self.app.record_review, as_of, counts)
-            log.info("credit review %s: %d candidates, %d customers changed, %d holds placed, "
-                     "%d released in %.2fs", as_of, len(candidates), counts["customers"],
-                     counts["holds_placed"], counts["holds_released"], monotonic_time.monotonic() - started)
-            return {**summary, "review_id": review_id(as_of), "repeat": False, "candidates": len(candidates),
-                    **{name: [_brief(item) for item in items] for name, items in details.items()}}
+                items.extend(getattr(result, name))
+            counts["customers"] += result.customers
+            counts["reservations_expired"] += result.reservations_expired
+            counts["limits_expired"] += result.limits_expired
+            counts["overdue_marked"] += result.overdue_marked
+        for name, items in details.items():
+            counts[name] = len(items)
+        summary = await self.writer.run(self.app.record_review, as_of, counts)
+        log.info("credit review %s: %d candidates, %d customers changed, %d holds placed, "
+                 "%d released in %.2fs", as_of, len(candidates), counts["customers"],
+                 counts["holds_placed"], counts["holds_released"], monotonic_time.monotonic() - started)
+        return {**summary, "review_id": review_id(as_of), "repeat": False, "candidates": len(candidates),
+                **{name: [_brief(item) for item in items] for name, items in details.items()}}
 
-    def _projector_position(self) -> int:
-        with self.engine.connect() as conn:
-            return queries.projector_position(conn)
-
-    def _candidates(self) -> list[str]:
-        with self.engine.connect() as conn:
-            return list(queries.review_candidates(conn))
+    @staticmethod
+    def describe(result: dict[str, Any]) -> str:
+        return f"{result['customers']} customers changed"
 
 
 def _brief(item: dict[str, Any]) -> dict[str, Any]:
@@ -105,8 +84,3 @@ def _brief(item: dict[str, Any]) -> dict[str, Any]:
             "currency", "exposure", "limit", "overdue_invoices", "risk_grade", "effective_date",
             "previous", "grade", "score", "factors", "as_of")
     return {k: item[k] for k in keep if k in item}
-
-
-def daily_scheduler(runner: ReviewRunner, run_at: time, zone: str) -> DailyScheduler:
-    return DailyScheduler(runner, run_at, zone, what="credit review",
-                          describe=lambda result: f"{result['customers']} customers changed")

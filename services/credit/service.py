@@ -1,15 +1,12 @@
-"""Assembles the credit service: event store, read models, Kafka loop, checks, reviews and REST."""
+"""Assembles the credit service: event store, read models, Kafka loop, checks, reviews and REST
+(the lifespan: ``shared.feed_service``)."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fastapi import FastAPI
-from sqlalchemy.engine import make_url
 
 from services.credit import followers
 from services.credit.api import router
@@ -17,20 +14,14 @@ from services.credit.application import CreditApplication
 from services.credit.check_lane import CheckLane
 from services.credit.checks import CheckDesk
 from services.credit.domain import CreditError
-from services.credit.reviews import ReviewRunner, daily_scheduler
-from services.credit.settings import INBOUND_TOPICS, CreditSettings, credit_settings
+from services.credit.reviews import ReviewRunner
+from services.credit.settings import INBOUND_TOPICS, CreditSettings
 from shared.auth import install_auth
-from shared.db import make_engine, migrate, read_models_url
-from shared.eventstore import eventsourcing_env
-from shared.health import health
-from shared.ledger_feed import decode_record
-from shared.metrics import ServiceMetrics
-from shared.openapi import document_problems
+from shared.db import migrate, read_models_url
+from shared.feed_service import Started, feed_service_app, serve
 from shared.problems import install_problem_handlers
-from shared.runtime import ServiceRuntime, tune_gc
+from shared.runtime import tune_gc
 from shared.settings import ServiceSettings
-
-log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -41,50 +32,24 @@ def migrate_read_models(database_url: str) -> None:
     migrate(read_models_url(database_url), MIGRATIONS, "credit_alembic_version")
 
 
+def _start_desk(app: FastAPI, started: Started[CreditApplication]) -> Callable[[], Awaitable[None]]:
+    """The credit-check desk (stopped first); checks answer within ms: short GC pauses."""
+    tune_gc(short_pauses=True)  # (after the runtime's own tuning)
+    app.state.desk = desk = CheckDesk(started.application, started.runtime.writer, started.metrics)
+    return desk.stop
+
+
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     """The credit service's ASGI app; its lifespan runs migrations and starts the background loops."""
-    if settings is None:
-        settings = credit_settings()
-    elif not isinstance(settings, CreditSettings):
-        settings = CreditSettings(**settings.model_dump())
+    settings = CreditSettings.taking(settings, "credit")
     rules = settings.rules()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await asyncio.to_thread(migrate_read_models, read_models_url(settings.database_url))
-        credit = CreditApplication(env=eventsourcing_env(settings.database_url), rules=rules)
-        engine = make_engine(read_models_url(settings.database_url))
-        metrics = ServiceMetrics("credit")
-        runtime = ServiceRuntime("credit", settings.kafka_bootstrap, metrics)
-        tune_gc(short_pauses=True)  # (after the runtime's own tuning) checks answer within ms
-        runner = ReviewRunner(credit, engine, runtime.writer)
-        desk = CheckDesk(credit, runtime.writer, metrics)
-        app.state.credit, app.state.engine, app.state.runtime = credit, engine, runtime
-        app.state.runner, app.state.desk, app.state.settings = runner, desk, settings
-        close_followers = runtime.consume(settings, followers, topics=INBOUND_TOPICS, decode=decode_record,
-                                          sink=credit)
-        if settings.credit_review_at is not None:
-            runtime.supervise(daily_scheduler(runner, settings.credit_review_at, settings.credit_timezone),
-                              "scheduler")
-            log.info("daily credit reviews at %s %s", settings.credit_review_at, settings.credit_timezone)
-        log.info("credit started on %s with Kafka at %s (rules %s v%d)",
-                 make_url(settings.database_url).render_as_string(hide_password=True),
-                 settings.kafka_bootstrap, rules.name, rules.version)
-        try:
-            yield
-        finally:
-            await desk.stop()
-            await runtime.stop()
-            if close_followers is not None:
-                close_followers()
-            engine.dispose()
-            credit.close()
-
-    app = FastAPI(title="receivables credit", version="0.1.0", lifespan=lifespan)
+    app = feed_service_app(
+        "credit", settings, application=lambda env: CreditApplication(env=env, rules=rules),
+        read_models_url=read_models_url(settings.database_url), migrate=migrate_read_models,
+        runner=ReviewRunner, followers=followers, topics=INBOUND_TOPICS,
+        run_at=settings.credit_review_at, zone=settings.credit_timezone,
+        extra=_start_desk, about=f" (rules {rules.name} v{rules.version})")
     install_problem_handlers(app, error_map={CreditError: (409, "credit-refused")})
     install_auth(app, settings)
     app.add_middleware(CheckLane)
-    app.include_router(router)
-    app.include_router(health)
-    document_problems(app)
-    return app
+    return serve(app, router)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import time
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import field_validator
 
 from services.credit.domain import CreditRules, default_rules
-from shared.settings import ServiceSettings
+from shared.settings import ServiceSettings, TimeZoneName
 
 INBOUND_TOPICS = ("ar.ledger.events", "ar.customers")
 
@@ -21,17 +20,8 @@ class CreditSettings(ServiceSettings):
     of the shipped default."""
 
     credit_review_at: time | None = None
-    credit_timezone: str = "UTC"
+    credit_timezone: TimeZoneName = "UTC"
     credit_rules_file: Path | None = None
-
-    @field_validator("credit_timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Berlin)") from None
-        return value
 
     @field_validator("credit_rules_file")
     @classmethod

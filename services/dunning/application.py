@@ -132,8 +132,8 @@ class DunningApplication(FeedApplication[DunningAccount]):
                    broken_promises: int) -> dict[str, Any]:
         def attempt() -> dict[str, Any]:
             registry = self.run_registry()
-            summary = registry.record(as_of, notices=notices, customers=customers,
-                                      broken_promises=broken_promises)
+            summary = registry.record(as_of, {"notices": notices, "customers": customers,
+                                              "broken_promises": broken_promises})
             self.save_tracked(registry, tracking=None)
             return summary
 

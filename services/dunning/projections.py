@@ -12,9 +12,9 @@ Tables (plain SQL, indexed for the REST queries and the run):
 - ``dunning_projection_positions``: how far the projector has read the notification log,
   updated in the same transaction as the rows.
 
-The projector keeps recently seen accounts in memory and moves them forward with each
-event (loading one from the store only when it has not seen its previous version), so it
-knows the whole state an event leaves behind without a query per event.
+The projector moves a mirror of recently seen accounts forward with each event
+(``shared.account_projector``), reading those a batch needs and the mirror lacks in one
+query per 500 (``_preload``).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from services.dunning.application import select_stored_events
 from services.dunning.domain import DunningAccount, Policy
 from services.dunning.domain.registry import POLICY_BOOK_ID, RUN_REGISTRY_ID, PolicyBook, resolve
 from services.dunning.outbound import notice_message
-from shared.account_projector import AccountProjector
+from shared.account_projector import AccountProjector, Touched
 from shared.db import Money, upsert
 from shared.eventstore import TrackedApplication
 
@@ -155,15 +155,14 @@ def _d(text: str | None) -> date | None:
     return date.fromisoformat(text) if text else None
 
 
-class _Touched:
+class _Touched(Touched[DunningAccount]):
     """An account touched by a batch and the invoices whose rows must be written."""
 
-    __slots__ = ("account", "invoice_ids", "timestamp")
+    __slots__ = ("invoice_ids",)
 
     def __init__(self, account: DunningAccount) -> None:
-        self.account = account
+        super().__init__(account)
         self.invoice_ids: set[str] = set()
-        self.timestamp: Any = None
 
 
 class DunningProjector(AccountProjector[DunningAccount]):
@@ -245,28 +244,10 @@ class DunningProjector(AccountProjector[DunningAccount]):
         while len(mirror) > self.mirror_size:
             mirror.popitem(last=False)
 
-    def _account(self, event: Any) -> DunningAccount:
-        """The account as this event leaves it."""
-        mirror = self._mirror
-        account = mirror.get(event.originator_id)
-        if account is not None and account.version == event.originator_version - 1:
-            event.mutate(account)
-        elif event.originator_version == 1:
-            account = event.mutate(None)
-        else:
-            account = self.app.repository.get(event.originator_id, version=event.originator_version)
-        assert account is not None
-        self.remember(event.originator_id, account)
-        return account
-
     def _on_account_event(self, position: int, event: Any, touched: dict[UUID, _Touched],
                           rows: dict[str, list[dict[str, Any]]]) -> None:
-        account = self._account(event)
-        entry = touched.get(event.originator_id)
-        if entry is None:
-            entry = touched[event.originator_id] = _Touched(account)
-        entry.account = account
-        entry.timestamp = event.timestamp
+        account = self.advance(event, self.previous(event))
+        entry = self.touch(touched, event, account, _Touched)
         kind = type(event).__name__
         ids = entry.invoice_ids
         state = event.__dict__

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from datetime import time
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import field_validator
-
-from shared.settings import ServiceSettings
+from shared.settings import ServiceSettings, TimeZoneName
 
 INBOUND_TOPICS = ("ar.ledger.events", "ar.customers")
 
@@ -17,16 +14,7 @@ class DunningSettings(ServiceSettings):
     the daily run's time; unset, the service never runs on its own (``POST /runs`` still does)."""
 
     dunning_run_at: time | None = None
-    dunning_timezone: str = "UTC"
-
-    @field_validator("dunning_timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Berlin)") from None
-        return value
+    dunning_timezone: TimeZoneName = "UTC"
 
 
 def dunning_settings(**overrides: object) -> DunningSettings:

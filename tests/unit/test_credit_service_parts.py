@@ -14,11 +14,10 @@ from eventsourcing.persistence import Notification
 
 from services.credit.domain import CreditAccount, default_rules
 from services.credit.domain.publication import PUBLISHING
-from services.credit.domain.registry import ReviewOutOfOrder, ReviewRegistry, review_id
 from services.credit.outbound import stored_translator, translate
-from services.credit.reviews import DailyScheduler
 from shared.erp_events import InvalidMessage
 from shared.ledger_feed import decode
+from shared.scheduling import DailyScheduler
 
 D = date.fromisoformat
 
@@ -26,24 +25,6 @@ D = date.fromisoformat
 def _event(event_type: str, data: dict[str, Any], event_id: str = "e1", source: str = "erp/x") -> bytes:
     return orjson.dumps({"specversion": "1.0", "id": event_id, "source": source, "type": event_type,
                          "subject": data.get("customer_id"), "data": data})
-
-
-def test_the_review_registry_reviews_a_date_once_and_refuses_earlier_dates() -> None:
-    registry = ReviewRegistry()
-    assert registry.check(D("2025-03-01")) is None
-    first = registry.record(D("2025-03-01"), {"customers": 2, "holds_placed": 1})
-    assert first == {"review_id": review_id(D("2025-03-01")), "as_of": "2025-03-01", "customers": 2,
-                     "holds_placed": 1}
-    assert registry.check(D("2025-03-01")) == first
-    assert registry.record(D("2025-03-01"), {"customers": 0, "holds_placed": 0}) == first
-    with pytest.raises(ReviewOutOfOrder, match="2025-02-28"):
-        registry.check(D("2025-02-28"))
-    assert registry.check(D("2025-03-02")) is None
-    assert review_id(D("2025-03-01")) != review_id(D("2025-03-02"))
-    rebuilt = None
-    for stored in registry.collect_events():
-        rebuilt = stored.mutate(rebuilt)
-    assert isinstance(rebuilt, ReviewRegistry) and rebuilt.reviews == registry.reviews
 
 
 def test_decoding_names_the_field_and_skips_unknown_ledger_types() -> None:

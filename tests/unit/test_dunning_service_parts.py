@@ -10,10 +10,10 @@ import orjson
 import pytest
 
 from services.dunning.domain import DunningAccount, default_policy
-from services.dunning.domain.registry import PolicyBook, RunOutOfOrder, RunRegistry, resolve, run_id
-from services.dunning.runs import DailyScheduler
+from services.dunning.domain.registry import PolicyBook, resolve
 from shared.erp_events import InvalidMessage
 from shared.ledger_feed import decode, read_fact
+from shared.scheduling import DailyScheduler
 
 D = date.fromisoformat
 
@@ -39,20 +39,6 @@ def test_the_policy_book_numbers_versions_and_ignores_unchanged_content() -> Non
     for stored in book.collect_events():
         rebuilt = stored.mutate(rebuilt)
     assert isinstance(rebuilt, PolicyBook) and rebuilt.policies == book.policies
-
-
-def test_the_run_registry_runs_a_date_once_and_refuses_earlier_dates() -> None:
-    registry = RunRegistry()
-    assert registry.check(D("2025-03-01")) is None
-    first = registry.record(D("2025-03-01"), notices=3, customers=2, broken_promises=1)
-    assert first == {"run_id": run_id(D("2025-03-01")), "as_of": "2025-03-01", "notices": 3, "customers": 2,
-                     "broken_promises": 1}
-    assert registry.check(D("2025-03-01")) == first
-    assert registry.record(D("2025-03-01"), notices=0, customers=0, broken_promises=0) == first
-    with pytest.raises(RunOutOfOrder, match="2025-02-28"):
-        registry.check(D("2025-02-28"))
-    assert registry.check(D("2025-03-02")) is None
-    assert run_id(D("2025-03-01")) == run_id(D("2025-03-01")) != run_id(D("2025-03-02"))
 
 
 def test_a_profile_message_counts_once_whichever_topic_brings_it() -> None:

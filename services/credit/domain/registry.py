@@ -1,8 +1,6 @@
 """The review registry: which dates the credit review has run for, with what outcome (no I/O).
 
-A date is reviewed once: asked again, the registry answers the recorded summary and nothing
-runs. A date before the latest review is refused: accounts ignore it anyway (time only goes
-forward for them), and an operator asking for it has most likely mistyped the date.
+A date is reviewed once; a date before the latest review is refused (``shared.daily_registry``).
 """
 
 from __future__ import annotations
@@ -11,9 +9,10 @@ from datetime import date
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from eventsourcing.domain import Aggregate, event
+from eventsourcing.domain import event
 
 from services.credit.domain.errors import CreditError
+from shared.daily_registry import DailyRegistry
 
 REVIEW_REGISTRY_ID = uuid5(NAMESPACE_URL, "receivables:credit:review-registry")
 REVIEW_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:credit:review")
@@ -28,35 +27,26 @@ def review_id(as_of: date) -> str:
     return str(uuid5(REVIEW_NAMESPACE, as_of.isoformat()))
 
 
-class ReviewRegistry(Aggregate):
+class ReviewRegistry(DailyRegistry, created_event_name="Opened"):
     """The dates reviewed so far, each with its summary."""
+
+    noun = "review"
+    id_field = "review_id"
+    out_of_order = ReviewOutOfOrder
+    run_id = staticmethod(review_id)
 
     @staticmethod
     def create_id() -> UUID:
         return REVIEW_REGISTRY_ID
 
-    @event("Opened")
-    def __init__(self) -> None:
-        self.reviews: dict[str, dict[str, Any]] = {}  # ISO date -> the review's summary
-        self.latest: str | None = None
+    @property
+    def reviews(self) -> dict[str, dict[str, Any]]:
+        """ISO date -> the review's summary."""
+        return self.recorded
 
-    def check(self, as_of: date) -> dict[str, Any] | None:
-        """The recorded review of ``as_of``, None if it is still to run; refuses earlier dates."""
-        day = as_of.isoformat()
-        if day in self.reviews:
-            return self.reviews[day]
-        if self.latest is not None and day < self.latest:
-            raise ReviewOutOfOrder(
-                f"as_of {day} is before the latest review ({self.latest}); reviews only go forward")
-        return None
-
-    def record(self, as_of: date, summary: dict[str, int]) -> dict[str, Any]:
-        """Record the review of ``as_of`` with its counts (a date recorded before keeps its first)."""
-        if self.check(as_of) is None:
-            self._recorded(review={"review_id": review_id(as_of), "as_of": as_of.isoformat(), **summary})
-        return self.reviews[as_of.isoformat()]
+    def _record(self, entry: dict[str, Any]) -> None:
+        self._recorded(review=entry)
 
     @event("ReviewRecorded")
     def _recorded(self, review: dict[str, Any]) -> None:
-        self.reviews[review["as_of"]] = review
-        self.latest = max(self.latest or review["as_of"], review["as_of"])
+        self._add(review)

@@ -4,8 +4,7 @@
   default is version 1 of ``default`` until someone stores another; storing the same
   content again changes nothing (no version bump).
 - ``RunRegistry``: one entry per run date. A date is run once; a run for a date before the
-  latest one is refused (dunning goes forward: the accounts would ignore it anyway, and an
-  operator asking for it has most likely mistyped the date).
+  latest one is refused (dunning goes forward, see ``shared.daily_registry``).
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from eventsourcing.domain import Aggregate, event
 
 from services.dunning.domain.errors import DunningError
 from services.dunning.domain.policy import DEFAULT_POLICY_NAME, Policy, default_policy
+from shared.daily_registry import DailyRegistry
 
 POLICY_BOOK_ID = uuid5(NAMESPACE_URL, "receivables:dunning:policy-book")
 RUN_REGISTRY_ID = uuid5(NAMESPACE_URL, "receivables:dunning:run-registry")
@@ -84,35 +84,26 @@ def _content(policy: Policy) -> dict[str, Any]:
     return policy.model_dump(mode="json", exclude={"version"})
 
 
-class RunRegistry(Aggregate):
+class RunRegistry(DailyRegistry, created_event_name="Opened"):
     """Which dates have been run, with what outcome."""
+
+    noun = "run"
+    id_field = "run_id"
+    out_of_order = RunOutOfOrder
+    run_id = staticmethod(run_id)
 
     @staticmethod
     def create_id() -> UUID:
         return RUN_REGISTRY_ID
 
-    @event("Opened")
-    def __init__(self) -> None:
-        self.runs: dict[str, dict[str, Any]] = {}  # ISO date -> the run's summary
-        self.latest: str | None = None
+    @property
+    def runs(self) -> dict[str, dict[str, Any]]:
+        """ISO date -> the run's summary."""
+        return self.recorded
 
-    def check(self, as_of: date) -> dict[str, Any] | None:
-        """The recorded run of ``as_of``, None if it is still to run; refuses earlier dates."""
-        day = as_of.isoformat()
-        if day in self.runs:
-            return self.runs[day]
-        if self.latest is not None and day < self.latest:
-            raise RunOutOfOrder(f"as_of {day} is before the latest run ({self.latest}); runs only go forward")
-        return None
-
-    def record(self, as_of: date, *, notices: int, customers: int, broken_promises: int) -> dict[str, Any]:
-        summary = {"run_id": run_id(as_of), "as_of": as_of.isoformat(), "notices": notices,
-                   "customers": customers, "broken_promises": broken_promises}
-        if self.check(as_of) is None:
-            self._recorded(run=summary)
-        return self.runs[as_of.isoformat()]
+    def _record(self, entry: dict[str, Any]) -> None:
+        self._recorded(run=entry)
 
     @event("RunRecorded")
     def _recorded(self, run: dict[str, Any]) -> None:
-        self.runs[run["as_of"]] = run
-        self.latest = max(self.latest or run["as_of"], run["as_of"])
+        self._add(run)
