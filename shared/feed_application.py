@@ -46,6 +46,9 @@ class FeedApplication(TrackedApplication, Generic[A]):
     # other exception is a bug, not bad data: it fails the batch loudly (the consumer retries
     # it and, if it keeps failing, readiness says so) rather than losing the fact.
     refused: tuple[type[Exception], ...] = ()
+    # The ledger types the accounts read (None: all); the consumer skips the others unread.
+    # ``ledger.invoice_settled`` only repeats an outcome the fact beside it carries.
+    reads: frozenset[str] | None = None
 
     def account_id(self, customer_id: str) -> UUID:
         raise NotImplementedError

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import time
+from functools import partial
 from types import ModuleType
 from typing import Generic, TypeVar
 
@@ -85,8 +86,8 @@ def feed_service_app(
         app.state.engine, app.state.runtime = engine, runtime
         app.state.runner, app.state.settings = book_runner, settings
         stop_extra = extra(app, Started(service, engine, metrics, runtime, book_runner)) if extra else None
-        close_followers = runtime.consume(settings, followers, topics=topics, decode=decode_record,
-                                          sink=service)
+        close_followers = runtime.consume(settings, followers, topics=topics, sink=service,
+                                          decode=partial(decode_record, reads=service.reads))
         if run_at is not None:
             runtime.supervise(daily_scheduler(book_runner, run_at, zone), "scheduler")
             log.info("daily %ss at %s %s", book_runner.what, run_at, zone)

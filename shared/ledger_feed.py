@@ -13,6 +13,7 @@ allows it).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Protocol
@@ -209,10 +210,12 @@ class Fact:
 
 
 def decode(raw: bytes | None, *, topic: str | None = None, partition: int | None = None,
-           offset: int | None = None, key: bytes | None = None) -> Fact:
+           offset: int | None = None, key: bytes | None = None, reads: Collection[str] | None = None) -> Fact:
     """Decode and check one message; raises ``InvalidMessage`` naming the field.
 
-    ``key`` None: none to check; ``b""``: a Kafka message without one (refused).
+    ``key`` None: none to check; ``b""``: a Kafka message without one (refused). ``reads``:
+    the ledger types the consuming service reads (None: all); the others are skipped unread,
+    as a type this version does not know is.
     """
     if raw is None:
         raise InvalidMessage("not JSON: the message has no value")
@@ -231,7 +234,8 @@ def decode(raw: bytes | None, *, topic: str | None = None, partition: int | None
             and not envelope.type.startswith("ledger."):
         raise InvalidMessage(f"type: unknown event type {envelope.type!r}")
     fact = read_fact(envelope.type, envelope.data, envelope.id, source=envelope.source,
-                     subject=envelope.subject, topic=topic, partition=partition, offset=offset)
+                     subject=envelope.subject, topic=topic, partition=partition, offset=offset,
+                     skip=reads is not None and envelope.type not in reads)
     customer_id = fact.customer_id
     if envelope.subject is not None and envelope.subject != customer_id:
         raise InvalidMessage(f"subject: {envelope.subject!r} differs from data.customer_id {customer_id!r}")
@@ -244,10 +248,15 @@ def decode(raw: bytes | None, *, topic: str | None = None, partition: int | None
 
 def read_fact(event_type: str, data: dict[str, Any], event_id: str, *, source: str = "receivables/ledger",
               subject: str | None = None, topic: str | None = None, partition: int | None = None,
-              offset: int | None = None) -> Fact:
-    """The typed fact of one message's ``data``; raises ``InvalidMessage`` naming the field."""
+              offset: int | None = None, skip: bool = False) -> Fact:
+    """The typed fact of one message's ``data``; raises ``InvalidMessage`` naming the field.
+
+    ``skip``: a ledger type the service does not read: its data is not looked at (no body).
+    """
     body: LedgerFact | None
-    if event_type == "customer.upserted":
+    if skip and event_type.startswith("ledger."):
+        body, customer_id = None, str(data.get("customer_id") or subject or "")
+    elif event_type == "customer.upserted":
         try:
             body = CustomerUpserted.model_validate(data)
         except ValidationError as error:
@@ -280,6 +289,6 @@ class Record(Protocol):
     value: bytes | None
 
 
-def decode_record(record: Record) -> Fact:
+def decode_record(record: Record, reads: Collection[str] | None = None) -> Fact:
     return decode(record.value, topic=record.topic, partition=record.partition, offset=record.offset,
-                  key=record.key or b"")
+                  key=record.key or b"", reads=reads)

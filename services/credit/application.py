@@ -28,7 +28,7 @@ from services.credit.domain import CreditAccount, CreditError, CreditRules, cred
 from services.credit.domain.registry import ReviewRegistry
 from shared.eventstore import LATEST_VERSION, retry_on_conflict
 from shared.feed_application import FeedApplication
-from shared.ledger_feed import Fact
+from shared.ledger_feed import LEDGER_TYPES, Fact
 
 T = TypeVar("T")
 
@@ -51,6 +51,7 @@ class CreditApplication(FeedApplication[CreditAccount]):
 
     name = "credit"
     refused = (CreditError,)  # e.g. an ERP credit limit it refuses
+    reads = frozenset(LEDGER_TYPES) - {"ledger.invoice_settled"}
 
     def __init__(self, env: dict[str, str] | None = None, rules: CreditRules | None = None) -> None:
         super().__init__(env=env)

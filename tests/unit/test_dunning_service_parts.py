@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
+from services.credit.application import CreditApplication
+from services.dunning.application import DunningApplication
 from services.dunning.domain import DunningAccount, default_policy
 from services.dunning.domain.registry import PolicyBook, resolve
 from shared.erp_events import InvalidMessage
@@ -74,6 +76,12 @@ def test_undecodable_messages_name_what_is_wrong(raw: bytes, reason: str) -> Non
 def test_ledger_types_this_version_does_not_read_are_skipped_not_dead_lettered() -> None:
     fact = decode(_event("ledger.something_new", {"customer_id": "C1"}), key=b"C1")
     assert (fact.known, fact.customer_id) == (False, "C1")
+    # a type the service does not read is skipped unread, however its data looks
+    unread = _event("ledger.unapplied_cash_changed", {"customer_id": "C1", "currency": "", "change": 5})
+    fact = decode(unread, key=b"C1", reads=DunningApplication.reads)
+    assert (fact.known, fact.customer_id) == (False, "C1")
+    with pytest.raises(InvalidMessage, match=r"data\.currency"):
+        decode(unread, key=b"C1", reads=CreditApplication.reads)
     with pytest.raises(InvalidMessage, match="key"):
         decode(_event("ledger.invoice_settled", {"customer_id": "C1", "invoice_id": "I1",
                                                  "open_amount": "0.00", "status": "paid"}), key=b"C2")
