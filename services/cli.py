@@ -159,7 +159,12 @@ async def _dev(args: argparse.Namespace) -> int:
 
 
 def dev(args: argparse.Namespace) -> int:
-    return asyncio.run(_dev(args))
+    # uvloop, as uvicorn runs each service on its own and the followers' processes run
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(_dev(args))
+    return uvloop.run(_dev(args))
 
 
 def replay(args: argparse.Namespace) -> int:
