@@ -39,7 +39,7 @@ Choices where the contract is silent:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -61,7 +61,7 @@ from services.credit.domain.rules import CreditRules, default_rules
 from shared.erp_events import CustomerUpserted
 from shared.ledger_feed import Fact, InvoiceOpened
 from shared.money import ZERO, check_minor_digits, parse_amount, to_text
-from shared.open_items import OpenItems
+from shared.open_items import OpenItem, OpenItems
 
 ACCOUNT_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:credit:customer")
 HOLD_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:credit:hold")
@@ -527,26 +527,33 @@ class CreditAccount(Aggregate):
         return [currency for currency, limit in sorted(self.limits.items())
                 if self.exposure(currency) > rule.allowed(limit.amount)]
 
-    def _overdue_lines(self, rules: CreditRules) -> list[dict[str, Any]]:
-        """The marked invoices that make the overdue rule hold now, most overdue first."""
+    def _overdue(self, rules: CreditRules) -> Iterator[tuple[OpenItem, int]]:
+        """The marked invoices that make the overdue rule hold now, with their days past due."""
         rule = rules.overdue_rule
-        lines = []
+        if rule is None:
+            return
         for invoice_id, days in self.overdue.items():
             invoice = self.items.invoices[invoice_id]
-            if not invoice.is_open or rule is None:
+            if not invoice.is_open:
                 continue
             amount = invoice.open_amount if rule.count_disputed else self.items.undisputed_amount(invoice)
             if amount > rule.min_amount:
-                lines.append({"invoice_id": invoice_id, "currency": invoice.currency,
-                              "due_date": invoice.due_date.isoformat(), "days_past_due": days,
-                              "open_amount": to_text(invoice.open_amount, invoice.currency)})
+                yield invoice, days
+
+    def _overdue_lines(self, rules: CreditRules) -> list[dict[str, Any]]:
+        """The marked invoices that make the overdue rule hold now, most overdue first."""
+        lines = [{"invoice_id": invoice.invoice_id, "currency": invoice.currency,
+                  "due_date": invoice.due_date.isoformat(), "days_past_due": days,
+                  "open_amount": to_text(invoice.open_amount, invoice.currency)}
+                 for invoice, days in self._overdue(rules)]
         return sorted(lines, key=lambda line: (-line["days_past_due"], line["invoice_id"]))
 
     def _firing(self, rules: CreditRules) -> list[str]:
+        """The hold rules that apply now (evaluated after every change: kept to what they need)."""
         reasons = []
         if self._limit_breaches(rules):
             reasons.append("limit_exceeded")
-        if self._overdue_lines(rules):
+        if next(self._overdue(rules), None) is not None:
             reasons.append("overdue_days")
         grade_rule = rules.grade_rule
         if grade_rule is not None and self.grade in grade_rule.grades:
