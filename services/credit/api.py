@@ -42,16 +42,11 @@ from shared.auth import BEARER_SECURITY, CreditOverrider, CreditReader, CreditWr
 from shared.business_dates import not_ahead_of_clock, today_utc
 from shared.dates import BusinessDate
 from shared.db import BIGINT_MAX
-from shared.money import Amount
 from shared.openapi import answers_with
 from shared.problems import Problem, not_found
 from shared.runtime import ServiceRuntime
 from shared.scheduling import ReadModelsBehind
-
-Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217")]
-# No NUL character: PostgreSQL refuses one in text, and the read models would stop at it.
-Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
-Text = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")]
+from shared.values import RequestAmount, RequestCurrency, RequestId, RequestText
 
 # The getters are coroutines: FastAPI runs a plain ``def`` dependency in a worker thread, a
 # thread hop per request that costs more than the whole credit decision.
@@ -123,10 +118,10 @@ def refused(error: CreditError, fields: dict[str, str], default: str) -> Problem
 class CheckIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    customer_id: Id
-    order_id: Id = Field(description="the same order checked again gets the same answer")
-    amount: Amount = Field(description="decimal string, e.g. \"1250.00\"")
-    currency: Currency
+    customer_id: RequestId
+    order_id: RequestId = Field(description="the same order checked again gets the same answer")
+    amount: RequestAmount = Field(description="decimal string, e.g. \"1250.00\"")
+    currency: RequestCurrency
     on: BusinessDate | None = Field(default=None,
                                     description="business date of the check; default today (UTC)")
 
@@ -286,14 +281,14 @@ async def get_customer_credit(
 class LimitIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    currency: Currency
-    amount: Amount
+    currency: RequestCurrency
+    amount: RequestAmount
     expires_on: BusinessDate | None = Field(default=None, description="the limit lapses after this date")
     review_on: BusinessDate | None = Field(default=None, description="flagged for review from this date")
 
 
 @router.put("/customers/{customer_id}/credit-limit", tags=["customers"], responses=answers_with(LimitOut))
-async def put_credit_limit(customer_id: Id, body: LimitIn, app: AppDep, runtime: RuntimeDep,
+async def put_credit_limit(customer_id: RequestId, body: LimitIn, app: AppDep, runtime: RuntimeDep,
                            principal: CreditWriter) -> Response:
     """Set a currency's limit (audited with the caller's identity); answers that currency's position."""
     try:
@@ -309,12 +304,12 @@ async def put_credit_limit(customer_id: Id, body: LimitIn, app: AppDep, runtime:
 class HoldIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: Text
+    reason: RequestText
 
 
 @router.post("/customers/{customer_id}/holds", status_code=201, tags=["holds"],
              responses=answers_with(HoldPlacedOut, 201))
-async def post_hold(customer_id: Id, body: HoldIn, app: AppDep, runtime: RuntimeDep,
+async def post_hold(customer_id: RequestId, body: HoldIn, app: AppDep, runtime: RuntimeDep,
                     principal: CreditOverrider) -> Response:
     """Put a customer on hold by hand (one manual hold at a time: placed again, the active one
     is answered)."""
@@ -330,13 +325,13 @@ async def post_hold(customer_id: Id, body: HoldIn, app: AppDep, runtime: Runtime
 class ReleaseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: Text
-    customer_id: Id | None = Field(default=None, description="optional: whose hold it is")
+    reason: RequestText
+    customer_id: RequestId | None = Field(default=None, description="optional: whose hold it is")
 
 
 @router.post("/holds/{hold_id}/release", tags=["holds"], responses=answers_with(ReleaseOut))
-async def post_release(hold_id: Id, body: ReleaseIn, app: AppDep, engine: EngineDep, runtime: RuntimeDep,
-                       runner: RunnerDep, principal: CreditOverrider) -> Response:
+async def post_release(hold_id: RequestId, body: ReleaseIn, app: AppDep, engine: EngineDep,
+                       runtime: RuntimeDep, runner: RunnerDep, principal: CreditOverrider) -> Response:
     """Release a hold (audited with the caller's identity). Releasing an automatic hold
     overrides its reasons until they stop holding."""
     customer_id = body.customer_id or await _hold_customer(engine, runner, hold_id)

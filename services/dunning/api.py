@@ -28,20 +28,21 @@ from services.dunning.domain.errors import (
     InvoiceNotOpen,
     UnknownInvoice,
 )
-from services.dunning.domain.policy import MAX_LEVELS, Channel
+from services.dunning.domain.policy import MAX_LEVELS
 from services.dunning.domain.registry import RunOutOfOrder, resolve
 from services.dunning.runs import DunningRunner
 from shared.auth import DunningReader, DunningWriter
 from shared.business_dates import not_ahead_of_clock, today_utc
 from shared.dates import BusinessDate
 from shared.db import BIGINT_MAX
-from shared.money import ZERO, Amount, to_text
+from shared.money import ZERO, to_text
 from shared.openapi import answers_with
 from shared.problems import Problem, not_found
 from shared.runtime import ServiceRuntime
 from shared.scheduling import ReadModelsBehind
+from shared.values import POLICY_NAME_PATTERN, Channel, RequestAmount
 
-PolicyName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+PolicyName = Annotated[str, Path(pattern=POLICY_NAME_PATTERN)]
 # A count of days in a policy: ten years either way is beyond any dunning.
 Days = Annotated[int, Field(ge=-3660, le=3660)]
 DaysAfter = Annotated[int, Field(ge=0, le=3660)]
@@ -99,8 +100,8 @@ class LevelIn(BaseModel):
     channels: list[Channel] = Field(default_factory=list, description="further channels, after `channel`")
     template: str
     templates: dict[str, str] = Field(default_factory=dict, description="template per language")
-    fee: Amount = ZERO
-    min_amount: Amount = ZERO
+    fee: RequestAmount = ZERO
+    min_amount: RequestAmount = ZERO
     min_days_since_last_notice: DaysAfter = 0
     respond_within_days: DaysAfter | None = None
     escalate: bool = False
@@ -116,7 +117,7 @@ class PolicyIn(BaseModel):
     levels: list[LevelIn] = Field(min_length=1, max_length=MAX_LEVELS)
     promise_grace_days: DaysAfter = 3
     respond_within_days: DaysAfter = 14
-    annual_interest_percent: Amount | None = None
+    annual_interest_percent: RequestAmount | None = None
     default_language: str = "en"
 
 
@@ -203,7 +204,7 @@ class PromiseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     promised_date: BusinessDate
-    amount: Amount
+    amount: RequestAmount
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$",
                                  description="needed when the customer owes in several currencies")
     invoice_ids: list[str] | None = Field(default=None, description="default: the oldest due open invoices")

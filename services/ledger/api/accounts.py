@@ -15,18 +15,19 @@ from services.ledger.read import queries
 from shared.auth import LedgerReader
 from shared.business_dates import today_utc
 from shared.dates import BusinessDate
-from shared.money import ZERO, MoneyText, to_text
+from shared.money import ZERO, to_text
 from shared.problems import not_found
+from shared.values import AnswerAmount
 
 router = APIRouter()
 
 
 class CurrencyBalance(BaseModel):
     currency: str
-    open_amount: MoneyText
-    overdue_amount: MoneyText
-    disputed_amount: MoneyText
-    unapplied_cash: MoneyText
+    open_amount: AnswerAmount
+    overdue_amount: AnswerAmount
+    disputed_amount: AnswerAmount
+    unapplied_cash: AnswerAmount
 
 
 class BalanceOut(BaseModel):
@@ -40,17 +41,17 @@ class InvoiceOut(BaseModel):
     invoice_id: str
     customer_id: str
     currency: str
-    amount: MoneyText
-    open_amount: MoneyText
+    amount: AnswerAmount
+    open_amount: AnswerAmount
     status: str
     issue_date: date
     due_date: date
     settled_date: date | None
     days_late: int | None
     days_to_settle: int | None
-    disputed_amount: MoneyText
-    written_off: MoneyText
-    discount_taken: MoneyText
+    disputed_amount: AnswerAmount
+    written_off: AnswerAmount
+    discount_taken: AnswerAmount
     reference: str | None
     attributes: dict[str, str]
     as_of: date | None = None
@@ -123,9 +124,9 @@ async def get_invoice(
 class OpenItemOut(BaseModel):
     invoice_id: str
     currency: str
-    amount: MoneyText
-    open_amount: MoneyText
-    disputed_amount: MoneyText
+    amount: AnswerAmount
+    open_amount: AnswerAmount
+    disputed_amount: AnswerAmount
     status: str
     issue_date: date
     due_date: date
