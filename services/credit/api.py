@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import email.message
-import json
-from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
 from services.credit import queries
@@ -38,7 +34,7 @@ from services.credit.domain import (
 )
 from services.credit.domain.registry import ReviewOutOfOrder
 from services.credit.reviews import ReviewRunner
-from shared.auth import BEARER_SECURITY, CreditOverrider, CreditReader, CreditWriter, Scopes, authorize
+from shared.auth import CreditChecker, CreditOverrider, CreditReader, CreditWriter
 from shared.business_dates import not_ahead_of_clock, today_utc
 from shared.dates import BusinessDate
 from shared.db import BIGINT_MAX
@@ -129,80 +125,11 @@ class CheckIn(BaseModel):
 CHECK_FIELDS = {"amount": "body.amount", "currency": "body.currency", "order_id": "body.order_id"}
 
 
-# The check route reads its body and checks its scope itself: FastAPI's body parameter and
-# scope dependency cost about 45 µs a request, more than deciding and saving the check
-# (BENCHMARKS.md, credit checks). Same model, same errors in the same order (JSON syntax, then
-# the token, then the fields); the OpenAPI document still shows the body and the scheme.
-_CHECK_OPENAPI: dict[str, Any] = {
-    "requestBody": {"required": True,
-                    "content": {"application/json": {"schema": CheckIn.model_json_schema()}}},
-    "security": BEARER_SECURITY,
-}
-
-
-@lru_cache(maxsize=64)
-def _is_json(content_type: str) -> bool:
-    """FastAPI's test of a JSON media type (``application/json`` or ``application/*+json``)."""
-    message = email.message.Message()
-    message["content-type"] = content_type
-    subtype = message.get_content_subtype()
-    return message.get_content_maintype() == "application" and (
-        subtype == "json" or subtype.endswith("+json"))
-
-
-_NO_BODY: Any = object()
-
-
-def _body(raw: bytes, content_type: str | None) -> Any:
-    """The body as FastAPI hands it to the model: ``_NO_BODY`` when empty, the raw bytes unless
-    the media type is JSON, else the parsed JSON (a syntax error is a 422 naming ``body``)."""
-    if not raw:
-        return _NO_BODY
-    if content_type != "application/json" and (content_type is None or not _is_json(content_type)):
-        return raw
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        pass
-    try:  # what orjson refuses and the standard library takes (NaN, a BOM, huge integers)
-        return json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise RequestValidationError([{"type": "json_invalid", "loc": ("body", error.pos),
-                                       "msg": "JSON decode error", "input": {}, "ctx": {"error": error.msg}}],
-                                     body=error.doc) from None
-    except ValueError:  # not decodable as text at all
-        raise HTTPException(400, "There was an error parsing the body") from None
-
-
-def _check_in(body: Any) -> CheckIn:
-    if body is _NO_BODY:
-        raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required",
-                                       "input": None}])
-    try:
-        return CheckIn.model_validate(body, from_attributes=True)  # as FastAPI validates a body
-    except ValidationError as error:
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in error.errors()],
-                                     body=body) from None
-
-
-async def read_check(request: Request) -> CheckIn:
-    """A credit-check request's body, from a caller with ``credit:check`` (else the 401/403/422
-    problem FastAPI's body parameter and ``CreditChecker`` would give)."""
-    body = _body(await request.body(), request.headers.get("content-type"))
-    authorize(request, Scopes.CREDIT_CHECK)
-    return _check_in(body)
-
-
-@router.post("/credit-checks", tags=["checks"], openapi_extra=_CHECK_OPENAPI,
-             responses=answers_with(CheckOut))
-async def post_credit_check(request: Request) -> Response:
+@router.post("/credit-checks", tags=["checks"], responses=answers_with(CheckOut))
+async def post_credit_check(check: CheckIn, request: Request, desk: DeskDep, _: CreditChecker) -> Response:
     """``{decision: approve|hold|review, available_credit, exposure, limit, reasons, ...}``; an approval
-    reserves the amount until the order's invoice arrives (``attributes.order_id``) or it expires.
-
-    Body: ``CheckIn``; scope ``credit:check``."""
-    check = await read_check(request)
+    reserves the amount until the order's invoice arrives (``attributes.order_id``) or it expires."""
     on = not_ahead_of_clock(check.on, "body.on", request) if check.on else today_utc()
-    desk: CheckDesk = request.app.state.desk
     try:
         answer = await desk.check(check.customer_id, check.order_id, check.amount, check.currency, on)
     except CreditError as error:
