@@ -39,7 +39,7 @@ from shared.business_dates import not_ahead_of_clock, today_utc
 from shared.dates import BusinessDate
 from shared.db import BIGINT_MAX
 from shared.openapi import answers_with
-from shared.problems import Problem, not_found
+from shared.problems import DomainProblems, Problem, not_found
 from shared.runtime import ServiceRuntime
 from shared.scheduling import ReadModelsBehind
 from shared.values import RequestAmount, RequestCurrency, RequestId, RequestText
@@ -86,26 +86,21 @@ def _json(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
-def _field_problem(status: int, slug: str, field: str, message: str) -> Problem:
-    return Problem(status, slug, detail=f"{field}: {message}", errors=[{"field": field, "message": message}])
-
-
-def refused(error: CreditError, fields: dict[str, str], default: str) -> Problem:
-    """A domain refusal as a problem naming the field (the message starts with it, e.g. ``amount: ...``)."""
-    message = str(error)
-    name = message.split(":", 1)[0].strip()
-    field = fields.get(name, default)
-    if isinstance(error, ConflictingCheck):
-        return _field_problem(409, "conflicting-check", "body.order_id", message)
-    if isinstance(error, UnknownHold):
-        return _field_problem(404, "not-found", field, message)
-    if isinstance(error, HoldNotActive):
-        return _field_problem(409, "hold-not-active", field, message)
-    if isinstance(error, ReviewOutOfOrder):
-        return _field_problem(409, "review-out-of-order", "body.as_of", message)
-    if isinstance(error, InvalidAmount | InvalidCommand):
-        return _field_problem(422, "validation-error", field, message.split(":", 1)[-1].strip())
-    return _field_problem(409, "credit-refused", field, message)
+# The one mapping of the credit domain's refusals to problems (installed on the app by
+# ``services.credit.service``); a field is named as the request names it.
+CREDIT_PROBLEMS = DomainProblems(
+    kinds={
+        CreditError: (409, "credit-refused"),
+        InvalidAmount: (422, "validation-error"),
+        InvalidCommand: (422, "validation-error"),
+        ConflictingCheck: (409, "conflicting-check"),
+        UnknownHold: (404, "not-found"),
+        HoldNotActive: (409, "hold-not-active"),
+        ReviewOutOfOrder: (409, "review-out-of-order"),
+    },
+    fields={"amount": "body.amount", "currency": "body.currency", "order_id": "body.order_id",
+            "reason": "body.reason", "as_of": "body.as_of", "hold_id": "path.hold_id"},
+)
 
 
 # --------------------------------------------------------------------------- checks
@@ -122,19 +117,12 @@ class CheckIn(BaseModel):
                                     description="business date of the check; default today (UTC)")
 
 
-CHECK_FIELDS = {"amount": "body.amount", "currency": "body.currency", "order_id": "body.order_id"}
-
-
 @router.post("/credit-checks", tags=["checks"], responses=answers_with(CheckOut))
 async def post_credit_check(check: CheckIn, request: Request, desk: DeskDep, _: CreditChecker) -> Response:
     """``{decision: approve|hold|review, available_credit, exposure, limit, reasons, ...}``; an approval
     reserves the amount until the order's invoice arrives (``attributes.order_id``) or it expires."""
     on = not_ahead_of_clock(check.on, "body.on", request) if check.on else today_utc()
-    try:
-        answer = await desk.check(check.customer_id, check.order_id, check.amount, check.currency, on)
-    except CreditError as error:
-        raise refused(error, CHECK_FIELDS, "body") from None
-    return _json(answer)
+    return _json(await desk.check(check.customer_id, check.order_id, check.amount, check.currency, on))
 
 
 # --------------------------------------------------------------------------- reviews
@@ -153,8 +141,6 @@ async def post_review(body: ReviewIn, request: Request, runner: RunnerDep, _: Cr
     not_ahead_of_clock(body.as_of, "body.as_of", request)
     try:
         return _json(await runner.run(body.as_of))
-    except ReviewOutOfOrder as error:
-        raise refused(error, {}, "body.as_of") from None
     except ReadModelsBehind as error:
         raise Problem(503, "read-models-behind", detail=str(error), headers={"Retry-After": "5"}) from None
 
@@ -218,12 +204,9 @@ class LimitIn(BaseModel):
 async def put_credit_limit(customer_id: RequestId, body: LimitIn, app: AppDep, runtime: RuntimeDep,
                            principal: CreditWriter) -> Response:
     """Set a currency's limit (audited with the caller's identity); answers that currency's position."""
-    try:
-        async with runtime.write_lock:
-            position = await asyncio.to_thread(app.set_limit, customer_id, body.currency, body.amount,
-                                               principal.identity, body.expires_on, body.review_on)
-    except CreditError as error:
-        raise refused(error, {"amount": "body.amount", "currency": "body.currency"}, "body") from None
+    async with runtime.write_lock:
+        position = await asyncio.to_thread(app.set_limit, customer_id, body.currency, body.amount,
+                                           principal.identity, body.expires_on, body.review_on)
     runtime.notify_followers()
     return _json({"customer_id": customer_id, "set_by": principal.identity, **position})
 
@@ -240,11 +223,8 @@ async def post_hold(customer_id: RequestId, body: HoldIn, app: AppDep, runtime: 
                     principal: CreditOverrider) -> Response:
     """Put a customer on hold by hand (one manual hold at a time: placed again, the active one
     is answered)."""
-    try:
-        async with runtime.write_lock:
-            hold = await asyncio.to_thread(app.place_hold, customer_id, principal.identity, body.reason)
-    except CreditError as error:
-        raise refused(error, {"reason": "body.reason"}, "body") from None
+    async with runtime.write_lock:
+        hold = await asyncio.to_thread(app.place_hold, customer_id, principal.identity, body.reason)
     runtime.notify_followers()
     return _json({"customer_id": customer_id, **hold}, status=201)
 
@@ -264,12 +244,9 @@ async def post_release(hold_id: RequestId, body: ReleaseIn, app: AppDep, engine:
     customer_id = body.customer_id or await _hold_customer(engine, runner, hold_id)
     if customer_id is None:
         raise not_found("hold", hold_id)
-    try:
-        async with runtime.write_lock:
-            release = await asyncio.to_thread(app.release_hold, customer_id, hold_id, principal.identity,
-                                              body.reason)
-    except CreditError as error:
-        raise refused(error, {"reason": "body.reason"}, "path.hold_id") from None
+    async with runtime.write_lock:
+        release = await asyncio.to_thread(app.release_hold, customer_id, hold_id, principal.identity,
+                                          body.reason)
     if release is None:
         raise not_found("hold", hold_id)
     runtime.notify_followers()

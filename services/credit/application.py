@@ -50,7 +50,6 @@ class CreditApplication(FeedApplication[CreditAccount]):
     """Event-sourced credit: one CreditAccount per customer and the review registry."""
 
     name = "credit"
-    refused = (CreditError,)  # e.g. an ERP credit limit it refuses
 
     def __init__(self, env: dict[str, str] | None = None, rules: CreditRules | None = None) -> None:
         super().__init__(env=env)

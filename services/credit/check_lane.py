@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.credit.api import CHECK_FIELDS, CheckIn, refused
+from services.credit.api import CREDIT_PROBLEMS, CheckIn
 from services.credit.domain import CreditError
 from shared.auth import AuthState, Scopes, bearer_token
 from shared.business_dates import today_utc
@@ -51,7 +51,7 @@ class CheckLane:
             answer = await desk.check(check.customer_id, check.order_id, check.amount, check.currency,
                                       check.on or today_utc())
         except CreditError as error:
-            await problem_response(refused(error, CHECK_FIELDS, "body"), PATH)(scope, receive, send)
+            await problem_response(CREDIT_PROBLEMS.problem(error), PATH)(scope, receive, send)
             return
         # the two messages Starlette's Response(media_type="application/json") sends
         answer_body = orjson.dumps(answer)

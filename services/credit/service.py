@@ -12,11 +12,10 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from services.credit import followers
-from services.credit.api import router
+from services.credit.api import CREDIT_PROBLEMS, router
 from services.credit.application import CreditApplication
 from services.credit.check_lane import CheckLane
 from services.credit.checks import CheckDesk
-from services.credit.domain import CreditError
 from services.credit.reviews import ReviewRunner, daily_scheduler
 from services.credit.settings import INBOUND_TOPICS, CreditSettings, credit_settings
 from shared.auth import install_auth
@@ -81,7 +80,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             credit.close()
 
     app = FastAPI(title="receivables credit", version="0.1.0", lifespan=lifespan)
-    install_problem_handlers(app, error_map={CreditError: (409, "credit-refused")})
+    install_problem_handlers(app, CREDIT_PROBLEMS)
     install_auth(app, settings)
     app.add_middleware(CheckLane)
     app.include_router(router)

@@ -37,7 +37,7 @@ from shared.dates import BusinessDate
 from shared.db import BIGINT_MAX
 from shared.money import ZERO, to_text
 from shared.openapi import answers_with
-from shared.problems import Problem, not_found
+from shared.problems import DomainProblems, Problem, not_found
 from shared.runtime import ServiceRuntime
 from shared.scheduling import ReadModelsBehind
 from shared.values import POLICY_NAME_PATTERN, Channel, RequestAmount
@@ -74,6 +74,22 @@ RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
 RunnerDep = Annotated[DunningRunner, Depends(get_runner)]
 
 router = APIRouter()
+
+# The one mapping of the dunning domain's refusals to problems (installed on the app by
+# ``services.dunning.service``); a field is named as the request names it.
+DUNNING_PROBLEMS = DomainProblems(
+    kinds={
+        DunningError: (409, "dunning-refused"),
+        InvalidPromise: (422, "validation-error"),
+        UnknownInvoice: (422, "validation-error"),
+        CurrencyMismatch: (422, "validation-error"),
+        InvoiceNotOpen: (409, "invoice-not-open"),
+        AlreadyPromised: (409, "already-promised"),
+        RunOutOfOrder: (409, "run-out-of-order"),
+    },
+    fields={"amount": "body.amount", "currency": "body.currency", "promised_date": "body.promised_date",
+            "invoice_ids": "body.invoice_ids", "as_of": "body.as_of"},
+)
 
 
 def _field_name(location: tuple[int | str, ...]) -> str:
@@ -191,8 +207,6 @@ async def post_run(body: RunIn, request: Request, runner: RunnerDep, _: DunningW
     not_ahead_of_clock(body.as_of, "body.as_of", request)
     try:
         return await runner.run(body.as_of)
-    except RunOutOfOrder as error:
-        raise _field_problem(409, "run-out-of-order", "body.as_of", str(error)) from None
     except ReadModelsBehind as error:
         raise Problem(503, "read-models-behind", detail=str(error), headers={"Retry-After": "5"}) from None
 
@@ -212,39 +226,16 @@ class PromiseIn(BaseModel):
                                  description="business date of the promise; default today (UTC)")
 
 
-_PROMISE_ERRORS: dict[type[DunningError], tuple[int, str, str]] = {
-    UnknownInvoice: (422, "validation-error", "body.invoice_ids"),
-    CurrencyMismatch: (422, "validation-error", "body.currency"),
-    InvoiceNotOpen: (409, "invoice-not-open", "body.invoice_ids"),
-    AlreadyPromised: (409, "already-promised", "body.invoice_ids"),
-}
-
-
-def _promise_field(error: InvalidPromise) -> str:
-    message = str(error)
-    if "promised_date" in message:
-        return "body.promised_date"
-    if "currency" in message:
-        return "body.currency"
-    return "body.amount"
-
-
 @router.post("/customers/{customer_id}/promises", status_code=201, tags=["customers"], response_model=None,
              responses=answers_with(PromiseOut, 201))
 async def post_promise(customer_id: str, body: PromiseIn, request: Request, app: AppDep, runtime: RuntimeDep,
                        _: DunningWriter) -> dict[str, Any]:
     """A promise to pay: pauses dunning of the covered invoices until promised_date + grace."""
     made_on = not_ahead_of_clock(body.made_on, "body.made_on", request) if body.made_on else today_utc()
-    try:
-        async with runtime.write_lock:
-            promise = await asyncio.to_thread(
-                app.promise, customer_id, made_on=made_on, promised_date=body.promised_date,
-                amount=body.amount, currency=body.currency, invoice_ids=body.invoice_ids)
-    except InvalidPromise as error:
-        raise _field_problem(422, "validation-error", _promise_field(error), str(error)) from None
-    except DunningError as error:
-        status, slug, field = _PROMISE_ERRORS.get(type(error), (409, "dunning-refused", "body"))
-        raise _field_problem(status, slug, field, str(error)) from None
+    async with runtime.write_lock:
+        promise = await asyncio.to_thread(
+            app.promise, customer_id, made_on=made_on, promised_date=body.promised_date,
+            amount=body.amount, currency=body.currency, invoice_ids=body.invoice_ids)
     if promise is None:
         raise not_found("customer", customer_id)
     runtime.notify_followers()

@@ -23,7 +23,6 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg import sql
 
 from services.dunning.domain import DunningAccount, Policy, dunning_account_id
-from services.dunning.domain.errors import DunningError
 from services.dunning.domain.registry import PolicyBook, RunRegistry, resolve
 from services.dunning.domain.rendering import Renderer
 from shared.eventstore import LATEST_VERSION, retry_on_conflict
@@ -45,7 +44,6 @@ class DunningApplication(FeedApplication[DunningAccount]):
     """Event-sourced dunning: one DunningAccount per customer, a policy book, a run registry."""
 
     name = "dunning"
-    refused = (DunningError,)
 
     def __init__(self, env: dict[str, str] | None = None, renderer: Renderer | None = None) -> None:
         super().__init__(env=env)

@@ -12,9 +12,8 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from services.dunning import followers
-from services.dunning.api import router
+from services.dunning.api import DUNNING_PROBLEMS, router
 from services.dunning.application import DunningApplication
-from services.dunning.domain.errors import DunningError
 from services.dunning.runs import DunningRunner, daily_scheduler
 from services.dunning.settings import INBOUND_TOPICS, DunningSettings, dunning_settings
 from shared.auth import install_auth
@@ -73,7 +72,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             dunning.close()
 
     app = FastAPI(title="receivables dunning", version="0.1.0", lifespan=lifespan)
-    install_problem_handlers(app, error_map={DunningError: (409, "dunning-refused")})
+    install_problem_handlers(app, DUNNING_PROBLEMS)
     install_auth(app, settings)
     app.include_router(router)
     app.include_router(health)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, FastAPI
 
 from services.credit import api
 from services.credit.check_lane import CheckLane
-from services.credit.domain import CreditAccount, CreditError
+from services.credit.domain import CreditAccount
 from shared.auth import AuthState, TokenRegistry
 from shared.problems import install_problem_handlers
 
@@ -35,7 +35,7 @@ def _app(router: APIRouter, *, lane: bool = False) -> FastAPI:
     app = FastAPI()
     if lane:
         app.add_middleware(CheckLane)
-    install_problem_handlers(app, error_map={CreditError: (409, "credit-refused")})
+    install_problem_handlers(app, api.CREDIT_PROBLEMS)
     app.state.auth = AuthState(True, TokenRegistry.from_mapping({"checker": ["credit:check"],
                                                                  "reader": ["credit:read"]}))
     app.state.desk = _Desk()

@@ -47,7 +47,8 @@ class ReviewRegistry(Aggregate):
             return self.reviews[day]
         if self.latest is not None and day < self.latest:
             raise ReviewOutOfOrder(
-                f"as_of {day} is before the latest review ({self.latest}); reviews only go forward")
+                f"as_of {day} is before the latest review ({self.latest}); reviews only go forward",
+                field="as_of")
         return None
 
     def record(self, as_of: date, summary: dict[str, int]) -> dict[str, Any]:

@@ -102,7 +102,8 @@ class RunRegistry(Aggregate):
         if day in self.runs:
             return self.runs[day]
         if self.latest is not None and day < self.latest:
-            raise RunOutOfOrder(f"as_of {day} is before the latest run ({self.latest}); runs only go forward")
+            raise RunOutOfOrder(f"as_of {day} is before the latest run ({self.latest}); runs only go forward",
+                                field="as_of")
         return None
 
     def record(self, as_of: date, *, notices: int, customers: int, broken_promises: int) -> dict[str, Any]:
