@@ -12,10 +12,11 @@ from pydantic import BaseModel
 
 from services.ledger.api.params import AsOf, EngineDep, KnownAt, as_utc
 from services.ledger.read import queries
+from services.ledger.read.disputed import shown_disputed
 from shared.auth import LedgerReader
 from shared.business_dates import today_utc
 from shared.dates import BusinessDate
-from shared.money import ZERO, to_text
+from shared.money import to_text
 from shared.problems import not_found
 from shared.values import AnswerAmount
 
@@ -102,10 +103,7 @@ async def get_invoice(
         raise not_found("invoice", invoice_id)
     currency = row["currency"]
     settled = row["settled_date"]
-    shown_disputed = (
-        queries.shown_disputed(row["disputed_raw"], row["open_amount"]) if row["status"] != "cancelled"
-        else ZERO
-    )
+    disputed = shown_disputed(row["disputed_raw"], row["open_amount"], row["status"])
     return InvoiceOut(
         invoice_id=row["invoice_id"], customer_id=row["customer_id"], currency=currency,
         amount=to_text(row["amount"], currency), open_amount=to_text(row["open_amount"], currency),
@@ -113,7 +111,7 @@ async def get_invoice(
         settled_date=settled,
         days_late=max(0, (settled - row["due_date"]).days) if settled else None,
         days_to_settle=(settled - row["issue_date"]).days if settled else None,
-        disputed_amount=to_text(shown_disputed, currency),
+        disputed_amount=to_text(disputed, currency),
         written_off=to_text(row["written_off"], currency),
         discount_taken=to_text(row["discount_taken"], currency),
         reference=row["reference"], attributes=row["attributes"] or {},
