@@ -25,6 +25,7 @@ Usage (from the repository root)::
 
     python -m bench.credit                       # SQLite and PostgreSQL, 10 s per phase
     python -m bench.credit --db sqlite --seconds 5 --rate 500
+    python -m bench.credit --lane off            # every check through the FastAPI route
 
 Goal: p99 <= 20 ms at 500 requests/s, and throughput >= 50% of the trivial endpoint's.
 Results (JSON, server logs) go to ``bench/results/``.
@@ -422,7 +423,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     url = stack.enter_context(fresh_postgres_database(prefix="bench_credit_"))
                 env = {**base_env, "RECEIVABLES_KAFKA_BOOTSTRAP": broker.bootstrap,
                        "RECEIVABLES_CREDIT_DATABASE_URL": url, "RECEIVABLES_API_TOKENS_FILE": str(tokens),
-                       "RECEIVABLES_FOLLOWERS": args.followers}
+                       "RECEIVABLES_FOLLOWERS": args.followers,
+                       "RECEIVABLES_CREDIT_CHECK_FAST_LANE": "true" if args.lane == "on" else "false"}
                 credit = Server(f"credit ({db})", "services.credit.service:create_app", env,
                                 RESULTS / f"credit-{stamp}-{db}.log")
                 try:
@@ -487,6 +489,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--followers", choices=("process", "inline"), default="process",
                         help="RECEIVABLES_FOLLOWERS of the credit service")
+    parser.add_argument("--lane", choices=("on", "off"), default="on",
+                        help="the credit service's fast lane for plain checks "
+                             "(RECEIVABLES_CREDIT_CHECK_FAST_LANE)")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy (collapsed stacks) on the credit server in the throughput phase")
     args = parser.parse_args(argv)

@@ -23,7 +23,7 @@ from services.credit.api_answers import (
     ReviewsOut,
 )
 from services.credit.application import CreditApplication
-from services.credit.checks import CheckDesk
+from services.credit.check_desk import CheckDesk
 from services.credit.domain import (
     ConflictingCheck,
     CreditError,

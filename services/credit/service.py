@@ -14,8 +14,8 @@ from sqlalchemy.engine import make_url
 from services.credit import followers
 from services.credit.api import CREDIT_PROBLEMS, router
 from services.credit.application import CreditApplication
-from services.credit.check_lane import CheckLane
-from services.credit.checks import CheckDesk
+from services.credit.check_desk import CheckDesk
+from services.credit.check_fast_lane import CheckFastLane
 from services.credit.reviews import ReviewRunner, daily_scheduler
 from services.credit.settings import INBOUND_TOPICS, CreditSettings, credit_settings
 from shared.auth import install_auth
@@ -82,7 +82,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app = FastAPI(title="receivables credit", version="0.1.0", lifespan=lifespan)
     install_problem_handlers(app, CREDIT_PROBLEMS)
     install_auth(app, settings)
-    app.add_middleware(CheckLane)
+    if settings.credit_check_fast_lane:
+        app.add_middleware(CheckFastLane)
     app.include_router(router)
     app.include_router(health)
     document_problems(app)

@@ -1,6 +1,6 @@
 """``POST /credit-checks`` is a plain declarative route (the ``CheckIn`` body parameter and the
 ``CreditChecker`` dependency), and the service answers plain checks on a lane ahead of the
-framework (``CheckLane``): every answer the lane gives, error or not, is the one the route
+framework (``CheckFastLane``): every answer the lane gives, error or not, is the one the route
 gives the same request."""
 
 from __future__ import annotations
@@ -8,14 +8,17 @@ from __future__ import annotations
 import json
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
 from fastapi import APIRouter, FastAPI
 
 from services.credit import api
-from services.credit.check_lane import CheckLane
+from services.credit.check_fast_lane import CheckFastLane
 from services.credit.domain import CreditAccount
+from services.credit.service import create_app
+from services.credit.settings import credit_settings
 from shared.auth import AuthState, TokenRegistry
 from shared.problems import install_problem_handlers
 
@@ -34,7 +37,7 @@ class _Desk:
 def _app(router: APIRouter, *, lane: bool = False) -> FastAPI:
     app = FastAPI()
     if lane:
-        app.add_middleware(CheckLane)
+        app.add_middleware(CheckFastLane)
     install_problem_handlers(app, api.CREDIT_PROBLEMS)
     app.state.auth = AuthState(True, TokenRegistry.from_mapping({"checker": ["credit:check"],
                                                                  "reader": ["credit:read"]}))
@@ -128,3 +131,11 @@ async def test_the_lane_answers_plain_checks_itself_and_hands_on_the_rest() -> N
     assert answered.status_code == 200 and answered.json()["decision"] == "review"
     assert [r.status_code for r in handed_on] == [404, 404, 404]
     assert handed_on[1].json()["instance"] == "/credit-checks"
+
+
+def test_the_fast_lane_is_on_unless_the_setting_turns_it_off(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({"checker": ["credit:check"]}))
+    for setting, expected in ((True, [CheckFastLane]), (False, [])):
+        app = create_app(credit_settings(api_tokens_file=tokens, credit_check_fast_lane=setting))
+        assert [m.cls for m in app.user_middleware if m.cls is CheckFastLane] == expected

@@ -11,7 +11,8 @@ error is the problem the route gives; the route stays the documented one (OpenAP
 reference that tests hold the lane to.
 
 It sits inside the app's error middleware (``app.add_middleware``), so an unexpected error
-is the same 500 problem as on any route.
+is the same 500 problem as on any route. ``RECEIVABLES_CREDIT_CHECK_FAST_LANE=false`` leaves it
+out (every check then goes through the route; ``python -m bench.credit --lane off``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ PATH = "/credit-checks"
 _JSON = (b"content-type", b"application/json")
 
 
-class CheckLane:
+class CheckFastLane:
     """ASGI middleware: see the module's docstring."""
 
     def __init__(self, app: ASGIApp) -> None:
