@@ -53,7 +53,8 @@ def old_store() -> LedgerApplication:
 
 def test_the_old_topics_name_the_moved_classes() -> None:
     assert resolve_topic("services.ledger.replay_audit:ReplayRun") is ReplayRun
-    assert resolve_topic("services.ledger.replay_audit:ReplayRun.ReplayRequested") is ReplayRun.ReplayRequested
+    requested = resolve_topic("services.ledger.replay_audit:ReplayRun.ReplayRequested")
+    assert requested is ReplayRun.ReplayRequested
     assert resolve_topic("services.ledger.replay_audit:ReplayRun.ReplayFinished") is ReplayRun.ReplayFinished
     # new events are stored under the new module
     assert get_topic(ReplayRun) == "services.ledger.domain.replay_run:ReplayRun"

@@ -1,8 +1,8 @@
 """Operations on the ledger (``ops:replay``): replay the read models online, and the replays' record.
 
 ``POST /admin/replay`` records the request in the event store with the caller's identity,
-answers 202 with the run's id and rebuilds in the background (see ``services.ledger.replay.online``); the run ends
-``switched`` or ``failed`` (the live tables unchanged), which ``GET /admin/replays`` and
+answers 202 with the run's id and rebuilds in the background (see ``services.ledger.replay.online``);
+the run ends ``switched`` or ``failed`` (the live tables unchanged), which ``GET /admin/replays`` and
 ``GET /admin/replays/{run_id}`` show. One replay at a time: 409 while one runs here; a
 replay running elsewhere (the command line) makes this one fail with the reason recorded.
 """
