@@ -104,19 +104,22 @@ RuleNumber = Annotated[Decimal, BeforeValidator(_rule_number), Field(ge=ZERO)]
 
 # ------------------------------------------------------------------------------- currencies
 
-Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$"), AfterValidator(check_currency)]
-RequestCurrency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217")]
-PublishedCurrency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["EUR"],
+# (also the pattern of a currency in a query string: ``Query(pattern=CURRENCY_PATTERN)``)
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+Currency = Annotated[str, Field(pattern=CURRENCY_PATTERN), AfterValidator(check_currency)]
+RequestCurrency = Annotated[str, Field(pattern=CURRENCY_PATTERN, description="ISO 4217")]
+PublishedCurrency = Annotated[str, Field(pattern=CURRENCY_PATTERN, examples=["EUR"],
                                          description="An ISO 4217 currency code.")]
 
 # ------------------------------------------------------------------------------- ids, names, texts
 
 NO_NUL = r"^[^\x00]*$"
+NO_NUL_NOT_EMPTY = r"^[^\x00]+$"
 Id = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
 Name = Annotated[str, Field(max_length=500, pattern=NO_NUL)]
 Text = Annotated[str, Field(max_length=4000, pattern=NO_NUL)]
 
-RequestId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
+RequestId = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL_NOT_EMPTY)]
 RequestText = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")]
 
 PublishedId = Annotated[str, Field(min_length=1, description="A business id, as the ERP gave it.")]

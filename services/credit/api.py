@@ -42,7 +42,7 @@ from shared.openapi import answers_with
 from shared.problems import DomainProblems, Problem, not_found
 from shared.runtime import ServiceRuntime
 from shared.scheduling import ReadModelsBehind
-from shared.values import RequestAmount, RequestCurrency, RequestId, RequestText
+from shared.values import CURRENCY_PATTERN, RequestAmount, RequestCurrency, RequestId, RequestText
 
 # The getters are coroutines: FastAPI runs a plain ``def`` dependency in a worker thread, a
 # thread hop per request that costs more than the whole credit decision.
@@ -174,7 +174,7 @@ def _headline(view: dict[str, Any], currency: str | None) -> dict[str, Any]:
 @router.get("/customers/{customer_id}/credit", tags=["customers"], responses=answers_with(CreditViewOut))
 async def get_customer_credit(
     customer_id: str, app: AppDep, _: CreditReader,
-    currency: Annotated[str | None, Query(pattern=r"^[A-Z]{3}$",
+    currency: Annotated[str | None, Query(pattern=CURRENCY_PATTERN,
                                           description="the currency of the flat figures")] = None,
     as_of: Annotated[BusinessDate | None, Query(description="also score the risk as of this date")] = None,
 ) -> Response:

@@ -40,7 +40,7 @@ from shared.openapi import answers_with
 from shared.problems import DomainProblems, Problem, not_found
 from shared.runtime import ServiceRuntime
 from shared.scheduling import ReadModelsBehind
-from shared.values import POLICY_NAME_PATTERN, Channel, RequestAmount
+from shared.values import CURRENCY_PATTERN, NO_NUL, POLICY_NAME_PATTERN, Channel, RequestAmount
 
 PolicyName = Annotated[str, Path(pattern=POLICY_NAME_PATTERN)]
 # A count of days in a policy: ten years either way is beyond any dunning.
@@ -129,7 +129,7 @@ class PolicyIn(BaseModel):
     name: str | None = Field(default=None, description="if given, must equal the name in the path")
     version: int | None = Field(default=None, ge=0, le=BIGINT_MAX,
                                 description="ignored: the service numbers the versions")
-    description: str = Field(default="", max_length=2000, pattern=r"^[^\x00]*$")
+    description: str = Field(default="", max_length=2000, pattern=NO_NUL)
     levels: list[LevelIn] = Field(min_length=1, max_length=MAX_LEVELS)
     promise_grace_days: DaysAfter = 3
     respond_within_days: DaysAfter = 14
@@ -219,7 +219,7 @@ class PromiseIn(BaseModel):
 
     promised_date: BusinessDate
     amount: RequestAmount
-    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$",
+    currency: str | None = Field(default=None, pattern=CURRENCY_PATTERN,
                                  description="needed when the customer owes in several currencies")
     invoice_ids: list[str] | None = Field(default=None, description="default: the oldest due open invoices")
     made_on: BusinessDate | None = Field(default=None,

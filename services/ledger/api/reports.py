@@ -17,11 +17,11 @@ from shared.auth import LedgerReader
 from shared.business_dates import today_utc
 from shared.money import to_text
 from shared.problems import Problem
-from shared.values import AnswerAmount
+from shared.values import CURRENCY_PATTERN, AnswerAmount
 
 router = APIRouter(tags=["reports"])
 
-CurrencyFilter = Annotated[str | None, Query(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
+CurrencyFilter = Annotated[str | None, Query(pattern=CURRENCY_PATTERN, description="ISO 4217 code")]
 
 
 def invalid(error: AgingRequestError) -> Problem:
