@@ -23,7 +23,8 @@ from pydantic_core import core_schema
 
 from shared.envelope import CloudEvent
 from shared.erp_events import EVENT_TYPES, TOPIC_TYPES
-from shared.outbound_events import MONEY_PATTERN, PUBLISHED, TruncatedData
+from shared.outbound_events import PUBLISHED, TruncatedData
+from shared.values import MONEY_PATTERN
 
 ASYNCAPI_VERSION = "3.0.0"
 DOC_VERSION = "1.0.0"  # the events contract's version: raise it when a published shape changes

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from eventsourcing.domain import Aggregate
 
+from shared.errors import DomainError
+
 
 class DailyRegistry(Aggregate):
     """The dates run so far, each with its summary."""
@@ -28,7 +30,7 @@ class DailyRegistry(Aggregate):
     if TYPE_CHECKING:
         noun: ClassVar[str]  # what a run is called ("run", "review")
         id_field: ClassVar[str]  # the summary's key of the run's id ("run_id", "review_id")
-        out_of_order: ClassVar[type[Exception]]  # the refusal of a date before the latest run
+        out_of_order: ClassVar[type[DomainError]]  # the refusal of a date before the latest run
 
     def __init__(self) -> None:
         self.recorded: dict[str, dict[str, Any]] = {}  # ISO date -> the run's summary
@@ -47,7 +49,8 @@ class DailyRegistry(Aggregate):
         if self.latest is not None and day < self.latest:
             noun = self.noun
             raise self.out_of_order(
-                f"as_of {day} is before the latest {noun} ({self.latest}); {noun}s only go forward")
+                f"as_of {day} is before the latest {noun} ({self.latest}); {noun}s only go forward",
+                field="as_of")
         return None
 
     def record(self, as_of: date, summary: dict[str, Any]) -> dict[str, Any]:

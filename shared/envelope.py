@@ -8,6 +8,8 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.values import NO_NUL_NOT_EMPTY
+
 
 class CloudEvent(BaseModel):
     """One message: ``(source, id)`` is its idempotency key, ``subject`` the customer id."""
@@ -16,11 +18,11 @@ class CloudEvent(BaseModel):
 
     # bounded, and no NUL character (PostgreSQL refuses one in text; the audit trail shows them)
     specversion: Literal["1.0"]
-    id: str = Field(min_length=1, max_length=500, pattern=r"^[^\x00]+$")
-    source: str = Field(min_length=1, max_length=500, pattern=r"^[^\x00]+$")
+    id: str = Field(min_length=1, max_length=500, pattern=NO_NUL_NOT_EMPTY)
+    source: str = Field(min_length=1, max_length=500, pattern=NO_NUL_NOT_EMPTY)
     type: str = Field(min_length=1, max_length=100)
     time: datetime | None = None
-    subject: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^[^\x00]+$")
+    subject: str | None = Field(default=None, min_length=1, max_length=200, pattern=NO_NUL_NOT_EMPTY)
     datacontenttype: str | None = "application/json"
     data: dict[str, Any]
 

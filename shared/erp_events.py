@@ -14,7 +14,6 @@ from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import orjson
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -27,14 +26,8 @@ from pydantic import (
 
 from shared.dates import BusinessDate
 from shared.envelope import CloudEvent
-from shared.money import (
-    MAX_AMOUNT,
-    ZERO,
-    check_amount_range,
-    check_currency,
-    check_minor_digits,
-    parse_amount,
-)
+from shared.money import MAX_AMOUNT, ZERO, check_amount_range, check_minor_digits, parse_amount
+from shared.values import NO_NUL, Currency, Id, InboundAmount, Name, Text
 
 # The bounds of what a message may carry: beyond them it is dead-lettered, naming the field,
 # so that nothing past the edge (date arithmetic, read-model columns, the producer's size
@@ -54,15 +47,7 @@ TOPIC_TYPES: dict[str, frozenset[str]] = {
     "ar.customers": frozenset({"customer.upserted"}),
 }
 
-Amount = Annotated[Decimal, BeforeValidator(parse_amount)]
-Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$"), AfterValidator(check_currency)]
 Days = Annotated[int, Field(ge=0, le=MAX_DAYS)]
-# No NUL character in any text: PostgreSQL refuses one in a text column, and the read models
-# would stop at it for good.
-NO_NUL = r"^[^\x00]*$"
-Id = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
-Name = Annotated[str, Field(max_length=500, pattern=NO_NUL)]
-Text = Annotated[str, Field(max_length=4000, pattern=NO_NUL)]
 Attributes = Annotated[
     dict[Annotated[str, Field(max_length=100, pattern=NO_NUL)],
          Annotated[str, Field(max_length=1000, pattern=NO_NUL)]],
@@ -135,7 +120,7 @@ class _Data(BaseModel):
         super().__pydantic_init_subclass__(**kwargs)
         cls._amount_fields = tuple(
             name for name, field in cls.model_fields.items()
-            if Amount in get_args(field.annotation)  # Amount | None
+            if InboundAmount in get_args(field.annotation)  # InboundAmount | None
             or any(isinstance(meta, BeforeValidator) and meta.func is parse_amount
                    for meta in field.metadata)
         )
@@ -156,7 +141,7 @@ class Terms(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     net_days: Days | None = None
-    discount_percent: Amount | None = None
+    discount_percent: InboundAmount | None = None
     discount_days: Days | None = None
 
     @field_validator("discount_percent")
@@ -178,7 +163,7 @@ class InvoiceIssued(_Data):
     issue_date: BusinessDate
     due_date: BusinessDate
     currency: Currency
-    amount: Amount
+    amount: InboundAmount
     terms: Terms | None = None
     reference: Text | None = None
     attributes: Attributes = Field(default_factory=dict)
@@ -194,7 +179,7 @@ class InvoiceIssued(_Data):
 
 class InvoiceAdjusted(_Data):
     invoice_id: Id
-    new_amount: Amount
+    new_amount: InboundAmount
     effective_date: BusinessDate
     reason: Text
 
@@ -207,7 +192,7 @@ class InvoiceCancelled(_Data):
 
 class InvoiceWrittenOff(_Data):
     invoice_id: Id
-    amount: Amount
+    amount: InboundAmount
     effective_date: BusinessDate
     reason: Text
 
@@ -215,7 +200,7 @@ class InvoiceWrittenOff(_Data):
 class CreditNoteIssued(_Data):
     credit_note_id: Id
     currency: Currency
-    amount: Amount
+    amount: InboundAmount
     issue_date: BusinessDate
     invoice_id: Id | None = None
     reason: Text | None = None
@@ -225,13 +210,13 @@ class Allocation(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     invoice_id: Id
-    amount: Amount
+    amount: InboundAmount
 
 
 class PaymentReceived(_Data):
     payment_id: Id
     currency: Currency
-    amount: Amount
+    amount: InboundAmount
     received_date: BusinessDate
     allocations: list[Allocation] = Field(default_factory=list, max_length=MAX_ALLOCATIONS)
     method: Name | None = None
@@ -259,7 +244,7 @@ class PaymentReversed(_Data):
 class DisputeOpened(_Data):
     dispute_id: Id
     invoice_id: Id
-    amount: Amount
+    amount: InboundAmount
     opened_date: BusinessDate
     reason: Text
 
@@ -269,7 +254,7 @@ class DisputeResolved(_Data):
     invoice_id: Id
     resolved_date: BusinessDate
     outcome: Literal["accepted", "rejected"]
-    credited_amount: Amount | None = None
+    credited_amount: InboundAmount | None = None
 
     @model_validator(mode="after")
     def _credit_only_when_accepted(self) -> DisputeResolved:
@@ -282,7 +267,7 @@ class CreditLimit(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     currency: Currency
-    amount: Amount
+    amount: InboundAmount
 
     @model_validator(mode="after")
     def _amount_in_bounds(self, info: ValidationInfo) -> CreditLimit:

@@ -18,6 +18,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Tracking
 
+from shared.errors import DomainError
 from shared.eventstore import LATEST_VERSION, TrackedApplication
 from shared.ledger_feed import Fact
 
@@ -42,10 +43,6 @@ class PreparedBatch(Generic[A]):
 class FeedApplication(TrackedApplication, Generic[A]):
     """A TrackedApplication with one account aggregate per customer, fed by the ledger's facts."""
 
-    # The domain's errors: a fact the account refuses is dead-lettered with the reason. Any
-    # other exception is a bug, not bad data: it fails the batch loudly (the consumer retries
-    # it and, if it keeps failing, readiness says so) rather than losing the fact.
-    refused: tuple[type[Exception], ...] = ()
     # The ledger types the accounts read (None: all); the consumer skips the others unread.
     # ``ledger.invoice_settled`` only repeats an outcome the fact beside it carries.
     reads: frozenset[str] | None = None
@@ -89,7 +86,10 @@ class FeedApplication(TrackedApplication, Generic[A]):
                 batch.accounts[message.customer_id] = account
             try:
                 changed = self.observe(account, message)
-            except self.refused as error:
+            except DomainError as error:
+                # refused by the domain: dead-lettered with the reason. Any other exception is
+                # a bug, not bad data: it fails the batch loudly (the consumer retries it and,
+                # if it keeps failing, readiness says so) rather than losing the fact.
                 batch.refusals.append(Refusal(message, f"{type(error).__name__}: {error}"))
                 continue
             if changed:

@@ -15,14 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from decimal import Decimal
-from typing import Annotated, Any, Protocol
+from typing import Any, Protocol
 
 import orjson
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -33,25 +30,14 @@ from shared.dates import BusinessDate
 from shared.erp_events import (
     MAX_MESSAGE_BYTES,
     TOPIC_TYPES,
-    Currency,
     CustomerUpserted,
-    Id,
     InvalidMessage,
     Origin,
     describe_error,
     parse_envelope,
 )
-from shared.money import check_amount_range, check_minor_digits, parse_amount
-
-
-def _in_range(amount: Decimal) -> Decimal:
-    check_amount_range(amount)  # no amount the ledger takes in, nor any it derives, goes beyond
-    return amount
-
-
-# Facts are held to the ledger's own bounds, so that a message on ar.ledger.events that no
-# ledger would publish is refused here rather than stop a projection behind it.
-Amount = Annotated[Decimal, BeforeValidator(parse_amount), AfterValidator(_in_range)]
+from shared.money import check_minor_digits
+from shared.values import Currency, FactAmount, Id
 
 
 def _check_digits(model: BaseModel, *names: str) -> None:
@@ -76,7 +62,7 @@ class Outcome(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     invoice_id: Id
-    open_amount: Amount
+    open_amount: FactAmount
     status: str | None = None
     settled_date: BusinessDate | None = None
 
@@ -101,7 +87,7 @@ class InvoicesTouched(_Data):
 class InvoiceOpened(InvoicesTouched):
     invoice_id: Id
     currency: Currency
-    amount: Amount
+    amount: FactAmount
     issue_date: BusinessDate
     due_date: BusinessDate
     attributes: dict[str, Any] | None = None
@@ -115,7 +101,7 @@ class InvoiceOpened(InvoicesTouched):
 
 class InvoiceSettled(_Data):
     invoice_id: Id
-    open_amount: Amount
+    open_amount: FactAmount
     status: str
     settled_date: BusinessDate | None = None
 
@@ -129,7 +115,7 @@ class InvoiceSettled(_Data):
 class InvoiceDisputed(_Data):
     dispute_id: Id
     invoice_id: Id
-    amount: Amount
+    amount: FactAmount
 
 
 class DisputeClosed(InvoicesTouched):
@@ -140,7 +126,7 @@ class DisputeClosed(InvoicesTouched):
 
 class UnappliedCashChanged(_Data):
     currency: Currency
-    change: Amount  # signed
+    change: FactAmount  # signed
 
     @model_validator(mode="after")
     def _digits(self) -> UnappliedCashChanged:

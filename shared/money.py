@@ -1,5 +1,8 @@
 """Money: Decimal amounts parsed from their text, quantized to the currency's minor unit.
 
+The functions and bounds; the money types of the models (``InboundAmount``, ``RequestAmount``
+and the rest) are in ``shared.values``.
+
 Amounts travel as JSON strings (``"1250.00"``) and never pass through float.
 """
 
@@ -8,10 +11,8 @@ from __future__ import annotations
 import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
-from typing import Annotated
 
 import pycountry
-from pydantic import BeforeValidator, WithJsonSchema
 
 ZERO = Decimal("0")
 _ONE = Decimal(1)
@@ -109,17 +110,6 @@ def parse_amount_text(text: object) -> Decimal:
     amount = parse_amount(text)
     check_amount_range(amount)
     return amount
-
-
-# A money amount in a request body: a decimal string, declared as one in the OpenAPI document.
-Amount = Annotated[Decimal, BeforeValidator(parse_amount_text), WithJsonSchema(
-    {"type": "string", "pattern": AMOUNT_PATTERN, "examples": ["1250.00"],
-     "description": "decimal string, at most the currency's minor digits (and 12 before the point)"})]
-
-
-# A money amount in an answer: the same decimal string (documentation; answers render with to_text).
-MoneyText = Annotated[str, WithJsonSchema(
-    {"type": "string", "pattern": AMOUNT_PATTERN, "examples": ["1250.00"], "description": "decimal string"})]
 
 
 def check_minor_digits(amount: Decimal, currency: str) -> None:

@@ -29,32 +29,23 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
+from shared.values import (
+    Channel,
+    Grade,
+    PublishedAmount,
+    PublishedCurrency,
+    PublishedCustomerId,
+    PublishedDate,
+    PublishedDecimal,
+    PublishedId,
+    PublishedSignedAmount,
+)
+
 # ------------------------------------------------------------------------- field types
+# (the value types are shared.values'; these enumerations are the published contract's own)
 
-# The contract's decimal string of money: no exponent, no spaces (``"-12.50"`` where signed).
-MONEY_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
-SIGNED_MONEY_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
-# A decimal number's text as Python writes it (scores, ratios: an exponent may appear).
-DECIMAL_PATTERN = r"^-?[0-9]+(\.[0-9]+)?(E[+-]?[0-9]+)?$"
-DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-
-Money = Annotated[str, Field(pattern=MONEY_PATTERN, examples=["1250.00"],
-                             description="A money amount: a decimal string, never a JSON number.")]
-SignedMoney = Annotated[str, Field(pattern=SIGNED_MONEY_PATTERN, examples=["-250.00"],
-                                   description="A signed money amount: a decimal string.")]
-DecimalText = Annotated[str, Field(pattern=DECIMAL_PATTERN, examples=["42.5"],
-                                   description="A decimal number as a string.")]
-IsoDate = Annotated[str, Field(pattern=DATE_PATTERN, json_schema_extra={"format": "date"},
-                               examples=["2024-01-31"], description="An ISO 8601 date (YYYY-MM-DD).")]
-Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["EUR"],
-                                description="An ISO 4217 currency code.")]
-Id = Annotated[str, Field(min_length=1, description="A business id, as the ERP gave it.")]
-CustomerId = Annotated[str, Field(
-    min_length=1, description="The customer's id: also the message's key and the envelope's subject.")]
 InvoiceStatus = Literal["open", "partially_paid", "paid", "cancelled", "written_off"]
 HoldReason = Literal["limit_exceeded", "overdue_days", "risk_grade", "manual"]
-Grade = Literal["A", "B", "C", "D", "E"]
-Channel = Literal["email", "sms", "letter", "phone_task", "visit_task"]
 
 
 class _Exact(BaseModel):
@@ -75,10 +66,10 @@ class Origin(_Exact):
 class InvoiceOutcome(_Exact):
     """An invoice the event touched, as it stands after it."""
 
-    invoice_id: Id
-    currency: Currency
-    open_amount: Money = Field(description="The invoice's open amount after the event.")
-    settled_date: IsoDate | None = Field(
+    invoice_id: PublishedId
+    currency: PublishedCurrency
+    open_amount: PublishedAmount = Field(description="The invoice's open amount after the event.")
+    settled_date: PublishedDate | None = Field(
         description="The effective date its open amount reached zero; null while open or cancelled.")
     status: InvoiceStatus
 
@@ -88,14 +79,14 @@ class Application(_Exact):
 
     credit: str = Field(description="The credit's key: `payment:<id>`, `credit_note:<id>` or "
                                     "`dispute:<id>`.", examples=["payment:PAY-1"])
-    invoice_id: Id
-    amount: Money = Field(description="The cash applied.")
-    discount: Money = Field(description="The cash discount taken with it (`0` when none).")
-    effective_date: IsoDate
+    invoice_id: PublishedId
+    amount: PublishedAmount = Field(description="The cash applied.")
+    discount: PublishedAmount = Field(description="The cash discount taken with it (`0` when none).")
+    effective_date: PublishedDate
 
 
 class _LedgerData(_Exact):
-    customer_id: CustomerId
+    customer_id: PublishedCustomerId
     origin: Origin
 
 
@@ -105,28 +96,28 @@ class InvoiceTerms(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     net_days: int | None = Field(ge=0, description="Days from issue to due.")
-    discount_percent: DecimalText | None = Field(description="Cash discount, percent of the amount.")
+    discount_percent: PublishedDecimal | None = Field(description="Cash discount, percent of the amount.")
     discount_days: int | None = Field(ge=0, description="Days from issue within which the discount holds.")
 
 
 class InvoiceOpened(_LedgerData):
     """`ledger.invoice_opened`: an invoice was issued; it may be paid at once by unapplied credits."""
 
-    invoice_id: Id
-    currency: Currency
-    amount: Money
-    issue_date: IsoDate
-    due_date: IsoDate
+    invoice_id: PublishedId
+    currency: PublishedCurrency
+    amount: PublishedAmount
+    issue_date: PublishedDate
+    due_date: PublishedDate
     terms: InvoiceTerms | None
     reference: str | None
     attributes: dict[str, str] = Field(description="The ERP's attributes of the invoice.")
-    effective_date: IsoDate = Field(description="The issue date.")
+    effective_date: PublishedDate = Field(description="The issue date.")
     invoices: list[InvoiceOutcome] = Field(description="Every invoice the event touched (this one first).")
     applied: list[Application] = Field(description="Credits applied to it on arrival.")
 
 
 class _InvoiceChange(_LedgerData):
-    effective_date: IsoDate
+    effective_date: PublishedDate
     reason: str
     released: list[Application] = Field(description="Applications undone by the change.")
     applied: list[Application] = Field(description="Applications the released cash made.")
@@ -137,30 +128,30 @@ class InvoiceAdjustment(_InvoiceChange):
     """An invoice's amount changed (applications beyond the new amount are released)."""
 
     change: Literal["adjusted"]
-    invoice_id: Id
-    new_amount: Money
+    invoice_id: PublishedId
+    new_amount: PublishedAmount
 
 
 class InvoiceCancellation(_InvoiceChange):
     """An invoice was cancelled (every application on it is released)."""
 
     change: Literal["cancelled"]
-    invoice_id: Id
+    invoice_id: PublishedId
 
 
 class InvoiceWriteOff(_InvoiceChange):
     """Part or all of an invoice's open amount was written off (nothing is released or applied)."""
 
     change: Literal["written_off"]
-    invoice_id: Id
-    amount: Money = Field(description="The amount written off.")
+    invoice_id: PublishedId
+    amount: PublishedAmount = Field(description="The amount written off.")
 
 
 class PaymentReversal(_InvoiceChange):
     """A payment was reversed: its applications are released, its unapplied rest is gone."""
 
     change: Literal["payment_reversed"]
-    payment_id: Id
+    payment_id: PublishedId
 
 
 class InvoiceChanged(RootModel[Annotated[
@@ -173,9 +164,9 @@ class InvoiceChanged(RootModel[Annotated[
 
 class _CreditApplied(_LedgerData):
     credit: str = Field(description="The credit's key.", examples=["payment:PAY-1"])
-    currency: Currency
-    amount: Money = Field(description="The credit's whole amount.")
-    effective_date: IsoDate = Field(description="The credit's date (received or issued).")
+    currency: PublishedCurrency
+    amount: PublishedAmount = Field(description="The credit's whole amount.")
+    effective_date: PublishedDate = Field(description="The credit's date (received or issued).")
     applied: list[Application]
     invoices: list[InvoiceOutcome] = Field(description="Every invoice the event touched.")
 
@@ -184,14 +175,14 @@ class PaymentApplied(_CreditApplied):
     """A payment arrived."""
 
     credit_kind: Literal["payment"]
-    payment_id: Id
+    payment_id: PublishedId
 
 
 class CreditApplied(_CreditApplied):
     """A credit note, or the credit of an accepted dispute, arrived."""
 
     credit_kind: Literal["credit_note", "dispute_credit"]
-    credit_id: Id = Field(description="The credit note's id, or the dispute's id.")
+    credit_id: PublishedId = Field(description="The credit note's id, or the dispute's id.")
 
 
 class CreditReceived(RootModel[Annotated[
@@ -204,32 +195,32 @@ class CreditReceived(RootModel[Annotated[
 class InvoiceSettled(_LedgerData):
     """`ledger.invoice_settled`: an invoice's open amount reached zero (paid or written off)."""
 
-    invoice_id: Id
-    settled_date: IsoDate
+    invoice_id: PublishedId
+    settled_date: PublishedDate
     status: Literal["paid", "written_off"]
-    open_amount: Money = Field(description="Zero.")
-    effective_date: IsoDate = Field(description="The settled date.")
+    open_amount: PublishedAmount = Field(description="Zero.")
+    effective_date: PublishedDate = Field(description="The settled date.")
 
 
 class InvoiceDisputed(_LedgerData):
     """`ledger.invoice_disputed`: a dispute was opened (its invoice may not have arrived yet)."""
 
-    dispute_id: Id
-    invoice_id: Id
-    amount: Money = Field(description="The disputed amount.")
-    opened_date: IsoDate
+    dispute_id: PublishedId
+    invoice_id: PublishedId
+    amount: PublishedAmount = Field(description="The disputed amount.")
+    opened_date: PublishedDate
     reason: str
-    effective_date: IsoDate = Field(description="The opened date.")
+    effective_date: PublishedDate = Field(description="The opened date.")
 
 
 class DisputeClosed(_LedgerData):
     """`ledger.dispute_closed`: a dispute was resolved."""
 
-    dispute_id: Id
-    invoice_id: Id
+    dispute_id: PublishedId
+    invoice_id: PublishedId
     outcome: Literal["accepted", "rejected"]
-    effective_date: IsoDate = Field(description="The resolved date.")
-    credited_amount: Money | None = Field(
+    effective_date: PublishedDate = Field(description="The resolved date.")
+    credited_amount: PublishedAmount | None = Field(
         description="The credit issued for an accepted dispute; null without one (and while the "
                     "invoice has not arrived: its credit comes as `ledger.payment_applied` then).")
     applied: list[Application]
@@ -239,17 +230,17 @@ class DisputeClosed(_LedgerData):
 class UnappliedCashChanged(_LedgerData):
     """`ledger.unapplied_cash_changed`: the customer's unapplied cash in a currency changed."""
 
-    currency: Currency
-    change: SignedMoney = Field(description="The signed change of the unapplied cash.")
-    effective_date: IsoDate
+    currency: PublishedCurrency
+    change: PublishedSignedAmount = Field(description="The signed change of the unapplied cash.")
+    effective_date: PublishedDate
     cause: Literal["InvoiceIssued", "InvoiceAdjusted", "InvoiceCancelled", "CreditReceived",
                    "PaymentReversed", "DisputeResolved"] = Field(
         description="The ledger's stored event that changed it.")
 
 
 class ProfileCreditLimit(_Exact):
-    currency: Currency
-    amount: Money
+    currency: PublishedCurrency
+    amount: PublishedAmount
 
 
 class CustomerUpdated(BaseModel):
@@ -260,7 +251,7 @@ class CustomerUpdated(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    customer_id: CustomerId
+    customer_id: PublishedCustomerId
     origin: Origin
     name: str
     country: str | None
@@ -278,21 +269,21 @@ class CustomerUpdated(BaseModel):
 class NoticeLine(_Exact):
     """An invoice on a notice."""
 
-    invoice_id: Id
-    open_amount: Money
+    invoice_id: PublishedId
+    open_amount: PublishedAmount
     days_past_due: int
-    due_date: IsoDate
+    due_date: PublishedDate
     level: int = Field(ge=0, description="The invoice's own dunning level.")
-    interest: Money = Field(description="Late interest on it to the notice's date.")
+    interest: PublishedAmount = Field(description="Late interest on it to the notice's date.")
 
 
 class NoticeIssued(_Exact):
     """`dunning.notice_issued`: a notice was issued (one per customer, run date and currency)."""
 
     notice_id: str = Field(description="A UUID derived from customer, date and currency.")
-    customer_id: CustomerId
-    as_of: IsoDate = Field(description="The run's date.")
-    currency: Currency
+    customer_id: PublishedCustomerId
+    as_of: PublishedDate = Field(description="The run's date.")
+    currency: PublishedCurrency
     policy: str = Field(description="The dunning policy's name.")
     policy_version: int = Field(ge=1)
     level: int = Field(ge=0, description="The notice's level (of the policy's levels).")
@@ -302,39 +293,39 @@ class NoticeIssued(_Exact):
     template: str
     language: str
     invoices: list[NoticeLine]
-    open_total: Money = Field(description="The open amount of the invoices on it.")
-    fees: Money
-    interest: Money
-    total_due: Money = Field(description="What the notice asks for: open total, fees and interest.")
-    respond_by: IsoDate
+    open_total: PublishedAmount = Field(description="The open amount of the invoices on it.")
+    fees: PublishedAmount
+    interest: PublishedAmount
+    total_due: PublishedAmount = Field(description="What the notice asks for: open total, fees and interest.")
+    respond_by: PublishedDate
     escalate: bool = Field(description="The level hands invoices to collections.")
-    escalated_invoices: list[Id] = Field(description="The invoices handed to collections by it.")
+    escalated_invoices: list[PublishedId] = Field(description="The invoices handed to collections by it.")
     text: str | None = Field(description="The rendered text; null when none was rendered.")
 
 
 class Escalated(_Exact):
     """`dunning.escalated`: a notice handed invoices to collections."""
 
-    customer_id: CustomerId
+    customer_id: PublishedCustomerId
     notice_id: str
-    as_of: IsoDate
+    as_of: PublishedDate
     level: int = Field(ge=0)
     level_name: str
-    currency: Currency
+    currency: PublishedCurrency
     invoices: list[NoticeLine] = Field(description="The invoices handed over.")
     handed_to: Literal["collections"]
-    open_amount: Money = Field(description="Their open total.")
+    open_amount: PublishedAmount = Field(description="Their open total.")
 
 
 class _Promise(_Exact):
-    customer_id: CustomerId
+    customer_id: PublishedCustomerId
     promise_id: str
-    currency: Currency
-    amount: Money
-    made_on: IsoDate
-    promised_date: IsoDate
-    paused_until: IsoDate = Field(description="The promised date plus the policy's grace.")
-    invoice_ids: list[Id] = Field(description="The invoices it covers (paused).")
+    currency: PublishedCurrency
+    amount: PublishedAmount
+    made_on: PublishedDate
+    promised_date: PublishedDate
+    paused_until: PublishedDate = Field(description="The promised date plus the policy's grace.")
+    invoice_ids: list[PublishedId] = Field(description="The invoices it covers (paused).")
 
 
 class Paused(_Promise):
@@ -356,89 +347,89 @@ class Resumed(_Promise):
 class Position(_Exact):
     """The customer's credit figures in one currency."""
 
-    currency: Currency
-    open_receivables: Money
-    reserved: Money = Field(description="Approved orders not invoiced yet.")
-    exposure: Money = Field(description="Open receivables plus reservations.")
-    limit: Money | None
-    available: SignedMoney | None = Field(description="Limit less exposure; null without a limit.")
+    currency: PublishedCurrency
+    open_receivables: PublishedAmount
+    reserved: PublishedAmount = Field(description="Approved orders not invoiced yet.")
+    exposure: PublishedAmount = Field(description="Open receivables plus reservations.")
+    limit: PublishedAmount | None
+    available: PublishedSignedAmount | None = Field(description="Limit less exposure; null without a limit.")
 
 
 class OverdueInvoice(_Exact):
-    invoice_id: Id
-    currency: Currency
-    due_date: IsoDate
+    invoice_id: PublishedId
+    currency: PublishedCurrency
+    due_date: PublishedDate
     days_past_due: int
-    open_amount: Money
+    open_amount: PublishedAmount
 
 
 class HoldPlaced(_Exact):
     """`credit.hold_placed`: the customer was put on credit hold."""
 
-    customer_id: CustomerId
+    customer_id: PublishedCustomerId
     hold_id: str
     reasons: list[HoldReason]
-    currency: Currency | None = Field(description="The currency behind the hold; null when none.")
-    exposure: Money | None
-    limit: Money | None
+    currency: PublishedCurrency | None = Field(description="The currency behind the hold; null when none.")
+    exposure: PublishedAmount | None
+    limit: PublishedAmount | None
     positions: list[Position] = Field(description="Every currency with a limit or an exposure.")
     placed_by: str = Field(description="`auto`, or the user who placed it.")
     note: str | None
     overdue_invoices: list[OverdueInvoice]
     risk_grade: Grade | None
-    effective_date: IsoDate | None = Field(description="The business date that triggered it, if any.")
+    effective_date: PublishedDate | None = Field(description="The business date that triggered it, if any.")
 
 
 class HoldReasonsChanged(_Exact):
     """`credit.hold_reasons_changed`: an active automatic hold's reasons changed."""
 
-    customer_id: CustomerId
+    customer_id: PublishedCustomerId
     hold_id: str
     previous_reasons: list[HoldReason]
     reasons: list[HoldReason]
     positions: list[Position]
     overdue_invoices: list[OverdueInvoice]
     risk_grade: Grade | None
-    effective_date: IsoDate | None
+    effective_date: PublishedDate | None
 
 
 class HoldReleased(_Exact):
     """`credit.hold_released`: a hold was released."""
 
-    customer_id: CustomerId
+    customer_id: PublishedCustomerId
     hold_id: str
     released_by: str = Field(description="`auto`, or the user who released it.")
     reason: str
     reasons: list[HoldReason] = Field(description="The hold's reasons.")
     positions: list[Position]
-    effective_date: IsoDate | None
+    effective_date: PublishedDate | None
 
 
 class LimitSet(_Exact):
     """A credit limit was set (by the ERP's profile or by a user)."""
 
-    customer_id: CustomerId
-    currency: Currency
-    limit: Money
-    previous_limit: Money | None
+    customer_id: PublishedCustomerId
+    currency: PublishedCurrency
+    limit: PublishedAmount
+    previous_limit: PublishedAmount | None
     changed_by: str = Field(description="The user, or `erp:<source>` (`erp`).")
     change: Literal["set"]
-    expires_on: IsoDate | None
-    review_on: IsoDate | None
+    expires_on: PublishedDate | None
+    review_on: PublishedDate | None
 
 
 class LimitExpired(_Exact):
     """A credit limit expired (the review after its last day)."""
 
-    customer_id: CustomerId
-    currency: Currency
+    customer_id: PublishedCustomerId
+    currency: PublishedCurrency
     limit: None
-    previous_limit: Money
+    previous_limit: PublishedAmount
     changed_by: Literal["auto"]
     change: Literal["expired"]
-    expires_on: IsoDate
+    expires_on: PublishedDate
     review_on: None
-    as_of: IsoDate = Field(description="The review's date.")
+    as_of: PublishedDate = Field(description="The review's date.")
 
 
 class LimitChanged(RootModel[Annotated[LimitSet | LimitExpired, Field(discriminator="change")]]):
@@ -448,30 +439,30 @@ class LimitChanged(RootModel[Annotated[LimitSet | LimitExpired, Field(discrimina
 class LimitReviewDue(_Exact):
     """`credit.limit_review_due`: a credit limit reached its review date."""
 
-    customer_id: CustomerId
-    currency: Currency
-    review_on: IsoDate
-    as_of: IsoDate
+    customer_id: PublishedCustomerId
+    currency: PublishedCurrency
+    review_on: PublishedDate
+    as_of: PublishedDate
 
 
 class RiskFactor(_Exact):
     name: Literal["weighted_days_late", "late_share", "max_days_past_due", "dispute_rate", "trend"]
-    value: DecimalText = Field(description="What was measured: days, a share or a rate.")
-    intensity: DecimalText = Field(description="From 0 to 1.")
-    weight: DecimalText = Field(description="The most points the factor adds.")
-    contribution: DecimalText = Field(description="Weight times intensity: the points it adds.")
+    value: PublishedDecimal = Field(description="What was measured: days, a share or a rate.")
+    intensity: PublishedDecimal = Field(description="From 0 to 1.")
+    weight: PublishedDecimal = Field(description="The most points the factor adds.")
+    contribution: PublishedDecimal = Field(description="Weight times intensity: the points it adds.")
     detail: str
 
 
 class RiskGradeChanged(_Exact):
     """`credit.risk_grade_changed`: a review graded the customer's risk differently."""
 
-    customer_id: CustomerId
+    customer_id: PublishedCustomerId
     grade: Grade | None = Field(description="Null: not rated.")
     previous_grade: Grade | None
-    score: DecimalText = Field(description="The factors' contributions added up.")
+    score: PublishedDecimal = Field(description="The factors' contributions added up.")
     factors: list[RiskFactor]
-    as_of: IsoDate
+    as_of: PublishedDate
 
 
 # ------------------------------------------------------------------------- ar.deadletter

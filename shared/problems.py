@@ -1,7 +1,8 @@
 """Errors as RFC 9457 ``application/problem+json``, mapped in one place for every service.
 
-Routes raise :class:`Problem` (or a domain error registered with
-:func:`install_problem_handlers`); everything else that goes wrong, from an unknown route to
+Routes raise :class:`Problem`, or let a domain error (``shared.errors.DomainError``) go: each
+service says once how its domain errors are answered (:class:`DomainProblems`, given to
+:func:`install_problem_handlers`). Everything else that goes wrong, from an unknown route to
 a failed request validation to a bug, is turned into a problem document here too.
 """
 
@@ -9,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, cast
 
@@ -20,6 +22,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.errors import DomainError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 # The one base of every problem `type`; clients match on the full URI, so never change it.
@@ -160,14 +164,35 @@ def _from_validation_error(exc: RequestValidationError) -> Problem:
     return Problem(422, "validation-error", "Request validation failed", detail, errors=errors)
 
 
-def install_problem_handlers(
-    app: FastAPI, error_map: Mapping[type[Exception], tuple[int, str]] | None = None
-) -> None:
-    """Answer every error of ``app`` with a problem document.
+@dataclass(frozen=True)
+class DomainProblems:
+    """How a service answers its domain errors, in one place.
 
-    ``error_map`` maps domain error classes to ``(status, slug)``, with ``str(error)`` as the
-    detail, e.g. ``{InvoiceNotFound: (404, "not-found"), CurrencyMismatch: (409, "currency-mismatch")}``.
+    ``kinds`` maps error classes to ``(status, slug)``; an error takes the entry of the first
+    of its classes listed (its own, else its nearest base's). An error naming its ``field`` is
+    answered with that field as the request names it (``fields``: ``"amount"`` ->
+    ``"body.amount"``; a field not listed is ``default_field``), in ``detail`` and ``errors``;
+    one naming none, with its text as the ``detail``.
     """
+
+    kinds: Mapping[type[DomainError], tuple[int, str]]
+    fields: Mapping[str, str] = field(default_factory=dict)
+    default_field: str = "body"
+
+    def problem(self, error: DomainError) -> Problem:
+        """The problem answering ``error``."""
+        status, slug = next(self.kinds[kind] for kind in type(error).__mro__ if kind in self.kinds)
+        if error.field is None:
+            return Problem(status, slug, detail=str(error))
+        where = self.fields.get(error.field, self.default_field)
+        message = str(error).removeprefix(f"{error.field}: ")
+        return Problem(status, slug, detail=f"{where}: {message}",
+                       errors=[{"field": where, "message": message}])
+
+
+def install_problem_handlers(app: FastAPI, domain_problems: DomainProblems | None = None) -> None:
+    """Answer every error of ``app`` with a problem document; its domain errors as
+    ``domain_problems`` says (the service's one mapping)."""
 
     # Starlette picks the handler by the exception's class, so the casts only inform mypy.
     async def handle_problem(request: Request, exc: Exception) -> ProblemResponse:
@@ -206,14 +231,11 @@ def install_problem_handlers(
     for error_class in STORE_UNAVAILABLE:
         app.add_exception_handler(error_class, handle_store_unavailable)
 
-    for error_class, (status, slug) in (error_map or {}).items():
-        app.add_exception_handler(error_class, _domain_error_handler(status, slug))
+    if domain_problems is not None:
+        mapping = domain_problems
 
+        async def handle_domain_error(request: Request, exc: Exception) -> ProblemResponse:
+            return _respond(request, mapping.problem(cast(DomainError, exc)))
 
-def _domain_error_handler(
-    status: int, slug: str
-) -> Callable[[Request, Exception], Awaitable[ProblemResponse]]:
-    async def handle_domain_error(request: Request, exc: Exception) -> ProblemResponse:
-        return _respond(request, Problem(status, slug, detail=str(exc)))
-
-    return handle_domain_error
+        for error_class in domain_problems.kinds:
+            app.add_exception_handler(error_class, handle_domain_error)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.money import MoneyText
+from shared.values import AnswerAmount
 
 
 class _Answer(BaseModel):
@@ -22,23 +22,23 @@ class _Answer(BaseModel):
 
 class PositionOut(_Answer):
     currency: str
-    open_receivables: MoneyText
-    reserved: MoneyText
-    exposure: MoneyText
-    limit: MoneyText | None
-    available: MoneyText | None
+    open_receivables: AnswerAmount
+    reserved: AnswerAmount
+    exposure: AnswerAmount
+    limit: AnswerAmount | None
+    available: AnswerAmount | None
 
 
 class CheckOut(_Answer):
     order_id: str
     customer_id: str
     currency: str
-    amount: MoneyText
+    amount: AnswerAmount
     on: date
     decision: Literal["approve", "hold", "review"]
-    available_credit: MoneyText | None
-    exposure: MoneyText
-    limit: MoneyText | None
+    available_credit: AnswerAmount | None
+    exposure: AnswerAmount
+    limit: AnswerAmount | None
     reasons: list[str]
 
 
@@ -81,9 +81,9 @@ class LimitOut(PositionOut):
 class CreditViewOut(_Answer):
     customer_id: str
     currency: str | None
-    limit: MoneyText | None
-    exposure: MoneyText | None
-    available: MoneyText | None
+    limit: AnswerAmount | None
+    exposure: AnswerAmount | None
+    available: AnswerAmount | None
     risk_grade: str | None
     risk_score: str | None
     risk_factors: list[dict[str, Any]]

@@ -5,7 +5,7 @@ affected accounts in memory, then written with its position in one transaction).
 Commands (a limit, a manual hold or release, a chunk of a review) are synchronous and called
 under the service's write lock, like the consumer's batches: one writer of the cached
 aggregates per process. Credit checks are decided on the event loop under the same lock and
-saved in groups (``services.credit.checks``).
+saved in groups (``services.credit.check_desk``).
 
 Several replicas may share one PostgreSQL store: an account cached by a replica that does
 not consume its partition may be stale; saving it then fails on the aggregate's version
@@ -50,7 +50,6 @@ class CreditApplication(FeedApplication[CreditAccount]):
     """Event-sourced credit: one CreditAccount per customer and the review registry."""
 
     name = "credit"
-    refused = (CreditError,)  # e.g. an ERP credit limit it refuses
     reads = frozenset(LEDGER_TYPES) - {"ledger.invoice_settled"}
 
     def __init__(self, env: dict[str, str] | None = None, rules: CreditRules | None = None) -> None:

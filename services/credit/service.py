@@ -9,11 +9,10 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.credit import followers
-from services.credit.api import router
+from services.credit.api import CREDIT_PROBLEMS, router
 from services.credit.application import CreditApplication
-from services.credit.check_lane import CheckLane
-from services.credit.checks import CheckDesk
-from services.credit.domain import CreditError
+from services.credit.check_desk import CheckDesk
+from services.credit.check_fast_lane import CheckFastLane
 from services.credit.reviews import ReviewRunner
 from services.credit.settings import INBOUND_TOPICS, CreditSettings
 from shared.auth import install_auth
@@ -49,7 +48,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         runner=ReviewRunner, followers=followers, topics=INBOUND_TOPICS,
         run_at=settings.credit_review_at, zone=settings.credit_timezone,
         extra=_start_desk, about=f" (rules {rules.name} v{rules.version})")
-    install_problem_handlers(app, error_map={CreditError: (409, "credit-refused")})
+    install_problem_handlers(app, CREDIT_PROBLEMS)
     install_auth(app, settings)
-    app.add_middleware(CheckLane)
+    if settings.credit_check_fast_lane:
+        app.add_middleware(CheckFastLane)
     return serve(app, router)

@@ -17,11 +17,14 @@ class CreditSettings(ServiceSettings):
     """``RECEIVABLES_CREDIT_REVIEW_AT`` (``HH:MM``, local time in ``RECEIVABLES_CREDIT_TIMEZONE``):
     the daily review's time; unset, the service never reviews on its own (``POST /reviews``
     still does). ``RECEIVABLES_CREDIT_RULES_FILE``: a JSON rule set (``CreditRules``) in place
-    of the shipped default."""
+    of the shipped default. ``RECEIVABLES_CREDIT_CHECK_FAST_LANE`` (default true): plain checks
+    are answered ahead of the framework (``services.credit.check_fast_lane``); false sends every
+    check through the route (``python -m bench.credit --lane off`` measures the difference)."""
 
     credit_review_at: time | None = None
     credit_timezone: TimeZoneName = "UTC"
     credit_rules_file: Path | None = None
+    credit_check_fast_lane: bool = True
 
     @field_validator("credit_rules_file")
     @classmethod

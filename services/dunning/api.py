@@ -27,7 +27,7 @@ from services.dunning.domain.errors import (
     InvoiceNotOpen,
     UnknownInvoice,
 )
-from services.dunning.domain.policy import MAX_LEVELS, Channel
+from services.dunning.domain.policy import MAX_LEVELS
 from services.dunning.domain.registry import RunOutOfOrder, resolve
 from services.dunning.runs import DunningRunner
 from shared.auth import DunningReader, DunningWriter
@@ -35,12 +35,13 @@ from shared.business_dates import not_ahead_of_clock, today_utc
 from shared.dates import BusinessDate
 from shared.db import BIGINT_MAX
 from shared.dependencies import EngineDep, WriterDep
-from shared.money import ZERO, Amount, to_text
+from shared.money import ZERO, to_text
 from shared.openapi import answers_with
-from shared.problems import Problem, not_found
+from shared.problems import DomainProblems, Problem, not_found
 from shared.scheduling import ReadModelsBehind
+from shared.values import CURRENCY_PATTERN, NO_NUL, POLICY_NAME_PATTERN, Channel, RequestAmount
 
-PolicyName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+PolicyName = Annotated[str, Path(pattern=POLICY_NAME_PATTERN)]
 # A count of days in a policy: ten years either way is beyond any dunning.
 Days = Annotated[int, Field(ge=-3660, le=3660)]
 DaysAfter = Annotated[int, Field(ge=0, le=3660)]
@@ -60,6 +61,22 @@ AppDep = Annotated[DunningApplication, Depends(get_app)]
 RunnerDep = Annotated[DunningRunner, Depends(get_runner)]
 
 router = APIRouter()
+
+# The one mapping of the dunning domain's refusals to problems (installed on the app by
+# ``services.dunning.service``); a field is named as the request names it.
+DUNNING_PROBLEMS = DomainProblems(
+    kinds={
+        DunningError: (409, "dunning-refused"),
+        InvalidPromise: (422, "validation-error"),
+        UnknownInvoice: (422, "validation-error"),
+        CurrencyMismatch: (422, "validation-error"),
+        InvoiceNotOpen: (409, "invoice-not-open"),
+        AlreadyPromised: (409, "already-promised"),
+        RunOutOfOrder: (409, "run-out-of-order"),
+    },
+    fields={"amount": "body.amount", "currency": "body.currency", "promised_date": "body.promised_date",
+            "invoice_ids": "body.invoice_ids", "as_of": "body.as_of"},
+)
 
 
 def _field_name(location: tuple[int | str, ...]) -> str:
@@ -86,8 +103,8 @@ class LevelIn(BaseModel):
     channels: list[Channel] = Field(default_factory=list, description="further channels, after `channel`")
     template: str
     templates: dict[str, str] = Field(default_factory=dict, description="template per language")
-    fee: Amount = ZERO
-    min_amount: Amount = ZERO
+    fee: RequestAmount = ZERO
+    min_amount: RequestAmount = ZERO
     min_days_since_last_notice: DaysAfter = 0
     respond_within_days: DaysAfter | None = None
     escalate: bool = False
@@ -99,11 +116,11 @@ class PolicyIn(BaseModel):
     name: str | None = Field(default=None, description="if given, must equal the name in the path")
     version: int | None = Field(default=None, ge=0, le=BIGINT_MAX,
                                 description="ignored: the service numbers the versions")
-    description: str = Field(default="", max_length=2000, pattern=r"^[^\x00]*$")
+    description: str = Field(default="", max_length=2000, pattern=NO_NUL)
     levels: list[LevelIn] = Field(min_length=1, max_length=MAX_LEVELS)
     promise_grace_days: DaysAfter = 3
     respond_within_days: DaysAfter = 14
-    annual_interest_percent: Amount | None = None
+    annual_interest_percent: RequestAmount | None = None
     default_language: str = "en"
 
 
@@ -175,8 +192,6 @@ async def post_run(body: RunIn, request: Request, runner: RunnerDep, _: DunningW
     not_ahead_of_clock(body.as_of, "body.as_of", request)
     try:
         return await runner.run(body.as_of)
-    except RunOutOfOrder as error:
-        raise _field_problem(409, "run-out-of-order", "body.as_of", str(error)) from None
     except ReadModelsBehind as error:
         raise Problem(503, "read-models-behind", detail=str(error), headers={"Retry-After": "5"}) from None
 
@@ -188,29 +203,12 @@ class PromiseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     promised_date: BusinessDate
-    amount: Amount
-    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$",
+    amount: RequestAmount
+    currency: str | None = Field(default=None, pattern=CURRENCY_PATTERN,
                                  description="needed when the customer owes in several currencies")
     invoice_ids: list[str] | None = Field(default=None, description="default: the oldest due open invoices")
     made_on: BusinessDate | None = Field(default=None,
                                  description="business date of the promise; default today (UTC)")
-
-
-_PROMISE_ERRORS: dict[type[DunningError], tuple[int, str, str]] = {
-    UnknownInvoice: (422, "validation-error", "body.invoice_ids"),
-    CurrencyMismatch: (422, "validation-error", "body.currency"),
-    InvoiceNotOpen: (409, "invoice-not-open", "body.invoice_ids"),
-    AlreadyPromised: (409, "already-promised", "body.invoice_ids"),
-}
-
-
-def _promise_field(error: InvalidPromise) -> str:
-    message = str(error)
-    if "promised_date" in message:
-        return "body.promised_date"
-    if "currency" in message:
-        return "body.currency"
-    return "body.amount"
 
 
 @router.post("/customers/{customer_id}/promises", status_code=201, tags=["customers"], response_model=None,
@@ -219,15 +217,9 @@ async def post_promise(customer_id: str, body: PromiseIn, request: Request, app:
                        _: DunningWriter) -> dict[str, Any]:
     """A promise to pay: pauses dunning of the covered invoices until promised_date + grace."""
     made_on = not_ahead_of_clock(body.made_on, "body.made_on", request) if body.made_on else today_utc()
-    try:
-        promise = await writer.run(
-            app.promise, customer_id, made_on=made_on, promised_date=body.promised_date,
-            amount=body.amount, currency=body.currency, invoice_ids=body.invoice_ids)
-    except InvalidPromise as error:
-        raise _field_problem(422, "validation-error", _promise_field(error), str(error)) from None
-    except DunningError as error:
-        status, slug, field = _PROMISE_ERRORS.get(type(error), (409, "dunning-refused", "body"))
-        raise _field_problem(status, slug, field, str(error)) from None
+    promise = await writer.run(
+        app.promise, customer_id, made_on=made_on, promised_date=body.promised_date,
+        amount=body.amount, currency=body.currency, invoice_ids=body.invoice_ids)
     if promise is None:
         raise not_found("customer", customer_id)
     return {"customer_id": customer_id, **promise}

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from services.dunning.domain import Policy
-from shared.money import MoneyText
+from shared.values import AnswerAmount
 
 
 class _Answer(BaseModel):
@@ -23,7 +23,7 @@ class _Answer(BaseModel):
 
 class NoticeLineOut(_Answer):
     invoice_id: str
-    open_amount: MoneyText
+    open_amount: AnswerAmount
     days_past_due: int
 
 
@@ -35,9 +35,9 @@ class NoticeOut(_Answer):
     channel: str
     template: str
     invoices: list[NoticeLineOut]
-    total_due: MoneyText
+    total_due: AnswerAmount
     currency: str
-    fees: MoneyText
+    fees: AnswerAmount
     respond_by: date
 
 
@@ -59,8 +59,8 @@ class RunOut(_Answer):
 class WorklistRowOut(_Answer):
     customer_id: str
     currency: str
-    overdue_amount: MoneyText
-    amount_at_risk: MoneyText
+    overdue_amount: AnswerAmount
+    amount_at_risk: AnswerAmount
     level: int
     invoices: int
     oldest_due_date: date
@@ -77,7 +77,7 @@ class PromiseOut(_Answer):
     customer_id: str
     promise_id: str
     currency: str
-    amount: MoneyText
+    amount: AnswerAmount
     made_on: date
     promised_date: date
     paused_until: date
@@ -89,8 +89,8 @@ class InvoiceLevelOut(_Answer):
     invoice_id: str
     currency: str
     due_date: date
-    open_amount: MoneyText
-    disputed_amount: MoneyText
+    open_amount: AnswerAmount
+    disputed_amount: AnswerAmount
     level: int
 
 
@@ -99,7 +99,7 @@ class SentNoticeOut(_Answer):
     as_of: date
     currency: str
     level: int
-    total_due: MoneyText
+    total_due: AnswerAmount
 
 
 class DunningViewOut(_Answer):

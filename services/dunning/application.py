@@ -23,7 +23,6 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg import sql
 
 from services.dunning.domain import DunningAccount, Policy, dunning_account_id
-from services.dunning.domain.errors import DunningError
 from services.dunning.domain.registry import PolicyBook, RunRegistry, resolve
 from services.dunning.domain.rendering import Renderer
 from shared.eventstore import LATEST_VERSION, retry_on_conflict
@@ -45,7 +44,6 @@ class DunningApplication(FeedApplication[DunningAccount]):
     """Event-sourced dunning: one DunningAccount per customer, a policy book, a run registry."""
 
     name = "dunning"
-    refused = (DunningError,)
     # (unapplied cash is the ledger's and credit's: a notice asks for invoices)
     reads = frozenset(LEDGER_TYPES) - {"ledger.invoice_settled", "ledger.unapplied_cash_changed"}
 

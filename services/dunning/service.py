@@ -8,9 +8,8 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.dunning import followers
-from services.dunning.api import router
+from services.dunning.api import DUNNING_PROBLEMS, router
 from services.dunning.application import DunningApplication
-from services.dunning.domain.errors import DunningError
 from services.dunning.runs import DunningRunner
 from services.dunning.settings import INBOUND_TOPICS, DunningSettings
 from shared.auth import install_auth
@@ -34,6 +33,6 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         read_models_url=settings.database_url, migrate=migrate_read_models, runner=DunningRunner,
         followers=followers, topics=INBOUND_TOPICS,
         run_at=settings.dunning_run_at, zone=settings.dunning_timezone)
-    install_problem_handlers(app, error_map={DunningError: (409, "dunning-refused")})
+    install_problem_handlers(app, DUNNING_PROBLEMS)
     install_auth(app, settings)
     return serve(app, router)

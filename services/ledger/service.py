@@ -12,9 +12,8 @@ from aiokafka.structs import ConsumerRecord
 from fastapi import FastAPI
 
 from services.ledger import followers
-from services.ledger.api import accounts, audit, intake, replays, reports
+from services.ledger.api import LEDGER_PROBLEMS, accounts, audit, intake, replays, reports
 from services.ledger.application import LedgerApplication
-from services.ledger.domain import errors as domain_errors
 from services.ledger.read.schema import migrate_read_models
 from services.ledger.settings import INBOUND_TOPICS, ledger_settings
 from shared.auth import install_auth
@@ -65,7 +64,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             ledger.close()
 
     app = FastAPI(title="receivables ledger", version="0.1.0", lifespan=lifespan)
-    install_problem_handlers(app, error_map={domain_errors.LedgerError: (409, "ledger-refused")})
+    install_problem_handlers(app, LEDGER_PROBLEMS)
     install_auth(app, settings)
     for routes in (accounts, intake, reports, audit, replays):
         app.include_router(routes.router)

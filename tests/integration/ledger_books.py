@@ -16,9 +16,8 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from services.ledger.api import accounts, audit, intake, replays, reports
+from services.ledger.api import LEDGER_PROBLEMS, accounts, audit, intake, replays, reports
 from services.ledger.application import LedgerApplication
-from services.ledger.domain import errors as domain_errors
 from services.ledger.read.projections import LedgerProjector
 from services.ledger.read.schema import migrate_read_models
 from shared.auth import install_auth
@@ -88,7 +87,7 @@ class LedgerBook:
         tokens.write_text(json.dumps({READER: ["ledger:read"], WRITER_ONLY: ["ledger:write"],
                                       OPERATOR: {"name": "ops-alice", "scopes": ["ops:replay"]}}))
         app = FastAPI()
-        install_problem_handlers(app, error_map={domain_errors.LedgerError: (409, "ledger-refused")})
+        install_problem_handlers(app, LEDGER_PROBLEMS)
         install_auth(app, ServiceSettings.for_service("ledger", api_tokens_file=tokens))
         for routes in (accounts, intake, reports, audit, replays):
             app.include_router(routes.router)

@@ -23,7 +23,7 @@ from eventsourcing.persistence import IntegrityError
 from sqlalchemy import select
 
 from services.credit.application import CreditApplication
-from services.credit.checks import CheckDesk
+from services.credit.check_desk import CheckDesk
 from services.credit.domain import ConflictingCheck, InvalidAmount
 from services.credit.projections import CreditProjector, checks, positions
 from services.credit.service import migrate_read_models

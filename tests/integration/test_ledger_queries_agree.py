@@ -17,6 +17,7 @@ from services.ledger.application import LedgerApplication
 from services.ledger.domain import account_id
 from services.ledger.read import queries
 from services.ledger.read.aging import AgingRow, GroupBy, aging
+from services.ledger.read.disputed import shown_disputed
 from services.ledger.read.projections import LedgerProjector
 from services.ledger.read.schema import migrate_read_models
 from shared.db import make_engine
@@ -90,7 +91,7 @@ def test_aging_open_items_balances_and_invoices_agree(database_url: str, seed: i
                         assert row is not None
                         assert (row["amount"], row["open_amount"], row["status"], row["settled_date"],
                                 row["written_off"], row["discount_taken"],
-                                queries.shown_disputed(row["disputed_raw"], row["open_amount"])) == (
+                                shown_disputed(row["disputed_raw"], row["open_amount"])) == (
                             invoice.amount, invoice.open_amount, invoice.status, invoice.settled_date,
                             invoice.written_off, invoice.discount_taken, invoice.disputed_amount,
                         ), (invoice.invoice_id, known_at)

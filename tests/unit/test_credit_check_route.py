@@ -1,23 +1,25 @@
-"""``POST /credit-checks`` reads its body and checks its scope itself (it is the hot path), and
-the service answers plain checks on a lane ahead of the framework (``CheckLane``): every
-answer, error or not, is the one FastAPI's body parameter and the ``CreditChecker``
-dependency give the same request."""
+"""``POST /credit-checks`` is a plain declarative route (the ``CheckIn`` body parameter and the
+``CreditChecker`` dependency), and the service answers plain checks on a lane ahead of the
+framework (``CheckFastLane``): every answer the lane gives, error or not, is the one the route
+gives the same request."""
 
 from __future__ import annotations
 
 import json
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Any
 
 import httpx
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI
 
 from services.credit import api
-from services.credit.api import CheckIn
-from services.credit.check_lane import CheckLane
-from services.credit.domain import CreditAccount, CreditError
-from shared.auth import AuthState, CreditChecker
+from services.credit.check_fast_lane import CheckFastLane
+from services.credit.domain import CreditAccount
+from services.credit.service import create_app
+from services.credit.settings import credit_settings
+from shared.auth import AuthState
 from shared.problems import install_problem_handlers
 from shared.tokens import TokenRegistry
 
@@ -33,30 +35,11 @@ class _Desk:
         return self.account.check(order_id, amount, currency, on)
 
 
-async def _desk(request: Request) -> _Desk:
-    desk: _Desk = request.app.state.desk
-    return desk
-
-
-declared = APIRouter()
-
-
-@declared.post("/credit-checks")
-async def declared_check(body: CheckIn, desk: Annotated[_Desk, Depends(_desk)], _: CreditChecker) -> Response:
-    """The route as FastAPI declarations would write it: the reference."""
-    try:
-        answer = await desk.check(body.customer_id, body.order_id, body.amount, body.currency,
-                                  body.on or date(2025, 1, 1))
-    except CreditError as error:
-        raise api.refused(error, api.CHECK_FIELDS, "body") from None
-    return api._json(answer)
-
-
 def _app(router: APIRouter, *, lane: bool = False) -> FastAPI:
     app = FastAPI()
     if lane:
-        app.add_middleware(CheckLane)
-    install_problem_handlers(app, error_map={CreditError: (409, "credit-refused")})
+        app.add_middleware(CheckFastLane)
+    install_problem_handlers(app, api.CREDIT_PROBLEMS)
     app.state.auth = AuthState(True, TokenRegistry.from_mapping({"checker": ["credit:check"],
                                                                  "reader": ["credit:read"]}))
     app.state.desk = _Desk()
@@ -118,15 +101,13 @@ async def _answers(router: APIRouter, *, lane: bool = False) -> list[tuple[int, 
     return answers
 
 
-async def test_the_check_route_answers_as_fastapi_declarations_would() -> None:
+async def test_the_lane_answers_as_the_route_does() -> None:
     # the cases run in order on each app, so repeats and conflicts meet the same history
-    declared_answers, lean_answers = await _answers(declared), await _answers(api.router)
-    laned_answers = await _answers(api.router, lane=True)
-    for answers in (lean_answers, laned_answers):
-        differing = [case[0] for case, answer, reference in zip(CASES, answers, declared_answers, strict=True)
-                     if answer != reference]
-        assert differing == []
-    assert [status for status, _, _ in lean_answers] == [
+    route_answers, laned_answers = await _answers(api.router), await _answers(api.router, lane=True)
+    differing = [case[0] for case, answer, reference in zip(CASES, laned_answers, route_answers, strict=True)
+                 if answer != reference]
+    assert differing == []
+    assert [status for status, _, _ in route_answers] == [
         200, 200, 409, 401, 401, 401, 401, 200, 403, 422, 422, 422, 400, 422, 401, 422, 422, 200, 200, 200,
         422, 422, 422, 422, 422, 422, 422, 422, 422]
 
@@ -134,8 +115,9 @@ async def test_the_check_route_answers_as_fastapi_declarations_would() -> None:
 def test_the_check_route_documents_its_body_and_scheme() -> None:
     operation = _app(api.router).openapi()["paths"]["/credit-checks"]["post"]
     assert operation["security"] == [{"HTTPBearer": []}]
-    schema = operation["requestBody"]["content"]["application/json"]["schema"]
-    assert schema["required"] == ["customer_id", "order_id", "amount", "currency"]
+    assert operation["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/CheckIn"}
+    assert api.CheckIn.model_json_schema()["required"] == ["customer_id", "order_id", "amount", "currency"]
 
 
 async def test_the_lane_answers_plain_checks_itself_and_hands_on_the_rest() -> None:
@@ -150,3 +132,11 @@ async def test_the_lane_answers_plain_checks_itself_and_hands_on_the_rest() -> N
     assert answered.status_code == 200 and answered.json()["decision"] == "review"
     assert [r.status_code for r in handed_on] == [404, 404, 404]
     assert handed_on[1].json()["instance"] == "/credit-checks"
+
+
+def test_the_fast_lane_is_on_unless_the_setting_turns_it_off(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({"checker": ["credit:check"]}))
+    for setting, expected in ((True, [CheckFastLane]), (False, [])):
+        app = create_app(credit_settings(api_tokens_file=tokens, credit_check_fast_lane=setting))
+        assert [m.cls for m in app.user_middleware if m.cls is CheckFastLane] == expected

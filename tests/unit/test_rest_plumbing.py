@@ -16,8 +16,10 @@ from fastapi import FastAPI
 from pydantic import BaseModel, ValidationError
 
 from shared.auth import LedgerReader, install_auth, require_scope
+from shared.errors import DomainError
 from shared.problems import (
     PROBLEM_MEDIA_TYPE,
+    DomainProblems,
     Problem,
     install_problem_handlers,
     not_found,
@@ -34,8 +36,12 @@ TOKENS = {
 }
 
 
-class CurrencyMismatch(Exception):
+class CurrencyMismatch(DomainError):
     """A domain error, mapped to a problem in one place."""
+
+
+class NegativeAmount(CurrencyMismatch):
+    """A subclass, mapped on its own, naming its field."""
 
 
 class PaymentIn(BaseModel):
@@ -46,7 +52,9 @@ class PaymentIn(BaseModel):
 def build_app(settings: ServiceSettings | None, *, with_auth: bool = True) -> FastAPI:
     """A tiny service wired the way the real ones are."""
     app = FastAPI()
-    install_problem_handlers(app, error_map={CurrencyMismatch: (409, "currency-mismatch")})
+    install_problem_handlers(app, DomainProblems(
+        kinds={CurrencyMismatch: (409, "currency-mismatch"), NegativeAmount: (422, "validation-error")},
+        fields={"amount": "body.amount"}))
     if with_auth and settings is not None:
         install_auth(app, settings)
 
@@ -79,6 +87,10 @@ def build_app(settings: ServiceSettings | None, *, with_auth: bool = True) -> Fa
     @app.get("/mismatch")
     async def mismatch() -> None:
         raise CurrencyMismatch("payment PAY-9 is in USD, invoice INV-1 in EUR")
+
+    @app.get("/negative")
+    async def negative() -> None:
+        raise NegativeAmount("amount: must not be negative, got -5", field="amount")
 
     @app.get("/boom")
     async def boom() -> None:
@@ -309,6 +321,15 @@ async def test_a_mapped_domain_error_becomes_its_problem(client: httpx.AsyncClie
     body = assert_problem(await client.get("/mismatch"), 409, "currency-mismatch")
 
     assert body["detail"] == "payment PAY-9 is in USD, invoice INV-1 in EUR"
+    assert "errors" not in body  # it names no field
+
+
+async def test_a_domain_error_naming_its_field_is_answered_with_the_request_field(
+        client: httpx.AsyncClient) -> None:
+    body = assert_problem(await client.get("/negative"), 422, "validation-error")
+
+    assert body["detail"] == "body.amount: must not be negative, got -5"
+    assert body["errors"] == [{"field": "body.amount", "message": "must not be negative, got -5"}]
 
 
 async def test_an_unexpected_error_is_a_500_problem_that_is_logged_not_shown(

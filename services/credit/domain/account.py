@@ -160,7 +160,7 @@ class _Evaluation:
 
 def _valid_currency(currency: str) -> str:
     if not (isinstance(currency, str) and len(currency) == 3 and currency.isascii() and currency.isupper()):
-        raise InvalidCommand(f"currency: {currency!r} is not an ISO 4217 code")
+        raise InvalidCommand(f"currency: {currency!r} is not an ISO 4217 code", field="currency")
     return currency
 
 
@@ -171,15 +171,16 @@ def _valid_amount(amount: object, currency: str, what: str, *, positive: bool) -
             raise ValueError(f"{amount!r} is not a finite amount")
         check_minor_digits(value, currency)
     except ValueError as error:
-        raise InvalidAmount(f"{what}: {error}") from None
+        raise InvalidAmount(f"{what}: {error}", field=what) from None
     if value < ZERO or (positive and value == ZERO):
-        raise InvalidAmount(f"{what}: must be {'positive' if positive else 'zero or more'}, got {value}")
+        raise InvalidAmount(f"{what}: must be {'positive' if positive else 'zero or more'}, got {value}",
+                            field=what)
     return value
 
 
 def _required(value: str | None, what: str) -> str:
     if not value or not value.strip():
-        raise InvalidCommand(f"{what}: required for the audit trail")
+        raise InvalidCommand(f"{what}: required for the audit trail", field=what)
     return value.strip()
 
 
@@ -373,7 +374,7 @@ class CreditAccount(Aggregate):
             if (given["currency"], Decimal(given["amount"])) != (currency, amount):
                 raise ConflictingCheck(
                     f"order {order_id} was checked for {given['amount']} {given['currency']}, "
-                    f"not {amount} {currency}")
+                    f"not {amount} {currency}", field="order_id")
             return dict(given)
         rules = rules or _default_rules()
         exposure = self.exposure(currency)
@@ -508,9 +509,9 @@ class CreditAccount(Aggregate):
         """
         hold = self.holds.get(hold_id)
         if hold is None:
-            raise UnknownHold(f"hold {hold_id} is not known for customer {self.customer_id}")
+            raise UnknownHold(f"hold {hold_id} is not known for customer {self.customer_id}", field="hold_id")
         if hold.status != "active":
-            raise HoldNotActive(f"hold {hold_id} was already released by {hold.released_by}")
+            raise HoldNotActive(f"hold {hold_id} was already released by {hold.released_by}", field="hold_id")
         by = _required(by, "by")
         reason = _required(reason, "reason")
         release = self._release_record(hold, by, reason, {"kind": "manual", "by": by}, None,

@@ -1,8 +1,11 @@
 """Domain errors of the credit service: a refused command raises one, naming the ids involved."""
 
+from shared.errors import DomainError
 
-class CreditError(ValueError):
-    """A command the credit domain refuses; the service layer maps it to a 422/409 problem."""
+
+class CreditError(DomainError):
+    """A command the credit domain refuses, naming its ``field`` where it is about one; the
+    service answers it with a problem (``api.CREDIT_PROBLEMS``)."""
 
 
 class InvalidAmount(CreditError):

@@ -44,13 +44,13 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Context, Decimal
 from itertools import pairwise
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.money import ZERO, parse_amount
+from shared.money import ZERO
+from shared.values import Grade, RuleNumber
 
-Grade = Literal["A", "B", "C", "D", "E"]
 GRADES: tuple[Grade, ...] = ("A", "B", "C", "D", "E")
 FACTORS = ("weighted_days_late", "late_share", "max_days_past_due", "dispute_rate", "trend")
 
@@ -62,16 +62,6 @@ _RATIO = Decimal("0.0001")
 _CONTEXT = Context(prec=28, rounding=ROUND_HALF_EVEN)
 
 
-def _decimal(value: object) -> Decimal:
-    """A decimal from its text or an integer; floats are refused (as for money)."""
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return Decimal(value)
-    return parse_amount(value)
-
-
-Number = Annotated[Decimal, BeforeValidator(_decimal), Field(ge=ZERO)]
 
 
 class RecencyBand(BaseModel):
@@ -80,7 +70,7 @@ class RecencyBand(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_age_days: int = Field(ge=1)
-    weight: Number = Field(gt=ZERO)
+    weight: RuleNumber = Field(gt=ZERO)
 
 
 class FactorWeights(BaseModel):
@@ -88,11 +78,11 @@ class FactorWeights(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    weighted_days_late: Number = Decimal(35)
-    late_share: Number = Decimal(25)
-    max_days_past_due: Number = Decimal(25)
-    dispute_rate: Number = Decimal(10)
-    trend: Number = Decimal(5)
+    weighted_days_late: RuleNumber = Decimal(35)
+    late_share: RuleNumber = Decimal(25)
+    max_days_past_due: RuleNumber = Decimal(25)
+    dispute_rate: RuleNumber = Decimal(10)
+    trend: RuleNumber = Decimal(5)
 
     @model_validator(mode="after")
     def _sum_to_100(self) -> FactorWeights:
@@ -107,10 +97,10 @@ class GradeFloors(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    B: Number = Decimal(20)
-    C: Number = Decimal(40)
-    D: Number = Decimal(60)
-    E: Number = Decimal(80)
+    B: RuleNumber = Decimal(20)
+    C: RuleNumber = Decimal(40)
+    D: RuleNumber = Decimal(60)
+    E: RuleNumber = Decimal(80)
 
     @model_validator(mode="after")
     def _ascending(self) -> GradeFloors:
@@ -140,7 +130,7 @@ class RiskModel(BaseModel):
     late_after_days: int = Field(default=0, ge=0)
     days_late_saturation: int = Field(default=60, ge=1)
     days_past_due_saturation: int = Field(default=90, ge=1)
-    dispute_rate_saturation: Number = Field(default=Decimal("0.5"), gt=ZERO, le=ONE)
+    dispute_rate_saturation: RuleNumber = Field(default=Decimal("0.5"), gt=ZERO, le=ONE)
     trend_recent_days: int = Field(default=90, ge=1)
     trend_saturation_days: int = Field(default=30, ge=1)
     weights: FactorWeights = Field(default_factory=FactorWeights)

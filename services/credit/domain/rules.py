@@ -21,24 +21,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.credit.domain.risk import Grade, RiskModel
-from shared.money import ZERO, parse_amount
+from services.credit.domain.risk import RiskModel
+from shared.money import ZERO
+from shared.values import Grade, RuleName, RuleNumber
 
-Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 DEFAULT_RULES_NAME = "default"
-
-
-def _money(value: object) -> Decimal:
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return Decimal(value)
-    return parse_amount(value)
-
-
-Money = Annotated[Decimal, BeforeValidator(_money), Field(ge=ZERO)]
 
 
 class LimitExceededRule(BaseModel):
@@ -47,7 +36,7 @@ class LimitExceededRule(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     code: Literal["limit_exceeded"] = "limit_exceeded"
-    tolerance_percent: Money = ZERO
+    tolerance_percent: RuleNumber = ZERO
 
     def allowed(self, limit: Decimal) -> Decimal:
         """The exposure a limit allows before this rule holds."""
@@ -61,7 +50,7 @@ class OverdueDaysRule(BaseModel):
 
     code: Literal["overdue_days"] = "overdue_days"
     days_past_due: int = Field(default=60, ge=0)
-    min_amount: Money = Field(default=ZERO, description="the invoice's open amount must be above this")
+    min_amount: RuleNumber = Field(default=ZERO, description="the invoice's open amount must be above this")
     count_disputed: bool = False
 
 
@@ -86,7 +75,7 @@ class CreditRules(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: Name = DEFAULT_RULES_NAME
+    name: RuleName = DEFAULT_RULES_NAME
     version: int = Field(default=1, ge=1)
     description: str = ""
     hold_rules: tuple[HoldRule, ...] = Field(default_factory=_default_hold_rules)

@@ -285,10 +285,12 @@ class DunningAccount(Aggregate):
         The same promise again (same content) is returned unchanged.
         """
         if amount <= ZERO:
-            raise InvalidPromise(f"customer {self.customer_id}: a promise must be for a positive amount")
+            raise InvalidPromise(f"customer {self.customer_id}: a promise must be for a positive amount",
+                                 field="amount")
         if promised_date < made_on:
             raise InvalidPromise(
-                f"customer {self.customer_id}: promised_date {promised_date} is before {made_on}")
+                f"customer {self.customer_id}: promised_date {promised_date} is before {made_on}",
+                field="promised_date")
         covered = self._covered(amount, currency, invoice_ids)
         currency = covered[0].currency
         ids = tuple(i.invoice_id for i in covered)
@@ -300,12 +302,13 @@ class DunningAccount(Aggregate):
         for invoice in covered:
             if (covering := self.marks(invoice.invoice_id).promise_id) is not None:
                 raise AlreadyPromised(
-                    f"invoice {invoice.invoice_id} is already covered by promise {covering}")
+                    f"invoice {invoice.invoice_id} is already covered by promise {covering}",
+                    field="invoice_ids")
         baseline = sum((i.open_amount for i in covered), ZERO)
         if amount > baseline:
             raise InvalidPromise(
                 f"customer {self.customer_id}: promised {amount} exceeds the open amount {baseline} "
-                f"of invoices {', '.join(ids)}")
+                f"of invoices {', '.join(ids)}", field="amount")
         until = promised_date + timedelta(days=policy.promise_grace_days)
         self._promise_made(promise={
             "promise_id": promise_id, "currency": currency, "amount": to_text(amount, currency),
@@ -321,20 +324,24 @@ class DunningAccount(Aggregate):
             for invoice_id in dict.fromkeys(invoice_ids):
                 invoice = self.items.invoices.get(invoice_id)
                 if invoice is None:
-                    raise UnknownInvoice(f"invoice {invoice_id} is not known for customer {self.customer_id}")
+                    raise UnknownInvoice(f"invoice {invoice_id} is not known for customer {self.customer_id}",
+                                         field="invoice_ids")
                 if not invoice.is_open:
-                    raise InvoiceNotOpen(f"invoice {invoice_id} has nothing open to promise")
+                    raise InvoiceNotOpen(f"invoice {invoice_id} has nothing open to promise",
+                                         field="invoice_ids")
                 covered.append(invoice)
             currencies = {i.currency for i in covered} | ({currency} if currency else set())
             if len(currencies) > 1:
-                raise CurrencyMismatch(f"a promise is in one currency; invoices are in {sorted(currencies)}")
+                raise CurrencyMismatch(f"a promise is in one currency; invoices are in {sorted(currencies)}",
+                                       field="currency")
             return covered
         open_invoices = self.items.open_items()
         if currency is None:
             currencies = {i.currency for i in open_invoices}
             if len(currencies) != 1:
                 raise InvalidPromise(
-                    f"customer {self.customer_id}: name the currency (open invoices in {sorted(currencies)})")
+                    f"customer {self.customer_id}: name the currency (open invoices in {sorted(currencies)})",
+                    field="currency")
             currency = currencies.pop()
         covered, total = [], ZERO
         for invoice in sorted(open_invoices, key=lambda i: (i.due_date, i.issue_date, i.invoice_id)):
@@ -344,7 +351,8 @@ class DunningAccount(Aggregate):
             covered.append(invoice)
             total += invoice.open_amount
         if not covered:
-            raise InvalidPromise(f"customer {self.customer_id}: no open {currency} invoice to promise")
+            raise InvalidPromise(f"customer {self.customer_id}: no open {currency} invoice to promise",
+                                 field="amount")
         return covered
 
     def run(self, as_of: date, policy: Policy, render: NoticeRenderer | None = None) -> RunResult:

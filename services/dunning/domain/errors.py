@@ -1,8 +1,11 @@
 """Domain errors of the dunning service: a refused command raises one, naming the ids involved."""
 
+from shared.errors import DomainError
 
-class DunningError(ValueError):
-    """A command the dunning domain refuses; the service layer maps it to a 422/409 problem."""
+
+class DunningError(DomainError):
+    """A command the dunning domain refuses, naming its ``field`` where it is about one; the
+    service answers it with a problem (``api.DUNNING_PROBLEMS``)."""
 
 
 class UnknownInvoice(DunningError):

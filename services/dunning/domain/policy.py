@@ -2,7 +2,7 @@
 
 A policy is stored, versioned and edited as JSON (``PUT /policies/{name}``); this module
 validates it. Levels are numbered from 1 in the order given, which must be strictly
-ascending in ``days_past_due``. Money (fees, minimum amounts) is a decimal string and is
+ascending in ``days_past_due``. PolicyMoney (fees, minimum amounts) is a decimal string and is
 read in the currency of the notice it applies to; the interest rate is an annual percentage.
 
 A level's ``template`` is a base name; the file rendered is ``{name}.{language}.j2``, and
@@ -13,26 +13,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 from itertools import pairwise
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, computed_field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from shared.money import ZERO, parse_amount
-
-Channel = Literal["email", "sms", "letter", "phone_task", "visit_task"]
-Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
-Language = Annotated[str, Field(pattern=r"^[a-z]{2}$")]
+from shared.values import Channel, Language, PolicyMoney, RuleName
 
 DEFAULT_POLICY_NAME = "default"
-
-
-def _money(value: object) -> Decimal:
-    if isinstance(value, Decimal):
-        return value
-    return parse_amount(value)
-
-
-Money = Annotated[Decimal, BeforeValidator(_money), Field(ge=ZERO)]
 
 
 # The most levels a policy may have: amounts at risk weigh an invoice by its level (open amount
@@ -45,13 +33,13 @@ class Level(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: Name
+    name: RuleName
     days_past_due: int = Field(description="reached on due date + this many days; negative: before due")
     channels: tuple[Channel, ...] = Field(min_length=1)
-    template: Name
-    templates: dict[Language, Name] = Field(default_factory=dict)
-    fee: Money = ZERO
-    min_amount: Money = Field(default=ZERO, description="the notice's open total must reach this")
+    template: RuleName
+    templates: dict[Language, RuleName] = Field(default_factory=dict)
+    fee: PolicyMoney = ZERO
+    min_amount: PolicyMoney = Field(default=ZERO, description="the notice's open total must reach this")
     min_days_since_last_notice: int = Field(default=0, ge=0)
     respond_within_days: int | None = Field(default=None, ge=0)
     escalate: bool = False
@@ -85,7 +73,7 @@ class Policy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: Name
+    name: RuleName
     version: int = Field(default=1, ge=1)
     description: str = ""
     levels: tuple[Level, ...] = Field(min_length=1, max_length=MAX_LEVELS)
@@ -101,7 +89,9 @@ class Policy(BaseModel):
     @classmethod
     def _interest_from_text(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("annual_interest_percent") is not None:
-            data = {**data, "annual_interest_percent": _money(data["annual_interest_percent"])}
+            percent = data["annual_interest_percent"]
+            if not isinstance(percent, Decimal):
+                data = {**data, "annual_interest_percent": parse_amount(percent)}
         return data
 
     @model_validator(mode="after")

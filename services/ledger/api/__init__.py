@@ -6,4 +6,11 @@
 - ``reports``: aging, receivables metrics;
 - ``audit``: the audit trail of a customer or an invoice;
 - ``replays``: online replays of the read models (``/admin/replay``).
+
+``LEDGER_PROBLEMS`` is the one mapping of the ledger domain's refusals to problems.
 """
+
+from services.ledger.domain.errors import LedgerError
+from shared.problems import DomainProblems
+
+LEDGER_PROBLEMS = DomainProblems(kinds={LedgerError: (409, "ledger-refused")})

@@ -12,22 +12,24 @@ from pydantic import BaseModel
 
 from services.ledger.api.params import AsOf, KnownAt, as_utc
 from services.ledger.read import queries
+from services.ledger.read.disputed import shown_disputed
 from shared.auth import LedgerReader
 from shared.business_dates import today_utc
 from shared.dates import BusinessDate
 from shared.dependencies import EngineDep
-from shared.money import ZERO, MoneyText, to_text
+from shared.money import to_text
 from shared.problems import not_found
+from shared.values import AnswerAmount
 
 router = APIRouter()
 
 
 class CurrencyBalance(BaseModel):
     currency: str
-    open_amount: MoneyText
-    overdue_amount: MoneyText
-    disputed_amount: MoneyText
-    unapplied_cash: MoneyText
+    open_amount: AnswerAmount
+    overdue_amount: AnswerAmount
+    disputed_amount: AnswerAmount
+    unapplied_cash: AnswerAmount
 
 
 class BalanceOut(BaseModel):
@@ -41,17 +43,17 @@ class InvoiceOut(BaseModel):
     invoice_id: str
     customer_id: str
     currency: str
-    amount: MoneyText
-    open_amount: MoneyText
+    amount: AnswerAmount
+    open_amount: AnswerAmount
     status: str
     issue_date: date
     due_date: date
     settled_date: date | None
     days_late: int | None
     days_to_settle: int | None
-    disputed_amount: MoneyText
-    written_off: MoneyText
-    discount_taken: MoneyText
+    disputed_amount: AnswerAmount
+    written_off: AnswerAmount
+    discount_taken: AnswerAmount
     reference: str | None
     attributes: dict[str, str]
     as_of: date | None = None
@@ -102,10 +104,7 @@ async def get_invoice(
         raise not_found("invoice", invoice_id)
     currency = row["currency"]
     settled = row["settled_date"]
-    shown_disputed = (
-        queries.shown_disputed(row["disputed_raw"], row["open_amount"]) if row["status"] != "cancelled"
-        else ZERO
-    )
+    disputed = shown_disputed(row["disputed_raw"], row["open_amount"], row["status"])
     return InvoiceOut(
         invoice_id=row["invoice_id"], customer_id=row["customer_id"], currency=currency,
         amount=to_text(row["amount"], currency), open_amount=to_text(row["open_amount"], currency),
@@ -113,7 +112,7 @@ async def get_invoice(
         settled_date=settled,
         days_late=max(0, (settled - row["due_date"]).days) if settled else None,
         days_to_settle=(settled - row["issue_date"]).days if settled else None,
-        disputed_amount=to_text(shown_disputed, currency),
+        disputed_amount=to_text(disputed, currency),
         written_off=to_text(row["written_off"], currency),
         discount_taken=to_text(row["discount_taken"], currency),
         reference=row["reference"], attributes=row["attributes"] or {},
@@ -124,9 +123,9 @@ async def get_invoice(
 class OpenItemOut(BaseModel):
     invoice_id: str
     currency: str
-    amount: MoneyText
-    open_amount: MoneyText
-    disputed_amount: MoneyText
+    amount: AnswerAmount
+    open_amount: AnswerAmount
+    disputed_amount: AnswerAmount
     status: str
     issue_date: date
     due_date: date

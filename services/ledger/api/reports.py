@@ -16,12 +16,13 @@ from services.ledger.read.receivables_metrics import ReceivablesMetrics, receiva
 from shared.auth import LedgerReader
 from shared.business_dates import today_utc
 from shared.dependencies import EngineDep
-from shared.money import MoneyText, to_text
+from shared.money import to_text
 from shared.problems import Problem
+from shared.values import CURRENCY_PATTERN, AnswerAmount
 
 router = APIRouter(tags=["reports"])
 
-CurrencyFilter = Annotated[str | None, Query(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
+CurrencyFilter = Annotated[str | None, Query(pattern=CURRENCY_PATTERN, description="ISO 4217 code")]
 
 
 def invalid(error: AgingRequestError) -> Problem:
@@ -99,11 +100,11 @@ class CurrencyMetricsOut(BaseModel):
     best_possible_dso: str | None
     average_days_delinquent: str | None
     cei: str | None
-    ar_balance: MoneyText
-    credit_sales: MoneyText
-    current_ar: MoneyText
-    ar_at_start: MoneyText
-    unapplied_cash: MoneyText
+    ar_balance: AnswerAmount
+    credit_sales: AnswerAmount
+    current_ar: AnswerAmount
+    ar_at_start: AnswerAmount
+    unapplied_cash: AnswerAmount
 
 
 class MetricsOut(BaseModel):
@@ -117,8 +118,8 @@ class MetricsOut(BaseModel):
     best_possible_dso: str | None = None
     average_days_delinquent: str | None = None
     cei: str | None = None
-    ar_balance: MoneyText | None = None
-    credit_sales: MoneyText | None = None
+    ar_balance: AnswerAmount | None = None
+    credit_sales: AnswerAmount | None = None
     currencies: list[CurrencyMetricsOut]
 
 

@@ -1,7 +1,9 @@
 """Domain errors: a command that breaks a rule raises one, naming the ids involved."""
 
+from shared.errors import DomainError
 
-class LedgerError(ValueError):
+
+class LedgerError(DomainError):
     """A message the ledger refuses; the consumer dead-letters it with this text as reason."""
 
 

@@ -51,6 +51,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
+from services.ledger.read.disputed import shown_disputed_sql
 from services.ledger.read.projections import balances, customers, disputes, invoices, movements
 from shared.db import Money, execute_sums, money_sum
 
@@ -260,7 +261,7 @@ class _AgingQuery:
         parts = [narrowed(invoices, select(
             self.group_of(invoices).label("grp"), invoices.c.currency, invoices.c.due_date,
             invoices.c.open_amount.label("open"), zero.label("unapplied"),
-            case((settled, _shown_disputed(invoices.c.disputed_raw, invoices.c.open_amount)), else_=0)
+            case((settled, shown_disputed_sql(invoices.c.disputed_raw, invoices.c.open_amount)), else_=0)
             .label("disputed"),
         ).where(invoices.c.open_amount != 0))]
         parts.append(narrowed(movements, select(
@@ -281,7 +282,7 @@ class _AgingQuery:
         parts.append(select(
             self.group_of(invoices).label("grp"), invoices.c.currency, no_date.label("due_date"),
             zero.label("open"), zero.label("unapplied"),
-            _shown_disputed(invoices.c.disputed_raw - later.c.disputed, open_amount).label("disputed"),
+            shown_disputed_sql(invoices.c.disputed_raw - later.c.disputed, open_amount).label("disputed"),
         ).select_from(later.join(invoices, invoices.c.invoice_id == later.c.invoice_id)))
         if not by_attribute:
             parts.append(narrowed(balances, select(
@@ -331,7 +332,7 @@ class _AgingQuery:
                 money_sum(movements.c.disputed_delta).label("disputed"),
             ).where(*visible, movements.c.invoice_id.in_(select(disputes.c.invoice_id).scalar_subquery()))
               .group_by(movements.c.invoice_id)).subquery("disputed_invoices")
-            shown = _shown_disputed(per_invoice.c.disputed, per_invoice.c.open)
+            shown = shown_disputed_sql(per_invoice.c.disputed, per_invoice.c.open)
         elif self.strategy == "spans":
             parts += self._span_parts(narrowed, by_attribute)
             per_invoice = None
@@ -340,7 +341,7 @@ class _AgingQuery:
             parts.append(narrowed(invoices, select(
                 self.group_of(invoices).label("grp"), invoices.c.currency, invoices.c.due_date,
                 invoices.c.open_amount.label("open"), zero.label("unapplied"),
-                _shown_disputed(invoices.c.disputed_raw, invoices.c.open_amount).label("disputed"),
+                shown_disputed_sql(invoices.c.disputed_raw, invoices.c.open_amount).label("disputed"),
             ).where(invoices.c.open_amount != 0)))
             parts.append(narrowed(movements, select(
                 self.group_of(movements).label("grp"), movements.c.currency, movements.c.due_date,
@@ -359,9 +360,9 @@ class _AgingQuery:
                 money_sum(movements.c.disputed_delta).label("disputed"),
             ).where(movements.c.effective_date > self.as_of, movements.c.invoice_id.is_not(None))
               .group_by(movements.c.invoice_id)).subquery("later_by_invoice")
-            shown = _shown_disputed(
+            shown = shown_disputed_sql(
                 invoices.c.disputed_raw - per_invoice.c.disputed, invoices.c.open_amount - per_invoice.c.open
-            ) - _shown_disputed(invoices.c.disputed_raw, invoices.c.open_amount)
+            ) - shown_disputed_sql(invoices.c.disputed_raw, invoices.c.open_amount)
         if per_invoice is not None:
             parts.append(narrowed(invoices, select(
                 self.group_of(invoices).label("grp"), invoices.c.currency, no_date.label("due_date"),
@@ -403,13 +404,6 @@ class _AgingQuery:
             )
             for row in execute_sums(conn, query)
         ]
-
-
-def _shown_disputed(disputed: Any, open_amount: Any) -> Any:
-    """What is contested and still open: the disputed amount capped at the open amount, never below 0."""
-    return case(
-        (or_(disputed <= 0, open_amount <= 0), 0), (disputed < open_amount, disputed), else_=open_amount
-    )
 
 
 def _in_bucket(due_date: Any, as_of: date, low: int | None, high: int | None) -> ColumnElement[bool]:

@@ -51,6 +51,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 
+from services.ledger.read.disputed import shown_disputed
 from shared.db import Money, insert_rows, upsert
 from shared.eventstore import TrackedApplication
 from shared.money import ZERO
@@ -337,10 +338,7 @@ class _Batch:
 
     @staticmethod
     def shown_disputed(row: dict[str, Any]) -> Decimal:
-        if row["status"] == "cancelled":
-            return ZERO
-        shown: Decimal = min(row["disputed_raw"], row["open_amount"])
-        return shown
+        return shown_disputed(row["disputed_raw"], row["open_amount"], row["status"])
 
     def move(
         self, position: int, recorded_at: datetime, customer_id: str, currency: str, kind: str,

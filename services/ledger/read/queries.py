@@ -11,6 +11,7 @@ from sqlalchemy import case, select
 from sqlalchemy.engine import Connection
 
 from services.ledger.domain.book import invoice_status
+from services.ledger.read.disputed import shown_disputed
 from services.ledger.read.projections import customers, invoices, movements
 from shared.db import execute_sums, money_sum
 from shared.money import ZERO
@@ -27,11 +28,6 @@ def visible(as_of: date | None, known_at: datetime | None) -> list[Any]:
     if known_at is not None:
         conditions.append(movements.c.recorded_at <= known_at)
     return conditions
-
-
-def shown_disputed(disputed: Decimal, open_amount: Decimal) -> Decimal:
-    """What is contested and still open: never more than the open amount, never below zero."""
-    return max(ZERO, min(disputed, open_amount))
 
 
 def customer_exists(conn: Connection, customer_id: str) -> bool:

@@ -11,7 +11,8 @@ error is the problem the route gives; the route stays the documented one (OpenAP
 reference that tests hold the lane to.
 
 It sits inside the app's error middleware (``app.add_middleware``), so an unexpected error
-is the same 500 problem as on any route.
+is the same 500 problem as on any route. ``RECEIVABLES_CREDIT_CHECK_FAST_LANE=false`` leaves it
+out (every check then goes through the route; ``python -m bench.credit --lane off``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.credit.api import CHECK_FIELDS, CheckIn, refused
+from services.credit.api import CREDIT_PROBLEMS, CheckIn
 from services.credit.domain import CreditError
 from shared.auth import AuthState, bearer_token
 from shared.business_dates import today_utc
@@ -32,7 +33,7 @@ PATH = "/credit-checks"
 _JSON = (b"content-type", b"application/json")
 
 
-class CheckLane:
+class CheckFastLane:
     """ASGI middleware: see the module's docstring."""
 
     def __init__(self, app: ASGIApp) -> None:
@@ -52,7 +53,7 @@ class CheckLane:
             answer = await desk.check(check.customer_id, check.order_id, check.amount, check.currency,
                                       check.on or today_utc())
         except CreditError as error:
-            await problem_response(refused(error, CHECK_FIELDS, "body"), PATH)(scope, receive, send)
+            await problem_response(CREDIT_PROBLEMS.problem(error), PATH)(scope, receive, send)
             return
         # the two messages Starlette's Response(media_type="application/json") sends
         answer_body = orjson.dumps(answer)
