@@ -1,0 +1,88 @@
+"""A customer's ledger account in memory, feeding another account the way the services feed it.
+
+ERP messages go through the ledger's ``CustomerAccount``; every ledger event it stores is
+turned into its ``ar.ledger.events`` messages by ``services.ledger.outbound.translate``, and
+each message, decoded as a consumer decodes it (``shared.ledger_feed.decode``), is kept in
+``ledger_events`` and handed to ``observe``. A test's ``Customer`` subclasses
+``LedgerFedCustomer``: ``observe`` gives a fact to its account(s), ``collect`` takes what they
+recorded (``send`` and the ERP shortcuts return what ``collect`` returns), and
+``ledger_message`` sees each ledger message before it is decoded.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, ClassVar
+
+from services.ledger.domain import CustomerAccount
+from services.ledger.outbound import translate
+from shared.erp_events import parse_envelope, validate_event
+from shared.ledger_feed import Fact, decode
+from shared.outbox import Outbound
+
+_ids = itertools.count(1)
+
+
+def erp_envelope(customer_id: str, kind: str, **data: Any) -> dict[str, Any]:
+    """An ERP message about the customer, as ``ar.customers`` or ``ar.invoices`` carry one."""
+    return {"specversion": "1.0", "id": f"erp-{next(_ids)}", "source": "erp/eu-1", "type": kind,
+            "subject": customer_id, "data": {"customer_id": customer_id, **data}}
+
+
+class LedgerFedCustomer:
+    """One customer's ledger account; its facts go to ``observe``. The account a subclass feeds
+    must exist before ``__init__`` runs here: it sends the customer's profile."""
+
+    # the profile's fields unless the test names them
+    profile_defaults: ClassVar[dict[str, Any]] = {"name": "Acme Ltd"}
+
+    def __init__(self, customer_id: str, **profile: Any) -> None:
+        self.customer_id = customer_id
+        self.ledger = CustomerAccount(customer_id)
+        self.ledger_events: list[Fact] = []
+        self.profile(**profile)
+
+    # what a test's customer does with the ledger's messages --------------------------------
+
+    def observe(self, fact: Fact) -> None:
+        raise NotImplementedError
+
+    def collect(self) -> Any:
+        """After each ERP message: what the fed account(s) recorded, for the test to keep."""
+        return None
+
+    def ledger_message(self, message: Outbound) -> None:
+        """Each message the ledger publishes, before it is decoded."""
+
+    # ERP side ------------------------------------------------------------------------------
+
+    def send(self, kind: str, **data: Any) -> Any:
+        self.ledger.handle(validate_event(parse_envelope(erp_envelope(self.customer_id, kind, **data))))
+        for stored in self.ledger.collect_events():
+            for message in translate(stored):
+                self.ledger_message(message)
+                fact = decode(message.value, topic=message.topic, key=message.key.encode())
+                self.ledger_events.append(fact)
+                self.observe(fact)
+        return self.collect()
+
+    def profile(self, **profile: Any) -> Any:
+        return self.send("customer.upserted", **{**self.profile_defaults, **profile})
+
+    def invoice(self, invoice_id: str, amount: str, issue: str, due: str, currency: str = "EUR",
+                **kw: Any) -> Any:
+        return self.send("invoice.issued", invoice_id=invoice_id, amount=amount, issue_date=issue,
+                         due_date=due, currency=currency, **kw)
+
+    def pay(self, payment_id: str, amount: str, received: str, currency: str = "EUR", **kw: Any) -> Any:
+        return self.send("payment.received", payment_id=payment_id, amount=amount, received_date=received,
+                         currency=currency, **kw)
+
+    def dispute(self, dispute_id: str, invoice_id: str, amount: str, opened: str, reason: str = "quality",
+                **kw: Any) -> Any:
+        return self.send("dispute.opened", dispute_id=dispute_id, invoice_id=invoice_id, amount=amount,
+                         opened_date=opened, reason=reason, **kw)
+
+    def resolve(self, dispute_id: str, invoice_id: str, outcome: str, resolved: str, **kw: Any) -> Any:
+        return self.send("dispute.resolved", dispute_id=dispute_id, invoice_id=invoice_id, outcome=outcome,
+                         resolved_date=resolved, **kw)
