@@ -14,6 +14,8 @@ from __future__ import annotations
 import itertools
 from typing import Any, ClassVar
 
+import orjson
+
 from services.ledger.domain import CustomerAccount
 from services.ledger.outbound import translate
 from shared.erp_events import parse_envelope, validate_event
@@ -23,10 +25,17 @@ from shared.outbox import Outbound
 _ids = itertools.count(1)
 
 
-def erp_envelope(customer_id: str, kind: str, **data: Any) -> dict[str, Any]:
-    """An ERP message about the customer, as ``ar.customers`` or ``ar.invoices`` carry one."""
-    return {"specversion": "1.0", "id": f"erp-{next(_ids)}", "source": "erp/eu-1", "type": kind,
-            "subject": customer_id, "data": {"customer_id": customer_id, **data}}
+def envelope(event_type: str, data: dict[str, Any], *, event_id: str | None = None,
+             source: str = "erp/eu-1") -> dict[str, Any]:
+    """A message about ``data["customer_id"]`` as the ERP or the ledger sends one (a fresh
+    ``erp-N`` id unless one is named)."""
+    return {"specversion": "1.0", "id": event_id or f"erp-{next(_ids)}", "source": source,
+            "type": event_type, "subject": data.get("customer_id"), "data": data}
+
+
+def sent(event_type: str, data: dict[str, Any], event_id: str = "e1", source: str = "erp/x") -> bytes:
+    """A message's value as a consumer reads it (for ``shared.ledger_feed.decode``)."""
+    return orjson.dumps(envelope(event_type, data, event_id=event_id, source=source))
 
 
 class LedgerFedCustomer:
@@ -57,7 +66,8 @@ class LedgerFedCustomer:
     # ERP side ------------------------------------------------------------------------------
 
     def send(self, kind: str, **data: Any) -> Any:
-        self.ledger.handle(validate_event(parse_envelope(erp_envelope(self.customer_id, kind, **data))))
+        message = envelope(kind, {"customer_id": self.customer_id, **data})
+        self.ledger.handle(validate_event(parse_envelope(message)))
         for stored in self.ledger.collect_events():
             for message in translate(stored):
                 self.ledger_message(message)
