@@ -96,3 +96,28 @@ class LedgerFedCustomer:
     def resolve(self, dispute_id: str, invoice_id: str, outcome: str, resolved: str, **kw: Any) -> Any:
         return self.send("dispute.resolved", dispute_id=dispute_id, invoice_id=invoice_id, outcome=outcome,
                          resolved_date=resolved, **kw)
+
+
+def rebuilt_from(history: list[Any]) -> Any:
+    """The aggregate that these events rebuild, each event's payload checked JSON-native first."""
+    for stored in history:
+        payload = {k: v for k, v in vars(stored).items()
+                   if k not in ("originator_id", "originator_version", "timestamp")}
+        _assert_json_native(payload, type(stored).__qualname__)
+        orjson.dumps(payload)
+    aggregate = None
+    for stored in history:
+        aggregate = stored.mutate(aggregate)
+    return aggregate
+
+
+def _assert_json_native(value: Any, where: str) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            assert isinstance(key, str), where
+            _assert_json_native(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _assert_json_native(item, f"{where}[{index}]")
+    else:
+        assert value is None or isinstance(value, str | int | bool), f"{where}: {type(value).__name__}"
