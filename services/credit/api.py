@@ -42,7 +42,7 @@ from shared.auth import BEARER_SECURITY, CreditOverrider, CreditReader, CreditWr
 from shared.business_dates import not_ahead_of_clock, today_utc
 from shared.dates import BusinessDate
 from shared.db import BIGINT_MAX
-from shared.dependencies import EngineDep, WriterDep
+from shared.dependencies import EngineDep, WriterDep, from_state
 from shared.money import Amount
 from shared.openapi import answers_with
 from shared.problems import Problem, not_found
@@ -54,28 +54,9 @@ Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217")]
 Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
 Text = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")]
 
-# The getters are coroutines: FastAPI runs a plain ``def`` dependency in a worker thread, a
-# thread hop per request that costs more than the whole credit decision.
-
-
-async def get_app(request: Request) -> CreditApplication:
-    app: CreditApplication = request.app.state.credit
-    return app
-
-
-async def get_desk(request: Request) -> CheckDesk:
-    desk: CheckDesk = request.app.state.desk
-    return desk
-
-
-async def get_runner(request: Request) -> ReviewRunner:
-    runner: ReviewRunner = request.app.state.runner
-    return runner
-
-
-AppDep = Annotated[CreditApplication, Depends(get_app)]
-DeskDep = Annotated[CheckDesk, Depends(get_desk)]
-RunnerDep = Annotated[ReviewRunner, Depends(get_runner)]
+AppDep = Annotated[CreditApplication, Depends(from_state("credit"))]
+DeskDep = Annotated[CheckDesk, Depends(from_state("desk"))]
+RunnerDep = Annotated[ReviewRunner, Depends(from_state("runner"))]
 
 router = APIRouter()
 
