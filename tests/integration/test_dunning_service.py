@@ -25,14 +25,14 @@ from services.dunning.replay import replay_dunning
 from shared.broker import EmbeddedBroker
 from tests.integration.dunning_harness import (
     ACTIONS_TOPIC,
+    ALL_TOPICS,
     InProcessDunning,
-    create_all_topics,
     dispute_resolved,
     dunning_settings_for,
     profile,
 )
+from tests.integration.feed_harness import dead_letter_reasons, ledger_messages, own_broker, published_once
 from tests.integration.ledger_harness import (
-    DEADLETTER_TOPIC,
     InProcessLedger,
     Publisher,
     cloud_event,
@@ -43,7 +43,6 @@ from tests.integration.ledger_harness import (
     payment_received,
     poll,
     read_topic,
-    start_broker,
 )
 
 WAIT = 30.0
@@ -51,12 +50,8 @@ WAIT = 30.0
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    broker = start_broker(tmp_path / "tansu.log")
-    try:
-        create_all_topics(broker)
+    with own_broker(tmp_path / "tansu.log", ALL_TOPICS) as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 STRICT = {
@@ -267,12 +262,7 @@ async def test_customers_lives_over_120_days_of_daily_runs(
         records = await read_topic(
             broker.bootstrap, ACTIONS_TOPIC, timeout=WAIT,
             until=lambda rs: len({orjson.loads(r.value)["id"] for r in rs}) >= len(EXPECTED) + 4 + 2 + 2)
-    by_id: dict[str, dict[str, Any]] = {}
-    for record in records:
-        event = orjson.loads(record.value)
-        assert record.key == event["subject"].encode() == event["data"]["customer_id"].encode()
-        assert by_id.setdefault(event["id"], event) == event  # a repeat is the same message
-    published = list(by_id.values())
+    published = published_once(records)
     assert {e["source"] for e in published} == {"receivables/dunning"}
     notice_events = {e["data"]["notice_id"]: e["data"] for e in published
                      if e["type"] == "dunning.notice_issued"}
@@ -298,16 +288,8 @@ async def test_bad_ledger_messages_are_dead_lettered_and_repeats_change_nothing(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     """Driven with ar.ledger.events messages built by the ledger's own outbound translation."""
-    from services.ledger.domain import CustomerAccount
-    from services.ledger.outbound import translate
-    from shared.erp_events import parse_envelope, validate_event
-
-    ledger = CustomerAccount("H")
-    erp = [invoice_issued("H", "H-1", "400.00", issue="2025-01-01", due="2025-01-31"),
-           payment_received("H", "PH-1", "150.00", received="2025-01-10")]
-    for event in erp:
-        ledger.handle(validate_event(parse_envelope(event)))
-    messages = [(o.key.encode(), o.value) for e in ledger.collect_events() for o in translate(e)]
+    messages = ledger_messages(invoice_issued("H", "H-1", "400.00", issue="2025-01-01", due="2025-01-31"),
+                               payment_received("H", "PH-1", "150.00", received="2025-01-10"))
     settings = dunning_settings_for(broker.bootstrap, f"sqlite:///{tmp_path / 'test.db'}")
     async with InProcessDunning(settings) as dunning, Publisher(broker.bootstrap) as publisher:
         bad = [
@@ -322,9 +304,7 @@ async def test_bad_ledger_messages_are_dead_lettered_and_repeats_change_nothing(
                         "H-1 with the payment applied")
         metrics = await dunning.wait_metric("receivables_messages_deadlettered_total", 3, timeout=WAIT)
         assert metrics["receivables_messages_deadlettered_total"] == 3
-        dead = await read_topic(broker.bootstrap, DEADLETTER_TOPIC, timeout=WAIT,
-                                until=lambda rs: len(rs) >= 3)
-        reasons = sorted(orjson.loads(r.value)["data"]["reason"] for r in dead)
+        reasons = await dead_letter_reasons(broker.bootstrap, 3, timeout=WAIT)
         assert any("not JSON" in r for r in reasons)
         assert any("data.currency" in r for r in reasons)
         assert any(r.startswith("key:") for r in reasons)
