@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from services.credit.settings import CreditSettings
-from tests.integration.feed_harness import service_database_url
+from tests.integration.feed_harness import found, service_database_url
 from tests.integration.ledger_harness import PARTITIONS, SESSION_TIMEOUT_MS, TOPICS, InProcessApp, poll
 
 CREDIT_TOPIC = "ar.credit.events"
@@ -72,11 +72,7 @@ class InProcessCredit(InProcessApp):
         return await self.http.put(path, json=body, headers=self._headers(as_))
 
     async def view(self, customer_id: str) -> dict[str, Any] | None:
-        response = await self.get(f"/customers/{customer_id}/credit")
-        if response.status_code == 404:
-            return None
-        assert response.status_code == 200, response.text
-        return dict(response.json())
+        return found(await self.get(f"/customers/{customer_id}/credit"))
 
     async def wait_view(self, customer_id: str, check: Any, what: str) -> dict[str, Any]:
         view: dict[str, Any] = await poll(lambda: self.view(customer_id),

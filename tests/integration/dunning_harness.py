@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.dunning.settings import DunningSettings
-from tests.integration.feed_harness import service_database_url
+from tests.integration.feed_harness import found, service_database_url
 from tests.integration.ledger_harness import (
     PARTITIONS,
     SESSION_TIMEOUT_MS,
@@ -63,8 +63,4 @@ class InProcessDunning(InProcessApp):
         return await self.http.put(path, json=body)
 
     async def view(self, customer_id: str) -> dict[str, Any] | None:
-        response = await self.get(f"/customers/{customer_id}/dunning")
-        if response.status_code == 404:
-            return None
-        assert response.status_code == 200, response.text
-        return dict(response.json())
+        return found(await self.get(f"/customers/{customer_id}/dunning"))

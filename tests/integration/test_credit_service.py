@@ -41,7 +41,13 @@ from tests.integration.credit_harness import (
     write_tokens,
 )
 from tests.integration.dunning_harness import profile
-from tests.integration.feed_harness import dead_letter_reasons, ledger_messages, own_broker, published_once
+from tests.integration.feed_harness import (
+    dead_letter_reasons,
+    feed_bad_and_twice,
+    h_messages,
+    own_broker,
+    published_once,
+)
 from tests.integration.ledger_harness import (
     InProcessLedger,
     Publisher,
@@ -294,22 +300,13 @@ async def test_bad_messages_are_dead_lettered_and_repeats_change_nothing(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     """Driven with ar.ledger.events messages built by the ledger's own outbound translation."""
-    messages = ledger_messages(invoice_issued("H", "H-1", "400.00", issue="2025-01-01", due="2025-01-31"),
-                               payment_received("H", "PH-1", "150.00", received="2025-01-10"))
     settings = credit_settings_for(broker.bootstrap, f"sqlite:///{tmp_path / 'test.db'}",
                                    write_tokens(tmp_path))
     async with InProcessCredit(settings) as credit, Publisher(broker.bootstrap) as publisher:
-        bad = [
-            (b"H", b"not json"),
-            (b"H", encode(cloud_event("ledger.invoice_opened", {"customer_id": "H", "invoice_id": "H-9"},
-                                      event_id="bad-1"))),
-            # a credit limit with more digits than EUR has: refused by the feed's bounds
-            (b"H", encode(cloud_event("ledger.customer_updated", {
-                "customer_id": "H", "name": "H Ltd", "credit_limit": {"currency": "EUR", "amount": "10.001"}},
-                event_id="bad-2"))),
-        ]
-        for key, value in [*bad, *messages, *messages]:  # every good message twice
-            await credit_send(publisher, key, value)
+        # a credit limit with more digits than EUR has: refused by the feed's bounds
+        await feed_bad_and_twice(publisher, [(b"H", encode(cloud_event("ledger.customer_updated", {
+            "customer_id": "H", "name": "H Ltd", "credit_limit": {"currency": "EUR", "amount": "10.001"}},
+            event_id="bad-2")))], h_messages())
         await credit.wait_view("H", lambda v: v["positions"] and eur(v)["open_receivables"] == "250.00",
                                "H-1 with the payment applied")
         metrics = await credit.wait_metric("receivables_messages_deadlettered_total", 3, timeout=WAIT)
@@ -334,7 +331,3 @@ async def test_bad_messages_are_dead_lettered_and_repeats_change_nothing(
         # a customer credit has no limit for: review, and the answer stands
         answer = await credit.check("NEW", "N-1", "5.00", on="2025-01-02")
         assert figures(answer) == ("review", ["no_limit"], "0.00", None, None)
-
-
-async def credit_send(publisher: Publisher, key: bytes, value: bytes) -> None:
-    await publisher.send_raw("ar.ledger.events", key, value)

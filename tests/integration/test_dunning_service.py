@@ -31,13 +31,17 @@ from tests.integration.dunning_harness import (
     dunning_settings_for,
     profile,
 )
-from tests.integration.feed_harness import dead_letter_reasons, ledger_messages, own_broker, published_once
+from tests.integration.feed_harness import (
+    dead_letter_reasons,
+    feed_bad_and_twice,
+    h_messages,
+    own_broker,
+    published_once,
+)
 from tests.integration.ledger_harness import (
     InProcessLedger,
     Publisher,
-    cloud_event,
     dispute_opened,
-    encode,
     invoice_issued,
     ledger_settings,
     payment_received,
@@ -288,18 +292,10 @@ async def test_bad_ledger_messages_are_dead_lettered_and_repeats_change_nothing(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     """Driven with ar.ledger.events messages built by the ledger's own outbound translation."""
-    messages = ledger_messages(invoice_issued("H", "H-1", "400.00", issue="2025-01-01", due="2025-01-31"),
-                               payment_received("H", "PH-1", "150.00", received="2025-01-10"))
+    messages = h_messages()
     settings = dunning_settings_for(broker.bootstrap, f"sqlite:///{tmp_path / 'test.db'}")
     async with InProcessDunning(settings) as dunning, Publisher(broker.bootstrap) as publisher:
-        bad = [
-            (b"H", b"not json"),
-            (b"H", encode(cloud_event("ledger.invoice_opened", {"customer_id": "H", "invoice_id": "H-9"},
-                                      event_id="bad-1"))),
-            (b"X", messages[0][1]),  # key differs from the customer
-        ]
-        for key, value in [*bad, *messages, *messages]:  # every good message twice
-            await publisher.send_raw("ar.ledger.events", key, value)
+        await feed_bad_and_twice(publisher, [(b"X", messages[0][1])], messages)  # X: not the customer
         await wait_view(dunning, "H", lambda v: (_invoice(v, "H-1") or {}).get("open_amount") == "250.00",
                         "H-1 with the payment applied")
         metrics = await dunning.wait_metric("receivables_messages_deadlettered_total", 3, timeout=WAIT)
