@@ -12,17 +12,32 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from datetime import date
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from eventsourcing.persistence import Notification
-from sqlalchemy import Engine, Table, select
+from sqlalchemy import BigInteger, Column, Engine, MetaData, String, Table, select
 from sqlalchemy.engine import Connection
 
 from shared.db import upsert
 from shared.eventstore import TrackedApplication
 
 A = TypeVar("A")
+
+
+def positions_table(name: str, metadata: MetaData) -> Table:
+    """The table of how far a service's projector has read the notification log."""
+    return Table(
+        name, metadata,
+        Column("name", String(100), primary_key=True),
+        Column("position", BigInteger, nullable=False),
+    )
+
+
+def optional_date(text: str | None) -> date | None:
+    """An event's ISO date, or None."""
+    return date.fromisoformat(text) if text else None
 
 
 class Touched(Generic[A]):

@@ -5,11 +5,16 @@ into the customers' account aggregates in memory, ``commit`` writes their events
 batch's position in one transaction, ``discard`` forgets what a failed commit left in the
 aggregate cache. A service names its account aggregate (``account_id``, ``new_account``)
 and how an account takes a fact (``observe``).
+
+Commands go through ``command`` (one account) and ``change_accounts`` (a chunk of a run or
+review): what they change is saved in one transaction; a failure evicts the accounts from
+the cache (one may hold events that were not saved), and a version conflict (another
+replica wrote an account since it was cached) does the work again on fresh copies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 from uuid import UUID
@@ -19,10 +24,11 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Tracking
 
 from shared.errors import DomainError
-from shared.eventstore import LATEST_VERSION, TrackedApplication
+from shared.eventstore import LATEST_VERSION, TrackedApplication, retry_on_conflict
 from shared.ledger_feed import Fact
 
 A = TypeVar("A", bound=Aggregate)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +73,37 @@ class FeedApplication(TrackedApplication, Generic[A]):
         except AggregateNotFoundError:
             return None
         return account
+
+    def command(self, customer_id: str, act: Callable[[A], T], *, create: bool = False) -> T | None:
+        """``act`` on the customer's account, then the account saved; None when there is no
+        account (and not ``create``: then a new one)."""
+
+        def work(_: list[str]) -> tuple[T | None, Collection[A]]:
+            account = self.account(customer_id)
+            if account is None:
+                if not create:
+                    return None, ()
+                account = self.new_account(customer_id)
+            return act(account), (account,)
+
+        return self.change_accounts([customer_id], work)
+
+    def change_accounts(self, customer_ids: Iterable[str],
+                        work: Callable[[list[str]], tuple[T, Collection[A]]], *, attempts: int = 5) -> T:
+        """``work(ids)`` over these customers' accounts, then the accounts it says it changed
+        saved in one transaction; ``attempts`` in all when versions conflict."""
+        ids = list(customer_ids)
+
+        def attempt() -> T:
+            try:
+                result, changed = work(ids)
+                self.save_tracked(*changed, tracking=None)
+            except Exception:
+                self.evict_cached(*(self.account_id(c) for c in ids))
+                raise
+            return result
+
+        return retry_on_conflict(attempt, attempts)
 
     def prepare(self, messages: Sequence[Fact]) -> PreparedBatch[A]:
         """Apply facts to their accounts in memory; nothing is written yet."""

@@ -9,7 +9,12 @@ without deciding anything again:
 - ``change(fact)`` decides what a fact would record: a ``MirrorChange`` whose ``kind`` names
   the event and whose ``payload`` is the event's JSON-native arguments, or None when the fact
   tells nothing new (a redelivery, an invoice or dispute already known, amounts unchanged);
-- the aggregate records that event, and the event applies it with ``apply``.
+- the aggregate records that event, and the event applies it with one call here
+  (``open_invoice``, ``change_open_amounts``, ``open_dispute``, ``close_dispute``,
+  ``change_unapplied``), which also advances ``sequence``.
+
+``take`` is how an aggregate's ``observe`` begins: a redelivery is dropped, a profile goes
+to the aggregate, a change is recorded by it.
 
 Pure: no I/O, no clock. Here too is the rule every service uses for a disputed amount
 (``disputed_part``).
@@ -17,12 +22,13 @@ Pure: no I/O, no clock. Here too is the rule every service uses for a disputed a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
 
+from shared.erp_events import CustomerUpserted
 from shared.ledger_feed import (
     DisputeClosed,
     Fact,
@@ -118,6 +124,22 @@ class OpenItems:
         seen = self.sequence
         return fact.sequence is not None and seen is not None and list(fact.sequence) <= seen
 
+    def take(self, fact: Fact, profile: Callable[[Fact, list[int] | None], bool],
+             record: Callable[[Fact, MirrorChange, list[int] | None], bool]) -> bool:
+        """Take one fact into the aggregate: False when it was seen before or tells nothing new.
+
+        A customer profile (``customer.upserted``, or the ledger's ``ledger.customer_updated``)
+        goes to ``profile(fact, sequence)``; what a fact changes of the open items to
+        ``record(fact, change, sequence)``, which records the event (or not: False).
+        """
+        if self.is_redelivery(fact):
+            return False
+        sequence = list(fact.sequence) if fact.sequence is not None else None
+        if isinstance(fact.body, CustomerUpserted):
+            return profile(fact, sequence)
+        change = self.change(fact)
+        return change is not None and record(fact, change, sequence)
+
     def change(self, fact: Fact) -> MirrorChange | None:
         """What ``fact`` would record, or None when it tells nothing new (profiles are not open items)."""
         body = fact.body
@@ -166,20 +188,24 @@ class OpenItems:
 
     # ----------------------------------------------------------------- applying (from events)
 
-    def advance(self, sequence: list[int] | None) -> None:
+    def advance(self, sequence: Sequence[int] | None) -> None:
         if sequence is not None:
             self.sequence = list(sequence)
 
-    def open_invoice(self, invoice: Mapping[str, Any], outcomes: Iterable[Mapping[str, Any]]) -> OpenItem:
+    def open_invoice(self, invoice: Mapping[str, Any], outcomes: Iterable[Mapping[str, Any]],
+                     sequence: Sequence[int] | None = None) -> OpenItem:
+        self.advance(sequence)
         new = OpenItem(
             invoice_id=invoice["invoice_id"], currency=invoice["currency"], amount=Decimal(invoice["amount"]),
             issue_date=date.fromisoformat(invoice["issue_date"]),
             due_date=date.fromisoformat(invoice["due_date"]), open_amount=ZERO, status="open")
         self.invoices[new.invoice_id] = new
-        self.apply_outcomes([invoice, *outcomes])
+        self.change_open_amounts([invoice, *outcomes])
         return new
 
-    def apply_outcomes(self, outcomes: Iterable[Mapping[str, Any]]) -> None:
+    def change_open_amounts(self, outcomes: Iterable[Mapping[str, Any]],
+                            sequence: Sequence[int] | None = None) -> None:
+        self.advance(sequence)
         for outcome in outcomes:
             invoice = self.invoices[outcome["invoice_id"]]
             open_amount = _open_amount(outcome)
@@ -195,20 +221,25 @@ class OpenItems:
             else:
                 self.open_ids.discard(invoice.invoice_id)
 
-    def open_dispute(self, dispute_id: str, invoice_id: str, amount: str) -> None:
+    def open_dispute(self, dispute_id: str, invoice_id: str, amount: str,
+                     sequence: Sequence[int] | None = None) -> None:
+        self.advance(sequence)
         self.dispute_invoice[dispute_id] = invoice_id
         self.disputes.setdefault(invoice_id, {})[dispute_id] = Decimal(amount)
 
-    def close_dispute(self, dispute_id: str, outcomes: Iterable[Mapping[str, Any]]) -> None:
+    def close_dispute(self, dispute_id: str, outcomes: Iterable[Mapping[str, Any]],
+                      sequence: Sequence[int] | None = None) -> None:
+        self.advance(sequence)
         invoice_id = self.dispute_invoice.get(dispute_id, "")
         disputes = self.disputes.get(invoice_id)
         if disputes is not None:
             disputes.pop(dispute_id, None)
             if not disputes:
                 del self.disputes[invoice_id]
-        self.apply_outcomes(outcomes)
+        self.change_open_amounts(outcomes)
 
-    def change_unapplied(self, currency: str, change: str) -> None:
+    def change_unapplied(self, currency: str, change: str, sequence: Sequence[int] | None = None) -> None:
+        self.advance(sequence)
         self.unapplied[currency] = self.unapplied.get(currency, ZERO) + Decimal(change)
 
 

@@ -38,34 +38,15 @@ from shared.auth import CreditChecker, CreditOverrider, CreditReader, CreditWrit
 from shared.business_dates import not_ahead_of_clock, today_utc
 from shared.dates import BusinessDate
 from shared.db import BIGINT_MAX
-from shared.dependencies import EngineDep, WriterDep
+from shared.dependencies import EngineDep, WriterDep, from_state
 from shared.openapi import answers_with
 from shared.problems import DomainProblems, Problem, not_found
 from shared.scheduling import ReadModelsBehind
 from shared.values import CURRENCY_PATTERN, RequestAmount, RequestCurrency, RequestId, RequestText
 
-# The getters are coroutines: FastAPI runs a plain ``def`` dependency in a worker thread, a
-# thread hop per request that costs more than the whole credit decision.
-
-
-async def get_app(request: Request) -> CreditApplication:
-    app: CreditApplication = request.app.state.credit
-    return app
-
-
-async def get_desk(request: Request) -> CheckDesk:
-    desk: CheckDesk = request.app.state.desk
-    return desk
-
-
-async def get_runner(request: Request) -> ReviewRunner:
-    runner: ReviewRunner = request.app.state.runner
-    return runner
-
-
-AppDep = Annotated[CreditApplication, Depends(get_app)]
-DeskDep = Annotated[CheckDesk, Depends(get_desk)]
-RunnerDep = Annotated[ReviewRunner, Depends(get_runner)]
+AppDep = Annotated[CreditApplication, Depends(from_state("credit"))]
+DeskDep = Annotated[CheckDesk, Depends(from_state("desk"))]
+RunnerDep = Annotated[ReviewRunner, Depends(from_state("runner"))]
 
 router = APIRouter()
 

@@ -14,7 +14,7 @@ not consume its partition may be stale; saving it then fails on the aggregate's 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -22,9 +22,8 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
 
-from services.credit.domain import CreditAccount, CreditError, CreditRules, credit_account_id, default_rules
+from services.credit.domain import CreditAccount, CreditRules, credit_account_id, default_rules
 from services.credit.domain.registry import ReviewRegistry
 from shared.eventstore import LATEST_VERSION, retry_on_conflict
 from shared.feed_application import FeedApplication
@@ -92,42 +91,22 @@ class CreditApplication(FeedApplication[CreditAccount]):
 
     # ------------------------------------------------------------------ commands
 
-    def _command(self, customer_id: str, act: Callable[[CreditAccount], T], *, create: bool) -> T | None:
-        """Run a command on the account and save it; None when there is no account (and not ``create``)."""
-
-        def attempt() -> T | None:
-            account = self.account(customer_id)
-            if account is None:
-                if not create:
-                    return None
-                account = CreditAccount(customer_id)
-            try:
-                result = act(account)
-                self.save_tracked(account, tracking=None)
-            except CreditError:
-                self.evict_cached(account.id)
-                raise
-            return result
-
-        aggregate_id = credit_account_id(customer_id)
-        return retry_on_conflict(attempt, on_conflict=lambda: self.evict_cached(aggregate_id))
-
     def set_limit(self, customer_id: str, currency: str, amount: Decimal, by: str,
                   expires_on: date | None, review_on: date | None) -> dict[str, Any]:
-        result = self._command(customer_id, lambda a: a.set_limit(
+        result = self.command(customer_id, lambda a: a.set_limit(
             currency, amount, by, expires_on=expires_on, review_on=review_on, rules=self.rules), create=True)
         assert result is not None
         return result
 
     def place_hold(self, customer_id: str, by: str, reason: str) -> dict[str, Any]:
-        result = self._command(customer_id, lambda a: a.place_manual_hold(by, reason, self.rules),
+        result = self.command(customer_id, lambda a: a.place_manual_hold(by, reason, self.rules),
                                create=True)
         assert result is not None
         return result
 
     def release_hold(self, customer_id: str, hold_id: str, by: str, reason: str) -> dict[str, Any] | None:
         """None when the customer has no account."""
-        return self._command(customer_id, lambda a: a.release_hold(hold_id, by, reason, self.rules),
+        return self.command(customer_id, lambda a: a.release_hold(hold_id, by, reason, self.rules),
                              create=False)
 
     # ------------------------------------------------------------------ reviews
@@ -150,20 +129,13 @@ class CreditApplication(FeedApplication[CreditAccount]):
         return retry_on_conflict(attempt)
 
     def review_chunk(self, customer_ids: Iterable[str], as_of: date) -> ReviewChunk:
-        """The review of ``as_of`` over some customers, saved in one transaction."""
-        ids = list(customer_ids)
-        try:
-            return self._review_chunk(ids, as_of)
-        except IntegrityError:
-            # another replica wrote one of these accounts since we cached it: read them afresh
-            self.evict_cached(*(credit_account_id(c) for c in ids))
-            return self._review_chunk(ids, as_of)
+        """The review of ``as_of`` over some customers, saved in one transaction (done again
+        once on fresh copies if another replica wrote one of these accounts since we cached it)."""
 
-    def _review_chunk(self, customer_ids: list[str], as_of: date) -> ReviewChunk:
-        chunk = ReviewChunk()
-        changed = []
-        try:
-            for customer_id in customer_ids:
+        def review(ids: list[str]) -> tuple[ReviewChunk, list[CreditAccount]]:
+            chunk = ReviewChunk()
+            changed = []
+            for customer_id in ids:
                 account = self.account(customer_id)
                 if account is None:
                     continue
@@ -180,9 +152,6 @@ class CreditApplication(FeedApplication[CreditAccount]):
                 chunk.limits_expired += len(result.limits_expired)
                 chunk.overdue_marked += len(result.overdue_invoices)
             chunk.customers = len(changed)
-            self.save_tracked(*changed, tracking=None)
-        except Exception:
-            self.evict_cached(*(a.id for a in changed))
-            raise
-        return chunk
+            return chunk, changed
 
+        return self.change_accounts(customer_ids, review, attempts=2)

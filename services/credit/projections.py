@@ -31,7 +31,6 @@ from uuid import UUID
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Boolean,
     Column,
     Date,
@@ -45,7 +44,7 @@ from sqlalchemy.engine import Connection
 
 from services.credit.domain import CreditAccount
 from services.credit.domain.registry import REVIEW_REGISTRY_ID
-from shared.account_projector import AccountProjector, Touched
+from shared.account_projector import AccountProjector, Touched, optional_date, positions_table
 from shared.db import Money, insert_rows, upsert
 
 metadata = MetaData()
@@ -110,18 +109,10 @@ reviews = Table(
     Column("recorded_at", DateTime(timezone=True), nullable=False),
 )
 
-positions = Table(
-    "credit_projection_positions", metadata,
-    Column("name", String(100), primary_key=True),
-    Column("position", BigInteger, nullable=False),
-)
+positions = positions_table("credit_projection_positions", metadata)
 
 PROJECTOR_NAME = "credit-projections"
 _HOLD_EVENTS = ("HoldPlaced", "HoldReasonsChanged", "HoldReleased")
-
-
-def _d(text: str | None) -> date | None:
-    return date.fromisoformat(text) if text else None
 
 
 def _row_state(account: CreditAccount | None) -> tuple[Any, ...] | None:
@@ -209,7 +200,8 @@ class CreditProjector(AccountProjector[CreditAccount]):
                 "customer_id": check["customer_id"], "order_id": check["order_id"],
                 "currency": check["currency"], "amount": Decimal(check["amount"]),
                 "decision": check["decision"], "reasons": check["reasons"],
-                "checked_on": date.fromisoformat(check["on"]), "reserved_until": _d(check["reserved_until"]),
+                "checked_on": date.fromisoformat(check["on"]),
+                "reserved_until": optional_date(check["reserved_until"]),
                 "recorded_at": event.timestamp,
             }
 
@@ -244,7 +236,7 @@ class CreditProjector(AccountProjector[CreditAccount]):
                 row = {
                     "hold_id": hold_id, "customer_id": account.customer_id, "kind": hold.kind,
                     "reasons": list(hold.reasons), "placed_by": hold.placed_by, "note": hold.note,
-                    "effective_date": _d(hold.effective_date), "status": hold.status,
+                    "effective_date": optional_date(hold.effective_date), "status": hold.status,
                     "released_by": hold.released_by, "release_reason": hold.release_reason,
                     "released_at": entry.holds.get(f"released:{hold_id}"),
                 }

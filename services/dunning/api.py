@@ -34,7 +34,7 @@ from shared.auth import DunningReader, DunningWriter
 from shared.business_dates import not_ahead_of_clock, today_utc
 from shared.dates import BusinessDate
 from shared.db import BIGINT_MAX
-from shared.dependencies import EngineDep, WriterDep
+from shared.dependencies import EngineDep, WriterDep, from_state
 from shared.money import ZERO, to_text
 from shared.openapi import answers_with
 from shared.problems import DomainProblems, Problem, not_found
@@ -47,18 +47,8 @@ Days = Annotated[int, Field(ge=-3660, le=3660)]
 DaysAfter = Annotated[int, Field(ge=0, le=3660)]
 
 
-async def get_app(request: Request) -> DunningApplication:
-    app: DunningApplication = request.app.state.dunning
-    return app
-
-
-async def get_runner(request: Request) -> DunningRunner:
-    runner: DunningRunner = request.app.state.runner
-    return runner
-
-
-AppDep = Annotated[DunningApplication, Depends(get_app)]
-RunnerDep = Annotated[DunningRunner, Depends(get_runner)]
+AppDep = Annotated[DunningApplication, Depends(from_state("dunning"))]
+RunnerDep = Annotated[DunningRunner, Depends(from_state("runner"))]
 
 router = APIRouter()
 

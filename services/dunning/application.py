@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg import sql
@@ -145,36 +145,20 @@ class DunningApplication(FeedApplication[DunningAccount]):
                 currency: str | None, invoice_ids: Sequence[str] | None) -> dict[str, Any] | None:
         """Record a promise to pay; None when the customer has no dunning account."""
         policy_book = self.policy_book()
-        account = self.account(customer_id)
-        if account is None:
-            return None
-        try:
-            promise = account.promise(made_on=made_on, promised_date=promised_date, amount=amount,
-                                      policy=resolve(policy_book, account.policy_name), currency=currency,
-                                      invoice_ids=invoice_ids)
-            self.save_tracked(account, tracking=None)
-        except Exception:
-            self.evict_cached(account.id)
-            raise
-        return promise
+        return self.command(customer_id, lambda account: account.promise(
+            made_on=made_on, promised_date=promised_date, amount=amount,
+            policy=resolve(policy_book, account.policy_name), currency=currency, invoice_ids=invoice_ids))
 
     def run_chunk(self, customer_ids: Iterable[str], as_of: date, book: PolicyBook) -> ChunkResult:
-        """The run for ``as_of`` over some customers, saved in one transaction."""
-        ids = list(customer_ids)
-        try:
-            return self._run_chunk(ids, as_of, book)
-        except IntegrityError:
-            # another replica wrote one of these accounts since we cached it: read them afresh
-            self.evict_cached(*(dunning_account_id(c) for c in ids))
-            return self._run_chunk(ids, as_of, book)
+        """The run for ``as_of`` over some customers, saved in one transaction (done again once
+        on fresh copies if another replica wrote one of these accounts since we cached it)."""
 
-    def _run_chunk(self, customer_ids: list[str], as_of: date, book: PolicyBook) -> ChunkResult:
-        result = ChunkResult()
-        changed = []
-        policies: dict[str, Policy] = {}  # resolved once per chunk: validating one costs ~100 µs
-        try:
-            accounts = self.accounts(customer_ids)
-            for customer_id in customer_ids:
+        def run(ids: list[str]) -> tuple[ChunkResult, list[DunningAccount]]:
+            result = ChunkResult()
+            changed = []
+            policies: dict[str, Policy] = {}  # resolved once per chunk: validating one costs ~100 µs
+            accounts = self.accounts(ids)
+            for customer_id in ids:
                 account = accounts.get(customer_id)
                 if account is None:
                     continue
@@ -187,11 +171,9 @@ class DunningApplication(FeedApplication[DunningAccount]):
                     result.notices.extend(outcome.notices)
                     result.broken_promises += len(outcome.broken_promises)
             result.customers = len(changed)
-            self.save_tracked(*changed, tracking=None)
-        except Exception:
-            self.evict_cached(*(a.id for a in changed))
-            raise
-        return result
+            return result, changed
+
+        return self.change_accounts(customer_ids, run, attempts=2)
 
 
 def select_stored_events(recorder: Any, aggregate_ids: list[UUID]) -> list[StoredEvent]:

@@ -48,7 +48,7 @@ from services.dunning.application import select_stored_events
 from services.dunning.domain import DunningAccount, Policy
 from services.dunning.domain.registry import POLICY_BOOK_ID, RUN_REGISTRY_ID, PolicyBook, resolve
 from services.dunning.outbound import notice_message
-from shared.account_projector import AccountProjector, Touched
+from shared.account_projector import AccountProjector, Touched, positions_table
 from shared.db import Money, upsert
 from shared.eventstore import TrackedApplication
 
@@ -142,17 +142,9 @@ runs = Table(
     Column("recorded_at", DateTime(timezone=True), nullable=False),
 )
 
-positions = Table(
-    "dunning_projection_positions", metadata,
-    Column("name", String(100), primary_key=True),
-    Column("position", BigInteger, nullable=False),
-)
+positions = positions_table("dunning_projection_positions", metadata)
 
 PROJECTOR_NAME = "dunning-projections"
-
-
-def _d(text: str | None) -> date | None:
-    return date.fromisoformat(text) if text else None
 
 
 class _Touched(Touched[DunningAccount]):

@@ -12,6 +12,7 @@ from shared.testing import empty_database
 from tests.integration import credit_harness, dunning_harness
 from tests.integration.credit_harness import InProcessCredit, credit_settings_for, write_tokens
 from tests.integration.dunning_harness import InProcessDunning, dunning_settings_for
+from tests.integration.feed_harness import create_service_topics
 from tests.integration.ledger_harness import (
     InProcessLedger,
     Publisher,
@@ -48,8 +49,7 @@ async def three_services(module_database_url: str, tmp_path_factory: pytest.Temp
     directory = tmp_path_factory.mktemp("three-services")
     broker = start_broker(directory / "tansu.log")
     try:
-        dunning_harness.create_all_topics(broker)
-        credit_harness.create_all_topics(broker)
+        create_service_topics(broker, {**dunning_harness.ALL_TOPICS, **credit_harness.ALL_TOPICS})
         url, tokens = module_database_url, write_tokens(directory)
         async with InProcessLedger(ledger_settings(broker.bootstrap, url)) as ledger, \
                 InProcessDunning(dunning_settings_for(broker.bootstrap, url)) as dunning, \

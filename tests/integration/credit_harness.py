@@ -1,6 +1,6 @@
 """Helpers for driving the credit service through the real broker, fed by the real ledger.
 
-- :func:`create_all_topics`: the ledger's topics plus ``ar.credit.events`` (4 partitions);
+- ``ALL_TOPICS``: the ledger's topics plus ``ar.credit.events`` (4 partitions);
 - :class:`InProcessCredit`: the credit app under uvicorn in the test's event loop, with a
   bearer token per role (``reader``, ``checker``, ``writer``, ``overrider``);
 - :func:`credit_settings_for`: settings for a test, with the credit event store in a SQLite
@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy.engine import make_url
 
 from services.credit.settings import CreditSettings
-from shared.broker import EmbeddedBroker, create_topics
+from tests.integration.feed_harness import found, service_database_url
 from tests.integration.ledger_harness import PARTITIONS, SESSION_TIMEOUT_MS, TOPICS, InProcessApp, poll
 
 CREDIT_TOPIC = "ar.credit.events"
@@ -34,19 +33,6 @@ ROLES = {
 }
 
 
-def create_all_topics(broker: EmbeddedBroker) -> None:
-    created = create_topics(broker.bootstrap, ALL_TOPICS)
-    assert all(count == PARTITIONS for count in created.values()), created
-
-
-def credit_database_url(database_url: str) -> str:
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        assert url.database is not None
-        return f"sqlite:///{url.database.removesuffix('.db')}-credit.db"
-    return database_url
-
-
 def write_tokens(directory: Path) -> Path:
     path = directory / "tokens.json"
     path.write_text(json.dumps({f"token-{role}": {"name": role, "scopes": scopes}
@@ -56,7 +42,7 @@ def write_tokens(directory: Path) -> Path:
 
 def credit_settings_for(bootstrap: str, database_url: str, tokens: Path, **overrides: Any) -> CreditSettings:
     return CreditSettings.for_service(
-        "credit", kafka_bootstrap=bootstrap, database_url=credit_database_url(database_url),
+        "credit", kafka_bootstrap=bootstrap, database_url=service_database_url(database_url, "credit"),
         api_tokens_file=tokens, session_timeout_ms=SESSION_TIMEOUT_MS, **overrides,
     )
 
@@ -86,11 +72,7 @@ class InProcessCredit(InProcessApp):
         return await self.http.put(path, json=body, headers=self._headers(as_))
 
     async def view(self, customer_id: str) -> dict[str, Any] | None:
-        response = await self.get(f"/customers/{customer_id}/credit")
-        if response.status_code == 404:
-            return None
-        assert response.status_code == 200, response.text
-        return dict(response.json())
+        return found(await self.get(f"/customers/{customer_id}/credit"))
 
     async def wait_view(self, customer_id: str, check: Any, what: str) -> dict[str, Any]:
         view: dict[str, Any] = await poll(lambda: self.view(customer_id),

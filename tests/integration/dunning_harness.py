@@ -1,6 +1,6 @@
 """Helpers for driving the dunning service through the real broker, fed by the real ledger.
 
-- :func:`create_all_topics`: the ledger's topics plus ``ar.dunning.actions`` (4 partitions);
+- ``ALL_TOPICS``: the ledger's topics plus ``ar.dunning.actions`` (4 partitions);
 - :class:`InProcessDunning`: the dunning app under uvicorn in the test's event loop;
 - :func:`dunning_settings_for`: settings for a test, with the dunning event store in a
   SQLite file of its own (the library names SQLite tables the same for every app) or in the
@@ -12,10 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
 from services.dunning.settings import DunningSettings
-from shared.broker import EmbeddedBroker, create_topics
+from tests.integration.feed_harness import found, service_database_url
 from tests.integration.ledger_harness import (
     PARTITIONS,
     SESSION_TIMEOUT_MS,
@@ -28,22 +26,9 @@ ACTIONS_TOPIC = "ar.dunning.actions"
 ALL_TOPICS = {**TOPICS, ACTIONS_TOPIC: PARTITIONS}
 
 
-def create_all_topics(broker: EmbeddedBroker) -> None:
-    created = create_topics(broker.bootstrap, ALL_TOPICS)
-    assert all(count == PARTITIONS for count in created.values()), created
-
-
-def dunning_database_url(database_url: str) -> str:
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        assert url.database is not None
-        return f"sqlite:///{url.database.removesuffix('.db')}-dunning.db"
-    return database_url
-
-
 def dunning_settings_for(bootstrap: str, database_url: str, **overrides: Any) -> DunningSettings:
     return DunningSettings.for_service(
-        "dunning", kafka_bootstrap=bootstrap, database_url=dunning_database_url(database_url),
+        "dunning", kafka_bootstrap=bootstrap, database_url=service_database_url(database_url, "dunning"),
         auth="disabled", dev_mode=True, session_timeout_ms=SESSION_TIMEOUT_MS, **overrides,
     )
 
@@ -78,8 +63,4 @@ class InProcessDunning(InProcessApp):
         return await self.http.put(path, json=body)
 
     async def view(self, customer_id: str) -> dict[str, Any] | None:
-        response = await self.get(f"/customers/{customer_id}/dunning")
-        if response.status_code == 404:
-            return None
-        assert response.status_code == 200, response.text
-        return dict(response.json())
+        return found(await self.get(f"/customers/{customer_id}/dunning"))

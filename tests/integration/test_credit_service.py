@@ -33,16 +33,22 @@ from services.credit.domain import credit_hold_id
 from services.credit.replay import replay_credit
 from shared.broker import EmbeddedBroker
 from tests.integration.credit_harness import (
+    ALL_TOPICS,
     CREDIT_TOPIC,
     WAIT,
     InProcessCredit,
-    create_all_topics,
     credit_settings_for,
     write_tokens,
 )
 from tests.integration.dunning_harness import profile
+from tests.integration.feed_harness import (
+    dead_letter_reasons,
+    feed_bad_and_twice,
+    h_messages,
+    own_broker,
+    published_once,
+)
 from tests.integration.ledger_harness import (
-    DEADLETTER_TOPIC,
     InProcessLedger,
     Publisher,
     cloud_event,
@@ -57,14 +63,8 @@ from tests.integration.ledger_harness import (
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    from tests.integration.ledger_harness import start_broker
-
-    broker = start_broker(tmp_path / "tansu.log")
-    try:
-        create_all_topics(broker)
+    with own_broker(tmp_path / "tansu.log", ALL_TOPICS) as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 def limit(amount: str) -> dict[str, str]:
@@ -274,12 +274,7 @@ async def test_holds_releases_reservations_reviews_and_risk_through_the_ledger(
             return any(orjson.loads(r.value)["data"].get("as_of") == "2025-04-23" for r in records)
 
         records = await read_topic(broker.bootstrap, CREDIT_TOPIC, timeout=WAIT, until=all_seen)
-    by_id: dict[str, dict[str, Any]] = {}
-    for record in records:
-        event = orjson.loads(record.value)
-        assert record.key == event["subject"].encode() == event["data"]["customer_id"].encode()
-        assert by_id.setdefault(event["id"], event) == event  # a repeat is the same message
-    published = list(by_id.values())
+    published = published_once(records)
     assert {e["source"] for e in published} == {"receivables/credit"}
     placed_events = sorted((e["data"]["customer_id"], e["data"]["reasons"], e["data"]["exposure"],
                             e["data"]["limit"]) for e in published if e["type"] == "credit.hold_placed")
@@ -305,37 +300,18 @@ async def test_bad_messages_are_dead_lettered_and_repeats_change_nothing(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     """Driven with ar.ledger.events messages built by the ledger's own outbound translation."""
-    from services.ledger.domain import CustomerAccount
-    from services.ledger.outbound import translate
-    from shared.erp_events import parse_envelope, validate_event
-
-    ledger = CustomerAccount("H")
-    erp = [invoice_issued("H", "H-1", "400.00", issue="2025-01-01", due="2025-01-31"),
-           payment_received("H", "PH-1", "150.00", received="2025-01-10")]
-    for event in erp:
-        ledger.handle(validate_event(parse_envelope(event)))
-    messages = [(o.key.encode(), o.value) for e in ledger.collect_events() for o in translate(e)]
     settings = credit_settings_for(broker.bootstrap, f"sqlite:///{tmp_path / 'test.db'}",
                                    write_tokens(tmp_path))
     async with InProcessCredit(settings) as credit, Publisher(broker.bootstrap) as publisher:
-        bad = [
-            (b"H", b"not json"),
-            (b"H", encode(cloud_event("ledger.invoice_opened", {"customer_id": "H", "invoice_id": "H-9"},
-                                      event_id="bad-1"))),
-            # a credit limit with more digits than EUR has: refused by the feed's bounds
-            (b"H", encode(cloud_event("ledger.customer_updated", {
-                "customer_id": "H", "name": "H Ltd", "credit_limit": {"currency": "EUR", "amount": "10.001"}},
-                event_id="bad-2"))),
-        ]
-        for key, value in [*bad, *messages, *messages]:  # every good message twice
-            await credit_send(publisher, key, value)
+        # a credit limit with more digits than EUR has: refused by the feed's bounds
+        await feed_bad_and_twice(publisher, [(b"H", encode(cloud_event("ledger.customer_updated", {
+            "customer_id": "H", "name": "H Ltd", "credit_limit": {"currency": "EUR", "amount": "10.001"}},
+            event_id="bad-2")))], h_messages())
         await credit.wait_view("H", lambda v: v["positions"] and eur(v)["open_receivables"] == "250.00",
                                "H-1 with the payment applied")
         metrics = await credit.wait_metric("receivables_messages_deadlettered_total", 3, timeout=WAIT)
         assert metrics["receivables_messages_deadlettered_total"] == 3
-        dead = await read_topic(broker.bootstrap, DEADLETTER_TOPIC, timeout=WAIT,
-                                until=lambda rs: len(rs) >= 3)
-        reasons = sorted(orjson.loads(r.value)["data"]["reason"] for r in dead)
+        reasons = await dead_letter_reasons(broker.bootstrap, 3, timeout=WAIT)
         assert any("not JSON" in r for r in reasons)
         assert any("data.currency" in r for r in reasons)
         assert any(r.startswith("data.credit_limit.amount: 10.001 has more than 2 decimal digits")
@@ -355,7 +331,3 @@ async def test_bad_messages_are_dead_lettered_and_repeats_change_nothing(
         # a customer credit has no limit for: review, and the answer stands
         answer = await credit.check("NEW", "N-1", "5.00", on="2025-01-02")
         assert figures(answer) == ("review", ["no_limit"], "0.00", None, None)
-
-
-async def credit_send(publisher: Publisher, key: bytes, value: bytes) -> None:
-    await publisher.send_raw("ar.ledger.events", key, value)

@@ -25,25 +25,28 @@ from services.dunning.replay import replay_dunning
 from shared.broker import EmbeddedBroker
 from tests.integration.dunning_harness import (
     ACTIONS_TOPIC,
+    ALL_TOPICS,
     InProcessDunning,
-    create_all_topics,
     dispute_resolved,
     dunning_settings_for,
     profile,
 )
+from tests.integration.feed_harness import (
+    dead_letter_reasons,
+    feed_bad_and_twice,
+    h_messages,
+    own_broker,
+    published_once,
+)
 from tests.integration.ledger_harness import (
-    DEADLETTER_TOPIC,
     InProcessLedger,
     Publisher,
-    cloud_event,
     dispute_opened,
-    encode,
     invoice_issued,
     ledger_settings,
     payment_received,
     poll,
     read_topic,
-    start_broker,
 )
 
 WAIT = 30.0
@@ -51,12 +54,8 @@ WAIT = 30.0
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    broker = start_broker(tmp_path / "tansu.log")
-    try:
-        create_all_topics(broker)
+    with own_broker(tmp_path / "tansu.log", ALL_TOPICS) as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 STRICT = {
@@ -267,12 +266,7 @@ async def test_customers_lives_over_120_days_of_daily_runs(
         records = await read_topic(
             broker.bootstrap, ACTIONS_TOPIC, timeout=WAIT,
             until=lambda rs: len({orjson.loads(r.value)["id"] for r in rs}) >= len(EXPECTED) + 4 + 2 + 2)
-    by_id: dict[str, dict[str, Any]] = {}
-    for record in records:
-        event = orjson.loads(record.value)
-        assert record.key == event["subject"].encode() == event["data"]["customer_id"].encode()
-        assert by_id.setdefault(event["id"], event) == event  # a repeat is the same message
-    published = list(by_id.values())
+    published = published_once(records)
     assert {e["source"] for e in published} == {"receivables/dunning"}
     notice_events = {e["data"]["notice_id"]: e["data"] for e in published
                      if e["type"] == "dunning.notice_issued"}
@@ -298,33 +292,15 @@ async def test_bad_ledger_messages_are_dead_lettered_and_repeats_change_nothing(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     """Driven with ar.ledger.events messages built by the ledger's own outbound translation."""
-    from services.ledger.domain import CustomerAccount
-    from services.ledger.outbound import translate
-    from shared.erp_events import parse_envelope, validate_event
-
-    ledger = CustomerAccount("H")
-    erp = [invoice_issued("H", "H-1", "400.00", issue="2025-01-01", due="2025-01-31"),
-           payment_received("H", "PH-1", "150.00", received="2025-01-10")]
-    for event in erp:
-        ledger.handle(validate_event(parse_envelope(event)))
-    messages = [(o.key.encode(), o.value) for e in ledger.collect_events() for o in translate(e)]
+    messages = h_messages()
     settings = dunning_settings_for(broker.bootstrap, f"sqlite:///{tmp_path / 'test.db'}")
     async with InProcessDunning(settings) as dunning, Publisher(broker.bootstrap) as publisher:
-        bad = [
-            (b"H", b"not json"),
-            (b"H", encode(cloud_event("ledger.invoice_opened", {"customer_id": "H", "invoice_id": "H-9"},
-                                      event_id="bad-1"))),
-            (b"X", messages[0][1]),  # key differs from the customer
-        ]
-        for key, value in [*bad, *messages, *messages]:  # every good message twice
-            await publisher.send_raw("ar.ledger.events", key, value)
+        await feed_bad_and_twice(publisher, [(b"X", messages[0][1])], messages)  # X: not the customer
         await wait_view(dunning, "H", lambda v: (_invoice(v, "H-1") or {}).get("open_amount") == "250.00",
                         "H-1 with the payment applied")
         metrics = await dunning.wait_metric("receivables_messages_deadlettered_total", 3, timeout=WAIT)
         assert metrics["receivables_messages_deadlettered_total"] == 3
-        dead = await read_topic(broker.bootstrap, DEADLETTER_TOPIC, timeout=WAIT,
-                                until=lambda rs: len(rs) >= 3)
-        reasons = sorted(orjson.loads(r.value)["data"]["reason"] for r in dead)
+        reasons = await dead_letter_reasons(broker.bootstrap, 3, timeout=WAIT)
         assert any("not JSON" in r for r in reasons)
         assert any("data.currency" in r for r in reasons)
         assert any(r.startswith("key:") for r in reasons)

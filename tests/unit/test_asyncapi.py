@@ -13,7 +13,6 @@ translators' real output.
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections import defaultdict
 from datetime import date, timedelta
@@ -44,17 +43,15 @@ from shared.erp_events import (
     TOPIC_TYPES,
     InvalidMessage,
     decode_message,
-    parse_envelope,
-    validate_event,
 )
-from shared.ledger_feed import decode
+from shared.ledger_feed import Fact
 from shared.outbound_events import OUTBOUND_TYPES, PUBLISHED, TruncatedData
 from shared.outbox import MAX_OUTBOUND_BYTES, Outbound, trimmed
+from tests.unit.ledger_feed_customer import LedgerFedCustomer
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "data" / "asyncapi" / "asyncapi-3.0.0.schema.json"
 D = date.fromisoformat
 M = Decimal
-_ids = itertools.count(1)
 
 
 @cache
@@ -120,11 +117,6 @@ def test_every_type_is_in_the_document_on_its_topic() -> None:
 # --------------------------------------------------------------------------- driving the services
 
 
-def envelope(customer_id: str, kind: str, **data: Any) -> dict[str, Any]:
-    return {"specversion": "1.0", "id": f"erp-{next(_ids)}", "source": "erp/eu-1", "type": kind,
-            "subject": customer_id, "data": {"customer_id": customer_id, **data}}
-
-
 class _Repository:
     """``app.repository.get`` of an application, from the events recorded in memory."""
 
@@ -145,13 +137,11 @@ class _App:
         self.repository = _Repository()
 
 
-class Customer:
+class Customer(LedgerFedCustomer):
     """One customer's ledger, dunning and credit accounts in memory, fed as the services feed
     them; every message the three translators publish is kept (decoded)."""
 
     def __init__(self, customer_id: str, **profile: Any) -> None:
-        self.customer_id = customer_id
-        self.ledger = CustomerAccount(customer_id)
         self.dunning = DunningAccount(customer_id)
         self.credit = CreditAccount(customer_id)
         self.rules = default_rules()
@@ -159,16 +149,17 @@ class Customer:
         self.dunning_app = _App()
         self.translate_dunning = dunning_outbound.make_translate(self.dunning_app)  # type: ignore[arg-type]
         self.published: list[dict[str, Any]] = []
-        self._collect()
-        self.send("customer.upserted", name="Acme Ltd", **profile)
+        self.collect()
+        super().__init__(customer_id, **profile)
 
-    def _collect(self) -> None:
-        for event in self.ledger.collect_events():
-            for message in ledger_outbound.translate(event):
-                self._keep(message)
-                fact = decode(message.value, topic=message.topic, key=message.key.encode())
-                self.dunning.observe(fact)
-                self.credit.observe(fact, self.rules)
+    def ledger_message(self, message: Outbound) -> None:
+        self._keep(message)
+
+    def observe(self, fact: Fact) -> None:
+        self.dunning.observe(fact)
+        self.credit.observe(fact, self.rules)
+
+    def collect(self) -> None:
         for event in self.dunning.collect_events():
             self.dunning_app.repository.events.append(event)
             for message in self.translate_dunning(event):
@@ -182,30 +173,18 @@ class Customer:
         assert message.key == decoded["subject"] == decoded["data"]["customer_id"] == self.customer_id
         self.published.append(decoded)
 
-    def send(self, kind: str, **data: Any) -> None:
-        self.ledger.handle(validate_event(parse_envelope(envelope(self.customer_id, kind, **data))))
-        self._collect()
-
-    def invoice(self, invoice_id: str, amount: str, issue: str, due: str, **kw: Any) -> None:
-        self.send("invoice.issued", invoice_id=invoice_id, amount=amount, issue_date=issue, due_date=due,
-                  currency=kw.pop("currency", "EUR"), **kw)
-
-    def pay(self, payment_id: str, amount: str, received: str, **kw: Any) -> None:
-        self.send("payment.received", payment_id=payment_id, amount=amount, received_date=received,
-                  currency=kw.pop("currency", "EUR"), **kw)
-
     def dun(self, first: str, last: str, render: Renderer | None = None) -> None:
         day = D(first)
         while day <= D(last):
             self.dunning.run(day, self.policy, render)
             self.credit.review(day, self.rules)
-            self._collect()
+            self.collect()
             day += timedelta(days=1)
 
     def promise(self, made_on: str, promised: str, amount: str) -> None:
         self.dunning.promise(made_on=D(made_on), promised_date=D(promised), amount=M(amount),
                              policy=self.policy)
-        self._collect()
+        self.collect()
 
     def types(self) -> set[str]:
         return {message["type"] for message in self.published}
@@ -260,7 +239,7 @@ def a_life() -> list[dict[str, Any]]:
     b.credit.set_limit("USD", M("1000.00"), "carol", expires_on=D("2025-03-31"), review_on=D("2025-03-15"))
     hold = b.credit.place_manual_hold("alice", "call first")
     b.credit.release_hold(hold["hold_id"], "bob", "called")
-    b._collect()
+    b.collect()
     b.dun("2025-01-25", "2025-05-10", renderer)
     b.pay("Q1", "1250.00", "2025-05-11")
     b.dun("2025-05-11", "2025-05-12")

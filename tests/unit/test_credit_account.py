@@ -3,7 +3,8 @@
 Facts reach the credit account the way the service will get them: ERP messages go through
 the ledger's ``CustomerAccount`` and every stored ledger event is turned into its
 ``ar.ledger.events`` messages by ``services.ledger.outbound.translate``; the credit account
-observes those. ``Customer.published`` collects what ``ar.credit.events`` would carry.
+observes those (``tests.unit.ledger_feed_customer``). ``Customer.published`` collects what
+``ar.credit.events`` would carry.
 
 Default rules: hold over the limit, more than 60 days past due, or at grade E; reservations
 last 30 days. 2025 is not a leap year: January 31 + 61 days = April 2.
@@ -11,12 +12,10 @@ last 30 days. 2025 is not a leap year: January 31 + 61 days = April 2.
 
 from __future__ import annotations
 
-import itertools
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-import orjson
 import pytest
 
 from services.credit.domain import (
@@ -34,71 +33,43 @@ from services.credit.domain import (
     default_rules,
     published,
 )
-from services.ledger.domain import CustomerAccount
-from services.ledger.outbound import translate
-from shared.erp_events import parse_envelope, validate_event
-from shared.ledger_feed import decode, read_fact
+from shared.ledger_feed import Fact, read_fact
+from tests.unit.ledger_feed_customer import LedgerFedCustomer, rebuilt_from
 
 M = Decimal
 D = date.fromisoformat
-_ids = itertools.count(1)
 
 
-class Customer:
+class Customer(LedgerFedCustomer):
     """One customer's ledger account feeding its credit account, as the services will."""
 
     def __init__(self, customer_id: str = "C1", rules: CreditRules | None = None, **profile: Any) -> None:
-        self.customer_id = customer_id
         self.rules = rules or default_rules()
-        self.ledger = CustomerAccount(customer_id)
         self.credit = CreditAccount(customer_id)
-        self.ledger_events: list[tuple[str, dict[str, Any], str]] = []
         self.history: list[Any] = list(self.credit.collect_events())
         self.published: list[tuple[str, dict[str, Any]]] = []
-        self.send("customer.upserted", name="Acme Ltd", **profile)
+        super().__init__(customer_id, **profile)
 
-    def _collect(self) -> list[Any]:
+    def observe(self, fact: Fact) -> None:
+        self.credit.observe(fact, self.rules)
+
+    def collect(self) -> list[Any]:
         new = list(self.credit.collect_events())
         self.history.extend(new)
         for stored in new:
             self.published.extend(published(stored))
         return new
 
-    # ERP side ------------------------------------------------------------------------------
-
-    def send(self, kind: str, **data: Any) -> list[Any]:
-        envelope = {"specversion": "1.0", "id": f"erp-{next(_ids)}", "source": "erp/eu-1", "type": kind,
-                    "subject": self.customer_id, "data": {"customer_id": self.customer_id, **data}}
-        self.ledger.handle(validate_event(parse_envelope(envelope)))
-        for stored in self.ledger.collect_events():
-            for outbound in translate(stored):
-                fact = decode(outbound.value, topic=outbound.topic, key=outbound.key.encode())
-                self.ledger_events.append(fact)
-                self.credit.observe(fact, self.rules)
-        return self._collect()
-
-    def invoice(self, invoice_id: str, amount: str, issue: str, due: str, currency: str = "EUR",
-                **kw: Any) -> list[Any]:
-        return self.send("invoice.issued", invoice_id=invoice_id, amount=amount, issue_date=issue,
-                         due_date=due, currency=currency, **kw)
-
-    def pay(self, payment_id: str, amount: str, received: str, currency: str = "EUR", **kw: Any) -> list[Any]:
-        return self.send("payment.received", payment_id=payment_id, amount=amount, received_date=received,
-                         currency=currency, **kw)
-
-    def profile(self, **profile: Any) -> list[Any]:
-        return self.send("customer.upserted", name="Acme Ltd", **profile)
-
     # credit side ---------------------------------------------------------------------------
 
     def check(self, order_id: str, amount: str, on: str, currency: str = "EUR") -> dict[str, Any]:
         answer = self.credit.check(order_id, M(amount), currency, D(on), self.rules)
-        self._collect()
+        self.collect()
         return answer
 
     def review(self, day: str) -> ReviewResult:
         result = self.credit.review(D(day), self.rules)
-        self._collect()
+        self.collect()
         return result
 
     def review_days(self, first: str, last: str) -> dict[str, ReviewResult]:
@@ -114,17 +85,17 @@ class Customer:
 
     def set_limit(self, currency: str, amount: str, by: str = "carol", **kw: Any) -> dict[str, Any]:
         position = self.credit.set_limit(currency, M(amount), by, rules=self.rules, **kw)
-        self._collect()
+        self.collect()
         return position
 
     def hold(self, by: str, reason: str) -> dict[str, Any]:
         hold = self.credit.place_manual_hold(by, reason, self.rules)
-        self._collect()
+        self.collect()
         return hold
 
     def release(self, hold_id: str, by: str, reason: str) -> dict[str, Any]:
         release = self.credit.release_hold(hold_id, by, reason, self.rules)
-        self._collect()
+        self.collect()
         return release
 
     def types(self) -> list[str]:
@@ -497,18 +468,6 @@ def test_a_ledger_event_delivered_twice_changes_nothing_the_second_time() -> Non
     assert c.credit.items.receivables["EUR"] == M("750.00")
 
 
-def _assert_json_native(value: Any, where: str) -> None:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            assert isinstance(key, str), where
-            _assert_json_native(item, f"{where}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _assert_json_native(item, f"{where}[{index}]")
-    else:
-        assert value is None or isinstance(value, str | int | bool), f"{where}: {type(value).__name__}"
-
-
 def test_rebuilding_from_the_events_gives_the_same_state_and_payloads_are_json_native() -> None:
     c = Customer(credit_limit={"currency": "EUR", "amount": "3000.00"})
     c.set_limit("USD", "1000.00", expires_on=D("2025-05-31"), review_on=D("2025-04-30"))
@@ -530,14 +489,7 @@ def test_rebuilding_from_the_events_gives_the_same_state_and_payloads_are_json_n
     assert names >= {"Opened", "LimitSet", "InvoiceOpened", "CreditChecked", "DisputeOpened", "HoldPlaced",
                      "HoldReleased", "ReservationsExpired", "OverdueMarked", "RiskGradeChanged",
                      "OpenAmountsChanged", "LimitExpired", "LimitReviewDue", "UnappliedCashChanged"}
-    for stored in c.history:
-        payload = {k: v for k, v in vars(stored).items()
-                   if k not in ("originator_id", "originator_version", "timestamp")}
-        _assert_json_native(payload, type(stored).__qualname__)
-        orjson.dumps(payload)
-    rebuilt = None
-    for stored in c.history:
-        rebuilt = stored.mutate(rebuilt)
+    rebuilt = rebuilt_from(c.history)
     assert isinstance(rebuilt, CreditAccount)
     live = c.credit
     assert rebuilt.view(D("2025-06-30")) == live.view(D("2025-06-30"))

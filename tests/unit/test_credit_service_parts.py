@@ -18,32 +18,28 @@ from services.credit.outbound import stored_translator, translate
 from shared.erp_events import InvalidMessage
 from shared.ledger_feed import decode
 from shared.scheduling import DailyScheduler
+from tests.unit.ledger_feed_customer import sent
 
 D = date.fromisoformat
 
 
-def _event(event_type: str, data: dict[str, Any], event_id: str = "e1", source: str = "erp/x") -> bytes:
-    return orjson.dumps({"specversion": "1.0", "id": event_id, "source": source, "type": event_type,
-                         "subject": data.get("customer_id"), "data": data})
-
-
 def test_decoding_names_the_field_and_skips_unknown_ledger_types() -> None:
-    fact = decode(_event("customer.upserted", {"customer_id": "C1", "name": "One",
-                                               "credit_limit": {"currency": "EUR", "amount": "100.00"}}))
+    fact = decode(sent("customer.upserted", {"customer_id": "C1", "name": "One",
+                                             "credit_limit": {"currency": "EUR", "amount": "100.00"}}))
     assert fact.data["credit_limit"] == {"currency": "EUR", "amount": "100.00"}
     assert fact.data["origin"] == {"source": "erp/x", "id": "e1", "type": "customer.upserted"}
     with pytest.raises(InvalidMessage, match=r"data\.credit_limit\.amount"):
-        decode(_event("customer.upserted", {"customer_id": "C1", "name": "One",
-                                            "credit_limit": {"currency": "EUR", "amount": 100}}))
+        decode(sent("customer.upserted", {"customer_id": "C1", "name": "One",
+                                          "credit_limit": {"currency": "EUR", "amount": 100}}))
     with pytest.raises(InvalidMessage, match=r"data\.change"):
-        decode(_event("ledger.unapplied_cash_changed", {"customer_id": "C1", "currency": "EUR", "change": 5}))
-    assert decode(_event("ledger.unapplied_cash_changed",
-                         {"customer_id": "C1", "currency": "EUR", "change": "-5.00"})).known
-    assert not decode(_event("ledger.something_new", {"customer_id": "C1"})).known
+        decode(sent("ledger.unapplied_cash_changed", {"customer_id": "C1", "currency": "EUR", "change": 5}))
+    assert decode(sent("ledger.unapplied_cash_changed",
+                       {"customer_id": "C1", "currency": "EUR", "change": "-5.00"})).known
+    assert not decode(sent("ledger.something_new", {"customer_id": "C1"})).known
     with pytest.raises(InvalidMessage, match="type"):
-        decode(_event("invoice.issued", {"customer_id": "C1"}))
+        decode(sent("invoice.issued", {"customer_id": "C1"}))
     with pytest.raises(InvalidMessage, match="key"):
-        decode(_event("ledger.customer_updated", {"customer_id": "C1", "name": "One"}), key=b"C2")
+        decode(sent("ledger.customer_updated", {"customer_id": "C1", "name": "One"}), key=b"C2")
 
 
 def test_only_decisions_are_published_with_ids_from_the_stored_event() -> None:

@@ -3,8 +3,8 @@
 Facts reach the dunning account the way the service will get them: ERP messages go
 through the ledger's ``CustomerAccount`` and every stored ledger event is turned into its
 ``ar.ledger.events`` messages by ``services.ledger.outbound.translate``; the dunning account
-observes those. Runs are daily unless a test says otherwise; ``Customer.run_days`` returns
-the notices by date.
+observes those (``tests.unit.ledger_feed_customer``). Runs are daily unless a test says
+otherwise; ``Customer.run_days`` returns the notices by date.
 
 Default policy: courtesy reminder at -3 days (min 0 days since the last notice, min amount
 0), first notice at 7 (7 days, 10.00), second at 21 (14, 10.00, fee 5.00), phone call at 35
@@ -14,10 +14,9 @@ Default policy: courtesy reminder at -3 days (min 0 days since the last notice, 
 
 from __future__ import annotations
 
-import itertools
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -29,66 +28,36 @@ from services.dunning.domain.errors import (
     InvoiceNotOpen,
     UnknownInvoice,
 )
-from services.ledger.domain import CustomerAccount
-from services.ledger.outbound import translate
-from shared.erp_events import parse_envelope, validate_event
-from shared.ledger_feed import decode, read_fact
+from shared.ledger_feed import Fact, read_fact
+from tests.unit.ledger_feed_customer import LedgerFedCustomer, rebuilt_from
 
 M = Decimal
 D = date.fromisoformat
-_ids = itertools.count(1)
 
 
-class Customer:
+class Customer(LedgerFedCustomer):
     """One customer's ledger account feeding its dunning account, as the services will."""
 
+    profile_defaults: ClassVar[dict[str, Any]] = {"name": "Acme Ltd", "country": "GB"}
+
     def __init__(self, customer_id: str = "C1", policy: Policy | None = None, **profile: Any) -> None:
-        self.customer_id = customer_id
         self.policy = policy or default_policy()
-        self.ledger = CustomerAccount(customer_id)
         self.dunning = DunningAccount(customer_id)
-        self.ledger_events: list[tuple[str, dict[str, Any], str]] = []
         self.history: list[Any] = list(self.dunning.collect_events())
         self.notices: dict[str, list[dict[str, Any]]] = {}
-        self.send("customer.upserted", name="Acme Ltd", country="GB", **profile)
+        super().__init__(customer_id, **profile)
 
-    # ERP side ------------------------------------------------------------------------------
+    def observe(self, fact: Fact) -> None:
+        self.dunning.observe(fact)
 
-    def send(self, kind: str, **data: Any) -> None:
-        envelope = {"specversion": "1.0", "id": f"erp-{next(_ids)}", "source": "erp/eu-1", "type": kind,
-                    "subject": self.customer_id, "data": {"customer_id": self.customer_id, **data}}
-        self.ledger.handle(validate_event(parse_envelope(envelope)))
-        for stored in self.ledger.collect_events():
-            for outbound in translate(stored):
-                fact = decode(outbound.value, topic=outbound.topic, key=outbound.key.encode())
-                self.ledger_events.append(fact)
-                self.dunning.observe(fact)
+    def collect(self) -> None:
         self.history.extend(self.dunning.collect_events())
-
-    def invoice(self, invoice_id: str, amount: str, issue: str, due: str, currency: str = "EUR") -> None:
-        self.send("invoice.issued", invoice_id=invoice_id, amount=amount, issue_date=issue, due_date=due,
-                  currency=currency)
-
-    def pay(self, payment_id: str, amount: str, received: str, currency: str = "EUR", **kw: Any) -> None:
-        self.send("payment.received", payment_id=payment_id, amount=amount, received_date=received,
-                  currency=currency, **kw)
-
-    def dispute(self, dispute_id: str, invoice_id: str, amount: str, opened: str) -> None:
-        self.send("dispute.opened", dispute_id=dispute_id, invoice_id=invoice_id, amount=amount,
-                  opened_date=opened, reason="quality")
-
-    def resolve(self, dispute_id: str, invoice_id: str, outcome: str, resolved: str, **kw: Any) -> None:
-        self.send("dispute.resolved", dispute_id=dispute_id, invoice_id=invoice_id, outcome=outcome,
-                  resolved_date=resolved, **kw)
-
-    def profile(self, **profile: Any) -> None:
-        self.send("customer.upserted", name="Acme Ltd", country="GB", **profile)
 
     # dunning side --------------------------------------------------------------------------
 
     def run(self, day: str, policy: Policy | None = None) -> RunResult:
         result = self.dunning.run(D(day), policy or self.policy)
-        self.history.extend(self.dunning.collect_events())
+        self.collect()
         if result.notices:
             self.notices[day] = result.notices
         return result
@@ -107,7 +76,7 @@ class Customer:
     def promise(self, made_on: str, promised: str, amount: str, **kw: Any) -> dict[str, Any]:
         promise = self.dunning.promise(made_on=D(made_on), promised_date=D(promised), amount=M(amount),
                                        policy=self.policy, **kw)
-        self.history.extend(self.dunning.collect_events())
+        self.collect()
         return promise
 
 
@@ -519,18 +488,6 @@ def test_interest_is_shown_on_the_notice_per_invoice_when_the_policy_asks() -> N
 # --------------------------------------------------------------------------- rebuilding
 
 
-def _assert_json_native(value: Any, where: str) -> None:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            assert isinstance(key, str), where
-            _assert_json_native(item, f"{where}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _assert_json_native(item, f"{where}[{index}]")
-    else:
-        assert value is None or isinstance(value, str | int | bool), f"{where}: {type(value).__name__}"
-
-
 def test_rebuilding_from_the_events_gives_the_same_state() -> None:
     c = Customer(language="de")
     c.invoice("A", "400.00", "2025-01-01", "2025-01-31")
@@ -544,13 +501,7 @@ def test_rebuilding_from_the_events_gives_the_same_state() -> None:
     c.resolve("D1", "B", "rejected", "2025-03-20")
     c.run_days("2025-03-21", "2025-06-30")
     assert c.notices and any(n["escalate"] for ns in c.notices.values() for n in ns)
-    for stored in c.history:
-        payload = {k: v for k, v in vars(stored).items()
-                   if k not in ("originator_id", "originator_version", "timestamp")}
-        _assert_json_native(payload, type(stored).__qualname__)
-    rebuilt = None
-    for stored in c.history:
-        rebuilt = stored.mutate(rebuilt)
+    rebuilt = rebuilt_from(c.history)
     assert isinstance(rebuilt, DunningAccount)
     live = c.dunning
     assert rebuilt.view() == live.view()

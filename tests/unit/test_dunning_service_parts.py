@@ -6,7 +6,6 @@ from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import orjson
 import pytest
 
 from services.credit.application import CreditApplication
@@ -16,13 +15,9 @@ from services.dunning.domain.registry import PolicyBook, resolve
 from shared.erp_events import InvalidMessage
 from shared.ledger_feed import decode, read_fact
 from shared.scheduling import DailyScheduler
+from tests.unit.ledger_feed_customer import sent
 
 D = date.fromisoformat
-
-
-def _event(event_type: str, data: dict[str, Any], event_id: str = "e1", source: str = "erp/x") -> bytes:
-    return orjson.dumps({"specversion": "1.0", "id": event_id, "source": source, "type": event_type,
-                         "subject": data.get("customer_id"), "data": data})
 
 
 def test_the_policy_book_numbers_versions_and_ignores_unchanged_content() -> None:
@@ -45,10 +40,10 @@ def test_the_policy_book_numbers_versions_and_ignores_unchanged_content() -> Non
 
 def test_a_profile_message_counts_once_whichever_topic_brings_it() -> None:
     account = DunningAccount("C1")
-    first = decode(_event("customer.upserted", {"customer_id": "C1", "name": "One", "do_not_dun": True},
-                          "m1"))
-    second = decode(_event("customer.upserted", {"customer_id": "C1", "name": "One", "do_not_dun": False},
-                           "m2"))
+    first = decode(sent("customer.upserted", {"customer_id": "C1", "name": "One", "do_not_dun": True},
+                        "m1"))
+    second = decode(sent("customer.upserted", {"customer_id": "C1", "name": "One", "do_not_dun": False},
+                         "m2"))
     assert account.observe(first)
     assert account.observe(second)
     # the ledger's ledger.customer_updated for m1 arrives late: it must not bring m1 back
@@ -59,14 +54,14 @@ def test_a_profile_message_counts_once_whichever_topic_brings_it() -> None:
 
 @pytest.mark.parametrize(("raw", "reason"), [
     (b"{", "not JSON"),
-    (_event("ledger.invoice_opened", {"customer_id": "C1", "invoice_id": "I1"}), "data.currency"),
-    (_event("ledger.invoice_opened", {"customer_id": "C1", "invoice_id": "I1", "currency": "EUR",
-                                      "amount": 12.5, "issue_date": "2025-01-01", "due_date": "2025-01-31"}),
+    (sent("ledger.invoice_opened", {"customer_id": "C1", "invoice_id": "I1"}), "data.currency"),
+    (sent("ledger.invoice_opened", {"customer_id": "C1", "invoice_id": "I1", "currency": "EUR",
+                                    "amount": 12.5, "issue_date": "2025-01-01", "due_date": "2025-01-31"}),
      "data.amount"),
-    (_event("ledger.payment_applied", {"customer_id": "C1", "invoices": [{"invoice_id": "I1"}]}),
+    (sent("ledger.payment_applied", {"customer_id": "C1", "invoices": [{"invoice_id": "I1"}]}),
      "data.invoices.0.open_amount"),
-    (_event("invoice.issued", {"customer_id": "C1"}), "unknown event type"),
-    (_event("customer.upserted", {"customer_id": "C1"}), "data.name"),
+    (sent("invoice.issued", {"customer_id": "C1"}), "unknown event type"),
+    (sent("customer.upserted", {"customer_id": "C1"}), "data.name"),
 ])
 def test_undecodable_messages_name_what_is_wrong(raw: bytes, reason: str) -> None:
     with pytest.raises(InvalidMessage, match=reason.replace(".", r"\.")):
@@ -74,27 +69,27 @@ def test_undecodable_messages_name_what_is_wrong(raw: bytes, reason: str) -> Non
 
 
 def test_ledger_types_this_version_does_not_read_are_skipped_not_dead_lettered() -> None:
-    fact = decode(_event("ledger.something_new", {"customer_id": "C1"}), key=b"C1")
+    fact = decode(sent("ledger.something_new", {"customer_id": "C1"}), key=b"C1")
     assert (fact.known, fact.customer_id) == (False, "C1")
     # a type the service does not read is skipped unread, however its data looks
-    unread = _event("ledger.unapplied_cash_changed", {"customer_id": "C1", "currency": "", "change": 5})
+    unread = sent("ledger.unapplied_cash_changed", {"customer_id": "C1", "currency": "", "change": 5})
     fact = decode(unread, key=b"C1", reads=DunningApplication.reads)
     assert (fact.known, fact.customer_id) == (False, "C1")
     with pytest.raises(InvalidMessage, match=r"data\.currency"):
         decode(unread, key=b"C1", reads=CreditApplication.reads)
     with pytest.raises(InvalidMessage, match="key"):
-        decode(_event("ledger.invoice_settled", {"customer_id": "C1", "invoice_id": "I1",
-                                                 "open_amount": "0.00", "status": "paid"}), key=b"C2")
+        decode(sent("ledger.invoice_settled", {"customer_id": "C1", "invoice_id": "I1",
+                                               "open_amount": "0.00", "status": "paid"}), key=b"C2")
 
 
 def test_a_kafka_message_needs_its_key_and_the_type_of_its_topic() -> None:
-    profile = _event("customer.upserted", {"customer_id": "C1", "name": "One"})
+    profile = sent("customer.upserted", {"customer_id": "C1", "name": "One"})
     with pytest.raises(InvalidMessage, match=r"^key: the message has no key"):
         decode(profile, key=b"", topic="ar.customers")
     with pytest.raises(InvalidMessage, match=r"^type: 'customer\.upserted' is not carried"):
         decode(profile, key=b"C1", topic="ar.ledger.events")
-    settled = _event("ledger.invoice_settled", {"customer_id": "C1", "invoice_id": "I1",
-                                                "open_amount": "0.00", "status": "paid"})
+    settled = sent("ledger.invoice_settled", {"customer_id": "C1", "invoice_id": "I1",
+                                              "open_amount": "0.00", "status": "paid"})
     with pytest.raises(InvalidMessage, match=r"^type: 'ledger\.invoice_settled' is not carried"):
         decode(settled, key=b"C1", topic="ar.customers")
     assert decode(profile, key=b"C1", topic="ar.customers").customer_id == "C1"

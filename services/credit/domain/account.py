@@ -58,10 +58,9 @@ from services.credit.domain.errors import (
 )
 from services.credit.domain.risk import InvoiceHistory, RiskAssessment, RiskModel, assess
 from services.credit.domain.rules import CreditRules, default_rules
-from shared.erp_events import CustomerUpserted
 from shared.ledger_feed import Fact, InvoiceOpened
 from shared.money import ZERO, check_minor_digits, parse_amount, to_text
-from shared.open_items import OpenItem, OpenItems
+from shared.open_items import MirrorChange, OpenItem, OpenItems
 
 ACCOUNT_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:credit:customer")
 HOLD_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:credit:hold")
@@ -304,20 +303,7 @@ class CreditAccount(Aggregate):
         ``customer.upserted`` from ``ar.customers`` is taken like ``ledger.customer_updated``.
         The hold rules are evaluated after every change.
         """
-        if self.items.is_redelivery(fact):
-            return False
-        sequence = list(fact.sequence) if fact.sequence is not None else None
-        if isinstance(fact.body, CustomerUpserted):
-            changed = self._observe_profile(fact, sequence)
-        else:
-            change = self.items.change(fact)
-            if change is not None:
-                payload = change.payload
-                if change.kind == "invoice_opened":
-                    assert isinstance(fact.body, InvoiceOpened)
-                    payload = self._fulfilling_order(payload, fact.body)
-                getattr(self, f"_{change.kind}")(**payload, sequence=sequence)
-            changed = change is not None
+        changed = self.items.take(fact, self._observe_profile, self._record)
         if changed:
             trigger = {"kind": "ledger", "event_type": fact.event_type, "event_id": fact.event_id}
             self._evaluate(rules or _default_rules(), trigger, fact.effective_date)
@@ -341,6 +327,14 @@ class CreditAccount(Aggregate):
             "source": "erp", "expires_on": None, "review_on": None,
             "cause": {"event_type": fact.event_type, "event_id": fact.event_id},
         }, erp_limit=erp, sequence=sequence)
+        return True
+
+    def _record(self, fact: Fact, change: MirrorChange, sequence: list[int] | None) -> bool:
+        payload = change.payload
+        if change.kind == "invoice_opened":
+            assert isinstance(fact.body, InvoiceOpened)
+            payload = self._fulfilling_order(payload, fact.body)
+        getattr(self, f"_{change.kind}")(**payload, sequence=sequence)
         return True
 
     def _fulfilling_order(self, payload: dict[str, Any], opened: InvoiceOpened) -> dict[str, Any]:
@@ -644,8 +638,7 @@ class CreditAccount(Aggregate):
     @event("InvoiceOpened")
     def _invoice_opened(self, invoice: dict[str, Any], outcomes: list[dict[str, Any]],
                         consumed: list[dict[str, str]], sequence: list[int] | None) -> None:
-        self.items.advance(sequence)
-        self.items.open_invoice(invoice, outcomes)
+        self.items.open_invoice(invoice, outcomes, sequence)
         for entry in consumed:
             reservation = self.reservations[entry["order_id"]]
             amount = Decimal(entry["amount"])
@@ -657,25 +650,21 @@ class CreditAccount(Aggregate):
     @event("OpenAmountsChanged")
     def _open_amounts_changed(self, outcomes: list[dict[str, Any]], effective_date: str | None,
                               sequence: list[int] | None) -> None:
-        self.items.advance(sequence)
-        self.items.apply_outcomes(outcomes)
+        self.items.change_open_amounts(outcomes, sequence)
 
     @event("DisputeOpened")
     def _dispute_opened(self, dispute_id: str, invoice_id: str, amount: str,
                         sequence: list[int] | None) -> None:
-        self.items.advance(sequence)
-        self.items.open_dispute(dispute_id, invoice_id, amount)
+        self.items.open_dispute(dispute_id, invoice_id, amount, sequence)
 
     @event("DisputeClosed")
     def _dispute_closed(self, dispute_id: str, outcome: str, outcomes: list[dict[str, Any]],
                         sequence: list[int] | None, effective_date: str | None = None) -> None:
-        self.items.advance(sequence)
-        self.items.close_dispute(dispute_id, outcomes)
+        self.items.close_dispute(dispute_id, outcomes, sequence)
 
     @event("UnappliedCashChanged")
     def _unapplied_cash_changed(self, currency: str, change: str, sequence: list[int] | None) -> None:
-        self.items.advance(sequence)
-        self.items.change_unapplied(currency, change)
+        self.items.change_unapplied(currency, change, sequence)
 
     @event("LimitSet")
     def _limit_set(self, limit: dict[str, Any], erp_limit: dict[str, str] | None,

@@ -50,10 +50,9 @@ from services.dunning.domain.errors import (
 )
 from services.dunning.domain.notice import NoticeRenderer, build_notice
 from services.dunning.domain.policy import DEFAULT_POLICY_NAME, Policy
-from shared.erp_events import CustomerUpserted
 from shared.ledger_feed import Fact
 from shared.money import ZERO, to_text
-from shared.open_items import OpenItem, OpenItems
+from shared.open_items import MirrorChange, OpenItem, OpenItems
 
 ACCOUNT_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:dunning:customer")
 PROMISE_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:dunning:promise")
@@ -244,16 +243,7 @@ class DunningAccount(Aggregate):
         ``customer.upserted`` from ``ar.customers`` is taken like ``ledger.customer_updated``.
         Unapplied cash is left to the ledger and credit: a notice asks for invoices.
         """
-        if self.items.is_redelivery(fact):
-            return False
-        sequence = list(fact.sequence) if fact.sequence is not None else None
-        if isinstance(fact.body, CustomerUpserted):
-            changed = self._observe_profile(fact, sequence)
-        else:
-            change = self.items.change(fact)
-            changed = change is not None and change.kind != "unapplied_cash_changed"
-            if change is not None and changed:
-                getattr(self, f"_{change.kind}")(**change.payload, sequence=sequence)
+        changed = self.items.take(fact, self._observe_profile, self._record)
         effective = fact.effective_date
         if changed and effective is not None:
             self._judge_kept_promises(date.fromisoformat(effective[:10]))
@@ -265,6 +255,12 @@ class DunningAccount(Aggregate):
         if key in self.profile_keys or profile == self.profile:
             return False  # applied already (by the other path or earlier), or nothing new
         self._profile_updated(profile=profile, sequence=sequence, key=key)
+        return True
+
+    def _record(self, fact: Fact, change: MirrorChange, sequence: list[int] | None) -> bool:
+        if change.kind == "unapplied_cash_changed":
+            return False  # left to the ledger and credit: a notice asks for invoices
+        getattr(self, f"_{change.kind}")(**change.payload, sequence=sequence)
         return True
 
     def _judge_kept_promises(self, effective: date) -> None:
@@ -405,26 +401,22 @@ class DunningAccount(Aggregate):
     @event("InvoiceOpened")
     def _invoice_opened(self, invoice: dict[str, str], outcomes: list[dict[str, str]],
                         sequence: list[int] | None) -> None:
-        self.items.advance(sequence)
-        self.items.open_invoice(invoice, outcomes)
+        self.items.open_invoice(invoice, outcomes, sequence)
 
     @event("OpenAmountsChanged")
     def _open_amounts_changed(self, outcomes: list[dict[str, str]], effective_date: str | None,
                               sequence: list[int] | None) -> None:
-        self.items.advance(sequence)
-        self.items.apply_outcomes(outcomes)
+        self.items.change_open_amounts(outcomes, sequence)
 
     @event("DisputeOpened")
     def _dispute_opened(self, dispute_id: str, invoice_id: str, amount: str,
                         sequence: list[int] | None) -> None:
-        self.items.advance(sequence)
-        self.items.open_dispute(dispute_id, invoice_id, amount)
+        self.items.open_dispute(dispute_id, invoice_id, amount, sequence)
 
     @event("DisputeClosed")
     def _dispute_closed(self, dispute_id: str, outcome: str, effective_date: str | None,
                         outcomes: list[dict[str, str]], sequence: list[int] | None) -> None:
-        self.items.advance(sequence)
-        self.items.close_dispute(dispute_id, outcomes)
+        self.items.close_dispute(dispute_id, outcomes, sequence)
 
     @event("PromiseMade")
     def _promise_made(self, promise: dict[str, Any]) -> None:
