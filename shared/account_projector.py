@@ -60,8 +60,6 @@ class AccountProjector(Generic[A]):
     name: str
     positions: Table  # (name, position): how far each projector has read the notification log
 
-    events_a_transaction = 200
-
     def __init__(self, app: TrackedApplication, engine: Engine, mirror_size: int = 20_000) -> None:
         self.app = app
         self.engine = engine
@@ -77,11 +75,11 @@ class AccountProjector(Generic[A]):
         return int(value or 0)
 
     async def process(self, notifications: Sequence[Notification]) -> None:
-        # On SQLite in transactions of a few hundred events: each holds the write lock the
-        # service's own saves queue for (shared.write_turn.WriteTurn), so none should hold it long.
-        step = self.events_a_transaction if self.engine.dialect.name == "sqlite" else len(notifications)
-        for start in range(0, len(notifications), step):
-            await asyncio.to_thread(self.apply, notifications[start:start + step])
+        # One transaction for the batch: it is worked out before the transaction begins
+        # (``prepare``), so on SQLite the write lock the service's own saves queue for
+        # (shared.write_turn.WriteTurn) is held only while its rows are written; a commit per
+        # few hundred events cost a sixth of the projector.
+        await asyncio.to_thread(self.apply, notifications)
 
     def apply(self, notifications: Sequence[Notification]) -> None:
         events: list[tuple[int, Any]] = [(n.id, self.app.mapper.to_domain_event(n)) for n in notifications]
@@ -92,21 +90,31 @@ class AccountProjector(Generic[A]):
         # (locked, on PostgreSQL); if another replica's projector moved it, the batch is
         # prepared again from there (the mirror only holds accounts at stored versions).
         done = self._done if self._done is not None else self.position()
-        write, last = self._prepared(events, done)
         self._done = None  # unknown until the transaction commits
-        with self.engine.begin() as conn:
-            query = select(self.positions.c.position).where(self.positions.c.name == self.name)
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update()  # one projector writes at a time
-            locked = int(conn.execute(query).scalar() or 0)
-            if locked != done:
-                write, last = self._prepared(events, locked)
-            if write is None:
-                self._done = locked
-                return
-            write(conn)
-            upsert(conn, self.positions, [{"name": self.name, "position": last}], ["name"])
+        try:
+            write, last = self._prepared(events, done)
+            with self.engine.begin() as conn:
+                query = select(self.positions.c.position).where(self.positions.c.name == self.name)
+                if conn.dialect.name == "postgresql":
+                    query = query.with_for_update()  # one projector writes at a time
+                locked = int(conn.execute(query).scalar() or 0)
+                if locked != done:
+                    self.forget()
+                    write, last = self._prepared(events, locked)
+                if write is None:
+                    self._done = locked
+                    return
+                write(conn)
+                upsert(conn, self.positions, [{"name": self.name, "position": last}], ["name"])
+        except BaseException:
+            self.forget()
+            raise
         self._done = last
+
+    def forget(self) -> None:
+        """Drop what a projector keeps of the read models' state as of its position (a batch
+        that was prepared was not written, or another replica wrote past it): it reads it
+        again in its next transaction. (The mirror holds accounts at stored versions: kept.)"""
 
     def _prepared(self, events: list[tuple[int, Any]],
                   done: int) -> tuple[Callable[[Connection], None] | None, int]:

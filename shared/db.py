@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import fcntl
-import operator
+import functools
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,8 @@ def make_engine(url: str, *, writer: bool = False) -> Engine:
         database = parsed.database if parsed.database and parsed.database != ":memory:" else None
         if database:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        connect_args: dict[str, Any] = {"timeout": 30, "check_same_thread": False}
+        # statements kept compiled: the multi-row writes have a few shapes per table (_sqlite_multi_row)
+        connect_args: dict[str, Any] = {"timeout": 30, "check_same_thread": False, "cached_statements": 512}
         if writer and database:
             connect_args["factory"] = TurnTakingConnection
         engine = create_engine(url, connect_args=connect_args)
@@ -190,10 +192,9 @@ def _copy(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> Non
         names = ", ".join(preparer.quote(c) for c in columns)
         shapes[shape] = (
             f"COPY {preparer.format_table(table)} ({names}) FROM STDIN",
-            [_bind_processor(table.c[c].type, dialect) for c in columns],
+            _row_values(columns, [_bind_processor(table.c[c].type, dialect) for c in columns]),
         )
-    sql, processors = shapes[shape]
-    values = _row_values(columns, processors)
+    sql, values = shapes[shape]
     # the driver's own cursor, in the connection's transaction; text format, escaped by psycopg
     with conn.connection.dbapi_connection.cursor() as cursor, cursor.copy(sql) as copy:  # type: ignore[union-attr]
         write_row = copy.write_row
@@ -202,21 +203,25 @@ def _copy(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> Non
 
 
 def _row_values(
-    columns: tuple[str, ...], processors: list[Callable[[Any], Any] | None],
-) -> Callable[[dict[str, Any]], list[Any]]:
+    columns: tuple[str, ...], processors: Sequence[Callable[[Any], Any] | None],
+) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
     """A row's values in ``columns`` order, each through its processor (if it has one).
 
-    ``itemgetter`` takes the values in C: half the per-row cost of a comprehension over
-    (column, processor) pairs, on the projections' hot path.
+    Made once per shape of rows as one function of its own (``return (row["a"], p1(row["b"]),
+    ...)``): a single Python call per row, where a loop over (column, processor) pairs, or
+    ``itemgetter`` and a loop over the processed ones, cost two to three times as much on
+    the projections' hot path.
     """
-    get = operator.itemgetter(*columns)
-    processed = [(i, p) for i, p in enumerate(processors) if p is not None]
-
-    def values(row: dict[str, Any]) -> list[Any]:
-        taken = list(get(row)) if len(columns) > 1 else [get(row)]  # one column: not a tuple
-        for i, process in processed:
-            taken[i] = process(taken[i])
-        return taken
+    scope: dict[str, Any] = {}
+    taken = []
+    for i, (column, process) in enumerate(zip(columns, processors, strict=True)):
+        if process is None:
+            taken.append(f"row[{column!r}]")
+        else:
+            scope[f"p{i}"] = process
+            taken.append(f"p{i}(row[{column!r}])")
+    exec(f"def values(row):\n    return ({', '.join(taken)},)\n", scope)  # our own names; the columns' repr'd
+    values: Callable[[dict[str, Any]], tuple[Any, ...]] = scope["values"]
     return values
 
 
@@ -227,7 +232,8 @@ def _row_values(
 # one ``executemany``; PostgreSQL gets one statement with a binary array per column
 # (``INSERT ... SELECT * FROM unnest(...)``): psycopg's executemany costs as much per row
 # in Python as the rest of the projection.
-_BULK: weakref.WeakKeyDictionary[Dialect, dict[Any, tuple[str, list[Any]]]] = weakref.WeakKeyDictionary()
+RowValues = Callable[[dict[str, Any]], tuple[Any, ...]]
+_BULK: weakref.WeakKeyDictionary[Dialect, dict[Any, tuple[str, RowValues]]] = weakref.WeakKeyDictionary()
 
 
 def _executemany(
@@ -248,15 +254,49 @@ def _executemany(
     if shape not in shapes:
         shapes[shape] = (
             _bulk_sql(dialect, table, columns, keys, increment, arrays),
-            [_bind_processor(table.c[c].type, dialect) for c in columns],
+            _row_values(columns, [_bind_processor(table.c[c].type, dialect) for c in columns]),
         )
-    sql, processors = shapes[shape]
-    values = _row_values(columns, processors)
-    params = [tuple(values(row)) for row in rows]
+    sql, values = shapes[shape]
+    params = list(map(values, rows))
     if arrays:
         conn.exec_driver_sql(sql, tuple(list(column) for column in zip(*params, strict=True)))
+    elif dialect.name == "sqlite" and len(params) > 1:
+        _sqlite_multi_row(conn, sql, params)
     else:
         conn.exec_driver_sql(sql, params)
+
+
+# SQLite: rows go in multi-row ``INSERT ... VALUES (...), (...)`` statements (one step of
+# the statement for many rows, as shared.eventstore inserts events), in statements of
+# _MULTI_ROWS rows and then of halving sizes, so that a table has a few statement shapes
+# (each compiled once, in the driver's statement cache) whatever the number of rows.
+_MULTI_ROWS = 256
+_SQLITE_VARIABLES = 32_766  # the most parameters a statement takes (SQLite >= 3.32)
+
+
+def _sqlite_multi_row(conn: Connection, sql: str, params: list[tuple[Any, ...]]) -> None:
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        size = min(_MULTI_ROWS, _SQLITE_VARIABLES // len(params[0]))
+        start, count = 0, len(params)
+        while start < count:
+            while size > count - start:
+                size //= 2
+            if size == 1:
+                cursor.executemany(sql, params[start:])
+                return
+            cursor.execute(_multi_row(sql, size), list(chain.from_iterable(params[start:start + size])))
+            start += size
+    finally:
+        cursor.close()
+
+
+@functools.lru_cache(maxsize=1024)
+def _multi_row(insert_one: str, rows: int) -> str:
+    """``INSERT ... VALUES (?, ?) [ON CONFLICT ...]`` made to insert ``rows`` rows."""
+    head, _, tail = insert_one.partition(" VALUES (")
+    values, _, conflict = tail.partition(")")
+    return f"{head} VALUES {', '.join([f'({values})'] * rows)}{conflict}"
 
 
 def _bind_processor(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
@@ -280,15 +320,35 @@ def _bind_processor(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] 
 
 
 def _money_bind(value: Any) -> int | None:
-    if value is None:
+    if value.__class__ is Decimal:
+        scaled = _MONEY_SEEN.get(value)  # amounts repeat (zero most of all): a lookup, not arithmetic
+        if scaled is not None:
+            return scaled
+    elif value is None:
         return None
-    if value.__class__ is not Decimal:
+    else:
         value = Decimal(value)
     scaled = value.scaleb(MONEY_SCALE)
     integral = int(scaled)
     if integral != scaled:
         raise ValueError(f"{value} has more than {MONEY_SCALE} decimal places")
+    _remember(_MONEY_SEEN, value, integral)
     return integral
+
+
+# What a bind processor gave for a value, by value (equal values give equal results: an equal
+# Decimal, date or instant): looking one up costs a tenth of working it out again. Cleared
+# when full; a thread may miss another's latest entry, never get a wrong one.
+_SEEN_MAX = 50_000
+_MONEY_SEEN: dict[Decimal, int] = {}
+_DATES_SEEN: dict[date, str] = {}
+_INSTANTS_SEEN: dict[datetime, str] = {}
+
+
+def _remember(seen: dict[Any, Any], value: Any, bound: Any) -> None:
+    if len(seen) >= _SEEN_MAX:
+        seen.clear()
+    seen[value] = bound
 
 
 def _json_bind(value: Any) -> str:
@@ -296,20 +356,33 @@ def _json_bind(value: Any) -> str:
 
 
 def _sqlite_date_bind(value: date | None) -> str | None:
+    if value.__class__ is date:
+        text = _DATES_SEEN.get(value)
+        if text is None:
+            text = value.isoformat()
+            _remember(_DATES_SEEN, value, text)
+        return text
     if value is None:
         return None
-    if value.__class__ is not date:  # a datetime, or something else: SQLAlchemy decides
-        raise TypeError("SQLite Date type only accepts Python date objects as input.")
-    return value.isoformat()
+    # a datetime, or something else: SQLAlchemy decides
+    raise TypeError("SQLite Date type only accepts Python date objects as input.")
 
 
 def _sqlite_datetime_bind(value: datetime | None) -> str | None:
-    if value is None:
-        return None
     if value.__class__ is not datetime:
+        if value is None:
+            return None
         raise TypeError("SQLite DateTime type only accepts Python datetime objects as input.")
+    # Only instants in UTC are looked up and kept: equal instants in other zones read differently
+    # once their offset is dropped (12:00+00:00 == 13:00+01:00).
+    utc = value.tzinfo is UTC
+    if utc and (text := _INSTANTS_SEEN.get(value)) is not None:
+        return text
     # "YYYY-MM-DD HH:MM:SS.ffffff", the offset dropped, as SQLAlchemy stores it
-    return value.isoformat(" ", "microseconds")[:26]
+    text = value.isoformat(" ", "microseconds")[:26]
+    if utc:
+        _remember(_INSTANTS_SEEN, value, text)
+    return text
 
 
 def _bulk_sql(

@@ -92,6 +92,7 @@ def eventsourcing_env(database_url: str, *, cache_size: int | None = 50_000) -> 
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": url.database,
             "SQLITE_LOCK_TIMEOUT": "30",
+            "PROCESS_RECORDER_TOPIC": f"{__name__}:KnownIdsSQLiteProcessRecorder",
         }
     elif url.get_backend_name() == "postgresql":
         env |= {
@@ -125,6 +126,32 @@ class BinaryArrayPostgresProcessRecorder(PostgresProcessRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.insert_events_statement = _binary_placeholders(self.insert_events_statement)
+
+
+class KnownIdsSQLiteProcessRecorder(SQLiteProcessRecorder):
+    """The library's SQLite process recorder, giving the aggregate ids it has already read as
+    the same ``UUID`` objects.
+
+    SQLite stores an originator id as text, and the library parses it (``UUID(text)``) for
+    every event it reads: the followers' reads of the notification log spent a tenth of
+    their time there, on the few thousand ids of the accounts they keep seeing.
+    """
+
+    _KNOWN_MAX = 100_000
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._known: dict[str, UUID] = {}
+
+    def convert_originator_id(self, originator_id: str) -> UUID | str:
+        if self.datastore.originator_id_type != "uuid":
+            return originator_id
+        known = self._known.get(originator_id)
+        if known is None:
+            if len(self._known) >= self._KNOWN_MAX:
+                self._known.clear()
+            known = self._known[originator_id] = UUID(originator_id)
+        return known
 
 
 def _binary_placeholders(statement: sql.Composable) -> sql.Composed:

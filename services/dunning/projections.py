@@ -19,7 +19,7 @@ query per 500 (``_preload``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from decimal import Decimal
 from itertools import groupby
@@ -167,13 +167,28 @@ class DunningProjector(AccountProjector[DunningAccount]):
         super().__init__(app, engine, mirror_size)
         self._book: PolicyBook | None = None  # the policies as of the projector's position
 
-    def project(self, conn: Connection, events: list[tuple[int, Any]], done: int) -> None:
+    def prepare(self, events: list[tuple[int, Any]], done: int) -> Callable[[Connection], None]:
+        """The batch's rows, worked out before its transaction (see ``AccountProjector.apply``),
+        once the policies as of ``done`` are known; until then (the first batch, or after
+        ``forget``) everything is done in the transaction, where they are read."""
         if self._book is None or done == 0:
-            self._book = self._load_book(conn)
+            return lambda conn: self.project(conn, events, done)
+        rows = self._rows(events)
+        return lambda conn: self._write(conn, rows)
+
+    def forget(self) -> None:
+        self._book = None
+
+    def project(self, conn: Connection, events: list[tuple[int, Any]], done: int) -> None:
+        self._book = self._load_book(conn)
+        self._write(conn, self._rows(events))
+
+    def _rows(self, events: list[tuple[int, Any]]) -> dict[str, list[dict[str, Any]]]:
+        """Each table's rows for these events (the accounts they touch moved forward in the mirror)."""
         self._preload(events)
         touched: dict[UUID, _Touched] = {}
         rows: dict[str, list[dict[str, Any]]] = {"notices": [], "notice_invoices": [], "promises": [],
-                                                 "policies": [], "runs": []}
+                                                 "policies": [], "runs": [], "accounts": [], "invoices": []}
         for position, event in events:
             if event.originator_id == POLICY_BOOK_ID:
                 self._on_policy_book(event, rows)
@@ -186,7 +201,8 @@ class DunningProjector(AccountProjector[DunningAccount]):
                         "broken_promises": run["broken_promises"], "recorded_at": event.timestamp})
             else:
                 self._on_account_event(position, event, touched, rows)
-        self._write(conn, touched, rows)
+        self._account_rows(touched, rows)
+        return rows
 
     # ---------------------------------------------------------------- events
 
@@ -284,9 +300,9 @@ class DunningProjector(AccountProjector[DunningAccount]):
         assert self._book is not None
         return resolve(self._book, account.policy_name)
 
-    def _write(self, conn: Any, touched: dict[UUID, _Touched], rows: dict[str, list[dict[str, Any]]]) -> None:
-        upsert(conn, policies, rows["policies"], ["name"])
-        account_rows, invoice_rows = [], []
+    def _account_rows(self, touched: dict[UUID, _Touched], rows: dict[str, list[dict[str, Any]]]) -> None:
+        """The touched accounts' rows and their invoices' (with the policies as the batch left them)."""
+        account_rows, invoice_rows = rows["accounts"], rows["invoices"]
         resolved: dict[str, Policy] = {}  # once per batch: validating a policy costs ~100 µs
         for entry in touched.values():
             account = entry.account
@@ -313,8 +329,12 @@ class DunningProjector(AccountProjector[DunningAccount]):
                     "last_noticed": marks.last_noticed, "escalated": marks.escalated,
                     "promise_id": marks.promise_id, "updated_at": entry.timestamp,
                 })
-        upsert(conn, accounts, account_rows, ["customer_id"])
-        upsert(conn, invoices, invoice_rows, ["invoice_id"])
+
+    @staticmethod
+    def _write(conn: Any, rows: dict[str, list[dict[str, Any]]]) -> None:
+        upsert(conn, policies, rows["policies"], ["name"])
+        upsert(conn, accounts, rows["accounts"], ["customer_id"])
+        upsert(conn, invoices, rows["invoices"], ["invoice_id"])
         upsert(conn, notices, rows["notices"], ["notice_id"])
         upsert(conn, notice_invoices, rows["notice_invoices"], ["notice_id", "invoice_id"])
         upsert(conn, promises, rows["promises"], ["promise_id"])

@@ -66,3 +66,43 @@ def test_a_datetime_in_a_sqlite_date_column_is_refused_like_sqlalchemy_does() ->
     assert fast is not None
     with pytest.raises(TypeError):
         fast(datetime(2024, 1, 1, tzinfo=UTC))
+
+
+def test_a_remembered_instant_is_not_given_for_an_equal_one_in_another_zone() -> None:
+    fast = _bind_processor(DateTime(timezone=True), DIALECTS["sqlite"])
+    reference = _sqlalchemy_processor(DateTime(timezone=True), DIALECTS["sqlite"])
+    assert fast is not None
+    noon = datetime(2024, 6, 30, 12, 0, tzinfo=UTC)
+    same_instant = datetime(2024, 6, 30, 13, 0, tzinfo=timezone(timedelta(hours=1)))
+    assert noon == same_instant
+    for value in (noon, same_instant, noon, same_instant.replace(tzinfo=None)):
+        assert fast(value) == reference(value)
+
+
+def test_bulk_upserts_in_multi_row_statements_equal_row_by_row() -> None:
+    """SQLite's multi-row statements (halving sizes; a key twice in one statement) give what one
+    statement per row gives."""
+    from sqlalchemy import Column, MetaData, String, Table, create_engine, select
+
+    from shared.db import upsert
+
+    table = Table("t", MetaData(), Column("k", String, primary_key=True), Column("v", String),
+                  Column("n", Money), Column("d", Date))
+    rows = [{"k": f"k{i % 311}", "v": f"v{i}", "n": Decimal(i) / 4, "d": date(2024, 1, 1 + i % 28)}
+            for i in range(700)]
+    results = []
+    for bulk in (True, False):
+        engine = create_engine("sqlite://")
+        table.metadata.create_all(engine)
+        with engine.begin() as conn:
+            for start in range(0, len(rows), 333):
+                chunk = rows[start:start + 333]
+                if bulk:
+                    upsert(conn, table, chunk, ["k"], increment=["n"])
+                else:
+                    for row in chunk:
+                        upsert(conn, table, [row], ["k"], increment=["n"])
+            results.append(conn.execute(select(table).order_by(table.c.k)).all())
+        engine.dispose()
+    assert results[0] == results[1]
+    assert len(results[0]) == 311
