@@ -15,6 +15,7 @@ from operator import attrgetter
 
 from services.ledger.domain.overlay import Overlay, SetOverlay
 from shared.money import ZERO, quantize
+from shared.open_items import disputed_part
 
 
 @dataclass(slots=True)
@@ -49,8 +50,8 @@ class Invoice:
 
     @property
     def disputed_amount(self) -> Decimal:
-        """What is contested and still open: never more than the open amount."""
-        return min(sum(self.open_disputes.values(), ZERO), self.open_amount)
+        """What is contested and still open: never more than the open amount (``disputed_part``)."""
+        return disputed_part(sum(self.open_disputes.values(), ZERO), self.open_amount)
 
     @property
     def status(self) -> str:
