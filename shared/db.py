@@ -6,7 +6,6 @@ import contextlib
 import contextvars
 import fcntl
 import operator
-import sqlite3
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -32,7 +31,7 @@ from sqlalchemy import (
     func,
 )
 from sqlalchemy.engine import Connection, Dialect, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
@@ -518,16 +517,29 @@ class PreparedRead:
         compiled = self._compiled.get(conn.dialect)
         if compiled is None:
             compiled = self._compiled[conn.dialect] = _CompiledRead(self.statement, conn.dialect)
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        dialect = conn.dialect
+        dbapi_connection = conn.connection.dbapi_connection
+        assert dbapi_connection is not None
+        cursor = dbapi_connection.cursor()
+        parameters = compiled.parameters(params)
         try:
-            cursor.execute(compiled.sql, compiled.parameters(params))
+            cursor.execute(compiled.sql, parameters)
             return compiled.rows(cursor.fetchall())
-        except (InexactMoney, OperationalError, sqlite3.OperationalError) as error:
-            if conn.dialect.name != "sqlite" or not (
-                    isinstance(error, InexactMoney) or "integer overflow" in str(error)):
+        except InexactMoney:
+            if dialect.name != "sqlite":
                 raise
+        except dialect.loaded_dbapi.Error as error:
+            if dialect.name != "sqlite" or "integer overflow" not in str(error):
+                # as conn.execute raises it (a 503 for an OperationalError), the connection
+                # invalidated if it is gone
+                invalidated = dialect.is_disconnect(error, dbapi_connection, cursor)
+                if invalidated:
+                    conn.invalidate(error)
+                raise DBAPIError.instance(compiled.sql, parameters, error, dialect.loaded_dbapi.Error,
+                                          connection_invalidated=invalidated, dialect=dialect) from error
         finally:
-            cursor.close()
+            with contextlib.suppress(dialect.loaded_dbapi.Error):  # (a connection gone)
+                cursor.close()
         return [tuple(row) for row in _exact_sums(conn, self.statement, params)]
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy.exc
 from sqlalchemy import (
     Column,
     Engine,
@@ -199,3 +200,17 @@ def test_a_prepared_read_beyond_a_bigint_is_exact(engine: Engine) -> None:
 def test_a_prepared_read_takes_only_its_parameters(engine: Engine) -> None:
     with engine.connect() as conn, pytest.raises(KeyError):
         prepared_by_book().all(conn, {"weight": 1, "book": "a"})
+
+
+def test_a_prepared_read_fails_as_conn_execute_does(engine: Engine) -> None:
+    """The driver's error wrapped as SQLAlchemy wraps it (an OperationalError is a 503)."""
+    gone = Table("money_sum_gone", MetaData(), Column("id", Integer))
+    statement = select(gone.c.id).where(gone.c.id == bindparam("id"))
+    with engine.connect() as conn:
+        with pytest.raises(sqlalchemy.exc.DBAPIError) as by_sqlalchemy:
+            conn.execute(statement, {"id": 1})
+        conn.rollback()
+        with pytest.raises(sqlalchemy.exc.DBAPIError) as prepared:
+            PreparedRead(statement).all(conn, {"id": 1})
+    assert type(prepared.value) is type(by_sqlalchemy.value)
+    assert type(prepared.value.orig) is type(by_sqlalchemy.value.orig)
