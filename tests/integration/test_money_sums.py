@@ -10,12 +10,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, event, insert, select, union_all
+import sqlalchemy.exc
+from sqlalchemy import (
+    Column,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    case,
+    event,
+    insert,
+    select,
+    union_all,
+)
 
 from services.dunning.projections import invoices
 from services.dunning.projections import metadata as dunning_tables
 from services.dunning.queries import worklist
-from shared.db import BIGINT_MAX, MONEY_SCALE, Money, execute_sums, make_engine, money_sum
+from shared.db import BIGINT_MAX, MONEY_SCALE, Money, PreparedRead, execute_sums, make_engine, money_sum
 
 AT_CEILING = Decimal("999999999999.99")  # the largest amount one message may carry
 
@@ -150,3 +164,53 @@ def test_the_dunning_worklist_weighs_a_customer_at_its_ceiling_exactly(database_
         ("BIG", sum(dunnable), sum(dunnable) * 10),
         ("SMALL", Decimal("99.99"), Decimal("199.98")),
     ]
+
+
+# ---------------------------------------------------------------------- PreparedRead
+
+
+def prepared_by_book() -> PreparedRead:
+    return PreparedRead(
+        select(entries.c.book, money_sum(entries.c.amount).label("total"),
+               money_sum(case((entries.c.book.in_(("big", "small")), entries.c.amount), else_=0)))
+        .where(entries.c.weight >= bindparam("weight"))
+        .group_by(entries.c.book).order_by(entries.c.book))
+
+
+def test_a_prepared_read_answers_what_execute_sums_does(engine: Engine) -> None:
+    fill(engine, [("a", Decimal("0.01"), 1), ("a", Decimal("1000.00"), 2), ("b", AT_CEILING, 3),
+                  ("small", Decimal("-12.34"), 2)])
+    read = prepared_by_book()
+    with engine.connect() as conn:
+        for weight in (0, 2, 3, 4):
+            expected = [tuple(row) for row in execute_sums(conn, read.statement.params(weight=weight))]
+            assert read.all(conn, {"weight": weight}) == expected
+            assert all(type(value) is Decimal for row in expected for value in row[1:])
+    assert read.keys[:2] == ["book", "total"]
+
+
+def test_a_prepared_read_beyond_a_bigint_is_exact(engine: Engine) -> None:
+    amounts = [AT_CEILING - Decimal(i % 97) / 100 for i in range(1000)]
+    fill(engine, [("big", amount, 1) for amount in amounts] + [("small", Decimal("12.34"), 1)])
+    with engine.connect() as conn:
+        assert prepared_by_book().all(conn, {"weight": 1}) == [
+            ("big", sum(amounts), sum(amounts)), ("small", Decimal("12.34"), Decimal("12.34"))]
+
+
+def test_a_prepared_read_takes_only_its_parameters(engine: Engine) -> None:
+    with engine.connect() as conn, pytest.raises(KeyError):
+        prepared_by_book().all(conn, {"weight": 1, "book": "a"})
+
+
+def test_a_prepared_read_fails_as_conn_execute_does(engine: Engine) -> None:
+    """The driver's error wrapped as SQLAlchemy wraps it (an OperationalError is a 503)."""
+    gone = Table("money_sum_gone", MetaData(), Column("id", Integer))
+    statement = select(gone.c.id).where(gone.c.id == bindparam("id"))
+    with engine.connect() as conn:
+        with pytest.raises(sqlalchemy.exc.DBAPIError) as by_sqlalchemy:
+            conn.execute(statement, {"id": 1})
+        conn.rollback()
+        with pytest.raises(sqlalchemy.exc.DBAPIError) as prepared:
+            PreparedRead(statement).all(conn, {"id": 1})
+    assert type(prepared.value) is type(by_sqlalchemy.value)
+    assert type(prepared.value.orig) is type(by_sqlalchemy.value.orig)

@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
-from sqlalchemy import case, select
+from sqlalchemy import bindparam, case, select
 from sqlalchemy.engine import Connection
 
 from services.ledger.domain.book import invoice_status
 from services.ledger.read.disputed import shown_disputed
 from services.ledger.read.projections import customers, invoices, movements
-from shared.db import execute_sums, money_sum
+from shared.db import PreparedRead, money_sum
 from shared.money import ZERO
 
 # movements that change what was invoiced (the rest move money against it)
@@ -30,19 +31,42 @@ def visible(as_of: date | None, known_at: datetime | None) -> list[Any]:
     return conditions
 
 
+# The reads below are each built once (per shape: with or without ``as_of``/``known_at``)
+# and compiled once per dialect (``PreparedRead``): building a statement per request cost
+# SQLAlchemy several times what the database takes to answer it.
+
+
+_AS_OF = bindparam("as_of", type_=movements.c.effective_date.type)
+_KNOWN_AT = bindparam("known_at", type_=movements.c.recorded_at.type)
+
+
+def _visible(as_of: bool, known_at: bool) -> list[Any]:
+    """``visible`` with bind parameters ``as_of``/``known_at`` for the limits that are given."""
+    conditions = []
+    if as_of:
+        conditions.append(movements.c.effective_date <= _AS_OF)
+    if known_at:
+        conditions.append(movements.c.recorded_at <= _KNOWN_AT)
+    return conditions
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    return {name: value for name, value in values.items() if value is not None}
+
+
+_CUSTOMER_EXISTS = PreparedRead(
+    select(customers.c.customer_id).where(customers.c.customer_id == bindparam("customer_id"))
+)
+
+
 def customer_exists(conn: Connection, customer_id: str) -> bool:
-    return conn.execute(
-        select(customers.c.customer_id).where(customers.c.customer_id == customer_id)
-    ).first() is not None
+    return bool(_CUSTOMER_EXISTS.all(conn, {"customer_id": customer_id}))
 
 
-def balances(
-    conn: Connection, customer_id: str, as_of: date, known_at: datetime | None = None
-) -> list[dict[str, Any]]:
-    """Per currency: open, overdue (due before as_of), disputed and unapplied, from movements."""
-    conditions = [movements.c.customer_id == customer_id, *visible(as_of, known_at)]
-    overdue = case((movements.c.due_date < as_of, movements.c.open_delta), else_=0)
-    rows = execute_sums(conn,
+@cache
+def _balances(known_at: bool) -> PreparedRead:
+    overdue = case((movements.c.due_date < _AS_OF, movements.c.open_delta), else_=0)
+    return PreparedRead(
         select(
             movements.c.currency,
             movements.c.invoice_id,
@@ -51,26 +75,32 @@ def balances(
             money_sum(movements.c.disputed_delta).label("disputed"),
             money_sum(movements.c.unapplied_delta).label("unapplied"),
         )
-        .where(*conditions)
+        .where(movements.c.customer_id == bindparam("customer_id"), *_visible(True, known_at))
         .group_by(movements.c.currency, movements.c.invoice_id)
-    ).all()
+    )
+
+
+def balances(
+    conn: Connection, customer_id: str, as_of: date, known_at: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Per currency: open, overdue (due before as_of), disputed and unapplied, from movements."""
+    rows = _balances(known_at is not None).all(
+        conn, _given(customer_id=customer_id, as_of=as_of, known_at=known_at))
     totals: dict[str, dict[str, Decimal]] = defaultdict(
         lambda: {"open_amount": ZERO, "overdue_amount": ZERO, "disputed_amount": ZERO,
                  "unapplied_cash": ZERO}
     )
-    for row in rows:
-        total = totals[row.currency]
-        total["open_amount"] += row.open
-        total["overdue_amount"] += row.overdue
-        total["unapplied_cash"] += row.unapplied
-        total["disputed_amount"] += shown_disputed(row.disputed, row.open)
+    for currency, _invoice, open_, overdue, disputed, unapplied in rows:
+        total = totals[currency]
+        total["open_amount"] += open_
+        total["overdue_amount"] += overdue
+        total["unapplied_cash"] += unapplied
+        total["disputed_amount"] += shown_disputed(disputed, open_)
     return [{"currency": currency, **values} for currency, values in sorted(totals.items())]
 
 
-def open_items(
-    conn: Connection, customer_id: str, as_of: date, known_at: datetime | None = None
-) -> list[dict[str, Any]]:
-    """The customer's invoices open on ``as_of`` (as known at ``known_at``), oldest due first."""
+@cache
+def _open_items(known_at: bool) -> PreparedRead:
     per_invoice = (
         select(
             movements.c.invoice_id,
@@ -79,18 +109,28 @@ def open_items(
             money_sum(case((movements.c.kind.in_(INVOICED_KINDS), movements.c.open_delta), else_=0))
             .label("amount"),
         )
-        .where(movements.c.customer_id == customer_id, movements.c.invoice_id.is_not(None),
-               *visible(as_of, known_at))
+        .where(movements.c.customer_id == bindparam("customer_id"), movements.c.invoice_id.is_not(None),
+               *_visible(True, known_at))
         .group_by(movements.c.invoice_id)
         .having(money_sum(movements.c.open_delta) != 0)
         .subquery()
     )
-    rows = execute_sums(conn,
+    return PreparedRead(
         select(per_invoice, invoices.c.currency, invoices.c.issue_date, invoices.c.due_date,
                invoices.c.reference, invoices.c.attributes)
         .join(invoices, invoices.c.invoice_id == per_invoice.c.invoice_id)
         .order_by(invoices.c.due_date, invoices.c.issue_date, invoices.c.invoice_id)
-    ).mappings()
+    )
+
+
+def open_items(
+    conn: Connection, customer_id: str, as_of: date, known_at: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The customer's invoices open on ``as_of`` (as known at ``known_at``), oldest due first."""
+    read = _open_items(known_at is not None)
+    keys = read.keys
+    rows = [dict(zip(keys, row, strict=True)) for row in read.all(
+        conn, _given(customer_id=customer_id, as_of=as_of, known_at=known_at))]
     return [
         {
             **row,
@@ -102,6 +142,20 @@ def open_items(
     ]
 
 
+_INVOICE = PreparedRead(select(invoices).where(invoices.c.invoice_id == bindparam("invoice_id")))
+
+
+@cache
+def _invoice_movements(as_of: bool, known_at: bool) -> PreparedRead:
+    return PreparedRead(
+        select(movements.c.kind, movements.c.effective_date,
+               money_sum(movements.c.open_delta).label("open"),
+               money_sum(movements.c.disputed_delta).label("disputed"))
+        .where(movements.c.invoice_id == bindparam("invoice_id"), *_visible(as_of, known_at))
+        .group_by(movements.c.kind, movements.c.effective_date)
+    )
+
+
 def invoice(
     conn: Connection, invoice_id: str, as_of: date | None = None, known_at: datetime | None = None
 ) -> dict[str, Any] | None:
@@ -110,29 +164,24 @@ def invoice(
     The dated answer is summed from the invoice's movements, by the domain's rules: the
     settled date is the last effective date on which the open amount changed.
     """
-    row = conn.execute(select(invoices).where(invoices.c.invoice_id == invoice_id)).mappings().first()
-    if row is None:
+    found = _INVOICE.all(conn, {"invoice_id": invoice_id})
+    if not found:
         return None
-    current = dict(row)
+    current = dict(zip(_INVOICE.keys, found[0], strict=True))
     if as_of is None and known_at is None:
         return current
-    by_kind_and_date = execute_sums(conn,
-        select(movements.c.kind, movements.c.effective_date,
-               money_sum(movements.c.open_delta).label("open"),
-               money_sum(movements.c.disputed_delta).label("disputed"))
-        .where(movements.c.invoice_id == invoice_id, *visible(as_of, known_at))
-        .group_by(movements.c.kind, movements.c.effective_date)
-    ).all()
-    if not any(m.kind == "invoice_issued" for m in by_kind_and_date):
+    by_kind_and_date = _invoice_movements(as_of is not None, known_at is not None).all(
+        conn, _given(invoice_id=invoice_id, as_of=as_of, known_at=known_at))
+    if not any(kind == "invoice_issued" for kind, *_ in by_kind_and_date):
         return None
     kinds: dict[str, Decimal] = defaultdict(lambda: ZERO)
     net_by_date: dict[date, Decimal] = defaultdict(lambda: ZERO)
     disputed = ZERO
-    for m in by_kind_and_date:
-        kinds[m.kind] += m.open
-        disputed += m.disputed
-        if m.kind != "cancelled":
-            net_by_date[m.effective_date] += m.open
+    for kind, effective_date, open_, disputed_delta in by_kind_and_date:
+        kinds[kind] += open_
+        disputed += disputed_delta
+        if kind != "cancelled":
+            net_by_date[effective_date] += open_
     cancelled = "cancelled" in kinds
     amount = sum((kinds[k] for k in INVOICED_KINDS), ZERO)
     open_amount = sum(kinds.values(), ZERO)
