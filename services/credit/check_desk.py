@@ -103,7 +103,7 @@ class CheckDesk:
         # group made them project and track one or two events per transaction, three
         # transactions per check at a moderate rate; at 50 ms, the projector's work took
         # the credit server's throughput on PostgreSQL from 61% of the trivial endpoint's to
-        # 54% (BENCHMARKS.md). What checks change is only in the check and position rows,
+        # 54% (docs/benchmarks-history.md). What checks change is only in the check and position rows,
         # which no endpoint reads: reads of a customer's credit come from the event store.
         self.notify_delay = notify_delay
         self._notify_scheduled = False

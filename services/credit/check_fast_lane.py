@@ -3,7 +3,7 @@
 Order entry asks for a check on every order, so this route is the service's hot path. Past
 uvicorn, the framework's per-request work (its middleware, the routing, the request object,
 the route's wrapper) costs about two thirds of what the benchmark's trivial FastAPI endpoint
-costs, and more than deciding and saving the check (BENCHMARKS.md, credit checks). This ASGI
+costs, and more than deciding and saving the check (docs/benchmarks-history.md, credit checks). This ASGI
 middleware answers a plain check itself: a JSON body (``application/json``) from a caller
 holding ``credit:check``, that fits ``CheckIn``. Every other request, and every request to
 another route, goes on to the FastAPI app unchanged (the body it read is handed on), so each

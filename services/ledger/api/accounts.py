@@ -119,20 +119,30 @@ class InvoiceOut(BaseModel):
     known_at: datetime | None = None
 
 
+async def _customer_rows(
+    engine: Engine, customer_id: str,
+    rows_of: Callable[[Connection, str, date, datetime | None], list[dict[str, Any]]],
+    as_of: date | None, known_at: datetime | None,
+) -> tuple[date, datetime | None, list[dict[str, Any]]]:
+    """The business date, the instant and a customer's rows read as of them (404 for no such customer)."""
+    day = as_of or today_utc()
+    known = as_utc(known_at)
+
+    def read(conn: Connection) -> tuple[bool, list[dict[str, Any]]]:
+        return queries.customer_exists(conn, customer_id), rows_of(conn, customer_id, day, known)
+
+    exists, rows = await _run(engine, read)
+    if not exists:
+        raise not_found("customer", customer_id)
+    return day, known, rows
+
+
 @router.get("/customers/{customer_id}/balance", tags=["balances"], responses=answers_with(BalanceOut),
             openapi_extra=_READ_OPENAPI)
 async def get_balance(
     customer_id: str, engine: EngineDep, _: Reader, as_of: AsOf = None, known_at: KnownAt = None
 ) -> Response:
-    day = as_of or today_utc()
-    known = as_utc(known_at)
-
-    def read(conn: Connection) -> tuple[bool, list[dict[str, Any]]]:
-        return queries.customer_exists(conn, customer_id), queries.balances(conn, customer_id, day, known)
-
-    exists, rows = await _run(engine, read)
-    if not exists:
-        raise not_found("customer", customer_id)
+    day, known, rows = await _customer_rows(engine, customer_id, queries.balances, as_of, known_at)
     return _json({
         "customer_id": customer_id, "as_of": day, "known_at": _instant(known),
         "balances": [
@@ -206,15 +216,7 @@ async def get_open_items(
     customer_id: str, engine: EngineDep, _: Reader, as_of: AsOf = None, known_at: KnownAt = None
 ) -> Response:
     """The customer's invoices open on ``as_of`` (as known at ``known_at``), oldest due first."""
-    day = as_of or today_utc()
-    known = as_utc(known_at)
-
-    def read(conn: Connection) -> tuple[bool, list[dict[str, Any]]]:
-        return queries.customer_exists(conn, customer_id), queries.open_items(conn, customer_id, day, known)
-
-    exists, rows = await _run(engine, read)
-    if not exists:
-        raise not_found("customer", customer_id)
+    day, known, rows = await _customer_rows(engine, customer_id, queries.open_items, as_of, known_at)
     return _json({
         "customer_id": customer_id, "as_of": day, "known_at": _instant(known),
         "open_items": [
