@@ -20,7 +20,7 @@ query per 500 (``_preload``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from itertools import groupby
 from typing import Any
@@ -148,13 +148,15 @@ PROJECTOR_NAME = "dunning-projections"
 
 
 class _Touched(Touched[DunningAccount]):
-    """An account touched by a batch and the invoices whose rows must be written."""
+    """An account touched by a batch and the invoices whose rows must be written, each with the
+    time of the last event that touched it (a row's ``updated_at``: where a batch ends does not
+    change it)."""
 
     __slots__ = ("invoice_ids",)
 
     def __init__(self, account: DunningAccount) -> None:
         super().__init__(account)
-        self.invoice_ids: set[str] = set()
+        self.invoice_ids: dict[str, datetime] = {}
 
 
 class DunningProjector(AccountProjector[DunningAccount]):
@@ -257,20 +259,20 @@ class DunningProjector(AccountProjector[DunningAccount]):
         account = self.advance(event, self.previous(event))
         entry = self.touch(touched, event, account, _Touched)
         kind = type(event).__name__
-        ids = entry.invoice_ids
+        ids, stamp = entry.invoice_ids, event.timestamp
         state = event.__dict__
         if kind == "InvoiceOpened":
-            ids.add(state["invoice"]["invoice_id"])
+            ids[state["invoice"]["invoice_id"]] = stamp
         for outcome in state.get("outcomes", ()):
-            ids.add(outcome["invoice_id"])
+            ids[outcome["invoice_id"]] = stamp
         if kind == "DisputeOpened":
-            ids.add(state["invoice_id"])
+            ids[state["invoice_id"]] = stamp
         elif kind == "DisputeClosed":
-            ids.add(account.items.dispute_invoice[state["dispute_id"]])
+            ids[account.items.dispute_invoice[state["dispute_id"]]] = stamp
         elif kind in ("PromiseMade", "PromiseKept", "PromiseBroken"):
             promise_id = state["promise"]["promise_id"] if kind == "PromiseMade" else state["promise_id"]
             promise = account.promises[promise_id]
-            ids.update(promise.invoice_ids)
+            ids.update(dict.fromkeys(promise.invoice_ids, stamp))
             rows["promises"] = [r for r in rows["promises"] if r["promise_id"] != promise_id]
             rows["promises"].append({
                 "promise_id": promise_id, "customer_id": account.customer_id, "currency": promise.currency,
@@ -280,7 +282,7 @@ class DunningProjector(AccountProjector[DunningAccount]):
             })
         elif kind == "NoticeIssued":
             notice = state["notice"]
-            ids.update(line["invoice_id"] for line in notice["invoices"])
+            ids.update(dict.fromkeys((line["invoice_id"] for line in notice["invoices"]), stamp))
             rows["notices"].append({
                 "notice_id": notice["notice_id"], "customer_id": notice["customer_id"],
                 "as_of": date.fromisoformat(notice["as_of"]), "currency": notice["currency"],
@@ -315,7 +317,7 @@ class DunningProjector(AccountProjector[DunningAccount]):
                 "wake_date": account.wake_date(policy), "last_run_on": account.last_run_on,
                 "updated_at": entry.timestamp,
             })
-            for invoice_id in sorted(entry.invoice_ids):
+            for invoice_id, changed_at in sorted(entry.invoice_ids.items()):
                 invoice = account.items.invoices.get(invoice_id)
                 if invoice is None:  # a dispute waiting for its invoice
                     continue
@@ -327,7 +329,7 @@ class DunningProjector(AccountProjector[DunningAccount]):
                     "disputed_amount": account.items.disputed_amount(invoice), "status": invoice.status,
                     "issue_date": invoice.issue_date, "due_date": invoice.due_date, "level": marks.level,
                     "last_noticed": marks.last_noticed, "escalated": marks.escalated,
-                    "promise_id": marks.promise_id, "updated_at": entry.timestamp,
+                    "promise_id": marks.promise_id, "updated_at": changed_at,
                 })
 
     @staticmethod
