@@ -108,7 +108,8 @@ class FeedApplication(TrackedApplication, Generic[A]):
     def prepare(self, messages: Sequence[Fact]) -> PreparedBatch[A]:
         """Apply facts to their accounts in memory; nothing is written yet."""
         batch: PreparedBatch[A] = PreparedBatch()
-        uncached = {m.customer_id for m in messages if not self.is_cached(self.account_id(m.customer_id))}
+        uncached = {m.customer_id for m in messages
+                    if m.known and not self.is_cached(self.account_id(m.customer_id))}
         stored = self.stored_ids([self.account_id(c) for c in uncached]) if uncached else set()
         for message in messages:
             if not message.known:
