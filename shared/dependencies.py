@@ -1,6 +1,6 @@
-"""What every service's routes take from the app's state: the read-model engine, the runtime
-and the one way into the event store (``StoreWriter``); ``from_state`` for what a service
-keeps there of its own (its application, its runner).
+"""What every service's routes take from the app's state: the read-model engine and the one
+way into the event store (``StoreWriter``); ``from_state`` for what a service keeps there of
+its own (its application, its runner).
 
 The getters are coroutines: FastAPI runs a plain ``def`` dependency in a worker thread, a
 thread hop per request that costs more than most answers.
@@ -18,16 +18,6 @@ from shared.runtime import ServiceRuntime
 from shared.store_writer import StoreWriter
 
 
-async def get_engine(request: Request) -> Engine:
-    engine: Engine = request.app.state.engine
-    return engine
-
-
-async def get_runtime(request: Request) -> ServiceRuntime:
-    runtime: ServiceRuntime = request.app.state.runtime
-    return runtime
-
-
 async def get_writer(request: Request) -> StoreWriter:
     runtime: ServiceRuntime = request.app.state.runtime
     return runtime.writer
@@ -43,6 +33,5 @@ def from_state(name: str) -> Callable[[Request], Awaitable[Any]]:
     return get
 
 
-EngineDep = Annotated[Engine, Depends(get_engine)]
-RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
+EngineDep = Annotated[Engine, Depends(from_state("engine"))]
 WriterDep = Annotated[StoreWriter, Depends(get_writer)]
