@@ -586,11 +586,16 @@ class PreparedRead:
         """The names of the rows' columns (as a result's ``keys()``)."""
         return [column.key for column in self.statement.selected_columns]
 
-    def all(self, conn: Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        compiled = self._compiled.get(conn.dialect)
+    def compiled(self, dialect: Dialect) -> _CompiledRead:
+        """The statement's SQL for ``dialect``, with its parameters' and results' processors."""
+        compiled = self._compiled.get(dialect)
         if compiled is None:
-            compiled = self._compiled[conn.dialect] = _CompiledRead(self.statement, conn.dialect)
+            compiled = self._compiled[dialect] = _CompiledRead(self.statement, dialect)
+        return compiled
+
+    def all(self, conn: Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         dialect = conn.dialect
+        compiled = self.compiled(dialect)
         dbapi_connection = conn.connection.dbapi_connection
         assert dbapi_connection is not None
         cursor = dbapi_connection.cursor()
@@ -664,3 +669,4 @@ class _CompiledRead:
                 values[i] = process(values[i])
             out.append(tuple(values))
         return out
+

@@ -1,6 +1,6 @@
-"""What every service's routes take from the app's state: the read-model engine and the one
-way into the event store (``StoreWriter``); ``from_state`` for what a service keeps there of
-its own (its application, its runner).
+"""What every service's routes take from the app's state: the read-model engine, the hot
+reads' runner (``HotReads``) and the one way into the event store (``StoreWriter``);
+``from_state`` for what a service keeps there of its own (its application, its runner).
 
 The getters are coroutines: FastAPI runs a plain ``def`` dependency in a worker thread, a
 thread hop per request that costs more than most answers.
@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy import Engine
 
+from shared.hot_reads import HotReads
 from shared.runtime import ServiceRuntime
 from shared.store_writer import StoreWriter
 
@@ -34,4 +35,5 @@ def from_state(name: str) -> Callable[[Request], Awaitable[Any]]:
 
 
 EngineDep = Annotated[Engine, Depends(from_state("engine"))]
+ReadsDep = Annotated[HotReads, Depends(from_state("reads"))]
 WriterDep = Annotated[StoreWriter, Depends(get_writer)]

@@ -21,6 +21,7 @@ from shared.db import make_engine
 from shared.erp_events import DEFAULT_LIMITS, InboundMessage, Limits, decode_message
 from shared.eventstore import eventsourcing_env
 from shared.health import health
+from shared.hot_reads import HotReads
 from shared.metrics import ServiceMetrics
 from shared.openapi import document_problems
 from shared.problems import install_problem_handlers
@@ -45,6 +46,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         await asyncio.to_thread(migrate_read_models, settings.database_url)
         ledger = LedgerApplication(env=eventsourcing_env(settings.database_url))
         engine = make_engine(settings.database_url)
+        app.state.reads = reads = HotReads(engine)
         metrics = ServiceMetrics("ledger")
         runtime = ServiceRuntime("ledger", settings.kafka_bootstrap, metrics)
         app.state.ledger, app.state.engine, app.state.runtime = ledger, engine, runtime
@@ -60,6 +62,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             await runtime.stop()
             if close_followers is not None:
                 close_followers()
+            await reads.close()
             engine.dispose()
             ledger.close()
 

@@ -24,6 +24,7 @@ from shared.auth import install_auth
 from shared.db import make_engine
 from shared.erp_events import parse_envelope, validate_event
 from shared.eventstore import eventsourcing_env
+from shared.hot_reads import HotReads
 from shared.problems import install_problem_handlers
 from shared.settings import ServiceSettings
 
@@ -92,5 +93,6 @@ class LedgerBook:
         for routes in (accounts, intake, reports, audit, replays):
             app.include_router(routes.router)
         app.state.engine, app.state.ledger = self.engine, self.app
+        app.state.reads = HotReads(self.engine)
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ledger.test",
                                  headers={"Authorization": f"Bearer {READER}"})

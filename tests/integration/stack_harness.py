@@ -16,11 +16,11 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from services.credit.settings import CreditSettings
 from services.dunning.settings import DunningSettings
@@ -45,6 +45,8 @@ from tests.integration.ledger_harness import (
 
 ALL_SCOPES_TOKEN = "token-all-scopes"
 WAIT = 60.0
+
+T = TypeVar("T")
 
 
 def write_all_scopes_tokens(directory: Path) -> Path:
@@ -116,6 +118,11 @@ class ServiceStack:
         if self._loop is not None and self._stop is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout=60)
+
+    def run_in_loop(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """``coroutine`` run in the services' loop (what they hold belongs to it)."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {ALL_SCOPES_TOKEN}"}

@@ -15,6 +15,7 @@ from sqlalchemy import create_engine
 
 from shared.business_dates import today_utc
 from shared.db import BIGINT_MAX
+from shared.hot_reads import HotReads
 from tests.integration.stack_harness import ServiceStack, seeded_stack
 
 # PostgreSQL's port on no host that listens: connecting fails at once
@@ -131,11 +132,14 @@ def test_an_unreachable_store_is_503_with_retry_after(stack: ServiceStack, servi
     path = path.format(invoice=stack.seeded.invoice_id)
     state = stack.apps[service].app.state
     engine, state.engine = state.engine, create_engine(UNREACHABLE)
+    reads = getattr(state, "reads", None)  # the ledger's hot reads
+    state.reads = HotReads(state.engine, timeout=0.5)
     try:
         response = call(stack, service, "GET", path)
     finally:
+        stack.run_in_loop(state.reads.close())
         state.engine.dispose()
-        state.engine = engine
+        state.engine, state.reads = engine, reads
     assert problem(response, 503)["type"].endswith("/store-unavailable")
     assert int(response.headers["Retry-After"]) > 0
     assert call(stack, service, "GET", path).status_code == 200

@@ -3,16 +3,13 @@ date and/or as known at an instant."""
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, TypeAdapter
-from sqlalchemy import Connection, Engine
 
 from services.ledger.api.params import AsOf, KnownAt, as_utc
 from services.ledger.read import queries
@@ -20,7 +17,8 @@ from services.ledger.read.disputed import shown_disputed
 from shared.auth import BEARER_SECURITY, authorize
 from shared.business_dates import today_utc
 from shared.dates import BusinessDate
-from shared.dependencies import EngineDep
+from shared.dependencies import ReadsDep
+from shared.hot_reads import HotReads, ReadPlan
 from shared.money import to_text
 from shared.openapi import answers_with
 from shared.problems import not_found
@@ -45,33 +43,6 @@ async def ledger_reader(request: Request) -> Principal:
 Reader = Annotated[Principal, Depends(ledger_reader)]
 _READ_OPENAPI: dict[str, Any] = {"security": BEARER_SECURITY}
 _INSTANT = TypeAdapter(datetime)
-T = TypeVar("T")
-
-
-async def _run(engine: Engine, read: Callable[[Connection], T]) -> T:
-    """``read`` (a few indexed lookups) with a connection of ``engine``.
-
-    On SQLite right here on the event loop: the thread hop costs more than the query (SQLite
-    answers from this process, in microseconds). On PostgreSQL in a worker thread, so that
-    the loop serves others during the round trips, and outside a transaction (autocommit):
-    each statement sees what was committed when it began, as under READ COMMITTED in one,
-    without the BEGIN and the ROLLBACK at check-in, two round trips of the four a balance took.
-    """
-    if engine.dialect.name == "sqlite":
-        with engine.connect() as conn:
-            return read(conn)
-    return await asyncio.to_thread(_read_outside_transaction, engine, read)
-
-
-_AUTOCOMMIT: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
-
-
-def _read_outside_transaction(engine: Engine, read: Callable[[Connection], T]) -> T:
-    autocommit = _AUTOCOMMIT.get(engine)
-    if autocommit is None:  # the same pool; its connections back in their own mode at check-in
-        autocommit = _AUTOCOMMIT[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
-    with autocommit.connect() as conn:
-        return read(conn)
 
 
 def _json(body: dict[str, Any]) -> Response:
@@ -120,19 +91,15 @@ class InvoiceOut(BaseModel):
 
 
 async def _customer_rows(
-    engine: Engine, customer_id: str,
-    rows_of: Callable[[Connection, str, date, datetime | None], list[dict[str, Any]]],
+    reads: HotReads, customer_id: str,
+    plan_of: Callable[[str, date, datetime | None], ReadPlan[list[dict[str, Any]]]],
     as_of: date | None, known_at: datetime | None,
 ) -> tuple[date, datetime | None, list[dict[str, Any]]]:
     """The business date, the instant and a customer's rows read as of them (404 for no such customer)."""
     day = as_of or today_utc()
     known = as_utc(known_at)
-
-    def read(conn: Connection) -> tuple[bool, list[dict[str, Any]]]:
-        return queries.customer_exists(conn, customer_id), rows_of(conn, customer_id, day, known)
-
-    exists, rows = await _run(engine, read)
-    if not exists:
+    rows = await reads.run(queries.of_customer(customer_id, plan_of(customer_id, day, known)))
+    if rows is None:
         raise not_found("customer", customer_id)
     return day, known, rows
 
@@ -140,9 +107,9 @@ async def _customer_rows(
 @router.get("/customers/{customer_id}/balance", tags=["balances"], responses=answers_with(BalanceOut),
             openapi_extra=_READ_OPENAPI)
 async def get_balance(
-    customer_id: str, engine: EngineDep, _: Reader, as_of: AsOf = None, known_at: KnownAt = None
+    customer_id: str, reads: ReadsDep, _: Reader, as_of: AsOf = None, known_at: KnownAt = None
 ) -> Response:
-    day, known, rows = await _customer_rows(engine, customer_id, queries.balances, as_of, known_at)
+    day, known, rows = await _customer_rows(reads, customer_id, queries.balances_plan, as_of, known_at)
     return _json({
         "customer_id": customer_id, "as_of": day, "known_at": _instant(known),
         "balances": [
@@ -158,17 +125,13 @@ async def get_balance(
 @router.get("/invoices/{invoice_id}", tags=["invoices"], responses=answers_with(InvoiceOut),
             openapi_extra=_READ_OPENAPI)
 async def get_invoice(
-    invoice_id: str, engine: EngineDep, _: Reader, known_at: KnownAt = None,
+    invoice_id: str, reads: ReadsDep, _: Reader, known_at: KnownAt = None,
     as_of: Annotated[BusinessDate | None,
                      Query(description="business date; default: everything booked")] = None,
 ) -> Response:
     """The invoice as it stands, or as of a business date and/or as known at an instant."""
     known = as_utc(known_at)
-
-    def read(conn: Connection) -> dict[str, Any] | None:
-        return queries.invoice(conn, invoice_id, as_of, known)
-
-    row = await _run(engine, read)
+    row = await reads.run(queries.invoice_plan(invoice_id, as_of, known))
     if row is None:
         raise not_found("invoice", invoice_id)
     currency = row["currency"]
@@ -213,10 +176,10 @@ class OpenItemsOut(BaseModel):
 @router.get("/customers/{customer_id}/open-items", tags=["balances"], responses=answers_with(OpenItemsOut),
             openapi_extra=_READ_OPENAPI)
 async def get_open_items(
-    customer_id: str, engine: EngineDep, _: Reader, as_of: AsOf = None, known_at: KnownAt = None
+    customer_id: str, reads: ReadsDep, _: Reader, as_of: AsOf = None, known_at: KnownAt = None
 ) -> Response:
     """The customer's invoices open on ``as_of`` (as known at ``known_at``), oldest due first."""
-    day, known, rows = await _customer_rows(engine, customer_id, queries.open_items, as_of, known_at)
+    day, known, rows = await _customer_rows(reads, customer_id, queries.open_items_plan, as_of, known_at)
     return _json({
         "customer_id": customer_id, "as_of": day, "known_at": _instant(known),
         "open_items": [

@@ -1,4 +1,9 @@
-"""Read-side queries over the ledger's read models (as of a business date, as known at an instant)."""
+"""Read-side queries over the ledger's read models (as of a business date, as known at an instant).
+
+The console's hot reads (a balance, open items, an invoice) are plans (``shared.hot_reads``):
+the service runs them on its event loop; ``balances``, ``open_items`` and ``invoice`` run
+them on a connection.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from collections import defaultdict
 from datetime import date, datetime
 from decimal import Decimal
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, case, select
 from sqlalchemy.engine import Connection
@@ -15,7 +20,10 @@ from services.ledger.domain.book import invoice_status
 from services.ledger.read.disputed import shown_disputed
 from services.ledger.read.projections import customers, invoices, movements
 from shared.db import PreparedRead, money_sum
+from shared.hot_reads import ReadPlan, run_plan
 from shared.money import ZERO
+
+T = TypeVar("T")
 
 # movements that change what was invoiced (the rest move money against it)
 INVOICED_KINDS = ("invoice_issued", "adjusted")
@@ -63,6 +71,18 @@ def customer_exists(conn: Connection, customer_id: str) -> bool:
     return bool(_CUSTOMER_EXISTS.all(conn, {"customer_id": customer_id}))
 
 
+def of_customer(customer_id: str, rows: ReadPlan[list[T]]) -> ReadPlan[list[T] | None]:
+    """A customer's rows, or None if there is no such customer.
+
+    A customer with rows exists (its row is projected with its first movement): the lookup
+    is made only when there are none.
+    """
+    found = yield from rows
+    if found:
+        return found
+    return found if (yield _CUSTOMER_EXISTS, {"customer_id": customer_id}) else None
+
+
 @cache
 def _balances(known_at: bool) -> PreparedRead:
     overdue = case((movements.c.due_date < _AS_OF, movements.c.open_delta), else_=0)
@@ -83,9 +103,14 @@ def _balances(known_at: bool) -> PreparedRead:
 def balances(
     conn: Connection, customer_id: str, as_of: date, known_at: datetime | None = None
 ) -> list[dict[str, Any]]:
+    return run_plan(conn, balances_plan(customer_id, as_of, known_at))
+
+
+def balances_plan(customer_id: str, as_of: date, known_at: datetime | None = None
+                  ) -> ReadPlan[list[dict[str, Any]]]:
     """Per currency: open, overdue (due before as_of), disputed and unapplied, from movements."""
-    rows = _balances(known_at is not None).all(
-        conn, _given(customer_id=customer_id, as_of=as_of, known_at=known_at))
+    rows = yield (_balances(known_at is not None),
+                  _given(customer_id=customer_id, as_of=as_of, known_at=known_at))
     totals: dict[str, dict[str, Decimal]] = defaultdict(
         lambda: {"open_amount": ZERO, "overdue_amount": ZERO, "disputed_amount": ZERO,
                  "unapplied_cash": ZERO}
@@ -126,11 +151,16 @@ def _open_items(known_at: bool) -> PreparedRead:
 def open_items(
     conn: Connection, customer_id: str, as_of: date, known_at: datetime | None = None
 ) -> list[dict[str, Any]]:
+    return run_plan(conn, open_items_plan(customer_id, as_of, known_at))
+
+
+def open_items_plan(customer_id: str, as_of: date, known_at: datetime | None = None
+                    ) -> ReadPlan[list[dict[str, Any]]]:
     """The customer's invoices open on ``as_of`` (as known at ``known_at``), oldest due first."""
     read = _open_items(known_at is not None)
     keys = read.keys
-    rows = [dict(zip(keys, row, strict=True)) for row in read.all(
-        conn, _given(customer_id=customer_id, as_of=as_of, known_at=known_at))]
+    found = yield read, _given(customer_id=customer_id, as_of=as_of, known_at=known_at)
+    rows = [dict(zip(keys, row, strict=True)) for row in found]
     return [
         {
             **row,
@@ -159,19 +189,24 @@ def _invoice_movements(as_of: bool, known_at: bool) -> PreparedRead:
 def invoice(
     conn: Connection, invoice_id: str, as_of: date | None = None, known_at: datetime | None = None
 ) -> dict[str, Any] | None:
+    return run_plan(conn, invoice_plan(invoice_id, as_of, known_at))
+
+
+def invoice_plan(invoice_id: str, as_of: date | None = None, known_at: datetime | None = None
+                 ) -> ReadPlan[dict[str, Any] | None]:
     """The invoice now, or as of a date / as known at an instant (None if not issued by then).
 
     The dated answer is summed from the invoice's movements, by the domain's rules: the
     settled date is the last effective date on which the open amount changed.
     """
-    found = _INVOICE.all(conn, {"invoice_id": invoice_id})
+    found = yield _INVOICE, {"invoice_id": invoice_id}
     if not found:
         return None
     current = dict(zip(_INVOICE.keys, found[0], strict=True))
     if as_of is None and known_at is None:
         return current
-    by_kind_and_date = _invoice_movements(as_of is not None, known_at is not None).all(
-        conn, _given(invoice_id=invoice_id, as_of=as_of, known_at=known_at))
+    by_kind_and_date = yield (_invoice_movements(as_of is not None, known_at is not None),
+                              _given(invoice_id=invoice_id, as_of=as_of, known_at=known_at))
     if not any(kind == "invoice_issued" for kind, *_ in by_kind_and_date):
         return None
     kinds: dict[str, Decimal] = defaultdict(lambda: ZERO)
