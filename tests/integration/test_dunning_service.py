@@ -119,8 +119,10 @@ EXPECTED: dict[tuple[str, str], tuple[int, list[tuple[str, str, int]], str]] = {
     ("A", "2025-05-01"): (6, [("A-1", "1250.00", 90)], "1250.00"),
     ("B", "2025-01-28"): (1, [("B-1", "100.00", -3)], "100.00"),
     ("B", "2025-02-07"): (2, [("B-1", "100.00", 7)], "100.00"),
-    ("B", "2025-02-11"): (1, [("B-2", "200.00", -3)], "200.00"),
-    # B-1 is due level 3 but 10 days after a notice: one level-2 notice for both
+    # B-2's courtesy reminder is due from 02-11, but B-1 is at level 2: the customer's level
+    # does not go down, so it goes out on a level-2 notice once level 2's 7 days have passed
+    ("B", "2025-02-14"): (2, [("B-1", "100.00", 14), ("B-2", "200.00", 0)], "300.00"),
+    # B-1 is due level 3 but 7 days after a notice: one level-2 notice for both
     ("B", "2025-02-21"): (2, [("B-1", "100.00", 21), ("B-2", "200.00", 7)], "300.00"),
     ("B", "2025-03-07"): (3, [("B-1", "100.00", 35), ("B-2", "200.00", 21)], "305.00"),
     ("B", "2025-03-21"): (4, [("B-1", "100.00", 49), ("B-2", "200.00", 35)], "310.00"),

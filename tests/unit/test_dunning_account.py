@@ -159,9 +159,11 @@ def test_one_notice_per_run_at_the_highest_level_listing_every_invoice_at_or_bel
     assert summary(issued) == {
         "2025-01-28": [("EUR", 1, [("A", "100.00", -3, 1)], "100.00")],
         "2025-02-07": [("EUR", 2, [("A", "100.00", 7, 2)], "100.00")],  # B not yet at any level
-        # B's courtesy reminder; A, already at level 2, is above this notice's level
-        "2025-02-11": [("EUR", 1, [("B", "200.00", -3, 1)], "200.00")],
-        # A is due level 3 (day 21) but the last notice was 10 days ago, level 3 needs 14:
+        # B's courtesy reminder is due from February 11, but A is at level 2 already: the
+        # customer's level does not go down, so B waits for a level-2 notice (7 days after
+        # the last) and goes out on it at its own level 1, beside A (not advanced)
+        "2025-02-14": [("EUR", 2, [("A", "100.00", 14, 2), ("B", "200.00", 0, 1)], "300.00")],
+        # A is due level 3 (day 21) but the last notice was 7 days ago, level 3 needs 14:
         # the notice falls back to level 2, B's; A is listed at its level 2, not advanced
         "2025-02-21": [("EUR", 2, [("A", "100.00", 21, 2), ("B", "200.00", 7, 2)], "300.00")],
         # 14 days later both reach level 3 together: one notice, one fee
@@ -170,6 +172,19 @@ def test_one_notice_per_run_at_the_highest_level_listing_every_invoice_at_or_bel
     }
     notice = issued["2025-02-21"][0]
     assert notice["advanced"] == {"B": 2}
+
+
+def test_the_notice_level_never_goes_down_while_an_invoice_stays_higher() -> None:
+    # invoices at levels 2 and 0: when the second comes due, one level-2 notice lists both
+    c = Customer()
+    c.invoice("OLD", "300.00", "2025-01-01", "2025-01-31")
+    assert levels_by_date(c.run_days("2025-01-01", "2025-02-07")) == {"2025-01-28": 1, "2025-02-07": 2}
+    c.invoice("NEW", "50.00", "2025-01-21", "2025-02-20")  # its courtesy reminder from February 17
+    issued = c.run_days("2025-02-08", "2025-02-20")
+    assert summary(issued) == {
+        "2025-02-17": [("EUR", 2, [("OLD", "300.00", 17, 2), ("NEW", "50.00", -3, 1)], "350.00")],
+    }
+    assert issued["2025-02-17"][0]["advanced"] == {"NEW": 1}
 
 
 def test_a_level_never_repeats_for_an_invoice() -> None:

@@ -11,13 +11,17 @@ escalated, issued by the run date):
   one step at a time, pre-due reminders skipped once overdue) is reached by its days past
   due. So no level ever repeats for an invoice, and a resumed invoice goes on from where
   it was.
-- The notice takes the highest level any invoice is due. It must pass that level's
-  conditions: at least ``min_days_since_last_notice`` days since the previous notice in
-  this currency, and the open total of the notice at least ``min_amount``. If it fails,
-  the next lower level any invoice is due is tried, and so on.
-- The notice lists every invoice at that level or below: those due a level up to it
-  (advanced to their own level by this notice) and those already dunned at a level up to
-  it (listed with their open amount, their level unchanged).
+- The notice takes the highest level any invoice is due, and never a level below one an
+  invoice it may dun has reached already: a pre-due reminder for a new invoice does not
+  follow a second notice for an older one at level 1, it goes out with it at level 2
+  (the customer's level never goes down while an invoice stays higher). It must pass that
+  level's conditions: at least ``min_days_since_last_notice`` days since the previous
+  notice in this currency, and the open total of the notice at least ``min_amount``. If it
+  fails, the next lower level any invoice is due is tried (no lower than that floor), and
+  so on.
+- The notice lists every invoice at its level or below: those due a level up to the one
+  tried (advanced to their own level by this notice) and those already dunned at a level
+  up to the notice's (listed with their open amount, their level unchanged).
 """
 
 from __future__ import annotations
@@ -74,14 +78,16 @@ def decide(candidates: Sequence[Candidate], as_of: date, policy: Policy,
         target = policy.next_level(candidate.level, days_past_due)
         if target is not None and policy.level(target).days_past_due <= days_past_due:
             due[candidate.invoice_id] = target
-    for level in sorted(set(due.values()), reverse=True):
+    floor = max((candidate.level for candidate in candidates), default=0)
+    for tried in sorted(set(due.values()), reverse=True):
+        level = max(tried, floor)
         spec = policy.level(level)
         if last_notice_on is not None and (as_of - last_notice_on).days < spec.min_days_since_last_notice:
             continue
         lines = []
         for candidate in candidates:
             target = due.get(candidate.invoice_id)
-            if target is not None and target <= level:
+            if target is not None and target <= tried:
                 line_level, advanced = target, True
             elif 1 <= candidate.level <= level:
                 line_level, advanced = candidate.level, False
