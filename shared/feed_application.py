@@ -63,6 +63,10 @@ class FeedApplication(TrackedApplication, Generic[A]):
         """Apply a fact to the account; False when it changed nothing (seen before)."""
         raise NotImplementedError
 
+    def after_facts(self, accounts: Iterable[A]) -> None:
+        """What the service decides again for the accounts a batch's facts changed, once the
+        batch is taken in (nothing by default)."""
+
     def account(self, customer_id: str, *, fresh: bool = False) -> A | None:
         """A customer's account (``fresh``: read from the store, not the writer's cache)."""
         try:
@@ -108,6 +112,7 @@ class FeedApplication(TrackedApplication, Generic[A]):
     def prepare(self, messages: Sequence[Fact]) -> PreparedBatch[A]:
         """Apply facts to their accounts in memory; nothing is written yet."""
         batch: PreparedBatch[A] = PreparedBatch()
+        touched: dict[str, A] = {}
         uncached = {m.customer_id for m in messages
                     if m.known and not self.is_cached(self.account_id(m.customer_id))}
         stored = self.stored_ids([self.account_id(c) for c in uncached]) if uncached else set()
@@ -132,8 +137,11 @@ class FeedApplication(TrackedApplication, Generic[A]):
                 continue
             if changed:
                 batch.applied += 1
+                touched[message.customer_id] = account
             else:
                 batch.duplicates += 1
+        if touched:
+            self.after_facts(touched.values())
         return batch
 
     def commit(self, batch: PreparedBatch[A], tracking: Tracking | None = None) -> None:

@@ -65,6 +65,7 @@ class OpenItem:
     # False: recorded by an event without a settled date (dunning's before it kept one), so
     # a fact naming one is no news unless its open amount or status is
     settled_known: bool = True
+    attributes: dict[str, Any] | None = None  # the ERP's, as the invoice was opened with them
 
     @property
     def is_open(self) -> bool:
@@ -147,6 +148,7 @@ class OpenItems:
             own = next((o for o in body.invoices if o.invoice_id == body.invoice_id), None)
             invoice = {"invoice_id": body.invoice_id, "currency": body.currency, "amount": str(body.amount),
                        "issue_date": body.issue_date.isoformat(), "due_date": body.due_date.isoformat(),
+                       **({"attributes": body.attributes} if body.attributes else {}),
                        **({"open_amount": str(body.amount), "status": "open", "settled_date": None}
                           if own is None else own.as_change())}
             others = self._changes(o.as_change() for o in body.invoices if o.invoice_id != body.invoice_id)
@@ -198,7 +200,8 @@ class OpenItems:
         new = OpenItem(
             invoice_id=invoice["invoice_id"], currency=invoice["currency"], amount=Decimal(invoice["amount"]),
             issue_date=date.fromisoformat(invoice["issue_date"]),
-            due_date=date.fromisoformat(invoice["due_date"]), open_amount=ZERO, status="open")
+            due_date=date.fromisoformat(invoice["due_date"]), open_amount=ZERO, status="open",
+            attributes=invoice.get("attributes"))
         self.invoices[new.invoice_id] = new
         self.change_open_amounts([invoice, *outcomes])
         return new

@@ -10,15 +10,26 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.dunning import queries
 from services.dunning.api_answers import (
+    AssignmentOut,
+    CollectorsOut,
     DunningViewOut,
     NoticesOut,
     PoliciesOut,
     PromiseOut,
+    RulesOut,
     RunOut,
     WorklistOut,
 )
 from services.dunning.application import DunningApplication
 from services.dunning.domain import Policy
+from services.dunning.domain.collectors import (
+    MAX_RULES,
+    AssignmentRule,
+    Collector,
+    CollectorBook,
+    Email,
+    UnknownCollector,
+)
 from services.dunning.domain.errors import (
     AlreadyPromised,
     CurrencyMismatch,
@@ -39,9 +50,18 @@ from shared.money import ZERO, to_text
 from shared.openapi import answers_with
 from shared.problems import DomainProblems, Problem, not_found
 from shared.scheduling import ReadModelsBehind
-from shared.values import CURRENCY_PATTERN, NO_NUL, POLICY_NAME_PATTERN, Channel, RequestAmount
+from shared.values import (
+    CURRENCY_PATTERN,
+    NO_NUL,
+    POLICY_NAME_PATTERN,
+    Channel,
+    Name,
+    RequestAmount,
+    RequestId,
+)
 
 PolicyName = Annotated[str, Path(pattern=POLICY_NAME_PATTERN)]
+CollectorId = Annotated[str, Path(min_length=1, max_length=200, pattern=NO_NUL)]
 # A count of days in a policy: ten years either way is beyond any dunning.
 Days = Annotated[int, Field(ge=-3660, le=3660)]
 DaysAfter = Annotated[int, Field(ge=0, le=3660)]
@@ -63,9 +83,11 @@ DUNNING_PROBLEMS = DomainProblems(
         InvoiceNotOpen: (409, "invoice-not-open"),
         AlreadyPromised: (409, "already-promised"),
         RunOutOfOrder: (409, "run-out-of-order"),
+        UnknownCollector: (422, "validation-error"),
     },
     fields={"amount": "body.amount", "currency": "body.currency", "promised_date": "body.promised_date",
-            "invoice_ids": "body.invoice_ids", "as_of": "body.as_of"},
+            "invoice_ids": "body.invoice_ids", "as_of": "body.as_of", "collector_id": "body.collector_id",
+            "rules": "body.rules"},
 )
 
 
@@ -235,6 +257,85 @@ async def get_customer_dunning(customer_id: str, app: AppDep, _: DunningReader) 
     return view
 
 
+# --------------------------------------------------------------------------- collectors
+
+
+class CollectorIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    email: Email | None = None
+    active: bool = True
+
+
+class RulesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rules: list[AssignmentRule] = Field(max_length=MAX_RULES, description="the first that matches assigns")
+
+
+class CollectorAssignmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    collector_id: RequestId
+
+
+def _rules_out(book: CollectorBook) -> dict[str, Any]:
+    return {"version": book.rules_version, "rules": book.rule_data}
+
+
+@router.get("/collectors", tags=["collectors"], response_model=None, responses=answers_with(CollectorsOut))
+async def list_collectors(app: AppDep, _: DunningReader) -> dict[str, Any]:
+    book = await asyncio.to_thread(app.collector_book)
+    return {"collectors": [c.model_dump(mode="json") for c in book.all_collectors()]}
+
+
+@router.put("/collectors/{collector_id}", tags=["collectors"], response_model=None,
+            responses=answers_with(Collector))
+async def put_collector(collector_id: CollectorId, body: CollectorIn, app: AppDep, writer: WriterDep,
+                        _: DunningWriter) -> dict[str, Any]:
+    """Store a collector (new, or changed: name, email, active)."""
+    collector = Collector(collector_id=collector_id, **body.model_dump())
+    return (await writer.run(app.put_collector, collector)).model_dump(mode="json")
+
+
+@router.get("/assignment-rules", tags=["collectors"], response_model=None, responses=answers_with(RulesOut))
+async def get_rules(app: AppDep, _: DunningReader) -> dict[str, Any]:
+    return _rules_out(await asyncio.to_thread(app.collector_book))
+
+
+@router.put("/assignment-rules", tags=["collectors"], response_model=None, responses=answers_with(RulesOut))
+async def put_rules(body: RulesIn, app: AppDep, writer: WriterDep, _: DunningWriter) -> dict[str, Any]:
+    """Replace the ordered rules; the first whose ``when`` a customer meets assigns it. They
+    apply whenever a customer's facts change, and at the next run to every customer."""
+    return _rules_out(await writer.run(app.put_rules, body.rules))
+
+
+def _assignment(customer_id: str, view: dict[str, Any] | None) -> dict[str, Any]:
+    if view is None:
+        raise not_found("customer", customer_id)
+    return {"customer_id": customer_id, "collector_id": view["collector_id"],
+            "assigned_by": view["assigned_by"]}
+
+
+@router.put("/customers/{customer_id}/collector", tags=["collectors"], response_model=None,
+            responses=answers_with(AssignmentOut))
+async def put_customer_collector(customer_id: str, body: CollectorAssignmentIn, app: AppDep,
+                                 writer: WriterDep, principal: DunningWriter) -> dict[str, Any]:
+    """Assign a collector by hand: it wins over the rules until removed."""
+    view = await writer.run(app.assign, customer_id, body.collector_id, principal.identity)
+    return _assignment(customer_id, view)
+
+
+@router.delete("/customers/{customer_id}/collector", tags=["collectors"], response_model=None,
+               responses=answers_with(AssignmentOut))
+async def delete_customer_collector(customer_id: str, app: AppDep, writer: WriterDep,
+                                    principal: DunningWriter) -> dict[str, Any]:
+    """Remove the manual assignment: the rules assign the customer again."""
+    view = await writer.run(app.unassign, customer_id, principal.identity)
+    return _assignment(customer_id, view)
+
+
 # --------------------------------------------------------------------------- notices, worklist
 
 
@@ -260,6 +361,8 @@ async def get_notices(
 async def get_worklist(
     engine: EngineDep, _: DunningReader,
     as_of: Annotated[BusinessDate | None, Query(description="business date; default today (UTC)")] = None,
+    collector_id: Annotated[str | None, Query(min_length=1, max_length=200, pattern=NO_NUL,
+                                              description="only the customers this collector works")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Customers by amount at risk: overdue undisputed open amount x (1 + dunning level)."""
@@ -267,11 +370,11 @@ async def get_worklist(
 
     def read() -> list[dict[str, Any]]:
         with engine.connect() as conn:
-            return queries.worklist(conn, day, limit)
+            return queries.worklist(conn, day, limit, collector_id=collector_id)
 
     rows = await asyncio.to_thread(read)
     return {"as_of": day.isoformat(), "customers": [
-        {"customer_id": r["customer_id"], "currency": r["currency"],
+        {"customer_id": r["customer_id"], "collector_id": r["collector_id"], "currency": r["currency"],
          "overdue_amount": to_text(r["overdue_amount"], r["currency"]),
          "amount_at_risk": to_text(r["amount_at_risk"], r["currency"]), "level": r["level"],
          "invoices": r["invoices"], "oldest_due_date": r["oldest_due_date"].isoformat(),

@@ -9,11 +9,12 @@ domain's ``Policy`` (its serialized form).
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from services.dunning.domain import Policy
+from services.dunning.domain.collectors import AssignmentRule, Collector
 from shared.values import AnswerAmount
 
 
@@ -58,6 +59,7 @@ class RunOut(_Answer):
 
 class WorklistRowOut(_Answer):
     customer_id: str
+    collector_id: str | None
     currency: str
     overdue_amount: AnswerAmount
     amount_at_risk: AnswerAmount
@@ -105,6 +107,8 @@ class SentNoticeOut(_Answer):
 class DunningViewOut(_Answer):
     customer_id: str
     policy: str | None
+    collector_id: str | None
+    assigned_by: Literal["rule", "manual"] | None
     invoices: list[InvoiceLevelOut]
     notices: list[SentNoticeOut]
     promises: list[dict[str, Any]]
@@ -114,3 +118,18 @@ class DunningViewOut(_Answer):
 
 class PoliciesOut(_Answer):
     policies: list[Policy]
+
+
+class CollectorsOut(_Answer):
+    collectors: list[Collector]
+
+
+class RulesOut(_Answer):
+    version: int
+    rules: list[AssignmentRule]
+
+
+class AssignmentOut(_Answer):
+    customer_id: str
+    collector_id: str | None
+    assigned_by: Literal["rule", "manual"] | None

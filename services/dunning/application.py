@@ -23,6 +23,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg import sql
 
 from services.dunning.domain import DunningAccount, Policy, dunning_account_id
+from services.dunning.domain.collectors import AssignmentRule, Collector, CollectorBook
 from services.dunning.domain.registry import PolicyBook, RunRegistry, resolve
 from services.dunning.domain.rendering import Renderer
 from shared.eventstore import LATEST_VERSION, retry_on_conflict
@@ -117,6 +118,9 @@ class DunningApplication(FeedApplication[DunningAccount]):
     def run_registry(self) -> RunRegistry:
         return self._singleton(RunRegistry.create_id(), RunRegistry)
 
+    def collector_book(self) -> CollectorBook:
+        return self._singleton(CollectorBook.create_id(), CollectorBook)
+
     def store_policy(self, policy: Policy) -> Policy:
         """Store a revision of a policy (a new version unless the content is unchanged)."""
 
@@ -128,12 +132,52 @@ class DunningApplication(FeedApplication[DunningAccount]):
 
         return retry_on_conflict(attempt)
 
+    def put_collector(self, collector: Collector) -> Collector:
+        def attempt() -> Collector:
+            book = self.collector_book()
+            if book.put_collector(collector):
+                self.save_tracked(book, tracking=None)
+            return collector
+
+        return retry_on_conflict(attempt)
+
+    def put_rules(self, rules: Sequence[AssignmentRule]) -> CollectorBook:
+        """Replace the assignment rules (applied at the next run, to every customer)."""
+
+        def attempt() -> CollectorBook:
+            book = self.collector_book()
+            if book.put_rules(rules):
+                self.save_tracked(book, tracking=None)
+            return book
+
+        return retry_on_conflict(attempt)
+
+    def assign(self, customer_id: str, collector_id: str, actor: str) -> dict[str, Any] | None:
+        """A collector assigned by hand (it wins over the rules); None when there is no such customer."""
+        self.collector_book().require(collector_id)
+        return self.command(customer_id, lambda account: (
+            account.assign_by_hand(collector_id, actor), account.view())[1])
+
+    def unassign(self, customer_id: str, actor: str) -> dict[str, Any] | None:
+        """The manual assignment removed: the rules assign the customer again."""
+        book = self.collector_book()
+        return self.command(customer_id, lambda account: (
+            account.release_by_hand(actor, book.rules, book.rules_version), account.view())[1])
+
+    def after_facts(self, accounts: Iterable[DunningAccount]) -> None:
+        """The assignment rules applied again to the accounts a batch of facts changed."""
+        book = self.collector_book()
+        rules, version = book.rules, book.rules_version
+        for account in accounts:
+            account.assign_by_rules(rules, version)
+
     def record_run(self, as_of: date, *, notices: int, customers: int,
-                   broken_promises: int) -> dict[str, Any]:
+                   broken_promises: int, rules_version: int = 0) -> dict[str, Any]:
         def attempt() -> dict[str, Any]:
             registry = self.run_registry()
             summary = registry.record(as_of, {"notices": notices, "customers": customers,
-                                              "broken_promises": broken_promises})
+                                              "broken_promises": broken_promises,
+                                              "rules_version": rules_version})
             self.save_tracked(registry, tracking=None)
             return summary
 
@@ -149,9 +193,12 @@ class DunningApplication(FeedApplication[DunningAccount]):
             made_on=made_on, promised_date=promised_date, amount=amount,
             policy=resolve(policy_book, account.policy_name), currency=currency, invoice_ids=invoice_ids))
 
-    def run_chunk(self, customer_ids: Iterable[str], as_of: date, book: PolicyBook) -> ChunkResult:
-        """The run for ``as_of`` over some customers, saved in one transaction (done again once
-        on fresh copies if another replica wrote one of these accounts since we cached it)."""
+    def run_chunk(self, customer_ids: Iterable[str], as_of: date, book: PolicyBook,
+                  collectors: CollectorBook | None = None) -> ChunkResult:
+        """The run for ``as_of`` over some customers (their assignment by the rules first),
+        saved in one transaction (done again once on fresh copies if another replica wrote
+        one of these accounts since we cached it)."""
+        rules, version = (collectors.rules, collectors.rules_version) if collectors else ([], 0)
 
         def run(ids: list[str]) -> tuple[ChunkResult, list[DunningAccount]]:
             result = ChunkResult()
@@ -165,8 +212,9 @@ class DunningApplication(FeedApplication[DunningAccount]):
                 policy = policies.get(account.policy_name)
                 if policy is None:
                     policy = policies[account.policy_name] = resolve(book, account.policy_name)
+                assigned = collectors is not None and account.assign_by_rules(rules, version)
                 outcome = account.run(as_of, policy, self.renderer)
-                if outcome:
+                if outcome or assigned:
                     changed.append(account)
                     result.notices.extend(outcome.notices)
                     result.broken_promises += len(outcome.broken_promises)

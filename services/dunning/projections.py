@@ -46,6 +46,7 @@ from sqlalchemy.engine import Connection
 
 from services.dunning.application import select_stored_events
 from services.dunning.domain import DunningAccount, Policy
+from services.dunning.domain.collectors import COLLECTOR_BOOK_ID
 from services.dunning.domain.registry import POLICY_BOOK_ID, RUN_REGISTRY_ID, PolicyBook, resolve
 from services.dunning.outbound import notice_message
 from shared.account_projector import AccountProjector, Touched, positions_table
@@ -64,6 +65,8 @@ accounts = Table(
     Column("wake_date", Date, index=True),
     Column("last_run_on", Date),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("collector_id", String(200), index=True),  # who works the customer
+    Column("assigned_by", String(10)),  # rule or manual
 )
 
 invoices = Table(
@@ -194,6 +197,8 @@ class DunningProjector(AccountProjector[DunningAccount]):
         for position, event in events:
             if event.originator_id == POLICY_BOOK_ID:
                 self._on_policy_book(event, rows)
+            elif event.originator_id == COLLECTOR_BOOK_ID:
+                continue  # (the collectors and rules are read from their aggregate)
             elif event.originator_id == RUN_REGISTRY_ID:
                 if type(event).__name__ == "RunRecorded":
                     run = event.run
@@ -236,7 +241,7 @@ class DunningProjector(AccountProjector[DunningAccount]):
             first.setdefault(event.originator_id, event.originator_version)
         mirror = self._mirror
         wanted = [aggregate_id for aggregate_id, version in first.items()
-                  if version > 1 and aggregate_id not in (POLICY_BOOK_ID, RUN_REGISTRY_ID)
+                  if version > 1 and aggregate_id not in (POLICY_BOOK_ID, RUN_REGISTRY_ID, COLLECTOR_BOOK_ID)
                   and not ((known := mirror.get(aggregate_id)) is not None and known.version == version - 1)]
         to_domain_event = self.app.mapper.to_domain_event
         for start in range(0, len(wanted), 500):
@@ -315,7 +320,8 @@ class DunningProjector(AccountProjector[DunningAccount]):
                 "customer_id": account.customer_id, "policy": account.policy_name, "policy_used": policy.name,
                 "policy_version": policy.version, "do_not_dun": account.do_not_dun,
                 "wake_date": account.wake_date(policy), "last_run_on": account.last_run_on,
-                "updated_at": entry.timestamp,
+                "updated_at": entry.timestamp, "collector_id": account.collector_id,
+                "assigned_by": account.assigned_by,
             })
             for invoice_id, changed_at in sorted(entry.invoice_ids.items()):
                 invoice = account.items.invoices.get(invoice_id)

@@ -26,12 +26,16 @@ def projector_position(conn: Connection) -> int:
     return int(value or 0)
 
 
-def run_candidates(conn: Connection, as_of: date, book: PolicyBook) -> Iterator[str]:
+def run_candidates(conn: Connection, as_of: date, book: PolicyBook, *, everyone: bool = False
+                   ) -> Iterator[str]:
     """Customers a run on ``as_of`` may act for, in id order.
 
     Those whose wake date has come, and those whose wake date was worked out with a policy
-    (or policy version) other than the one that now applies to them.
+    (or policy version) other than the one that now applies to them; ``everyone``: all.
     """
+    if everyone:
+        yield from conn.execute(select(accounts.c.customer_id).order_by(accounts.c.customer_id)).scalars()
+        return
     stale = []
     groups = select(accounts.c.policy, accounts.c.policy_used, accounts.c.policy_version).distinct()
     for name, used, version in conn.execute(groups):
@@ -80,7 +84,8 @@ def find_notices(conn: Connection, *, status: str | None, level: int | None, as_
             for row in conn.execute(query)]
 
 
-def worklist(conn: Connection, as_of: date, limit: int) -> list[dict[str, Any]]:
+def worklist(conn: Connection, as_of: date, limit: int, *, collector_id: str | None = None
+             ) -> list[dict[str, Any]]:
     """Customers by amount at risk on ``as_of``: Σ overdue dunnable amount x (1 + level).
 
     Overdue: due before ``as_of``; dunnable: open less disputed; an invoice's level weight
@@ -89,7 +94,11 @@ def worklist(conn: Connection, as_of: date, limit: int) -> list[dict[str, Any]]:
     """
     dunnable = invoices.c.open_amount - invoices.c.disputed_amount
     at_risk = money_sum(dunnable, weight=invoices.c.level + 1).label("amount_at_risk")
-    query = (
+    conditions = [invoices.c.open_amount > invoices.c.disputed_amount, invoices.c.due_date < as_of]
+    if collector_id is not None:
+        conditions.append(invoices.c.customer_id.in_(
+            select(accounts.c.customer_id).where(accounts.c.collector_id == collector_id)))
+    per_customer = (
         select(
             invoices.c.customer_id, invoices.c.currency,
             money_sum(dunnable).label("overdue_amount"), at_risk,
@@ -97,9 +106,14 @@ def worklist(conn: Connection, as_of: date, limit: int) -> list[dict[str, Any]]:
             func.min(invoices.c.due_date).label("oldest_due_date"),
             func.max(case((invoices.c.escalated, 1), else_=0)).label("escalated"),
         )
-        .where(and_(invoices.c.open_amount > invoices.c.disputed_amount, invoices.c.due_date < as_of))
+        .where(and_(*conditions))
         .group_by(invoices.c.customer_id, invoices.c.currency)
         .order_by(at_risk.desc(), invoices.c.customer_id, invoices.c.currency)
         .limit(limit)
+        .subquery()
     )
+    query = (select(per_customer, accounts.c.collector_id)
+             .join(accounts, accounts.c.customer_id == per_customer.c.customer_id, isouter=True)
+             .order_by(per_customer.c.amount_at_risk.desc(), per_customer.c.customer_id,
+                       per_customer.c.currency))
     return [plain_row(row._mapping) for row in execute_sums(conn, query)]

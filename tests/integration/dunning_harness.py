@@ -62,5 +62,8 @@ class InProcessDunning(InProcessApp):
     async def put(self, path: str, body: Any) -> Any:
         return await self.http.put(path, json=body)
 
+    async def delete(self, path: str) -> Any:
+        return await self.http.delete(path)
+
     async def view(self, customer_id: str) -> dict[str, Any] | None:
         return found(await self.get(f"/customers/{customer_id}/dunning"))

@@ -176,12 +176,20 @@ def test_every_stored_event_deserialises(stores: Stores) -> None:
             app.close()
 
 
+def dunning_view(account: Any) -> dict[str, Any]:
+    """A dunning account's view as the previous code showed it: the members added since (no
+    collector is assigned in an old store) checked and left out."""
+    view: dict[str, Any] = account.view()
+    assert (view.pop("collector_id"), view.pop("assigned_by")) == (None, None)
+    return view
+
+
 def test_each_account_loads_and_shows_what_the_previous_code_showed(stores: Stores) -> None:
     ledger, dunning, credit = (stores.open(s) for s in SERVICES)
     try:
         for customer in CUSTOMERS:
             expected = EXPECTED["customers"][customer]
-            assert dunning.account(customer).view() == expected["dunning"], customer
+            assert dunning_view(dunning.account(customer)) == expected["dunning"], customer
             credit_view = credit.account(customer).view(as_of=VIEW_AS_OF, rules=credit.rules)
             assert credit_view == expected["credit"], customer
             assert ledger_figures(ledger.account(customer)) == expected["ledger"], customer
@@ -255,7 +263,7 @@ def test_the_same_ledger_messages_again_change_nothing(stores: Stores) -> None:
             assert [e for a in batch.accounts.values() for e in a.pending_events] == []
             for customer, account in batch.accounts.items():
                 if service == "dunning":
-                    assert account.view() == EXPECTED["customers"][customer]["dunning"]
+                    assert dunning_view(account) == EXPECTED["customers"][customer]["dunning"]
                 else:
                     assert account.view(as_of=VIEW_AS_OF, rules=app.rules) == \
                         EXPECTED["customers"][customer]["credit"]

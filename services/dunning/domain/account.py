@@ -40,6 +40,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
+from services.dunning.domain.collectors import AssignmentRule, Portfolio, RuleMatch, first_match
 from services.dunning.domain.decision import Candidate, decide, earliest_action
 from services.dunning.domain.errors import (
     AlreadyPromised,
@@ -134,6 +135,9 @@ class DunningAccount(Aggregate):
         # (source, id) of the ERP customer.upserted messages applied: the same message reaches
         # dunning twice (ar.customers and the ledger's ledger.customer_updated), maybe late.
         self.profile_keys: set[str] = set()
+        self.risk_grade: str | None = None  # credit's, for the assignment rules
+        # who works the customer: {collector_id, by: rule|manual, rule, rules_version, actor}
+        self.assignment: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- queries
 
@@ -209,12 +213,32 @@ class DunningAccount(Aggregate):
             soonest = max(soonest, self.last_run_on + timedelta(days=1))
         return soonest
 
+    @property
+    def collector_id(self) -> str | None:
+        return self.assignment["collector_id"] if self.assignment else None
+
+    @property
+    def assigned_by(self) -> str | None:
+        """``rule`` or ``manual`` while a collector works the customer, else None."""
+        return self.assignment["by"] if self.assignment and self.assignment["collector_id"] else None
+
+    def portfolio(self) -> Portfolio:
+        """What the assignment rules see of this customer."""
+        attributes = frozenset(
+            (str(name), str(value)) for invoice in self.items.invoices.values() if invoice.attributes
+            for name, value in invoice.attributes.items() if isinstance(value, str | int | bool))
+        return Portfolio(segment=self.profile.get("segment"), country=self.profile.get("country"),
+                         risk_grade=self.risk_grade, open_amounts=self.items.receivables,
+                         attributes=attributes)
+
     def view(self) -> dict[str, Any]:
         """The customer's dunning state, JSON-native (``GET /customers/{id}/dunning``)."""
         return {
             "customer_id": self.customer_id,
             "policy": self.policy_name,
             "do_not_dun": self.do_not_dun,
+            "collector_id": self.collector_id,
+            "assigned_by": self.assigned_by,
             "invoices": [
                 {"invoice_id": i.invoice_id, "currency": i.currency, "due_date": i.due_date.isoformat(),
                  "open_amount": to_text(i.open_amount, i.currency),
@@ -270,6 +294,49 @@ class DunningAccount(Aggregate):
             open_now = sum((self.items.invoices[i].open_amount for i in promise.invoice_ids), ZERO)
             if promise.baseline - open_now >= promise.amount:
                 self._promise_kept(promise_id=promise.promise_id, kept_on=effective.isoformat())
+
+    # ----------------------------------------------------------------- assignment
+
+    def assign_by_rules(self, rules: Sequence[AssignmentRule], version: int) -> bool:
+        """The first matching rule's collector works the customer (none if no rule matches),
+        unless one was assigned by hand; True when that changed the assignment."""
+        if self.assignment is None and not rules:
+            return False  # (no rules, nobody assigned: nothing to work out)
+        if self.assignment is not None and self.assignment["by"] == "manual":
+            return False
+        return self._assign_from(first_match(rules, version, self.portfolio()), actor=None)
+
+    def assign_by_hand(self, collector_id: str, actor: str) -> bool:
+        """``collector_id`` works the customer whatever the rules say, until ``release_by_hand``."""
+        if self.assignment is not None and self.assignment["by"] == "manual" \
+                and self.assignment["collector_id"] == collector_id:
+            return False
+        self._collector_assigned(collector_id=collector_id, by="manual", rule=None, rules_version=None,
+                                 actor=actor)
+        return True
+
+    def release_by_hand(self, actor: str, rules: Sequence[AssignmentRule], version: int) -> bool:
+        """The manual assignment removed: the rules assign the customer again."""
+        if self.assignment is None or self.assignment["by"] != "manual":
+            return False
+        match = first_match(rules, version, self.portfolio())
+        self._assign_from(match, actor=actor, force=True)
+        return True
+
+    def _assign_from(self, match: RuleMatch | None, *, actor: str | None, force: bool = False) -> bool:
+        current = self.assignment or {"collector_id": None, "rule": None}
+        found = (match.collector_id, match.rule) if match else (None, None)
+        if not force and (current["collector_id"], current["rule"]) == found:
+            return False  # (a new version of the rules that assigns the same: no news)
+        self._collector_assigned(collector_id=found[0], by="rule", rule=found[1],
+                                 rules_version=match.version if match else None, actor=actor)
+        return True
+
+    @event("CollectorAssigned")
+    def _collector_assigned(self, collector_id: str | None, by: str, rule: int | None,
+                            rules_version: int | None, actor: str | None) -> None:
+        self.assignment = {"collector_id": collector_id, "by": by, "rule": rule,
+                           "rules_version": rules_version, "actor": actor}
 
     # ----------------------------------------------------------------- commands
 

@@ -104,6 +104,13 @@ class RunRegistry(DailyRegistry, created_event_name="Opened"):
     def _record(self, entry: dict[str, Any]) -> None:
         self._recorded(run=entry)
 
+    @property
+    def rules_version(self) -> int:
+        """The version of the assignment rules the latest run applied (0: none yet)."""
+        if not self.recorded:
+            return 0
+        return int(self.recorded[max(self.recorded)].get("rules_version", 0))
+
     @event("RunRecorded")
     def _recorded(self, run: dict[str, Any]) -> None:
         self._add(run)

@@ -1,0 +1,139 @@
+"""Collections end to end: collectors, assignment rules and manual assignment, through the
+ledger's feed and the dunning service's REST surface, on SQLite and PostgreSQL.
+
+Three customers meet three rules (a segment, a country, an invoice attribute); a manual
+assignment wins over the rules, survives new facts, and is undone; a change of the rules
+reaches every customer at the next run. Nothing waits a fixed time: every wait polls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.broker import EmbeddedBroker
+from tests.integration.dunning_harness import ALL_TOPICS, InProcessDunning, dunning_settings_for, profile
+from tests.integration.feed_harness import own_broker
+from tests.integration.ledger_harness import InProcessLedger, Publisher, invoice_issued, ledger_settings, poll
+
+WAIT = 30.0
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    with own_broker(tmp_path / "tansu.log", ALL_TOPICS) as broker:
+        yield broker
+
+
+def with_attributes(event: dict[str, Any], **attributes: str) -> dict[str, Any]:
+    return {**event, "data": {**event["data"], "attributes": attributes}}
+
+
+RULES = [
+    {"collector_id": "alice", "when": {"segment": "enterprise"}},
+    {"collector_id": "bob", "when": {"country": "DE", "min_open_amount": "500.00"}},
+    {"collector_id": "carol", "when": {"attribute": {"name": "region", "value": "north"}}},
+]
+
+
+async def ok(call: Any, status: int = 200) -> Any:
+    response = await call
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+async def assignment(dunning: InProcessDunning, customer: str, expected: tuple[str | None, str | None]
+                     ) -> dict[str, Any]:
+    view = await poll(lambda: dunning.view(customer),
+                      lambda v: v is not None and (v["collector_id"], v["assigned_by"]) == expected,
+                      timeout=WAIT, what=f"{customer} assigned {expected}")
+    assert view is not None
+    return view
+
+
+async def test_rules_assign_customers_and_a_manual_assignment_wins_until_removed(
+    broker: EmbeddedBroker, database_url: str
+) -> None:
+    async with InProcessLedger(ledger_settings(broker.bootstrap, database_url)), \
+            InProcessDunning(dunning_settings_for(broker.bootstrap, database_url)) as dunning, \
+            Publisher(broker.bootstrap) as publisher:
+        for collector_id, name in (("alice", "Alice A"), ("bob", "Bob B"), ("carol", "Carol C")):
+            stored = await ok(dunning.put(f"/collectors/{collector_id}",
+                                          {"name": name, "email": f"{collector_id}@example.com"}))
+            assert stored == {"collector_id": collector_id, "name": name,
+                              "email": f"{collector_id}@example.com", "active": True}
+        assert [c["collector_id"] for c in (await dunning.json("/collectors"))["collectors"]] == [
+            "alice", "bob", "carol"]
+
+        # rules that name no known collector, or money as a JSON number, are refused
+        refused = await dunning.put("/assignment-rules", {"rules": [{"collector_id": "dave"}]})
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["errors"][0]["field"] == "body.rules", refused.text
+        refused = await dunning.put("/assignment-rules", {"rules": [
+            {"collector_id": "bob", "when": {"min_open_amount": 500}}]})
+        assert refused.status_code == 422, refused.text
+        assert "min_open_amount" in refused.json()["errors"][0]["field"], refused.text
+        rules = await ok(dunning.put("/assignment-rules", {"rules": RULES}))
+        assert rules["version"] == 1 and rules["rules"] == RULES
+        assert (await ok(dunning.put("/assignment-rules", {"rules": RULES})))["version"] == 1  # unchanged
+
+        await publisher.send_all([
+            profile("X", event_id="p-X", segment="enterprise", country="DE"),
+            profile("Y", event_id="p-Y", segment="smb", country="DE"),
+            profile("Z", event_id="p-Z", segment="smb", country="FR"),
+            invoice_issued("X", "X-1", "1000.00", issue="2025-01-01", due="2025-01-31"),
+            invoice_issued("Y", "Y-1", "400.00", issue="2025-01-01", due="2025-01-31"),
+            with_attributes(invoice_issued("Z", "Z-1", "300.00", issue="2025-01-01", due="2025-01-31"),
+                            region="north"),
+        ])
+        # X: enterprise (the first rule, though DE too); Y: DE but owes less than 500.00
+        await assignment(dunning, "X", ("alice", "rule"))
+        await assignment(dunning, "Y", (None, None))
+        await assignment(dunning, "Z", ("carol", "rule"))
+        await publisher.send(invoice_issued("Y", "Y-2", "200.00", issue="2025-01-05", due="2025-02-04"))
+        await assignment(dunning, "Y", ("bob", "rule"))  # its facts changed: 600.00 open
+
+        # by hand: wins over the rules, also when the customer's facts change, until removed
+        refused = await dunning.put("/customers/X/collector", {"collector_id": "dave"})
+        assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "body.collector_id"
+        assert (await dunning.put("/customers/NOBODY/collector", {"collector_id": "bob"})).status_code == 404
+        manual = await ok(dunning.put("/customers/X/collector", {"collector_id": "carol"}))
+        assert manual == {"customer_id": "X", "collector_id": "carol", "assigned_by": "manual"}
+        await publisher.send(invoice_issued("X", "X-2", "50.00", issue="2025-01-10", due="2025-02-09"))
+        view = await poll(lambda: dunning.view("X"),
+                          lambda v: v is not None and any(i["invoice_id"] == "X-2" for i in v["invoices"]),
+                          timeout=WAIT, what="X-2 known to dunning")
+        assert (view["collector_id"], view["assigned_by"]) == ("carol", "manual")
+        undone = await ok(dunning.delete("/customers/X/collector"))
+        assert undone == {"customer_id": "X", "collector_id": "alice", "assigned_by": "rule"}
+
+        # the worklist of one collector: only its customers, with the collector named
+        worklist = await poll(lambda: dunning.json("/worklist", as_of="2025-03-01", collector_id="bob"),
+                              lambda w: [r["customer_id"] for r in w["customers"]] == ["Y"],
+                              timeout=WAIT, what="bob's worklist")
+        rows = [(r["collector_id"], r["overdue_amount"]) for r in worklist["customers"]]
+        assert rows == [("bob", "600.00")]
+        everyone = await dunning.json("/worklist", as_of="2025-03-01")
+        assert {r["customer_id"]: r["collector_id"] for r in everyone["customers"]} == {
+            "X": "alice", "Y": "bob", "Z": "carol"}
+
+        # new rules reach every customer at the next run, whether or not it issues a notice
+        reordered = [RULES[2], {"collector_id": "bob", "when": {"country": "DE"}}]
+        assert (await ok(dunning.put("/assignment-rules", {"rules": reordered})))["version"] == 2
+        await assignment(dunning, "X", ("alice", "rule"))  # not before the run
+        await ok(dunning.post("/runs", {"as_of": "2025-01-02"}))  # no invoice due anything yet
+        await assignment(dunning, "X", ("bob", "rule"))
+        await assignment(dunning, "Y", ("bob", "rule"))
+        await assignment(dunning, "Z", ("carol", "rule"))
+
+        # every change is an event of the customer's account: by rule (which) or by hand (who)
+        history = dunning.app.state.dunning.history("X")
+        assigned = [(e.collector_id, e.by, e.rule, e.rules_version, e.actor) for e in history
+                    if type(e).__name__ == "CollectorAssigned"]
+        assert [a[:4] for a in assigned] == [
+            ("alice", "rule", 0, 1), ("carol", "manual", None, None), ("alice", "rule", 0, 1),
+            ("bob", "rule", 1, 2)]
+        assert assigned[1][4] and assigned[2][4], "the manual changes name who made them"
