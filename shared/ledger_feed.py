@@ -1,5 +1,6 @@
 """What the services downstream of the ledger (dunning, credit) consume: ``ar.ledger.events``
-facts and ``ar.customers`` profiles.
+facts and ``ar.customers`` profiles (and, for dunning, credit's risk grades from
+``ar.credit.events``).
 
 ``decode_record`` turns a Kafka record into a ``Fact`` or raises ``InvalidMessage`` (the
 reason names the field) for the dead-letter topic. Ledger facts are checked for the fields
@@ -37,7 +38,7 @@ from shared.erp_events import (
     parse_envelope,
 )
 from shared.money import check_minor_digits
-from shared.values import Currency, FactAmount, Id
+from shared.values import Currency, FactAmount, Grade, Id
 
 
 def _check_digits(model: BaseModel, *names: str) -> None:
@@ -138,8 +139,18 @@ class CustomerUpdated(CustomerUpserted):
     """The profile the ledger keeps, with the ERP's bounds (depth, lengths, the credit limit)."""
 
 
+class RiskGraded(_Data):
+    """``credit.risk_grade_changed`` on ``ar.credit.events``: credit graded the customer anew
+    (dunning's assignment rules match on the grade)."""
+
+    grade: Grade | None = None  # None: not rated
+
+
+CREDIT_TYPES: dict[str, type[RiskGraded]] = {"credit.risk_grade_changed": RiskGraded}
+
+
 LedgerFact = (InvoiceOpened | InvoicesTouched | InvoiceSettled | InvoiceDisputed | DisputeClosed
-              | UnappliedCashChanged | CustomerUpserted)
+              | UnappliedCashChanged | CustomerUpserted | RiskGraded)
 
 LEDGER_TYPES: dict[str, type[LedgerFact]] = {
     "ledger.invoice_opened": InvoiceOpened,
@@ -153,13 +164,18 @@ LEDGER_TYPES: dict[str, type[LedgerFact]] = {
 }
 
 
-def ledger_sequence(event_id: str | None) -> tuple[int, int] | None:
-    """The (account version, index) a ledger event id ``ledger:<account>:<version>:<index>`` names.
+# the publishers whose facts are followed (a type of theirs this version does not read is skipped)
+_FOLLOWED = ("ledger.", "credit.")
+
+
+def ledger_sequence(event_id: str | None, service: str = "ledger") -> tuple[int, int] | None:
+    """The (account version, index) a ledger event id ``ledger:<account>:<version>:<index>`` names
+    (``service``: another publisher's ids of that shape, ``credit:...``).
 
     A customer's ledger events come in this order, so a fact at or below the last one an
     account recorded is a redelivery.
     """
-    if not event_id or not event_id.startswith("ledger:"):
+    if not event_id or not event_id.startswith(f"{service}:"):
         return None
     parts = event_id.split(":")
     try:
@@ -212,12 +228,13 @@ def decode(raw: bytes | None, *, topic: str | None = None, partition: int | None
     envelope = parse_envelope(payload)
     if topic == "ar.ledger.events" and not envelope.type.startswith("ledger."):
         raise InvalidMessage(f"type: {envelope.type!r} is not carried on {topic} (it takes ledger.*)")
+    if topic == "ar.credit.events" and not envelope.type.startswith("credit."):
+        raise InvalidMessage(f"type: {envelope.type!r} is not carried on {topic} (it takes credit.*)")
     if topic in TOPIC_TYPES and envelope.type not in TOPIC_TYPES[topic]:
         raise InvalidMessage(f"type: {envelope.type!r} is not carried on {topic}")
     if envelope.type == "customer.upserted" and len(raw) > MAX_MESSAGE_BYTES:
         raise InvalidMessage(f"message: {len(raw)} bytes, more than the {MAX_MESSAGE_BYTES} accepted")
-    if envelope.type != "customer.upserted" and envelope.type not in LEDGER_TYPES \
-            and not envelope.type.startswith("ledger."):
+    if envelope.type != "customer.upserted" and not envelope.type.startswith(_FOLLOWED):
         raise InvalidMessage(f"type: unknown event type {envelope.type!r}")
     fact = read_fact(envelope.type, envelope.data, envelope.id, source=envelope.source,
                      subject=envelope.subject, topic=topic, partition=partition, offset=offset,
@@ -240,7 +257,8 @@ def read_fact(event_type: str, data: dict[str, Any], event_id: str, *, source: s
     ``skip``: a ledger type the service does not read: its data is not looked at (no body).
     """
     body: LedgerFact | None
-    if skip and event_type.startswith("ledger."):
+    sequence = ledger_sequence(event_id)
+    if skip and event_type.startswith(_FOLLOWED):
         body, customer_id = None, str(data.get("customer_id") or subject or "")
     elif event_type == "customer.upserted":
         try:
@@ -256,12 +274,19 @@ def read_fact(event_type: str, data: dict[str, Any], event_id: str, *, source: s
         except ValidationError as error:
             raise InvalidMessage(describe_error(error, "data")) from None
         body, customer_id = typed, typed.customer_id
-    elif event_type.startswith("ledger."):  # a type the ledger added since: skipped, not refused
+    elif event_type in CREDIT_TYPES:
+        try:
+            graded = CREDIT_TYPES[event_type].model_validate(data)
+        except ValidationError as error:
+            raise InvalidMessage(describe_error(error, "data")) from None
+        # (credit's order, not the ledger's: the account keeps it apart, ``credit_sequence``)
+        body, customer_id, sequence = graded, graded.customer_id, None
+    elif event_type.startswith(_FOLLOWED):  # a type added since: skipped, not refused
         body, customer_id = None, str(data.get("customer_id") or subject or "")
     else:
         raise InvalidMessage(f"type: unknown event type {event_type!r}")
     origin = Origin(source, event_id, event_type, topic, partition, offset, customer_id)
-    return Fact(customer_id, event_type, data, event_id, origin, body, ledger_sequence(event_id))
+    return Fact(customer_id, event_type, data, event_id, origin, body, sequence)
 
 
 class Record(Protocol):

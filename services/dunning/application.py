@@ -28,7 +28,7 @@ from services.dunning.domain.registry import PolicyBook, RunRegistry, resolve
 from services.dunning.domain.rendering import Renderer
 from shared.eventstore import LATEST_VERSION, retry_on_conflict
 from shared.feed_application import FeedApplication
-from shared.ledger_feed import LEDGER_TYPES, Fact
+from shared.ledger_feed import CREDIT_TYPES, LEDGER_TYPES, Fact
 
 T = TypeVar("T")
 
@@ -45,8 +45,10 @@ class DunningApplication(FeedApplication[DunningAccount]):
     """Event-sourced dunning: one DunningAccount per customer, a policy book, a run registry."""
 
     name = "dunning"
-    # (unapplied cash is the ledger's and credit's: a notice asks for invoices)
-    reads = frozenset(LEDGER_TYPES) - {"ledger.invoice_settled", "ledger.unapplied_cash_changed"}
+    # (unapplied cash is the ledger's and credit's: a notice asks for invoices; credit's risk
+    # grades are for the assignment rules)
+    reads = (frozenset(LEDGER_TYPES) - {"ledger.invoice_settled", "ledger.unapplied_cash_changed"}
+             | frozenset(CREDIT_TYPES))
 
     def __init__(self, env: dict[str, str] | None = None, renderer: Renderer | None = None) -> None:
         super().__init__(env=env)

@@ -6,7 +6,7 @@ from datetime import time
 
 from shared.settings import ServiceSettings, TimeZoneName
 
-INBOUND_TOPICS = ("ar.ledger.events", "ar.customers")
+INBOUND_TOPICS = ("ar.ledger.events", "ar.customers", "ar.credit.events")
 
 
 class DunningSettings(ServiceSettings):

@@ -1,6 +1,7 @@
 """Helpers for driving the dunning service through the real broker, fed by the real ledger.
 
-- ``ALL_TOPICS``: the ledger's topics plus ``ar.dunning.actions`` (4 partitions);
+- ``ALL_TOPICS``: the ledger's topics plus ``ar.dunning.actions`` and ``ar.credit.events`` (4
+  partitions);
 - :class:`InProcessDunning`: the dunning app under uvicorn in the test's event loop;
 - :func:`dunning_settings_for`: settings for a test, with the dunning event store in a
   SQLite file of its own (the library names SQLite tables the same for every app) or in the
@@ -23,7 +24,8 @@ from tests.integration.ledger_harness import (
 )
 
 ACTIONS_TOPIC = "ar.dunning.actions"
-ALL_TOPICS = {**TOPICS, ACTIONS_TOPIC: PARTITIONS}
+CREDIT_TOPIC = "ar.credit.events"  # (dunning follows credit's risk grades)
+ALL_TOPICS = {**TOPICS, ACTIONS_TOPIC: PARTITIONS, CREDIT_TOPIC: PARTITIONS}
 
 
 def dunning_settings_for(bootstrap: str, database_url: str, **overrides: Any) -> DunningSettings:

@@ -3,7 +3,8 @@ ledger's feed and the dunning service's REST surface, on SQLite and PostgreSQL.
 
 Three customers meet three rules (a segment, a country, an invoice attribute); a manual
 assignment wins over the rules, survives new facts, and is undone; a change of the rules
-reaches every customer at the next run. Nothing waits a fixed time: every wait polls.
+reaches every customer at the next run; credit's risk grade (``ar.credit.events``) moves a
+customer under a rule on the grade. Nothing waits a fixed time: every wait polls.
 """
 
 from __future__ import annotations
@@ -12,12 +13,26 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from shared.broker import EmbeddedBroker
-from tests.integration.dunning_harness import ALL_TOPICS, InProcessDunning, dunning_settings_for, profile
+from tests.integration.dunning_harness import (
+    ALL_TOPICS,
+    CREDIT_TOPIC,
+    InProcessDunning,
+    dunning_settings_for,
+    profile,
+)
 from tests.integration.feed_harness import own_broker
-from tests.integration.ledger_harness import InProcessLedger, Publisher, invoice_issued, ledger_settings, poll
+from tests.integration.ledger_harness import (
+    InProcessLedger,
+    Publisher,
+    cloud_event,
+    invoice_issued,
+    ledger_settings,
+    poll,
+)
 
 WAIT = 30.0
 
@@ -128,6 +143,25 @@ async def test_rules_assign_customers_and_a_manual_assignment_wins_until_removed
         await assignment(dunning, "X", ("bob", "rule"))
         await assignment(dunning, "Y", ("bob", "rule"))
         await assignment(dunning, "Z", ("carol", "rule"))
+
+        # credit grades Z "E": dunning follows ar.credit.events, and a rule on the grade moves Z
+        with_grade = [{"collector_id": "alice", "when": {"risk_grade": ["D", "E"]}}, *reordered]
+        assert (await ok(dunning.put("/assignment-rules", {"rules": with_grade})))["version"] == 3
+        grade = cloud_event("credit.risk_grade_changed", {
+            "customer_id": "Z", "grade": "E", "previous_grade": "C", "score": "71.5", "factors": [],
+            "as_of": "2025-01-02"}, event_id="credit:00000000-0000-0000-0000-00000000000z:7:0",
+            source="receivables/credit")
+        await publisher.send_raw(CREDIT_TOPIC, b"Z", orjson.dumps(grade))
+        await assignment(dunning, "Z", ("alice", "rule"))
+        await publisher.send_raw(CREDIT_TOPIC, b"Z", orjson.dumps(grade))  # redelivered: no news
+        await publisher.send_raw(CREDIT_TOPIC, b"Z", orjson.dumps(
+            {**grade, "id": "credit:other", "type": "credit.hold_placed"}))  # a type dunning skips
+        await publisher.send(invoice_issued("Z", "Z-2", "5.00", issue="2025-01-02", due="2025-02-01"))
+        await poll(lambda: dunning.view("Z"),
+                   lambda v: v is not None and any(i["invoice_id"] == "Z-2" for i in v["invoices"]),
+                   timeout=WAIT, what="Z-2 known to dunning, after the credit messages")
+        z_events = [type(e).__name__ for e in dunning.app.state.dunning.history("Z")]
+        assert z_events.count("RiskGraded") == 1
 
         # every change is an event of the customer's account: by rule (which) or by hand (who)
         history = dunning.app.state.dunning.history("X")

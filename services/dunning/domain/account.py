@@ -51,7 +51,7 @@ from services.dunning.domain.errors import (
 )
 from services.dunning.domain.notice import NoticeRenderer, build_notice
 from services.dunning.domain.policy import DEFAULT_POLICY_NAME, Policy
-from shared.ledger_feed import Fact
+from shared.ledger_feed import Fact, RiskGraded, ledger_sequence
 from shared.money import ZERO, to_text
 from shared.open_items import MirrorChange, OpenItem, OpenItems
 
@@ -136,6 +136,7 @@ class DunningAccount(Aggregate):
         # dunning twice (ar.customers and the ledger's ledger.customer_updated), maybe late.
         self.profile_keys: set[str] = set()
         self.risk_grade: str | None = None  # credit's, for the assignment rules
+        self.credit_sequence: list[int] | None = None  # the last credit event (version, index) taken
         # who works the customer: {collector_id, by: rule|manual, rule, rules_version, actor}
         self.assignment: dict[str, Any] | None = None
 
@@ -267,11 +268,24 @@ class DunningAccount(Aggregate):
         ``customer.upserted`` from ``ar.customers`` is taken like ``ledger.customer_updated``.
         Unapplied cash is left to the ledger and credit: a notice asks for invoices.
         """
+        if isinstance(fact.body, RiskGraded):
+            return self._observe_grade(fact.body.grade, ledger_sequence(fact.event_id, "credit"))
         changed = self.items.take(fact, self._observe_profile, self._record)
         effective = fact.effective_date
         if changed and effective is not None:
             self._judge_kept_promises(date.fromisoformat(effective[:10]))
         return changed
+
+    def _observe_grade(self, grade: str | None, sequence: tuple[int, int] | None) -> bool:
+        """Credit's grade of the customer; a message at or below the last one taken (credit's
+        order of the customer's events) is a redelivery."""
+        seen = self.credit_sequence
+        if sequence is not None and seen is not None and list(sequence) <= seen:
+            return False
+        if grade == self.risk_grade:
+            return False
+        self._risk_graded(grade=grade, sequence=list(sequence) if sequence else None)
+        return True
 
     def _observe_profile(self, fact: Fact, sequence: list[int] | None) -> bool:
         profile = {k: v for k, v in fact.data.items() if k not in ("customer_id", "origin")}
@@ -331,6 +345,12 @@ class DunningAccount(Aggregate):
         self._collector_assigned(collector_id=found[0], by="rule", rule=found[1],
                                  rules_version=match.version if match else None, actor=actor)
         return True
+
+    @event("RiskGraded")
+    def _risk_graded(self, grade: str | None, sequence: list[int] | None) -> None:
+        self.risk_grade = grade
+        if sequence is not None:
+            self.credit_sequence = sequence
 
     @event("CollectorAssigned")
     def _collector_assigned(self, collector_id: str | None, by: str, rule: int | None,
