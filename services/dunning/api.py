@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.dunning import queries
 from services.dunning.api_answers import (
+    ActivityOut,
     AssignmentOut,
     CollectorsOut,
     DunningViewOut,
@@ -18,10 +19,13 @@ from services.dunning.api_answers import (
     PromiseOut,
     RulesOut,
     RunOut,
+    TaskOut,
+    TasksOut,
+    TimelineOut,
     WorklistOut,
 )
 from services.dunning.application import DunningApplication
-from services.dunning.domain import Policy
+from services.dunning.domain import Policy, timeline
 from services.dunning.domain.collectors import (
     MAX_RULES,
     AssignmentRule,
@@ -36,10 +40,13 @@ from services.dunning.domain.errors import (
     DunningError,
     InvalidPromise,
     InvoiceNotOpen,
+    TaskNotOpen,
     UnknownInvoice,
+    UnknownTask,
 )
 from services.dunning.domain.policy import MAX_LEVELS
 from services.dunning.domain.registry import RunOutOfOrder, resolve
+from services.dunning.domain.work import ActivityKind, Outcome
 from services.dunning.runs import DunningRunner
 from shared.auth import DunningReader, DunningWriter
 from shared.business_dates import not_ahead_of_clock, today_utc
@@ -84,6 +91,8 @@ DUNNING_PROBLEMS = DomainProblems(
         AlreadyPromised: (409, "already-promised"),
         RunOutOfOrder: (409, "run-out-of-order"),
         UnknownCollector: (422, "validation-error"),
+        UnknownTask: (404, "not-found"),
+        TaskNotOpen: (409, "task-not-open"),
     },
     fields={"amount": "body.amount", "currency": "body.currency", "promised_date": "body.promised_date",
             "invoice_ids": "body.invoice_ids", "as_of": "body.as_of", "collector_id": "body.collector_id",
@@ -334,6 +343,103 @@ async def delete_customer_collector(customer_id: str, app: AppDep, writer: Write
     """Remove the manual assignment: the rules assign the customer again."""
     view = await writer.run(app.unassign, customer_id, principal.identity)
     return _assignment(customer_id, view)
+
+
+# --------------------------------------------------------------------------- tasks, activities, timeline
+
+
+class TaskCompletionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Outcome
+    note: str | None = Field(default=None, max_length=2000, pattern=NO_NUL)
+    completed_on: BusinessDate | None = Field(default=None, description="business date; default today (UTC)")
+
+
+class ActivityIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: ActivityKind
+    outcome: Outcome | None = None
+    note: str = Field(max_length=2000, pattern=NO_NUL)
+    occurred_on: BusinessDate | None = Field(default=None, description="business date; default today (UTC)")
+    collector_id: RequestId | None = Field(default=None, description="default: the customer's collector")
+
+
+@router.get("/tasks", tags=["collections"], response_model=None, responses=answers_with(TasksOut))
+async def get_tasks(
+    engine: EngineDep, _: DunningReader,
+    collector_id: Annotated[str | None, Query(min_length=1, max_length=200, pattern=NO_NUL)] = None,
+    status: Literal["open", "done"] | None = None,
+    due_before: Annotated[BusinessDate | None, Query(description="due before this business date")] = None,
+    customer_id: Annotated[str | None, Query(min_length=1, max_length=200, pattern=NO_NUL)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """The collectors' tasks (calls and visits the runs' notices created), the earliest due first."""
+
+    def read() -> list[dict[str, Any]]:
+        with engine.connect() as conn:
+            return queries.find_tasks(conn, collector_id=collector_id, status=status, due_before=due_before,
+                                      customer_id=customer_id, limit=limit)
+
+    return {"tasks": await asyncio.to_thread(read)}
+
+
+@router.post("/tasks/{task_id}/complete", tags=["collections"], response_model=None,
+             responses=answers_with(TaskOut))
+async def complete_task(task_id: Annotated[str, Path(max_length=64)], body: TaskCompletionIn,
+                        request: Request, app: AppDep, engine: EngineDep, writer: WriterDep,
+                        principal: DunningWriter) -> dict[str, Any]:
+    """Complete a task with its outcome (the same completion again answers the same task)."""
+    completed_on = (not_ahead_of_clock(body.completed_on, "body.completed_on", request)
+                    if body.completed_on else today_utc())
+
+    def customer() -> str | None:
+        with engine.connect() as conn:
+            return queries.task_customer(conn, task_id)
+
+    customer_id = await asyncio.to_thread(customer)
+    task = None if customer_id is None else await writer.run(
+        app.complete_task, customer_id, task_id, outcome=body.outcome, note=body.note,
+        completed_on=completed_on, actor=principal.identity)
+    if task is None:
+        raise not_found("task", task_id)
+    return task
+
+
+@router.post("/customers/{customer_id}/activities", status_code=201, tags=["collections"],
+             response_model=None, responses=answers_with(ActivityOut, 201))
+async def post_activity(customer_id: str, body: ActivityIn, request: Request, app: AppDep, writer: WriterDep,
+                        principal: DunningWriter) -> dict[str, Any]:
+    """Log a contact outside the runs (a call, an e-mail, a visit, a letter) or a note."""
+    occurred_on = (not_ahead_of_clock(body.occurred_on, "body.occurred_on", request)
+                   if body.occurred_on else today_utc())
+    activity = await writer.run(
+        app.log_activity, customer_id, kind=body.kind, outcome=body.outcome, note=body.note,
+        occurred_on=occurred_on, collector_id=body.collector_id, actor=principal.identity)
+    if activity is None:
+        raise not_found("customer", customer_id)
+    return activity
+
+
+@router.get("/customers/{customer_id}/timeline", tags=["collections"], response_model=None,
+            responses=answers_with(TimelineOut))
+async def get_timeline(
+    customer_id: str, app: AppDep, _: DunningReader,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=100, description="next_cursor of the page before")] = None,
+) -> dict[str, Any]:
+    """Everything the service knows of the customer, newest first: notices, tasks, activities,
+    promises, assignments, and the ledger's facts it observed (payments, disputes)."""
+    try:
+        found = await asyncio.to_thread(app.timeline, customer_id, limit=limit, cursor=cursor)
+    except timeline.BadCursor as error:
+        message = str(error).removeprefix("cursor: ")
+        raise _field_problem(422, "validation-error", "query.cursor", message) from None
+    if found is None:
+        raise not_found("customer", customer_id)
+    entries, next_cursor = found
+    return {"customer_id": customer_id, "entries": entries, "next_cursor": next_cursor}
 
 
 # --------------------------------------------------------------------------- notices, worklist

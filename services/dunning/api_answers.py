@@ -133,3 +133,43 @@ class AssignmentOut(_Answer):
     customer_id: str
     collector_id: str | None
     assigned_by: Literal["rule", "manual"] | None
+
+
+class TaskOut(_Answer):
+    task_id: str
+    customer_id: str
+    notice_id: str
+    kind: Literal["phone_task", "visit_task"]
+    due_on: date
+    collector_id: str | None
+    status: Literal["open", "done"]
+    outcome: str | None
+    note: str | None
+    completed_on: date | None
+
+
+class TasksOut(_Answer):
+    tasks: list[TaskOut]
+
+
+class ActivityOut(_Answer):
+    customer_id: str
+    activity_id: str
+    kind: str
+    outcome: str | None
+    note: str
+    occurred_on: date
+    collector_id: str | None
+
+
+class TimelineEntryOut(_Answer):
+    at: date
+    kind: str
+    summary: str
+    data: dict[str, Any]
+
+
+class TimelineOut(_Answer):
+    customer_id: str
+    entries: list[TimelineEntryOut]
+    next_cursor: str | None

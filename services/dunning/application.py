@@ -22,7 +22,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg import sql
 
-from services.dunning.domain import DunningAccount, Policy, dunning_account_id
+from services.dunning.domain import DunningAccount, Policy, dunning_account_id, timeline
 from services.dunning.domain.collectors import AssignmentRule, Collector, CollectorBook
 from services.dunning.domain.registry import PolicyBook, RunRegistry, resolve
 from services.dunning.domain.rendering import Renderer
@@ -165,6 +165,29 @@ class DunningApplication(FeedApplication[DunningAccount]):
         book = self.collector_book()
         return self.command(customer_id, lambda account: (
             account.release_by_hand(actor, book.rules, book.rules_version), account.view())[1])
+
+    def complete_task(self, customer_id: str, task_id: str, *, outcome: str, note: str | None,
+                      completed_on: date, actor: str) -> dict[str, Any] | None:
+        return self.command(customer_id, lambda account: account.complete_task(
+            task_id, outcome=outcome, note=note, completed_on=completed_on, actor=actor))
+
+    def log_activity(self, customer_id: str, *, kind: str, outcome: str | None, note: str,
+                     occurred_on: date, collector_id: str | None, actor: str) -> dict[str, Any] | None:
+        if collector_id is not None:
+            self.collector_book().require(collector_id)
+        return self.command(customer_id, lambda account: account.log_activity(
+            kind=kind, outcome=outcome, note=note, occurred_on=occurred_on, collector_id=collector_id,
+            actor=actor))
+
+    def timeline(self, customer_id: str, *, limit: int, cursor: str | None
+                 ) -> tuple[list[dict[str, Any]], str | None] | None:
+        """A page of the customer's timeline, newest first, and the next page's cursor; None
+        when there is no such customer."""
+        events = self.history(customer_id)
+        if not events:
+            return None
+        entries, after = timeline.page(events, limit=limit, cursor=cursor)
+        return [e.view() for e in entries], after
 
     def after_facts(self, accounts: Iterable[DunningAccount]) -> None:
         """The assignment rules applied again to the accounts a batch of facts changed."""

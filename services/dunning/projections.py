@@ -135,6 +135,22 @@ policies = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+tasks = Table(
+    "dunning_tasks", metadata,
+    Column("task_id", String(64), primary_key=True),
+    Column("customer_id", String(200), nullable=False, index=True),
+    Column("notice_id", String(64), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("due_on", Date, nullable=False),
+    Column("collector_id", String(200)),
+    Column("status", String(10), nullable=False),
+    Column("outcome", String(20)),
+    Column("note", String(2000)),
+    Column("completed_on", Date),
+    Column("completed_by", String(200)),
+    Index("ix_dunning_tasks_collector_status", "collector_id", "status", "due_on"),
+)
+
 runs = Table(
     "dunning_runs", metadata,
     Column("as_of", Date, primary_key=True),
@@ -193,7 +209,8 @@ class DunningProjector(AccountProjector[DunningAccount]):
         self._preload(events)
         touched: dict[UUID, _Touched] = {}
         rows: dict[str, list[dict[str, Any]]] = {"notices": [], "notice_invoices": [], "promises": [],
-                                                 "policies": [], "runs": [], "accounts": [], "invoices": []}
+                                                 "policies": [], "runs": [], "accounts": [], "invoices": [],
+                                                 "tasks": []}
         for position, event in events:
             if event.originator_id == POLICY_BOOK_ID:
                 self._on_policy_book(event, rows)
@@ -285,6 +302,15 @@ class DunningProjector(AccountProjector[DunningAccount]):
                 "paused_until": promise.until, "invoice_ids": list(promise.invoice_ids),
                 "status": promise.status, "closed_on": promise.closed_on,
             })
+        elif kind in ("TaskCreated", "TaskCompleted"):
+            task = account.tasks[state["task_id"]]
+            rows["tasks"] = [r for r in rows["tasks"] if r["task_id"] != task.task_id]
+            rows["tasks"].append({
+                "task_id": task.task_id, "customer_id": account.customer_id, "notice_id": task.notice_id,
+                "kind": task.kind, "due_on": task.due_on, "collector_id": task.collector_id,
+                "status": task.status, "outcome": task.outcome, "note": task.note,
+                "completed_on": task.completed_on, "completed_by": task.completed_by,
+            })
         elif kind == "NoticeIssued":
             notice = state["notice"]
             ids.update(dict.fromkeys((line["invoice_id"] for line in notice["invoices"]), stamp))
@@ -347,6 +373,7 @@ class DunningProjector(AccountProjector[DunningAccount]):
         upsert(conn, notice_invoices, rows["notice_invoices"], ["notice_id", "invoice_id"])
         upsert(conn, promises, rows["promises"], ["promise_id"])
         upsert(conn, runs, rows["runs"], ["as_of"])
+        upsert(conn, tasks, rows["tasks"], ["task_id"])
 
 
 def _group(stored_events: list[StoredEvent]) -> Iterator[tuple[UUID, list[StoredEvent]]]:

@@ -17,6 +17,7 @@ from services.dunning.projections import (
     notice_invoices,
     notices,
     positions,
+    tasks,
 )
 from shared.db import execute_sums, money_sum, plain_row
 
@@ -117,3 +118,24 @@ def worklist(conn: Connection, as_of: date, limit: int, *, collector_id: str | N
              .order_by(per_customer.c.amount_at_risk.desc(), per_customer.c.customer_id,
                        per_customer.c.currency))
     return [plain_row(row._mapping) for row in execute_sums(conn, query)]
+
+
+def find_tasks(conn: Connection, *, collector_id: str | None, status: str | None, due_before: date | None,
+               customer_id: str | None, limit: int) -> list[dict[str, Any]]:
+    """Tasks, the earliest due first."""
+    query = select(tasks)
+    if collector_id is not None:
+        query = query.where(tasks.c.collector_id == collector_id)
+    if status is not None:
+        query = query.where(tasks.c.status == status)
+    if due_before is not None:
+        query = query.where(tasks.c.due_on < due_before)
+    if customer_id is not None:
+        query = query.where(tasks.c.customer_id == customer_id)
+    query = query.order_by(tasks.c.due_on, tasks.c.task_id).limit(limit)
+    return [plain_row(row._mapping) for row in conn.execute(query)]
+
+
+def task_customer(conn: Connection, task_id: str) -> str | None:
+    """The customer a task is for (None: no such task, or not projected yet)."""
+    return conn.execute(select(tasks.c.customer_id).where(tasks.c.task_id == task_id)).scalar()

@@ -31,6 +31,7 @@ from tests.integration.ledger_harness import (
     cloud_event,
     invoice_issued,
     ledger_settings,
+    payment_received,
     poll,
 )
 
@@ -171,3 +172,83 @@ async def test_rules_assign_customers_and_a_manual_assignment_wins_until_removed
             ("alice", "rule", 0, 1), ("carol", "manual", None, None), ("alice", "rule", 0, 1),
             ("bob", "rule", 1, 2)]
         assert assigned[1][4] and assigned[2][4], "the manual changes name who made them"
+
+
+CALLS = {"levels": [{"name": "call", "days_past_due": 1, "channel": "phone_task", "template": "phone_call"}]}
+
+
+async def test_a_phone_task_completed_and_the_timeline_in_order(
+    broker: EmbeddedBroker, database_url: str
+) -> None:
+    async with InProcessLedger(ledger_settings(broker.bootstrap, database_url)), \
+            InProcessDunning(dunning_settings_for(broker.bootstrap, database_url)) as dunning, \
+            Publisher(broker.bootstrap) as publisher:
+        await ok(dunning.put("/collectors/alice", {"name": "Alice A"}))
+        await ok(dunning.put("/assignment-rules", {"rules": [{"collector_id": "alice"}]}))  # everyone
+        await ok(dunning.put("/policies/calls", CALLS))
+        await publisher.send_all([
+            profile("W", event_id="p-W", dunning_policy="calls"),
+            invoice_issued("W", "W-1", "1000.00", issue="2025-01-01", due="2025-01-31"),
+        ])
+        await poll(lambda: dunning.view("W"), lambda v: v is not None and v["invoices"]
+                   and v["collector_id"] == "alice" and v["policy"] == "calls",
+                   timeout=WAIT, what="W known, with its policy and collector")
+
+        run = await ok(dunning.post("/runs", {"as_of": "2025-02-01"}))
+        assert [(n["customer_id"], n["channel"]) for n in run["notices"]] == [("W", "phone_task")]
+        tasks = await poll(lambda: dunning.json("/tasks", collector_id="alice", status="open"),
+                           lambda t: len(t["tasks"]) == 1, timeout=WAIT, what="alice's open task")
+        task = tasks["tasks"][0]
+        shown = ("customer_id", "notice_id", "kind", "due_on", "collector_id", "status")
+        assert {k: task[k] for k in shown} == {
+            "customer_id": "W", "notice_id": run["notices"][0]["notice_id"], "kind": "phone_task",
+            "due_on": "2025-02-01", "collector_id": "alice", "status": "open"}
+        assert (await dunning.json("/tasks", collector_id="bob"))["tasks"] == []
+        assert (await dunning.json("/tasks", due_before="2025-02-01"))["tasks"] == []
+
+        path = f"/tasks/{task['task_id']}/complete"
+        bad = await dunning.post(path, {"outcome": "promised_maybe", "completed_on": "2025-02-03"})
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "body.outcome", bad.text
+        done = await ok(dunning.post(path, {"outcome": "promised", "note": "pays Friday",
+                                            "completed_on": "2025-02-03"}))
+        assert (done["status"], done["outcome"], done["completed_on"]) == ("done", "promised", "2025-02-03")
+        assert (await ok(dunning.post(path, {"outcome": "promised", "note": "pays Friday",
+                                             "completed_on": "2025-02-03"}))) == done  # the same again
+        again = await dunning.post(path, {"outcome": "refused", "completed_on": "2025-02-04"})
+        assert again.status_code == 409, again.text
+        assert (await dunning.post("/tasks/nope/complete", {"outcome": "reached"})).status_code == 404
+        await poll(lambda: dunning.json("/tasks", status="done"), lambda t: len(t["tasks"]) == 1,
+                   timeout=WAIT, what="the task done in the read model")
+
+        activity = await ok(dunning.post("/customers/W/activities", {
+            "kind": "call", "outcome": "reached", "note": "confirmed the payment",
+            "occurred_on": "2025-02-05"}), 201)
+        assert (activity["collector_id"], activity["kind"]) == ("alice", "call")  # W's collector
+        assert (await dunning.post("/customers/NOBODY/activities", {
+            "kind": "note", "note": "x", "occurred_on": "2025-02-05"})).status_code == 404
+        await publisher.send(payment_received("W", "PW-1", "1000.00", received="2025-02-07",
+                                              allocations=[("W-1", "1000.00")]))
+        await poll(lambda: dunning.view("W"), lambda v: v is not None and not v["invoices"][0]["open_amount"]
+                   .strip("0."), timeout=WAIT, what="W-1 paid, seen by dunning")
+
+        timeline = await dunning.json("/customers/W/timeline", limit=100)
+        entries = [(e["at"], e["kind"]) for e in timeline["entries"] if e["at"].startswith("2025")]
+        assert entries == [
+            ("2025-02-07", "payment"), ("2025-02-05", "activity"), ("2025-02-03", "task_completed"),
+            ("2025-02-01", "task_created"), ("2025-02-01", "notice"), ("2025-01-01", "invoice_opened")]
+        assert timeline["next_cursor"] is None
+        kinds = {e["kind"] for e in timeline["entries"]}
+        assert {"assignment", "profile"} <= kinds  # recorded when they happened (no business date)
+        # paged: two at a time gives the same entries
+        paged, cursor = [], None
+        while True:
+            after = {"cursor": cursor} if cursor else {}
+            page = await dunning.json("/customers/W/timeline", limit=2, **after)
+            paged.extend(page["entries"])
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert paged == timeline["entries"]
+        bad = await dunning.get("/customers/W/timeline", cursor="nonsense")
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "query.cursor", bad.text
+        assert (await dunning.get("/customers/NOBODY/timeline")).status_code == 404

@@ -47,10 +47,13 @@ from services.dunning.domain.errors import (
     CurrencyMismatch,
     InvalidPromise,
     InvoiceNotOpen,
+    TaskNotOpen,
     UnknownInvoice,
+    UnknownTask,
 )
 from services.dunning.domain.notice import NoticeRenderer, build_notice
 from services.dunning.domain.policy import DEFAULT_POLICY_NAME, Policy
+from services.dunning.domain.work import Task, activity_id, task_id, task_kind
 from shared.ledger_feed import Fact, RiskGraded, ledger_sequence
 from shared.money import ZERO, to_text
 from shared.open_items import MirrorChange, OpenItem, OpenItems
@@ -139,6 +142,8 @@ class DunningAccount(Aggregate):
         self.credit_sequence: list[int] | None = None  # the last credit event (version, index) taken
         # who works the customer: {collector_id, by: rule|manual, rule, rules_version, actor}
         self.assignment: dict[str, Any] | None = None
+        self.tasks: dict[str, Task] = {}
+        self.activities: list[dict[str, Any]] = []  # as logged, in order
 
     # ----------------------------------------------------------------- queries
 
@@ -298,7 +303,10 @@ class DunningAccount(Aggregate):
     def _record(self, fact: Fact, change: MirrorChange, sequence: list[int] | None) -> bool:
         if change.kind == "unapplied_cash_changed":
             return False  # left to the ledger and credit: a notice asks for invoices
-        getattr(self, f"_{change.kind}")(**change.payload, sequence=sequence)
+        if change.kind == "open_amounts_changed":  # (which fact: a payment shows as one on the timeline)
+            self._open_amounts_changed(**change.payload, sequence=sequence, fact_type=fact.event_type)
+        else:
+            getattr(self, f"_{change.kind}")(**change.payload, sequence=sequence)
         return True
 
     def _judge_kept_promises(self, effective: date) -> None:
@@ -357,6 +365,50 @@ class DunningAccount(Aggregate):
                             rules_version: int | None, actor: str | None) -> None:
         self.assignment = {"collector_id": collector_id, "by": by, "rule": rule,
                            "rules_version": rules_version, "actor": actor}
+
+    # ----------------------------------------------------------------- work
+
+    def complete_task(self, task_id: str, *, outcome: str, note: str | None, completed_on: date,
+                      actor: str) -> dict[str, Any]:
+        """A collector's task done, with its outcome; the same completion again changes nothing."""
+        task = self.tasks.get(task_id)
+        if task is None:
+            raise UnknownTask(f"customer {self.customer_id} has no task {task_id}", field="task_id")
+        if task.status == "done":
+            if (task.outcome, task.note, task.completed_on) == (outcome, note, completed_on):
+                return task.view(self.customer_id)
+            raise TaskNotOpen(f"task {task_id} was completed on {task.completed_on} ({task.outcome})")
+        self._task_completed(task_id=task_id, outcome=outcome, note=note,
+                             completed_on=completed_on.isoformat(), actor=actor)
+        return task.view(self.customer_id)
+
+    def log_activity(self, *, kind: str, outcome: str | None, note: str, occurred_on: date,
+                     collector_id: str | None, actor: str) -> dict[str, Any]:
+        """A contact outside the runs (by default the customer's collector's); logged once."""
+        activity = {"kind": kind, "outcome": outcome, "note": note, "occurred_on": occurred_on.isoformat(),
+                    "collector_id": collector_id or self.collector_id}
+        activity["activity_id"] = activity_id(self.customer_id, activity)
+        known = next((a for a in self.activities if a["activity_id"] == activity["activity_id"]), None)
+        if known is not None:
+            return {"customer_id": self.customer_id, **known}
+        self._activity_logged(activity={**activity, "logged_by": actor})
+        return {"customer_id": self.customer_id, **self.activities[-1]}
+
+    @event("TaskCreated")
+    def _task_created(self, task_id: str, notice_id: str, kind: str, due_on: str,
+                      collector_id: str | None) -> None:
+        self.tasks[task_id] = Task(task_id, notice_id, kind, date.fromisoformat(due_on), collector_id)
+
+    @event("TaskCompleted")
+    def _task_completed(self, task_id: str, outcome: str, note: str | None, completed_on: str,
+                        actor: str) -> None:
+        task = self.tasks[task_id]
+        task.status, task.outcome, task.note = "done", outcome, note
+        task.completed_on, task.completed_by = date.fromisoformat(completed_on), actor
+
+    @event("ActivityLogged")
+    def _activity_logged(self, activity: dict[str, Any]) -> None:
+        self.activities.append(activity)
 
     # ----------------------------------------------------------------- commands
 
@@ -462,6 +514,10 @@ class DunningAccount(Aggregate):
             self._promise_broken(promise_id=promise_id, as_of=as_of.isoformat())
         for notice in notices:
             self._notice_issued(notice=notice)
+            kind = task_kind(notice["channels"])
+            if kind is not None and task_id(notice["notice_id"]) not in self.tasks:
+                self._task_created(task_id=task_id(notice["notice_id"]), notice_id=notice["notice_id"],
+                                   kind=kind, due_on=notice["as_of"], collector_id=self.collector_id)
         return RunResult(notices, broken)
 
     def _customer_context(self) -> dict[str, Any]:
@@ -492,7 +548,7 @@ class DunningAccount(Aggregate):
 
     @event("OpenAmountsChanged")
     def _open_amounts_changed(self, outcomes: list[dict[str, str]], effective_date: str | None,
-                              sequence: list[int] | None) -> None:
+                              sequence: list[int] | None, fact_type: str | None = None) -> None:
         self.items.change_open_amounts(outcomes, sequence)
 
     @event("DisputeOpened")

@@ -26,3 +26,11 @@ class InvalidPromise(DunningError):
 
 class AlreadyPromised(DunningError):
     """An invoice is already covered by an open promise to pay."""
+
+
+class UnknownTask(DunningError):
+    """No such task for this customer."""
+
+
+class TaskNotOpen(DunningError):
+    """The task is done already."""
