@@ -484,6 +484,9 @@ async def get_worklist(
          "overdue_amount": to_text(r["overdue_amount"], r["currency"]),
          "amount_at_risk": to_text(r["amount_at_risk"], r["currency"]), "level": r["level"],
          "invoices": r["invoices"], "oldest_due_date": r["oldest_due_date"].isoformat(),
-         "days_past_due": (day - r["oldest_due_date"]).days, "escalated": bool(r["escalated"])}
+         "days_past_due": (day - r["oldest_due_date"]).days,
+         "max_days_past_due": (day - r["oldest_due_date"]).days, "escalated": bool(r["escalated"]),
+         "open_tasks": r["open_tasks"], "broken_promises_90d": r["broken_promises_90d"],
+         "last_contact_on": r["last_contact_on"], "next_action_on": r["next_action_on"]}
         for r in rows
     ]}

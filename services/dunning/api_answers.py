@@ -67,7 +67,12 @@ class WorklistRowOut(_Answer):
     invoices: int
     oldest_due_date: date
     days_past_due: int
+    max_days_past_due: int
     escalated: bool
+    open_tasks: int
+    broken_promises_90d: int
+    last_contact_on: date | None
+    next_action_on: date | None
 
 
 class WorklistOut(_Answer):

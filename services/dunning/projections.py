@@ -67,6 +67,7 @@ accounts = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("collector_id", String(200), index=True),  # who works the customer
     Column("assigned_by", String(10)),  # rule or manual
+    Column("last_contact_on", Date),
 )
 
 invoices = Table(
@@ -347,7 +348,7 @@ class DunningProjector(AccountProjector[DunningAccount]):
                 "policy_version": policy.version, "do_not_dun": account.do_not_dun,
                 "wake_date": account.wake_date(policy), "last_run_on": account.last_run_on,
                 "updated_at": entry.timestamp, "collector_id": account.collector_id,
-                "assigned_by": account.assigned_by,
+                "assigned_by": account.assigned_by, "last_contact_on": account.last_contact_on,
             })
             for invoice_id, changed_at in sorted(entry.invoice_ids.items()):
                 invoice = account.items.invoices.get(invoice_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, exists, func, not_, or_, select, tuple_
@@ -17,6 +17,7 @@ from services.dunning.projections import (
     notice_invoices,
     notices,
     positions,
+    promises,
     tasks,
 )
 from shared.db import execute_sums, money_sum, plain_row
@@ -87,7 +88,9 @@ def find_notices(conn: Connection, *, status: str | None, level: int | None, as_
 
 def worklist(conn: Connection, as_of: date, limit: int, *, collector_id: str | None = None
              ) -> list[dict[str, Any]]:
-    """Customers by amount at risk on ``as_of``: Σ overdue dunnable amount x (1 + level).
+    """Customers by amount at risk on ``as_of``: Σ overdue dunnable amount x (1 + level), each
+    with its collector, open tasks, promises broken in the 90 days up to ``as_of``, the last
+    day it was contacted and the next date a run may act for it.
 
     Overdue: due before ``as_of``; dunnable: open less disputed; an invoice's level weight
     is one more than the last level it was dunned at (never dunned: 1; escalated: the
@@ -113,7 +116,16 @@ def worklist(conn: Connection, as_of: date, limit: int, *, collector_id: str | N
         .limit(limit)
         .subquery()
     )
-    query = (select(per_customer, accounts.c.collector_id)
+    customer = per_customer.c.customer_id
+    open_tasks = (select(func.count()).select_from(tasks)
+                  .where(tasks.c.customer_id == customer, tasks.c.status == "open").scalar_subquery())
+    broken = (select(func.count()).select_from(promises)
+              .where(promises.c.customer_id == customer, promises.c.status == "broken",
+                     promises.c.closed_on > as_of - timedelta(days=90), promises.c.closed_on <= as_of)
+              .scalar_subquery())
+    query = (select(per_customer, accounts.c.collector_id, accounts.c.last_contact_on,
+                    accounts.c.wake_date.label("next_action_on"), open_tasks.label("open_tasks"),
+                    broken.label("broken_promises_90d"))
              .join(accounts, accounts.c.customer_id == per_customer.c.customer_id, isouter=True)
              .order_by(per_customer.c.amount_at_risk.desc(), per_customer.c.customer_id,
                        per_customer.c.currency))

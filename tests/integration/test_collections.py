@@ -206,6 +206,12 @@ async def test_a_phone_task_completed_and_the_timeline_in_order(
         assert (await dunning.json("/tasks", collector_id="bob"))["tasks"] == []
         assert (await dunning.json("/tasks", due_before="2025-02-01"))["tasks"] == []
 
+        row = (await dunning.json("/worklist", as_of="2025-02-02", collector_id="alice"))["customers"][0]
+        assert {k: row[k] for k in ("customer_id", "collector_id", "overdue_amount", "level", "open_tasks",
+                                    "max_days_past_due", "broken_promises_90d", "last_contact_on")} == {
+            "customer_id": "W", "collector_id": "alice", "overdue_amount": "1000.00", "level": 1,
+            "open_tasks": 1, "max_days_past_due": 2, "broken_promises_90d": 0, "last_contact_on": None}
+
         path = f"/tasks/{task['task_id']}/complete"
         bad = await dunning.post(path, {"outcome": "promised_maybe", "completed_on": "2025-02-03"})
         assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "body.outcome", bad.text
@@ -224,6 +230,10 @@ async def test_a_phone_task_completed_and_the_timeline_in_order(
             "kind": "call", "outcome": "reached", "note": "confirmed the payment",
             "occurred_on": "2025-02-05"}), 201)
         assert (activity["collector_id"], activity["kind"]) == ("alice", "call")  # W's collector
+        row = await poll(lambda: dunning.json("/worklist", as_of="2025-02-06", collector_id="alice"),
+                         lambda w: w["customers"][0]["last_contact_on"] == "2025-02-05",
+                         timeout=WAIT, what="the call as W's last contact")
+        assert row["customers"][0]["open_tasks"] == 0
         assert (await dunning.post("/customers/NOBODY/activities", {
             "kind": "note", "note": "x", "occurred_on": "2025-02-05"})).status_code == 404
         await publisher.send(payment_received("W", "PW-1", "1000.00", received="2025-02-07",

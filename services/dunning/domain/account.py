@@ -53,7 +53,14 @@ from services.dunning.domain.errors import (
 )
 from services.dunning.domain.notice import NoticeRenderer, build_notice
 from services.dunning.domain.policy import DEFAULT_POLICY_NAME, Policy
-from services.dunning.domain.work import Task, activity_id, task_id, task_kind
+from services.dunning.domain.work import (
+    CONTACT_KINDS,
+    CONTACT_OUTCOMES,
+    Task,
+    activity_id,
+    task_id,
+    task_kind,
+)
 from shared.ledger_feed import Fact, RiskGraded, ledger_sequence
 from shared.money import ZERO, to_text
 from shared.open_items import MirrorChange, OpenItem, OpenItems
@@ -227,6 +234,16 @@ class DunningAccount(Aggregate):
     def assigned_by(self) -> str | None:
         """``rule`` or ``manual`` while a collector works the customer, else None."""
         return self.assignment["by"] if self.assignment and self.assignment["collector_id"] else None
+
+    @property
+    def last_contact_on(self) -> date | None:
+        """The latest day the customer was reached or written to: a call, an e-mail, a visit
+        or a letter logged, or a task done with an outcome other than no answer or a wrong
+        contact (a notice by the runs is not counted)."""
+        days = [date.fromisoformat(a["occurred_on"]) for a in self.activities if a["kind"] in CONTACT_KINDS]
+        days += [t.completed_on for t in self.tasks.values()
+                 if t.completed_on is not None and t.outcome in CONTACT_OUTCOMES]
+        return max(days, default=None)
 
     def portfolio(self) -> Portfolio:
         """What the assignment rules see of this customer."""

@@ -25,8 +25,10 @@ Outcome = Literal["reached", "no_answer", "left_message", "promised", "disputed"
                   "wrong_contact", "visited"]
 ActivityKind = Literal["call", "email", "visit", "letter", "note"]
 TASK_KINDS: tuple[str, ...] = get_args(TaskKind)
-# what counts as a contact with the customer (a note is not one)
+# what counts as a contact with the customer: a note is not one, nor a task whose call went
+# unanswered or reached the wrong person
 CONTACT_KINDS = frozenset({"call", "email", "visit", "letter"})
+CONTACT_OUTCOMES = frozenset(get_args(Outcome)) - {"no_answer", "wrong_contact"}
 
 
 def task_id(notice_id: str) -> str:
