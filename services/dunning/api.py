@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Any, Concatenate, Literal, ParamSpec, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import Connection, Engine
 
 from services.dunning import queries
 from services.dunning.api_answers import (
@@ -14,6 +18,7 @@ from services.dunning.api_answers import (
     AssignmentOut,
     CollectorsOut,
     DunningViewOut,
+    KpisOut,
     NoticesOut,
     PoliciesOut,
     PromiseOut,
@@ -50,6 +55,7 @@ from services.dunning.domain.work import ActivityKind, Outcome
 from services.dunning.runs import DunningRunner
 from shared.auth import DunningReader, DunningWriter
 from shared.business_dates import not_ahead_of_clock, today_utc
+from shared.collection_figures import collection_figures, rounded
 from shared.dates import BusinessDate
 from shared.db import BIGINT_MAX
 from shared.dependencies import EngineDep, WriterDep, from_state
@@ -78,6 +84,8 @@ AppDep = Annotated[DunningApplication, Depends(from_state("dunning"))]
 RunnerDep = Annotated[DunningRunner, Depends(from_state("runner"))]
 
 router = APIRouter()
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # The one mapping of the dunning domain's refusals to problems (installed on the app by
 # ``services.dunning.service``); a field is named as the request names it.
@@ -98,6 +106,17 @@ DUNNING_PROBLEMS = DomainProblems(
             "invoice_ids": "body.invoice_ids", "as_of": "body.as_of", "collector_id": "body.collector_id",
             "rules": "body.rules"},
 )
+
+
+async def _read(engine: Engine, query: Callable[Concatenate[Connection, P], R], *args: P.args,
+                **kwargs: P.kwargs) -> R:
+    """A read-model query, in a worker thread, on a connection of its own."""
+
+    def read() -> R:
+        with engine.connect() as conn:
+            return query(conn, *args, **kwargs)
+
+    return await asyncio.to_thread(read)
 
 
 def _field_name(location: tuple[int | str, ...]) -> str:
@@ -377,12 +396,8 @@ async def get_tasks(
 ) -> dict[str, Any]:
     """The collectors' tasks (calls and visits the runs' notices created), the earliest due first."""
 
-    def read() -> list[dict[str, Any]]:
-        with engine.connect() as conn:
-            return queries.find_tasks(conn, collector_id=collector_id, status=status, due_before=due_before,
-                                      customer_id=customer_id, limit=limit)
-
-    return {"tasks": await asyncio.to_thread(read)}
+    return {"tasks": await _read(engine, queries.find_tasks, collector_id=collector_id, status=status,
+                                 due_before=due_before, customer_id=customer_id, limit=limit)}
 
 
 @router.post("/tasks/{task_id}/complete", tags=["collections"], response_model=None,
@@ -394,11 +409,7 @@ async def complete_task(task_id: Annotated[str, Path(max_length=64)], body: Task
     completed_on = (not_ahead_of_clock(body.completed_on, "body.completed_on", request)
                     if body.completed_on else today_utc())
 
-    def customer() -> str | None:
-        with engine.connect() as conn:
-            return queries.task_customer(conn, task_id)
-
-    customer_id = await asyncio.to_thread(customer)
+    customer_id = await _read(engine, queries.task_customer, task_id)
     task = None if customer_id is None else await writer.run(
         app.complete_task, customer_id, task_id, outcome=body.outcome, note=body.note,
         completed_on=completed_on, actor=principal.identity)
@@ -442,6 +453,69 @@ async def get_timeline(
     return {"customer_id": customer_id, "entries": entries, "next_cursor": next_cursor}
 
 
+# --------------------------------------------------------------------------- KPIs
+
+
+def _kpis(found: dict[str, Any], first: date, last: date) -> dict[str, Any]:
+    counts = found["counts"]
+    closed = counts["promise_kept"] + counts["promise_broken"]
+    days = (last - first).days + 1
+    currencies = sorted({*found["balances"], *found["sales"], *found["collected"]})
+    per_currency = []
+    for currency in currencies:
+        row = found["balances"].get(currency)
+        ar_start, ar_end, current_end, overdue = (
+            (row.ar_start, row.ar_end, row.current_end, row.overdue) if row else (ZERO,) * 4)
+        figures = collection_figures(ar_start=ar_start, sales=found["sales"].get(currency, ZERO),
+                                     ar_end=ar_end, current_end=current_end, days=days)
+        per_currency.append({
+            "currency": currency, "overdue_amount": to_text(overdue, currency),
+            "collected_amount": to_text(found["collected"].get(currency, ZERO), currency),
+            "cei": _decimal(figures.cei),
+            "average_days_delinquent": _decimal(figures.average_days_delinquent),
+        })
+    return {
+        "from": first.isoformat(), "to": last.isoformat(), "accounts": found["accounts"],
+        "promises_made": counts["promise_made"], "promises_kept": counts["promise_kept"],
+        "promises_broken": counts["promise_broken"],
+        "kept_rate": _decimal(rounded(Decimal(counts["promise_kept"] * 100) / closed) if closed else None),
+        # (payment plans come with the next issue: none are agreed yet)
+        "plans_agreed": 0, "plans_completed": 0, "plans_broken": 0,
+        "contacts": counts["contact"], "currencies": per_currency,
+    }
+
+
+def _decimal(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+KpiFrom = Annotated[BusinessDate, Query(alias="from", description="first business date of the period")]
+KpiTo = Annotated[BusinessDate, Query(alias="to", description="last business date of the period")]
+
+
+async def _read_kpis(engine: Engine, collector_id: str | None, first: date, last: date) -> dict[str, Any]:
+    if last < first:
+        raise _field_problem(422, "validation-error", "query.to", f"must not be before from ({first})")
+    return _kpis(await _read(engine, queries.kpis, collector_id, first, last), first, last)
+
+
+@router.get("/collectors/{collector_id}/kpis", tags=["collections"], response_model=None,
+            responses=answers_with(KpisOut))
+async def get_collector_kpis(collector_id: CollectorId, first: KpiFrom, last: KpiTo, app: AppDep,
+                             engine: EngineDep, _: DunningReader) -> dict[str, Any]:
+    """One collector's figures over a period (see the service README for each definition)."""
+    book = await asyncio.to_thread(app.collector_book)
+    if book.collector(collector_id) is None:
+        raise not_found("collector", collector_id)
+    return {"collector_id": collector_id, **await _read_kpis(engine, collector_id, first, last)}
+
+
+@router.get("/kpis", tags=["collections"], response_model=None, responses=answers_with(KpisOut))
+async def get_team_kpis(first: KpiFrom, last: KpiTo, engine: EngineDep, _: DunningReader) -> dict[str, Any]:
+    """The team's figures over a period: every customer, whoever works it."""
+    return {"collector_id": None, **await _read_kpis(engine, None, first, last)}
+
+
 # --------------------------------------------------------------------------- notices, worklist
 
 
@@ -455,12 +529,8 @@ async def get_notices(
     customer_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    def read() -> list[dict[str, Any]]:
-        with engine.connect() as conn:
-            return queries.find_notices(conn, status=status, level=level, as_of=as_of,
-                                        customer_id=customer_id, limit=limit)
-
-    return {"notices": await asyncio.to_thread(read)}
+    return {"notices": await _read(engine, queries.find_notices, status=status, level=level, as_of=as_of,
+                                   customer_id=customer_id, limit=limit)}
 
 
 @router.get("/worklist", tags=["notices"], response_model=None, responses=answers_with(WorklistOut))
@@ -474,11 +544,7 @@ async def get_worklist(
     """Customers by amount at risk: overdue undisputed open amount x (1 + dunning level)."""
     day = as_of or today_utc()
 
-    def read() -> list[dict[str, Any]]:
-        with engine.connect() as conn:
-            return queries.worklist(conn, day, limit, collector_id=collector_id)
-
-    rows = await asyncio.to_thread(read)
+    rows = await _read(engine, queries.worklist, day, limit, collector_id=collector_id)
     return {"as_of": day.isoformat(), "customers": [
         {"customer_id": r["customer_id"], "collector_id": r["collector_id"], "currency": r["currency"],
          "overdue_amount": to_text(r["overdue_amount"], r["currency"]),

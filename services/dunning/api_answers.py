@@ -178,3 +178,25 @@ class TimelineOut(_Answer):
     customer_id: str
     entries: list[TimelineEntryOut]
     next_cursor: str | None
+
+
+class CurrencyKpisOut(_Answer):
+    currency: str
+    overdue_amount: AnswerAmount
+    collected_amount: AnswerAmount
+    cei: str | None
+    average_days_delinquent: str | None
+
+
+class KpisOut(_Answer):
+    collector_id: str | None
+    accounts: int
+    promises_made: int
+    promises_kept: int
+    promises_broken: int
+    kept_rate: str | None
+    plans_agreed: int
+    plans_completed: int
+    plans_broken: int
+    contacts: int
+    currencies: list[CurrencyKpisOut]

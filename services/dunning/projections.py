@@ -48,6 +48,7 @@ from services.dunning.application import select_stored_events
 from services.dunning.domain import DunningAccount, Policy
 from services.dunning.domain.collectors import COLLECTOR_BOOK_ID
 from services.dunning.domain.registry import POLICY_BOOK_ID, RUN_REGISTRY_ID, PolicyBook, resolve
+from services.dunning.kpi_entries import KPI_EVENTS, KpiBefore, kpi_rows
 from services.dunning.outbound import notice_message
 from shared.account_projector import AccountProjector, Touched, positions_table
 from shared.db import Money, upsert
@@ -152,6 +153,25 @@ tasks = Table(
     Index("ix_dunning_tasks_collector_status", "collector_id", "status", "due_on"),
 )
 
+# What the collectors' KPIs are summed from: one row per figure an event adds, dated by the
+# business date it is about and with the collector who worked the customer then (see
+# ``kpi_rows``; ``queries.kpis``).
+kpi_entries = Table(
+    "dunning_kpi_entries", metadata,
+    Column("position", BigInteger, primary_key=True),  # the event's notification id
+    Column("seq", Integer, primary_key=True),  # its rows, in order
+    Column("customer_id", String(200), nullable=False),
+    Column("collector_id", String(200)),
+    Column("kind", String(20), nullable=False),
+    Column("currency", String(3)),
+    Column("amount", Money),
+    Column("on_date", Date, nullable=False),
+    Column("invoice_id", String(200)),
+    Column("due_date", Date),
+    Index("ix_dunning_kpi_entries_kind_date", "kind", "on_date"),
+    Index("ix_dunning_kpi_entries_customer", "customer_id", "kind"),
+)
+
 runs = Table(
     "dunning_runs", metadata,
     Column("as_of", Date, primary_key=True),
@@ -211,7 +231,7 @@ class DunningProjector(AccountProjector[DunningAccount]):
         touched: dict[UUID, _Touched] = {}
         rows: dict[str, list[dict[str, Any]]] = {"notices": [], "notice_invoices": [], "promises": [],
                                                  "policies": [], "runs": [], "accounts": [], "invoices": [],
-                                                 "tasks": []}
+                                                 "tasks": [], "kpi_entries": []}
         for position, event in events:
             if event.originator_id == POLICY_BOOK_ID:
                 self._on_policy_book(event, rows)
@@ -279,9 +299,14 @@ class DunningProjector(AccountProjector[DunningAccount]):
 
     def _on_account_event(self, position: int, event: Any, touched: dict[UUID, _Touched],
                           rows: dict[str, list[dict[str, Any]]]) -> None:
-        account = self.advance(event, self.previous(event))
-        entry = self.touch(touched, event, account, _Touched)
+        previous = self.previous(event)
         kind = type(event).__name__
+        before = KpiBefore.of(previous, event.__dict__) if kind in KPI_EVENTS else None
+        account = self.advance(event, previous)
+        entry = self.touch(touched, event, account, _Touched)
+        if before is not None:
+            rows["kpi_entries"].extend(kpi_rows(position, kind, event.__dict__, account, before,
+                                                event.timestamp.date()))
         ids, stamp = entry.invoice_ids, event.timestamp
         state = event.__dict__
         if kind == "InvoiceOpened":
@@ -375,6 +400,7 @@ class DunningProjector(AccountProjector[DunningAccount]):
         upsert(conn, promises, rows["promises"], ["promise_id"])
         upsert(conn, runs, rows["runs"], ["as_of"])
         upsert(conn, tasks, rows["tasks"], ["task_id"])
+        upsert(conn, kpi_entries, rows["kpi_entries"], ["position", "seq"])
 
 
 def _group(stored_events: list[StoredEvent]) -> Iterator[tuple[UUID, list[StoredEvent]]]:

@@ -14,6 +14,7 @@ from services.dunning.projections import (
     PROJECTOR_NAME,
     accounts,
     invoices,
+    kpi_entries,
     notice_invoices,
     notices,
     positions,
@@ -151,3 +152,48 @@ def find_tasks(conn: Connection, *, collector_id: str | None, status: str | None
 def task_customer(conn: Connection, task_id: str) -> str | None:
     """The customer a task is for (None: no such task, or not projected yet)."""
     return conn.execute(select(tasks.c.customer_id).where(tasks.c.task_id == task_id)).scalar()
+
+
+COUNTED = ("promise_made", "promise_kept", "promise_broken", "contact")
+
+
+def kpis(conn: Connection, collector_id: str | None, first: date, last: date) -> dict[str, Any]:
+    """A collector's KPIs (``collector_id`` None: the team's) over ``first``..``last`` inclusive.
+
+    Portfolio figures (accounts, overdue amount, CEI, average days delinquent) are of the
+    customers the collector works now; activity figures (collected, promises, contacts) of
+    what happened in the period while the collector worked the customer.
+    """
+    k = kpi_entries
+    start = first - timedelta(days=1)  # AR at start: the balance at the end of the day before
+    mine = [k.c.collector_id == collector_id] if collector_id is not None else []
+    portfolio = select(accounts.c.customer_id)
+    if collector_id is not None:
+        portfolio = portfolio.where(accounts.c.collector_id == collector_id)
+    in_portfolio = [k.c.customer_id.in_(portfolio)] if collector_id is not None else []
+    amount = k.c.amount
+    balances = (
+        select(k.c.currency,
+               money_sum(case((k.c.on_date <= start, amount), else_=0)).label("ar_start"),
+               money_sum(amount).label("ar_end"),
+               money_sum(case((k.c.due_date >= last, amount), else_=0)).label("current_end"),
+               money_sum(case((k.c.due_date < last, amount), else_=0)).label("overdue"))
+        .where(k.c.kind == "receivable", k.c.on_date <= last, *in_portfolio)
+        .group_by(k.c.currency)
+    )
+    sales = (select(k.c.currency, money_sum(amount).label("sales"))
+             .where(k.c.kind == "invoiced", k.c.on_date > start, k.c.on_date <= last, *in_portfolio)
+             .group_by(k.c.currency))
+    collected = (select(k.c.currency, money_sum(amount).label("collected"))
+                 .where(k.c.kind == "collected", k.c.on_date >= first, k.c.on_date <= last, *mine)
+                 .group_by(k.c.currency))
+    counts = dict(conn.execute(
+        select(k.c.kind, func.count()).where(k.c.kind.in_(COUNTED), k.c.on_date >= first,
+                                             k.c.on_date <= last, *mine).group_by(k.c.kind)).all())
+    return {
+        "accounts": conn.execute(select(func.count()).select_from(portfolio.subquery())).scalar_one(),
+        "counts": {kind: int(counts.get(kind, 0)) for kind in COUNTED},
+        "balances": {row.currency: row for row in execute_sums(conn, balances)},
+        "sales": {row.currency: row.sales for row in execute_sums(conn, sales)},
+        "collected": {row.currency: row.collected for row in execute_sums(conn, collected)},
+    }

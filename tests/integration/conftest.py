@@ -12,7 +12,7 @@ from shared.testing import empty_database
 from tests.integration import credit_harness, dunning_harness
 from tests.integration.credit_harness import InProcessCredit, credit_settings_for, write_tokens
 from tests.integration.dunning_harness import InProcessDunning, dunning_settings_for
-from tests.integration.feed_harness import create_service_topics
+from tests.integration.feed_harness import create_service_topics, own_broker
 from tests.integration.ledger_harness import (
     InProcessLedger,
     Publisher,
@@ -32,6 +32,13 @@ def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def dunning_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """A broker of the test's own with the topics the ledger and dunning use."""
+    with own_broker(tmp_path / "tansu.log", dunning_harness.ALL_TOPICS) as broker:
+        yield broker
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

@@ -9,22 +9,18 @@ customer under a rule on the grade. Nothing waits a fixed time: every wait polls
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
+from services.dunning.replay import replay_dunning
 from shared.broker import EmbeddedBroker
 from tests.integration.dunning_harness import (
-    ALL_TOPICS,
     CREDIT_TOPIC,
     InProcessDunning,
     dunning_settings_for,
     profile,
 )
-from tests.integration.feed_harness import own_broker
 from tests.integration.ledger_harness import (
     InProcessLedger,
     Publisher,
@@ -36,12 +32,6 @@ from tests.integration.ledger_harness import (
 )
 
 WAIT = 30.0
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    with own_broker(tmp_path / "tansu.log", ALL_TOPICS) as broker:
-        yield broker
 
 
 def with_attributes(event: dict[str, Any], **attributes: str) -> dict[str, Any]:
@@ -71,11 +61,11 @@ async def assignment(dunning: InProcessDunning, customer: str, expected: tuple[s
 
 
 async def test_rules_assign_customers_and_a_manual_assignment_wins_until_removed(
-    broker: EmbeddedBroker, database_url: str
+    dunning_broker: EmbeddedBroker, database_url: str
 ) -> None:
-    async with InProcessLedger(ledger_settings(broker.bootstrap, database_url)), \
-            InProcessDunning(dunning_settings_for(broker.bootstrap, database_url)) as dunning, \
-            Publisher(broker.bootstrap) as publisher:
+    async with InProcessLedger(ledger_settings(dunning_broker.bootstrap, database_url)), \
+            InProcessDunning(dunning_settings_for(dunning_broker.bootstrap, database_url)) as dunning, \
+            Publisher(dunning_broker.bootstrap) as publisher:
         for collector_id, name in (("alice", "Alice A"), ("bob", "Bob B"), ("carol", "Carol C")):
             stored = await ok(dunning.put(f"/collectors/{collector_id}",
                                           {"name": name, "email": f"{collector_id}@example.com"}))
@@ -132,9 +122,10 @@ async def test_rules_assign_customers_and_a_manual_assignment_wins_until_removed
                               timeout=WAIT, what="bob's worklist")
         rows = [(r["collector_id"], r["overdue_amount"]) for r in worklist["customers"]]
         assert rows == [("bob", "600.00")]
-        everyone = await dunning.json("/worklist", as_of="2025-03-01")
-        assert {r["customer_id"]: r["collector_id"] for r in everyone["customers"]} == {
-            "X": "alice", "Y": "bob", "Z": "carol"}
+        await poll(lambda: dunning.json("/worklist", as_of="2025-03-01"),
+                   lambda w: {r["customer_id"]: r["collector_id"] for r in w["customers"]} == {
+                       "X": "alice", "Y": "bob", "Z": "carol"},
+                   timeout=WAIT, what="everyone's worklist with X back with alice")
 
         # new rules reach every customer at the next run, whether or not it issues a notice
         reordered = [RULES[2], {"collector_id": "bob", "when": {"country": "DE"}}]
@@ -157,12 +148,13 @@ async def test_rules_assign_customers_and_a_manual_assignment_wins_until_removed
         await publisher.send_raw(CREDIT_TOPIC, b"Z", orjson.dumps(grade))  # redelivered: no news
         await publisher.send_raw(CREDIT_TOPIC, b"Z", orjson.dumps(
             {**grade, "id": "credit:other", "type": "credit.hold_placed"}))  # a type dunning skips
-        await publisher.send(invoice_issued("Z", "Z-2", "5.00", issue="2025-01-02", due="2025-02-01"))
-        await poll(lambda: dunning.view("Z"),
-                   lambda v: v is not None and any(i["invoice_id"] == "Z-2" for i in v["invoices"]),
-                   timeout=WAIT, what="Z-2 known to dunning, after the credit messages")
+        # then a newer grade, after those on the same partition: once it shows, they were taken
+        newer = {**grade, "id": "credit:00000000-0000-0000-0000-00000000000z:9:0",
+                 "data": {**grade["data"], "grade": "B", "previous_grade": "E"}}
+        await publisher.send_raw(CREDIT_TOPIC, b"Z", orjson.dumps(newer))
+        await assignment(dunning, "Z", ("carol", "rule"))  # B: the attribute rule again
         z_events = [type(e).__name__ for e in dunning.app.state.dunning.history("Z")]
-        assert z_events.count("RiskGraded") == 1
+        assert z_events.count("RiskGraded") == 2  # E once, then B
 
         # every change is an event of the customer's account: by rule (which) or by hand (who)
         history = dunning.app.state.dunning.history("X")
@@ -178,11 +170,11 @@ CALLS = {"levels": [{"name": "call", "days_past_due": 1, "channel": "phone_task"
 
 
 async def test_a_phone_task_completed_and_the_timeline_in_order(
-    broker: EmbeddedBroker, database_url: str
+    dunning_broker: EmbeddedBroker, database_url: str
 ) -> None:
-    async with InProcessLedger(ledger_settings(broker.bootstrap, database_url)), \
-            InProcessDunning(dunning_settings_for(broker.bootstrap, database_url)) as dunning, \
-            Publisher(broker.bootstrap) as publisher:
+    async with InProcessLedger(ledger_settings(dunning_broker.bootstrap, database_url)), \
+            InProcessDunning(dunning_settings_for(dunning_broker.bootstrap, database_url)) as dunning, \
+            Publisher(dunning_broker.bootstrap) as publisher:
         await ok(dunning.put("/collectors/alice", {"name": "Alice A"}))
         await ok(dunning.put("/assignment-rules", {"rules": [{"collector_id": "alice"}]}))  # everyone
         await ok(dunning.put("/policies/calls", CALLS))
@@ -262,3 +254,98 @@ async def test_a_phone_task_completed_and_the_timeline_in_order(
         bad = await dunning.get("/customers/W/timeline", cursor="nonsense")
         assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "query.cursor", bad.text
         assert (await dunning.get("/customers/NOBODY/timeline")).status_code == 404
+
+
+async def test_kpis_over_a_period_and_a_replay_gives_the_same(
+    dunning_broker: EmbeddedBroker, database_url: str
+) -> None:
+    """February 2025, worked out by hand (see each figure's comment).
+
+    K1 (alice): K1-1 1000.00 issued 01-01 due 01-31; K1-2 500.00 issued 02-10 due 03-12; a
+    promise of 600.00 made 02-05, kept by 600.00 paid on K1-1 on 02-15; a call on 02-03 and a
+    note on 02-04 (not a contact).
+    K2 (bob): K2-1 800.00 issued 01-15 due 02-14; a promise of 800.00 made 02-01 for 02-10,
+    broken by the run of 02-14 (grace to 02-13); paid in full on 02-20; an e-mail on 02-06.
+    """
+    settings = dunning_settings_for(dunning_broker.bootstrap, database_url)
+    async with InProcessLedger(ledger_settings(dunning_broker.bootstrap, database_url)), \
+            InProcessDunning(settings) as dunning, Publisher(dunning_broker.bootstrap) as publisher:
+        for collector_id in ("alice", "bob"):
+            await ok(dunning.put(f"/collectors/{collector_id}", {"name": collector_id.title()}))
+        await ok(dunning.put("/assignment-rules", {"rules": [
+            {"collector_id": "alice", "when": {"segment": "a"}},
+            {"collector_id": "bob", "when": {"segment": "b"}}]}))
+        await publisher.send_all([
+            profile("K1", event_id="p-K1", segment="a"), profile("K2", event_id="p-K2", segment="b"),
+            invoice_issued("K1", "K1-1", "1000.00", issue="2025-01-01", due="2025-01-31"),
+            invoice_issued("K2", "K2-1", "800.00", issue="2025-01-15", due="2025-02-14"),
+        ])
+        for customer in ("K1", "K2"):
+            await poll(lambda c=customer: dunning.view(c), lambda v: v is not None and bool(v["invoices"]),
+                       timeout=WAIT, what=f"{customer}'s invoice known to dunning")
+        await assignment(dunning, "K1", ("alice", "rule"))
+        await assignment(dunning, "K2", ("bob", "rule"))
+        await ok(dunning.post("/customers/K2/promises", {
+            "promised_date": "2025-02-10", "amount": "800.00", "made_on": "2025-02-01"}), 201)
+        await ok(dunning.post("/customers/K1/activities", {
+            "kind": "call", "note": "will pay part", "occurred_on": "2025-02-03"}), 201)
+        await ok(dunning.post("/customers/K1/activities", {
+            "kind": "note", "note": "asked for a statement", "occurred_on": "2025-02-04"}), 201)
+        await ok(dunning.post("/customers/K1/promises", {
+            "promised_date": "2025-02-14", "amount": "600.00", "made_on": "2025-02-05"}), 201)
+        await ok(dunning.post("/customers/K2/activities", {
+            "kind": "email", "note": "reminder sent", "occurred_on": "2025-02-06"}), 201)
+        await publisher.send(invoice_issued("K1", "K1-2", "500.00", issue="2025-02-10", due="2025-03-12"))
+        await poll(lambda: dunning.view("K1"), lambda v: v is not None and len(v["invoices"]) == 2,
+                   timeout=WAIT, what="K1-2 known to dunning")
+        await ok(dunning.post("/runs", {"as_of": "2025-02-14"}))  # breaks K2's promise
+        await publisher.send_all([
+            payment_received("K1", "PK1", "600.00", received="2025-02-15", allocations=[("K1-1", "600.00")]),
+            payment_received("K2", "PK2", "800.00", received="2025-02-20", allocations=[("K2-1", "800.00")]),
+        ])
+        await poll(lambda: dunning.view("K1"),
+                   lambda v: v is not None and v["promises"][0]["status"] == "kept",
+                   timeout=WAIT, what="K1's promise kept")
+
+        alice = {
+            "collector_id": "alice", "from": "2025-02-01", "to": "2025-02-28", "accounts": 1,
+            "promises_made": 1, "promises_kept": 1, "promises_broken": 0, "kept_rate": "100.00",
+            "plans_agreed": 0, "plans_completed": 0, "plans_broken": 0, "contacts": 1,
+            "currencies": [{
+                "currency": "EUR",
+                "overdue_amount": "400.00",  # K1-1's 400.00 left (K1-2 is due 03-12)
+                "collected_amount": "600.00",
+                # AR at start 1000.00, sales 500.00, AR at end 900.00, of it current 500.00:
+                # (1000 + 500 - 900) / (1000 + 500 - 500) = 60%; DSO 900 / 500 x 28 = 50.40,
+                # best possible 500 / 500 x 28 = 28.00
+                "cei": "60.00", "average_days_delinquent": "22.40"}],
+        }
+        bob = {
+            **alice, "collector_id": "bob", "promises_made": 1, "promises_kept": 0, "promises_broken": 1,
+            "kept_rate": "0.00", "contacts": 1,
+            # AR at start 800.00, no sales, nothing left: CEI 100%; no DSO without sales
+            "currencies": [{"currency": "EUR", "overdue_amount": "0.00", "collected_amount": "800.00",
+                            "cei": "100.00", "average_days_delinquent": None}],
+        }
+        team = {
+            **alice, "collector_id": None, "accounts": 2, "promises_made": 2, "promises_kept": 1,
+            "promises_broken": 1, "kept_rate": "50.00", "contacts": 2,
+            # (1800 + 500 - 900) / (1800 + 500 - 500) = 77.78%; DSO and best as alice's
+            "currencies": [{"currency": "EUR", "overdue_amount": "400.00", "collected_amount": "1400.00",
+                            "cei": "77.78", "average_days_delinquent": "22.40"}],
+        }
+        period = {"from": "2025-02-01", "to": "2025-02-28"}
+        await poll(lambda: dunning.json("/collectors/alice/kpis", **period), lambda k: k == alice,
+                   timeout=WAIT, what="alice's KPIs")
+        assert await dunning.json("/collectors/bob/kpis", **period) == bob
+        assert await dunning.json("/kpis", **period) == team
+        march = await dunning.json("/kpis", **{"from": "2025-03-01", "to": "2025-03-31"})
+        assert (march["promises_made"], march["contacts"], march["currencies"][0]["collected_amount"]) == (
+            0, 0, "0.00")
+        assert (await dunning.get("/collectors/nobody/kpis", **period)).status_code == 404
+        backwards = await dunning.get("/kpis", **{"from": "2025-02-28", "to": "2025-02-01"})
+        assert backwards.status_code == 422 and backwards.json()["errors"][0]["field"] == "query.to"
+
+    # the service is stopped: the read models rebuilt from the event store are the same, row
+    # for row (assignments, tasks, the KPIs' entries)
+    assert replay_dunning(settings, verify=True) == 0

@@ -13,19 +13,17 @@ Nothing waits a fixed time: every wait polls a condition with a deadline.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
 from services.dunning.replay import replay_dunning
 from shared.broker import EmbeddedBroker
 from tests.integration.dunning_harness import (
     ACTIONS_TOPIC,
-    ALL_TOPICS,
     InProcessDunning,
     dispute_resolved,
     dunning_settings_for,
@@ -35,7 +33,6 @@ from tests.integration.feed_harness import (
     dead_letter_reasons,
     feed_bad_and_twice,
     h_messages,
-    own_broker,
     published_once,
 )
 from tests.integration.ledger_harness import (
@@ -50,12 +47,6 @@ from tests.integration.ledger_harness import (
 )
 
 WAIT = 30.0
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    with own_broker(tmp_path / "tansu.log", ALL_TOPICS) as broker:
-        yield broker
 
 
 STRICT = {
@@ -167,12 +158,12 @@ async def expect_status(call: Awaitable[Any], status: int) -> Any:
 
 
 async def test_customers_lives_over_120_days_of_daily_runs(
-    broker: EmbeddedBroker, database_url: str
+    dunning_broker: EmbeddedBroker, database_url: str
 ) -> None:
-    settings = dunning_settings_for(broker.bootstrap, database_url)
+    settings = dunning_settings_for(dunning_broker.bootstrap, database_url)
     issued: dict[str, list[dict[str, Any]]] = {}
-    async with InProcessLedger(ledger_settings(broker.bootstrap, database_url)), \
-            InProcessDunning(settings) as dunning, Publisher(broker.bootstrap) as publisher:
+    async with InProcessLedger(ledger_settings(dunning_broker.bootstrap, database_url)), \
+            InProcessDunning(settings) as dunning, Publisher(dunning_broker.bootstrap) as publisher:
         # policies: stored, versioned (a change bumps the version, the same content does not)
         first = await expect_status(dunning.put("/policies/strict", {**STRICT, "description": "draft"}), 200)
         second = await expect_status(dunning.put("/policies/strict", STRICT), 200)
@@ -266,7 +257,7 @@ async def test_customers_lives_over_120_days_of_daily_runs(
 
         # ar.dunning.actions: every notice exactly as served, keyed by customer, deduped on id
         records = await read_topic(
-            broker.bootstrap, ACTIONS_TOPIC, timeout=WAIT,
+            dunning_broker.bootstrap, ACTIONS_TOPIC, timeout=WAIT,
             until=lambda rs: len({orjson.loads(r.value)["id"] for r in rs}) >= len(EXPECTED) + 4 + 2 + 2)
     published = published_once(records)
     assert {e["source"] for e in published} == {"receivables/dunning"}
@@ -291,18 +282,18 @@ async def test_customers_lives_over_120_days_of_daily_runs(
 
 
 async def test_bad_ledger_messages_are_dead_lettered_and_repeats_change_nothing(
-    broker: EmbeddedBroker, tmp_path: Path
+    dunning_broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     """Driven with ar.ledger.events messages built by the ledger's own outbound translation."""
     messages = h_messages()
-    settings = dunning_settings_for(broker.bootstrap, f"sqlite:///{tmp_path / 'test.db'}")
-    async with InProcessDunning(settings) as dunning, Publisher(broker.bootstrap) as publisher:
+    settings = dunning_settings_for(dunning_broker.bootstrap, f"sqlite:///{tmp_path / 'test.db'}")
+    async with InProcessDunning(settings) as dunning, Publisher(dunning_broker.bootstrap) as publisher:
         await feed_bad_and_twice(publisher, [(b"X", messages[0][1])], messages)  # X: not the customer
         await wait_view(dunning, "H", lambda v: (_invoice(v, "H-1") or {}).get("open_amount") == "250.00",
                         "H-1 with the payment applied")
         metrics = await dunning.wait_metric("receivables_messages_deadlettered_total", 3, timeout=WAIT)
         assert metrics["receivables_messages_deadlettered_total"] == 3
-        reasons = await dead_letter_reasons(broker.bootstrap, 3, timeout=WAIT)
+        reasons = await dead_letter_reasons(dunning_broker.bootstrap, 3, timeout=WAIT)
         assert any("not JSON" in r for r in reasons)
         assert any("data.currency" in r for r in reasons)
         assert any(r.startswith("key:") for r in reasons)

@@ -8,31 +8,25 @@ For a period of ``days`` days ending on ``as_of`` (from ``as_of - days``, exclus
   ``current`` bucket);
 - credit sales: what was invoiced in the period, net of the adjustments and cancellations
   effective in it;
-- DSO = AR / credit sales * days; best possible DSO = current AR / credit sales * days;
-  ADD = DSO - best possible DSO;
-- CEI = (AR at start + credit sales - AR at end) / (AR at start + credit sales - current AR
-  at end) * 100.
-
-Days and percentages are rounded half-up to two decimals, and ADD is the difference of the
-two rounded DSOs, so the published figures satisfy the formula exactly. A ratio whose
-divisor is zero (or, for DSO, credit sales of zero or less) is None.
+- DSO, best possible DSO, ADD and CEI as ``shared.collection_figures`` defines them (rounded
+  half-up to two decimals; a ratio whose divisor is zero is None).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from sqlalchemy import and_, case, select
 from sqlalchemy.engine import Connection
 
 from services.ledger.read.projections import movements
 from services.ledger.read.queries import visible
+from shared.collection_figures import collection_figures
 from shared.db import execute_sums, money_sum
 
 SALES_KINDS = ("invoice_issued", "adjusted", "cancelled")
-_HUNDREDTH = Decimal("0.01")
 
 
 @dataclass(frozen=True)
@@ -88,18 +82,11 @@ def _metrics(
     currency: str, start: date, days: int, ar_end: Decimal, current_end: Decimal, ar_start: Decimal,
     sales: Decimal, unapplied: Decimal,
 ) -> ReceivablesMetrics:
-    dso = _rounded(ar_end / sales * days) if sales > 0 else None
-    best = _rounded(current_end / sales * days) if sales > 0 else None
-    collectible = ar_start + sales - current_end
-    cei = _rounded((ar_start + sales - ar_end) / collectible * 100) if collectible else None
+    figures = collection_figures(ar_start=ar_start, sales=sales, ar_end=ar_end, current_end=current_end,
+                                 days=days)
     return ReceivablesMetrics(
         currency=currency, period_start=start, ar_balance=ar_end, current_ar=current_end,
-        ar_at_start=ar_start, credit_sales=sales, unapplied_cash=unapplied, dso=dso,
-        best_possible_dso=best,
-        average_days_delinquent=dso - best if dso is not None and best is not None else None,
-        cei=cei,
+        ar_at_start=ar_start, credit_sales=sales, unapplied_cash=unapplied, dso=figures.dso,
+        best_possible_dso=figures.best_possible_dso,
+        average_days_delinquent=figures.average_days_delinquent, cei=figures.cei,
     )
-
-
-def _rounded(value: Decimal) -> Decimal:
-    return value.quantize(_HUNDREDTH, rounding=ROUND_HALF_UP)
