@@ -87,8 +87,16 @@ invoices = Table(
     Column("escalated", Boolean, nullable=False),
     Column("promise_id", String(64)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("collector_id", String(200)),  # the customer's (one collector's worklist reads only these)
     Index("ix_dunning_invoices_open_due", "open_amount", "due_date"),
 )
+# One collector's worklist: its dunnable invoices by due date, with every column the worklist
+# sums, so that it is read from the index alone.
+Index("ix_dunning_invoices_collector_worklist", invoices.c.collector_id, invoices.c.due_date,
+      invoices.c.customer_id, invoices.c.currency, invoices.c.open_amount, invoices.c.disputed_amount,
+      invoices.c.level, invoices.c.escalated,
+      postgresql_where=invoices.c.open_amount > invoices.c.disputed_amount,
+      sqlite_where=invoices.c.open_amount > invoices.c.disputed_amount)
 
 notices = Table(
     "dunning_notices", metadata,
@@ -311,6 +319,8 @@ class DunningProjector(AccountProjector[DunningAccount]):
         state = event.__dict__
         if kind == "InvoiceOpened":
             ids[state["invoice"]["invoice_id"]] = stamp
+        elif kind == "CollectorAssigned":  # (every invoice row names the customer's collector)
+            ids.update(dict.fromkeys(account.items.invoices, stamp))
         for outcome in state.get("outcomes", ()):
             ids[outcome["invoice_id"]] = stamp
         if kind == "DisputeOpened":
@@ -388,6 +398,7 @@ class DunningProjector(AccountProjector[DunningAccount]):
                     "issue_date": invoice.issue_date, "due_date": invoice.due_date, "level": marks.level,
                     "last_noticed": marks.last_noticed, "escalated": marks.escalated,
                     "promise_id": marks.promise_id, "updated_at": changed_at,
+                    "collector_id": account.collector_id,
                 })
 
     @staticmethod

@@ -101,8 +101,7 @@ def worklist(conn: Connection, as_of: date, limit: int, *, collector_id: str | N
     at_risk = money_sum(dunnable, weight=invoices.c.level + 1).label("amount_at_risk")
     conditions = [invoices.c.open_amount > invoices.c.disputed_amount, invoices.c.due_date < as_of]
     if collector_id is not None:
-        conditions.append(invoices.c.customer_id.in_(
-            select(accounts.c.customer_id).where(accounts.c.collector_id == collector_id)))
+        conditions.append(invoices.c.collector_id == collector_id)
     per_customer = (
         select(
             invoices.c.customer_id, invoices.c.currency,

@@ -120,8 +120,14 @@ async def test_rules_assign_customers_and_a_manual_assignment_wins_until_removed
         worklist = await poll(lambda: dunning.json("/worklist", as_of="2025-03-01", collector_id="bob"),
                               lambda w: [r["customer_id"] for r in w["customers"]] == ["Y"],
                               timeout=WAIT, what="bob's worklist")
-        rows = [(r["collector_id"], r["overdue_amount"]) for r in worklist["customers"]]
-        assert rows == [("bob", "600.00")]
+        (row,) = worklist["customers"]
+        shown = ("collector_id", "overdue_amount", "level", "max_days_past_due", "open_tasks",
+                 "broken_promises_90d", "last_contact_on", "next_action_on")
+        assert {k: row[k] for k in shown} == {
+            "collector_id": "bob", "overdue_amount": "600.00", "level": 0,
+            "max_days_past_due": 29,  # Y-1, due 01-31
+            "open_tasks": 0, "broken_promises_90d": 0, "last_contact_on": None,
+            "next_action_on": "2025-01-28"}  # Y-1's courtesy reminder (no run has been made)
         await poll(lambda: dunning.json("/worklist", as_of="2025-03-01"),
                    lambda w: {r["customer_id"]: r["collector_id"] for r in w["customers"]} == {
                        "X": "alice", "Y": "bob", "Z": "carol"},
