@@ -445,10 +445,10 @@ def timed_runs(name: str, args: argparse.Namespace, repetition: int, stamp: str)
     """Busy date, the same date again, the quiet date: each through ``DunningRunner.run``."""
     from services.dunning.application import DunningApplication
     from services.dunning.runs import DunningRunner
-    from shared.store_writer import StoreWriter
     from shared.db import make_engine
     from shared.eventstore import eventsourcing_env
     from shared.runtime import tune_gc
+    from shared.store_writer import StoreWriter
 
     url = url_of(name)
     app = DunningApplication(env=eventsourcing_env(url))  # as the service: cache of 50,000, cold
@@ -526,11 +526,16 @@ def worklist_latency(engine: Any, as_of: date, repeat: int = 60) -> dict[str, An
     with engine.connect() as conn:
         portfolio = conn.exec_driver_sql(
             "SELECT count(*) FROM dunning_accounts WHERE collector_id = 'collector-2'").scalar_one()
+    stale, _ = timed("collector-2")
+    # autovacuum is off on this server; in service it visits dunning_invoices after 1% of its
+    # rows changed (migration 0006): vacuumed as it would have been since the runs
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM ANALYZE dunning_invoices")
     mine, rows = timed("collector-2")
     everyone, _ = timed(None)
     return {"collector": "collector-2", "portfolio": portfolio, "rows": rows, "p50_ms": p(mine, 0.5),
-            "p99_ms": p(mine, 0.99), "whole_book_p50_ms": p(everyone, 0.5),
-            "whole_book_p99_ms": p(everyone, 0.99)}
+            "p99_ms": p(mine, 0.99), "unvacuumed_p99_ms": p(stale, 0.99),
+            "whole_book_p50_ms": p(everyone, 0.5), "whole_book_p99_ms": p(everyone, 0.99)}
 
 
 def _start_profiler() -> Any:
@@ -585,7 +590,7 @@ def report(book: dict[str, int], runs: list[list[Timed]], build_info: dict[str, 
         if w:
             lines.append(f"worklist #{number + 1}: {w['collector']} ({w['portfolio']:,} customers), "
                          f"a page of {w['rows']}: p50 {w['p50_ms']:.1f} ms, p99 {w['p99_ms']:.1f} ms "
-                         f"(goal p99 < 100 ms); "
+                         f"(goal p99 < 100 ms; before the vacuum: p99 {w['unvacuumed_p99_ms']:.1f} ms); "
                          f"the whole book's first page: p50 {w['whole_book_p50_ms']:.1f} ms, "
                          f"p99 {w['whole_book_p99_ms']:.1f} ms")
     busy = [t.seconds for timings in runs for t in timings if t.label == "busy"]
