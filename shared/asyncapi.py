@@ -46,7 +46,10 @@ CONSUMERS: dict[str, tuple[str, ...]] = {
     "ar.disputes": ("ledger",),
     "ar.customers": ("ledger", "dunning", "credit"),
     "ar.ledger.events": ("dunning", "credit"),
+    "ar.credit.events": ("dunning",),
 }
+# the types a consumer takes from a topic where it reads only some (the others it skips unread)
+READS: dict[tuple[str, str], tuple[str, ...]] = {("dunning", "ar.credit.events"): ("credit.risk_grade_changed",)}
 
 _TOPIC_DESCRIPTIONS = {
     "ar.invoices": "Invoices and credit notes from the ERP.",
@@ -192,7 +195,7 @@ def build() -> dict[str, Any]:
     operations: dict[str, Any] = {}
     for topic, services in CONSUMERS.items():
         for service in services:
-            wanted = sorted(channels[topic]["messages"])
+            wanted = sorted(READS.get((service, topic), channels[topic]["messages"]))
             operations[f"{service}.receive.{topic}"] = {
                 "action": "receive",
                 "channel": {"$ref": f"#/channels/{topic}"},
@@ -249,6 +252,10 @@ def _channel(topic: str, types: list[str]) -> dict[str, Any]:
 
 
 def _consumes(service: str, topic: str) -> str:
+    if topic == "ar.credit.events":
+        return (f"The {service} service takes each customer's risk grade, for its assignment rules to "
+                "collectors, once (by credit's order of the customer's events); the other `credit.*` "
+                "types are skipped unread.")
     if topic == "ar.ledger.events":
         return (f"The {service} service follows the ledger's facts into its own accounts; `ledger.*` "
                 "types it does not know are skipped, invalid messages dead-lettered.")
