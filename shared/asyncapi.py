@@ -49,7 +49,9 @@ CONSUMERS: dict[str, tuple[str, ...]] = {
     "ar.credit.events": ("dunning",),
 }
 # the types a consumer takes from a topic where it reads only some (the others it skips unread)
-READS: dict[tuple[str, str], tuple[str, ...]] = {("dunning", "ar.credit.events"): ("credit.risk_grade_changed",)}
+READS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("dunning", "ar.credit.events"): ("credit.risk_grade_changed",),
+}
 
 _TOPIC_DESCRIPTIONS = {
     "ar.invoices": "Invoices and credit notes from the ERP.",

@@ -392,3 +392,14 @@ def test_a_profile_field_named_origin_does_not_replace_the_ledgers_origin() -> N
     for message in _published_of(c, "ledger.customer_updated"):
         check_published(message)
         assert message["data"]["origin"]["source"] == "erp/eu-1"
+
+
+def test_the_document_names_every_topic_each_service_consumes() -> None:
+    from services.credit.settings import INBOUND_TOPICS as CREDIT
+    from services.dunning.settings import INBOUND_TOPICS as DUNNING
+    from services.ledger.settings import INBOUND_TOPICS as LEDGER
+    from shared.asyncapi import CONSUMERS
+
+    consumed = {(service, topic) for service, topics in (("ledger", LEDGER), ("dunning", DUNNING),
+                                                        ("credit", CREDIT)) for topic in topics}
+    assert {(service, topic) for topic, services in CONSUMERS.items() for service in services} == consumed
