@@ -298,7 +298,7 @@ def build(name: str, args: argparse.Namespace) -> dict[str, Any]:
     try:  # the collectors and their rules, before the facts: each batch assigns its customers
         for collector in COLLECTORS:
             setup.put_collector(Collector.model_validate(collector))
-        rules_version = setup.put_rules([AssignmentRule.model_validate(r) for r in RULES]).rules_version
+        collectors_version = setup.put_rules([AssignmentRule.model_validate(r) for r in RULES]).version
     finally:
         setup.close()
     spans = [(s, min(s + BATCH_CUSTOMERS, args.customers)) for s in range(0, args.customers, BATCH_CUSTOMERS)]
@@ -324,7 +324,7 @@ def build(name: str, args: argparse.Namespace) -> dict[str, Any]:
     try:
         for day in sorted(runs):  # the past daily runs that issued something, in the registry
             app.record_run(date.fromisoformat(day), notices=runs[day], customers=0, broken_promises=0,
-                           rules_version=rules_version)
+                           collectors_version=collectors_version)
         started = time.perf_counter()
         projector = DunningProjector(app, engine)
         position = projected = 0

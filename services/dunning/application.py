@@ -164,7 +164,7 @@ class DunningApplication(FeedApplication[DunningAccount]):
         """The manual assignment removed: the rules assign the customer again."""
         book = self.collector_book()
         return self.command(customer_id, lambda account: (
-            account.release_by_hand(actor, book.rules, book.rules_version), account.view())[1])
+            account.release_by_hand(actor, book.active_rules, book.rules_version), account.view())[1])
 
     def complete_task(self, customer_id: str, task_id: str, *, outcome: str, note: str | None,
                       completed_on: date, actor: str) -> dict[str, Any] | None:
@@ -192,17 +192,17 @@ class DunningApplication(FeedApplication[DunningAccount]):
     def after_facts(self, accounts: Iterable[DunningAccount]) -> None:
         """The assignment rules applied again to the accounts a batch of facts changed."""
         book = self.collector_book()
-        rules, version = book.rules, book.rules_version
+        rules, version = book.active_rules, book.rules_version
         for account in accounts:
             account.assign_by_rules(rules, version)
 
     def record_run(self, as_of: date, *, notices: int, customers: int,
-                   broken_promises: int, rules_version: int = 0) -> dict[str, Any]:
+                   broken_promises: int, collectors_version: int = 0) -> dict[str, Any]:
         def attempt() -> dict[str, Any]:
             registry = self.run_registry()
             summary = registry.record(as_of, {"notices": notices, "customers": customers,
                                               "broken_promises": broken_promises,
-                                              "rules_version": rules_version})
+                                              "collectors_version": collectors_version})
             self.save_tracked(registry, tracking=None)
             return summary
 
@@ -223,7 +223,7 @@ class DunningApplication(FeedApplication[DunningAccount]):
         """The run for ``as_of`` over some customers (their assignment by the rules first),
         saved in one transaction (done again once on fresh copies if another replica wrote
         one of these accounts since we cached it)."""
-        rules, version = (collectors.rules, collectors.rules_version) if collectors else ([], 0)
+        rules, version = (collectors.active_rules, collectors.rules_version) if collectors else ([], 0)
 
         def run(ids: list[str]) -> tuple[ChunkResult, list[DunningAccount]]:
             result = ChunkResult()

@@ -54,8 +54,8 @@ class DunningRunner(BookRunner[DunningApplication]):
         started = monotonic_time.monotonic()
         book = await asyncio.to_thread(self.app.policy_book)
         collectors = await asyncio.to_thread(self.app.collector_book)
-        # assignment rules changed since the last run: this run applies them to every customer
-        everyone = collectors.rules_version != (await asyncio.to_thread(self.registry)).rules_version
+        # the collectors or their rules changed since the last run: it assigns every customer again
+        everyone = collectors.version != (await asyncio.to_thread(self.registry)).collectors_version
         earlier = await self.read(queries.notices_of, as_of)  # a run of this date interrupted before
         candidates = await self.read(lambda conn: list(queries.run_candidates(conn, as_of, book,
                                                                               everyone=everyone)))
@@ -69,7 +69,7 @@ class DunningRunner(BookRunner[DunningApplication]):
         notices = [n for n in earlier if n["notice_id"] not in known] + issued
         summary = await self.writer.run(self.app.record_run, as_of, notices=len(notices),
                                         customers=customers, broken_promises=broken,
-                                        rules_version=collectors.rules_version)
+                                        collectors_version=collectors.version)
         log.info("dunning run %s: %d candidates, %d notices, %d broken promises in %.2fs",
                  as_of, len(candidates), len(notices), broken, monotonic_time.monotonic() - started)
         return {**summary, "run_id": run_id(as_of), "repeat": False, "candidates": len(candidates),

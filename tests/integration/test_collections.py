@@ -162,6 +162,14 @@ async def test_rules_assign_customers_and_a_manual_assignment_wins_until_removed
         z_events = [type(e).__name__ for e in dunning.app.state.dunning.history("Z")]
         assert z_events.count("RiskGraded") == 2  # E once, then B
 
+        # a collector no longer active: their rules are passed over at the next run, and
+        # nobody can be given to them by hand
+        await ok(dunning.put("/collectors/carol", {"name": "Carol C", "active": False}))
+        refused = await dunning.put("/customers/Z/collector", {"collector_id": "carol"})
+        assert refused.status_code == 422 and "not active" in refused.text, refused.text
+        await ok(dunning.post("/runs", {"as_of": "2025-01-03"}))
+        await assignment(dunning, "Z", (None, None))  # FR, grade B: no other rule matches
+
         # every change is an event of the customer's account: by rule (which) or by hand (who)
         history = dunning.app.state.dunning.history("X")
         assigned = [(e.collector_id, e.by, e.rule, e.rules_version, e.actor) for e in history

@@ -100,6 +100,10 @@ def test_the_book_keeps_collectors_and_versioned_rules_naming_known_collectors_o
     assert book.put_rules(RULES) and book.rules_version == 1
     assert not book.put_rules(RULES) and book.rules_version == 1
     assert book.rules == RULES
+    assert book.put_collector(Collector(collector_id="risky", name="Risky", active=False))
+    assert [r.collector_id for r in book.active_rules] == ["big", "north"]
+    with pytest.raises(UnknownCollector, match="not active"):
+        book.require("risky")
     assert book.put_rules(RULES[:1]) and book.rules_version == 2
     with pytest.raises(ValidationError, match="min_open_amount"):
         AssignmentRule.model_validate({"collector_id": "big", "when": {"min_open_amount": 1000.5}})

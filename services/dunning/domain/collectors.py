@@ -132,6 +132,11 @@ class CollectorBook(Aggregate):
     def rules(self) -> list[AssignmentRule]:
         return [AssignmentRule.model_validate(rule) for rule in self.rule_data]
 
+    @property
+    def active_rules(self) -> list[AssignmentRule]:
+        """The rules as they assign: those of a collector no longer active are passed over."""
+        return [rule for rule in self.rules if self.collectors[rule.collector_id]["active"]]
+
     def put_collector(self, collector: Collector) -> bool:
         """Store a collector (new or changed); False when it is stored already as it is."""
         data = collector.model_dump(mode="json")
@@ -153,9 +158,12 @@ class CollectorBook(Aggregate):
         return True
 
     def require(self, collector_id: str) -> Collector:
+        """A collector who may be given customers (known and active)."""
         collector = self.collector(collector_id)
         if collector is None:
             raise UnknownCollector(f"no collector {collector_id!r}", field="collector_id")
+        if not collector.active:
+            raise UnknownCollector(f"collector {collector_id!r} is not active", field="collector_id")
         return collector
 
     @event("CollectorStored")

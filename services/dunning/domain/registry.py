@@ -105,11 +105,12 @@ class RunRegistry(DailyRegistry, created_event_name="Opened"):
         self._recorded(run=entry)
 
     @property
-    def rules_version(self) -> int:
-        """The version of the assignment rules the latest run applied (0: none yet)."""
+    def collectors_version(self) -> int:
+        """The version of the collector book (collectors and rules) the latest run assigned by
+        (0: none yet)."""
         if not self.recorded:
             return 0
-        return int(self.recorded[max(self.recorded)].get("rules_version", 0))
+        return int(self.recorded[max(self.recorded)].get("collectors_version", 0))
 
     @event("RunRecorded")
     def _recorded(self, run: dict[str, Any]) -> None:
