@@ -8,7 +8,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Concatenate, Literal, ParamSpec, TypeVar
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Connection, Engine
 
@@ -393,11 +393,11 @@ async def get_tasks(
     due_before: Annotated[BusinessDate | None, Query(description="due before this business date")] = None,
     customer_id: Annotated[str | None, Query(min_length=1, max_length=200, pattern=NO_NUL)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> dict[str, Any]:
+) -> list[dict[str, Any]]:
     """The collectors' tasks (calls and visits the runs' notices created), the earliest due first."""
 
-    return {"tasks": await _read(engine, queries.find_tasks, collector_id=collector_id, status=status,
-                                 due_before=due_before, customer_id=customer_id, limit=limit)}
+    return await _read(engine, queries.find_tasks, collector_id=collector_id, status=status,
+                       due_before=due_before, customer_id=customer_id, limit=limit)
 
 
 @router.post("/tasks/{task_id}/complete", tags=["collections"], response_model=None,
@@ -436,12 +436,14 @@ async def post_activity(customer_id: str, body: ActivityIn, request: Request, ap
 @router.get("/customers/{customer_id}/timeline", tags=["collections"], response_model=None,
             responses=answers_with(TimelineOut))
 async def get_timeline(
-    customer_id: str, app: AppDep, _: DunningReader,
+    customer_id: str, request: Request, response: Response, app: AppDep, _: DunningReader,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=100, description="next_cursor of the page before")] = None,
-) -> dict[str, Any]:
+    cursor: Annotated[str | None, Query(max_length=100,
+                                        description="the X-Next-Cursor of the page before")] = None,
+) -> list[dict[str, Any]]:
     """Everything the service knows of the customer, newest first: notices, tasks, activities,
-    promises, assignments, and the ledger's facts it observed (payments, disputes)."""
+    promises, assignments, and the ledger's facts it observed (payments, disputes). A page
+    with more after it names the next one's cursor in ``X-Next-Cursor`` (and ``Link``)."""
     try:
         found = await asyncio.to_thread(app.timeline, customer_id, limit=limit, cursor=cursor)
     except timeline.BadCursor as error:
@@ -450,7 +452,11 @@ async def get_timeline(
     if found is None:
         raise not_found("customer", customer_id)
     entries, next_cursor = found
-    return {"customer_id": customer_id, "entries": entries, "next_cursor": next_cursor}
+    if next_cursor is not None:
+        response.headers["X-Next-Cursor"] = next_cursor
+        following = request.url.include_query_params(cursor=next_cursor)
+        response.headers["Link"] = f'<{following}>; rel="next"'
+    return entries
 
 
 # --------------------------------------------------------------------------- KPIs

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, RootModel
 
 from services.dunning.domain import Policy
 from services.dunning.domain.collectors import AssignmentRule, Collector
@@ -153,8 +153,8 @@ class TaskOut(_Answer):
     completed_on: date | None
 
 
-class TasksOut(_Answer):
-    tasks: list[TaskOut]
+class TasksOut(RootModel[list[TaskOut]]):
+    """The contract's answer: the tasks themselves, a JSON array."""
 
 
 class ActivityOut(_Answer):
@@ -174,10 +174,9 @@ class TimelineEntryOut(_Answer):
     data: dict[str, Any]
 
 
-class TimelineOut(_Answer):
-    customer_id: str
-    entries: list[TimelineEntryOut]
-    next_cursor: str | None
+class TimelineOut(RootModel[list[TimelineEntryOut]]):
+    """The contract's "one list", newest first; the next page's cursor in the ``X-Next-Cursor``
+    header (and a ``Link`` header with ``rel="next"``), absent on the last page."""
 
 
 class CurrencyKpisOut(_Answer):

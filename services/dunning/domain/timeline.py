@@ -5,8 +5,8 @@ Each entry is ``{at, kind, summary, data, recorded_at}``: ``at`` is the business
 entry is about (a notice's date, a task's due or completion date, an activity's date, a
 payment's effective date); where the event names none (an assignment, a dispute opened, a
 risk grade, a profile) it is the date it was recorded. Entries are ordered by ``at``, then
-by the order the account recorded them, newest first. A page ends with ``next_cursor``, to
-pass as ``cursor`` for the entries after it.
+by the order the account recorded them, newest first. ``page`` gives a page and the cursor of
+the entries after it (the service answers it in ``X-Next-Cursor``).
 """
 
 from __future__ import annotations
