@@ -1,4 +1,4 @@
-"""REST reports of the ledger: aging and receivables metrics (``ledger:read``)."""
+"""REST reports of the ledger: aging, receivables metrics and statements of account (``ledger:read``)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,20 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from services.ledger.api.params import AsOf, KnownAt, as_utc
+from services.ledger.read import queries
 from services.ledger.read.aging import AgingRequestError, Buckets, GroupBy, aging
 from services.ledger.read.receivables_metrics import ReceivablesMetrics, receivables_metrics
+from services.ledger.read.statement import CurrencyStatement, statement
 from shared.auth import LedgerReader
 from shared.business_dates import today_utc
+from shared.dates import BusinessDate
 from shared.dependencies import EngineDep
 from shared.money import to_text
-from shared.problems import Problem
+from shared.openapi import answers_with
+from shared.problems import Problem, not_found
 from shared.values import CURRENCY_PATTERN, AnswerAmount
 
 router = APIRouter(tags=["reports"])
@@ -159,3 +163,66 @@ async def get_receivables_metrics(
     }) if len(figures) == 1 else {}
     return MetricsOut(as_of=day, days=days, period_start=day - timedelta(days=days),
                       known_at=known, currency=currency, currencies=figures, **only)
+
+
+class StatementLineOut(BaseModel):
+    date: date
+    type: str
+    reference: str | None
+    debit: AnswerAmount
+    credit: AnswerAmount
+    balance: AnswerAmount
+
+
+class CurrencyStatementOut(BaseModel):
+    currency: str
+    opening_balance: AnswerAmount
+    lines: list[StatementLineOut]
+    closing_balance: AnswerAmount
+    unapplied_cash: AnswerAmount
+
+
+class StatementOut(BaseModel):
+    customer_id: str
+    from_: date = Field(alias="from")
+    to: date
+    known_at: datetime | None
+    currencies: list[CurrencyStatementOut]
+
+
+@router.get("/customers/{customer_id}/statement", response_model=None, responses=answers_with(StatementOut))
+async def get_statement(
+    customer_id: str, engine: EngineDep, _: LedgerReader,
+    first: Annotated[BusinessDate | None,
+                     Query(alias="from", description="default: the first day of to's month")] = None,
+    last: Annotated[BusinessDate | None, Query(alias="to", description="default: today (UTC)")] = None,
+    currency: CurrencyFilter = None,
+    known_at: KnownAt = None,
+) -> dict[str, Any]:
+    """The statement of account of a period: per currency, the opening balance, every movement
+    by effective date with its type, reference, debit or credit and the running balance, the
+    closing balance and the unapplied cash (the balance is net of it)."""
+    to = last or today_utc()
+    start = first or to.replace(day=1)
+    if start > to:
+        raise Problem(422, "validation-error", "Request validation failed",
+                      f"query.to: must not be before from ({start})",
+                      errors=[{"field": "query.to", "message": f"must not be before from ({start})"}])
+    known = as_utc(known_at)
+
+    def read() -> tuple[bool, list[CurrencyStatement]]:
+        with engine.connect() as conn:
+            return (queries.customer_exists(conn, customer_id),
+                    statement(conn, customer_id, start, to, currency=currency, known_at=known))
+
+    exists, found = await asyncio.to_thread(read)
+    if not exists:
+        raise not_found("customer", customer_id)
+    return {"customer_id": customer_id, "from": start, "to": to, "known_at": known, "currencies": [
+        {"currency": c.currency, "opening_balance": to_text(c.opening_balance, c.currency),
+         "lines": [{**line, **{k: to_text(line[k], c.currency) for k in ("debit", "credit", "balance")}}
+                   for line in c.lines],
+         "closing_balance": to_text(c.closing_balance, c.currency),
+         "unapplied_cash": to_text(c.unapplied_cash, c.currency)}
+        for c in found
+    ]}
