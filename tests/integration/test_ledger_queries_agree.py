@@ -1,6 +1,7 @@
 """On a seeded random book (every message type), the read side agrees with itself and with
 the domain: the three aging strategies give the same rows, aging adds up to the balances and the
-open items, and every invoice as known at each commit equals the account as it was then.
+open items, a statement of account closes on the balance less unapplied cash, and every
+invoice as known at each commit equals the account as it was then.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from services.ledger.read.aging import AgingRow, GroupBy, aging
 from services.ledger.read.disputed import shown_disputed
 from services.ledger.read.projections import LedgerProjector
 from services.ledger.read.schema import migrate_read_models
+from services.ledger.read.statement import statement
 from shared.db import make_engine
 from shared.eventstore import eventsourcing_env
 from tests.integration.test_ledger_projections import START, _book
@@ -66,6 +68,21 @@ def test_aging_open_items_balances_and_invoices_agree(database_url: str, seed: i
                     (r.group, r.currency): r for r in _all_rows(conn, as_of, group_by=GroupBy("customer"))
                 }
                 for customer in customers:
+                    # the statement up to as_of closes on the balance: open amount less unapplied
+                    # cash, its lines adding up from the opening balance, the running balance too
+                    statements = {s.currency: s for s in statement(conn, customer, as_of - timedelta(days=10),
+                                                                   as_of)}
+                    for entry in queries.balances(conn, customer, as_of):
+                        closing = entry["open_amount"] - entry["unapplied_cash"]
+                        found = statements.get(entry["currency"])
+                        assert (found.closing_balance if found else Decimal(0)) == closing, (customer, as_of)
+                        if found:
+                            running = found.opening_balance
+                            for line in found.lines:
+                                running += line["debit"] - line["credit"]
+                                assert line["balance"] == running
+                            assert running == closing
+                            assert found.unapplied_cash == entry["unapplied_cash"]
                     for entry in queries.balances(conn, customer, as_of):
                         row = by_customer.get((customer, entry["currency"]))
                         got = (row.total, row.disputed, row.unapplied_cash) if row else (0, 0, 0)
