@@ -9,6 +9,8 @@ customer under a rule on the grade. Nothing waits a fixed time: every wait polls
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
@@ -45,6 +47,16 @@ RULES = [
 ]
 
 
+@asynccontextmanager
+async def ledger_and_dunning(broker: EmbeddedBroker, database_url: str
+                             ) -> AsyncIterator[tuple[InProcessDunning, Publisher]]:
+    """The ledger and dunning in process on the database, and a publisher of ERP messages."""
+    async with InProcessLedger(ledger_settings(broker.bootstrap, database_url)), \
+            InProcessDunning(dunning_settings_for(broker.bootstrap, database_url)) as dunning, \
+            Publisher(broker.bootstrap) as publisher:
+        yield dunning, publisher
+
+
 async def ok(call: Any, status: int = 200) -> Any:
     response = await call
     assert response.status_code == status, response.text
@@ -63,9 +75,7 @@ async def assignment(dunning: InProcessDunning, customer: str, expected: tuple[s
 async def test_rules_assign_customers_and_a_manual_assignment_wins_until_removed(
     dunning_broker: EmbeddedBroker, database_url: str
 ) -> None:
-    async with InProcessLedger(ledger_settings(dunning_broker.bootstrap, database_url)), \
-            InProcessDunning(dunning_settings_for(dunning_broker.bootstrap, database_url)) as dunning, \
-            Publisher(dunning_broker.bootstrap) as publisher:
+    async with ledger_and_dunning(dunning_broker, database_url) as (dunning, publisher):
         for collector_id, name in (("alice", "Alice A"), ("bob", "Bob B"), ("carol", "Carol C")):
             stored = await ok(dunning.put(f"/collectors/{collector_id}",
                                           {"name": name, "email": f"{collector_id}@example.com"}))
@@ -186,9 +196,7 @@ CALLS = {"levels": [{"name": "call", "days_past_due": 1, "channel": "phone_task"
 async def test_a_phone_task_completed_and_the_timeline_in_order(
     dunning_broker: EmbeddedBroker, database_url: str
 ) -> None:
-    async with InProcessLedger(ledger_settings(dunning_broker.bootstrap, database_url)), \
-            InProcessDunning(dunning_settings_for(dunning_broker.bootstrap, database_url)) as dunning, \
-            Publisher(dunning_broker.bootstrap) as publisher:
+    async with ledger_and_dunning(dunning_broker, database_url) as (dunning, publisher):
         await ok(dunning.put("/collectors/alice", {"name": "Alice A"}))
         await ok(dunning.put("/assignment-rules", {"rules": [{"collector_id": "alice"}]}))  # everyone
         await ok(dunning.put("/policies/calls", CALLS))
@@ -285,9 +293,7 @@ async def test_kpis_over_a_period_and_a_replay_gives_the_same(
     K2 (bob): K2-1 800.00 issued 01-15 due 02-14; a promise of 800.00 made 02-01 for 02-10,
     broken by the run of 02-14 (grace to 02-13); paid in full on 02-20; an e-mail on 02-06.
     """
-    settings = dunning_settings_for(dunning_broker.bootstrap, database_url)
-    async with InProcessLedger(ledger_settings(dunning_broker.bootstrap, database_url)), \
-            InProcessDunning(settings) as dunning, Publisher(dunning_broker.bootstrap) as publisher:
+    async with ledger_and_dunning(dunning_broker, database_url) as (dunning, publisher):
         for collector_id in ("alice", "bob"):
             await ok(dunning.put(f"/collectors/{collector_id}", {"name": collector_id.title()}))
         await ok(dunning.put("/assignment-rules", {"rules": [
@@ -366,4 +372,4 @@ async def test_kpis_over_a_period_and_a_replay_gives_the_same(
 
     # the service is stopped: the read models rebuilt from the event store are the same, row
     # for row (assignments, tasks, the KPIs' entries)
-    assert replay_dunning(settings, verify=True) == 0
+    assert replay_dunning(dunning_settings_for(dunning_broker.bootstrap, database_url), verify=True) == 0
