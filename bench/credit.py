@@ -46,14 +46,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 # module level: the endpoints' annotations are resolved against this module's globals
 from services.credit.api import CheckIn
 from shared.auth import CreditChecker
 
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 TOKEN = "bench-token"
@@ -476,18 +478,34 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def on_the_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``coroutine`` run to its end on uvloop where it is installed (the load generator as fast
+    as the servers' loop), else on asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
+def load_options(parser: argparse.ArgumentParser, *, connections: int, p99_goal: float) -> None:
+    """The options of a benchmark that loads a server closed-loop and then at a fixed rate
+    (this one, ``bench.reads``)."""
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
     parser.add_argument("--max-requests", type=int, default=200_000, help="at most this many per phase")
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--connections", type=int, default=connections)
     parser.add_argument("--rate", type=float, default=500.0,
                         help="requests per second of the fixed-rate phase")
-    parser.add_argument("--customers", type=int, default=1000)
-    parser.add_argument("--p99-goal", type=float, default=20.0)
+    parser.add_argument("--p99-goal", type=float, default=p99_goal)
     parser.add_argument("--seed", type=int, default=7)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    load_options(parser, connections=32, p99_goal=20.0)
+    parser.add_argument("--customers", type=int, default=1000)
     parser.add_argument("--followers", choices=("process", "inline"), default="process",
                         help="RECEIVABLES_FOLLOWERS of the credit service")
     parser.add_argument("--lane", choices=("on", "off"), default="on",
@@ -496,13 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true",
                         help="py-spy (collapsed stacks) on the credit server in the throughput phase")
     args = parser.parse_args(argv)
-    try:
-        import uvloop
-    except ImportError:
-        results = asyncio.run(run(args))
-    else:
-        results = uvloop.run(run(args))
-    return report(results, args)
+    return report(on_the_loop(run(args)), args)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench.credit import Phase, Server, closed_loop, open_loop, process_tree_cpu
+from bench.credit import (
+    Phase,
+    Server,
+    closed_loop,
+    load_options,
+    on_the_loop,
+    open_loop,
+    process_tree_cpu,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -282,18 +290,11 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
+    load_options(parser, connections=16, p99_goal=10.0)
     parser.add_argument("--rounds", type=int, default=2, help="turns of the four throughput phases")
-    parser.add_argument("--max-requests", type=int, default=200_000, help="at most this many per phase")
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--rate", type=float, default=500.0,
-                        help="requests per second of the fixed-rate phase")
     parser.add_argument("--customers", type=int, default=10_000)
     parser.add_argument("--events", type=int, default=300_000, help="messages of the synthetic book")
     parser.add_argument("--invoices", type=int, default=20_000, help="invoices sampled for the requests")
-    parser.add_argument("--p99-goal", type=float, default=10.0)
-    parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--idle-timeout", type=float, default=600.0,
                         help="at most this long to wait for the followers to catch up before measuring")
     parser.add_argument("--keep", action="store_true",
@@ -302,13 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="py-spy (raw collapsed stacks) on the server in the reads' throughput phases")
     args = parser.parse_args(argv)
     args.stamp = time.strftime("%Y%m%d-%H%M%S")
-    try:
-        import uvloop
-    except ImportError:
-        results = asyncio.run(run(args))
-    else:
-        results = uvloop.run(run(args))
-    return report(results, args)
+    return report(on_the_loop(run(args)), args)
 
 
 if __name__ == "__main__":

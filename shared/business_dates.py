@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from fastapi import Request
 
-from shared.problems import Problem
+from shared.problems import REQUEST_INVALID, field_problem
 
 DEFAULT_TOLERANCE_DAYS = 1
 
@@ -37,6 +37,5 @@ def not_ahead_of_clock(day: date, field: str, request: Request) -> date:
     latest = latest_allowed(request)
     if day > latest:
         message = f"{day} is ahead of the service's clock (latest allowed {latest})"
-        raise Problem(422, "validation-error", "Request validation failed", f"{field}: {message}",
-                      errors=[{"field": field, "message": message}])
+        raise field_problem(field, message, title=REQUEST_INVALID)
     return day

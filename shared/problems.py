@@ -97,6 +97,15 @@ class Problem(StarletteHTTPException):
         return document
 
 
+def field_problem(field: str, message: str, *, status: int = 422, slug: str = "validation-error",
+                  title: str | None = None) -> Problem:
+    """The problem naming one field as the request names it (``body.amount``, ``query.to``)."""
+    return Problem(status, slug, title, f"{field}: {message}", errors=[{"field": field, "message": message}])
+
+
+REQUEST_INVALID = "Request validation failed"  # the title of a request that fails its checks
+
+
 def not_found(kind: str, id: str) -> Problem:
     """The 404 problem for a missing resource, e.g. ``raise not_found("invoice", invoice_id)``."""
     return Problem(404, "not-found", detail=f"No {kind} with id {id!r}", resource=kind, resource_id=id)
@@ -140,7 +149,7 @@ def _from_http_exception(request: Request, exc: StarletteHTTPException) -> Probl
     )
 
 
-def _field_name(location: tuple[int | str, ...]) -> str:
+def field_name(location: tuple[int | str, ...]) -> str:
     # ("body", "items", 0, "amount") -> "body.items[0].amount"
     name = ""
     for part in location:
@@ -159,9 +168,9 @@ def _from_validation_error(exc: RequestValidationError) -> Problem:
             # The location of a JSON syntax error is a character offset, not a field.
             location = location[:1]
         # The offending input is not echoed back: it may be large or hold secrets.
-        errors.append({"field": _field_name(location), "message": str(error.get("msg", "invalid"))})
+        errors.append({"field": field_name(location), "message": str(error.get("msg", "invalid"))})
     detail = "; ".join(f"{error['field']}: {error['message']}" for error in errors) or "Invalid request"
-    return Problem(422, "validation-error", "Request validation failed", detail, errors=errors)
+    return Problem(422, "validation-error", REQUEST_INVALID, detail, errors=errors)
 
 
 @dataclass(frozen=True)
@@ -185,9 +194,7 @@ class DomainProblems:
         if error.field is None:
             return Problem(status, slug, detail=str(error))
         where = self.fields.get(error.field, self.default_field)
-        message = str(error).removeprefix(f"{error.field}: ")
-        return Problem(status, slug, detail=f"{where}: {message}",
-                       errors=[{"field": where, "message": message}])
+        return field_problem(where, str(error).removeprefix(f"{error.field}: "), status=status, slug=slug)
 
 
 def install_problem_handlers(app: FastAPI, domain_problems: DomainProblems | None = None) -> None:

@@ -61,7 +61,7 @@ from shared.db import BIGINT_MAX
 from shared.dependencies import EngineDep, WriterDep, from_state
 from shared.money import ZERO, to_text
 from shared.openapi import answers_with
-from shared.problems import DomainProblems, Problem, not_found
+from shared.problems import REQUEST_INVALID, DomainProblems, Problem, field_name, field_problem, not_found
 from shared.scheduling import ReadModelsBehind
 from shared.values import (
     CURRENCY_PATTERN,
@@ -117,15 +117,6 @@ async def _read(engine: Engine, query: Callable[Concatenate[Connection, P], R], 
             return query(conn, *args, **kwargs)
 
     return await asyncio.to_thread(read)
-
-
-def _field_name(location: tuple[int | str, ...]) -> str:
-    """``("body", "levels", 0, "fee")`` as ``body.levels[0].fee``, as request validation names it."""
-    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location).lstrip(".")
-
-
-def _field_problem(status: int, slug: str, field: str, message: str) -> Problem:
-    return Problem(status, slug, detail=f"{field}: {message}", errors=[{"field": field, "message": message}])
 
 
 # --------------------------------------------------------------------------- policies
@@ -188,7 +179,7 @@ async def put_policy(name: PolicyName, body: PolicyIn, app: AppDep, writer: Writ
                      _: DunningWriter) -> dict[str, Any]:
     """Store a new version of a policy (the same content again keeps its version)."""
     if body.name is not None and body.name != name:
-        raise _field_problem(422, "validation-error", "body.name",
+        raise field_problem("body.name",
                              f"must equal the name in the path ({name})")
     data = body.model_dump(exclude={"name", "version"})
     data["levels"] = [
@@ -199,9 +190,9 @@ async def put_policy(name: PolicyName, body: PolicyIn, app: AppDep, writer: Writ
     try:
         policy = Policy.model_validate({**data, "name": name})
     except ValidationError as error:
-        errors = [{"field": _field_name(("body", *e["loc"])),
+        errors = [{"field": field_name(("body", *e["loc"])),
                    "message": e["msg"].removeprefix("Value error, ")} for e in error.errors()]
-        raise Problem(422, "validation-error", "Request validation failed",
+        raise Problem(422, "validation-error", REQUEST_INVALID,
                       "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors) from None
     missing = app.renderer.missing(policy)
     if missing:
@@ -209,7 +200,7 @@ async def put_policy(name: PolicyName, body: PolicyIn, app: AppDep, writer: Writ
         index = next(i for i, level in enumerate(policy.levels)
                      if f"{level.template_for(language)}.{language}.j2" in missing
                      or any(f"{n}.{lang}.j2" in missing for lang, n in level.templates.items()))
-        raise _field_problem(422, "validation-error", f"body.levels[{index}].template",
+        raise field_problem(f"body.levels[{index}].template",
                              f"no such template: {', '.join(missing)}")
     stored = await writer.run(app.store_policy, policy)
     return policy_out(stored)
@@ -448,7 +439,7 @@ async def get_timeline(
         found = await asyncio.to_thread(app.timeline, customer_id, limit=limit, cursor=cursor)
     except timeline.BadCursor as error:
         message = str(error).removeprefix("cursor: ")
-        raise _field_problem(422, "validation-error", "query.cursor", message) from None
+        raise field_problem("query.cursor", message) from None
     if found is None:
         raise not_found("customer", customer_id)
     entries, next_cursor = found
@@ -501,7 +492,7 @@ KpiTo = Annotated[BusinessDate, Query(alias="to", description="last business dat
 
 async def _read_kpis(engine: Engine, collector_id: str | None, first: date, last: date) -> dict[str, Any]:
     if last < first:
-        raise _field_problem(422, "validation-error", "query.to", f"must not be before from ({first})")
+        raise field_problem("query.to", f"must not be before from ({first})")
     return _kpis(await _read(engine, queries.kpis, collector_id, first, last), first, last)
 
 

@@ -22,10 +22,11 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg import sql
 
-from services.dunning.domain import DunningAccount, Policy, dunning_account_id, timeline
+from services.dunning.domain import DunningAccount, Policy, dunning_account_id
 from services.dunning.domain.collectors import AssignmentRule, Collector, CollectorBook
 from services.dunning.domain.registry import PolicyBook, RunRegistry, resolve
 from services.dunning.domain.rendering import Renderer
+from services.dunning.domain.timeline import page as timeline_page
 from shared.eventstore import LATEST_VERSION, retry_on_conflict
 from shared.feed_application import FeedApplication
 from shared.ledger_feed import CREDIT_TYPES, LEDGER_TYPES, Fact
@@ -53,6 +54,8 @@ class DunningApplication(FeedApplication[DunningAccount]):
     def __init__(self, env: dict[str, str] | None = None, renderer: Renderer | None = None) -> None:
         super().__init__(env=env)
         self.renderer = renderer or Renderer.from_package()
+        # the collector book's version when last read, its active rules and their version
+        self._rules: tuple[int, list[AssignmentRule], int] | None = None
 
     # ------------------------------------------------------------------ accounts
 
@@ -186,13 +189,23 @@ class DunningApplication(FeedApplication[DunningAccount]):
         events = self.history(customer_id)
         if not events:
             return None
-        entries, after = timeline.page(events, limit=limit, cursor=cursor)
+        entries, after = timeline_page(events, limit=limit, cursor=cursor)
         return [e.view() for e in entries], after
+
+    def assignment_rules(self) -> tuple[list[AssignmentRule], int]:
+        """The active assignment rules and their version. The book is read (and its rules
+        checked) again only when it changed since: one indexed lookup of its last event, as
+        the consumer asks after every batch."""
+        last = self.recorder.select_events(CollectorBook.create_id(), desc=True, limit=1)
+        stored = last[0].originator_version if last else 0
+        if self._rules is None or self._rules[0] != stored:
+            book = self.collector_book()
+            self._rules = (stored, book.active_rules, book.rules_version)
+        return self._rules[1], self._rules[2]
 
     def after_facts(self, accounts: Iterable[DunningAccount]) -> None:
         """The assignment rules applied again to the accounts a batch of facts changed."""
-        book = self.collector_book()
-        rules, version = book.active_rules, book.rules_version
+        rules, version = self.assignment_rules()
         for account in accounts:
             account.assign_by_rules(rules, version)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -175,5 +175,3 @@ class CollectorBook(Aggregate):
         self.rule_data = rules
         self.rules_version = version
 
-
-Assigner = Literal["rule", "manual"]

@@ -21,7 +21,7 @@ from shared.dates import BusinessDate
 from shared.dependencies import EngineDep
 from shared.money import to_text
 from shared.openapi import answers_with
-from shared.problems import Problem, not_found
+from shared.problems import REQUEST_INVALID, Problem, field_problem, not_found
 from shared.values import CURRENCY_PATTERN, AnswerAmount
 
 router = APIRouter(tags=["reports"])
@@ -30,9 +30,7 @@ CurrencyFilter = Annotated[str | None, Query(pattern=CURRENCY_PATTERN, descripti
 
 
 def invalid(error: AgingRequestError) -> Problem:
-    field = f"query.{error.field}"
-    return Problem(422, "validation-error", "Request validation failed", f"{field}: {error.message}",
-                   errors=[{"field": field, "message": error.message}])
+    return field_problem(f"query.{error.field}", error.message, title=REQUEST_INVALID)
 
 
 class AgingOut(BaseModel):
@@ -205,9 +203,7 @@ async def get_statement(
     to = last or today_utc()
     start = first or to.replace(day=1)
     if start > to:
-        raise Problem(422, "validation-error", "Request validation failed",
-                      f"query.to: must not be before from ({start})",
-                      errors=[{"field": "query.to", "message": f"must not be before from ({start})"}])
+        raise field_problem("query.to", f"must not be before from ({start})", title=REQUEST_INVALID)
     known = as_utc(known_at)
 
     def read() -> tuple[bool, list[CurrencyStatement]]:
