@@ -301,6 +301,10 @@ class NoticeIssued(_Exact):
     escalate: bool = Field(description="The level hands invoices to collections.")
     escalated_invoices: list[PublishedId] = Field(description="The invoices handed to collections by it.")
     text: str | None = Field(description="The rendered text; null when none was rendered.")
+    kind: Literal["dunning", "instalment_reminder"] = Field(
+        default="dunning", description="A dunning notice, or the reminder of a payment plan's instalment.")
+    plan_id: str | None = Field(default=None, description="The plan of an instalment reminder.")
+    instalment: int | None = Field(default=None, ge=1, description="The instalment reminded of (1-based).")
 
 
 class Escalated(_Exact):
@@ -339,6 +343,34 @@ class Resumed(_Promise):
 
     status: Literal["kept", "broken"]
     reason: Literal["promise_kept", "promise_broken"]
+
+
+class PlanInstalment(_Exact):
+    due_date: PublishedDate
+    amount: PublishedAmount
+    unpaid: PublishedAmount = Field(description="What is still owed of it, payments counted in date order.")
+
+
+class PaymentPlan(_Exact):
+    """`dunning.plan_requested`, `.plan_agreed`, `.plan_rejected`, `.plan_broken`, `.plan_completed`,
+    `.plan_cancelled`: a payment plan as the step left it."""
+
+    plan_id: str
+    customer_id: PublishedCustomerId
+    currency: PublishedCurrency
+    status: Literal["requested", "active", "completed", "broken", "rejected", "cancelled"]
+    invoice_ids: list[PublishedId] = Field(description="The invoices it covers (not dunned while it stands).")
+    instalments: list[PlanInstalment]
+    total: PublishedAmount
+    paid: PublishedAmount = Field(description="What the covered invoices' open amount fell by since.")
+    requested_on: PublishedDate
+    reason: str
+    requested_by: str
+    decided_on: PublishedDate | None
+    decided_by: str | None
+    rejection_reason: str | None
+    closed_on: PublishedDate | None
+    broken_instalment: int | None = Field(description="The instalment not paid in time (1-based).")
 
 
 # ------------------------------------------------------------------------- ar.credit.events
@@ -521,6 +553,12 @@ DUNNING_EVENTS: dict[str, type[BaseModel]] = {
     "dunning.escalated": Escalated,
     "dunning.paused": Paused,
     "dunning.resumed": Resumed,
+    "dunning.plan_requested": PaymentPlan,
+    "dunning.plan_agreed": PaymentPlan,
+    "dunning.plan_rejected": PaymentPlan,
+    "dunning.plan_broken": PaymentPlan,
+    "dunning.plan_completed": PaymentPlan,
+    "dunning.plan_cancelled": PaymentPlan,
 }
 CREDIT_EVENTS: dict[str, type[BaseModel]] = {
     "credit.hold_placed": HoldPlaced,

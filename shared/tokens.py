@@ -27,11 +27,13 @@ class Scopes:
     LEDGER_WRITE: Final = "ledger:write"
     DUNNING_READ: Final = "dunning:read"
     DUNNING_WRITE: Final = "dunning:write"
+    DUNNING_APPROVE: Final = "dunning:approve"  # payment plans: four eyes
     CREDIT_READ: Final = "credit:read"
     CREDIT_CHECK: Final = "credit:check"
     CREDIT_WRITE: Final = "credit:write"
     CREDIT_OVERRIDE: Final = "credit:override"
     OPS_REPLAY: Final = "ops:replay"
+    PORTAL_ADMIN: Final = "portal:admin"
 
     ALL: Final = frozenset(
         {
@@ -39,11 +41,13 @@ class Scopes:
             LEDGER_WRITE,
             DUNNING_READ,
             DUNNING_WRITE,
+            DUNNING_APPROVE,
             CREDIT_READ,
             CREDIT_CHECK,
             CREDIT_WRITE,
             CREDIT_OVERRIDE,
             OPS_REPLAY,
+            PORTAL_ADMIN,
         }
     )
 

@@ -43,10 +43,15 @@ from services.dunning.domain.errors import (
     AlreadyPromised,
     CurrencyMismatch,
     DunningError,
+    InvalidPlan,
     InvalidPromise,
     InvoiceNotOpen,
+    PlanConflict,
+    PlanNotRequested,
+    SelfApproval,
     TaskNotOpen,
     UnknownInvoice,
+    UnknownPlan,
     UnknownTask,
 )
 from services.dunning.domain.policy import MAX_LEVELS
@@ -93,6 +98,11 @@ DUNNING_PROBLEMS = DomainProblems(
     kinds={
         DunningError: (409, "dunning-refused"),
         InvalidPromise: (422, "validation-error"),
+        InvalidPlan: (422, "validation-error"),
+        PlanConflict: (409, "plan-conflict"),
+        UnknownPlan: (404, "not-found"),
+        PlanNotRequested: (409, "plan-not-requested"),
+        SelfApproval: (403, "four-eyes"),
         UnknownInvoice: (422, "validation-error"),
         CurrencyMismatch: (422, "validation-error"),
         InvoiceNotOpen: (409, "invoice-not-open"),
@@ -104,11 +114,12 @@ DUNNING_PROBLEMS = DomainProblems(
     },
     fields={"amount": "body.amount", "currency": "body.currency", "promised_date": "body.promised_date",
             "invoice_ids": "body.invoice_ids", "as_of": "body.as_of", "collector_id": "body.collector_id",
-            "rules": "body.rules"},
+            "rules": "body.rules", "instalments": "body.instalments", "plan_id": "body.plan_id",
+            "approved_on": "body.approved_on"},
 )
 
 
-async def _read(engine: Engine, query: Callable[Concatenate[Connection, P], R], *args: P.args,
+async def read_models(engine: Engine, query: Callable[Concatenate[Connection, P], R], *args: P.args,
                 **kwargs: P.kwargs) -> R:
     """A read-model query, in a worker thread, on a connection of its own."""
 
@@ -153,6 +164,10 @@ class PolicyIn(BaseModel):
     respond_within_days: DaysAfter = 14
     annual_interest_percent: RequestAmount | None = None
     default_language: str = "en"
+    plan_grace_days: DaysAfter = 5
+    instalment_reminder_days: DaysAfter = 3
+    statement_day: int | None = Field(default=None, ge=1, le=31)
+    confirm_balance_every: int | None = Field(default=None, ge=1, le=120, description="months")
 
 
 def policy_out(policy: Policy) -> dict[str, Any]:
@@ -387,7 +402,7 @@ async def get_tasks(
 ) -> list[dict[str, Any]]:
     """The collectors' tasks (calls and visits the runs' notices created), the earliest due first."""
 
-    return await _read(engine, queries.find_tasks, collector_id=collector_id, status=status,
+    return await read_models(engine, queries.find_tasks, collector_id=collector_id, status=status,
                        due_before=due_before, customer_id=customer_id, limit=limit)
 
 
@@ -400,7 +415,7 @@ async def complete_task(task_id: Annotated[str, Path(max_length=64)], body: Task
     completed_on = (not_ahead_of_clock(body.completed_on, "body.completed_on", request)
                     if body.completed_on else today_utc())
 
-    customer_id = await _read(engine, queries.task_customer, task_id)
+    customer_id = await read_models(engine, queries.task_customer, task_id)
     task = None if customer_id is None else await writer.run(
         app.complete_task, customer_id, task_id, outcome=body.outcome, note=body.note,
         completed_on=completed_on, actor=principal.identity)
@@ -476,8 +491,8 @@ def _kpis(found: dict[str, Any], first: date, last: date) -> dict[str, Any]:
         "promises_made": counts["promise_made"], "promises_kept": counts["promise_kept"],
         "promises_broken": counts["promise_broken"],
         "kept_rate": _decimal(rounded(Decimal(counts["promise_kept"] * 100) / closed) if closed else None),
-        # (payment plans come with the next issue: none are agreed yet)
-        "plans_agreed": 0, "plans_completed": 0, "plans_broken": 0,
+        "plans_agreed": counts["plan_agreed"], "plans_completed": counts["plan_completed"],
+        "plans_broken": counts["plan_broken"],
         "contacts": counts["contact"], "currencies": per_currency,
     }
 
@@ -493,7 +508,7 @@ KpiTo = Annotated[BusinessDate, Query(alias="to", description="last business dat
 async def _read_kpis(engine: Engine, collector_id: str | None, first: date, last: date) -> dict[str, Any]:
     if last < first:
         raise field_problem("query.to", f"must not be before from ({first})")
-    return _kpis(await _read(engine, queries.kpis, collector_id, first, last), first, last)
+    return _kpis(await read_models(engine, queries.kpis, collector_id, first, last), first, last)
 
 
 @router.get("/collectors/{collector_id}/kpis", tags=["collections"], response_model=None,
@@ -526,8 +541,8 @@ async def get_notices(
     customer_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    return {"notices": await _read(engine, queries.find_notices, status=status, level=level, as_of=as_of,
-                                   customer_id=customer_id, limit=limit)}
+    return {"notices": await read_models(engine, queries.find_notices, status=status, level=level,
+                                         as_of=as_of, customer_id=customer_id, limit=limit)}
 
 
 @router.get("/worklist", tags=["notices"], response_model=None, responses=answers_with(WorklistOut))
@@ -541,7 +556,7 @@ async def get_worklist(
     """Customers by amount at risk: overdue undisputed open amount x (1 + dunning level)."""
     day = as_of or today_utc()
 
-    rows = await _read(engine, queries.worklist, day, limit, collector_id=collector_id)
+    rows = await read_models(engine, queries.worklist, day, limit, collector_id=collector_id)
     return {"as_of": day.isoformat(), "customers": [
         {"customer_id": r["customer_id"], "collector_id": r["collector_id"], "currency": r["currency"],
          "overdue_amount": to_text(r["overdue_amount"], r["currency"]),
@@ -550,6 +565,8 @@ async def get_worklist(
          "days_past_due": (day - r["oldest_due_date"]).days,
          "max_days_past_due": (day - r["oldest_due_date"]).days, "escalated": bool(r["escalated"]),
          "open_tasks": r["open_tasks"], "broken_promises_90d": r["broken_promises_90d"],
-         "last_contact_on": r["last_contact_on"], "next_action_on": r["next_action_on"]}
+         "last_contact_on": r["last_contact_on"], "next_action_on": r["next_action_on"],
+         "plan_id": r["plan_id"], "plan_status": r["plan_status"], "plans_agreed": r["plans_agreed"] or 0,
+         "plans_completed": r["plans_completed"] or 0, "plans_broken": r["plans_broken"] or 0}
         for r in rows
     ]}

@@ -199,3 +199,32 @@ class KpisOut(_Answer):
     plans_broken: int
     contacts: int
     currencies: list[CurrencyKpisOut]
+
+
+class InstalmentOut(_Answer):
+    due_date: date
+    amount: AnswerAmount
+    unpaid: AnswerAmount
+
+
+class PlanOut(_Answer):
+    plan_id: str
+    customer_id: str
+    currency: str
+    status: Literal["requested", "active", "completed", "broken", "rejected", "cancelled"]
+    invoice_ids: list[str]
+    instalments: list[InstalmentOut]
+    total: AnswerAmount
+    paid: AnswerAmount
+    requested_on: date
+    reason: str
+    requested_by: str
+    decided_on: date | None
+    decided_by: str | None
+    rejection_reason: str | None
+    closed_on: date | None
+    broken_instalment: int | None
+
+
+class PlansOut(_Answer):
+    plans: list[PlanOut]

@@ -231,6 +231,20 @@ class DunningApplication(FeedApplication[DunningAccount]):
             made_on=made_on, promised_date=promised_date, amount=amount,
             policy=resolve(policy_book, account.policy_name), currency=currency, invoice_ids=invoice_ids))
 
+    def request_plan(self, customer_id: str, **request: Any) -> dict[str, Any] | None:
+        """A payment plan asked for (``DunningAccount.request_plan``); None: no such customer."""
+        return self.command(customer_id, lambda account: account.request_plan(**request))
+
+    def approve_plan(self, customer_id: str, plan_id: str, *, approved_on: date,
+                     actor: str) -> dict[str, Any] | None:
+        return self.command(customer_id, lambda account: account.approve_plan(
+            plan_id, approved_on=approved_on, actor=actor))
+
+    def reject_plan(self, customer_id: str, plan_id: str, *, reason: str, rejected_on: date,
+                    actor: str) -> dict[str, Any] | None:
+        return self.command(customer_id, lambda account: account.reject_plan(
+            plan_id, reason=reason, rejected_on=rejected_on, actor=actor))
+
     def run_chunk(self, customer_ids: Iterable[str], as_of: date, book: PolicyBook,
                   collectors: CollectorBook | None = None) -> ChunkResult:
         """The run for ``as_of`` over some customers (their assignment by the rules first),

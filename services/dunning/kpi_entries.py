@@ -8,6 +8,8 @@ who worked the customer when the event was recorded (the one before it, for an a
 - ``invoiced``: an invoice opened (the period's credit sales), on its issue date;
 - ``collected``: what a payment took off the customer's invoices, on its effective date;
 - ``promise_made``, ``promise_kept``, ``promise_broken``: a promise to pay, with its amount;
+- ``plan_agreed``, ``plan_completed``, ``plan_broken``: a payment plan approved (on the day
+  approved), paid off or broken, with its total;
 - ``contact``: a call, e-mail, visit or letter logged, or a task done with an answer
   (``work.CONTACT_KINDS``, ``work.CONTACT_OUTCOMES``).
 
@@ -24,8 +26,9 @@ from typing import Any
 from services.dunning.domain import DunningAccount
 from services.dunning.domain.work import CONTACT_KINDS, CONTACT_OUTCOMES
 
+PLAN_ROWS = {"PlanAgreed": "plan_agreed", "PlanCompleted": "plan_completed", "PlanBroken": "plan_broken"}
 KPI_EVENTS = frozenset({"InvoiceOpened", "OpenAmountsChanged", "DisputeClosed", "PromiseMade", "PromiseKept",
-                        "PromiseBroken", "ActivityLogged", "TaskCompleted"})
+                        "PromiseBroken", "ActivityLogged", "TaskCompleted", *PLAN_ROWS})
 PAYMENT = "ledger.payment_applied"
 PROMISE_ROWS = {"PromiseMade": "promise_made", "PromiseKept": "promise_kept",
                 "PromiseBroken": "promise_broken"}
@@ -91,6 +94,10 @@ def kpi_rows(position: int, kind: str, state: dict[str, Any], account: DunningAc
         promise = account.promises[promise_id]
         on = promise.made_on if kind == "PromiseMade" else promise.closed_on
         add(PROMISE_ROWS[kind], on, currency=promise.currency, amount=promise.amount)
+    elif kind in PLAN_ROWS:
+        plan = account.plans[state["plan_id"]]
+        on = plan.decided_on if kind == "PlanAgreed" else plan.closed_on
+        add(PLAN_ROWS[kind], on, currency=plan.currency, amount=plan.total)
     elif kind == "ActivityLogged":
         activity = state["activity"]
         if activity["kind"] in CONTACT_KINDS:

@@ -4,6 +4,10 @@
 - ``NoticeIssued`` → ``dunning.notice_issued`` (the contract's fields and the audit extras
   of the notice, see ``notice_message``), and ``dunning.escalated`` when the notice hands
   invoices to collections;
+- ``InstalmentReminded`` → ``dunning.notice_issued`` of kind ``instalment_reminder``;
+- ``PlanRequested``, ``PlanAgreed``, ``PlanRejected``, ``PlanBroken``, ``PlanCompleted``,
+  ``PlanCancelled`` → ``dunning.plan_requested``, ``.plan_agreed``, ``.plan_rejected``,
+  ``.plan_broken``, ``.plan_completed``, ``.plan_cancelled``: the plan as it then stands;
 - ``PromiseMade`` → ``dunning.paused``; ``PromiseBroken`` → ``dunning.resumed`` (reason
   ``promise_broken``: dunning goes on at the next level); ``PromiseKept`` →
   ``dunning.resumed`` (reason ``promise_kept``: the pause ends, whatever is still open is
@@ -32,9 +36,15 @@ SOURCE = "receivables/dunning"
 _INTERNAL = ("advanced",)
 
 
+PLAN_MESSAGES = {"PlanRequested": "dunning.plan_requested", "PlanAgreed": "dunning.plan_agreed",
+                 "PlanRejected": "dunning.plan_rejected", "PlanBroken": "dunning.plan_broken",
+                 "PlanCompleted": "dunning.plan_completed", "PlanCancelled": "dunning.plan_cancelled"}
+
+
 def notice_message(notice: dict[str, Any]) -> dict[str, Any]:
-    """A stored notice as published (``dunning.notice_issued``) and served (``POST /runs``)."""
-    return {k: v for k, v in notice.items() if k not in _INTERNAL}
+    """A stored notice as published (``dunning.notice_issued``) and served (``POST /runs``); one
+    stored before notices had kinds is a dunning notice."""
+    return {"kind": "dunning", **{k: v for k, v in notice.items() if k not in _INTERNAL}}
 
 
 def escalation_message(notice: dict[str, Any]) -> dict[str, Any]:
@@ -64,7 +74,12 @@ def make_translate(app: TrackedApplication) -> Callable[[Any], list[Outbound]]:
     def translate(event: Any) -> list[Outbound]:
         kind = type(event).__qualname__
         messages: list[tuple[str, str, dict[str, Any]]] = []  # (customer, type, data)
-        if kind == "DunningAccount.NoticeIssued":
+        name = kind.rpartition(".")[2]
+        if name in PLAN_MESSAGES and kind.startswith("DunningAccount."):
+            account = account_at(event)
+            plan_id = event.plan["plan_id"] if name == "PlanRequested" else event.plan_id
+            messages.append((account.customer_id, PLAN_MESSAGES[name], account.plan_view(plan_id) or {}))
+        elif kind in ("DunningAccount.NoticeIssued", "DunningAccount.InstalmentReminded"):
             notice = event.notice
             messages.append((notice["customer_id"], "dunning.notice_issued", notice_message(notice)))
             if notice["escalate"] and notice["escalated_invoices"]:

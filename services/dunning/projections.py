@@ -47,6 +47,7 @@ from sqlalchemy.engine import Connection
 from services.dunning.application import select_stored_events
 from services.dunning.domain import DunningAccount, Policy
 from services.dunning.domain.collectors import COLLECTOR_BOOK_ID
+from services.dunning.domain.plans import OPEN as PLAN_OPEN
 from services.dunning.domain.registry import POLICY_BOOK_ID, RUN_REGISTRY_ID, PolicyBook, resolve
 from services.dunning.kpi_entries import KPI_EVENTS, KpiBefore, kpi_rows
 from services.dunning.outbound import notice_message
@@ -69,6 +70,12 @@ accounts = Table(
     Column("collector_id", String(200), index=True),  # who works the customer
     Column("assigned_by", String(10)),  # rule or manual
     Column("last_contact_on", Date),
+    # payment plans: the open one (requested or active) and how many were agreed, completed, broken
+    Column("plan_id", String(200)),
+    Column("plan_status", String(20)),
+    Column("plans_agreed", Integer, nullable=False, server_default="0"),
+    Column("plans_completed", Integer, nullable=False, server_default="0"),
+    Column("plans_broken", Integer, nullable=False, server_default="0"),
 )
 
 invoices = Table(
@@ -181,6 +188,21 @@ kpi_entries = Table(
     Index("ix_dunning_kpi_entries_customer", "customer_id", "kind"),
 )
 
+plans = Table(
+    "dunning_plans", metadata,
+    Column("plan_id", String(200), primary_key=True),
+    Column("customer_id", String(200), nullable=False, index=True),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("total", Money, nullable=False),
+    Column("requested_on", Date, nullable=False),
+    Column("requested_by", String(200), nullable=False),
+    Column("decided_on", Date),
+    Column("closed_on", Date),
+    Column("plan", JSON, nullable=False),  # as GET /payment-plans/{plan_id} answers it
+    Index("ix_dunning_plans_status", "status", "requested_on"),
+)
+
 runs = Table(
     "dunning_runs", metadata,
     Column("as_of", Date, primary_key=True),
@@ -240,7 +262,7 @@ class DunningProjector(AccountProjector[DunningAccount]):
         touched: dict[UUID, _Touched] = {}
         rows: dict[str, list[dict[str, Any]]] = {"notices": [], "notice_invoices": [], "promises": [],
                                                  "policies": [], "runs": [], "accounts": [], "invoices": [],
-                                                 "tasks": [], "kpi_entries": []}
+                                                 "tasks": [], "kpi_entries": [], "plans": []}
         for position, event in events:
             if event.originator_id == POLICY_BOOK_ID:
                 self._on_policy_book(event, rows)
@@ -339,6 +361,17 @@ class DunningProjector(AccountProjector[DunningAccount]):
                 "paused_until": promise.until, "invoice_ids": list(promise.invoice_ids),
                 "status": promise.status, "closed_on": promise.closed_on,
             })
+        elif kind in PLAN_EVENTS:
+            plan_id = state["plan"]["plan_id"] if kind == "PlanRequested" else state["plan_id"]
+            plan = account.plans[plan_id]
+            view = plan.view(account.customer_id, account.covered_open(plan))
+            rows["plans"] = [r for r in rows["plans"] if r["plan_id"] != plan_id]
+            rows["plans"].append({
+                "plan_id": plan_id, "customer_id": account.customer_id, "currency": plan.currency,
+                "status": plan.status, "total": plan.total, "requested_on": plan.requested_on,
+                "requested_by": plan.requested_by, "decided_on": plan.decided_on, "closed_on": plan.closed_on,
+                "plan": view})
+            ids.update(dict.fromkeys(plan.invoice_ids, stamp))
         elif kind in ("TaskCreated", "TaskCompleted"):
             task = account.tasks[state["task_id"]]
             rows["tasks"] = [r for r in rows["tasks"] if r["task_id"] != task.task_id]
@@ -348,7 +381,7 @@ class DunningProjector(AccountProjector[DunningAccount]):
                 "status": task.status, "outcome": task.outcome, "note": task.note,
                 "completed_on": task.completed_on, "completed_by": task.completed_by,
             })
-        elif kind == "NoticeIssued":
+        elif kind in ("NoticeIssued", "InstalmentReminded"):
             notice = state["notice"]
             ids.update(dict.fromkeys((line["invoice_id"] for line in notice["invoices"]), stamp))
             rows["notices"].append({
@@ -385,6 +418,7 @@ class DunningProjector(AccountProjector[DunningAccount]):
                 "wake_date": account.wake_date(policy), "last_run_on": account.last_run_on,
                 "updated_at": entry.timestamp, "collector_id": account.collector_id,
                 "assigned_by": account.assigned_by, "last_contact_on": account.last_contact_on,
+                **_plan_columns(account),
             })
             for invoice_id, changed_at in sorted(entry.invoice_ids.items()):
                 invoice = account.items.invoices.get(invoice_id)
@@ -413,6 +447,21 @@ class DunningProjector(AccountProjector[DunningAccount]):
         upsert(conn, runs, rows["runs"], ["as_of"])
         upsert(conn, tasks, rows["tasks"], ["task_id"])
         upsert(conn, kpi_entries, rows["kpi_entries"], ["position", "seq"])
+        upsert(conn, plans, rows["plans"], ["plan_id"])
+
+
+PLAN_EVENTS = frozenset({"PlanRequested", "PlanAgreed", "PlanRejected", "PlanBroken", "PlanCompleted",
+                         "PlanCancelled"})
+
+
+def _plan_columns(account: DunningAccount) -> dict[str, Any]:
+    """The account row's plan columns: its open plan (the latest asked for) and the counts."""
+    statuses = [plan.status for plan in account.plans.values()]
+    current = next((plan for plan in reversed(account.plans.values()) if plan.status in PLAN_OPEN), None)
+    return {"plan_id": current.plan_id if current else None,
+            "plan_status": current.status if current else None,
+            "plans_agreed": sum(1 for plan in account.plans.values() if plan.agreed),
+            "plans_completed": statuses.count("completed"), "plans_broken": statuses.count("broken")}
 
 
 def _group(stored_events: list[StoredEvent]) -> Iterator[tuple[UUID, list[StoredEvent]]]:

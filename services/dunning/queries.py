@@ -17,6 +17,7 @@ from services.dunning.projections import (
     kpi_entries,
     notice_invoices,
     notices,
+    plans,
     positions,
     promises,
     tasks,
@@ -123,7 +124,9 @@ def worklist(conn: Connection, as_of: date, limit: int, *, collector_id: str | N
               .where(promises.c.customer_id == customer, promises.c.status == "broken",
                      promises.c.closed_on > as_of - timedelta(days=90), promises.c.closed_on <= as_of)
               .scalar_subquery())
-    query = (select(per_customer, accounts.c.collector_id, accounts.c.last_contact_on,
+    query = (select(per_customer, accounts.c.collector_id, accounts.c.last_contact_on, accounts.c.plan_id,
+                    accounts.c.plan_status, accounts.c.plans_agreed, accounts.c.plans_completed,
+                    accounts.c.plans_broken,
                     accounts.c.wake_date.label("next_action_on"), open_tasks.label("open_tasks"),
                     broken.label("broken_promises_90d"))
              .join(accounts, accounts.c.customer_id == per_customer.c.customer_id, isouter=True)
@@ -153,7 +156,22 @@ def task_customer(conn: Connection, task_id: str) -> str | None:
     return conn.execute(select(tasks.c.customer_id).where(tasks.c.task_id == task_id)).scalar()
 
 
-COUNTED = ("promise_made", "promise_kept", "promise_broken", "contact")
+def plan_customer(conn: Connection, plan_id: str) -> str | None:
+    """The customer a plan is for (None: no such plan, or not projected yet)."""
+    return conn.execute(select(plans.c.customer_id).where(plans.c.plan_id == plan_id)).scalar()
+
+
+def find_plans(conn: Connection, *, status: str | None, limit: int) -> list[dict[str, Any]]:
+    """Plans as last projected, the earliest asked for first."""
+    query = select(plans.c.plan)
+    if status is not None:
+        query = query.where(plans.c.status == status)
+    query = query.order_by(plans.c.requested_on, plans.c.plan_id).limit(limit)
+    return [dict(plan) for plan in conn.execute(query).scalars()]
+
+
+COUNTED = ("promise_made", "promise_kept", "promise_broken", "plan_agreed", "plan_completed", "plan_broken",
+           "contact")
 
 
 def kpis(conn: Connection, collector_id: str | None, first: date, last: date) -> dict[str, Any]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from services.dunning import followers
 from services.dunning.api import DUNNING_PROBLEMS, router
+from services.dunning.api_plans import router as plans_router
 from services.dunning.application import DunningApplication
 from services.dunning.runs import DunningRunner
 from services.dunning.settings import INBOUND_TOPICS, DunningSettings
@@ -19,6 +20,9 @@ from shared.problems import install_problem_handlers
 from shared.settings import ServiceSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+ROUTES = APIRouter()
+for part in (router, plans_router):
+    ROUTES.include_router(part)
 
 
 def migrate_read_models(database_url: str) -> None:
@@ -35,4 +39,4 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         run_at=settings.dunning_run_at, zone=settings.dunning_timezone)
     install_problem_handlers(app, DUNNING_PROBLEMS)
     install_auth(app, settings)
-    return serve(app, router)
+    return serve(app, ROUTES)

@@ -33,6 +33,7 @@ from services.credit import outbound as credit_outbound
 from services.credit.domain import CreditAccount, default_rules
 from services.dunning import outbound as dunning_outbound
 from services.dunning.domain import DunningAccount, default_policy
+from services.dunning.domain.plans import Instalment
 from services.dunning.domain.rendering import Renderer
 from services.ledger import outbound as ledger_outbound
 from services.ledger.domain import CustomerAccount, LedgerError
@@ -186,6 +187,20 @@ class Customer(LedgerFedCustomer):
                              policy=self.policy)
         self.collect()
 
+    def plan(self, plan_id: str, requested_on: str, *instalments: tuple[str, str],
+             invoice_ids: list[str] | None = None) -> None:
+        self.dunning.request_plan(plan_id=plan_id, currency="EUR", invoice_ids=invoice_ids,
+                                  reason="cash flow", requested_on=D(requested_on), actor="collector",
+                                  instalments=[Instalment(D(d), M(a)) for d, a in instalments])
+        self.collect()
+
+    def decide(self, plan_id: str, on: str, *, approve: bool) -> None:
+        if approve:
+            self.dunning.approve_plan(plan_id, approved_on=D(on), actor="manager")
+        else:
+            self.dunning.reject_plan(plan_id, reason="too long", rejected_on=D(on), actor="manager")
+        self.collect()
+
     def types(self) -> set[str]:
         return {message["type"] for message in self.published}
 
@@ -255,6 +270,27 @@ def a_life() -> list[dict[str, Any]]:
     c.promise("2025-03-09", "2025-03-12", "400.00")
     c.dun("2025-03-09", "2025-03-20")  # broken
     published += c.published
+
+    # payment plans: one rejected, one broken after its first instalment (reminded of both),
+    # one completed, one cancelled by a write-off
+    p = Customer("C-P")
+    p.invoice("L1", "600.00", "2025-01-01", "2025-01-31")
+    p.plan("PL-0", "2025-02-05", ("2025-02-20", "600.00"))
+    p.decide("PL-0", "2025-02-06", approve=False)
+    p.plan("PL-1", "2025-02-07", ("2025-02-20", "300.00"), ("2025-03-20", "300.00"))
+    p.decide("PL-1", "2025-02-08", approve=True)
+    p.dun("2025-02-08", "2025-02-19", renderer)
+    p.pay("R2", "300.00", "2025-02-19")
+    p.dun("2025-02-20", "2025-03-31", renderer)  # instalment 2 missed: broken on 26 March
+    p.invoice("L2", "200.00", "2025-04-01", "2025-04-15")
+    p.plan("PL-2", "2025-04-20", ("2025-05-01", "200.00"), invoice_ids=["L2"])
+    p.decide("PL-2", "2025-04-21", approve=True)
+    p.pay("R3", "200.00", "2025-04-30", allocations=[{"invoice_id": "L2", "amount": "200.00"}])  # completed
+    p.invoice("L3", "100.00", "2025-04-01", "2025-04-15")
+    p.plan("PL-3", "2025-04-22", ("2025-05-10", "100.00"), invoice_ids=["L3"])
+    p.send("invoice.written_off", invoice_id="L3", amount="100.00", effective_date="2025-04-23",
+           reason="small balance")  # cancelled
+    published += p.published
     return published
 
 
@@ -278,6 +314,7 @@ def test_every_published_type_is_produced_and_validates_against_its_model_and_th
         "payment", "credit_note", "dispute_credit"}
     assert {d["change"] for d in by_type["credit.limit_changed"]} == {"set", "expired"}
     assert {d["reason"] for d in by_type["dunning.resumed"]} == {"promise_kept", "promise_broken"}
+    assert {d["kind"] for d in by_type["dunning.notice_issued"]} == {"dunning", "instalment_reminder"}
     assert {d["outcome"] for d in by_type["ledger.dispute_closed"]} == {"accepted", "rejected"}
     assert {d["status"] for d in by_type["ledger.invoice_settled"]} == {"paid", "written_off"}
     assert any(d["text"] for d in by_type["dunning.notice_issued"])

@@ -231,7 +231,8 @@ def test_require_scope_refuses_a_scope_the_contract_does_not_name() -> None:
 def test_scopes_are_the_contracts() -> None:
     contract_scopes = {
         "ledger:read", "ledger:write", "dunning:read", "dunning:write", "credit:read",
-        "credit:check", "credit:write", "credit:override", "ops:replay",
+        "credit:check", "credit:write", "credit:override", "ops:replay", "dunning:approve",
+        "portal:admin",
     }  # fmt: skip
 
     assert contract_scopes == Scopes.ALL

@@ -45,13 +45,20 @@ from services.dunning.domain.decision import Candidate, decide, earliest_action
 from services.dunning.domain.errors import (
     AlreadyPromised,
     CurrencyMismatch,
+    InvalidPlan,
     InvalidPromise,
     InvoiceNotOpen,
+    PlanConflict,
+    PlanNotRequested,
+    SelfApproval,
     TaskNotOpen,
     UnknownInvoice,
+    UnknownPlan,
     UnknownTask,
 )
-from services.dunning.domain.notice import NoticeRenderer, build_notice
+from services.dunning.domain.notice import REMINDER, NoticeRenderer, build_notice, build_reminder
+from services.dunning.domain.plans import OPEN as PLAN_OPEN
+from services.dunning.domain.plans import Instalment, PaymentPlan, instalments_problem
 from services.dunning.domain.policy import DEFAULT_POLICY_NAME, Policy
 from services.dunning.domain.work import (
     CONTACT_KINDS,
@@ -67,6 +74,8 @@ from shared.open_items import MirrorChange, OpenItem, OpenItems
 
 ACCOUNT_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:dunning:customer")
 PROMISE_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:dunning:promise")
+
+PAYMENT_FACT = "ledger.payment_applied"  # a payment or credit note applied to invoices
 
 # Countries whose customers get German notices when their profile names no language.
 _GERMAN_SPEAKING = {"DE", "AT", "LI"}
@@ -86,6 +95,7 @@ class InvoiceDunning:
     last_noticed: date | None = None
     escalated: bool = False
     promise_id: str | None = None  # the open promise covering it
+    plan_id: str | None = None  # the requested or active payment plan covering it
 
 
 _NOT_DUNNED = InvoiceDunning()  # read only: what an invoice never dunned shows
@@ -113,9 +123,10 @@ class RunResult:
 
     notices: list[dict[str, Any]] = field(default_factory=list)
     broken_promises: list[str] = field(default_factory=list)
+    broken_plans: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.notices or self.broken_promises)
+        return bool(self.notices or self.broken_promises or self.broken_plans)
 
 
 def _message_key(origin: object) -> str | None:
@@ -151,6 +162,7 @@ class DunningAccount(Aggregate):
         self.assignment: dict[str, Any] | None = None
         self.tasks: dict[str, Task] = {}
         self.activities: list[dict[str, Any]] = []  # as logged, in order
+        self.plans: dict[str, PaymentPlan] = {}
 
     # ----------------------------------------------------------------- queries
 
@@ -181,16 +193,21 @@ class DunningAccount(Aggregate):
         """What dunning did to the invoice (read only)."""
         return self.dunned.get(invoice_id, _NOT_DUNNED)
 
-    def is_paused(self, invoice_id: str, as_of: date) -> bool:
-        promise_id = self.marks(invoice_id).promise_id
-        return promise_id is not None and as_of <= self.promises[promise_id].until
+    def is_paused(self, invoice_id: str, as_of: date, ending: frozenset[str] = frozenset()) -> bool:
+        """Paused by an open promise not yet past its grace, or by a plan requested or active
+        (and not among the ``ending`` ones a run is about to break)."""
+        marks = self.marks(invoice_id)
+        if marks.plan_id is not None and marks.plan_id not in ending:
+            return True
+        return marks.promise_id is not None and as_of <= self.promises[marks.promise_id].until
 
-    def candidates(self, as_of: date) -> dict[str, list[Candidate]]:
-        """The invoices a run on ``as_of`` may dun, per currency."""
+    def candidates(self, as_of: date, ending: frozenset[str] = frozenset()) -> dict[str, list[Candidate]]:
+        """The invoices a run on ``as_of`` may dun, per currency (``ending``: plans it breaks)."""
         by_currency: dict[str, list[Candidate]] = {}
         for invoice in self.items.open_items():
             marks = self.marks(invoice.invoice_id)
-            if marks.escalated or invoice.issue_date > as_of or self.is_paused(invoice.invoice_id, as_of):
+            if marks.escalated or invoice.issue_date > as_of \
+                    or self.is_paused(invoice.invoice_id, as_of, ending):
                 continue
             dunnable = self.items.undisputed_amount(invoice)
             if dunnable <= ZERO:
@@ -206,10 +223,14 @@ class DunningAccount(Aggregate):
         """
         dates = [promise.until + timedelta(days=1) for promise in self.promises.values()
                  if promise.status == "open"]
+        dates += [day for plan in self.plans.values()
+                  if (day := plan.wake_date(policy.plan_grace_days, policy.instalment_reminder_days,
+                                            self.covered_open(plan))) is not None]
         if not self.do_not_dun:
             for invoice in self.items.open_items():
                 marks = self.marks(invoice.invoice_id)
-                if marks.escalated or self.items.undisputed_amount(invoice) <= ZERO:
+                if marks.escalated or marks.plan_id is not None \
+                        or self.items.undisputed_amount(invoice) <= ZERO:
                     continue
                 candidate = Candidate(invoice.invoice_id, invoice.due_date, invoice.open_amount, marks.level)
                 earliest = earliest_action(candidate, policy, self.last_notice_on.get(invoice.currency))
@@ -225,6 +246,15 @@ class DunningAccount(Aggregate):
         if self.last_run_on is not None:
             soonest = max(soonest, self.last_run_on + timedelta(days=1))
         return soonest
+
+    def covered_open(self, plan: PaymentPlan) -> Decimal:
+        """What is still open of the invoices a plan covers."""
+        invoices = self.items.invoices
+        return sum((invoices[i].open_amount for i in plan.invoice_ids if i in invoices), ZERO)
+
+    def plan_view(self, plan_id: str) -> dict[str, Any] | None:
+        plan = self.plans.get(plan_id)
+        return None if plan is None else plan.view(self.customer_id, self.covered_open(plan))
 
     @property
     def collector_id(self) -> str | None:
@@ -296,6 +326,7 @@ class DunningAccount(Aggregate):
         effective = fact.effective_date
         if changed and effective is not None:
             self._judge_kept_promises(date.fromisoformat(effective[:10]))
+            self._judge_settled_plans(date.fromisoformat(effective[:10]), fact.event_type)
         return changed
 
     def _observe_grade(self, grade: str | None, sequence: tuple[int, int] | None) -> bool:
@@ -333,6 +364,17 @@ class DunningAccount(Aggregate):
             open_now = sum((self.items.invoices[i].open_amount for i in promise.invoice_ids), ZERO)
             if promise.baseline - open_now >= promise.amount:
                 self._promise_kept(promise_id=promise.promise_id, kept_on=effective.isoformat())
+
+    def _judge_settled_plans(self, effective: date, fact_type: str) -> None:
+        """A plan whose invoices have nothing open any more: completed when a payment did it
+        and the plan was agreed, else cancelled (settled otherwise, or before a decision)."""
+        for plan in list(self.plans.values()):
+            if plan.status not in PLAN_OPEN or self.covered_open(plan) > ZERO:
+                continue
+            if plan.status == "active" and fact_type == PAYMENT_FACT:
+                self._plan_completed(plan_id=plan.plan_id, on=effective.isoformat())
+            else:
+                self._plan_cancelled(plan_id=plan.plan_id, on=effective.isoformat())
 
     # ----------------------------------------------------------------- assignment
 
@@ -507,35 +549,157 @@ class DunningAccount(Aggregate):
                                  field="amount")
         return covered
 
+    def request_plan(self, *, plan_id: str, currency: str, invoice_ids: Sequence[str] | None,
+                     instalments: Sequence[Instalment], requested_on: date, reason: str,
+                     actor: str) -> dict[str, Any]:
+        """A payment plan asked for (``requested``: its invoices are not dunned until it ends).
+
+        Without ``invoice_ids`` it covers every open overdue invoice of the currency no other
+        plan covers. The same request again answers the plan as it stands.
+        """
+        known = self.plans.get(plan_id)
+        if known is not None:
+            same_invoices = not invoice_ids or tuple(dict.fromkeys(invoice_ids)) == known.invoice_ids
+            if same_invoices and (currency, tuple(instalments), requested_on, reason) == (
+                    known.currency, known.instalments, known.requested_on, known.reason):
+                return known.view(self.customer_id, self.covered_open(known))
+            raise PlanConflict(f"plan {plan_id} was asked for already, with other terms", field="plan_id")
+        covered = self._plan_invoices(currency, invoice_ids, requested_on)
+        total = sum((i.open_amount for i in covered), ZERO)
+        problem = instalments_problem(instalments, total, requested_on, currency)
+        if problem is not None:
+            raise InvalidPlan(f"plan {plan_id}: {problem}", field="instalments")
+        self._plan_requested(plan={
+            "plan_id": plan_id, "currency": currency, "invoice_ids": [i.invoice_id for i in covered],
+            "instalments": [{"due_date": i.due_date.isoformat(), "amount": to_text(i.amount, currency)}
+                            for i in instalments],
+            "requested_on": requested_on.isoformat(), "reason": reason, "requested_by": actor})
+        plan = self.plans[plan_id]
+        return plan.view(self.customer_id, self.covered_open(plan))
+
+    def _plan_invoices(self, currency: str, invoice_ids: Sequence[str] | None,
+                       requested_on: date) -> list[OpenItem]:
+        if not invoice_ids:
+            covered = sorted((i for i in self.items.open_items()
+                              if i.currency == currency and i.due_date < requested_on
+                              and self.marks(i.invoice_id).plan_id is None),
+                             key=lambda i: (i.due_date, i.invoice_id))
+            if not covered:
+                raise InvalidPlan(f"customer {self.customer_id} has no open overdue {currency} invoice "
+                                  f"on {requested_on} that no plan covers", field="invoice_ids")
+            return covered
+        covered = []
+        for invoice_id in dict.fromkeys(invoice_ids):
+            invoice = self.items.invoices.get(invoice_id)
+            if invoice is None:
+                raise UnknownInvoice(f"invoice {invoice_id} is not known for customer {self.customer_id}",
+                                     field="invoice_ids")
+            if not invoice.is_open:
+                raise InvoiceNotOpen(f"invoice {invoice_id} has nothing open", field="invoice_ids")
+            if invoice.currency != currency:
+                raise CurrencyMismatch(
+                    f"invoice {invoice_id} is in {invoice.currency}, the plan in {currency}",
+                    field="currency")
+            covered.append(invoice)
+        return covered
+
+    def approve_plan(self, plan_id: str, *, approved_on: date, actor: str) -> dict[str, Any]:
+        """The plan agreed (``active``) by someone other than who asked for it."""
+        plan = self._plan(plan_id)
+        if plan.status == "active" and (plan.decided_on, plan.decided_by) == (approved_on, actor):
+            return plan.view(self.customer_id, self.covered_open(plan))
+        self._decidable(plan)
+        if actor == plan.requested_by:
+            raise SelfApproval(f"plan {plan_id} was asked for by {actor}: someone else must approve it")
+        if approved_on < plan.requested_on:
+            raise InvalidPlan(f"plan {plan_id} was asked for on {plan.requested_on}, after {approved_on}",
+                              field="approved_on")
+        self._plan_agreed(plan_id=plan_id, on=approved_on.isoformat(), actor=actor)
+        return plan.view(self.customer_id, self.covered_open(plan))
+
+    def reject_plan(self, plan_id: str, *, reason: str, rejected_on: date, actor: str) -> dict[str, Any]:
+        """The plan refused: its invoices are dunned again from the next run."""
+        plan = self._plan(plan_id)
+        if plan.status == "rejected" and plan.rejection == reason:
+            return plan.view(self.customer_id, self.covered_open(plan))
+        self._decidable(plan)
+        on = max(rejected_on, plan.requested_on)
+        self._plan_rejected(plan_id=plan_id, reason=reason, on=on.isoformat(), actor=actor)
+        return plan.view(self.customer_id, self.covered_open(plan))
+
+    def _plan(self, plan_id: str) -> PaymentPlan:
+        plan = self.plans.get(plan_id)
+        if plan is None:
+            raise UnknownPlan(f"customer {self.customer_id} has no payment plan {plan_id}", field="plan_id")
+        return plan
+
+    @staticmethod
+    def _decidable(plan: PaymentPlan) -> None:
+        if plan.status != "requested":
+            raise PlanNotRequested(f"plan {plan.plan_id} is {plan.status}: only a requested plan is decided")
+
     def run(self, as_of: date, policy: Policy, render: NoticeRenderer | None = None) -> RunResult:
-        """The dunning run for ``as_of``: judge promises, then issue at most one notice per currency."""
+        """The dunning run for ``as_of``: judge promises and plans, remind of instalments, then
+        issue at most one notice per currency."""
         if self.last_run_on is not None and as_of <= self.last_run_on:
             return RunResult()
-        # A promise past its grace no longer pauses anything (``is_paused``), so the notices
-        # can be decided before it is recorded as broken. Everything is decided and rendered
-        # before anything is recorded: a failure leaves the account as it was.
+        # A promise past its grace no longer pauses anything (``is_paused``), nor does a plan
+        # this run breaks (``ending``), so the notices can be decided before either is
+        # recorded. Everything is decided and rendered before anything is recorded: a failure
+        # leaves the account as it was.
         broken = [p.promise_id for p in self.promises.values() if p.status == "open" and as_of > p.until]
+        missed = {plan.plan_id: number for plan in self.plans.values() if plan.status == "active"
+                  and (number := plan.missed(as_of, policy.plan_grace_days, self.covered_open(plan)))}
         notices = []
         if not self.do_not_dun:
             language = self.language or policy.default_language
-            for currency, candidates in sorted(self.candidates(as_of).items()):
+            for currency, candidates in sorted(self.candidates(as_of, frozenset(missed)).items()):
                 decision = decide(candidates, as_of, policy, self.last_notice_on.get(currency))
                 if decision is None:
                     continue
                 notice = build_notice(self.customer_id, as_of, currency, decision, policy, language)
-                if render is not None:
-                    rendered = render(notice, self._customer_context(), policy)
-                    notice.update(template=rendered.template, language=rendered.language, text=rendered.text)
-                notices.append(notice)
+                notices.append(self._rendered(notice, policy, render))
+            notices += [self._rendered(reminder, policy, render)
+                        for reminder in self._reminders(as_of, policy, language, frozenset(missed))]
         for promise_id in broken:
             self._promise_broken(promise_id=promise_id, as_of=as_of.isoformat())
+        for plan_id, number in missed.items():
+            self._plan_broken(plan_id=plan_id, as_of=as_of.isoformat(), instalment=number)
         for notice in notices:
+            if notice["kind"] == REMINDER:
+                self._instalment_reminded(notice=notice)
+                continue
             self._notice_issued(notice=notice)
             kind = task_kind(notice["channels"])
             if kind is not None and task_id(notice["notice_id"]) not in self.tasks:
                 self._task_created(task_id=task_id(notice["notice_id"]), notice_id=notice["notice_id"],
                                    kind=kind, due_on=notice["as_of"], collector_id=self.collector_id)
-        return RunResult(notices, broken)
+        return RunResult(notices, broken, list(missed))
+
+    def _rendered(self, notice: dict[str, Any], policy: Policy,
+                  render: NoticeRenderer | None) -> dict[str, Any]:
+        if render is not None:
+            rendered = render(notice, self._customer_context(), policy)
+            notice.update(template=rendered.template, language=rendered.language, text=rendered.text)
+        return notice
+
+    def _reminders(self, as_of: date, policy: Policy, language: str,
+                   ending: frozenset[str]) -> list[dict[str, Any]]:
+        """The instalment reminders a run of ``as_of`` sends, one per instalment coming due."""
+        reminders = []
+        for plan in self.plans.values():
+            if plan.status != "active" or plan.plan_id in ending:
+                continue
+            open_now = self.covered_open(plan)
+            for number in plan.reminders(as_of, policy.instalment_reminder_days, open_now):
+                lines = [{"invoice_id": i.invoice_id, "open_amount": to_text(i.open_amount, i.currency),
+                          "days_past_due": (as_of - i.due_date).days, "due_date": i.due_date.isoformat(),
+                          "level": self.marks(i.invoice_id).level, "interest": to_text(ZERO, i.currency)}
+                         for invoice_id in plan.invoice_ids
+                         if (i := self.items.invoices[invoice_id]).is_open]
+                reminders.append(build_reminder(self.customer_id, as_of, plan, number,
+                                                plan.unpaid(number, open_now), lines, policy, language))
+        return reminders
 
     def _customer_context(self) -> dict[str, Any]:
         return {"customer_id": self.customer_id, "name": self.profile.get("name") or self.customer_id,
@@ -607,6 +771,53 @@ class DunningAccount(Aggregate):
     def _promise_broken(self, promise_id: str, as_of: str) -> None:
         self._close_promise(promise_id, "broken", as_of)
         self.last_run_on = date.fromisoformat(as_of)
+
+    @event("PlanRequested")
+    def _plan_requested(self, plan: dict[str, Any]) -> None:
+        new = PaymentPlan.from_record(plan)
+        self.plans[new.plan_id] = new
+        for invoice_id in new.invoice_ids:
+            self.dunned.setdefault(invoice_id, InvoiceDunning()).plan_id = new.plan_id
+
+    @event("PlanAgreed")
+    def _plan_agreed(self, plan_id: str, on: str, actor: str) -> None:
+        plan = self.plans[plan_id]
+        plan.status, plan.decided_on, plan.decided_by = "active", date.fromisoformat(on), actor
+
+    @event("PlanRejected")
+    def _plan_rejected(self, plan_id: str, reason: str, on: str, actor: str) -> None:
+        plan = self.plans[plan_id]
+        plan.decided_on, plan.decided_by, plan.rejection = date.fromisoformat(on), actor, reason
+        self._end_plan(plan_id, "rejected", None)
+
+    @event("PlanBroken")
+    def _plan_broken(self, plan_id: str, as_of: str, instalment: int) -> None:
+        self.plans[plan_id].broken_instalment = instalment
+        self._end_plan(plan_id, "broken", as_of)
+        self.last_run_on = date.fromisoformat(as_of)
+
+    @event("PlanCompleted")
+    def _plan_completed(self, plan_id: str, on: str) -> None:
+        self._end_plan(plan_id, "completed", on)
+
+    @event("PlanCancelled")
+    def _plan_cancelled(self, plan_id: str, on: str) -> None:
+        self._end_plan(plan_id, "cancelled", on)
+
+    def _end_plan(self, plan_id: str, status: str, on: str | None) -> None:
+        plan = self.plans[plan_id]
+        plan.status = status
+        plan.closed_on = date.fromisoformat(on) if on else None
+        for invoice_id in plan.invoice_ids:
+            if self.marks(invoice_id).plan_id == plan_id:
+                self.dunned[invoice_id].plan_id = None
+
+    @event("InstalmentReminded")
+    def _instalment_reminded(self, notice: dict[str, Any]) -> None:
+        self.plans[notice["plan_id"]].reminded.add(notice["instalment"])
+        self.last_run_on = date.fromisoformat(notice["as_of"])
+        self.notices.append({k: notice[k] for k in (
+            "notice_id", "as_of", "currency", "level", "level_name", "channel", "total_due", "escalate")})
 
     @event("NoticeIssued")
     def _notice_issued(self, notice: dict[str, Any]) -> None:

@@ -34,3 +34,23 @@ class UnknownTask(DunningError):
 
 class TaskNotOpen(DunningError):
     """The task is done already."""
+
+
+class InvalidPlan(DunningError):
+    """A payment plan that cannot be agreed as asked (its instalments, invoices or dates)."""
+
+
+class PlanConflict(DunningError):
+    """A plan id used for another plan, or an invoice already covered by an open plan."""
+
+
+class UnknownPlan(DunningError):
+    """No such payment plan for this customer."""
+
+
+class PlanNotRequested(DunningError):
+    """The plan was decided already (approved, rejected) or has ended."""
+
+
+class SelfApproval(DunningError):
+    """Four eyes: the identity that asked for a plan cannot approve it."""

@@ -16,15 +16,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from services.dunning.domain.decision import Decision
 from services.dunning.domain.interest import late_interest, level_fee
+from services.dunning.domain.plans import PaymentPlan
 from services.dunning.domain.policy import Policy
 from shared.money import ZERO, to_text
 
 NOTICE_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:dunning:notice")
+REMINDER = "instalment_reminder"  # a notice's kind (and template) reminding of an instalment
 
 
 def notice_id(customer_id: str, as_of: date, currency: str) -> UUID:
@@ -67,6 +70,7 @@ def build_notice(customer_id: str, as_of: date, currency: str, decision: Decisio
                  if spec.escalate and line.advanced and line.level == decision.level]
     return {
         "notice_id": str(notice_id(customer_id, as_of, currency)),
+        "kind": "dunning",
         "customer_id": customer_id,
         "as_of": as_of.isoformat(),
         "currency": currency,
@@ -87,5 +91,46 @@ def build_notice(customer_id: str, as_of: date, currency: str, decision: Decisio
         "respond_by": (as_of + timedelta(days=policy.respond_days(decision.level))).isoformat(),
         "escalate": spec.escalate,
         "escalated_invoices": escalated,
+        "text": None,
+    }
+
+
+def reminder_id(customer_id: str, plan_id: str, instalment: int) -> UUID:
+    """Deterministic: one reminder per instalment of a plan."""
+    return uuid5(NOTICE_NAMESPACE, f"{customer_id}\x1fplan\x1f{plan_id}\x1f{instalment}")
+
+
+def build_reminder(customer_id: str, as_of: date, plan: PaymentPlan, instalment: int, unpaid: Decimal,
+                   lines: list[dict[str, Any]], policy: Policy, language: str) -> dict[str, Any]:
+    """The ``instalment_reminder`` notice of one instalment (without its text): what is still
+    owed of it and by when; the plan's open invoices are its lines, each at its own level."""
+    currency = plan.currency
+    due = plan.instalments[instalment - 1].due_date
+    open_total = sum((Decimal(line["open_amount"]) for line in lines), ZERO)
+    return {
+        "notice_id": str(reminder_id(customer_id, plan.plan_id, instalment)),
+        "kind": REMINDER,
+        "customer_id": customer_id,
+        "as_of": as_of.isoformat(),
+        "currency": currency,
+        "policy": policy.name,
+        "policy_version": policy.version,
+        "level": 0,
+        "level_name": REMINDER,
+        "channel": "email",
+        "channels": ["email"],
+        "template": REMINDER,
+        "language": language,
+        "invoices": lines,
+        "advanced": {},
+        "open_total": to_text(open_total, currency),
+        "fees": to_text(ZERO, currency),
+        "interest": to_text(ZERO, currency),
+        "total_due": to_text(unpaid, currency),
+        "respond_by": due.isoformat(),
+        "escalate": False,
+        "escalated_invoices": [],
+        "plan_id": plan.plan_id,
+        "instalment": instalment,
         "text": None,
     }

@@ -84,6 +84,16 @@ class Policy(BaseModel):
         description="statutory late-payment interest, simple, per year; none when absent",
     )
     default_language: Language = "en"
+    plan_grace_days: int = Field(default=5, ge=0, description="days after an instalment's due date "
+                                 "before a run breaks the plan when it is not fully paid")
+    instalment_reminder_days: int = Field(default=3, ge=0, description="days before an instalment's "
+                                          "due date its reminder goes out")
+    statement_day: int | None = Field(default=None, ge=1, le=31, description="the day of the month "
+                                      "statement runs include the customer (a shorter month: its "
+                                      "last day); none: every statement run")
+    confirm_balance_every: int | None = Field(default=None, ge=1, le=120, description="months "
+                                              "between statements that ask the customer to "
+                                              "confirm its balance; none: never")
 
     @model_validator(mode="before")
     @classmethod

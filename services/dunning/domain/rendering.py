@@ -89,11 +89,25 @@ class Renderer:
                    for level in policy.levels for language, name in level.templates.items()}
         return sorted(needed - self.names)
 
+    def named(self, base: str, language: str | None, policy: Policy) -> tuple[str, str]:
+        """(template file, language) for a template that is no level's (an instalment reminder,
+        a statement): the customer's language, else the policy's default."""
+        for candidate in (language, policy.default_language):
+            if candidate and f"{base}.{candidate}.j2" in self.names:
+                return f"{base}.{candidate}.j2", candidate
+        raise TemplateMissing(f"no template {base}.{policy.default_language}.j2")
+
     def __call__(self, notice: Mapping[str, Any], customer: Mapping[str, Any], policy: Policy) -> Rendered:
-        file, language = self.resolve(policy, int(notice["level"]), str(notice["language"]))
-        currency = str(notice["currency"])
+        if notice.get("kind", "dunning") == "dunning":
+            file, language = self.resolve(policy, int(notice["level"]), str(notice["language"]))
+        else:
+            file, language = self.named(str(notice["template"]), str(notice["language"]), policy)
+        return self.render(file, language, str(notice["currency"]), notice=notice, customer=customer)
+
+    def render(self, file: str, language: str, currency: str, **context: Any) -> Rendered:
+        """A template with the helpers every text uses, formatted for ``language``."""
         text = self._env.get_template(file).render(
-            notice=notice, customer=customer, language=language,
+            **context, language=language,
             money=lambda amount: format_money(str(amount), currency, language),
             day=lambda iso: format_date(str(iso), language),
             positive=lambda amount: Decimal(str(amount)) > 0,

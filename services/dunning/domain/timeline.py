@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 
@@ -131,6 +132,43 @@ def _promise_closed(status: str, on: str) -> Callable[[Any], Described]:
     return describe
 
 
+def _plan_requested(e: Any) -> Described:
+    p = e.plan
+    total = sum(Decimal(i["amount"]) for i in p["instalments"])
+    return ("plan_requested", p["requested_on"],
+            f"Payment plan {p['plan_id']} asked for by {p['requested_by']}: {len(p['instalments'])} "
+            f"instalments, {total} {p['currency']} in all",
+            {k: p[k] for k in ("plan_id", "currency", "invoice_ids", "instalments", "reason",
+                               "requested_by")})
+
+
+def _plan_decided(e: Any) -> Described:
+    agreed = type(e).__name__ == "PlanAgreed"
+    summary = f"Payment plan {e.plan_id} {'approved' if agreed else 'rejected'} by {e.actor}"
+    data = {"plan_id": e.plan_id, "by": e.actor}
+    if not agreed:
+        summary += f": {e.reason}"
+        data["reason"] = e.reason
+    return ("plan_agreed" if agreed else "plan_rejected", e.on, summary, data)
+
+
+def _plan_ended(status: str) -> Callable[[Any], Described]:
+    def describe(e: Any) -> Described:
+        on = e.as_of if status == "broken" else e.on
+        why = f" (instalment {e.instalment} not paid)" if status == "broken" else ""
+        return (f"plan_{status}", on, f"Payment plan {e.plan_id} {status}{why}", {"plan_id": e.plan_id})
+    return describe
+
+
+def _reminder(e: Any) -> Described:
+    n = e.notice
+    return ("instalment_reminder", n["as_of"],
+            f"Reminder of instalment {n['instalment']} of plan {n['plan_id']}: "
+            f"{_money(n['total_due'], n['currency'])} due {n['respond_by']}",
+            {"notice_id": n["notice_id"], "plan_id": n["plan_id"], "instalment": n["instalment"],
+             "total_due": n["total_due"], "currency": n["currency"]})
+
+
 def _task_created(e: Any) -> Described:
     kind = "phone call" if e.kind == "phone_task" else "visit"
     return ("task_created", e.due_on, f"Task: {kind} for {e.collector_id or 'no collector'}",
@@ -175,6 +213,13 @@ _DESCRIBE: dict[str, Callable[[Any], Described]] = {
     "PromiseMade": _promise_made,
     "PromiseKept": _promise_closed("kept", "kept_on"),
     "PromiseBroken": _promise_closed("broken", "as_of"),
+    "PlanRequested": _plan_requested,
+    "PlanAgreed": _plan_decided,
+    "PlanRejected": _plan_decided,
+    "PlanBroken": _plan_ended("broken"),
+    "PlanCompleted": _plan_ended("completed"),
+    "PlanCancelled": _plan_ended("cancelled"),
+    "InstalmentReminded": _reminder,
     "TaskCreated": _task_created,
     "TaskCompleted": _task_completed,
     "ActivityLogged": _activity,
