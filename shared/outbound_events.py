@@ -373,6 +373,53 @@ class PaymentPlan(_Exact):
     broken_instalment: int | None = Field(description="The instalment not paid in time (1-based).")
 
 
+class StatementItem(_Exact):
+    """An invoice open at the end of a statement's period."""
+
+    invoice_id: PublishedId
+    issue_date: PublishedDate
+    due_date: PublishedDate
+    amount: PublishedAmount
+    open_amount: PublishedAmount
+    days_past_due: int = Field(ge=0, description="At the end of the period.")
+
+
+class StatementIssued(_Exact):
+    """`dunning.statement_issued`: a statement of account sent (one per customer, currency and
+    statement run)."""
+
+    statement_id: str = Field(description="A UUID derived from customer, currency and run date.")
+    customer_id: PublishedCustomerId
+    as_of: PublishedDate = Field(description="The statement run's date.")
+    currency: PublishedCurrency
+    period_from: PublishedDate
+    period_to: PublishedDate
+    opening_balance: PublishedSignedAmount = Field(
+        description="Open invoices less unapplied cash before the period.")
+    closing_balance: PublishedSignedAmount = Field(description="The same at its end.")
+    open_items: list[StatementItem]
+    open_total: PublishedAmount
+    unapplied_cash: PublishedAmount
+    confirmation_requested: bool = Field(description="The customer is asked to confirm the balance.")
+    language: str
+    template: str
+    text: str | None
+
+
+class BalanceAnswered(_Exact):
+    """`dunning.balance_confirmed`, `dunning.balance_disputed`: the customer's answer to a statement."""
+
+    customer_id: PublishedCustomerId
+    statement_id: str
+    currency: PublishedCurrency
+    response: Literal["confirmed", "disputed"]
+    statement_balance: PublishedSignedAmount = Field(description="The statement's closing balance.")
+    balance: PublishedSignedAmount = Field(description="The balance the customer sees.")
+    difference: PublishedSignedAmount = Field(description="The customer's balance less the statement's.")
+    note: str
+    responded_on: PublishedDate
+
+
 # ------------------------------------------------------------------------- ar.credit.events
 
 
@@ -559,6 +606,9 @@ DUNNING_EVENTS: dict[str, type[BaseModel]] = {
     "dunning.plan_broken": PaymentPlan,
     "dunning.plan_completed": PaymentPlan,
     "dunning.plan_cancelled": PaymentPlan,
+    "dunning.statement_issued": StatementIssued,
+    "dunning.balance_confirmed": BalanceAnswered,
+    "dunning.balance_disputed": BalanceAnswered,
 }
 CREDIT_EVENTS: dict[str, type[BaseModel]] = {
     "credit.hold_placed": HoldPlaced,

@@ -43,6 +43,7 @@ from services.dunning.domain.errors import (
     AlreadyPromised,
     CurrencyMismatch,
     DunningError,
+    InvalidConfirmation,
     InvalidPlan,
     InvalidPromise,
     InvoiceNotOpen,
@@ -52,6 +53,7 @@ from services.dunning.domain.errors import (
     TaskNotOpen,
     UnknownInvoice,
     UnknownPlan,
+    UnknownStatement,
     UnknownTask,
 )
 from services.dunning.domain.policy import MAX_LEVELS
@@ -103,6 +105,8 @@ DUNNING_PROBLEMS = DomainProblems(
         UnknownPlan: (404, "not-found"),
         PlanNotRequested: (409, "plan-not-requested"),
         SelfApproval: (403, "four-eyes"),
+        UnknownStatement: (422, "validation-error"),
+        InvalidConfirmation: (422, "validation-error"),
         UnknownInvoice: (422, "validation-error"),
         CurrencyMismatch: (422, "validation-error"),
         InvoiceNotOpen: (409, "invoice-not-open"),
@@ -115,7 +119,8 @@ DUNNING_PROBLEMS = DomainProblems(
     fields={"amount": "body.amount", "currency": "body.currency", "promised_date": "body.promised_date",
             "invoice_ids": "body.invoice_ids", "as_of": "body.as_of", "collector_id": "body.collector_id",
             "rules": "body.rules", "instalments": "body.instalments", "plan_id": "body.plan_id",
-            "approved_on": "body.approved_on"},
+            "approved_on": "body.approved_on", "statement_id": "body.statement_id", "balance": "body.balance",
+            "responded_on": "body.responded_on"},
 )
 
 
@@ -567,6 +572,7 @@ async def get_worklist(
          "open_tasks": r["open_tasks"], "broken_promises_90d": r["broken_promises_90d"],
          "last_contact_on": r["last_contact_on"], "next_action_on": r["next_action_on"],
          "plan_id": r["plan_id"], "plan_status": r["plan_status"], "plans_agreed": r["plans_agreed"] or 0,
-         "plans_completed": r["plans_completed"] or 0, "plans_broken": r["plans_broken"] or 0}
+         "plans_completed": r["plans_completed"] or 0, "plans_broken": r["plans_broken"] or 0,
+         "balance_disputed_on": r["balance_disputed_on"]}
         for r in rows
     ]}

@@ -228,3 +228,50 @@ class PlanOut(_Answer):
 
 class PlansOut(_Answer):
     plans: list[PlanOut]
+
+
+class StatementItemOut(_Answer):
+    invoice_id: str
+    due_date: date
+    open_amount: AnswerAmount
+
+
+class StatementOut(_Answer):
+    statement_id: str
+    customer_id: str
+    as_of: date
+    currency: str
+    period_from: date
+    period_to: date
+    opening_balance: AnswerAmount
+    closing_balance: AnswerAmount
+    open_items: list[StatementItemOut]
+    unapplied_cash: AnswerAmount
+    confirmation_requested: bool
+    text: str | None
+
+
+class StatementRunOut(_Answer):
+    statement_run_id: str
+    as_of: date
+    period_from: date
+    period_to: date
+    repeat: bool
+    statements: list[StatementOut]
+
+
+class StatementsOut(_Answer):
+    customer_id: str
+    statements: list[StatementOut]
+
+
+class ConfirmationOut(_Answer):
+    customer_id: str
+    statement_id: str
+    currency: str
+    response: Literal["confirmed", "disputed"]
+    statement_balance: AnswerAmount
+    balance: AnswerAmount
+    difference: AnswerAmount
+    note: str
+    responded_on: date

@@ -24,8 +24,9 @@ from psycopg import sql
 
 from services.dunning.domain import DunningAccount, Policy, dunning_account_id
 from services.dunning.domain.collectors import AssignmentRule, Collector, CollectorBook
-from services.dunning.domain.registry import PolicyBook, RunRegistry, resolve
+from services.dunning.domain.registry import PolicyBook, RunRegistry, StatementRunRegistry, resolve
 from services.dunning.domain.rendering import Renderer
+from services.dunning.domain.statements import StatementFigures
 from services.dunning.domain.timeline import page as timeline_page
 from shared.eventstore import LATEST_VERSION, retry_on_conflict
 from shared.feed_application import FeedApplication
@@ -46,10 +47,9 @@ class DunningApplication(FeedApplication[DunningAccount]):
     """Event-sourced dunning: one DunningAccount per customer, a policy book, a run registry."""
 
     name = "dunning"
-    # (unapplied cash is the ledger's and credit's: a notice asks for invoices; credit's risk
-    # grades are for the assignment rules)
-    reads = (frozenset(LEDGER_TYPES) - {"ledger.invoice_settled", "ledger.unapplied_cash_changed"}
-             | frozenset(CREDIT_TYPES))
+    # (a settled invoice shows in the facts that settle it; unapplied cash is for the
+    # statements; credit's risk grades are for the assignment rules)
+    reads = frozenset(LEDGER_TYPES) - {"ledger.invoice_settled"} | frozenset(CREDIT_TYPES)
 
     def __init__(self, env: dict[str, str] | None = None, renderer: Renderer | None = None) -> None:
         super().__init__(env=env)
@@ -63,7 +63,7 @@ class DunningApplication(FeedApplication[DunningAccount]):
         return dunning_account_id(customer_id)
 
     def new_account(self, customer_id: str) -> DunningAccount:
-        return DunningAccount(customer_id)
+        return DunningAccount(customer_id, follows_unapplied=True)
 
     def observe(self, account: DunningAccount, message: Fact) -> bool:
         return account.observe(message)
@@ -122,6 +122,9 @@ class DunningApplication(FeedApplication[DunningAccount]):
 
     def run_registry(self) -> RunRegistry:
         return self._singleton(RunRegistry.create_id(), RunRegistry)
+
+    def statement_registry(self) -> StatementRunRegistry:
+        return self._singleton(StatementRunRegistry.create_id(), StatementRunRegistry)
 
     def collector_book(self) -> CollectorBook:
         return self._singleton(CollectorBook.create_id(), CollectorBook)
@@ -244,6 +247,40 @@ class DunningApplication(FeedApplication[DunningAccount]):
                     actor: str) -> dict[str, Any] | None:
         return self.command(customer_id, lambda account: account.reject_plan(
             plan_id, reason=reason, rejected_on=rejected_on, actor=actor))
+
+    def respond_to_statement(self, customer_id: str, statement_id: str,
+                             **answer: Any) -> dict[str, Any] | None:
+        return self.command(customer_id, lambda account: account.respond_to_statement(statement_id, **answer))
+
+    def statement_chunk(self, customer_ids: Iterable[str], as_of: date,
+                        figures: dict[str, list[StatementFigures]], book: PolicyBook) -> list[dict[str, Any]]:
+        """The statements of a statement run for some customers, saved in one transaction."""
+
+        def issue(ids: list[str]) -> tuple[list[dict[str, Any]], list[DunningAccount]]:
+            issued: list[dict[str, Any]] = []
+            changed = []
+            policies: dict[str, Policy] = {}
+            for customer_id, account in self.accounts(ids).items():
+                policy = policies.get(account.policy_name)
+                if policy is None:
+                    policy = policies[account.policy_name] = resolve(book, account.policy_name)
+                statements = account.issue_statements(as_of, figures[customer_id], policy,
+                                                      self.renderer.statement)
+                if statements:
+                    issued.extend(statements)
+                    changed.append(account)
+            return issued, changed
+
+        return self.change_accounts(customer_ids, issue, attempts=2)
+
+    def record_statement_run(self, as_of: date, summary: dict[str, Any]) -> dict[str, Any]:
+        def attempt() -> dict[str, Any]:
+            registry = self.statement_registry()
+            recorded = registry.record(as_of, summary)
+            self.save_tracked(registry, tracking=None)
+            return recorded
+
+        return retry_on_conflict(attempt)
 
     def run_chunk(self, customer_ids: Iterable[str], as_of: date, book: PolicyBook,
                   collectors: CollectorBook | None = None) -> ChunkResult:

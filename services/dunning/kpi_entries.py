@@ -1,10 +1,13 @@
-"""The rows the collectors' KPIs are summed from (``dunning_kpi_entries``), one event at a time.
+"""The dated figures the collectors' KPIs and the statements of account are summed from
+(``dunning_kpi_entries``), one event at a time.
 
 Each row is dated by the business date it is about (``on_date``) and carries the collector
 who worked the customer when the event was recorded (the one before it, for an assignment):
 
 - ``receivable``: an invoice's open amount changed by ``amount`` (signed), with its due date:
   the portfolio's balances at any date are the sum of these up to it;
+- ``unapplied``: the customer's unapplied cash changed by ``amount`` (signed), on the date the
+  ledger's fact is effective: a statement's balance is the ``receivable`` rows less these;
 - ``invoiced``: an invoice opened (the period's credit sales), on its issue date;
 - ``collected``: what a payment took off the customer's invoices, on its effective date;
 - ``promise_made``, ``promise_kept``, ``promise_broken``: a promise to pay, with its amount;
@@ -28,7 +31,8 @@ from services.dunning.domain.work import CONTACT_KINDS, CONTACT_OUTCOMES
 
 PLAN_ROWS = {"PlanAgreed": "plan_agreed", "PlanCompleted": "plan_completed", "PlanBroken": "plan_broken"}
 KPI_EVENTS = frozenset({"InvoiceOpened", "OpenAmountsChanged", "DisputeClosed", "PromiseMade", "PromiseKept",
-                        "PromiseBroken", "ActivityLogged", "TaskCompleted", *PLAN_ROWS})
+                        "PromiseBroken", "ActivityLogged", "TaskCompleted", "UnappliedCashChanged",
+                        *PLAN_ROWS})
 PAYMENT = "ledger.payment_applied"
 PROMISE_ROWS = {"PromiseMade": "promise_made", "PromiseKept": "promise_kept",
                 "PromiseBroken": "promise_broken"}
@@ -94,6 +98,9 @@ def kpi_rows(position: int, kind: str, state: dict[str, Any], account: DunningAc
         promise = account.promises[promise_id]
         on = promise.made_on if kind == "PromiseMade" else promise.closed_on
         add(PROMISE_ROWS[kind], on, currency=promise.currency, amount=promise.amount)
+    elif kind == "UnappliedCashChanged":
+        add("unapplied", state.get("effective_date"), currency=state["currency"],
+            amount=Decimal(state["change"]))
     elif kind in PLAN_ROWS:
         plan = account.plans[state["plan_id"]]
         on = plan.decided_on if kind == "PlanAgreed" else plan.closed_on

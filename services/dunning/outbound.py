@@ -8,6 +8,8 @@
 - ``PlanRequested``, ``PlanAgreed``, ``PlanRejected``, ``PlanBroken``, ``PlanCompleted``,
   ``PlanCancelled`` → ``dunning.plan_requested``, ``.plan_agreed``, ``.plan_rejected``,
   ``.plan_broken``, ``.plan_completed``, ``.plan_cancelled``: the plan as it then stands;
+- ``StatementIssued`` → ``dunning.statement_issued``; ``StatementAnswered`` →
+  ``dunning.balance_confirmed`` or ``dunning.balance_disputed``;
 - ``PromiseMade`` → ``dunning.paused``; ``PromiseBroken`` → ``dunning.resumed`` (reason
   ``promise_broken``: dunning goes on at the next level); ``PromiseKept`` →
   ``dunning.resumed`` (reason ``promise_kept``: the pause ends, whatever is still open is
@@ -79,6 +81,14 @@ def make_translate(app: TrackedApplication) -> Callable[[Any], list[Outbound]]:
             account = account_at(event)
             plan_id = event.plan["plan_id"] if name == "PlanRequested" else event.plan_id
             messages.append((account.customer_id, PLAN_MESSAGES[name], account.plan_view(plan_id) or {}))
+        elif kind == "DunningAccount.StatementIssued":
+            statement = event.statement
+            messages.append((statement["customer_id"], "dunning.statement_issued", statement))
+        elif kind == "DunningAccount.StatementAnswered":
+            account = account_at(event)
+            answer = {k: v for k, v in event.answer.items() if k != "recorded_by"}
+            messages.append((account.customer_id, f"dunning.balance_{answer['response']}",
+                             {"customer_id": account.customer_id, **answer}))
         elif kind in ("DunningAccount.NoticeIssued", "DunningAccount.InstalmentReminded"):
             notice = event.notice
             messages.append((notice["customer_id"], "dunning.notice_issued", notice_message(notice)))

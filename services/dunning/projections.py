@@ -48,7 +48,13 @@ from services.dunning.application import select_stored_events
 from services.dunning.domain import DunningAccount, Policy
 from services.dunning.domain.collectors import COLLECTOR_BOOK_ID
 from services.dunning.domain.plans import OPEN as PLAN_OPEN
-from services.dunning.domain.registry import POLICY_BOOK_ID, RUN_REGISTRY_ID, PolicyBook, resolve
+from services.dunning.domain.registry import (
+    POLICY_BOOK_ID,
+    RUN_REGISTRY_ID,
+    STATEMENT_REGISTRY_ID,
+    PolicyBook,
+    resolve,
+)
 from services.dunning.kpi_entries import KPI_EVENTS, KpiBefore, kpi_rows
 from services.dunning.outbound import notice_message
 from shared.account_projector import AccountProjector, Touched, positions_table
@@ -76,6 +82,7 @@ accounts = Table(
     Column("plans_agreed", Integer, nullable=False, server_default="0"),
     Column("plans_completed", Integer, nullable=False, server_default="0"),
     Column("plans_broken", Integer, nullable=False, server_default="0"),
+    Column("balance_disputed_on", Date),  # the customer disputed a statement's balance
 )
 
 invoices = Table(
@@ -203,6 +210,20 @@ plans = Table(
     Index("ix_dunning_plans_status", "status", "requested_on"),
 )
 
+statements = Table(
+    "dunning_statements", metadata,
+    Column("statement_id", String(64), primary_key=True),
+    Column("customer_id", String(200), nullable=False, index=True),
+    Column("as_of", Date, nullable=False, index=True),
+    Column("currency", String(3), nullable=False),
+    Column("closing_balance", Money, nullable=False),
+    Column("confirmation_requested", Boolean, nullable=False),
+    Column("response", String(10)),  # confirmed or disputed, the latest answer
+    Column("responded_on", Date),
+    Column("position", BigInteger, nullable=False),  # notification id: the order issued
+    Column("payload", JSON, nullable=False),  # as published, with the answer when there is one
+)
+
 runs = Table(
     "dunning_runs", metadata,
     Column("as_of", Date, primary_key=True),
@@ -216,6 +237,7 @@ runs = Table(
 positions = positions_table("dunning_projection_positions", metadata)
 
 PROJECTOR_NAME = "dunning-projections"
+_SINGLETONS = frozenset({POLICY_BOOK_ID, RUN_REGISTRY_ID, COLLECTOR_BOOK_ID, STATEMENT_REGISTRY_ID})
 
 
 class _Touched(Touched[DunningAccount]):
@@ -262,12 +284,13 @@ class DunningProjector(AccountProjector[DunningAccount]):
         touched: dict[UUID, _Touched] = {}
         rows: dict[str, list[dict[str, Any]]] = {"notices": [], "notice_invoices": [], "promises": [],
                                                  "policies": [], "runs": [], "accounts": [], "invoices": [],
-                                                 "tasks": [], "kpi_entries": [], "plans": []}
+                                                 "tasks": [], "kpi_entries": [], "plans": [],
+                                                 "statements": []}
         for position, event in events:
             if event.originator_id == POLICY_BOOK_ID:
                 self._on_policy_book(event, rows)
-            elif event.originator_id == COLLECTOR_BOOK_ID:
-                continue  # (the collectors and rules are read from their aggregate)
+            elif event.originator_id in (COLLECTOR_BOOK_ID, STATEMENT_REGISTRY_ID):
+                continue  # (read from their aggregates: the collectors and rules, the statement runs)
             elif event.originator_id == RUN_REGISTRY_ID:
                 if type(event).__name__ == "RunRecorded":
                     run = event.run
@@ -310,7 +333,7 @@ class DunningProjector(AccountProjector[DunningAccount]):
             first.setdefault(event.originator_id, event.originator_version)
         mirror = self._mirror
         wanted = [aggregate_id for aggregate_id, version in first.items()
-                  if version > 1 and aggregate_id not in (POLICY_BOOK_ID, RUN_REGISTRY_ID, COLLECTOR_BOOK_ID)
+                  if version > 1 and aggregate_id not in _SINGLETONS
                   and not ((known := mirror.get(aggregate_id)) is not None and known.version == version - 1)]
         to_domain_event = self.app.mapper.to_domain_event
         for start in range(0, len(wanted), 500):
@@ -361,6 +384,16 @@ class DunningProjector(AccountProjector[DunningAccount]):
                 "paused_until": promise.until, "invoice_ids": list(promise.invoice_ids),
                 "status": promise.status, "closed_on": promise.closed_on,
             })
+        elif kind == "StatementIssued":
+            statement = state["statement"]
+            rows["statements"].append({
+                "statement_id": statement["statement_id"], "customer_id": account.customer_id,
+                "as_of": date.fromisoformat(statement["as_of"]), "currency": statement["currency"],
+                "closing_balance": Decimal(statement["closing_balance"]),
+                "confirmation_requested": statement["confirmation_requested"], "response": None,
+                "responded_on": None, "position": position, "payload": statement})
+        elif kind == "StatementAnswered":
+            self._answered(rows["statements"], state["answer"])
         elif kind in PLAN_EVENTS:
             plan_id = state["plan"]["plan_id"] if kind == "PlanRequested" else state["plan_id"]
             plan = account.plans[plan_id]
@@ -397,6 +430,20 @@ class DunningProjector(AccountProjector[DunningAccount]):
                  "level": line["level"]}
                 for line in notice["invoices"])
 
+    def _answered(self, batch: list[dict[str, Any]], answer: dict[str, Any]) -> None:
+        """The statement's row with the customer's answer (the row from this batch or the table)."""
+        row = next((r for r in batch if r["statement_id"] == answer["statement_id"]), None)
+        if row is None:
+            with self.engine.connect() as conn:
+                found = conn.execute(select(statements).where(
+                    statements.c.statement_id == answer["statement_id"])).first()
+            assert found is not None, answer["statement_id"]
+            row = dict(found._mapping)
+            batch.append(row)
+        row.update(response=answer["response"], responded_on=date.fromisoformat(answer["responded_on"]),
+                   payload={**row["payload"], "response": {k: v for k, v in answer.items()
+                                                            if k != "recorded_by"}})
+
     # ---------------------------------------------------------------- writing
 
     def policy_for(self, account: DunningAccount) -> Policy:
@@ -418,7 +465,7 @@ class DunningProjector(AccountProjector[DunningAccount]):
                 "wake_date": account.wake_date(policy), "last_run_on": account.last_run_on,
                 "updated_at": entry.timestamp, "collector_id": account.collector_id,
                 "assigned_by": account.assigned_by, "last_contact_on": account.last_contact_on,
-                **_plan_columns(account),
+                **_plan_columns(account), "balance_disputed_on": account.balance_disputed_on,
             })
             for invoice_id, changed_at in sorted(entry.invoice_ids.items()):
                 invoice = account.items.invoices.get(invoice_id)
@@ -448,6 +495,7 @@ class DunningProjector(AccountProjector[DunningAccount]):
         upsert(conn, tasks, rows["tasks"], ["task_id"])
         upsert(conn, kpi_entries, rows["kpi_entries"], ["position", "seq"])
         upsert(conn, plans, rows["plans"], ["plan_id"])
+        upsert(conn, statements, rows["statements"], ["statement_id"])
 
 
 PLAN_EVENTS = frozenset({"PlanRequested", "PlanAgreed", "PlanRejected", "PlanBroken", "PlanCompleted",

@@ -10,6 +10,7 @@ from sqlalchemy import and_, case, exists, func, not_, or_, select, tuple_
 from sqlalchemy.engine import Connection
 
 from services.dunning.domain.registry import PolicyBook, resolve
+from services.dunning.domain.statements import StatementFigures
 from services.dunning.projections import (
     PROJECTOR_NAME,
     accounts,
@@ -20,9 +21,11 @@ from services.dunning.projections import (
     plans,
     positions,
     promises,
+    statements,
     tasks,
 )
 from shared.db import execute_sums, money_sum, plain_row
+from shared.money import to_text
 
 
 def projector_position(conn: Connection) -> int:
@@ -126,7 +129,7 @@ def worklist(conn: Connection, as_of: date, limit: int, *, collector_id: str | N
               .scalar_subquery())
     query = (select(per_customer, accounts.c.collector_id, accounts.c.last_contact_on, accounts.c.plan_id,
                     accounts.c.plan_status, accounts.c.plans_agreed, accounts.c.plans_completed,
-                    accounts.c.plans_broken,
+                    accounts.c.plans_broken, accounts.c.balance_disputed_on,
                     accounts.c.wake_date.label("next_action_on"), open_tasks.label("open_tasks"),
                     broken.label("broken_promises_90d"))
              .join(accounts, accounts.c.customer_id == per_customer.c.customer_id, isouter=True)
@@ -168,6 +171,68 @@ def find_plans(conn: Connection, *, status: str | None, limit: int) -> list[dict
         query = query.where(plans.c.status == status)
     query = query.order_by(plans.c.requested_on, plans.c.plan_id).limit(limit)
     return [dict(plan) for plan in conn.execute(query).scalars()]
+
+
+def statement_figures(conn: Connection, first: date, last: date) -> dict[str, list[StatementFigures]]:
+    """Every customer's statement figures for ``first``..``last`` (inclusive), per currency with
+    anything open at the end of it or any movement in it: two aggregates over the dated
+    figures kept from the ledger's feed (``kpi_entries``: an invoice's open amount changes,
+    the unapplied cash's), not a walk over anyone's events.
+
+    The balance is the open amounts less the unapplied cash, as the ledger's statement has it.
+    """
+    k = kpi_entries
+    sign = case((k.c.kind == "receivable", 1), else_=-1)
+    before = case((k.c.on_date < first, k.c.amount), else_=0)
+    totals = (
+        select(k.c.customer_id, k.c.currency,
+               money_sum(before, weight=sign).label("opening"),
+               money_sum(k.c.amount, weight=sign).label("closing"),
+               money_sum(case((k.c.kind == "unapplied", k.c.amount), else_=0)).label("unapplied"),
+               func.max(case((k.c.on_date >= first, 1), else_=0)).label("moved"))
+        .where(k.c.kind.in_(("receivable", "unapplied")), k.c.on_date <= last)
+        .group_by(k.c.customer_id, k.c.currency)
+    )
+    open_amount = money_sum(k.c.amount).label("open_amount")
+    items = (
+        select(k.c.customer_id, k.c.currency, k.c.invoice_id, open_amount)
+        .where(k.c.kind == "receivable", k.c.on_date <= last)
+        .group_by(k.c.customer_id, k.c.currency, k.c.invoice_id)
+        .having(money_sum(k.c.amount) != 0)
+        .subquery()
+    )
+    listed = (select(items, invoices.c.amount, invoices.c.issue_date, invoices.c.due_date)
+              .join(invoices, invoices.c.invoice_id == items.c.invoice_id)
+              .order_by(items.c.customer_id, invoices.c.due_date, items.c.invoice_id))
+    open_items: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in execute_sums(conn, listed):
+        open_items.setdefault((row.customer_id, row.currency), []).append({
+            "invoice_id": row.invoice_id, "issue_date": row.issue_date.isoformat(),
+            "due_date": row.due_date.isoformat(), "amount": to_text(row.amount, row.currency),
+            "open_amount": to_text(row.open_amount, row.currency),
+            "days_past_due": max(0, (last - row.due_date).days)})
+    found: dict[str, list[StatementFigures]] = {}
+    for row in execute_sums(conn, totals):
+        key = (row.customer_id, row.currency)
+        if not (row.moved or row.closing or row.unapplied or key in open_items):
+            continue
+        found.setdefault(row.customer_id, []).append(StatementFigures(
+            currency=row.currency, period_from=first, period_to=last, opening_balance=row.opening,
+            closing_balance=row.closing, unapplied_cash=row.unapplied, open_items=open_items.get(key, [])))
+    for figures in found.values():
+        figures.sort(key=lambda f: f.currency)
+    return found
+
+
+def statements_of(conn: Connection, *, as_of: date | None = None, customer_id: str | None = None
+                  ) -> list[dict[str, Any]]:
+    """Statements as issued (with the customer's answer), in the order issued."""
+    query = select(statements.c.payload)
+    if as_of is not None:
+        query = query.where(statements.c.as_of == as_of)
+    if customer_id is not None:
+        query = query.where(statements.c.customer_id == customer_id)
+    return [dict(payload) for payload in conn.execute(query.order_by(statements.c.position)).scalars()]
 
 
 COUNTED = ("promise_made", "promise_kept", "promise_broken", "plan_agreed", "plan_completed", "plan_broken",

@@ -96,3 +96,25 @@ class LedgerBook:
         app.state.reads = HotReads(self.engine)
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ledger.test",
                                  headers={"Authorization": f"Bearer {READER}"})
+
+
+def march_statement_book() -> list[tuple[str, list[dict[str, Any]]]]:
+    """A month worked out by hand (``test_ledger_statement``), as (topic, messages) in the order
+    they are posted: customer S's invoices (I1 in February; I3 with 2% for payment within 10
+    days; I2), two payments allocated (P2 taking I3's discount, P1 part of I1), a credit note
+    and a write-off on I2, I9 in April, then P3 without allocation and U's payment on account."""
+    discounted = invoice("S", "I3", "1000.00", "2024-03-01", "2024-03-31")
+    discounted["data"]["terms"] = {"discount_percent": "2", "discount_days": 10}
+    return [
+        ("ar.invoices", [invoice("S", "I1", "1000.00", "2024-02-20", "2024-03-21"), discounted,
+                         invoice("S", "I2", "500.00", "2024-03-05", "2024-04-04")]),
+        ("ar.payments", [payment("S", "P2", "980.00", "2024-03-08", to="I3"),
+                         payment("S", "P1", "300.00", "2024-03-10", to="I1")]),
+        ("ar.invoices", [event("credit_note.issued", "cn-1", customer_id="S", credit_note_id="CN1",
+                               currency="EUR", amount="100.00", issue_date="2024-03-15", invoice_id="I2"),
+                         event("invoice.written_off", "wo-1", customer_id="S", invoice_id="I2",
+                               amount="50.00", effective_date="2024-03-20", reason="goodwill")]),
+        ("ar.invoices", [invoice("S", "I9", "10.00", "2024-04-02", "2024-05-02")]),
+        ("ar.payments", [payment("S", "P3", "200.00", "2024-03-25"),
+                         payment("U", "PU", "75.00", "2024-03-12")]),
+    ]

@@ -12,26 +12,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.ledger_books import LedgerBook, event, invoice, payment
+from tests.integration.ledger_books import LedgerBook, march_statement_book
 
 
 @pytest.fixture
 async def statement_book(database_url: str, tmp_path: Path
                          ) -> AsyncIterator[tuple[httpx.AsyncClient, datetime]]:
     book = LedgerBook(database_url)
-    discounted = invoice("S", "I3", "1000.00", "2024-03-01", "2024-03-31")
-    discounted["data"]["terms"] = {"discount_percent": "2", "discount_days": 10}
-    book.post(invoice("S", "I1", "1000.00", "2024-02-20", "2024-03-21"), discounted,
-              invoice("S", "I2", "500.00", "2024-03-05", "2024-04-04"), topic="ar.invoices")
-    book.post(payment("S", "P2", "980.00", "2024-03-08", to="I3"),
-              payment("S", "P1", "300.00", "2024-03-10", to="I1"), topic="ar.payments")
-    book.post(event("credit_note.issued", "cn-1", customer_id="S", credit_note_id="CN1", currency="EUR",
-                    amount="100.00", issue_date="2024-03-15", invoice_id="I2"),
-              event("invoice.written_off", "wo-1", customer_id="S", invoice_id="I2", amount="50.00",
-                    effective_date="2024-03-20", reason="goodwill"), topic="ar.invoices")
-    before_p3 = book.post(invoice("S", "I9", "10.00", "2024-04-02", "2024-05-02"), topic="ar.invoices")
-    book.post(payment("S", "P3", "200.00", "2024-03-25"), payment("U", "PU", "75.00", "2024-03-12"),
-              topic="ar.payments")
+    recorded = [book.post(*messages, topic=topic) for topic, messages in march_statement_book()]
+    before_p3 = recorded[3]  # (I9's)
     async with book.api(tmp_path) as client:
         yield client, before_p3
     book.close()

@@ -35,6 +35,7 @@ from services.dunning import outbound as dunning_outbound
 from services.dunning.domain import DunningAccount, default_policy
 from services.dunning.domain.plans import Instalment
 from services.dunning.domain.rendering import Renderer
+from services.dunning.domain.statements import StatementFigures
 from services.ledger import outbound as ledger_outbound
 from services.ledger.domain import CustomerAccount, LedgerError
 from shared import asyncapi
@@ -201,6 +202,18 @@ class Customer(LedgerFedCustomer):
             self.dunning.reject_plan(plan_id, reason="too long", rejected_on=D(on), actor="manager")
         self.collect()
 
+    def statement(self, as_of: str, closing: str, render: Renderer, *, answer: str, balance: str) -> None:
+        day = D(as_of)
+        figures = StatementFigures("EUR", day.replace(day=1), day, M("0.00"), M(closing), M("0.00"),
+                                   [{"invoice_id": "L9", "issue_date": as_of, "due_date": as_of,
+                                     "amount": closing, "open_amount": closing, "days_past_due": 0}])
+        policy = self.policy.model_copy(update={"confirm_balance_every": 1})
+        (issued,) = self.dunning.issue_statements(day, [figures], policy, render.statement)
+        self.collect()
+        self.dunning.respond_to_statement(issued["statement_id"], response=answer, balance=M(balance),
+                                          note="as we see it", responded_on=day, actor="portal")
+        self.collect()
+
     def types(self) -> set[str]:
         return {message["type"] for message in self.published}
 
@@ -290,6 +303,8 @@ def a_life() -> list[dict[str, Any]]:
     p.plan("PL-3", "2025-04-22", ("2025-05-10", "100.00"), invoice_ids=["L3"])
     p.send("invoice.written_off", invoice_id="L3", amount="100.00", effective_date="2025-04-23",
            reason="small balance")  # cancelled
+    p.statement("2025-05-31", "300.00", renderer, answer="confirmed", balance="300.00")
+    p.statement("2025-06-30", "300.00", renderer, answer="disputed", balance="250.00")
     published += p.published
     return published
 

@@ -45,6 +45,7 @@ from services.dunning.domain.decision import Candidate, decide, earliest_action
 from services.dunning.domain.errors import (
     AlreadyPromised,
     CurrencyMismatch,
+    InvalidConfirmation,
     InvalidPlan,
     InvalidPromise,
     InvoiceNotOpen,
@@ -54,12 +55,26 @@ from services.dunning.domain.errors import (
     TaskNotOpen,
     UnknownInvoice,
     UnknownPlan,
+    UnknownStatement,
     UnknownTask,
 )
-from services.dunning.domain.notice import REMINDER, NoticeRenderer, build_notice, build_reminder
+from services.dunning.domain.notice import (
+    REMINDER,
+    NoticeRenderer,
+    StatementRenderer,
+    build_notice,
+    build_reminder,
+)
 from services.dunning.domain.plans import OPEN as PLAN_OPEN
 from services.dunning.domain.plans import Instalment, PaymentPlan, instalments_problem
 from services.dunning.domain.policy import DEFAULT_POLICY_NAME, Policy
+from services.dunning.domain.statements import (
+    StatementFigures,
+    build_statement,
+    confirmation_due,
+    on_statement_day,
+    statement_id,
+)
 from services.dunning.domain.work import (
     CONTACT_KINDS,
     CONTACT_OUTCOMES,
@@ -144,8 +159,12 @@ class DunningAccount(Aggregate):
         return dunning_account_id(customer_id)
 
     @event("Opened")
-    def __init__(self, customer_id: str) -> None:
+    def __init__(self, customer_id: str, follows_unapplied: bool = False) -> None:
         self.customer_id = customer_id
+        # the service opens accounts that follow the customer's unapplied cash (for statements);
+        # one opened before it did (its Opened event has no such argument) never takes it, so
+        # it never holds part of that history
+        self.follows_unapplied = follows_unapplied
         self.profile: dict[str, Any] = {}
         self.items = OpenItems()  # the ledger's facts: invoices, open amounts, disputes
         self.dunned: dict[str, InvoiceDunning] = {}  # by invoice id
@@ -163,6 +182,9 @@ class DunningAccount(Aggregate):
         self.tasks: dict[str, Task] = {}
         self.activities: list[dict[str, Any]] = []  # as logged, in order
         self.plans: dict[str, PaymentPlan] = {}
+        # statements by id: {currency, as_of, closing_balance, confirmation_requested, response}
+        self.statements: dict[str, dict[str, Any]] = {}
+        self.confirmation_asked: dict[str, date] = {}  # per currency: the last statement that asked
 
     # ----------------------------------------------------------------- queries
 
@@ -349,9 +371,12 @@ class DunningAccount(Aggregate):
         return True
 
     def _record(self, fact: Fact, change: MirrorChange, sequence: list[int] | None) -> bool:
-        if change.kind == "unapplied_cash_changed":
-            return False  # left to the ledger and credit: a notice asks for invoices
-        if change.kind == "open_amounts_changed":  # (which fact: a payment shows as one on the timeline)
+        if change.kind == "unapplied_cash_changed":  # (a notice asks for invoices; a statement shows it)
+            if not self.follows_unapplied:
+                return False
+            self._unapplied_cash_changed(**change.payload, effective_date=fact.effective_date,
+                                         sequence=sequence)
+        elif change.kind == "open_amounts_changed":  # (which fact: a payment shows as one on the timeline)
             self._open_amounts_changed(**change.payload, sequence=sequence, fact_type=fact.event_type)
         else:
             getattr(self, f"_{change.kind}")(**change.payload, sequence=sequence)
@@ -638,6 +663,70 @@ class DunningAccount(Aggregate):
         if plan.status != "requested":
             raise PlanNotRequested(f"plan {plan.plan_id} is {plan.status}: only a requested plan is decided")
 
+    def issue_statements(self, as_of: date, figures: Sequence[StatementFigures], policy: Policy,
+                         render: StatementRenderer | None = None) -> list[dict[str, Any]]:
+        """The statements of a statement run of ``as_of``, one per currency figured (none for a
+        customer not dunned, or whose policy's statement day it is not); one issued before
+        for the date is not issued again. Each asks for confirmation as the policy says."""
+        if self.do_not_dun or not on_statement_day(policy.statement_day, as_of):
+            return []
+        language = self.language or policy.default_language
+        issued = []
+        for currency_figures in figures:
+            currency = currency_figures.currency
+            if str(statement_id(self.customer_id, currency, as_of)) in self.statements:
+                continue
+            asks = confirmation_due(self.confirmation_asked.get(currency), as_of,
+                                    policy.confirm_balance_every)
+            statement = build_statement(self.customer_id, as_of, currency_figures,
+                                        confirmation_requested=asks, language=language)
+            if render is not None:
+                rendered = render(statement, self._customer_context(), policy)
+                statement.update(template=rendered.template, language=rendered.language, text=rendered.text)
+            issued.append(statement)
+        for statement in issued:
+            self._statement_issued(statement=statement)
+        return issued
+
+    def respond_to_statement(self, statement_id: str, *, response: str, balance: Decimal | None, note: str,
+                             responded_on: date, actor: str) -> dict[str, Any]:
+        """The customer's answer to a statement: its balance confirmed, or disputed with the
+        balance it sees (required) and a note. The same answer again records nothing."""
+        statement = self.statements.get(statement_id)
+        if statement is None:
+            raise UnknownStatement(f"customer {self.customer_id} has no statement {statement_id}",
+                                   field="statement_id")
+        currency = statement["currency"]
+        if response == "disputed" and balance is None:
+            raise InvalidConfirmation("a disputed balance names the balance the customer sees",
+                                      field="balance")
+        if responded_on < date.fromisoformat(statement["as_of"]):
+            raise InvalidConfirmation(f"statement {statement_id} was issued on {statement['as_of']}",
+                                      field="responded_on")
+        ours = Decimal(statement["closing_balance"])
+        theirs = ours if balance is None else balance
+        answer = {"statement_id": statement_id, "currency": currency, "response": response,
+                  "statement_balance": statement["closing_balance"], "balance": to_text(theirs, currency),
+                  "difference": to_text(theirs - ours, currency), "note": note,
+                  "responded_on": responded_on.isoformat()}
+        if statement.get("response") != answer:
+            self._statement_answered(answer={**answer, "recorded_by": actor})
+        return {"customer_id": self.customer_id, **answer}
+
+    @property
+    def balance_disputed_on(self) -> date | None:
+        """The day the customer last disputed a statement's balance, unless it confirmed a
+        later statement in that currency since."""
+        latest: dict[str, tuple[str, dict[str, Any]]] = {}
+        for statement in self.statements.values():
+            answer = statement.get("response")
+            if answer is not None and (statement["currency"] not in latest
+                                       or statement["as_of"] > latest[statement["currency"]][0]):
+                latest[statement["currency"]] = (statement["as_of"], answer)
+        disputed = [date.fromisoformat(answer["responded_on"]) for _, answer in latest.values()
+                    if answer["response"] == "disputed"]
+        return max(disputed, default=None)
+
     def run(self, as_of: date, policy: Policy, render: NoticeRenderer | None = None) -> RunResult:
         """The dunning run for ``as_of``: judge promises and plans, remind of instalments, then
         issue at most one notice per currency."""
@@ -732,6 +821,11 @@ class DunningAccount(Aggregate):
                               sequence: list[int] | None, fact_type: str | None = None) -> None:
         self.items.change_open_amounts(outcomes, sequence)
 
+    @event("UnappliedCashChanged")
+    def _unapplied_cash_changed(self, currency: str, change: str, effective_date: str | None,
+                                sequence: list[int] | None) -> None:
+        self.items.change_unapplied(currency, change, sequence)
+
     @event("DisputeOpened")
     def _dispute_opened(self, dispute_id: str, invoice_id: str, amount: str,
                         sequence: list[int] | None) -> None:
@@ -811,6 +905,19 @@ class DunningAccount(Aggregate):
         for invoice_id in plan.invoice_ids:
             if self.marks(invoice_id).plan_id == plan_id:
                 self.dunned[invoice_id].plan_id = None
+
+    @event("StatementIssued")
+    def _statement_issued(self, statement: dict[str, Any]) -> None:
+        self.statements[statement["statement_id"]] = {
+            k: statement[k] for k in ("statement_id", "currency", "as_of", "period_to", "closing_balance",
+                                      "confirmation_requested")}
+        if statement["confirmation_requested"]:
+            self.confirmation_asked[statement["currency"]] = date.fromisoformat(statement["as_of"])
+
+    @event("StatementAnswered")
+    def _statement_answered(self, answer: dict[str, Any]) -> None:
+        self.statements[answer["statement_id"]]["response"] = {
+            k: v for k, v in answer.items() if k != "recorded_by"}
 
     @event("InstalmentReminded")
     def _instalment_reminded(self, notice: dict[str, Any]) -> None:

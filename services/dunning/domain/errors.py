@@ -54,3 +54,11 @@ class PlanNotRequested(DunningError):
 
 class SelfApproval(DunningError):
     """Four eyes: the identity that asked for a plan cannot approve it."""
+
+
+class UnknownStatement(DunningError):
+    """No such statement for this customer."""
+
+
+class InvalidConfirmation(DunningError):
+    """A customer's answer to a statement that cannot be recorded as given."""

@@ -1,10 +1,11 @@
-"""The service's two singletons: the policy book and the run registry (no I/O, no clock).
+"""The service's singletons: the policy book and the registries of runs (no I/O, no clock).
 
 - ``PolicyBook``: every stored policy by name, each revision a new version. The shipped
   default is version 1 of ``default`` until someone stores another; storing the same
   content again changes nothing (no version bump).
 - ``RunRegistry``: one entry per run date. A date is run once; a run for a date before the
-  latest one is refused (dunning goes forward, see ``shared.daily_registry``).
+  latest one is refused (dunning goes forward, see ``shared.daily_registry``);
+- ``StatementRunRegistry``: the same for statement runs.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from shared.daily_registry import DailyRegistry
 POLICY_BOOK_ID = uuid5(NAMESPACE_URL, "receivables:dunning:policy-book")
 RUN_REGISTRY_ID = uuid5(NAMESPACE_URL, "receivables:dunning:run-registry")
 RUN_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:dunning:run")
+STATEMENT_REGISTRY_ID = uuid5(NAMESPACE_URL, "receivables:dunning:statement-run-registry")
+STATEMENT_RUN_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:dunning:statement-run")
 
 
 class RunOutOfOrder(DunningError):
@@ -31,6 +34,10 @@ class RunOutOfOrder(DunningError):
 def run_id(as_of: date) -> str:
     """Deterministic: the run of a date has the same id however often it is asked for."""
     return str(uuid5(RUN_NAMESPACE, as_of.isoformat()))
+
+
+def statement_run_id(as_of: date) -> str:
+    return str(uuid5(STATEMENT_RUN_NAMESPACE, as_of.isoformat()))
 
 
 class PolicyBook(Aggregate):
@@ -113,5 +120,25 @@ class RunRegistry(DailyRegistry, created_event_name="Opened"):
         return int(self.recorded[max(self.recorded)].get("collectors_version", 0))
 
     @event("RunRecorded")
+    def _recorded(self, run: dict[str, Any]) -> None:
+        self._add(run)
+
+
+class StatementRunRegistry(DailyRegistry, created_event_name="Opened"):
+    """Which dates statements were run for, with what outcome (a date is run once, in order)."""
+
+    noun = "statement run"
+    id_field = "statement_run_id"
+    out_of_order = RunOutOfOrder
+    run_id = staticmethod(statement_run_id)
+
+    @staticmethod
+    def create_id() -> UUID:
+        return STATEMENT_REGISTRY_ID
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        self._recorded(run=entry)
+
+    @event("StatementRunRecorded")
     def _recorded(self, run: dict[str, Any]) -> None:
         self._add(run)

@@ -104,6 +104,12 @@ class Renderer:
             file, language = self.named(str(notice["template"]), str(notice["language"]), policy)
         return self.render(file, language, str(notice["currency"]), notice=notice, customer=customer)
 
+    def statement(self, statement: Mapping[str, Any], customer: Mapping[str, Any],
+                  policy: Policy) -> Rendered:
+        """A statement of account's text, in the customer's language (else the policy's default)."""
+        file, language = self.named(str(statement["template"]), str(statement["language"]), policy)
+        return self.render(file, language, str(statement["currency"]), statement=statement, customer=customer)
+
     def render(self, file: str, language: str, currency: str, **context: Any) -> Rendered:
         """A template with the helpers every text uses, formatted for ``language``."""
         text = self._env.get_template(file).render(

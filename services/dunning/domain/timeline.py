@@ -169,6 +169,28 @@ def _reminder(e: Any) -> Described:
              "total_due": n["total_due"], "currency": n["currency"]})
 
 
+def _statement(e: Any) -> Described:
+    st = e.statement
+    asks = ", asking to confirm the balance" if st["confirmation_requested"] else ""
+    return ("statement", st["as_of"],
+            f"Statement {st['period_from']} to {st['period_to']}: balance "
+            f"{_money(st['closing_balance'], st['currency'])}{asks}",
+            {k: st[k] for k in ("statement_id", "currency", "period_from", "period_to", "opening_balance",
+                                "closing_balance", "unapplied_cash", "confirmation_requested")})
+
+
+def _statement_answered(e: Any) -> Described:
+    a = e.answer
+    if a["response"] == "confirmed":
+        summary = f"Balance {_money(a['statement_balance'], a['currency'])} confirmed"
+    else:
+        summary = (f"Balance disputed: the customer sees {_money(a['balance'], a['currency'])}, "
+                   f"the statement says {a['statement_balance']}")
+    if a["note"]:
+        summary += f" ({a['note']})"
+    return (f"balance_{a['response']}", a["responded_on"], summary, dict(a))
+
+
 def _task_created(e: Any) -> Described:
     kind = "phone call" if e.kind == "phone_task" else "visit"
     return ("task_created", e.due_on, f"Task: {kind} for {e.collector_id or 'no collector'}",
@@ -220,6 +242,8 @@ _DESCRIBE: dict[str, Callable[[Any], Described]] = {
     "PlanCompleted": _plan_ended("completed"),
     "PlanCancelled": _plan_ended("cancelled"),
     "InstalmentReminded": _reminder,
+    "StatementIssued": _statement,
+    "StatementAnswered": _statement_answered,
     "TaskCreated": _task_created,
     "TaskCompleted": _task_completed,
     "ActivityLogged": _activity,
