@@ -25,6 +25,10 @@ finishes in <= 60 s on this machine on PostgreSQL.
    projector's catch-up on each run's events is timed on its own (in the service it runs in
    its own process). Reported: candidates loaded, events they hold, notices, seconds,
    notices/s, the load average.
+   Then a statement run (``StatementRunner.statements``, the code behind
+   ``POST /statement-runs``) of the first of the quiet date's month: a statement for every
+   customer with anything open (issue 17's goal: 100,000 customers within 60 s), next to the
+   two aggregates that give every customer's figures, timed alone.
 3. **Raw baselines** in the same database and run: the candidate SELECT alone, and reading
    the candidates' stored events (the rows the run had to load) with psycopg in chunks of
    the run's size, without decoding them.
@@ -443,8 +447,11 @@ def _project(app: Any, engine: Any) -> tuple[int, float]:
 
 def timed_runs(name: str, args: argparse.Namespace, repetition: int, stamp: str) -> list[Timed]:
     """Busy date, the same date again, the quiet date: each through ``DunningRunner.run``."""
+    from services.dunning import queries
     from services.dunning.application import DunningApplication
+    from services.dunning.domain.statements import period as statement_period
     from services.dunning.runs import DunningRunner
+    from services.dunning.statement_runs import StatementRunner
     from shared.db import make_engine
     from shared.eventstore import eventsourcing_env
     from shared.runtime import tune_gc
@@ -491,12 +498,38 @@ def timed_runs(name: str, args: argparse.Namespace, repetition: int, stamp: str)
             _, timed.project_seconds = await asyncio.to_thread(_project, app, engine)
         return timed
 
+    async def statements(as_of: date, runner: StatementRunner) -> Timed:
+        """``POST /statement-runs``: every customer's statement of the month before ``as_of``,
+        next to the two aggregates that give their figures, run alone."""
+        timed = Timed("stmts", as_of.isoformat())
+        first, last = statement_period(as_of, None)
+        started = time.perf_counter()
+        with engine.connect() as conn:
+            figured = len(queries.statement_figures(conn, first, last))
+        select_seconds = time.perf_counter() - started
+        before = await asyncio.to_thread(_max_nid, name)
+        timed.load_before = os.getloadavg()
+        started, cpu_started = time.perf_counter(), time.process_time()
+        result = await runner.statements(as_of)
+        timed.seconds = time.perf_counter() - started
+        timed.cpu_seconds = time.process_time() - cpu_started
+        timed.load_after = os.getloadavg()
+        timed.candidates = timed.customers = figured
+        timed.notices = len(result["statements"])
+        timed.new_events = await asyncio.to_thread(_max_nid, name) - before
+        timed.baselines = {"select_candidates_seconds": select_seconds}
+        _, timed.project_seconds = await asyncio.to_thread(_project, app, engine)
+        return timed
+
     async def main() -> None:
-        runner = DunningRunner(app, engine, StoreWriter(), chunk_size=args.chunk_size)
+        writer = StoreWriter()
+        runner = DunningRunner(app, engine, writer, chunk_size=args.chunk_size)
         timings.append(await run("busy", args.as_of, runner))
         timings.append(await run("repeat", args.as_of, runner))
         timings.append(await run("quiet", args.quiet, runner))
         timings[-1].worklist = await asyncio.to_thread(worklist_latency, engine, args.quiet)
+        statement_runner = StatementRunner(app, engine, writer, chunk_size=args.chunk_size)
+        timings.append(await statements(args.quiet.replace(day=1), statement_runner))
 
     try:
         asyncio.run(main())
@@ -586,13 +619,20 @@ def report(book: dict[str, int], runs: list[list[Timed]], build_info: dict[str, 
                 f"{base.get('raw_rows_per_second', 0):>11,.0f}{t.project_seconds:>8.1f}"
                 f"  {t.load_before[0]:.2f}->{t.load_after[0]:.2f}")
     for number, timings in enumerate(runs):
-        w = timings[-1].worklist
+        w = next((t.worklist for t in timings if t.worklist), None)
         if w:
             lines.append(f"worklist #{number + 1}: {w['collector']} ({w['portfolio']:,} customers), "
                          f"a page of {w['rows']}: p50 {w['p50_ms']:.1f} ms, p99 {w['p99_ms']:.1f} ms "
                          f"(goal p99 < 100 ms; before the vacuum: p99 {w['unvacuumed_p99_ms']:.1f} ms); "
                          f"the whole book's first page: p50 {w['whole_book_p50_ms']:.1f} ms, "
                          f"p99 {w['whole_book_p99_ms']:.1f} ms")
+    statement_runs = [t.seconds for timings in runs for t in timings if t.label == "stmts"]
+    if statement_runs:
+        met = max(statement_runs) <= 60 and book["customers"] >= 100_000
+        lines.append(f"statement run: {min(statement_runs):.1f}-{max(statement_runs):.1f} s over "
+                     f"{len(statement_runs)} run(s) (the row's notices are statements, its select s the "
+                     f"figures' two aggregates alone); goal (<= 60 s, >= 100,000 customers): "
+                     f"{'met' if met else 'NOT met'}")
     busy = [t.seconds for timings in runs for t in timings if t.label == "busy"]
     if busy:
         met = max(busy) <= 60 and book["customers"] >= 100_000 and book["open_invoices"] >= 1_000_000

@@ -26,7 +26,7 @@ from services.dunning.domain import DunningAccount, Policy, dunning_account_id
 from services.dunning.domain.collectors import AssignmentRule, Collector, CollectorBook
 from services.dunning.domain.registry import PolicyBook, RunRegistry, StatementRunRegistry, resolve
 from services.dunning.domain.rendering import Renderer
-from services.dunning.domain.statements import StatementFigures
+from services.dunning.domain.statements import StatementContext, StatementFigures, statements_due
 from services.dunning.domain.timeline import page as timeline_page
 from shared.eventstore import LATEST_VERSION, retry_on_conflict
 from shared.feed_application import FeedApplication
@@ -252,26 +252,50 @@ class DunningApplication(FeedApplication[DunningAccount]):
                              **answer: Any) -> dict[str, Any] | None:
         return self.command(customer_id, lambda account: account.respond_to_statement(statement_id, **answer))
 
-    def statement_chunk(self, customer_ids: Iterable[str], as_of: date,
+    def statement_chunk(self, contexts: Sequence[tuple[StatementContext, str]], as_of: date,
                         figures: dict[str, list[StatementFigures]], book: PolicyBook) -> list[dict[str, Any]]:
-        """The statements of a statement run for some customers, saved in one transaction."""
+        """The statements of a statement run for some customers (each with its policy's name),
+        saved in one transaction.
 
-        def issue(ids: list[str]) -> tuple[list[dict[str, Any]], list[DunningAccount]]:
-            issued: list[dict[str, Any]] = []
-            changed = []
-            policies: dict[str, Policy] = {}
-            for customer_id, account in self.accounts(ids).items():
-                policy = policies.get(account.policy_name)
-                if policy is None:
-                    policy = policies[account.policy_name] = resolve(book, account.policy_name)
-                statements = account.issue_statements(as_of, figures[customer_id], policy,
-                                                      self.renderer.statement)
-                if statements:
-                    issued.extend(statements)
-                    changed.append(account)
-            return issued, changed
+        The accounts are not loaded: what deciding needs of them comes from the read models
+        (``queries.statement_contexts``; the run has waited for them to catch up, and only
+        statement runs issue statements), and the ``StatementIssued`` events are appended
+        after each account's last stored event. Loading every account of the book would cost
+        a statement run most of its time. Accounts this process caches are dropped from the
+        cache, to be read again with them.
+        """
+        policies = {name: resolve(book, name) for name in {name for _, name in contexts}}
+        unknown = [context.customer_id for context, _ in contexts if context.name is None]
+        if unknown:  # rows from before the read models kept names: the accounts themselves
+            loaded = self.accounts(unknown)
+            contexts = [(loaded[c.customer_id].statement_context() if c.customer_id in loaded else c, name)
+                        for c, name in contexts]
+        due = [(context.customer_id, statement) for context, name in contexts
+               for statement in statements_due(context, as_of, figures[context.customer_id], policies[name],
+                                               self.renderer.statement)]
+        if not due:
+            return []
+        issued_event = DunningAccount.StatementIssued  # type: ignore[attr-defined]
 
-        return self.change_accounts(customer_ids, issue, attempts=2)
+        def attempt() -> list[dict[str, Any]]:
+            ids = [dunning_account_id(customer_id) for customer_id, _ in due]
+            versions = select_versions(self.recorder, list(dict.fromkeys(ids)))
+            events = []
+            issued = []
+            for aggregate_id, (_, statement) in zip(ids, due, strict=True):
+                if aggregate_id not in versions:
+                    continue  # (no account: nothing to append to)
+                version = versions[aggregate_id] = versions[aggregate_id] + 1
+                events.append(issued_event(originator_id=aggregate_id, originator_version=version,
+                                           timestamp=issued_event.create_timestamp(), statement=statement))
+                issued.append(statement)
+            try:
+                self.save_collected(events, [])
+            finally:
+                self.evict_cached(*versions)
+            return issued
+
+        return retry_on_conflict(attempt)
 
     def record_statement_run(self, as_of: date, summary: dict[str, Any]) -> dict[str, Any]:
         def attempt() -> dict[str, Any]:
@@ -311,6 +335,26 @@ class DunningApplication(FeedApplication[DunningAccount]):
             return result, changed
 
         return self.change_accounts(customer_ids, run, attempts=2)
+
+
+def select_versions(recorder: Any, aggregate_ids: list[UUID]) -> dict[UUID, int]:
+    """The version of the last stored event of each of these aggregates: one query."""
+    if isinstance(recorder, PostgresApplicationRecorder):
+        query = sql.SQL(
+            "SELECT originator_id, max(originator_version) AS version FROM {}.{} "
+            "WHERE originator_id = ANY(%s) GROUP BY originator_id"
+        ).format(sql.Identifier(recorder.datastore.schema), sql.Identifier(recorder.events_table_name))
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(query, (aggregate_ids,), prepare=False)
+            return {row["originator_id"]: row["version"] for row in cursor.fetchall()}
+    if isinstance(recorder, SQLiteApplicationRecorder):
+        marks = ",".join("?" for _ in aggregate_ids)
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                f"SELECT originator_id, max(originator_version) AS version FROM {recorder.events_table_name} "
+                f"WHERE originator_id IN ({marks}) GROUP BY originator_id", [i.hex for i in aggregate_ids])
+            return {UUID(row["originator_id"]): row["version"] for row in cursor.fetchall()}
+    return {i: recorder.select_events(i, desc=True, limit=1)[0].originator_version for i in aggregate_ids}
 
 
 def select_stored_events(recorder: Any, aggregate_ids: list[UUID]) -> list[StoredEvent]:

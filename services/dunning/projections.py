@@ -83,6 +83,8 @@ accounts = Table(
     Column("plans_completed", Integer, nullable=False, server_default="0"),
     Column("plans_broken", Integer, nullable=False, server_default="0"),
     Column("balance_disputed_on", Date),  # the customer disputed a statement's balance
+    Column("name", String(500)),  # (what a statement run needs of the profile)
+    Column("language", String(2)),
 )
 
 invoices = Table(
@@ -298,6 +300,8 @@ class DunningProjector(AccountProjector[DunningAccount]):
                         "as_of": date.fromisoformat(run["as_of"]), "run_id": run["run_id"],
                         "notices": run["notices"], "customers": run["customers"],
                         "broken_promises": run["broken_promises"], "recorded_at": event.timestamp})
+            elif type(event).__name__ == "StatementIssued":
+                self._on_statement(position, event, rows)
             else:
                 self._on_account_event(position, event, touched, rows)
         self._account_rows(touched, rows)
@@ -318,9 +322,8 @@ class DunningProjector(AccountProjector[DunningAccount]):
             return
         policy = event.policy
         self._book.policies[policy["name"]] = policy
-        rows["policies"] = [r for r in rows["policies"] if r["name"] != policy["name"]]
-        rows["policies"].append({"name": policy["name"], "version": policy["version"], "policy": policy,
-                                 "updated_at": event.timestamp})
+        _put(rows["policies"], "name", {"name": policy["name"], "version": policy["version"],
+                                        "policy": policy, "updated_at": event.timestamp})
 
     def _preload(self, events: list[tuple[int, Any]]) -> None:
         """Read the accounts this batch needs and the mirror lacks, in one query per 500.
@@ -330,7 +333,8 @@ class DunningProjector(AccountProjector[DunningAccount]):
         """
         first: dict[UUID, int] = {}
         for _, event in events:
-            first.setdefault(event.originator_id, event.originator_version)
+            if type(event).__name__ != "StatementIssued":  # (see ``_on_statement``)
+                first.setdefault(event.originator_id, event.originator_version)
         mirror = self._mirror
         wanted = [aggregate_id for aggregate_id, version in first.items()
                   if version > 1 and aggregate_id not in _SINGLETONS
@@ -377,29 +381,19 @@ class DunningProjector(AccountProjector[DunningAccount]):
             promise_id = state["promise"]["promise_id"] if kind == "PromiseMade" else state["promise_id"]
             promise = account.promises[promise_id]
             ids.update(dict.fromkeys(promise.invoice_ids, stamp))
-            rows["promises"] = [r for r in rows["promises"] if r["promise_id"] != promise_id]
-            rows["promises"].append({
+            _put(rows["promises"], "promise_id", {
                 "promise_id": promise_id, "customer_id": account.customer_id, "currency": promise.currency,
                 "amount": promise.amount, "made_on": promise.made_on, "promised_date": promise.promised_date,
                 "paused_until": promise.until, "invoice_ids": list(promise.invoice_ids),
                 "status": promise.status, "closed_on": promise.closed_on,
             })
-        elif kind == "StatementIssued":
-            statement = state["statement"]
-            rows["statements"].append({
-                "statement_id": statement["statement_id"], "customer_id": account.customer_id,
-                "as_of": date.fromisoformat(statement["as_of"]), "currency": statement["currency"],
-                "closing_balance": Decimal(statement["closing_balance"]),
-                "confirmation_requested": statement["confirmation_requested"], "response": None,
-                "responded_on": None, "position": position, "payload": statement})
         elif kind == "StatementAnswered":
             self._answered(rows["statements"], state["answer"])
         elif kind in PLAN_EVENTS:
             plan_id = state["plan"]["plan_id"] if kind == "PlanRequested" else state["plan_id"]
             plan = account.plans[plan_id]
             view = plan.view(account.customer_id, account.covered_open(plan))
-            rows["plans"] = [r for r in rows["plans"] if r["plan_id"] != plan_id]
-            rows["plans"].append({
+            _put(rows["plans"], "plan_id", {
                 "plan_id": plan_id, "customer_id": account.customer_id, "currency": plan.currency,
                 "status": plan.status, "total": plan.total, "requested_on": plan.requested_on,
                 "requested_by": plan.requested_by, "decided_on": plan.decided_on, "closed_on": plan.closed_on,
@@ -407,8 +401,7 @@ class DunningProjector(AccountProjector[DunningAccount]):
             ids.update(dict.fromkeys(plan.invoice_ids, stamp))
         elif kind in ("TaskCreated", "TaskCompleted"):
             task = account.tasks[state["task_id"]]
-            rows["tasks"] = [r for r in rows["tasks"] if r["task_id"] != task.task_id]
-            rows["tasks"].append({
+            _put(rows["tasks"], "task_id", {
                 "task_id": task.task_id, "customer_id": account.customer_id, "notice_id": task.notice_id,
                 "kind": task.kind, "due_on": task.due_on, "collector_id": task.collector_id,
                 "status": task.status, "outcome": task.outcome, "note": task.note,
@@ -429,6 +422,25 @@ class DunningProjector(AccountProjector[DunningAccount]):
                  "open_amount": _money(line["open_amount"]), "days_past_due": line["days_past_due"],
                  "level": line["level"]}
                 for line in notice["invoices"])
+
+    def _on_statement(self, position: int, event: Any, rows: dict[str, list[dict[str, Any]]]) -> None:
+        """A statement issued: its row, from the event alone. A statement run appends one to
+        every account of the book, most of which the mirror does not hold: loading them for
+        an event that changes no other row would cost the projector more than the run took.
+        The mirror's copy moves forward if it is at hand, else it is dropped (read again
+        when needed)."""
+        statement = event.statement
+        rows["statements"].append({
+            "statement_id": statement["statement_id"], "customer_id": statement["customer_id"],
+            "as_of": date.fromisoformat(statement["as_of"]), "currency": statement["currency"],
+            "closing_balance": Decimal(statement["closing_balance"]),
+            "confirmation_requested": statement["confirmation_requested"], "response": None,
+            "responded_on": None, "position": position, "payload": statement})
+        known = self._mirror.get(event.originator_id)
+        if known is not None and known.version == event.originator_version - 1:
+            self.advance(event, known)
+        else:
+            self._mirror.pop(event.originator_id, None)
 
     def _answered(self, batch: list[dict[str, Any]], answer: dict[str, Any]) -> None:
         """The statement's row with the customer's answer (the row from this batch or the table)."""
@@ -466,6 +478,7 @@ class DunningProjector(AccountProjector[DunningAccount]):
                 "updated_at": entry.timestamp, "collector_id": account.collector_id,
                 "assigned_by": account.assigned_by, "last_contact_on": account.last_contact_on,
                 **_plan_columns(account), "balance_disputed_on": account.balance_disputed_on,
+                "name": _name(account), "language": account.language,
             })
             for invoice_id, changed_at in sorted(entry.invoice_ids.items()):
                 invoice = account.items.invoices.get(invoice_id)
@@ -510,6 +523,17 @@ def _plan_columns(account: DunningAccount) -> dict[str, Any]:
             "plan_status": current.status if current else None,
             "plans_agreed": sum(1 for plan in account.plans.values() if plan.agreed),
             "plans_completed": statuses.count("completed"), "plans_broken": statuses.count("broken")}
+
+
+def _name(account: DunningAccount) -> str:
+    """The name a statement addresses (never null: null is a row written before the column)."""
+    return str(account.profile.get("name") or account.customer_id)[:500]
+
+
+def _put(rows: list[dict[str, Any]], key: str, row: dict[str, Any]) -> None:
+    """``row`` among a batch's rows of its table, in place of an earlier one with its ``key``."""
+    rows[:] = [r for r in rows if r[key] != row[key]]
+    rows.append(row)
 
 
 def _group(stored_events: list[StoredEvent]) -> Iterator[tuple[UUID, list[StoredEvent]]]:

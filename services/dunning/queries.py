@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import date, timedelta
 from typing import Any
 
@@ -10,7 +10,7 @@ from sqlalchemy import and_, case, exists, func, not_, or_, select, tuple_
 from sqlalchemy.engine import Connection
 
 from services.dunning.domain.registry import PolicyBook, resolve
-from services.dunning.domain.statements import StatementFigures
+from services.dunning.domain.statements import StatementContext, StatementFigures
 from services.dunning.projections import (
     PROJECTOR_NAME,
     accounts,
@@ -221,6 +221,35 @@ def statement_figures(conn: Connection, first: date, last: date) -> dict[str, li
             closing_balance=row.closing, unapplied_cash=row.unapplied, open_items=open_items.get(key, [])))
     for figures in found.values():
         figures.sort(key=lambda f: f.currency)
+    return found
+
+
+def statement_contexts(conn: Connection, as_of: date, customer_ids: Collection[str]
+                       ) -> list[tuple[StatementContext, str]]:
+    """What a statement run of ``as_of`` needs to know of these customers, from the read
+    models, each with the name of its policy; in customer order (those without an account
+    are left out). A context without a ``name`` is of an account whose row was last written
+    before the read models kept one: its account knows."""
+    wanted = set(customer_ids)
+    asked: dict[str, dict[str, date]] = {}
+    last_asked = (select(statements.c.customer_id, statements.c.currency, func.max(statements.c.as_of))
+                  .where(statements.c.confirmation_requested).group_by(statements.c.customer_id,
+                                                                      statements.c.currency))
+    for customer_id, currency, day in conn.execute(last_asked):
+        if customer_id in wanted:
+            asked.setdefault(customer_id, {})[currency] = day
+    issued: dict[str, set[str]] = {}
+    for customer_id, statement_id in conn.execute(
+            select(statements.c.customer_id, statements.c.statement_id).where(statements.c.as_of == as_of)):
+        issued.setdefault(customer_id, set()).add(statement_id)
+    a = accounts.c
+    found = []
+    for row in conn.execute(select(a.customer_id, a.policy, a.do_not_dun, a.name, a.language)
+                            .order_by(a.customer_id)):
+        if row.customer_id in wanted:
+            found.append((StatementContext(
+                row.customer_id, row.name, row.language, row.do_not_dun,
+                frozenset(issued.get(row.customer_id, ())), asked.get(row.customer_id, {})), row.policy))
     return found
 
 

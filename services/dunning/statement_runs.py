@@ -6,8 +6,10 @@ A statement run of a date, like a dunning run (``shared.scheduling.BookRunner``)
    issues nothing; a date before the latest statement run is refused;
 2. waits until the read models have caught up with the event store;
 3. reads every customer's figures for the period in two aggregates
-   (``queries.statement_figures``) and has each customer's account issue its statements, in
-   chunks, each saved in one transaction through the service's ``StoreWriter``;
+   (``queries.statement_figures``) and what deciding needs of each customer
+   (``queries.statement_contexts``), then issues the statements in chunks, each saved in one
+   transaction through the service's ``StoreWriter`` (``DunningApplication.statement_chunk``:
+   the accounts are not loaded);
 4. records the run. One interrupted before that is run again: statements already issued
    for the date are not issued twice, and are part of the answer.
 
@@ -64,8 +66,9 @@ class StatementRunner(BookRunner[DunningApplication]):
         book = await asyncio.to_thread(self.app.policy_book)
         earlier = await self.read(queries.statements_of, as_of=as_of)  # a run of this date interrupted
         figures = await self.read(queries.statement_figures, first, last)
+        contexts = await self.read(queries.statement_contexts, as_of, figures.keys())
         issued: list[dict[str, Any]] = []
-        chunks = self.in_chunks(sorted(figures), self.app.statement_chunk, as_of, figures, book)
+        chunks = self.in_chunks(contexts, self.app.statement_chunk, as_of, figures, book)
         async for statements in chunks:
             issued.extend(statements)
         known = {s["statement_id"] for s in issued}

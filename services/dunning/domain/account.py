@@ -58,22 +58,15 @@ from services.dunning.domain.errors import (
     UnknownStatement,
     UnknownTask,
 )
-from services.dunning.domain.notice import (
-    REMINDER,
-    NoticeRenderer,
-    StatementRenderer,
-    build_notice,
-    build_reminder,
-)
+from services.dunning.domain.notice import REMINDER, NoticeRenderer, build_notice, build_reminder
 from services.dunning.domain.plans import OPEN as PLAN_OPEN
 from services.dunning.domain.plans import Instalment, PaymentPlan, instalments_problem
 from services.dunning.domain.policy import DEFAULT_POLICY_NAME, Policy
 from services.dunning.domain.statements import (
+    StatementContext,
     StatementFigures,
-    build_statement,
-    confirmation_due,
-    on_statement_day,
-    statement_id,
+    StatementRender,
+    statements_due,
 )
 from services.dunning.domain.work import (
     CONTACT_KINDS,
@@ -539,16 +532,7 @@ class DunningAccount(Aggregate):
     def _covered(self, amount: Decimal, currency: str | None,
                  invoice_ids: Sequence[str] | None) -> list[OpenItem]:
         if invoice_ids:
-            covered = []
-            for invoice_id in dict.fromkeys(invoice_ids):
-                invoice = self.items.invoices.get(invoice_id)
-                if invoice is None:
-                    raise UnknownInvoice(f"invoice {invoice_id} is not known for customer {self.customer_id}",
-                                         field="invoice_ids")
-                if not invoice.is_open:
-                    raise InvoiceNotOpen(f"invoice {invoice_id} has nothing open to promise",
-                                         field="invoice_ids")
-                covered.append(invoice)
+            covered = self._open_named(invoice_ids)
             currencies = {i.currency for i in covered} | ({currency} if currency else set())
             if len(currencies) > 1:
                 raise CurrencyMismatch(f"a promise is in one currency; invoices are in {sorted(currencies)}",
@@ -613,7 +597,20 @@ class DunningAccount(Aggregate):
                 raise InvalidPlan(f"customer {self.customer_id} has no open overdue {currency} invoice "
                                   f"on {requested_on} that no plan covers", field="invoice_ids")
             return covered
-        covered = []
+        covered = self._open_named(invoice_ids)
+        for invoice in covered:
+            if invoice.currency != currency:
+                raise CurrencyMismatch(
+                    f"invoice {invoice.invoice_id} is in {invoice.currency}, the plan in {currency}",
+                    field="currency")
+            if (planned := self.marks(invoice.invoice_id).plan_id) is not None:
+                raise PlanConflict(f"invoice {invoice.invoice_id} is covered by plan {planned}",
+                                   field="invoice_ids")
+        return covered
+
+    def _open_named(self, invoice_ids: Sequence[str]) -> list[OpenItem]:
+        """The invoices named (each once), every one known and open."""
+        named = []
         for invoice_id in dict.fromkeys(invoice_ids):
             invoice = self.items.invoices.get(invoice_id)
             if invoice is None:
@@ -621,12 +618,8 @@ class DunningAccount(Aggregate):
                                      field="invoice_ids")
             if not invoice.is_open:
                 raise InvoiceNotOpen(f"invoice {invoice_id} has nothing open", field="invoice_ids")
-            if invoice.currency != currency:
-                raise CurrencyMismatch(
-                    f"invoice {invoice_id} is in {invoice.currency}, the plan in {currency}",
-                    field="currency")
-            covered.append(invoice)
-        return covered
+            named.append(invoice)
+        return named
 
     def approve_plan(self, plan_id: str, *, approved_on: date, actor: str) -> dict[str, Any]:
         """The plan agreed (``active``) by someone other than who asked for it."""
@@ -663,27 +656,18 @@ class DunningAccount(Aggregate):
         if plan.status != "requested":
             raise PlanNotRequested(f"plan {plan.plan_id} is {plan.status}: only a requested plan is decided")
 
+    def statement_context(self) -> StatementContext:
+        return StatementContext(self.customer_id, self.profile.get("name") or self.customer_id, self.language,
+                                self.do_not_dun, frozenset(self.statements), dict(self.confirmation_asked))
+
     def issue_statements(self, as_of: date, figures: Sequence[StatementFigures], policy: Policy,
-                         render: StatementRenderer | None = None) -> list[dict[str, Any]]:
-        """The statements of a statement run of ``as_of``, one per currency figured (none for a
-        customer not dunned, or whose policy's statement day it is not); one issued before
-        for the date is not issued again. Each asks for confirmation as the policy says."""
-        if self.do_not_dun or not on_statement_day(policy.statement_day, as_of):
-            return []
-        language = self.language or policy.default_language
-        issued = []
-        for currency_figures in figures:
-            currency = currency_figures.currency
-            if str(statement_id(self.customer_id, currency, as_of)) in self.statements:
-                continue
-            asks = confirmation_due(self.confirmation_asked.get(currency), as_of,
-                                    policy.confirm_balance_every)
-            statement = build_statement(self.customer_id, as_of, currency_figures,
-                                        confirmation_requested=asks, language=language)
-            if render is not None:
-                rendered = render(statement, self._customer_context(), policy)
-                statement.update(template=rendered.template, language=rendered.language, text=rendered.text)
-            issued.append(statement)
+                         render: StatementRender | None = None) -> list[dict[str, Any]]:
+        """The statements of a statement run of ``as_of`` (``statements.statements_due``), recorded.
+
+        (A statement run over the whole book records the same events without loading the
+        accounts: ``DunningApplication.statement_chunk``.)
+        """
+        issued = statements_due(self.statement_context(), as_of, figures, policy, render)
         for statement in issued:
             self._statement_issued(statement=statement)
         return issued

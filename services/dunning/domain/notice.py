@@ -50,13 +50,6 @@ class NoticeRenderer(Protocol):
                  policy: Policy) -> Rendered: ...
 
 
-class StatementRenderer(Protocol):
-    """Renders a statement of account (``Renderer.statement``)."""
-
-    def __call__(self, statement: Mapping[str, Any], customer: Mapping[str, Any],
-                 policy: Policy) -> Rendered: ...
-
-
 def build_notice(customer_id: str, as_of: date, currency: str, decision: Decision, policy: Policy,
                  language: str) -> dict[str, Any]:
     """The notice payload for a decision (without its text)."""

@@ -22,12 +22,15 @@ Choices where the contract is silent:
 from __future__ import annotations
 
 import calendar
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 from uuid import NAMESPACE_URL, UUID, uuid5
 
+from services.dunning.domain.notice import Rendered
+from services.dunning.domain.policy import Policy
 from shared.money import ZERO, to_text
 
 STATEMENT_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:dunning:statement")
@@ -105,3 +108,44 @@ def build_statement(customer_id: str, as_of: date, figures: StatementFigures, *,
         "template": TEMPLATE,
         "text": None,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class StatementContext:
+    """What deciding a customer's statements needs to know of it: its account's state, or
+    the read models' copy of it (a statement run over the whole book reads that instead of
+    loading every account)."""
+
+    customer_id: str
+    name: str | None  # (None: not known here; the account knows)
+    language: str | None
+    do_not_dun: bool
+    issued: frozenset[str]  # statement ids issued already
+    last_asked: Mapping[str, date]  # per currency: the last statement that asked for confirmation
+
+
+StatementRender = Callable[[Mapping[str, Any], Mapping[str, Any], Policy], Rendered]
+
+
+def statements_due(context: StatementContext, as_of: date, figures: Sequence[StatementFigures],
+                   policy: Policy, render: StatementRender | None = None) -> list[dict[str, Any]]:
+    """The statements a statement run of ``as_of`` issues to a customer, one per currency
+    figured: none for a customer not dunned or whose policy's statement day it is not, none
+    issued before for the date; each asking for confirmation as the policy says."""
+    if context.do_not_dun or not on_statement_day(policy.statement_day, as_of):
+        return []
+    language = context.language or policy.default_language
+    customer = {"customer_id": context.customer_id, "name": context.name, "language": language}
+    due = []
+    for currency_figures in figures:
+        currency = currency_figures.currency
+        if str(statement_id(context.customer_id, currency, as_of)) in context.issued:
+            continue
+        asks = confirmation_due(context.last_asked.get(currency), as_of, policy.confirm_balance_every)
+        statement = build_statement(context.customer_id, as_of, currency_figures, confirmation_requested=asks,
+                                    language=language)
+        if render is not None:
+            rendered = render(statement, customer, policy)
+            statement.update(template=rendered.template, language=rendered.language, text=rendered.text)
+        due.append(statement)
+    return due

@@ -34,11 +34,14 @@ def upgrade() -> None:
     op.create_index('ix_dunning_statements_as_of', 'dunning_statements', ['as_of'], unique=False)
     with op.batch_alter_table('dunning_accounts') as batch:
         batch.add_column(sa.Column('balance_disputed_on', sa.Date(), nullable=True))
+        batch.add_column(sa.Column('name', sa.String(length=500), nullable=True))
+        batch.add_column(sa.Column('language', sa.String(length=2), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table('dunning_accounts') as batch:
-        batch.drop_column('balance_disputed_on')
+        for name in ('language', 'name', 'balance_disputed_on'):
+            batch.drop_column(name)
     op.drop_index('ix_dunning_statements_as_of', table_name='dunning_statements')
     op.drop_index('ix_dunning_statements_customer_id', table_name='dunning_statements')
     op.drop_table('dunning_statements')
