@@ -60,8 +60,9 @@ _TOPIC_DESCRIPTIONS = {
     "ar.customers": "Customer profiles from the ERP (credit limit, dunning policy, contacts).",
     "ar.ledger.events": "The ledger's facts: invoices, applications of credits, settlements, disputes, "
                         "unapplied cash, profiles. Published by the ledger's outbox relay.",
-    "ar.dunning.actions": "Dunning notices, escalations and promises to pay. Published by dunning's "
-                          "outbox relay.",
+    "ar.dunning.actions": "Dunning notices and instalment reminders, escalations, promises to pay, "
+                          "payment plans, statements of account and the customers' answers to them. "
+                          "Published by dunning's outbox relay.",
     "ar.credit.events": "Credit holds, limits and risk grades. Published by credit's outbox relay.",
     "ar.deadletter": "Messages a service's consumer could not apply (invalid, or refused by the "
                      "domain), with the reason and the original bytes.",
