@@ -26,7 +26,7 @@ THREE = plan(("2025-03-01", "400.00"), ("2025-04-01", "400.00"), ("2025-05-01", 
 @pytest.mark.parametrize(("open_now", "unpaid"), [
     ("1200.00", ["400.00", "400.00", "400.00"]),
     ("1000.00", ["200.00", "400.00", "400.00"]),  # 200 paid: towards the first
-    ("700.00", ["0.00", "100.00", "400.00"]),  # 500 paid: the first, and 100 of the second
+    ("700.00", ["0.00", "300.00", "400.00"]),  # 500 paid: the first, and 100 of the second
     ("0.00", ["0.00", "0.00", "0.00"]),
 ])
 def test_payments_count_towards_the_instalments_in_date_order(open_now: str, unpaid: list[str]) -> None:
