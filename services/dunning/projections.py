@@ -439,8 +439,9 @@ class DunningProjector(AccountProjector[DunningAccount]):
         known = self._mirror.get(event.originator_id)
         if known is not None and known.version == event.originator_version - 1:
             self.advance(event, known)
-        else:
-            self._mirror.pop(event.originator_id, None)
+        elif known is not None and known.version < event.originator_version:
+            del self._mirror[event.originator_id]
+        # (at or past this version: read for a later event of the batch, which it moves on from)
 
     def _answered(self, batch: list[dict[str, Any]], answer: dict[str, Any]) -> None:
         """The statement's row with the customer's answer (the row from this batch or the table)."""
