@@ -7,7 +7,11 @@ less unapplied cash (``Σ open_delta - Σ unapplied_delta`` of the movements). A
 moves money without changing that (a payment applied to an invoice out of unapplied cash, an
 application released, a dispute opened or closed) is no line. Every other movement is a line,
 ``debit`` when it raises the balance and ``credit`` when it lowers it, so opening + Σ debit -
-Σ credit = closing. One query per customer, all currencies at once, over its indexed movements.
+Σ credit = closing.
+
+One query per customer, all currencies at once, over its movements' index by effective date:
+per currency the balance before the period and the unapplied cash at its end summed in SQL,
+then the period's lines. A customer with years of movements costs the sums, not a row each.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, case, literal_column, null, select, type_coerce, union_all
 
 from services.ledger.read.projections import movements
+from shared.db import Money, PreparedRead, money_sum
 from shared.money import ZERO
 
 # the movements' kinds as the statement names them
@@ -50,33 +56,61 @@ class CurrencyStatement:
 def statement(conn: Connection, customer_id: str, first: date, last: date, *,
               currency: str | None = None, known_at: datetime | None = None) -> list[CurrencyStatement]:
     """The statement of ``first`` to ``last`` (inclusive), per currency, as known at ``known_at``."""
-    m = movements.c
-    query = (select(m.currency, m.kind, m.effective_date, m.invoice_id, m.credit, m.open_delta,
-                    m.unapplied_delta)
-             .where(m.customer_id == customer_id, m.effective_date <= last)
-             .order_by(m.currency, m.effective_date, m.position, m.id))
-    if currency is not None:
-        query = query.where(m.currency == currency)
-    if known_at is not None:
-        query = query.where(m.recorded_at <= known_at)
+    given = {"customer_id": customer_id, "first": first, "last": last, "currency": currency,
+             "known_at": known_at}
     found: dict[str, CurrencyStatement] = {}
-    for row in conn.execute(query):
-        current = found.get(row.currency)
-        if current is None:
-            current = found[row.currency] = CurrencyStatement(row.currency)
-        change = row.open_delta - row.unapplied_delta
-        current.unapplied_cash += row.unapplied_delta
+    rows = _statement(currency is not None, known_at is not None).all(
+        conn, {name: value for name, value in given.items() if value is not None})
+    # per currency its sums first, then its lines in order (see _statement)
+    for code, day, kind, invoice_id, credit, change, unapplied, *_order in rows:
+        if day is None:
+            found[code] = CurrencyStatement(code, opening_balance=change, closing_balance=change,
+                                            unapplied_cash=unapplied)
+            continue
+        current = found[code]
         current.closing_balance += change
-        if row.effective_date < first:
-            current.opening_balance += change
-        elif change:
-            current.lines.append({
-                "date": row.effective_date, "type": STATEMENT_TYPES.get(row.kind, row.kind),
-                "reference": _reference(row.kind, row.invoice_id, row.credit),
-                "debit": change if change > 0 else ZERO, "credit": -change if change < 0 else ZERO,
-                "balance": current.closing_balance,
-            })
+        current.lines.append({
+            "date": day, "type": STATEMENT_TYPES.get(kind, kind),
+            "reference": _reference(kind, invoice_id, credit),
+            "debit": change if change > 0 else ZERO, "credit": -change if change < 0 else ZERO,
+            "balance": current.closing_balance,
+        })
     return [found[code] for code in sorted(found)]
+
+
+@cache
+def _statement(by_currency: bool, known_at: bool) -> PreparedRead:
+    """Per currency: a row of sums (no date: the balance before ``first``, the unapplied cash up
+    to ``last``), then a row per movement of the period that moves the balance, in order.
+
+    Compiled once per variant and read straight off the driver's cursor (``PreparedRead``): for
+    a year of 4,800 lines that is about 4 ms less than ``conn.execute``'s rows (bench/queries.py).
+    """
+    m = movements.c
+    change = type_coerce(m.open_delta - m.unapplied_delta, Money())
+    first = bindparam("first", type_=m.effective_date.type)
+    last = bindparam("last", type_=m.effective_date.type)
+    visible = [m.customer_id == bindparam("customer_id"), m.effective_date <= last]
+    if by_currency:
+        visible.append(m.currency == bindparam("currency"))
+    if known_at:
+        visible.append(m.recorded_at <= bindparam("known_at", type_=m.recorded_at.type))
+    # (the union's columns take their types, so their result processors, from this select)
+    sums = (select(m.currency, *(type_coerce(null(), m[name].type).label(name)
+                                 for name in ("effective_date", "kind", "invoice_id", "credit")),
+                   money_sum(case((m.effective_date < first, change), else_=0)).label("change"),
+                   money_sum(m.unapplied_delta).label("unapplied"), literal_column("0").label("part"),
+                   *(type_coerce(null(), m[name].type).label(name) for name in ("position", "id")))
+            .where(*visible).group_by(m.currency))
+    # a movement that changes open amount and unapplied cash alike moves no balance: no line
+    lines = (select(m.currency, m.effective_date, m.kind, m.invoice_id, m.credit,
+                    change.label("change"), type_coerce(null(), Money()).label("unapplied"),
+                    literal_column("1").label("part"), m.position, m.id)
+             .where(*visible, m.effective_date >= first, m.open_delta != m.unapplied_delta))
+    both = union_all(sums, lines)
+    order = both.selected_columns
+    return PreparedRead(both.order_by(order.currency, order.part, order.effective_date, order.position,
+                                      order.id))
 
 
 def _reference(kind: str, invoice_id: str | None, credit: str | None) -> str | None:
