@@ -96,7 +96,7 @@ async def check_statement(client: httpx.AsyncClient, customer: str, first: date,
         for line in found["lines"]:
             assert first <= date.fromisoformat(line["date"]) <= last, line
             debit, credit = Decimal(line["debit"]), Decimal(line["credit"])
-            assert debit >= 0 and credit >= 0 and (debit == 0 or credit == 0), line
+            assert debit >= 0 and credit >= 0 and (debit == 0) != (credit == 0), line  # one of them
             running += debit - credit
             assert Decimal(line["balance"]) == running, line
         assert [line["date"] for line in found["lines"]] == sorted(line["date"] for line in found["lines"])
