@@ -337,50 +337,40 @@ class DunningApplication(FeedApplication[DunningAccount]):
         return self.change_accounts(customer_ids, run, attempts=2)
 
 
-def select_versions(recorder: Any, aggregate_ids: list[UUID]) -> dict[UUID, int]:
-    """The version of the last stored event of each of these aggregates: one query."""
+def _events_of(recorder: Any, aggregate_ids: list[UUID], columns: str, rest: str) -> list[Any] | None:
+    """``SELECT {columns} FROM <events> WHERE originator_id IN (the ids) {rest}`` on the
+    recorder's database, rows with ``originator_id`` as a UUID; None for another recorder."""
     if isinstance(recorder, PostgresApplicationRecorder):
-        query = sql.SQL(
-            "SELECT originator_id, max(originator_version) AS version FROM {}.{} "
-            "WHERE originator_id = ANY(%s) GROUP BY originator_id"
-        ).format(sql.Identifier(recorder.datastore.schema), sql.Identifier(recorder.events_table_name))
+        query = sql.SQL(f"SELECT {columns} FROM {{}}.{{}} WHERE originator_id = ANY(%s) {rest}").format(
+            sql.Identifier(recorder.datastore.schema), sql.Identifier(recorder.events_table_name))
         with recorder.datastore.transaction(commit=False) as cursor:
+            # not prepared: a generic plan made on an empty table would scan it
             cursor.execute(query, (aggregate_ids,), prepare=False)
-            return {row["originator_id"]: row["version"] for row in cursor.fetchall()}
+            return list(cursor.fetchall())
     if isinstance(recorder, SQLiteApplicationRecorder):
         marks = ",".join("?" for _ in aggregate_ids)
         with recorder.datastore.transaction(commit=False) as cursor:
-            cursor.execute(
-                f"SELECT originator_id, max(originator_version) AS version FROM {recorder.events_table_name} "
-                f"WHERE originator_id IN ({marks}) GROUP BY originator_id", [i.hex for i in aggregate_ids])
-            return {UUID(row["originator_id"]): row["version"] for row in cursor.fetchall()}
-    return {i: recorder.select_events(i, desc=True, limit=1)[0].originator_version for i in aggregate_ids}
+            cursor.execute(f"SELECT {columns} FROM {recorder.events_table_name} "
+                           f"WHERE originator_id IN ({marks}) {rest}", [i.hex for i in aggregate_ids])
+            return [{**row, "originator_id": UUID(row["originator_id"])} for row in cursor.fetchall()]
+    return None
+
+
+def select_versions(recorder: Any, aggregate_ids: list[UUID]) -> dict[UUID, int]:
+    """The version of the last stored event of each of these aggregates: one query."""
+    rows = _events_of(recorder, aggregate_ids, "originator_id, max(originator_version) AS version",
+                      "GROUP BY originator_id")
+    if rows is None:
+        return {i: recorder.select_events(i, desc=True, limit=1)[0].originator_version for i in aggregate_ids}
+    return {row["originator_id"]: row["version"] for row in rows}
 
 
 def select_stored_events(recorder: Any, aggregate_ids: list[UUID]) -> list[StoredEvent]:
     """Every stored event of these aggregates, in (aggregate, version) order: one query."""
-    if isinstance(recorder, PostgresApplicationRecorder):
-        query = sql.SQL(
-            "SELECT originator_id, originator_version, topic, state FROM {}.{} "
-            "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
-        ).format(sql.Identifier(recorder.datastore.schema), sql.Identifier(recorder.events_table_name))
-        with recorder.datastore.transaction(commit=False) as cursor:
-            # not prepared: a generic plan made on an empty table would scan it
-            cursor.execute(query, (aggregate_ids,), prepare=False)
-            rows = cursor.fetchall()
-        return [StoredEvent(originator_id=row["originator_id"], originator_version=row["originator_version"],
-                            topic=row["topic"], state=bytes(row["state"])) for row in rows]
-    if isinstance(recorder, SQLiteApplicationRecorder):
-        marks = ",".join("?" for _ in aggregate_ids)
-        with recorder.datastore.transaction(commit=False) as cursor:
-            cursor.execute(
-                f"SELECT originator_id, originator_version, topic, state FROM {recorder.events_table_name} "
-                f"WHERE originator_id IN ({marks}) ORDER BY originator_id, originator_version",
-                [i.hex for i in aggregate_ids],
-            )
-            rows = cursor.fetchall()
-        return [StoredEvent(originator_id=UUID(row["originator_id"]),
-                            originator_version=row["originator_version"], topic=row["topic"],
-                            state=row["state"]) for row in rows]
-    return [event for i in aggregate_ids for event in recorder.select_events(i)]
+    rows = _events_of(recorder, aggregate_ids, "originator_id, originator_version, topic, state",
+                      "ORDER BY originator_id, originator_version")
+    if rows is None:
+        return [event for i in aggregate_ids for event in recorder.select_events(i)]
+    return [StoredEvent(originator_id=row["originator_id"], originator_version=row["originator_version"],
+                        topic=row["topic"], state=bytes(row["state"])) for row in rows]
 
