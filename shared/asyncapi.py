@@ -76,6 +76,7 @@ _INBOUND_SUMMARIES = {
     "credit_note.issued": "The ERP issued a credit note (for an invoice, or on account).",
     "payment.received": "A payment arrived, with the invoices it is allocated to (if any).",
     "payment.reversed": "A payment was reversed (bounced, charged back).",
+    "payment.refunded": "Money was paid back to the customer out of its unapplied cash.",
     "dispute.opened": "The customer disputes (part of) an invoice.",
     "dispute.resolved": "A dispute was resolved: accepted (perhaps with a credit) or rejected.",
     "customer.upserted": "A customer's profile was created or changed in the ERP.",

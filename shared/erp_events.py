@@ -42,7 +42,7 @@ MAX_ATTRIBUTES = 100
 TOPIC_TYPES: dict[str, frozenset[str]] = {
     "ar.invoices": frozenset({"invoice.issued", "invoice.adjusted", "invoice.cancelled",
                               "invoice.written_off", "credit_note.issued"}),
-    "ar.payments": frozenset({"payment.received", "payment.reversed"}),
+    "ar.payments": frozenset({"payment.received", "payment.reversed", "payment.refunded"}),
     "ar.disputes": frozenset({"dispute.opened", "dispute.resolved"}),
     "ar.customers": frozenset({"customer.upserted"}),
 }
@@ -241,6 +241,22 @@ class PaymentReversed(_Data):
     reason: Text
 
 
+class PaymentRefunded(_Data):
+    """Money paid back to the customer out of its unapplied cash (that payment's, if named)."""
+
+    refund_id: Id
+    currency: Currency
+    amount: InboundAmount
+    refund_date: BusinessDate
+    payment_id: Id | None = None
+
+    @model_validator(mode="after")
+    def _positive(self) -> PaymentRefunded:
+        if self.amount <= ZERO:
+            raise ValueError("amount: must be positive")
+        return self
+
+
 class DisputeOpened(_Data):
     dispute_id: Id
     invoice_id: Id
@@ -299,6 +315,7 @@ EVENT_TYPES: dict[str, type[_Data]] = {
     "credit_note.issued": CreditNoteIssued,
     "payment.received": PaymentReceived,
     "payment.reversed": PaymentReversed,
+    "payment.refunded": PaymentRefunded,
     "dispute.opened": DisputeOpened,
     "dispute.resolved": DisputeResolved,
     "customer.upserted": CustomerUpserted,
@@ -306,7 +323,8 @@ EVENT_TYPES: dict[str, type[_Data]] = {
 
 InboundData = (
     InvoiceIssued | InvoiceAdjusted | InvoiceCancelled | InvoiceWrittenOff | CreditNoteIssued
-    | PaymentReceived | PaymentReversed | DisputeOpened | DisputeResolved | CustomerUpserted
+    | PaymentReceived | PaymentReversed | PaymentRefunded | DisputeOpened | DisputeResolved
+    | CustomerUpserted
 )
 
 

@@ -234,8 +234,24 @@ class UnappliedCashChanged(_LedgerData):
     change: PublishedSignedAmount = Field(description="The signed change of the unapplied cash.")
     effective_date: PublishedDate
     cause: Literal["InvoiceIssued", "InvoiceAdjusted", "InvoiceCancelled", "CreditReceived",
-                   "PaymentReversed", "DisputeResolved"] = Field(
+                   "PaymentReversed", "PaymentRefunded", "DisputeResolved"] = Field(
         description="The ledger's stored event that changed it.")
+
+
+class RefundTake(_Exact):
+    credit: str = Field(description="The credit's key the money came out of.", examples=["payment:PAY-1"])
+    amount: PublishedAmount
+
+
+class RefundIssued(_LedgerData):
+    """`ledger.refund_issued`: money paid back to the customer out of its unapplied cash."""
+
+    refund_id: PublishedId
+    currency: PublishedCurrency
+    amount: PublishedAmount
+    effective_date: PublishedDate = Field(description="The refund's date.")
+    payment_id: PublishedId | None = Field(description="The payment it was asked of; null: the oldest cash.")
+    taken: list[RefundTake] = Field(description="The credits it came out of, oldest first.")
 
 
 class ProfileCreditLimit(_Exact):
@@ -594,6 +610,7 @@ LEDGER_EVENTS: dict[str, type[BaseModel]] = {
     "ledger.dispute_closed": DisputeClosed,
     "ledger.unapplied_cash_changed": UnappliedCashChanged,
     "ledger.customer_updated": CustomerUpdated,
+    "ledger.refund_issued": RefundIssued,
 }
 DUNNING_EVENTS: dict[str, type[BaseModel]] = {
     "dunning.notice_issued": NoticeIssued,

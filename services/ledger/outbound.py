@@ -122,6 +122,12 @@ def _translate(
             "released": _applied(event["releases"]), "applied": _applied(applications),
             "invoices": _invoices(touched),
         }))
+    elif kind == "PaymentRefunded":
+        messages.append(("ledger.refund_issued", {
+            **base, "refund_id": event["refund_id"], "currency": event["currency"], "amount": event["amount"],
+            "effective_date": event["effective_date"], "payment_id": event["payment_id"],
+            "taken": event["takes"],
+        }))
     elif kind == "DisputeOpened":
         messages.append(("ledger.invoice_disputed", {
             **base, **event["dispute"], "effective_date": event["dispute"]["opened_date"],
@@ -176,6 +182,8 @@ def _unapplied_change(kind: str, event: dict[str, Any]) -> tuple[str, Decimal] |
         currency = credit["currency"]
     if kind == "PaymentReversed":
         delta -= Decimal(event["forfeited"])
+    if kind == "PaymentRefunded":
+        delta -= Decimal(event["amount"])
     if delta == ZERO:
         return None
     touched = event.get("touched")

@@ -205,3 +205,45 @@ def test_money_invariant_after_a_mixed_history(account: CustomerAccount) -> None
     assert t["invoiced"] - t["credited"] - t["written_off"] - t["discounts"] - t["received"] == (
         t["open"] - t["unapplied"]
     )
+
+
+def refund(account: CustomerAccount, refund_id: str, amount: str, day: str = "2026-02-01",
+           **extra: Any) -> bool:
+    return send(account, "payment.refunded", refund_id=refund_id, currency="EUR", amount=amount,
+                refund_date=day, **extra)
+
+
+def test_a_refund_takes_the_oldest_unapplied_cash_first_or_the_payment_named(
+    account: CustomerAccount,
+) -> None:
+    # P1 50 (Jan 10) and P2 80 (Jan 12) on account: 130 unapplied
+    pay(account, "P1", "50.00")
+    pay(account, "P2", "80.00", day="2026-01-12")
+    refund(account, "R1", "60.00")  # P1's 50, then 10 of P2
+    assert {k: c.remaining for k, c in account.credits.items()} == {
+        "payment:P1": D("0.00"), "payment:P2": D("70.00")}
+    refund(account, "R2", "30.00", payment_id="P2")
+    assert account.credits["payment:P2"].remaining == D("40.00")
+    t = account.totals("EUR")
+    # the invariant, refunds netted out of what was received: 0 - 0 - 0 - 0 - (130 - 90) = 0 - 40
+    assert (t["received"], t["unapplied"]) == (D("40.00"), D("40.00"))
+    assert refund(account, "R2", "30.00", payment_id="P2") is True  # the same refund again: nothing
+    assert account.credits["payment:P2"].remaining == D("40.00")
+
+
+def test_a_refund_beyond_the_unapplied_cash_is_refused_and_changes_nothing(account: CustomerAccount) -> None:
+    # A 100 paid by P1 120: 20 unapplied; P2 30 allocated to X (not arrived): reserved, not refundable
+    invoice(account, "A", "100.00")
+    pay(account, "P1", "120.00")
+    pay(account, "P2", "30.00", allocations=[{"invoice_id": "X", "amount": "30.00"}])
+    with pytest.raises(LedgerError, match=r"amount: refund R1 of 25.00 EUR is more than customer C1's "
+                                          r"unapplied cash \(20.00 EUR\)"):
+        refund(account, "R1", "25.00")
+    with pytest.raises(LedgerError, match="payment P9 is not known"):
+        refund(account, "R2", "5.00", payment_id="P9")
+    with pytest.raises(LedgerError, match="more than payment P1's unapplied cash"):
+        refund(account, "R3", "21.00", payment_id="P1")
+    assert account.totals("EUR")["unapplied"] == D("50.00")
+    assert refund(account, "R4", "20.00", payment_id="P1")
+    with pytest.raises(LedgerError, match="already exists with different content"):
+        refund(account, "R4", "10.00", payment_id="P1")

@@ -27,6 +27,7 @@ from services.ledger.domain.book import (
     Dispute,
     Invoice,
     Planner,
+    credit_order,
     invoice_status,
     releases_for,
     releases_from,
@@ -39,6 +40,7 @@ from services.ledger.domain.errors import (
     CurrencyMismatch,
     InvoiceClosed,
     LedgerError,
+    RefundExceedsUnapplied,
     UnknownDispute,
     UnknownInvoice,
     UnknownPayment,
@@ -119,6 +121,7 @@ class CustomerAccount(Aggregate):
         InvoiceWrittenOff: ClassVar[type[Aggregate.Event]]
         CreditReceived: ClassVar[type[Aggregate.Event]]
         PaymentReversed: ClassVar[type[Aggregate.Event]]
+        PaymentRefunded: ClassVar[type[Aggregate.Event]]
         DisputeOpened: ClassVar[type[Aggregate.Event]]
         DisputeResolved: ClassVar[type[Aggregate.Event]]
         MessageAcknowledged: ClassVar[type[Aggregate.Event]]
@@ -137,6 +140,7 @@ class CustomerAccount(Aggregate):
         self.disputes: dict[str, Dispute] = {}
         self._disputes_of: dict[str, list[Dispute]] = {}  # invoice id -> its disputes, oldest first
         self.processed: set[str] = set()
+        self.refunds: dict[str, dict[str, str | None]] = {}  # refund id -> what was asked
         # Indexes for auto-allocation, kept by the events: every invoice whose open amount
         # and every credit whose remainder is above zero (most of a long book is settled).
         self._unpaid: set[str] = set()
@@ -326,6 +330,44 @@ class CustomerAccount(Aggregate):
             applications=[a.as_dict() for a in planner.applications],
             touched=self._outcomes(planner, data.effective_date, [], releases),
         )
+
+    def refund(self, data: erp.PaymentRefunded, origin: Origin) -> None:
+        """Pay money back out of the unapplied cash: the named payment's, else the oldest
+        credits' first (what no invoice named waits for); more than that is refused."""
+        asked = {"currency": data.currency, "amount": str(data.amount),
+                 "refund_date": data.refund_date.isoformat(), "payment_id": data.payment_id}
+        known = self.refunds.get(data.refund_id)
+        if known is not None:
+            if known == asked:
+                return
+            raise ConflictingDuplicate(f"refund {data.refund_id} already exists with different content")
+        if data.payment_id is not None:
+            payment = self.credits.get(f"payment:{data.payment_id}")
+            if payment is None or payment.void:
+                raise UnknownPayment(f"payment {data.payment_id} is not known (or was reversed); "
+                                     f"cannot refund from it")
+            if payment.currency != data.currency:
+                raise CurrencyMismatch(f"refund {data.refund_id} is in {data.currency} but payment "
+                                       f"{data.payment_id} is in {payment.currency}")
+            sources = [payment]
+        else:
+            sources = sorted((self.credits[k] for k in self._unspent
+                              if self.credits[k].currency == data.currency), key=credit_order)
+        takes, left = [], data.amount
+        for credit in sources:
+            take = min(left, credit.free)
+            if take > ZERO:
+                takes.append({"credit": credit.key, "amount": str(take)})
+                left -= take
+        if left > ZERO:
+            whose = f"payment {data.payment_id}'s" if data.payment_id else f"customer {self.customer_id}'s"
+            raise RefundExceedsUnapplied(
+                f"amount: refund {data.refund_id} of {data.amount} {data.currency} is more than "
+                f"{whose} unapplied cash ({data.amount - left} {data.currency})")
+        self.trigger_event(self.PaymentRefunded, origin=origin, refund_id=data.refund_id,
+                           currency=data.currency, amount=str(data.amount),
+                           effective_date=data.refund_date.isoformat(), payment_id=data.payment_id,
+                           takes=takes)
 
     def open_dispute(self, data: erp.DisputeOpened, origin: Origin) -> None:
         existing = self.disputes.get(data.dispute_id)
@@ -660,6 +702,18 @@ class CustomerAccount(Aggregate):
         self._book(applications, +1)
         self._settle(touched)
 
+    @event("PaymentRefunded")
+    def _payment_refunded(self, origin: Origin, refund_id: str, currency: str, amount: str,
+                          effective_date: str, payment_id: str | None, takes: list[dict[str, str]]) -> None:
+        self._record(origin)
+        self.refunds[refund_id] = {"currency": currency, "amount": amount, "refund_date": effective_date,
+                                   "payment_id": payment_id}
+        for take in takes:
+            credit = self.credits[take["credit"]]
+            credit.remaining -= Decimal(take["amount"])
+            credit.refunded += Decimal(take["amount"])
+            self._track_credit(credit)
+
     @event("DisputeOpened")
     def _dispute_opened(self, origin: Origin, dispute: dict[str, str]) -> None:
         self._record(origin)
@@ -766,8 +820,9 @@ class CustomerAccount(Aggregate):
         credits = [c for c in self.credits.values() if c.currency == currency and not c.void]
         return {
             "invoiced": sum((i.amount for i in live), ZERO),
-            "credited": sum((c.amount for c in credits if c.kind != "payment"), ZERO),
-            "received": sum((c.amount for c in credits if c.kind == "payment"), ZERO),
+            # (net of what was refunded out of them)
+            "credited": sum((c.amount - c.refunded for c in credits if c.kind != "payment"), ZERO),
+            "received": sum((c.amount - c.refunded for c in credits if c.kind == "payment"), ZERO),
             "written_off": sum((i.written_off for i in live), ZERO),
             "discounts": sum((i.discount_taken for i in live), ZERO),
             "open": sum((i.open_amount for i in live), ZERO),
@@ -796,6 +851,7 @@ _HANDLERS: dict[type, Any] = {
     erp.CreditNoteIssued: CustomerAccount.issue_credit_note,
     erp.PaymentReceived: CustomerAccount.receive_payment,
     erp.PaymentReversed: CustomerAccount.reverse_payment,
+    erp.PaymentRefunded: CustomerAccount.refund,
     erp.DisputeOpened: CustomerAccount.open_dispute,
     erp.DisputeResolved: CustomerAccount.resolve_dispute,
     erp.CustomerUpserted: CustomerAccount.upsert_profile,

@@ -108,6 +108,7 @@ class Credit:
     # invoice id -> amount reserved for an invoice that has not arrived yet
     earmarks: dict[str, Decimal] = field(default_factory=dict)
     applied_to: dict[str, Decimal] = field(default_factory=dict)
+    refunded: Decimal = ZERO  # paid back to the customer out of it
     void: bool = False
     details: dict[str, object] = field(default_factory=dict)
 
@@ -160,7 +161,7 @@ def oldest_due_first(invoice: Invoice) -> tuple[date, date, str]:
     return invoice.due_date, invoice.issue_date, invoice.invoice_id
 
 
-def _credit_order(credit: Credit) -> tuple[date, str]:
+def credit_order(credit: Credit) -> tuple[date, str]:
     return credit.date, credit.key
 
 
@@ -274,7 +275,7 @@ class Planner:
         credits = sorted(
             (c for c in map(self.credits.__getitem__, credit_keys)
              if c.currency == currency and not c.void and free.get(c.key, ZERO) > ZERO),
-            key=_credit_order,
+            key=credit_order,
         )
         if not credits:
             return

@@ -37,3 +37,7 @@ class InvoiceClosed(LedgerError):
 
 class BeyondCapacity(LedgerError):
     """What would take a customer's balance in a currency beyond what the books can hold."""
+
+
+class RefundExceedsUnapplied(LedgerError):
+    """A refund of more than the customer's unapplied cash (or the named payment's)."""

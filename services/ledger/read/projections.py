@@ -573,6 +573,12 @@ class LedgerProjector:
         self._applications(batch, position, event, event["applications"], +1)
         self._outcomes(batch, event)
 
+    def _on_PaymentRefunded(self, batch: _Batch, position: int, event: dict[str, Any]) -> None:
+        """Money paid back out of the unapplied cash: one movement (its reference the refund)."""
+        batch.move(position, event["timestamp"], event["origin"]["subject"], event["currency"], "refund",
+                   _d(event["effective_date"]), unapplied_delta=-Decimal(event["amount"]),
+                   credit=f"refund:{event['refund_id']}")
+
     @staticmethod
     def _credit_currency(batch: _Batch, event: dict[str, Any]) -> str:
         """The currency of a reversed payment that paid no invoice (from its receipt movement)."""
