@@ -3,7 +3,7 @@
 Random message streams for one customer in two currencies (invoices with and without
 cash-discount terms, payments with and without allocations, some naming invoices that
 arrive later, credit notes applied or on account, disputes, reversals, cancellations,
-adjustments, write-offs, customer upserts), up to 40 messages, with redelivered messages
+adjustments, write-offs, refunds within and beyond the unapplied cash, customer upserts), up to 40 messages, with redelivered messages
 and the topics interleaved at random: mostly in the order the ERP produced them, often with
 another topic's message jumping ahead, each topic keeping its own order (as Kafka keeps it
 per partition).
@@ -37,7 +37,7 @@ CURRENCIES = ("EUR", "USD")
 TOPIC_OF = {
     "invoice.issued": "invoices", "invoice.adjusted": "invoices", "invoice.cancelled": "invoices",
     "invoice.written_off": "invoices", "credit_note.issued": "invoices",
-    "payment.received": "payments", "payment.reversed": "payments",
+    "payment.received": "payments", "payment.reversed": "payments", "payment.refunded": "payments",
     "dispute.opened": "disputes", "dispute.resolved": "disputes",
     "customer.upserted": "customers",
 }
@@ -146,6 +146,7 @@ class Model:
         self.disputes: dict[str, MDispute] = {}
         self.profile: dict[str, Any] | None = None
         self.seen: set[tuple[str, str]] = set()
+        self.refunds: dict[str, tuple[str, int, str, str | None]] = {}
 
     # -- entry point
 
@@ -372,6 +373,31 @@ class Model:
         credit.earmarks = {}
         self.allocate(credit.currency, when)
 
+    def on_payment_refunded(self, data: dict[str, Any]) -> None:
+        """Money paid back: the payment's unreserved remainder, or the oldest credits'; all or nothing."""
+        asked = (data["currency"], cents(data["amount"]), data["refund_date"], data.get("payment_id"))
+        if data["refund_id"] in self.refunds:
+            if self.refunds[data["refund_id"]] != asked:
+                raise Refused("refund id reused")
+            return
+        currency, amount, _, payment_id = asked
+        if payment_id is not None:
+            credit = self.credits.get(f"payment:{payment_id}")
+            if credit is None or credit.void or credit.currency != currency:
+                raise Refused("refund of an unknown or reversed payment, or in another currency")
+            sources = [credit]
+        else:
+            sources = sorted((c for c in self.credits.values() if c.currency == currency and not c.void),
+                             key=lambda c: (c.when, c.key))
+        if sum(max(0, c.free) for c in sources) < amount:
+            raise Refused("refund beyond the unapplied cash")
+        left = amount
+        for credit in sources:
+            take = min(left, max(0, credit.free))
+            credit.remaining -= take
+            left -= take
+        self.refunds[data["refund_id"]] = asked
+
     def on_dispute_opened(self, data: dict[str, Any]) -> None:
         amount, opened = cents(data["amount"]), date.fromisoformat(data["opened_date"])
         existing = self.disputes.get(data["dispute_id"])
@@ -437,7 +463,7 @@ MESSAGE_KINDS = (
     + ["dispute.opened"] * 2 + ["dispute.resolved"] * 2 + ["redelivery"] * 2 + ["customer.upserted"]
     # another payment like an earlier one (same amount, date, allocations): once the first
     # has paid, the twin is unapplied cash that a reversal or an adjustment puts to work
-    + ["payment.twin"] * 2
+    + ["payment.twin"] * 2 + ["payment.refunded"] * 2
 )
 
 
@@ -591,6 +617,20 @@ def streams(draw: st.DrawFn) -> list[dict[str, Any]]:
             emit(kind, data)
         elif kind == "customer.upserted":
             emit(kind, {"name": draw(st.sampled_from(["Acme", "Acme GmbH"]))})
+        elif kind == "payment.refunded":
+            # mostly small (some beyond the unapplied cash), of a payment sent or not, or of the
+            # oldest cash; now and then an id again, the same refund or another
+            refunds = [m["data"] for m in topics["payments"] if m["type"] == kind]
+            if refunds and draw(st.integers(0, 4)) == 0:
+                data = dict(draw(st.sampled_from(refunds)))
+                if draw(st.booleans()):
+                    data["amount"] = as_text(cents(data["amount"]) + 1)
+            else:
+                data = {"refund_id": f"R{len(refunds) + 1}", "currency": draw(st.sampled_from(CURRENCIES)),
+                        "amount": as_text(draw(st.integers(1, 20000))), "refund_date": day(draw(dates))}
+                if payments and draw(st.booleans()):
+                    data["payment_id"] = draw(st.sampled_from([*payments[-3:], "P404"]))
+            emit(kind, {k: v for k, v in data.items() if k != "customer_id"})
         else:  # redelivery: a message already sent comes again later on its topic
             sent = [m for messages in topics.values() for m in messages]
             if sent:
