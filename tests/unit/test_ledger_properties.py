@@ -3,10 +3,10 @@
 Random message streams for one customer in two currencies (invoices with and without
 cash-discount terms, payments with and without allocations, some naming invoices that
 arrive later, credit notes applied or on account, disputes, reversals, cancellations,
-adjustments, write-offs, refunds within and beyond the unapplied cash, customer upserts), up to 40 messages, with redelivered messages
-and the topics interleaved at random: mostly in the order the ERP produced them, often with
-another topic's message jumping ahead, each topic keeping its own order (as Kafka keeps it
-per partition).
+adjustments, write-offs, refunds within and beyond the unapplied cash, customer upserts),
+up to 40 messages, with redelivered messages and the topics interleaved at random: mostly
+in the order the ERP produced them, often with another topic's message jumping ahead, each
+topic keeping its own order (as Kafka keeps it per partition).
 
 The model below is written from the rules in CONTRACT.md and the ledger brief, in integer
 cents and plain mutation, without reusing ``book.py`` or the aggregate: it must take the
