@@ -77,6 +77,8 @@ _INBOUND_SUMMARIES = {
     "payment.received": "A payment arrived, with the invoices it is allocated to (if any).",
     "payment.reversed": "A payment was reversed (bounced, charged back).",
     "payment.refunded": "Money was paid back to the customer out of its unapplied cash.",
+    "prepayment.requested": "The ERP asked the customer for money in advance (a deposit on an order).",
+    "prepayment.cancelled": "The ERP withdrew a prepayment request.",
     "dispute.opened": "The customer disputes (part of) an invoice.",
     "dispute.resolved": "A dispute was resolved: accepted (perhaps with a credit) or rejected.",
     "customer.upserted": "A customer's profile was created or changed in the ERP.",

@@ -41,7 +41,8 @@ MAX_ATTRIBUTES = 100
 # The types each ERP topic carries (contract: inbound topics); other topics (tests) take any.
 TOPIC_TYPES: dict[str, frozenset[str]] = {
     "ar.invoices": frozenset({"invoice.issued", "invoice.adjusted", "invoice.cancelled",
-                              "invoice.written_off", "credit_note.issued"}),
+                              "invoice.written_off", "credit_note.issued", "prepayment.requested",
+                              "prepayment.cancelled"}),
     "ar.payments": frozenset({"payment.received", "payment.reversed", "payment.refunded"}),
     "ar.disputes": frozenset({"dispute.opened", "dispute.resolved"}),
     "ar.customers": frozenset({"customer.upserted"}),
@@ -221,6 +222,7 @@ class PaymentReceived(_Data):
     allocations: list[Allocation] = Field(default_factory=list, max_length=MAX_ALLOCATIONS)
     method: Name | None = None
     reference: Text | None = None
+    prepayment_request_id: Id | None = None
 
     @model_validator(mode="after")
     def _allocations_fit(self, info: ValidationInfo) -> PaymentReceived:
@@ -237,6 +239,30 @@ class PaymentReceived(_Data):
 
 class PaymentReversed(_Data):
     payment_id: Id
+    effective_date: BusinessDate
+    reason: Text
+
+
+class PrepaymentRequested(_Data):
+    """An advance receipt asked of the customer (a deposit, a prepayment before delivery): no
+    receivable, but the payment tagged with it waits for the order's invoice."""
+
+    request_id: Id
+    currency: Currency
+    amount: InboundAmount
+    requested_date: BusinessDate
+    due_date: BusinessDate
+    order_id: Id | None = None
+
+    @model_validator(mode="after")
+    def _positive(self) -> PrepaymentRequested:
+        if self.amount <= ZERO:
+            raise ValueError("amount: must be positive")
+        return self
+
+
+class PrepaymentCancelled(_Data):
+    request_id: Id
     effective_date: BusinessDate
     reason: Text
 
@@ -313,6 +339,8 @@ EVENT_TYPES: dict[str, type[_Data]] = {
     "invoice.cancelled": InvoiceCancelled,
     "invoice.written_off": InvoiceWrittenOff,
     "credit_note.issued": CreditNoteIssued,
+    "prepayment.requested": PrepaymentRequested,
+    "prepayment.cancelled": PrepaymentCancelled,
     "payment.received": PaymentReceived,
     "payment.reversed": PaymentReversed,
     "payment.refunded": PaymentRefunded,
@@ -323,7 +351,8 @@ EVENT_TYPES: dict[str, type[_Data]] = {
 
 InboundData = (
     InvoiceIssued | InvoiceAdjusted | InvoiceCancelled | InvoiceWrittenOff | CreditNoteIssued
-    | PaymentReceived | PaymentReversed | PaymentRefunded | DisputeOpened | DisputeResolved
+    | PrepaymentRequested | PrepaymentCancelled | PaymentReceived | PaymentReversed | PaymentRefunded
+    | DisputeOpened | DisputeResolved
     | CustomerUpserted
 )
 

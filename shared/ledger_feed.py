@@ -161,6 +161,9 @@ LEDGER_TYPES: dict[str, type[LedgerFact]] = {
     "ledger.dispute_closed": DisputeClosed,
     "ledger.unapplied_cash_changed": UnappliedCashChanged,
     "ledger.customer_updated": CustomerUpdated,
+    # (their invoices' outcomes, as any other fact's that touches invoices)
+    "ledger.prepayment_applied": InvoicesTouched,
+    "ledger.prepayment_cancelled": InvoicesTouched,
 }
 
 

@@ -234,8 +234,50 @@ class UnappliedCashChanged(_LedgerData):
     change: PublishedSignedAmount = Field(description="The signed change of the unapplied cash.")
     effective_date: PublishedDate
     cause: Literal["InvoiceIssued", "InvoiceAdjusted", "InvoiceCancelled", "CreditReceived",
-                   "PaymentReversed", "PaymentRefunded", "DisputeResolved"] = Field(
+                   "PaymentReversed", "PaymentRefunded", "PrepaymentRequested", "PrepaymentCancelled",
+                   "DisputeResolved"] = Field(
         description="The ledger's stored event that changed it.")
+
+
+class PrepaymentAsked(_LedgerData):
+    """`ledger.prepayment_requested`: money asked in advance (no receivable)."""
+
+    request_id: PublishedId
+    currency: PublishedCurrency
+    amount: PublishedAmount
+    requested_date: PublishedDate
+    due_date: PublishedDate
+    order_id: PublishedId | None
+    effective_date: PublishedDate = Field(description="The requested date.")
+
+
+class PrepaymentReceived(_LedgerData):
+    """`ledger.prepayment_received`: a payment tagged with a request arrived (held for its order)."""
+
+    request_id: PublishedId
+    payment_id: PublishedId
+    currency: PublishedCurrency
+    amount: PublishedAmount
+    effective_date: PublishedDate
+
+
+class PrepaymentApplied(_LedgerData):
+    """`ledger.prepayment_applied`: cash held for a request paid its order's invoice."""
+
+    applied: list[Application]
+    invoices: list[InvoiceOutcome]
+
+
+class PrepaymentWithdrawn(_LedgerData):
+    """`ledger.prepayment_cancelled`: a request withdrawn; its cash is ordinary unapplied cash."""
+
+    request_id: PublishedId
+    currency: PublishedCurrency
+    effective_date: PublishedDate
+    reason: str
+    released: list[str] = Field(description="The credits no longer held for it.")
+    applied: list[Application] = Field(description="What that cash then paid, oldest due first.")
+    invoices: list[InvoiceOutcome]
 
 
 class RefundTake(_Exact):
@@ -611,6 +653,10 @@ LEDGER_EVENTS: dict[str, type[BaseModel]] = {
     "ledger.unapplied_cash_changed": UnappliedCashChanged,
     "ledger.customer_updated": CustomerUpdated,
     "ledger.refund_issued": RefundIssued,
+    "ledger.prepayment_requested": PrepaymentAsked,
+    "ledger.prepayment_received": PrepaymentReceived,
+    "ledger.prepayment_applied": PrepaymentApplied,
+    "ledger.prepayment_cancelled": PrepaymentWithdrawn,
 }
 DUNNING_EVENTS: dict[str, type[BaseModel]] = {
     "dunning.notice_issued": NoticeIssued,

@@ -122,6 +122,16 @@ def _translate(
             "released": _applied(event["releases"]), "applied": _applied(applications),
             "invoices": _invoices(touched),
         }))
+    elif kind == "PrepaymentRequested":
+        request = event["request"]
+        messages.append(("ledger.prepayment_requested", {
+            **base, **request, "effective_date": request["requested_date"]}))
+    elif kind == "PrepaymentCancelled":
+        messages.append(("ledger.prepayment_cancelled", {
+            **base, "request_id": event["request_id"], "currency": event["currency"],
+            "effective_date": event["effective_date"], "reason": event["reason"],
+            "released": event["untagged"], "applied": _applied(applications),
+            "invoices": _invoices(touched)}))
     elif kind == "PaymentRefunded":
         messages.append(("ledger.refund_issued", {
             **base, "refund_id": event["refund_id"], "currency": event["currency"], "amount": event["amount"],
@@ -142,6 +152,18 @@ def _translate(
     elif kind == "ProfileUpdated":
         # the ledger's origin wins over a profile field of that name: followers dedupe on it
         messages.append(("ledger.customer_updated", {**event["profile"], **base}))
+    if kind == "CreditReceived" and event["credit"]["details"].get("prepayment_request_id"):
+        credit = event["credit"]
+        messages.append(("ledger.prepayment_received", {
+            **base, "request_id": credit["details"]["prepayment_request_id"],
+            "payment_id": credit["source_id"], "currency": credit["currency"], "amount": credit["amount"],
+            "effective_date": credit["date"]}))
+    prepaid = [a for a in applications if a.get("prepayment")]
+    if prepaid:
+        paid = {a["invoice"] for a in prepaid}
+        messages.append(("ledger.prepayment_applied", {
+            **base, "applied": _applied(prepaid),
+            "invoices": _invoices({i: o for i, o in touched.items() if i in paid})}))
     for invoice_id, outcome in touched.items():
         if outcome["status"] in ("paid", "written_off") and outcome["settled_date"]:
             messages.append(("ledger.invoice_settled", {

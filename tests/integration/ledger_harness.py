@@ -55,6 +55,7 @@ SESSION_TIMEOUT_MS = 2000  # Tansu holds a group join for half of it
 TOPIC_OF_TYPE = {
     "invoice": "ar.invoices",
     "credit_note": "ar.invoices",
+    "prepayment": "ar.invoices",
     "payment": "ar.payments",
     "dispute": "ar.disputes",
     "customer": "ar.customers",

@@ -247,3 +247,71 @@ def test_a_refund_beyond_the_unapplied_cash_is_refused_and_changes_nothing(accou
     assert refund(account, "R4", "20.00", payment_id="P1")
     with pytest.raises(LedgerError, match="already exists with different content"):
         refund(account, "R4", "10.00", payment_id="P1")
+
+
+def request(account: CustomerAccount, request_id: str, amount: str, order_id: str | None = None,
+            day: str = "2026-01-02") -> None:
+    send(account, "prepayment.requested", request_id=request_id, currency="EUR", amount=amount,
+         requested_date=day, due_date="2026-01-09", **({"order_id": order_id} if order_id else {}))
+
+
+def test_a_prepayment_waits_for_its_orders_invoice_and_the_rest_is_ordinary_cash(
+    account: CustomerAccount,
+) -> None:
+    # A 200 (no order) open; RQ1 for order O1; P1 150 tagged: held, A untouched
+    invoice(account, "A", "200.00", due="2026-01-20")
+    request(account, "RQ1", "150.00", order_id="O1")
+    assert account.totals("EUR")["open"] == D("200.00")  # a request is no receivable
+    pay(account, "P1", "150.00", prepayment_request_id="RQ1")
+    assert open_amounts(account) == {"A": D("200.00")}
+    assert account.totals("EUR")["unapplied"] == D("150.00")
+    # B 100 for order O1 (due after A): P1 pays it first; the 50 left is ordinary: A 150
+    invoice(account, "B", "100.00", issue="2026-01-12", due="2026-02-11", attributes={"order_id": "O1"})
+    assert open_amounts(account) == {"A": D("150.00"), "B": D("0.00")}
+    assert account.totals("EUR")["unapplied"] == D("0.00")
+    assert account.credits["payment:P1"].held_for is None
+
+
+def test_cash_for_a_request_not_known_yet_waits_and_an_allocation_to_its_id_tags_it(
+    account: CustomerAccount,
+) -> None:
+    invoice(account, "A", "100.00")
+    pay(account, "P1", "60.00", prepayment_request_id="RQ9")  # its request comes later
+    pay(account, "P2", "40.00", allocations=[{"invoice_id": "RQ8", "amount": "40.00"}])  # reserved for "RQ8"
+    assert open_amounts(account) == {"A": D("100.00")}
+    request(account, "RQ9", "60.00", order_id="O9")
+    request(account, "RQ8", "40.00", order_id="O9")  # the reservation becomes its tag
+    assert (account.credits["payment:P2"].held_for, account.credits["payment:P2"].earmarks) == ("RQ8", {})
+    assert open_amounts(account) == {"A": D("100.00")}
+    # the order's invoice: both pay it, oldest cash first (P1 60, then 20 of P2); P2's 20 left pays A
+    invoice(account, "C", "80.00", issue="2026-01-15", due="2026-02-14", attributes={"order_id": "O9"})
+    assert open_amounts(account) == {"A": D("80.00"), "C": D("0.00")}
+
+
+def test_a_request_whose_orders_invoice_is_open_takes_the_cash_at_once(account: CustomerAccount) -> None:
+    invoice(account, "A", "100.00", due="2026-01-15")
+    invoice(account, "B", "100.00", due="2026-02-15", attributes={"order_id": "O1"})
+    pay(account, "P1", "30.00", day="2026-01-05", allocations=[{"invoice_id": "RQ1", "amount": "30.00"}])
+    assert open_amounts(account) == {"A": D("100.00"), "B": D("100.00")}  # reserved for "RQ1"
+    request(account, "RQ1", "30.00", order_id="O1", day="2026-01-06")
+    assert open_amounts(account) == {"A": D("100.00"), "B": D("70.00")}
+
+
+def test_a_withdrawn_request_frees_its_cash_and_held_cash_may_be_refunded(account: CustomerAccount) -> None:
+    invoice(account, "A", "100.00")
+    request(account, "RQ1", "50.00", order_id="O1")
+    pay(account, "P1", "50.00", prepayment_request_id="RQ1")
+    request(account, "RQ2", "40.00", order_id="O2")
+    pay(account, "P2", "40.00", day="2026-01-11", prepayment_request_id="RQ2")
+    assert refund(account, "R1", "10.00", payment_id="P2")  # a deposit paid back in part
+    assert account.credits["payment:P2"].remaining == D("30.00")
+    send(account, "prepayment.cancelled", request_id="RQ1", effective_date="2026-01-20",
+         reason="order dropped")
+    assert open_amounts(account) == {"A": D("50.00")}  # P1 is ordinary cash now: oldest due first
+    assert account.credits["payment:P2"].held_for == "RQ2"  # still held
+    with pytest.raises(LedgerError, match="prepayment request RQ7 is not known"):
+        send(account, "prepayment.cancelled", request_id="RQ7", effective_date="2026-01-20", reason="?")
+    with pytest.raises(LedgerError, match="already exists with different content"):
+        request(account, "RQ2", "41.00", order_id="O2")
+    t = account.totals("EUR")
+    assert t["invoiced"] - t["received"] == t["open"] - t["unapplied"]  # 100 - 80 = 50 - 30

@@ -27,8 +27,10 @@ from services.ledger.domain.book import (
     Dispute,
     Invoice,
     Planner,
+    PrepaymentRequest,
     credit_order,
     invoice_status,
+    oldest_due_first,
     releases_for,
     releases_from,
     settled_on,
@@ -44,6 +46,7 @@ from services.ledger.domain.errors import (
     UnknownDispute,
     UnknownInvoice,
     UnknownPayment,
+    UnknownPrepayment,
 )
 from services.ledger.domain.overlay import Extended
 from shared import erp_events as erp
@@ -107,6 +110,7 @@ def _credit_from_record(record: dict[str, Any]) -> Credit:
         currency=record["currency"], amount=amount, date=date.fromisoformat(record["date"]),
         remaining=amount, earmarks={k: Decimal(v) for k, v in record["earmarks"].items()},
         details=record.get("details") or {},
+        held_for=(record.get("details") or {}).get("prepayment_request_id"),
     )
 
 
@@ -122,6 +126,8 @@ class CustomerAccount(Aggregate):
         CreditReceived: ClassVar[type[Aggregate.Event]]
         PaymentReversed: ClassVar[type[Aggregate.Event]]
         PaymentRefunded: ClassVar[type[Aggregate.Event]]
+        PrepaymentRequested: ClassVar[type[Aggregate.Event]]
+        PrepaymentCancelled: ClassVar[type[Aggregate.Event]]
         DisputeOpened: ClassVar[type[Aggregate.Event]]
         DisputeResolved: ClassVar[type[Aggregate.Event]]
         MessageAcknowledged: ClassVar[type[Aggregate.Event]]
@@ -141,6 +147,7 @@ class CustomerAccount(Aggregate):
         self._disputes_of: dict[str, list[Dispute]] = {}  # invoice id -> its disputes, oldest first
         self.processed: set[str] = set()
         self.refunds: dict[str, dict[str, str | None]] = {}  # refund id -> what was asked
+        self.prepayments: dict[str, PrepaymentRequest] = {}  # by request id
         # Indexes for auto-allocation, kept by the events: every invoice whose open amount
         # and every credit whose remainder is above zero (most of a long book is settled).
         self._unpaid: set[str] = set()
@@ -183,12 +190,14 @@ class CustomerAccount(Aggregate):
                 if earmark is not None and not credit.void:
                     planner.apply_earmark(credit.key, invoice.invoice_id, earmark)
                     currencies.add(credit.currency)
+        order_id = invoice.attributes.get("order_id")
+        untagged = self._pay_order(planner, str(order_id), invoice.invoice_id) if order_id else []
         for currency in sorted(currencies):
             planner.auto_allocate(currency)
         self.trigger_event(
-            self.InvoiceIssued, origin=origin, invoice=record,
-            applications=[a.as_dict() for a in planner.applications],
+            self.InvoiceIssued, origin=origin, invoice=record, applications=_applied_of(planner),
             touched=self._outcomes(planner, data.issue_date, [invoice.invoice_id]),
+            untagged=untagged,
         )
         for dispute in list(self._disputes_of.get(invoice.invoice_id, ())):
             if dispute.waiting_credit is not None:
@@ -291,8 +300,12 @@ class CustomerAccount(Aggregate):
             return
         explicit: list[tuple[str | None, Decimal | None]] = []
         earmarks: dict[str, Decimal] = {}
+        tag = data.prepayment_request_id or next(
+            (a.invoice_id for a in data.allocations if a.invoice_id in self.prepayments), None)
         for allocation in data.allocations:
             invoice = self.invoices.get(allocation.invoice_id)
+            if tag is not None:
+                continue  # (a prepayment pays its order's invoice, and nothing else while it waits)
             if invoice is None:
                 earmarks[allocation.invoice_id] = (
                     earmarks.get(allocation.invoice_id, ZERO) + allocation.amount
@@ -304,9 +317,12 @@ class CustomerAccount(Aggregate):
                 )
             else:
                 explicit.append((allocation.invoice_id, allocation.amount))
+        details: dict[str, Any] = {"method": data.method, "reference": data.reference}
+        if tag is not None:
+            details["prepayment_request_id"] = tag
         record = _credit_record(
             key, "payment", data.payment_id, data.currency, data.amount, data.received_date,
-            earmarks, {"method": data.method, "reference": data.reference},
+            earmarks, details,
         )
         self._credit_arrives(origin, record, explicit)
 
@@ -355,7 +371,7 @@ class CustomerAccount(Aggregate):
                               if self.credits[k].currency == data.currency), key=credit_order)
         takes, left = [], data.amount
         for credit in sources:
-            take = min(left, credit.free)
+            take = min(left, credit.unreserved)
             if take > ZERO:
                 takes.append({"credit": credit.key, "amount": str(take)})
                 left -= take
@@ -490,11 +506,114 @@ class CustomerAccount(Aggregate):
         for invoice_id, limit in explicit:
             if invoice_id is not None:
                 planner.apply(credit.key, invoice_id, limit=limit)
+        untagged = []
+        request = self.prepayments.get(credit.held_for) if credit.held_for else None
+        if request is not None and request.cancelled_on is not None:
+            untagged = self._release(planner, [credit])  # its request was withdrawn: ordinary cash
+        elif request is not None and request.order_id:
+            order_invoice = self._order_invoice(request.order_id, credit.currency)
+            if order_invoice is not None:
+                untagged = self._pay_order(planner, request.order_id, order_invoice, [credit])
         planner.auto_allocate(credit.currency)
         self.trigger_event(
-            self.CreditReceived, origin=origin, credit=record,
-            applications=[a.as_dict() for a in planner.applications],
+            self.CreditReceived, origin=origin, credit=record, applications=_applied_of(planner),
             touched=self._outcomes(planner, credit.date, []),
+            untagged=untagged,
+        )
+
+    def _held_for_order(self, order_id: str) -> list[Credit]:
+        """The cash held for requests of this order (not withdrawn), oldest first."""
+        held = []
+        for key in self._unspent:
+            credit = self.credits[key]
+            request = self.prepayments.get(credit.held_for) if credit.held_for else None
+            if request is not None and request.order_id == order_id and request.cancelled_on is None:
+                held.append(credit)
+        return sorted(held, key=credit_order)
+
+    def _order_invoice(self, order_id: str, currency: str) -> str | None:
+        """The open invoice of an order (the earliest due, if several)."""
+        found = [self.invoices[i] for i in self._unpaid
+                 if self.invoices[i].attributes.get("order_id") == order_id
+                 and self.invoices[i].currency == currency]
+        return min(found, key=oldest_due_first).invoice_id if found else None
+
+    def _pay_order(self, planner: Planner, order_id: str, invoice_id: str,
+                   credits: list[Credit] | None = None) -> list[str]:
+        """Held cash of an order's requests to its invoice first; what is left of it is then
+        ordinary unapplied cash (the tags released: their keys)."""
+        held = self._held_for_order(order_id) if credits is None else credits
+        for credit in held:
+            planner.free[credit.key] = credit.unreserved
+            first = len(planner.applications)
+            planner.apply(credit.key, invoice_id)
+            planner.prepaid.update(range(first, len(planner.applications)))
+        return [credit.key for credit in held]
+
+    @staticmethod
+    def _release(planner: Planner, credits: list[Credit]) -> list[str]:
+        for credit in credits:
+            planner.free[credit.key] = credit.unreserved
+        return [credit.key for credit in credits]
+
+    def request_prepayment(self, data: erp.PrepaymentRequested, origin: Origin) -> None:
+        """An advance receipt asked for: no receivable. Cash that came first for it (tagged, or
+        allocated to its id) is held for it from now; if its order's invoice is open already,
+        that cash pays it at once."""
+        record = {"request_id": data.request_id, "currency": data.currency, "amount": str(data.amount),
+                  "requested_date": data.requested_date.isoformat(), "due_date": data.due_date.isoformat(),
+                  "order_id": data.order_id}
+        known = self.prepayments.get(data.request_id)
+        if known is not None:
+            if known.record == record:
+                return
+            raise ConflictingDuplicate(
+                f"prepayment request {data.request_id} already exists with different content")
+        if data.request_id in self.invoices:
+            raise ConflictingDuplicate(f"{data.request_id} is an invoice's id; a request needs its own")
+        # a payment allocated to this id before the request arrived reserved it as for an
+        # invoice: that reservation becomes the tag
+        retagged = [self.credits[k] for k in self._unspent
+                    if data.request_id in self.credits[k].earmarks and self.credits[k].held_for is None]
+        planner = self._planner(data.requested_date)
+        untagged: list[str] = []
+        order_invoice = self._order_invoice(data.order_id, data.currency) if data.order_id else None
+        if order_invoice is not None:
+            waiting = [c for c in self.credits.values() if c.held_for == data.request_id and not c.void]
+            held = sorted({c.key: c for c in [*waiting, *retagged]}.values(), key=credit_order)
+            for credit in held:
+                planner.free[credit.key] = credit.remaining - sum(
+                    (v for k, v in credit.earmarks.items() if k != data.request_id), ZERO)
+                first = len(planner.applications)
+                planner.apply(credit.key, order_invoice)
+                planner.prepaid.update(range(first, len(planner.applications)))
+            untagged = [c.key for c in held]
+            planner.auto_allocate(data.currency)
+        self.trigger_event(
+            self.PrepaymentRequested, origin=origin, request=record, currency=data.currency,
+            effective_date=data.requested_date.isoformat(), retagged=[c.key for c in retagged],
+            applications=_applied_of(planner), untagged=untagged,
+            touched=self._outcomes(planner, data.requested_date, []),
+        )
+
+    def cancel_prepayment(self, data: erp.PrepaymentCancelled, origin: Origin) -> None:
+        """A request withdrawn: the cash held for it is ordinary unapplied cash from now."""
+        request = self.prepayments.get(data.request_id)
+        if request is None:
+            raise UnknownPrepayment(
+                f"prepayment request {data.request_id} is not known; cannot cancel it")
+        if request.cancelled_on is not None:
+            return
+        held = sorted((c for c in self.credits.values() if c.held_for == data.request_id and not c.void),
+                      key=credit_order)
+        planner = self._planner(data.effective_date)
+        untagged = self._release(planner, held)
+        planner.auto_allocate(request.currency)
+        self.trigger_event(
+            self.PrepaymentCancelled, origin=origin, request_id=data.request_id, currency=request.currency,
+            effective_date=data.effective_date.isoformat(), reason=data.reason, untagged=untagged,
+            applications=[a.as_dict() for a in planner.applications],
+            touched=self._outcomes(planner, data.effective_date, []),
         )
 
     def _planner_after_releases(self, releases: list[Application], when: date) -> Planner:
@@ -610,7 +729,7 @@ class CustomerAccount(Aggregate):
     @event("InvoiceIssued")
     def _invoice_issued(
         self, origin: Origin, invoice: dict[str, Any], applications: list[dict[str, str]],
-        touched: dict[str, dict[str, Any]],
+        touched: dict[str, dict[str, Any]], untagged: list[str] | None = None,
     ) -> None:
         self._record(origin)
         new = _invoice_from_record(invoice)
@@ -624,6 +743,7 @@ class CustomerAccount(Aggregate):
             if dispute.status == "open":
                 new.open_disputes[dispute.dispute_id] = dispute.amount
         self._book(applications, +1)
+        self._untag(untagged or [])
         self._settle(touched)
 
     @event("InvoiceAdjusted")
@@ -676,7 +796,7 @@ class CustomerAccount(Aggregate):
     @event("CreditReceived")
     def _credit_received(
         self, origin: Origin, credit: dict[str, Any], applications: list[dict[str, str]],
-        touched: dict[str, dict[str, Any]],
+        touched: dict[str, dict[str, Any]], untagged: list[str] | None = None,
     ) -> None:
         self._record(origin)
         new = _credit_from_record(credit)
@@ -684,6 +804,7 @@ class CustomerAccount(Aggregate):
         if new.kind == "dispute_credit":  # a credit that waited for its invoice
             self.disputes[new.source_id].waiting_credit = None
         self._book(applications, +1)
+        self._untag(untagged or [])
         self._settle(touched)
 
     @event("PaymentReversed")
@@ -699,6 +820,37 @@ class CustomerAccount(Aggregate):
         credit.remaining = ZERO
         credit.earmarks.clear()
         self._track_credit(credit)
+        self._book(applications, +1)
+        self._settle(touched)
+
+    def _untag(self, keys: list[str]) -> None:
+        for key in keys:
+            self.credits[key].held_for = None
+
+    @event("PrepaymentRequested")
+    def _prepayment_requested(self, origin: Origin, request: dict[str, Any], currency: str,
+                              effective_date: str, retagged: list[str], applications: list[dict[str, str]],
+                              untagged: list[str], touched: dict[str, dict[str, Any]]) -> None:
+        self._record(origin)
+        self.prepayments[request["request_id"]] = PrepaymentRequest(
+            request_id=request["request_id"], currency=request["currency"], amount=Decimal(request["amount"]),
+            requested_date=date.fromisoformat(request["requested_date"]),
+            due_date=date.fromisoformat(request["due_date"]), order_id=request["order_id"], record=request)
+        for key in retagged:
+            credit = self.credits[key]
+            credit.earmarks.pop(request["request_id"], None)
+            credit.held_for = request["request_id"]
+        self._book(applications, +1)
+        self._untag(untagged)
+        self._settle(touched)
+
+    @event("PrepaymentCancelled")
+    def _prepayment_cancelled(self, origin: Origin, request_id: str, currency: str, effective_date: str,
+                              reason: str, untagged: list[str], applications: list[dict[str, str]],
+                              touched: dict[str, dict[str, Any]]) -> None:
+        self._record(origin)
+        self.prepayments[request_id].cancelled_on = date.fromisoformat(effective_date)
+        self._untag(untagged)
         self._book(applications, +1)
         self._settle(touched)
 
@@ -836,6 +988,13 @@ class CustomerAccount(Aggregate):
         }
 
 
+def _applied_of(planner: Planner) -> list[dict[str, str]]:
+    """The plan's applications as events record them; those that paid an order with the cash
+    held for it say so (``prepayment``: what ``ledger.prepayment_applied`` publishes)."""
+    return [{**a.as_dict(), "prepayment": "true"} if index in planner.prepaid else a.as_dict()
+            for index, a in enumerate(planner.applications)]
+
+
 def check_minor_digits_or_refuse(amount: Decimal, currency: str, field: str) -> None:
     try:
         check_minor_digits(amount, currency)
@@ -852,6 +1011,8 @@ _HANDLERS: dict[type, Any] = {
     erp.PaymentReceived: CustomerAccount.receive_payment,
     erp.PaymentReversed: CustomerAccount.reverse_payment,
     erp.PaymentRefunded: CustomerAccount.refund,
+    erp.PrepaymentRequested: CustomerAccount.request_prepayment,
+    erp.PrepaymentCancelled: CustomerAccount.cancel_prepayment,
     erp.DisputeOpened: CustomerAccount.open_dispute,
     erp.DisputeResolved: CustomerAccount.resolve_dispute,
     erp.CustomerUpserted: CustomerAccount.upsert_profile,

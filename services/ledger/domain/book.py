@@ -109,15 +109,37 @@ class Credit:
     earmarks: dict[str, Decimal] = field(default_factory=dict)
     applied_to: dict[str, Decimal] = field(default_factory=dict)
     refunded: Decimal = ZERO  # paid back to the customer out of it
+    # the prepayment request it is held for (tagged): only the order's invoice may take it
+    held_for: str | None = None
     void: bool = False
     details: dict[str, object] = field(default_factory=dict)
 
     @property
-    def free(self) -> Decimal:
-        """What auto-allocation may use: the remainder less what waits for named invoices."""
+    def unreserved(self) -> Decimal:
+        """The remainder less what waits for named invoices (what a refund may take)."""
         # read for every credit a plan looks at, and most have no earmarks: skip the sum
         # (still ``remaining - ZERO``, so the result's exponent is what it always was)
         return self.remaining - (sum(self.earmarks.values(), ZERO) if self.earmarks else ZERO)
+
+    @property
+    def free(self) -> Decimal:
+        """What auto-allocation may use: nothing of cash held for a prepayment request, else
+        what is unreserved."""
+        return ZERO if self.held_for is not None else self.unreserved
+
+
+@dataclass(slots=True)
+class PrepaymentRequest:
+    """An advance receipt asked for: in no balance; tagged cash waits for its order's invoice."""
+
+    request_id: str
+    currency: str
+    amount: Decimal
+    requested_date: date
+    due_date: date
+    order_id: str | None
+    record: dict[str, object]  # as requested (a duplicate must match it)
+    cancelled_on: date | None = None
 
 
 @dataclass(slots=True)
@@ -237,6 +259,7 @@ class Planner:
         self.discounted: SetOverlay[str, Invoice] = SetOverlay(invoices, _has_discount)
         self.free: Overlay[str, Credit, Decimal] = Overlay(credits, _free, include=_live)
         self.applications: list[Application] = []
+        self.prepaid: set[int] = set()  # which applications paid an order with cash held for it
 
     def apply(self, credit_key: str, invoice_id: str, limit: Decimal | None = None) -> None:
         """Apply up to ``limit`` (default: all it has free) of a credit to one invoice."""

@@ -41,3 +41,7 @@ class BeyondCapacity(LedgerError):
 
 class RefundExceedsUnapplied(LedgerError):
     """A refund of more than the customer's unapplied cash (or the named payment's)."""
+
+
+class UnknownPrepayment(LedgerError):
+    """No such prepayment request."""

@@ -573,6 +573,13 @@ class LedgerProjector:
         self._applications(batch, position, event, event["applications"], +1)
         self._outcomes(batch, event)
 
+    def _on_PrepaymentRequested(self, batch: _Batch, position: int, event: dict[str, Any]) -> None:
+        """No receivable; held cash its order's open invoice takes at once."""
+        self._applications(batch, position, event, event["applications"], +1)
+        self._outcomes(batch, event)
+
+    _on_PrepaymentCancelled = _on_PrepaymentRequested  # (the released cash, applied oldest due first)
+
     def _on_PaymentRefunded(self, batch: _Batch, position: int, event: dict[str, Any]) -> None:
         """Money paid back out of the unapplied cash: one movement (its reference the refund)."""
         batch.move(position, event["timestamp"], event["origin"]["subject"], event["currency"], "refund",
