@@ -264,6 +264,7 @@ class PrepaymentReceived(_LedgerData):
 class PrepaymentApplied(_LedgerData):
     """`ledger.prepayment_applied`: cash held for a request paid its order's invoice."""
 
+    effective_date: PublishedDate = Field(description="The applications' date.")
     applied: list[Application]
     invoices: list[InvoiceOutcome]
 

@@ -27,13 +27,13 @@ from decimal import Decimal
 from typing import Any
 
 from services.dunning.domain import DunningAccount
+from services.dunning.domain.account import PAYMENT_FACTS
 from services.dunning.domain.work import CONTACT_KINDS, CONTACT_OUTCOMES
 
 PLAN_ROWS = {"PlanAgreed": "plan_agreed", "PlanCompleted": "plan_completed", "PlanBroken": "plan_broken"}
 KPI_EVENTS = frozenset({"InvoiceOpened", "OpenAmountsChanged", "DisputeClosed", "PromiseMade", "PromiseKept",
                         "PromiseBroken", "ActivityLogged", "TaskCompleted", "UnappliedCashChanged",
                         *PLAN_ROWS})
-PAYMENT = "ledger.payment_applied"
 PROMISE_ROWS = {"PromiseMade": "promise_made", "PromiseKept": "promise_kept",
                 "PromiseBroken": "promise_broken"}
 
@@ -90,7 +90,7 @@ def kpi_rows(position: int, kind: str, state: dict[str, Any], account: DunningAc
         receivables(invoice.issue_date, opened=invoice.invoice_id)
     elif kind in ("OpenAmountsChanged", "DisputeClosed"):
         decreases = receivables(state.get("effective_date"))
-        if state.get("fact_type") == PAYMENT:
+        if state.get("fact_type") in PAYMENT_FACTS:
             for currency, amount in sorted(decreases.items()):
                 add("collected", state.get("effective_date"), currency=currency, amount=amount)
     elif kind in ("PromiseMade", "PromiseKept", "PromiseBroken"):

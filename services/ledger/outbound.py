@@ -162,7 +162,7 @@ def _translate(
     if prepaid:
         paid = {a["invoice"] for a in prepaid}
         messages.append(("ledger.prepayment_applied", {
-            **base, "applied": _applied(prepaid),
+            **base, "effective_date": max(a["date"] for a in prepaid), "applied": _applied(prepaid),
             "invoices": _invoices({i: o for i, o in touched.items() if i in paid})}))
     for invoice_id, outcome in touched.items():
         if outcome["status"] in ("paid", "written_off") and outcome["settled_date"]:

@@ -302,6 +302,8 @@ def a_life() -> list[dict[str, Any]]:
     q.pay("PQ2", "100.00", "2025-01-06", prepayment_request_id="RQ2")
     q.invoice("QI1", "500.00", "2025-01-10", "2025-02-09", attributes={"order_id": "O1"})
     q.send("prepayment.cancelled", request_id="RQ2", effective_date="2025-01-11", reason="order dropped")
+    # dunning and credit follow: QI1 took RQ1's 300.00, then RQ2's 100.00 once it was withdrawn
+    assert [x.items.invoices["QI1"].open_amount for x in (q.dunning, q.credit)] == [Decimal("100.00")] * 2
     published += q.published
 
     # payment plans: one rejected, one broken after its first instalment (reminded of both),

@@ -83,7 +83,9 @@ from shared.open_items import MirrorChange, OpenItem, OpenItems
 ACCOUNT_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:dunning:customer")
 PROMISE_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:dunning:promise")
 
-PAYMENT_FACT = "ledger.payment_applied"  # a payment or credit note applied to invoices
+# the ledger's facts of a payment or credit note applied to invoices (a prepayment too, when
+# its order's invoice takes it)
+PAYMENT_FACTS = frozenset({"ledger.payment_applied", "ledger.prepayment_applied"})
 
 # Countries whose customers get German notices when their profile names no language.
 _GERMAN_SPEAKING = {"DE", "AT", "LI"}
@@ -389,7 +391,7 @@ class DunningAccount(Aggregate):
         for plan in list(self.plans.values()):
             if plan.status not in PLAN_OPEN or self.covered_open(plan) > ZERO:
                 continue
-            if plan.status == "active" and fact_type == PAYMENT_FACT:
+            if plan.status == "active" and fact_type in PAYMENT_FACTS:
                 self._plan_completed(plan_id=plan.plan_id, on=effective.isoformat())
             else:
                 self._plan_cancelled(plan_id=plan.plan_id, on=effective.isoformat())

@@ -91,7 +91,8 @@ def _outcomes(outcomes: list[dict[str, Any]]) -> str:
 
 def _open_amounts_changed(e: Any) -> Described:
     fact = getattr(e, "fact_type", None)
-    kind = {"ledger.payment_applied": "payment"}.get(fact or "", "invoices_changed")
+    kind = {"ledger.payment_applied": "payment", "ledger.prepayment_applied": "payment"}.get(
+        fact or "", "invoices_changed")
     what = "Payment applied" if kind == "payment" else "Invoices changed"
     return (kind, e.effective_date[:10] if e.effective_date else None, f"{what}: {_outcomes(e.outcomes)}",
             {"outcomes": e.outcomes, "fact": fact})
