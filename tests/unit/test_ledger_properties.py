@@ -3,7 +3,9 @@
 Random message streams for one customer in two currencies (invoices with and without
 cash-discount terms, payments with and without allocations, some naming invoices that
 arrive later, credit notes applied or on account, disputes, reversals, cancellations,
-adjustments, write-offs, refunds within and beyond the unapplied cash, customer upserts),
+adjustments, write-offs, refunds within and beyond the unapplied cash, prepayment requests
+and withdrawals, payments tagged for them and orders' invoices that take that cash, customer
+upserts),
 up to 40 messages, with redelivered messages and the topics interleaved at random: mostly
 in the order the ERP produced them, often with another topic's message jumping ahead, each
 topic keeping its own order (as Kafka keeps it per partition).
@@ -37,6 +39,7 @@ CURRENCIES = ("EUR", "USD")
 TOPIC_OF = {
     "invoice.issued": "invoices", "invoice.adjusted": "invoices", "invoice.cancelled": "invoices",
     "invoice.written_off": "invoices", "credit_note.issued": "invoices",
+    "prepayment.requested": "invoices", "prepayment.cancelled": "invoices",
     "payment.received": "payments", "payment.reversed": "payments", "payment.refunded": "payments",
     "dispute.opened": "disputes", "dispute.resolved": "disputes",
     "customer.upserted": "customers",
@@ -81,6 +84,7 @@ class MInvoice:
     paid_on: dict[str, date] = field(default_factory=dict)  # credit key -> latest application
     discount: dict[str, int] = field(default_factory=dict)  # credit key -> discount earned
     moves: dict[date, int] = field(default_factory=dict)  # effective date -> net change of open
+    order_id: str | None = None  # (its attributes': a prepayment for the order waits for it)
 
     def move(self, on: date, delta: int) -> None:
         self.moves[on] = self.moves.get(on, 0) + delta
@@ -122,10 +126,15 @@ class MCredit:
     remaining: int
     earmarks: dict[str, int] = field(default_factory=dict)
     void: bool = False
+    held_for: str | None = None  # the prepayment request its cash waits for
+
+    @property
+    def unreserved(self) -> int:
+        return self.remaining - sum(self.earmarks.values())
 
     @property
     def free(self) -> int:
-        return self.remaining - sum(self.earmarks.values())
+        return 0 if self.held_for is not None else self.unreserved
 
 
 @dataclass
@@ -147,6 +156,8 @@ class Model:
         self.profile: dict[str, Any] | None = None
         self.seen: set[tuple[str, str]] = set()
         self.refunds: dict[str, tuple[str, int, str, str | None]] = {}
+        # request id -> (content, cancelled): a request is no receivable
+        self.requests: dict[str, tuple[tuple[Any, ...], bool]] = {}
 
     # -- entry point
 
@@ -227,7 +238,7 @@ class Model:
         terms = data.get("terms") or {}
         percent = Decimal(terms["discount_percent"]) if terms.get("discount_percent") else None
         content = (data["currency"], cents(data["amount"]), data["issue_date"], data["due_date"],
-                   percent, terms.get("discount_days"))
+                   percent, terms.get("discount_days"), data.get("attributes") or {})
         existing = self.invoices.get(data["invoice_id"])
         if existing is not None:
             if existing.content == content:
@@ -239,6 +250,7 @@ class Model:
             percent, terms.get("discount_days"), content,
         )
         invoice.open = invoice.amount
+        invoice.order_id = (data.get("attributes") or {}).get("order_id")
         invoice.move(invoice.issue, invoice.amount)
         self.invoices[invoice.invoice_id] = invoice
         currencies = {invoice.currency}
@@ -247,6 +259,8 @@ class Model:
                 reserved = credit.earmarks.pop(invoice.invoice_id)
                 currencies.add(credit.currency)
                 self.pay(credit, invoice, reserved, invoice.issue)
+        if invoice.order_id:
+            self.pay_order(invoice.order_id, invoice, invoice.issue)
         for currency in sorted(currencies):
             self.allocate(currency, invoice.issue)
         for dispute in self.disputes.values():  # credits of disputes accepted before the invoice
@@ -257,6 +271,65 @@ class Model:
                 dispute.waiting_credit = 0
                 self.pay(credit, invoice, None, credit.when)
                 self.allocate(invoice.currency, credit.when)
+
+    def order_of(self, credit: MCredit) -> str | None:
+        """The order a held credit waits for (its request known and standing), else None."""
+        request = self.requests.get(credit.held_for or "")
+        return None if request is None or request[1] else request[0][5]
+
+    def pay_order(self, order_id: str, invoice: MInvoice, when: date,
+                  only: str | None = None) -> None:
+        """The order's invoice takes the cash held for the order's requests (or for request
+        ``only``), oldest first; what is left of it is ordinary cash."""
+        held = sorted((c for c in self.credits.values() if c.held_for is not None and not c.void
+                       and c.remaining > 0 and c.currency == invoice.currency
+                       and (c.held_for == only if only else self.order_of(c) == order_id)),
+                      key=lambda c: (c.when, c.key))
+        for credit in held:
+            credit.held_for = None
+            self.pay(credit, invoice, None, when)
+
+    def order_invoice(self, order_id: str, currency: str) -> MInvoice | None:
+        found = [i for i in self.invoices.values()
+                 if i.currency == currency and not i.cancelled and i.open > 0 and i.order_id == order_id]
+        return min(found, key=lambda i: (i.due, i.issue, i.invoice_id)) if found else None
+
+    def on_prepayment_requested(self, data: dict[str, Any]) -> None:
+        content = (data["request_id"], data["currency"], cents(data["amount"]), data["requested_date"],
+                   data["due_date"], data.get("order_id"))
+        if data["request_id"] in self.requests:
+            if self.requests[data["request_id"]][0] != content:
+                raise Refused("request id reused")
+            return
+        if data["request_id"] in self.invoices:
+            raise Refused("a request with an invoice's id")
+        self.requests[data["request_id"]] = (content, False)
+        for credit in self.credits.values():  # a reservation made for this id becomes its tag
+            if data["request_id"] in credit.earmarks and credit.held_for is None and credit.remaining > 0 \
+                    and not credit.void:
+                del credit.earmarks[data["request_id"]]
+                credit.held_for = data["request_id"]
+        order_id = data.get("order_id")
+        invoice = self.order_invoice(order_id, data["currency"]) if order_id else None
+        if invoice is not None:
+            self.pay_order(order_id, invoice, date.fromisoformat(data["requested_date"]),
+                           only=data["request_id"])
+            self.allocate(data["currency"], date.fromisoformat(data["requested_date"]))
+
+    def on_prepayment_cancelled(self, data: dict[str, Any]) -> None:
+        request = self.requests.get(data["request_id"])
+        if request is None:
+            raise Refused("unknown request")
+        if request[1]:
+            return
+        self.requests[data["request_id"]] = (request[0], True)
+        released = set()
+        for credit in self.credits.values():
+            if credit.held_for == data["request_id"] and not credit.void:
+                credit.held_for = None
+                released.add(credit.currency)
+        for currency in sorted(released):
+            self.allocate(currency, date.fromisoformat(data["effective_date"]))
 
     def live_invoice(self, invoice_id: str) -> MInvoice:
         invoice = self.invoices.get(invoice_id)
@@ -343,7 +416,9 @@ class Model:
             return
         earmarks: dict[str, int] = {}
         explicit: list[tuple[MInvoice, int]] = []
-        for allocation in data.get("allocations", []):
+        tag = data.get("prepayment_request_id") or next(
+            (a["invoice_id"] for a in data.get("allocations", []) if a["invoice_id"] in self.requests), None)
+        for allocation in data.get("allocations", []) if tag is None else []:
             invoice = self.invoices.get(allocation["invoice_id"])
             share = cents(allocation["amount"])
             if invoice is None:
@@ -353,8 +428,16 @@ class Model:
             else:
                 explicit.append((invoice, share))
         credit = self.new_credit(key, "payment", data["currency"], amount, when, earmarks)
+        credit.held_for = tag
         for invoice, share in explicit:
             self.pay(credit, invoice, share, when)
+        request = self.requests.get(tag or "")
+        if request is not None and request[1]:
+            credit.held_for = None  # its request was withdrawn: ordinary cash
+        elif request is not None and request[0][5]:
+            invoice = self.order_invoice(request[0][5], credit.currency)
+            if invoice is not None:
+                self.pay_order(request[0][5], invoice, when)
         self.allocate(credit.currency, when)
 
     def on_payment_reversed(self, data: dict[str, Any]) -> None:
@@ -389,11 +472,11 @@ class Model:
         else:
             sources = sorted((c for c in self.credits.values() if c.currency == currency and not c.void),
                              key=lambda c: (c.when, c.key))
-        if sum(max(0, c.free) for c in sources) < amount:
+        if sum(max(0, c.unreserved) for c in sources) < amount:
             raise Refused("refund beyond the unapplied cash")
         left = amount
         for credit in sources:
-            take = min(left, max(0, credit.free))
+            take = min(left, max(0, credit.unreserved))
             credit.remaining -= take
             left -= take
         self.refunds[data["refund_id"]] = asked
@@ -464,7 +547,10 @@ MESSAGE_KINDS = (
     # another payment like an earlier one (same amount, date, allocations): once the first
     # has paid, the twin is unapplied cash that a reversal or an adjustment puts to work
     + ["payment.twin"] * 2 + ["payment.refunded"] * 2
+    + ["prepayment.requested"] * 2 + ["prepayment.cancelled"]
 )
+REQUEST_IDS = ("RQ1", "RQ2", "RQ3")
+ORDER_IDS = ("O1", "O2")
 
 
 @st.composite
@@ -526,6 +612,8 @@ def streams(draw: st.DrawFn) -> list[dict[str, Any]]:
             if draw(st.integers(0, 2)):
                 data["terms"] = {"net_days": 30, "discount_percent": draw(st.sampled_from(["2", "3.5"])),
                                  "discount_days": draw(st.sampled_from([5, 10]))}
+            if draw(st.integers(0, 2)) == 0:  # an order's invoice: prepayments for the order wait for it
+                data["attributes"] = {"order_id": draw(st.sampled_from(ORDER_IDS))}
             invoices.setdefault(target, data)
             emit(kind, data)
         elif kind == "payment.received":
@@ -558,6 +646,12 @@ def streams(draw: st.DrawFn) -> list[dict[str, Any]]:
                     "received_date": received}
             if allocations:
                 data["allocations"] = allocations
+            tagged = draw(st.integers(0, 3))
+            if tagged == 0:  # a prepayment, its request sent or not (yet)
+                data["prepayment_request_id"] = draw(st.sampled_from(REQUEST_IDS))
+            elif tagged == 1:  # allocated to a request's id (sent or not)
+                data["allocations"] = [{"invoice_id": draw(st.sampled_from(REQUEST_IDS)),
+                                        "amount": as_text(amount)}]
             payments.append(payment_id)
             sent_payments.append(data)
             emit(kind, data)
@@ -617,6 +711,19 @@ def streams(draw: st.DrawFn) -> list[dict[str, Any]]:
             emit(kind, data)
         elif kind == "customer.upserted":
             emit(kind, {"name": draw(st.sampled_from(["Acme", "Acme GmbH"]))})
+        elif kind == "prepayment.requested":
+            request_id = draw(st.sampled_from(REQUEST_IDS))
+            data = {"request_id": request_id, "currency": draw(st.sampled_from(["EUR", "EUR", "USD"])),
+                    "amount": as_text(draw(AMOUNTS)), "requested_date": day(draw(dates)), "due_date": day(20)}
+            if draw(st.integers(0, 4)):
+                data["order_id"] = draw(st.sampled_from(ORDER_IDS))
+            sent = [m["data"] for m in topics["invoices"]
+                    if m["type"] == kind and m["data"]["request_id"] == request_id]
+            emit(kind, {k: v for k, v in (sent[0] if sent and draw(st.integers(0, 2)) else data).items()
+                        if k != "customer_id"})
+        elif kind == "prepayment.cancelled":
+            emit(kind, {"request_id": draw(st.sampled_from(REQUEST_IDS)), "effective_date": day(draw(dates)),
+                        "reason": "order dropped"})
         elif kind == "payment.refunded":
             # mostly small (some beyond the unapplied cash), of a payment sent or not, or of the
             # oldest cash; now and then an id again, the same refund or another

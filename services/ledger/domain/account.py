@@ -512,8 +512,10 @@ class CustomerAccount(Aggregate):
             untagged = self._release(planner, [credit])  # its request was withdrawn: ordinary cash
         elif request is not None and request.order_id:
             order_invoice = self._order_invoice(request.order_id, credit.currency)
-            if order_invoice is not None:
-                untagged = self._pay_order(planner, request.order_id, order_invoice, [credit])
+            if order_invoice is not None:  # (with what else waits for the order, oldest first)
+                held = sorted([*self._held_for_order(request.order_id, credit.currency), credit],
+                              key=credit_order)
+                untagged = self._pay_order(planner, request.order_id, order_invoice, held)
         planner.auto_allocate(credit.currency)
         self.trigger_event(
             self.CreditReceived, origin=origin, credit=record, applications=_applied_of(planner),
@@ -521,13 +523,14 @@ class CustomerAccount(Aggregate):
             untagged=untagged,
         )
 
-    def _held_for_order(self, order_id: str) -> list[Credit]:
-        """The cash held for requests of this order (not withdrawn), oldest first."""
+    def _held_for_order(self, order_id: str, currency: str) -> list[Credit]:
+        """The cash held for requests of this order (not withdrawn) in a currency, oldest first."""
         held = []
         for key in self._unspent:
             credit = self.credits[key]
             request = self.prepayments.get(credit.held_for) if credit.held_for else None
-            if request is not None and request.order_id == order_id and request.cancelled_on is None:
+            if request is not None and request.order_id == order_id and request.cancelled_on is None \
+                    and credit.currency == currency:
                 held.append(credit)
         return sorted(held, key=credit_order)
 
@@ -542,7 +545,9 @@ class CustomerAccount(Aggregate):
                    credits: list[Credit] | None = None) -> list[str]:
         """Held cash of an order's requests to its invoice first; what is left of it is then
         ordinary unapplied cash (the tags released: their keys)."""
-        held = self._held_for_order(order_id) if credits is None else credits
+        if credits is None:
+            credits = self._held_for_order(order_id, planner.invoices[invoice_id].currency)
+        held = credits
         for credit in held:
             planner.free[credit.key] = credit.unreserved
             first = len(planner.applications)
@@ -580,7 +585,8 @@ class CustomerAccount(Aggregate):
         order_invoice = self._order_invoice(data.order_id, data.currency) if data.order_id else None
         if order_invoice is not None:
             waiting = [c for c in self.credits.values() if c.held_for == data.request_id and not c.void]
-            held = sorted({c.key: c for c in [*waiting, *retagged]}.values(), key=credit_order)
+            held = sorted({c.key: c for c in [*waiting, *retagged] if c.currency == data.currency}.values(),
+                          key=credit_order)
             for credit in held:
                 planner.free[credit.key] = credit.remaining - sum(
                     (v for k, v in credit.earmarks.items() if k != data.request_id), ZERO)
@@ -608,7 +614,8 @@ class CustomerAccount(Aggregate):
                       key=credit_order)
         planner = self._planner(data.effective_date)
         untagged = self._release(planner, held)
-        planner.auto_allocate(request.currency)
+        for currency in sorted({c.currency for c in held}):
+            planner.auto_allocate(currency)
         self.trigger_event(
             self.PrepaymentCancelled, origin=origin, request_id=data.request_id, currency=request.currency,
             effective_date=data.effective_date.isoformat(), reason=data.reason, untagged=untagged,
