@@ -1,4 +1,5 @@
-"""The customer account aggregate: every invoice, payment, credit and dispute of one customer.
+"""The customer account aggregate: every invoice, payment, credit, dispute, prepayment request
+and refund of one customer.
 
 One aggregate per customer keeps payment allocation consistent across the customer's
 invoices. Public methods are commands: they check the rules and plan the money movements;
