@@ -39,3 +39,9 @@ def not_ahead_of_clock(day: date, field: str, request: Request) -> date:
         message = f"{day} is ahead of the service's clock (latest allowed {latest})"
         raise field_problem(field, message, title=REQUEST_INVALID)
     return day
+
+
+def given_or_today(day: date | None, field: str, request: Request) -> date:
+    """A request's optional business date: ``day`` checked by :func:`not_ahead_of_clock`, or
+    today (UTC) when the request names none."""
+    return today_utc() if day is None else not_ahead_of_clock(day, field, request)

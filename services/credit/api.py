@@ -35,7 +35,7 @@ from services.credit.domain import (
 from services.credit.domain.registry import ReviewOutOfOrder
 from services.credit.reviews import ReviewRunner
 from shared.auth import CreditChecker, CreditOverrider, CreditReader, CreditWriter
-from shared.business_dates import not_ahead_of_clock, today_utc
+from shared.business_dates import given_or_today, not_ahead_of_clock
 from shared.dates import BusinessDate
 from shared.db import BIGINT_MAX
 from shared.dependencies import EngineDep, WriterDep, from_state
@@ -90,7 +90,7 @@ class CheckIn(BaseModel):
 async def post_credit_check(check: CheckIn, request: Request, desk: DeskDep, _: CreditChecker) -> Response:
     """``{decision: approve|hold|review, available_credit, exposure, limit, reasons, ...}``; an approval
     reserves the amount until the order's invoice arrives (``attributes.order_id``) or it expires."""
-    on = not_ahead_of_clock(check.on, "body.on", request) if check.on else today_utc()
+    on = given_or_today(check.on, "body.on", request)
     return _json(await desk.check(check.customer_id, check.order_id, check.amount, check.currency, on))
 
 

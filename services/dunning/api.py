@@ -61,7 +61,7 @@ from services.dunning.domain.registry import RunOutOfOrder, resolve
 from services.dunning.domain.work import ActivityKind, Outcome
 from services.dunning.runs import DunningRunner
 from shared.auth import DunningReader, DunningWriter
-from shared.business_dates import not_ahead_of_clock, today_utc
+from shared.business_dates import given_or_today, not_ahead_of_clock, today_utc
 from shared.collection_figures import collection_figures, rounded
 from shared.dates import BusinessDate
 from shared.db import BIGINT_MAX
@@ -267,7 +267,7 @@ class PromiseIn(BaseModel):
 async def post_promise(customer_id: str, body: PromiseIn, request: Request, app: AppDep, writer: WriterDep,
                        _: DunningWriter) -> dict[str, Any]:
     """A promise to pay: pauses dunning of the covered invoices until promised_date + grace."""
-    made_on = not_ahead_of_clock(body.made_on, "body.made_on", request) if body.made_on else today_utc()
+    made_on = given_or_today(body.made_on, "body.made_on", request)
     promise = await writer.run(
         app.promise, customer_id, made_on=made_on, promised_date=body.promised_date,
         amount=body.amount, currency=body.currency, invoice_ids=body.invoice_ids)
@@ -417,8 +417,7 @@ async def complete_task(task_id: Annotated[str, Path(max_length=64)], body: Task
                         request: Request, app: AppDep, engine: EngineDep, writer: WriterDep,
                         principal: DunningWriter) -> dict[str, Any]:
     """Complete a task with its outcome (the same completion again answers the same task)."""
-    completed_on = (not_ahead_of_clock(body.completed_on, "body.completed_on", request)
-                    if body.completed_on else today_utc())
+    completed_on = given_or_today(body.completed_on, "body.completed_on", request)
 
     customer_id = await read_models(engine, queries.task_customer, task_id)
     task = None if customer_id is None else await writer.run(
@@ -434,8 +433,7 @@ async def complete_task(task_id: Annotated[str, Path(max_length=64)], body: Task
 async def post_activity(customer_id: str, body: ActivityIn, request: Request, app: AppDep, writer: WriterDep,
                         principal: DunningWriter) -> dict[str, Any]:
     """Log a contact outside the runs (a call, an e-mail, a visit, a letter) or a note."""
-    occurred_on = (not_ahead_of_clock(body.occurred_on, "body.occurred_on", request)
-                   if body.occurred_on else today_utc())
+    occurred_on = given_or_today(body.occurred_on, "body.occurred_on", request)
     activity = await writer.run(
         app.log_activity, customer_id, kind=body.kind, outcome=body.outcome, note=body.note,
         occurred_on=occurred_on, collector_id=body.collector_id, actor=principal.identity)

@@ -18,7 +18,7 @@ from services.dunning.api import AppDep, RunnerDep, read_models
 from services.dunning.api_answers import PlanOut, PlansOut
 from services.dunning.domain.plans import Instalment, PlanStatus
 from shared.auth import DunningApprover, DunningReader, DunningWriter
-from shared.business_dates import not_ahead_of_clock, today_utc
+from shared.business_dates import given_or_today
 from shared.dates import BusinessDate
 from shared.dependencies import EngineDep, WriterDep
 from shared.openapi import answers_with
@@ -69,8 +69,7 @@ class RejectionIn(BaseModel):
 async def post_plan(customer_id: str, body: PlanIn, request: Request, app: AppDep, engine: EngineDep,
                     runner: RunnerDep, writer: WriterDep, principal: DunningWriter) -> dict[str, Any]:
     """Ask for a payment plan: its invoices are not dunned while it is requested or active."""
-    requested_on = (not_ahead_of_clock(body.requested_on, "body.requested_on", request)
-                    if body.requested_on else today_utc())
+    requested_on = given_or_today(body.requested_on, "body.requested_on", request)
     owner = await _owner(body.plan_id, engine, runner, required=False)
     if owner is not None and owner != customer_id:
         raise field_problem("body.plan_id", f"plan {body.plan_id} belongs to another customer",
@@ -104,8 +103,7 @@ async def _owner(plan_id: str, engine: Any, runner: Any, *, required: bool = Tru
 async def approve_plan(plan_id: PlanId, body: ApprovalIn, request: Request, app: AppDep, engine: EngineDep,
                        runner: RunnerDep, writer: WriterDep, principal: DunningApprover) -> dict[str, Any]:
     """Agree a requested plan; 403 when the approver is the one who asked for it."""
-    approved_on = (not_ahead_of_clock(body.approved_on, "body.approved_on", request)
-                   if body.approved_on else today_utc())
+    approved_on = given_or_today(body.approved_on, "body.approved_on", request)
     owner = str(await _owner(plan_id, engine, runner))
     plan = await writer.run(app.approve_plan, owner, plan_id, approved_on=approved_on,
                             actor=principal.identity)
@@ -117,8 +115,7 @@ async def approve_plan(plan_id: PlanId, body: ApprovalIn, request: Request, app:
 async def reject_plan(plan_id: PlanId, body: RejectionIn, request: Request, app: AppDep, engine: EngineDep,
                       runner: RunnerDep, writer: WriterDep, principal: DunningApprover) -> dict[str, Any]:
     """Refuse a requested plan: its invoices are dunned again from the next run."""
-    rejected_on = (not_ahead_of_clock(body.rejected_on, "body.rejected_on", request)
-                   if body.rejected_on else today_utc())
+    rejected_on = given_or_today(body.rejected_on, "body.rejected_on", request)
     owner = str(await _owner(plan_id, engine, runner))
     plan = await writer.run(app.reject_plan, owner, plan_id, reason=body.reason, rejected_on=rejected_on,
                             actor=principal.identity)

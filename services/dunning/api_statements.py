@@ -15,7 +15,7 @@ from services.dunning.api_answers import ConfirmationOut, StatementRunOut, State
 from services.dunning.domain.statements import Response
 from services.dunning.statement_runs import StatementRunner
 from shared.auth import DunningReader, DunningWriter
-from shared.business_dates import not_ahead_of_clock, today_utc
+from shared.business_dates import given_or_today, not_ahead_of_clock
 from shared.dates import BusinessDate
 from shared.dependencies import EngineDep, WriterDep, from_state
 from shared.openapi import answers_with
@@ -67,8 +67,7 @@ async def post_confirmation(customer_id: str, body: ConfirmationIn, request: Req
                             writer: WriterDep, principal: DunningWriter) -> dict[str, Any]:
     """The customer's answer to a statement: its balance confirmed, or disputed with the
     balance it sees and a note."""
-    responded_on = (not_ahead_of_clock(body.responded_on, "body.responded_on", request)
-                    if body.responded_on else today_utc())
+    responded_on = given_or_today(body.responded_on, "body.responded_on", request)
     answer = await writer.run(app.respond_to_statement, customer_id, body.statement_id,
                               response=body.response, balance=body.balance, note=body.note,
                               responded_on=responded_on, actor=principal.identity)
