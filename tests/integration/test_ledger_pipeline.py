@@ -446,7 +446,8 @@ async def test_broker_restart_resumes_without_service_restart(
         async with Publisher(broker.bootstrap) as publisher:
             acks = await publisher.send_all(old)
         await poll(lambda: ledger.balances(customer), lambda b: b is not None
-                   and b["EUR"]["open_amount"] == "750.00", timeout=WAIT, what="first messages applied")
+                   and b.get("EUR", {}).get("open_amount") == "750.00",
+               timeout=WAIT, what="first messages applied")
         invoice_partition = acks[0].partition
         before = await asyncio.to_thread(tracked_positions, database_url)
         assert before[f"ar.invoices:{invoice_partition}"] == 7
