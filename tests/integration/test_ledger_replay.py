@@ -42,7 +42,8 @@ from tests.unit.test_ledger_properties import streams
 
 _customers = itertools.count()
 OPERATOR_AUTH = {"Authorization": f"Bearer {OPERATOR}"}
-_ID_FIELDS = ("invoice_id", "payment_id", "credit_note_id", "dispute_id")
+_ID_FIELDS = ("invoice_id", "payment_id", "credit_note_id", "dispute_id", "request_id", "refund_id",
+              "prepayment_request_id")
 
 
 def rekey(stream: list[dict[str, Any]], customer: str) -> list[dict[str, Any]]:

@@ -3,7 +3,8 @@
 - ``params``: what the routes take (the engine, the runtime, ``as_of``/``known_at``);
 - ``accounts``: a customer's balances and open items, an invoice;
 - ``intake``: ERP events posted over HTTP;
-- ``reports``: aging, receivables metrics;
+- ``reports``: aging, receivables metrics, statements of account;
+- ``advance_receipts``: prepayment requests, the unapplied cash's aging;
 - ``audit``: the audit trail of a customer or an invoice;
 - ``replays``: online replays of the read models (``/admin/replay``).
 

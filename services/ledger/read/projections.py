@@ -7,6 +7,8 @@ Tables (plain SQL, indexed for the REST queries):
   and known-at answers are sums over it;
 - ``ledger_balances``: per customer and currency, the current totals;
 - ``ledger_disputes``, ``ledger_customers``;
+- ``ledger_prepayments``: every prepayment request, and ``ledger_prepayment_credits`` the
+  payments held for each (what became of their money is in their movements);
 - ``ledger_replays``: every replay of these read models, who asked and how it ended (from
   the ``ReplayRun`` records in the event store, see ``services.ledger.replay.runs``);
 - ``ledger_projection_positions``: how far each projector has read the notification log,
@@ -99,6 +101,7 @@ movements = Table(
     Column("effective_date", Date, nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
     Column("credit", String(220)),
+    Column("reference", String(200)),  # a refund's id (its movements name the credits it took)
     Index("ix_ledger_movements_customer_date", "customer_id", "effective_date"),
     Index("ix_ledger_movements_invoice", "invoice_id"),
     Index("ix_ledger_movements_date", "effective_date"),
@@ -131,6 +134,33 @@ customers = Table(
     Column("name", String(400)),
     Column("profile", JSON, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+prepayments = Table(
+    "ledger_prepayments", metadata,
+    Column("request_id", String(200), primary_key=True),
+    Column("customer_id", String(200), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("requested_date", Date, nullable=False),
+    Column("due_date", Date, nullable=False),
+    Column("order_id", String(200)),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("cancelled_date", Date),
+    Column("cancelled_at", DateTime(timezone=True)),
+    Column("cancel_reason", String(400)),
+    Index("ix_ledger_prepayments_customer_id", "customer_id"),
+)
+
+# the payments held for a request (tagged when received, or when the request came after
+# them): what became of them is in their movements (``credit``)
+prepayment_credits = Table(
+    "ledger_prepayment_credits", metadata,
+    Column("customer_id", String(200), primary_key=True),
+    Column("credit", String(220), primary_key=True),
+    Column("request_id", String(200), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Index("ix_ledger_prepayment_credits_request_id", "request_id"),
 )
 
 replays = Table(
@@ -171,13 +201,17 @@ class ReadModels:
     disputes: Table
     customers: Table
     replays: Table
+    prepayments: Table
+    prepayment_credits: Table
 
     @property
     def tables(self) -> tuple[Table, ...]:
-        return (self.invoices, self.movements, self.balances, self.disputes, self.customers, self.replays)
+        return (self.invoices, self.movements, self.balances, self.disputes, self.customers, self.replays,
+                self.prepayments, self.prepayment_credits)
 
 
-LIVE = ReadModels(invoices, movements, balances, disputes, customers, replays)
+LIVE = ReadModels(invoices, movements, balances, disputes, customers, replays, prepayments,
+                  prepayment_credits)
 
 
 @functools.cache
@@ -259,6 +293,7 @@ class _Batch:
         dispute_ids: set[str] = set()
         issued: set[str] = set()
         run_ids: set[str] = set()
+        request_ids: set[str] = set()
         reversed_payments: set[tuple[str, str]] = set()  # (customer, credit key)
         for _, name, state in events:
             invoice_ids.update(state.get("touched", ()))
@@ -274,12 +309,16 @@ class _Batch:
                 reversed_payments.add((state["origin"]["subject"], f"payment:{state['payment_id']}"))
             if name == "ReplayFinished":
                 run_ids.add(state["run_id"])
+            if name == "PrepaymentCancelled":
+                request_ids.add(state["request_id"])
         self.invoices = self.stored_invoices(invoice_ids)
         # every stored row among these ids is loaded: no need to ask again for the others
         self.looked_up = invoice_ids
         self.before = {k: (v["open_amount"], self.shown_disputed(v)) for k, v in self.invoices.items()}
         self.disputes = self.stored_disputes(dispute_ids)
         self.replays = self.stored_replays(run_ids)
+        self.prepayments = self.stored_prepayments(request_ids)
+        self.tags: list[dict[str, Any]] = []  # the batch's new rows of ledger_prepayment_credits
         # stored disputes that wait for an invoice issued in this batch, in one query
         self.waiting: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         for row in self.disputes_waiting_for(issued):
@@ -304,6 +343,9 @@ class _Batch:
 
     def stored_replays(self, ids: set[str]) -> dict[str, dict[str, Any]]:
         return self._load(self.models.replays, self.models.replays.c.run_id, ids)
+
+    def stored_prepayments(self, ids: set[str]) -> dict[str, dict[str, Any]]:
+        return self._load(self.models.prepayments, self.models.prepayments.c.request_id, ids)
 
     def disputes_waiting_for(self, invoice_ids: set[str]) -> list[dict[str, Any]]:
         return self._select(self.models.disputes, self.models.disputes.c.invoice_id, invoice_ids)
@@ -344,6 +386,7 @@ class _Batch:
         self, position: int, recorded_at: datetime, customer_id: str, currency: str, kind: str,
         effective: date, *, invoice: dict[str, Any] | None = None, open_delta: Decimal = ZERO,
         disputed_delta: Decimal = ZERO, unapplied_delta: Decimal = ZERO, credit: str | None = None,
+        reference: str | None = None,
     ) -> None:
         self.movements.append({
             "position": position, "customer_id": customer_id,
@@ -351,6 +394,7 @@ class _Batch:
             "kind": kind, "open_delta": open_delta, "disputed_delta": disputed_delta,
             "unapplied_delta": unapplied_delta, "due_date": invoice["due_date"] if invoice else None,
             "effective_date": effective, "recorded_at": recorded_at, "credit": credit,
+            "reference": reference,
         })
         if invoice is not None:
             # the span of effective dates lets a past-date aging read the row instead of its movements
@@ -397,6 +441,10 @@ class _Batch:
             upsert(conn, models.customers, list(self.customers.values()), ["customer_id"])
         if self.replays:
             upsert(conn, models.replays, list(self.replays.values()), ["run_id"])
+        if self.prepayments:
+            upsert(conn, models.prepayments, list(self.prepayments.values()), ["request_id"])
+        if self.tags:
+            upsert(conn, models.prepayment_credits, self.tags, ["customer_id", "credit"])
 
 
 class LedgerProjector:
@@ -556,7 +604,11 @@ class LedgerProjector:
         self._outcomes(batch, event)
 
     def _on_CreditReceived(self, batch: _Batch, position: int, event: dict[str, Any]) -> None:
-        self._credit(batch, position, event, event["credit"])
+        credit = event["credit"]
+        self._credit(batch, position, event, credit)
+        request_id = (credit.get("details") or {}).get("prepayment_request_id")
+        if request_id:
+            self._tag(batch, event, credit["key"], request_id)
         self._applications(batch, position, event, event["applications"], +1)
         self._outcomes(batch, event)
 
@@ -574,17 +626,42 @@ class LedgerProjector:
         self._outcomes(batch, event)
 
     def _on_PrepaymentRequested(self, batch: _Batch, position: int, event: dict[str, Any]) -> None:
-        """No receivable; held cash its order's open invoice takes at once."""
+        """No receivable: the request's row, the payments that came before it and are held for
+        it, and what held cash its order's open invoice takes at once."""
+        request = event["request"]
+        batch.prepayments[request["request_id"]] = {
+            "request_id": request["request_id"], "customer_id": event["origin"]["subject"],
+            "currency": request["currency"], "amount": Decimal(request["amount"]),
+            "requested_date": _d(request["requested_date"]), "due_date": _d(request["due_date"]),
+            "order_id": request["order_id"], "recorded_at": event["timestamp"],
+            "cancelled_date": None, "cancelled_at": None, "cancel_reason": None,
+        }
+        for key in event["retagged"]:
+            self._tag(batch, event, key, request["request_id"])
         self._applications(batch, position, event, event["applications"], +1)
         self._outcomes(batch, event)
 
-    _on_PrepaymentCancelled = _on_PrepaymentRequested  # (the released cash, applied oldest due first)
+    def _on_PrepaymentCancelled(self, batch: _Batch, position: int, event: dict[str, Any]) -> None:
+        """The request withdrawn (its held cash is ordinary from now: applied oldest due first)."""
+        row = batch.prepayments.get(event["request_id"])
+        if row is not None:  # (None: projected before requests had rows; a replay makes it)
+            row.update(cancelled_date=_d(event["effective_date"]), cancelled_at=event["timestamp"],
+                       cancel_reason=event["reason"])
+        self._applications(batch, position, event, event["applications"], +1)
+        self._outcomes(batch, event)
+
+    @staticmethod
+    def _tag(batch: _Batch, event: dict[str, Any], credit: str, request_id: str) -> None:
+        batch.tags.append({"customer_id": event["origin"]["subject"], "credit": credit,
+                           "request_id": request_id, "recorded_at": event["timestamp"]})
 
     def _on_PaymentRefunded(self, batch: _Batch, position: int, event: dict[str, Any]) -> None:
-        """Money paid back out of the unapplied cash: one movement (its reference the refund)."""
-        batch.move(position, event["timestamp"], event["origin"]["subject"], event["currency"], "refund",
-                   _d(event["effective_date"]), unapplied_delta=-Decimal(event["amount"]),
-                   credit=f"refund:{event['refund_id']}")
+        """Money paid back out of the unapplied cash: a movement per credit it took from, each
+        referring to the refund (the statement shows them as one line)."""
+        for take in event["takes"]:
+            batch.move(position, event["timestamp"], event["origin"]["subject"], event["currency"],
+                       "refund", _d(event["effective_date"]), unapplied_delta=-Decimal(take["amount"]),
+                       credit=take["credit"], reference=event["refund_id"])
 
     @staticmethod
     def _credit_currency(batch: _Batch, event: dict[str, Any]) -> str:

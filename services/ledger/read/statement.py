@@ -62,20 +62,29 @@ def statement(conn: Connection, customer_id: str, first: date, last: date, *,
     rows = _statement(currency is not None, known_at is not None).all(
         conn, {name: value for name, value in given.items() if value is not None})
     # every currency's sums first, then the lines in order (see _statement)
-    for code, day, kind, invoice_id, credit, change, unapplied in rows:
+    for code, day, kind, invoice_id, credit, reference, change, unapplied in rows:
         if day is None:
             found[code] = CurrencyStatement(code, opening_balance=change, closing_balance=change,
                                             unapplied_cash=unapplied)
             continue
         current = found[code]
         current.closing_balance += change
+        if reference is not None and current.lines and current.lines[-1]["reference"] == reference \
+                and current.lines[-1]["date"] == day and current.lines[-1]["type"] == STATEMENT_TYPES[kind]:
+            _add(current.lines[-1], change, current.closing_balance)  # a refund out of several credits
+            continue
         current.lines.append({
             "date": day, "type": STATEMENT_TYPES.get(kind, kind),
-            "reference": _reference(kind, invoice_id, credit),
+            "reference": reference or _reference(kind, invoice_id, credit),
             "debit": change if change > 0 else ZERO, "credit": -change if change < 0 else ZERO,
             "balance": current.closing_balance,
         })
     return [found[code] for code in sorted(found)]
+
+
+def _add(line: dict[str, Any], change: Decimal, balance: Decimal) -> None:
+    net = line["debit"] - line["credit"] + change
+    line.update(debit=net if net > 0 else ZERO, credit=-net if net < 0 else ZERO, balance=balance)
 
 
 @cache
@@ -98,13 +107,13 @@ def _statement(by_currency: bool, known_at: bool) -> PreparedRead:
         visible.append(m.recorded_at <= bindparam("known_at", type_=m.recorded_at.type))
     # (the union's columns take their types, so their result processors, from this select)
     sums = (select(m.currency, *(type_coerce(null(), m[name].type).label(name)
-                                 for name in ("effective_date", "kind", "invoice_id", "credit")),
+                                 for name in ("effective_date", "kind", "invoice_id", "credit", "reference")),
                    money_sum(case((m.effective_date < first, change), else_=0)).label("change"),
                    money_sum(m.unapplied_delta).label("unapplied"), literal_column("0").label("part"),
                    *(type_coerce(null(), m[name].type).label(name) for name in ("position", "id")))
             .where(*visible).group_by(m.currency))
     # a movement that changes open amount and unapplied cash alike moves no balance: no line
-    lines = (select(m.currency, m.effective_date, m.kind, m.invoice_id, m.credit,
+    lines = (select(m.currency, m.effective_date, m.kind, m.invoice_id, m.credit, m.reference,
                     change.label("change"), type_coerce(null(), Money()).label("unapplied"),
                     literal_column("1").label("part"), m.position, m.id)
              .where(*visible, m.effective_date >= first, m.open_delta != m.unapplied_delta))
@@ -115,12 +124,13 @@ def _statement(by_currency: bool, known_at: bool) -> PreparedRead:
                         .order_by(both.c.part, both.c.effective_date, both.c.position, both.c.id))
 
 
-_COLUMNS = ("currency", "effective_date", "kind", "invoice_id", "credit", "change", "unapplied")
+_COLUMNS = ("currency", "effective_date", "kind", "invoice_id", "credit", "reference", "change", "unapplied")
 
 
 def _reference(kind: str, invoice_id: str | None, credit: str | None) -> str | None:
-    """The document a line is about: the invoice of an invoice's own movement (a discount too),
-    else the payment or credit note (``payment:P1`` -> ``P1``)."""
+    """The document a line is about, unless the movement names one (a refund): the invoice of an
+    invoice's own movement (a discount too), else the payment or credit note (``payment:P1`` ->
+    ``P1``)."""
     if kind in _OF_INVOICE or not credit:
         return invoice_id
     return credit.partition(":")[2] or credit

@@ -40,6 +40,8 @@ class ShadowRows:
         self.disputes: dict[str, dict[str, Any]] = {}
         self.disputes_of: dict[str, list[str]] = {}  # invoice -> dispute ids ever opened on it
         self.replays: dict[str, dict[str, Any]] = {}
+        self.prepayments: dict[str, dict[str, Any]] = {}
+        self.tags: dict[tuple[str, str], dict[str, Any]] = {}  # (customer, credit) -> held-for row
         self.customers: dict[str, dict[str, Any]] = {}
         self.balances: dict[tuple[str, str], list[Decimal]] = {}
         self.receipts: dict[tuple[str, str], str] = {}  # (customer, payment credit) -> currency
@@ -51,7 +53,7 @@ class ShadowRows:
     @property
     def held(self) -> int:
         return (len(self.invoices) + len(self.disputes) + len(self.customers) + len(self.balances)
-                + len(self.receipts) + len(self.replays))
+                + len(self.receipts) + len(self.replays) + len(self.prepayments) + len(self.tags))
 
     @property
     def full(self) -> bool:
@@ -85,13 +87,15 @@ class ShadowRows:
         self._insert_chunks(models.disputes, self.disputes.values())
         self._insert_chunks(models.customers, self.customers.values())
         self._insert_chunks(models.replays, self.replays.values())
+        self._insert_chunks(models.prepayments, self.prepayments.values())
+        self._insert_chunks(models.prepayment_credits, self.tags.values())
         self._insert_chunks(models.balances, (
             {"customer_id": customer, "currency": currency, "open_amount": amounts[0],
              "disputed_amount": amounts[1], "unapplied_cash": amounts[2]}
             for (customer, currency), amounts in self.balances.items()
         ))
         for held in (self.invoices, self.disputes, self.disputes_of, self.customers, self.balances,
-                     self.receipts, self.replays):
+                     self.receipts, self.replays, self.prepayments, self.tags):
             held.clear()
 
     def close(self) -> None:
@@ -121,6 +125,8 @@ class ShadowRows:
             if dispute_id not in listed:
                 listed.append(dispute_id)
         self.replays.update(batch.replays)
+        self.prepayments.update(batch.prepayments)
+        self.tags.update(((row["customer_id"], row["credit"]), row) for row in batch.tags)
         self.customers.update(batch.customers)
         balances = self.balances
         for key, deltas in batch.balance_deltas().items():
@@ -154,6 +160,10 @@ class _HeldBatch(_Batch):
 
     def stored_replays(self, ids: set[str]) -> dict[str, dict[str, Any]]:
         held = self.rows.replays
+        return {i: held[i] for i in ids if i in held}
+
+    def stored_prepayments(self, ids: set[str]) -> dict[str, dict[str, Any]]:
+        held = self.rows.prepayments
         return {i: held[i] for i in ids if i in held}
 
     def disputes_waiting_for(self, invoice_ids: set[str]) -> list[dict[str, Any]]:
