@@ -583,6 +583,19 @@ class LimitReviewDue(_Exact):
     as_of: PublishedDate
 
 
+class SecurityExpiring(_Exact):
+    """`credit.security_expiring`: a security of the customer ends within 30 days."""
+
+    customer_id: PublishedCustomerId
+    security_id: PublishedId
+    kind: str
+    currency: PublishedCurrency | None
+    amount: PublishedAmount | None = Field(description="What is left of it (its amount less draws).")
+    valid_until: PublishedDate = Field(description="The last day it counts.")
+    days_left: int
+    as_of: PublishedDate = Field(description="The review's date.")
+
+
 class RiskFactor(_Exact):
     name: Literal["weighted_days_late", "late_share", "max_days_past_due", "dispute_rate", "trend"]
     value: PublishedDecimal = Field(description="What was measured: days, a share or a rate.")
@@ -681,6 +694,7 @@ CREDIT_EVENTS: dict[str, type[BaseModel]] = {
     "credit.limit_changed": LimitChanged,
     "credit.limit_review_due": LimitReviewDue,
     "credit.risk_grade_changed": RiskGradeChanged,
+    "credit.security_expiring": SecurityExpiring,
 }
 DEADLETTER_EVENTS: dict[str, type[BaseModel]] = {"deadletter.rejected": DeadLetter}
 

@@ -32,10 +32,11 @@ from services.credit.domain import (
     InvalidCommand,
     UnknownHold,
 )
+from services.credit.domain.errors import ConflictingSecurity, UnknownSecurity
 from services.credit.domain.registry import ReviewOutOfOrder
 from services.credit.reviews import ReviewRunner
 from shared.auth import CreditChecker, CreditOverrider, CreditReader, CreditWriter
-from shared.business_dates import given_or_today, not_ahead_of_clock
+from shared.business_dates import given_or_today, not_ahead_of_clock, today_utc
 from shared.dates import BusinessDate
 from shared.db import BIGINT_MAX
 from shared.dependencies import EngineDep, WriterDep, from_state
@@ -64,11 +65,16 @@ CREDIT_PROBLEMS = DomainProblems(
         InvalidCommand: (422, "validation-error"),
         ConflictingCheck: (409, "conflicting-check"),
         UnknownHold: (404, "not-found"),
+        UnknownSecurity: (404, "not-found"),
+        ConflictingSecurity: (409, "conflicting-security"),
         HoldNotActive: (409, "hold-not-active"),
         ReviewOutOfOrder: (409, "review-out-of-order"),
     },
     fields={"amount": "body.amount", "currency": "body.currency", "order_id": "body.order_id",
-            "reason": "body.reason", "as_of": "body.as_of", "hold_id": "path.hold_id"},
+            "reason": "body.reason", "as_of": "body.as_of", "hold_id": "path.hold_id",
+            "security": "path.security_id", "security_id": "body.security_id", "kind": "body.kind",
+            "coverage_percent": "body.coverage_percent", "valid_until": "body.valid_until",
+            "drawn_on": "body.drawn_on"},
 )
 
 
@@ -134,6 +140,8 @@ def _headline(view: dict[str, Any], currency: str | None) -> dict[str, Any]:
         "limit": chosen["limit"] if chosen else None,
         "exposure": chosen["exposure"] if chosen else None,
         "available": chosen["available"] if chosen else None,
+        "secured_amount": chosen["secured_amount"] if chosen else None,
+        "unsecured_exposure": chosen["unsecured_exposure"] if chosen else None,
         "risk_grade": risk.get("grade"), "risk_score": risk.get("score"),
         "risk_factors": risk.get("factors", []),
         "active_holds": view["holds"],
@@ -152,7 +160,7 @@ async def get_customer_credit(
 
     def read() -> dict[str, Any] | None:
         account = app.account(customer_id, fresh=True)
-        return None if account is None else account.view(as_of, app.rules)
+        return None if account is None else account.view(as_of, app.rules, cover_on=as_of or today_utc())
 
     view = await asyncio.to_thread(read)
     if view is None:

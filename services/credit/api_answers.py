@@ -27,6 +27,8 @@ class PositionOut(_Answer):
     exposure: AnswerAmount
     limit: AnswerAmount | None
     available: AnswerAmount | None
+    secured_amount: AnswerAmount | None = None  # (the credit view's: the securities' cover)
+    unsecured_exposure: AnswerAmount | None = None
 
 
 class CheckOut(_Answer):
@@ -40,6 +42,21 @@ class CheckOut(_Answer):
     exposure: AnswerAmount
     limit: AnswerAmount | None
     reasons: list[str]
+    secured_amount: AnswerAmount | None = None
+
+
+class SecurityOut(_Answer):
+    security_id: str
+    customer_id: str
+    kind: str
+    currency: str | None
+    amount: AnswerAmount | None
+    coverage_percent: str | None
+    valid_from: date
+    valid_until: date | None
+    released_on: date | None
+    drawn: AnswerAmount
+    status: Literal["pending", "active", "expired", "released", "document"]
 
 
 class HoldOut(_Answer):

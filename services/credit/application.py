@@ -109,6 +109,25 @@ class CreditApplication(FeedApplication[CreditAccount]):
         return self.command(customer_id, lambda a: a.release_hold(hold_id, by, reason, self.rules),
                              create=False)
 
+    def register_security(self, customer_id: str, record: dict[str, Any], by: str,
+                          on: date) -> dict[str, Any]:
+        result = self.command(customer_id, lambda a: a.register_security(record, by, on, self.rules),
+                              create=True)
+        assert result is not None
+        return result
+
+    def release_security(self, customer_id: str, security_id: str, reason: str, on: date,
+                         by: str) -> dict[str, Any] | None:
+        """None when the customer has no account."""
+        return self.command(
+            customer_id, lambda a: a.release_security(security_id, reason, on, by, self.rules), create=False)
+
+    def draw_security(self, customer_id: str, security_id: str, amount: Decimal, drawn_on: date,
+                      by: str) -> dict[str, Any] | None:
+        """None when the customer has no account."""
+        return self.command(customer_id, lambda a: a.draw_security(
+            security_id, amount, drawn_on, by, self.rules), create=False)
+
     # ------------------------------------------------------------------ reviews
 
     def review_registry(self) -> ReviewRegistry:

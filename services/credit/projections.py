@@ -13,6 +13,8 @@ Tables (plain SQL, indexed for the REST queries and the review):
   (``POST /holds/{hold_id}/release`` finds the customer here);
 - ``credit_checks``: every answered credit check (order, decision, amount, reasons);
 - ``credit_reviews``: the reviews run, with their counts;
+- ``credit_securities``: every security with its kind, amount, drawn amount and dates
+  (``POST /securities/{id}/release`` and ``/draw`` find the customer here);
 - ``credit_projection_positions``: how far the projector has read the notification log,
   updated in the same transaction as the rows.
 
@@ -101,6 +103,21 @@ checks = Table(
     Column("recorded_at", DateTime(timezone=True), nullable=False),
 )
 
+securities = Table(
+    "credit_securities", metadata,
+    Column("customer_id", String(200), primary_key=True),
+    Column("security_id", String(200), primary_key=True),
+    Column("kind", String(30), nullable=False),
+    Column("currency", String(3)),
+    Column("amount", Money),
+    Column("drawn", Money, nullable=False),
+    Column("valid_from", Date, nullable=False),
+    Column("valid_until", Date),
+    Column("released_on", Date),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_credit_securities_security_id", "security_id"),
+)
+
 reviews = Table(
     "credit_reviews", metadata,
     Column("as_of", Date, primary_key=True),
@@ -113,6 +130,7 @@ positions = positions_table("credit_projection_positions", metadata)
 
 PROJECTOR_NAME = "credit-projections"
 _HOLD_EVENTS = ("HoldPlaced", "HoldReasonsChanged", "HoldReleased")
+_SECURITY_EVENTS = {"SecurityRegistered": "security", "SecurityReleased": "release", "SecurityDrawn": "draw"}
 
 
 def _row_state(account: CreditAccount | None) -> tuple[Any, ...] | None:
@@ -127,7 +145,7 @@ def _row_state(account: CreditAccount | None) -> tuple[Any, ...] | None:
 class _Touched(Touched[CreditAccount]):
     """An account touched by a batch, and the holds whose rows must be written."""
 
-    __slots__ = ("holds", "row_changed_at")
+    __slots__ = ("holds", "row_changed_at", "securities")
 
     def __init__(self, account: CreditAccount) -> None:
         super().__init__(account)
@@ -136,6 +154,7 @@ class _Touched(Touched[CreditAccount]):
         # positions and the check rows), stamped with that event's instant: the same rows
         # whatever the batches, so a rebuild verifies against the live tables.
         self.row_changed_at: Any = None
+        self.securities: dict[str, Any] = {}  # security id -> the instant of its last change
 
 
 @dataclass(slots=True)
@@ -149,6 +168,7 @@ class _Rows:
     changed_holds: list[dict[str, Any]]
     checks: list[dict[str, Any]]
     reviews: list[dict[str, Any]]
+    securities: list[dict[str, Any]]
 
 
 class CreditProjector(AccountProjector[CreditAccount]):
@@ -194,6 +214,8 @@ class CreditProjector(AccountProjector[CreditAccount]):
                 entry.holds.setdefault(hold_id, None)
                 if kind == "HoldReleased":
                     entry.holds[f"released:{hold_id}"] = event.timestamp
+        elif kind in _SECURITY_EVENTS:
+            entry.securities[getattr(event, _SECURITY_EVENTS[kind])["security_id"]] = event.timestamp
         elif kind == "CreditChecked":
             check = event.check
             check_rows[check["customer_id"], check["order_id"]] = {
@@ -209,9 +231,16 @@ class CreditProjector(AccountProjector[CreditAccount]):
 
     def _rows(self, touched: dict[UUID, _Touched], check_rows: list[dict[str, Any]],
               review_rows: list[dict[str, Any]]) -> _Rows:
-        account_rows, position_rows, placed_rows, changed_rows = [], [], [], []
+        account_rows, position_rows, placed_rows, changed_rows, security_rows = [], [], [], [], []
         for entry in touched.values():
             account = entry.account
+            for security_id, changed_at in entry.securities.items():
+                security = account.securities[security_id]
+                security_rows.append({
+                    "customer_id": account.customer_id, "security_id": security_id, "kind": security.kind,
+                    "currency": security.currency, "amount": security.amount, "drawn": security.drawn(),
+                    "valid_from": security.valid_from, "valid_until": security.valid_until,
+                    "released_on": security.released_on, "updated_at": changed_at})
             if entry.row_changed_at is not None:
                 risk = account.risk
                 account_rows.append({
@@ -245,7 +274,7 @@ class CreditProjector(AccountProjector[CreditAccount]):
                 else:
                     changed_rows.append(row)
         return _Rows([entry.account.customer_id for entry in touched.values()], account_rows, position_rows,
-                     placed_rows, changed_rows, check_rows, review_rows)
+                     placed_rows, changed_rows, check_rows, review_rows, security_rows)
 
     def _write(self, conn: Connection, rows: _Rows) -> None:
         upsert(conn, accounts, rows.accounts, ["customer_id"])
@@ -258,3 +287,4 @@ class CreditProjector(AccountProjector[CreditAccount]):
         upsert(conn, holds, rows.changed_holds, ["hold_id"])
         upsert(conn, checks, rows.checks, ["customer_id", "order_id"])
         upsert(conn, reviews, rows.reviews, ["as_of"])
+        upsert(conn, securities, rows.securities, ["customer_id", "security_id"])

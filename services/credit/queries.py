@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from services.credit.projections import PROJECTOR_NAME, accounts, checks, holds, positions
+from services.credit.projections import PROJECTOR_NAME, accounts, checks, holds, positions, securities
 from shared.db import plain_row
 
 
@@ -26,6 +26,12 @@ def review_candidates(conn: Connection) -> Iterator[str]:
 def hold_customer(conn: Connection, hold_id: str) -> str | None:
     found = conn.execute(select(holds.c.customer_id).where(holds.c.hold_id == hold_id)).scalar()
     return str(found) if found is not None else None
+
+
+def security_customers(conn: Connection, security_id: str) -> list[str]:
+    """The customers with a security of this id (one, unless two chose the same id)."""
+    query = select(securities.c.customer_id).where(securities.c.security_id == security_id)
+    return sorted(str(c) for c in conn.execute(query).scalars())
 
 
 def find_holds(conn: Connection, *, status: str | None, customer_id: str | None,

@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from bench.book import generate_book
 from services.credit import outbound as credit_outbound
 from services.credit.domain import CreditAccount, default_rules
+from services.credit.domain.securities import security_record
 from services.dunning import outbound as dunning_outbound
 from services.dunning.domain import DunningAccount, default_policy
 from services.dunning.domain.plans import Instalment
@@ -267,6 +268,10 @@ def a_life() -> list[dict[str, Any]]:
     b.credit.set_limit("USD", M("1000.00"), "carol", expires_on=D("2025-03-31"), review_on=D("2025-03-15"))
     hold = b.credit.place_manual_hold("alice", "call first")
     b.credit.release_hold(hold["hold_id"], "bob", "called")
+    b.credit.register_security(security_record(  # announced by the review of 25 January
+        security_id="G1", kind="bank_guarantee", currency="EUR", amount=M("500.00"), coverage_percent=None,
+        valid_from=D("2025-01-01"), valid_until=D("2025-02-15"), issuer="Bank", reference=None, note=None),
+        "carol", D("2025-01-02"))
     b.collect()
     b.dun("2025-01-25", "2025-05-10", renderer)
     b.pay("Q1", "1250.00", "2025-05-11")

@@ -440,11 +440,11 @@ def test_several_currencies_have_their_own_limit_and_exposure() -> None:
     c.pay("PU", "100.00", "2025-03-05", currency="USD")
     assert c.holds() == []
     assert c.check("O4", "1.00", "2025-03-05", currency="GBP")["reasons"] == ["no_limit"]
-    assert c.credit.view()["positions"] == [
+    assert c.credit.view()["positions"] == [  # (no securities: nothing secured)
         {"currency": "EUR", "open_receivables": "900.00", "reserved": "0.00", "exposure": "900.00",
-         "limit": "1000.00", "available": "100.00"},
+         "limit": "1000.00", "available": "100.00", "secured_amount": "0.00", "unsecured_exposure": "900.00"},
         {"currency": "USD", "open_receivables": "1500.00", "reserved": "500.00", "exposure": "2000.00",
-         "limit": "2000.00", "available": "0.00"},
+         "limit": "2000.00", "available": "0.00", "secured_amount": "0.00", "unsecured_exposure": "2000.00"},
     ]
 
 

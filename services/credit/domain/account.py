@@ -51,13 +51,16 @@ from eventsourcing.domain import Aggregate, event
 
 from services.credit.domain.errors import (
     ConflictingCheck,
+    ConflictingSecurity,
     HoldNotActive,
     InvalidAmount,
     InvalidCommand,
     UnknownHold,
+    UnknownSecurity,
 )
 from services.credit.domain.risk import InvoiceHistory, RiskAssessment, RiskModel, assess
 from services.credit.domain.rules import CreditRules, default_rules
+from services.credit.domain.securities import EXPIRY_NOTICE_DAYS, Security, cover
 from shared.ledger_feed import Fact, InvoiceOpened
 from shared.money import ZERO, check_minor_digits, parse_amount, to_text
 from shared.open_items import MirrorChange, OpenItem, OpenItems
@@ -143,11 +146,12 @@ class ReviewResult:
     holds_placed: list[dict[str, Any]] = field(default_factory=list)
     holds_changed: list[dict[str, Any]] = field(default_factory=list)
     holds_released: list[dict[str, Any]] = field(default_factory=list)
+    securities_expiring: list[str] = field(default_factory=list)  # announced by this review
 
     def __bool__(self) -> bool:
         return bool(self.limits_expired or self.limits_to_review or self.reservations_expired
                     or self.overdue_invoices or self.grade_change or self.holds_placed
-                    or self.holds_changed or self.holds_released)
+                    or self.holds_changed or self.holds_released or self.securities_expiring)
 
 
 @dataclass(slots=True)
@@ -207,6 +211,7 @@ class CreditAccount(Aggregate):
         self.holds: dict[str, Hold] = {}
         self.overridden: set[str] = set()  # reasons a user released and that still hold
         self.last_review_on: date | None = None
+        self.securities: dict[str, Security] = {}
 
     # ----------------------------------------------------------------- queries
 
@@ -216,6 +221,12 @@ class CreditAccount(Aggregate):
 
     def exposure(self, currency: str) -> Decimal:
         return self.items.receivables.get(currency, ZERO) + self.reserved.get(currency, ZERO)
+
+    def cover(self, currency: str, exposure: Decimal, day: date | None) -> Decimal:
+        """What the securities cover of ``exposure`` on ``day`` (no day known: nothing)."""
+        if day is None or not self.securities:
+            return ZERO
+        return cover(self.securities.values(), currency, exposure, day)
 
     def limit_amount(self, currency: str) -> Decimal | None:
         limit = self.limits.get(currency)
@@ -260,17 +271,30 @@ class CreditAccount(Aggregate):
         """The risk score as of a date, computed now (not recorded)."""
         return assess(self.history(), as_of, model)
 
-    def view(self, as_of: date | None = None, rules: CreditRules | None = None) -> dict[str, Any]:
+    def view(self, as_of: date | None = None, rules: CreditRules | None = None,
+             cover_on: date | None = None) -> dict[str, Any]:
         """The customer's credit, JSON-native (``GET /customers/{id}/credit``).
 
         ``risk`` is the assessment recorded by the last grade change; with ``as_of``,
-        ``risk_as_of`` is the score computed for that date.
+        ``risk_as_of`` is the score computed for that date. Each position's
+        ``secured_amount`` and ``unsecured_exposure`` are the securities' cover on
+        ``cover_on`` (``as_of``, else the last review's date) and what it leaves.
         """
         rules = rules or _default_rules()
+        day = cover_on or as_of or self.last_review_on
+        positions = []
+        for figure in self.figures():
+            currency, exposure = figure["currency"], Decimal(figure["exposure"])
+            secured = self.cover(currency, exposure, day)
+            positions.append({**figure, "secured_amount": to_text(secured, currency),
+                              "unsecured_exposure": to_text(exposure - secured, currency)})
         view: dict[str, Any] = {
             "customer_id": self.customer_id,
             "on_hold": self.on_hold,
-            "positions": self.figures(),
+            "positions": positions,
+            "cover_on": day.isoformat() if day else None,
+            "securities": [s.view(day) if day else {**s.view(s.valid_from), "counts": None}
+                           for _, s in sorted(self.securities.items())],
             "limits": [
                 {"currency": c, "amount": to_text(lim.amount, c), "set_by": lim.set_by, "source": lim.source,
                  "expires_on": lim.expires_on.isoformat() if lim.expires_on else None,
@@ -374,11 +398,13 @@ class CreditAccount(Aggregate):
         exposure = self.exposure(currency)
         limit = self.limit_amount(currency)
         holds = self.active_holds()
+        # what the securities valid on the order's date cover of the exposure with the order
+        secured = self.cover(currency, exposure + amount, on)
         if holds:
             decision, reasons = "hold", _ordered(r for hold in holds for r in hold.reasons)
         elif limit is None:
             decision, reasons = "review", ["no_limit"]
-        elif exposure + amount > limit:
+        elif exposure + amount - secured > limit:
             decision, reasons = "review", ["limit_exceeded"]
         else:
             decision, reasons = "approve", []
@@ -391,9 +417,10 @@ class CreditAccount(Aggregate):
         answer = {
             "order_id": order_id, "customer_id": self.customer_id, "currency": currency,
             "amount": amount_text, "on": on.isoformat(), "decision": decision,
-            "available_credit": to_text(limit - exposure, currency) if limit is not None else None,
+            "available_credit": to_text(limit - exposure + secured, currency) if limit is not None else None,
             "exposure": to_text(exposure, currency),
             "limit": to_text(limit, currency) if limit is not None else None,
+            "secured_amount": to_text(secured, currency),
             "reasons": reasons, "hold_ids": [hold.hold_id for hold in holds],
             "reserved_until": reservation["expires_on"] if reservation else None,
         }
@@ -453,6 +480,7 @@ class CreditAccount(Aggregate):
             self._reservations_expired(as_of=day, reservations=[
                 {"order_id": r.order_id, "currency": r.currency, "remaining": str(r.remaining),
                  "expires_on": r.expires_on.isoformat()} for r in expired])
+        expiring = self._announce_expiring(as_of)
         newly_overdue = self._mark_overdue(as_of, rules)
         assessment = self.assess(as_of, rules.risk)
         grade_change = None
@@ -463,7 +491,7 @@ class CreditAccount(Aggregate):
         evaluation = self._evaluate(rules, {"kind": "review", "as_of": day}, day)
         return ReviewResult(as_of, limits_expired, limits_to_review, [r.order_id for r in expired],
                             newly_overdue, grade_change, evaluation.placed, evaluation.changed,
-                            evaluation.released)
+                            evaluation.released, expiring)
 
     def _mark_overdue(self, as_of: date, rules: CreditRules) -> list[str]:
         rule = rules.overdue_rule
@@ -513,14 +541,100 @@ class CreditAccount(Aggregate):
         self._hold_released(release=release)
         return release
 
+    # ----------------------------------------------------------------- securities
+
+    def register_security(self, record: dict[str, Any], by: str, on: date,
+                          rules: CreditRules | None = None) -> dict[str, Any]:
+        """Record a security (``security_record`` checked it); the same again is answered as it
+        stands, other content under its id is refused. The hold rules follow its cover on ``on``."""
+        by = _required(by, "by")
+        security_id = record["security_id"]
+        known = self.securities.get(security_id)
+        if known is not None:
+            if known.record == record:
+                return known.view(on)
+            raise ConflictingSecurity(f"security {security_id} is registered already with other content",
+                                      field="security_id")
+        self._security_registered(security=record, by=by, on=on.isoformat())
+        self._evaluate(rules or _default_rules(), {"kind": "security", "security_id": security_id, "by": by},
+                       on.isoformat())
+        return self.securities[security_id].view(on)
+
+    def release_security(self, security_id: str, reason: str, on: date, by: str,
+                         rules: CreditRules | None = None) -> dict[str, Any]:
+        """Give a security back: it covers nothing from ``on``."""
+        security = self._security(security_id)
+        by, reason = _required(by, "by"), _required(reason, "reason")
+        if security.released_on is not None:
+            raise ConflictingSecurity(f"security {security_id} was released on {security.released_on}",
+                                      field="security")
+        self._security_released(release={"security_id": security_id, "customer_id": self.customer_id,
+                                         "reason": reason, "released_on": on.isoformat(), "by": by})
+        self._evaluate(rules or _default_rules(), {"kind": "security", "security_id": security_id, "by": by},
+                       on.isoformat())
+        return security.view(on)
+
+    def draw_security(self, security_id: str, amount: Decimal, drawn_on: date, by: str,
+                      rules: CreditRules | None = None) -> dict[str, Any]:
+        """Call on a security (the bank pays under its guarantee, a note is cashed): what is left
+        of it covers less from ``drawn_on``."""
+        security = self._security(security_id)
+        by = _required(by, "by")
+        if not security.covers or security.currency is None or security.amount is None:
+            raise ConflictingSecurity(f"a {security.kind} is a record without cover: nothing to draw",
+                                      field="security")
+        amount = _valid_amount(amount, security.currency, "amount", positive=True)
+        if not security.counts_on(drawn_on):
+            raise InvalidCommand(f"drawn_on: security {security_id} does not count on {drawn_on} "
+                                 f"({security.status(drawn_on)})", field="drawn_on")
+        left = security.amount - security.drawn()
+        if amount > left:
+            raise InvalidAmount(f"amount: {amount} is more than the {left} {security.currency} left of "
+                                f"security {security_id}", field="amount")
+        self._security_drawn(draw={"security_id": security_id, "customer_id": self.customer_id,
+                                   "amount": str(amount), "drawn_on": drawn_on.isoformat(), "by": by})
+        self._evaluate(rules or _default_rules(), {"kind": "security", "security_id": security_id, "by": by},
+                       drawn_on.isoformat())
+        return security.view(drawn_on)
+
+    def _security(self, security_id: str) -> Security:
+        security = self.securities.get(security_id)
+        if security is None:
+            raise UnknownSecurity(f"security {security_id} is not known for customer {self.customer_id}",
+                                  field="security")
+        return security
+
+    def _announce_expiring(self, as_of: date) -> list[str]:
+        """The securities still counting that end within the notice period: announced once."""
+        ending = []
+        for security in sorted(self.securities.values(), key=lambda s: s.security_id):
+            until = security.valid_until
+            if until is None or security.expiry_announced or not security.counts_on(as_of):
+                continue
+            if until <= as_of + timedelta(days=EXPIRY_NOTICE_DAYS):
+                self._security_expiring(notice={
+                    "security_id": security.security_id, "customer_id": self.customer_id,
+                    "kind": security.kind, "currency": security.currency,
+                    "amount": None if security.amount is None else str(security.amount - security.drawn()),
+                    "valid_until": until.isoformat(), "days_left": (until - as_of).days,
+                    "as_of": as_of.isoformat()})
+                ending.append(security.security_id)
+        return ending
+
     # ----------------------------------------------------------------- hold rules
 
-    def _limit_breaches(self, rules: CreditRules) -> list[str]:
+    def _limit_breaches(self, rules: CreditRules, day: date | None) -> list[str]:
+        """The currencies whose exposure less the securities' cover on ``day`` is over the
+        limit the rule allows."""
         rule = rules.limit_rule
         if rule is None:
             return []
         return [currency for currency, limit in sorted(self.limits.items())
-                if self.exposure(currency) > rule.allowed(limit.amount)]
+                if self.unsecured(currency, day) > rule.allowed(limit.amount)]
+
+    def unsecured(self, currency: str, day: date | None) -> Decimal:
+        exposure = self.exposure(currency)
+        return exposure - self.cover(currency, exposure, day)
 
     def _overdue(self, rules: CreditRules) -> Iterator[tuple[OpenItem, int]]:
         """The marked invoices that make the overdue rule hold now, with their days past due."""
@@ -543,10 +657,10 @@ class CreditAccount(Aggregate):
                  for invoice, days in self._overdue(rules)]
         return sorted(lines, key=lambda line: (-line["days_past_due"], line["invoice_id"]))
 
-    def _firing(self, rules: CreditRules) -> list[str]:
+    def _firing(self, rules: CreditRules, day: date | None) -> list[str]:
         """The hold rules that apply now (evaluated after every change: kept to what they need)."""
         reasons = []
-        if self._limit_breaches(rules):
+        if self._limit_breaches(rules, day):
             reasons.append("limit_exceeded")
         if next(self._overdue(rules), None) is not None:
             reasons.append("overdue_days")
@@ -555,11 +669,12 @@ class CreditAccount(Aggregate):
             reasons.append("risk_grade")
         return reasons
 
-    def _headline(self, reasons: list[str], rules: CreditRules) -> tuple[str | None, str | None, str | None]:
+    def _headline(self, reasons: list[str], rules: CreditRules,
+                  day: date | None) -> tuple[str | None, str | None, str | None]:
         """The (currency, exposure, limit) a hold's one-figure fields show: the currency behind it."""
         currency = None
-        if "limit_exceeded" in reasons and self._limit_breaches(rules):
-            currency = self._limit_breaches(rules)[0]
+        if "limit_exceeded" in reasons and (breaches := self._limit_breaches(rules, day)):
+            currency = breaches[0]
         elif "overdue_days" in reasons and self._overdue_lines(rules):
             currency = self._overdue_lines(rules)[0]["currency"]
         else:
@@ -578,7 +693,8 @@ class CreditAccount(Aggregate):
                      trigger: dict[str, Any], effective_date: str | None,
                      rules: CreditRules) -> dict[str, Any]:
         number = len(self.holds) + 1
-        currency, exposure, limit = self._headline(reasons, rules)
+        day = date.fromisoformat(effective_date[:10]) if effective_date else self.last_review_on
+        currency, exposure, limit = self._headline(reasons, rules, day)
         return {
             "hold_id": credit_hold_id(self.customer_id, number), "number": number,
             "customer_id": self.customer_id,
@@ -598,9 +714,11 @@ class CreditAccount(Aggregate):
 
     def _evaluate(self, rules: CreditRules, trigger: dict[str, Any],
                   effective_date: str | None) -> _Evaluation:
-        """Place, change or release the automatic hold as the rules now say."""
+        """Place, change or release the automatic hold as the rules now say (securities cover
+        as on the change's effective date, else the last review's)."""
+        day = date.fromisoformat(effective_date[:10]) if effective_date else self.last_review_on
         result = _Evaluation()
-        firing = self._firing(rules)
+        firing = self._firing(rules, day)
         lapsed = _ordered(self.overridden - set(firing))
         if lapsed:
             self._overrides_lapsed(reasons=lapsed, trigger=trigger)
@@ -745,3 +863,20 @@ class CreditAccount(Aggregate):
     def _overrides_lapsed(self, reasons: list[str], trigger: dict[str, Any]) -> None:
         self._reviewed(trigger)
         self.overridden.difference_update(reasons)
+
+    @event("SecurityRegistered")
+    def _security_registered(self, security: dict[str, Any], by: str, on: str) -> None:
+        self.securities[security["security_id"]] = Security.from_record(security)
+
+    @event("SecurityReleased")
+    def _security_released(self, release: dict[str, Any]) -> None:
+        self.securities[release["security_id"]].released_on = date.fromisoformat(release["released_on"])
+
+    @event("SecurityDrawn")
+    def _security_drawn(self, draw: dict[str, Any]) -> None:
+        self.securities[draw["security_id"]].draws.append(
+            (date.fromisoformat(draw["drawn_on"]), Decimal(draw["amount"])))
+
+    @event("SecurityExpiring")
+    def _security_expiring(self, notice: dict[str, Any]) -> None:
+        self.securities[notice["security_id"]].expiry_announced = True

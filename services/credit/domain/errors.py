@@ -26,3 +26,12 @@ class UnknownHold(CreditError):
 
 class HoldNotActive(CreditError):
     """The hold was already released."""
+
+
+class UnknownSecurity(CreditError):
+    pass
+
+
+class ConflictingSecurity(CreditError):
+    """A security id registered again with different content, or a change it cannot take
+    (released already, a draw beyond what is left, a draw on a record without cover)."""

@@ -16,6 +16,10 @@ id). Contract types and their fields:
 - ``RiskGradeChanged`` -> ``credit.risk_grade_changed``: ``customer_id``, ``grade``,
   ``previous_grade``, ``score``, ``factors``, ``as_of``.
 
+- ``SecurityExpiring`` -> ``credit.security_expiring``: ``customer_id``, ``security_id``,
+  ``kind``, ``currency``, ``amount`` (what is left of it), ``valid_until``, ``days_left``,
+  ``as_of`` (the review that saw it end within 30 days).
+
 Added types (the contract welcomes them): ``credit.hold_reasons_changed`` (an active
 automatic hold's reasons changed) and ``credit.limit_review_due``. Checks, reservations,
 ledger facts and overdue marks are internal and publish nothing.
@@ -27,7 +31,7 @@ from typing import Any
 
 # the stored events that publish something, by class name (the rest publish nothing)
 PUBLISHING = frozenset({"HoldPlaced", "HoldReasonsChanged", "HoldReleased", "LimitSet", "LimitExpired",
-                        "LimitReviewDue", "RiskGradeChanged"})
+                        "LimitReviewDue", "RiskGradeChanged", "SecurityExpiring"})
 
 
 def published(event: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -78,4 +82,6 @@ def published(event: Any) -> list[tuple[str, dict[str, Any]]]:
             "customer_id": event.customer_id, "grade": assessment["grade"], "previous_grade": event.previous,
             "score": assessment["score"], "factors": assessment["factors"], "as_of": event.as_of,
         })]
+    if kind == "SecurityExpiring":
+        return [("credit.security_expiring", dict(event.notice))]
     return []
