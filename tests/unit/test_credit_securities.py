@@ -59,7 +59,8 @@ def test_a_guarantee_turns_a_refused_check_into_an_approval_until_it_expires() -
         ("G1", "2025-03-31", 29, "5000.00")]
     c.review("2025-03-31")
     assert c.holds() == []  # 11,000.00 exposed, 5,000.00 secured
-    assert answer(c.check("O3", "2000.00", "2025-04-01")) == ("review", ["limit_exceeded"], "0.00", "-1000.00")
+    assert answer(c.check("O3", "2000.00", "2025-04-01")) == (
+        "review", ["limit_exceeded"], "0.00", "-1000.00")
     c.review("2025-04-01")
     assert c.holds() == [("automatic", ["limit_exceeded"], "auto")]
     assert [kind for kind, _ in c.published].count("credit.security_expiring") == 1  # announced once
@@ -84,7 +85,8 @@ def test_credit_insurance_covers_its_share_of_the_exposure_up_to_the_insured_amo
 
 
 def test_insurance_pays_no_fraction_of_a_cent() -> None:
-    insured = Security.from_record(security("CI", "credit_insurance", amount="100.00", coverage_percent="33.33"))
+    insured = Security.from_record(
+        security("CI", "credit_insurance", amount="100.00", coverage_percent="33.33"))
     assert insured.cover(M("10.01"), D("2025-02-01")) == M("3.33")  # 3.336333: rounded down
     assert insured.cover(M("100.00"), D("2025-02-01")) == M("33.33")
 
@@ -108,12 +110,12 @@ def test_a_draw_lowers_the_cover_from_its_date_and_a_release_ends_it() -> None:
     c.credit.draw_security("G1", M("2000.00"), D("2025-03-05"), "dave", c.rules)
     assert c.credit.cover("EUR", M("9000.00"), D("2025-03-04")) == M("5000.00")
     assert c.credit.cover("EUR", M("9000.00"), D("2025-03-05")) == M("3000.00")
-    with pytest.raises(InvalidAmount, match="more than the 3000.00 EUR left"):
+    with pytest.raises(InvalidAmount, match=r"more than the 3000\.00 EUR left"):
         c.credit.draw_security("G1", M("3000.01"), D("2025-03-06"), "dave", c.rules)
     c.credit.release_security("G1", "returned to the bank", D("2025-03-20"), "dave", c.rules)
     assert c.credit.cover("EUR", M("9000.00"), D("2025-03-19")) == M("3000.00")
     assert c.credit.cover("EUR", M("9000.00"), D("2025-03-20")) == M("0.00")
-    with pytest.raises(ConflictingSecurity, match="was released on 2025-03-20"):
+    with pytest.raises(ConflictingSecurity, match=r"was released on 2025-03-20"):
         c.credit.release_security("G1", "again", D("2025-03-21"), "dave", c.rules)
     with pytest.raises(UnknownSecurity):
         c.credit.draw_security("G9", M("1.00"), D("2025-03-06"), "dave", c.rules)
@@ -136,9 +138,9 @@ def test_registering_again_and_what_is_refused() -> None:
         "valid_until": dict(kind="collateral", amount="1.00", valid_until="2024-12-31"),
         "kind": dict(kind="pledge", amount="1.00"),
     }
-    for field, given in refusals.items():
+    for field, asked in refusals.items():
         with pytest.raises(InvalidCommand) as refused:
-            security("X", **given)  # type: ignore[arg-type]
+            security("X", **asked)  # type: ignore[arg-type]
         assert refused.value.field == field
     with pytest.raises(InvalidCommand, match="only credit insurance"):
         security("X", "bank_guarantee", amount="1.00", coverage_percent="50")
