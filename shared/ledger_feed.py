@@ -135,6 +135,41 @@ class UnappliedCashChanged(_Data):
         return self
 
 
+class PrepaymentAsked(_Data):
+    """``ledger.prepayment_requested``: money asked before an order ships (no receivable)."""
+
+    request_id: Id
+    currency: Currency
+    amount: FactAmount
+    order_id: Id | None = None
+    due_date: BusinessDate
+
+    @model_validator(mode="after")
+    def _digits(self) -> PrepaymentAsked:
+        _check_digits(self, "amount")
+        return self
+
+
+class PrepaymentPaid(_Data):
+    """``ledger.prepayment_received``: a payment for a request arrived."""
+
+    request_id: Id
+    payment_id: Id
+    currency: Currency
+    amount: FactAmount
+
+    @model_validator(mode="after")
+    def _digits(self) -> PrepaymentPaid:
+        _check_digits(self, "amount")
+        return self
+
+
+class PrepaymentWithdrawn(InvoicesTouched):
+    """``ledger.prepayment_cancelled``: the request withdrawn (and what its cash then paid)."""
+
+    request_id: Id
+
+
 class CustomerUpdated(CustomerUpserted):
     """The profile the ledger keeps, with the ERP's bounds (depth, lengths, the credit limit)."""
 
@@ -150,7 +185,7 @@ CREDIT_TYPES: dict[str, type[RiskGraded]] = {"credit.risk_grade_changed": RiskGr
 
 
 LedgerFact = (InvoiceOpened | InvoicesTouched | InvoiceSettled | InvoiceDisputed | DisputeClosed
-              | UnappliedCashChanged | CustomerUpserted | RiskGraded)
+              | UnappliedCashChanged | CustomerUpserted | RiskGraded | PrepaymentAsked | PrepaymentPaid)
 
 LEDGER_TYPES: dict[str, type[LedgerFact]] = {
     "ledger.invoice_opened": InvoiceOpened,
@@ -163,7 +198,10 @@ LEDGER_TYPES: dict[str, type[LedgerFact]] = {
     "ledger.customer_updated": CustomerUpdated,
     # (their invoices' outcomes, as any other fact's that touches invoices)
     "ledger.prepayment_applied": InvoicesTouched,
-    "ledger.prepayment_cancelled": InvoicesTouched,
+    "ledger.prepayment_cancelled": PrepaymentWithdrawn,
+    # (no open items: credit asks for the deposit of an order while one is awaited)
+    "ledger.prepayment_requested": PrepaymentAsked,
+    "ledger.prepayment_received": PrepaymentPaid,
 }
 
 

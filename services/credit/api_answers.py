@@ -43,6 +43,7 @@ class CheckOut(_Answer):
     limit: AnswerAmount | None
     reasons: list[str]
     secured_amount: AnswerAmount | None = None
+    deposit_amount: AnswerAmount | None = None
 
 
 class SecurityOut(_Answer):

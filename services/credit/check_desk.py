@@ -171,6 +171,8 @@ class CheckDesk:
         given = account.checks.get(order_id)
         if given is None or given["currency"] != currency or Decimal(given["amount"]) != amount:
             return None  # new, or conflicting: the domain decides (and refuses a conflict)
+        if "deposit_required" in given["reasons"]:
+            return None  # decided again once the deposit awaited changed: the domain knows
         return dict(given)
 
     async def stop(self) -> None:

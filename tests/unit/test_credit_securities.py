@@ -214,3 +214,4 @@ def test_an_account_rebuilt_from_its_events_has_the_same_securities() -> None:
     history = list(account.collect_events())
     rebuilt = rebuilt_from(history)
     assert rebuilt.securities["G1"].view(D("2025-01-02")) == account.securities["G1"].view(D("2025-01-02"))
+

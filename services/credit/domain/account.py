@@ -61,7 +61,7 @@ from services.credit.domain.errors import (
 from services.credit.domain.risk import InvoiceHistory, RiskAssessment, RiskModel, assess
 from services.credit.domain.rules import CreditRules, default_rules
 from services.credit.domain.securities import EXPIRY_NOTICE_DAYS, Security, cover
-from shared.ledger_feed import Fact, InvoiceOpened
+from shared.ledger_feed import Fact, InvoiceOpened, PrepaymentAsked, PrepaymentPaid, PrepaymentWithdrawn
 from shared.money import ZERO, check_minor_digits, parse_amount, to_text
 from shared.open_items import MirrorChange, OpenItem, OpenItems
 
@@ -69,7 +69,7 @@ ACCOUNT_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:credit:customer")
 HOLD_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:credit:hold")
 
 # The order reasons are listed in, on holds and in check answers.
-REASON_ORDER = ("limit_exceeded", "overdue_days", "risk_grade", "manual")
+REASON_ORDER = ("limit_exceeded", "overdue_days", "risk_grade", "manual", "no_limit", "deposit_required")
 
 
 @lru_cache(maxsize=1 << 16)  # a uuid5 costs ≈ 3.5 µs, and every credit check looks its account up
@@ -113,6 +113,24 @@ class Reservation:
     remaining: Decimal
     reserved_on: date
     expires_on: date  # last day it counts
+
+
+@dataclass(slots=True)
+class Deposit:
+    """A prepayment the ledger asked for an order (``ledger.prepayment_requested``) and what
+    came for it; ``amount`` None while only a payment for it is known."""
+
+    order_id: str | None = None
+    currency: str | None = None
+    amount: Decimal | None = None
+    received: dict[str, Decimal] = field(default_factory=dict)  # payment id -> amount
+    withdrawn: bool = False
+
+    @property
+    def awaited(self) -> Decimal:
+        if self.amount is None or self.withdrawn:
+            return ZERO
+        return max(ZERO, self.amount - sum(self.received.values(), ZERO))
 
 
 @dataclass(slots=True)
@@ -212,6 +230,8 @@ class CreditAccount(Aggregate):
         self.overridden: set[str] = set()  # reasons a user released and that still hold
         self.last_review_on: date | None = None
         self.securities: dict[str, Security] = {}
+        # the ledger's prepayment requests: request id -> order, currency, amount, receipts
+        self.deposits: dict[str, Deposit] = {}
 
     # ----------------------------------------------------------------- queries
 
@@ -328,10 +348,42 @@ class CreditAccount(Aggregate):
         The hold rules are evaluated after every change.
         """
         changed = self.items.take(fact, self._observe_profile, self._record)
+        changed = self._observe_deposit(fact) or changed
         if changed:
             trigger = {"kind": "ledger", "event_type": fact.event_type, "event_id": fact.event_id}
             self._evaluate(rules or _default_rules(), trigger, fact.effective_date)
         return changed
+
+    def _observe_deposit(self, fact: Fact) -> bool:
+        """The ledger's prepayment requests and what came for them (a check for the order asks
+        for what is still awaited); each known once, so a redelivery changes nothing."""
+        body = fact.body
+        if isinstance(body, PrepaymentAsked):
+            known = self.deposits.get(body.request_id)
+            if known is not None and known.amount is not None:
+                return False
+            self._deposit_requested(request={"request_id": body.request_id, "order_id": body.order_id,
+                                             "currency": body.currency, "amount": str(body.amount)})
+            return True
+        if isinstance(body, PrepaymentPaid):
+            known = self.deposits.get(body.request_id)
+            if known is not None and body.payment_id in known.received:
+                return False
+            self._deposit_received(receipt={"request_id": body.request_id, "payment_id": body.payment_id,
+                                            "amount": str(body.amount)})
+            return True
+        if isinstance(body, PrepaymentWithdrawn):
+            known = self.deposits.get(body.request_id)
+            if known is None or known.withdrawn:
+                return False
+            self._deposit_withdrawn(request_id=body.request_id)
+            return True
+        return False
+
+    def deposit_awaited(self, order_id: str, currency: str) -> Decimal:
+        """What the ledger still awaits in advance for an order, in ``currency``."""
+        return sum((d.awaited for d in self.deposits.values()
+                    if d.order_id == order_id and d.currency == currency), ZERO)
 
     def _observe_profile(self, fact: Fact, sequence: list[int] | None) -> bool:
         credit_limit = fact.data.get("credit_limit")
@@ -388,12 +440,16 @@ class CreditAccount(Aggregate):
         currency = _valid_currency(currency)
         amount = _valid_amount(amount, currency, "amount", positive=True)
         given = self.checks.get(order_id)
+        awaited = self.deposit_awaited(order_id, currency) if self.deposits else ZERO
         if given is not None:
             if (given["currency"], Decimal(given["amount"])) != (currency, amount):
                 raise ConflictingCheck(
                     f"order {order_id} was checked for {given['amount']} {given['currency']}, "
                     f"not {amount} {currency}", field="order_id")
-            return dict(given)
+            # an answer waiting for a deposit is decided again once what is awaited changed
+            if "deposit_required" not in given["reasons"] or given.get("deposit_amount") == to_text(
+                    awaited, currency):
+                return dict(given)
         rules = rules or _default_rules()
         exposure = self.exposure(currency)
         limit = self.limit_amount(currency)
@@ -408,6 +464,8 @@ class CreditAccount(Aggregate):
             decision, reasons = "review", ["limit_exceeded"]
         else:
             decision, reasons = "approve", []
+        if awaited > ZERO and decision != "hold":
+            decision, reasons = "review", [*reasons, "deposit_required"]
         amount_text = to_text(amount, currency)
         reservation = None
         if decision == "approve":
@@ -421,6 +479,7 @@ class CreditAccount(Aggregate):
             "exposure": to_text(exposure, currency),
             "limit": to_text(limit, currency) if limit is not None else None,
             "secured_amount": to_text(secured, currency),
+            "deposit_amount": to_text(awaited, currency) if awaited > ZERO else None,
             "reasons": reasons, "hold_ids": [hold.hold_id for hold in holds],
             "reserved_until": reservation["expires_on"] if reservation else None,
         }
@@ -880,3 +939,18 @@ class CreditAccount(Aggregate):
     @event("SecurityExpiring")
     def _security_expiring(self, notice: dict[str, Any]) -> None:
         self.securities[notice["security_id"]].expiry_announced = True
+
+    @event("DepositRequested")
+    def _deposit_requested(self, request: dict[str, Any]) -> None:
+        deposit = self.deposits.setdefault(request["request_id"], Deposit())
+        deposit.order_id, deposit.currency = request["order_id"], request["currency"]
+        deposit.amount = Decimal(request["amount"])
+
+    @event("DepositReceived")
+    def _deposit_received(self, receipt: dict[str, Any]) -> None:
+        deposit = self.deposits.setdefault(receipt["request_id"], Deposit())
+        deposit.received[receipt["payment_id"]] = Decimal(receipt["amount"])
+
+    @event("DepositWithdrawn")
+    def _deposit_withdrawn(self, request_id: str) -> None:
+        self.deposits[request_id].withdrawn = True
