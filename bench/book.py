@@ -14,7 +14,25 @@ messages (topic, key, value) in publish order, keyed by customer id, with a real
   ``dispute.opened`` / ``dispute.resolved`` (accepted with a credit, or rejected),
   ``payment.reversed`` (~1%);
 - a few exact duplicates (same ``source``/``id``) re-published later, and a handful of
-  invalid messages (not JSON, negative amount) that belong on the dead-letter topic.
+  invalid messages (not JSON, negative amount) that belong on the dead-letter topic;
+- with ``advance`` (a share of all messages, 0 by default), advance-receipt traffic:
+  ``prepayment.requested`` (most with an ``order_id``), ``payment.received`` tagged with
+  ``prepayment_request_id`` (some dated before their request), a few ``prepayment.cancelled``
+  and some ``payment.refunded`` (see ``ADVANCE_GROUPS``). Every other type's share shrinks
+  in proportion; ``advance=0`` gives the very same book as before it existed.
+
+Advance traffic comes per request, in groups: *ordered* (the request and its payment; the
+order's invoice, an ``invoice.issued`` with ``attributes.order_id``, is one of the book's
+invoices, issued later and kept apart from the other changes; the prepayment is the whole
+invoice or a deposit of 20-50% of it, whose balance an ordinary allocated payment pays after
+the invoice); *held* (the request and its payment, nothing of the order invoiced within the
+book, or a deposit without order: the cash stays held to the end; most of these are partly
+or wholly refunded, naming the payment); *cancelled* (the request withdrawn; some were paid
+before); *unpaid* (the request alone). Refunds only ever take from held cash that nothing
+else may take (its request is never withdrawn and no invoice of its order exists), after
+the payment on ``ar.payments``, at most its amount: whatever the order between topics, the
+ledger cannot refuse one. Cash that may be released (cancelled requests', what an order's
+invoice leaves) only goes to customers without a write-off (``_Customer.protected``).
 
 Each topic is in business-date order (a dependent event, such as a reversal, always comes
 after what it depends on in the same topic); topics carry no order between them, so a
@@ -70,7 +88,25 @@ _TOPIC_OF = {
     "payment.reversed": PAYMENTS_TOPIC,
     "dispute.opened": DISPUTES_TOPIC,
     "dispute.resolved": DISPUTES_TOPIC,
+    "prepayment.requested": INVOICES_TOPIC,
+    "prepayment.cancelled": INVOICES_TOPIC,
+    "payment.refunded": PAYMENTS_TOPIC,
 }
+
+# Advance-receipt traffic, per prepayment request (see the module's docstring): each group's
+# share of the requests and the messages it counts towards ``advance`` (the order's invoice
+# and a deposit's balance payment count among the ordinary invoices and payments).
+ADVANCE_GROUPS: dict[str, float] = {
+    "ordered": 0.55,  # request + tagged payment (2)
+    "held": 0.25,  # request + tagged payment (2), + a refund for REFUNDED of them (3)
+    "cancelled": 0.10,  # request + cancellation (2), + a tagged payment before for PAID of them (3)
+    "unpaid": 0.10,  # request (1)
+}
+ADVANCE_REFUNDED = 0.6  # of the held requests
+ADVANCE_CANCELLED_PAID = 0.5  # of the cancelled requests
+ADVANCE_EARLY = 0.15  # tagged payments dated before their request
+ADVANCE_FULL = 0.4  # ordered requests for the whole invoice (the others: a deposit of 20-50%)
+ADVANCE_KINDS = ("prepayment.requested", "prepayment.cancelled", "payment.refunded")
 
 _COUNTRIES = ("DE", "FR", "NL", "IT", "ES", "US", "GB", "JP", "PL", "SE")
 _REGIONS = {"DE": "dach", "FR": "west", "NL": "benelux", "IT": "south", "ES": "south", "US": "na",
@@ -95,6 +131,8 @@ class Book:
     messages: list[Message]
     customers: int
     seed: int
+    advance: float = 0.0  # the share of advance-receipt traffic asked for
+    tagged: int = 0  # payment.received messages tagged with a prepayment request
     counts: Counter[str] = field(default_factory=Counter)  # per kind
     per_topic: Counter[str] = field(default_factory=Counter)
 
@@ -124,6 +162,7 @@ class _Customer:
     payments: int = 0
     credit_notes: int = 0
     disputes: int = 0
+    requests: int = 0  # prepayment requests
     # has an invoice to write off: gets no unallocated money, which would pay that invoice
     # first (oldest due) and make the write-off exceed its open amount
     protected: bool = False
@@ -139,12 +178,29 @@ class _Invoice:
     discount: bool
     busy: bool = False  # cancelled, written off or adjusted: kept apart from the other changes
     paid: int = 0
+    order_id: str | None = None  # an order paid in advance (attributes.order_id)
+
+
+@dataclass(slots=True)
+class _Request:
+    """A prepayment request planned (before the invoices are issued: an order's is marked)."""
+
+    group: str  # a key of ADVANCE_GROUPS
+    customer: _Customer
+    request_id: str
+    order_id: str | None
+    invoice: _Invoice | None = None  # the order's invoice (group "ordered")
+    extra: bool = False  # held: refunded; cancelled: paid before
 
 
 class _Builder:
-    def __init__(self, customers: int, events: int, seed: int) -> None:
+    def __init__(self, customers: int, events: int, seed: int, advance: float = 0.0) -> None:
         if customers < 1:
             raise ValueError("customers must be at least 1")
+        if not 0.0 <= advance <= 0.5:
+            raise ValueError("advance must be a share between 0 and 0.5")
+        self.advance = advance
+        self.tagged = 0
         self.rng = random.Random(seed)
         self.customers_n = customers
         self.events_n = events
@@ -179,7 +235,8 @@ class _Builder:
         return (EPOCH + timedelta(days=d)).isoformat()
 
     def quota(self, kind: str) -> int:
-        return int(self.events_n * MIX[kind])
+        # (times exactly 1.0 without advance traffic: the very same quotas as before it)
+        return int(self.events_n * MIX[kind] * (1.0 - self.advance))
 
     # ---------------------------------------------------------------- the book
 
@@ -188,7 +245,8 @@ class _Builder:
         upserts = max(self.customers_n, self.quota("customer.upserted"))
         reserved = {k: self.quota(k) for k in MIX if k not in ("customer.upserted", "invoice.issued")}
         reserved["invalid"] = max(1, reserved["invalid"])
-        invoices_n = self.events_n - upserts - sum(reserved.values())
+        advance_n = int(self.events_n * self.advance)
+        invoices_n = self.events_n - upserts - sum(reserved.values()) - advance_n
         if invoices_n < self.customers_n:
             raise ValueError(
                 f"{self.events_n} events are too few for {self.customers_n} customers "
@@ -209,6 +267,13 @@ class _Builder:
         cancelled = self._take(pool, reserved["invoice.cancelled"])
         written_off = self._take(pool, reserved["invoice.written_off"])
         adjusted = self._take(pool, reserved["invoice.adjusted"])
+        for invoice in written_off:
+            invoice.customer.protected = True
+        requests: list[_Request] = []
+        if advance_n:  # (draws nothing from rng without: the book stays as it was)
+            requests = self._plan_advance(advance_n, pool, customers)
+        for invoice in invoices:  # issued once the orders' invoices are known
+            self._issue(invoice)
         for invoice in cancelled:
             day = invoice.issue_day + rng.randrange(1, 40)
             self.emit("invoice.cancelled", day, invoice.customer, {
@@ -220,7 +285,8 @@ class _Builder:
             self._write_off(invoice)
         for invoice in adjusted:
             self._adjust(invoice)
-        payments = self._payments(pool + adjusted, payments_n)
+        balances = self._advance(requests) if requests else 0
+        payments = self._payments(pool + adjusted, payments_n - balances)
         self._reversals(payments, reversals_n)
         self._credit_notes(customers, reserved["credit_note.issued"])
         self._disputes(invoices, reserved["dispute.opened"], reserved["dispute.resolved"])
@@ -287,8 +353,6 @@ class _Builder:
                 )
                 customer.invoices.append(invoice)
                 invoices.append(invoice)
-        for invoice in invoices:
-            self._issue(invoice)
         return invoices
 
     def _issue(self, invoice: _Invoice) -> None:
@@ -297,13 +361,16 @@ class _Builder:
         if invoice.discount:
             terms = {"net_days": 30, "discount_percent": "2", "discount_days": 10}
             invoice.due_day = invoice.issue_day + 30
+        attributes = {"country": customer.country, "region": _REGIONS[customer.country],
+                      "salesperson": f"rep-{customer.index % 37:02d}"}
+        if invoice.order_id is not None:
+            attributes["order_id"] = invoice.order_id
         self.emit("invoice.issued", invoice.issue_day, customer, {
             "invoice_id": invoice.invoice_id, "issue_date": self.day(invoice.issue_day),
             "due_date": self.day(invoice.due_day), "currency": customer.currency,
             "amount": _money(invoice.amount, customer.digits), "terms": terms,
             "reference": f"SO-{customer.index:05d}-{invoice.invoice_id[-4:]}",
-            "attributes": {"country": customer.country, "region": _REGIONS[customer.country],
-                           "salesperson": f"rep-{customer.index % 37:02d}"},
+            "attributes": attributes,
         })
 
     def _write_off(self, invoice: _Invoice) -> None:
@@ -328,7 +395,8 @@ class _Builder:
         invoice.amount = new_amount
 
     def _payment(self, customer: _Customer, day: int, amount: int,
-                 allocations: list[tuple[_Invoice, int]] | None) -> tuple[_Customer, int, str]:
+                 allocations: list[tuple[_Invoice, int]] | None,
+                 request_id: str | None = None) -> tuple[_Customer, int, str]:
         customer.payments += 1
         payment_id = f"PAY-{customer.index:05d}-{customer.payments:05d}"
         data: dict[str, Any] = {
@@ -342,6 +410,9 @@ class _Builder:
                 {"invoice_id": invoice.invoice_id, "amount": _money(part, customer.digits)}
                 for invoice, part in allocations
             ]
+        if request_id is not None:
+            data["prepayment_request_id"] = request_id
+            self.tagged += 1
         self.emit("payment.received", day, customer, data)
         return customer, day, payment_id
 
@@ -408,6 +479,117 @@ class _Builder:
                 made.append(self._payment(customer, max(0, day), invoice.amount // 2 + 1, None))
         return made
 
+    # ---------------------------------------------------------------- advance receipts
+
+    def _plan_advance(self, n: int, pool: list[_Invoice], customers: list[_Customer]) -> list[_Request]:
+        """Requests whose messages come to exactly ``n``; the ordered ones' invoices are taken
+        out of ``pool`` (from customers without a write-off) and get their order id."""
+        rng = self.rng
+        shares = list(ADVANCE_GROUPS.values())
+        groups: list[tuple[str, bool]] = []
+        left = n
+        while left > 0:
+            group = rng.choices(list(ADVANCE_GROUPS), weights=shares)[0]
+            extra = False
+            if group == "held":
+                extra = rng.random() < ADVANCE_REFUNDED
+            elif group == "cancelled":
+                extra = rng.random() < ADVANCE_CANCELLED_PAID
+            size = {"ordered": 2, "held": 2, "cancelled": 2, "unpaid": 1}[group] + extra
+            if size > left:
+                group, extra, size = "unpaid", False, 1
+            groups.append((group, extra))
+            left -= size
+        ordered = sum(1 for group, _ in groups if group == "ordered")
+        eligible = [invoice for invoice in pool if not invoice.customer.protected]
+        eligible = eligible[:min(ordered, len(eligible) // 2)]  # leave some for credit notes, disputes
+        taken = {id(invoice) for invoice in eligible}
+        pool[:] = [invoice for invoice in pool if id(invoice) not in taken]
+        orders = iter(eligible)
+        free = [customer for customer in customers if not customer.protected]
+        requests: list[_Request] = []
+        for group, extra in groups:
+            invoice = next(orders, None) if group == "ordered" else None
+            if group == "ordered" and invoice is None:  # too few invoices: the order comes later
+                group = "held"
+            customer = invoice.customer if invoice is not None else rng.choice(free or customers)
+            if group == "cancelled" and customer.protected:
+                extra = False  # released cash could pay the invoice to be written off
+            customer.requests += 1
+            request_id = f"PRQ-{customer.index:05d}-{customer.requests:04d}"
+            has_order = group in ("ordered", "cancelled") or rng.random() < 0.7
+            order_id = f"ORD-{customer.index:05d}-{customer.requests:04d}" if has_order else None
+            if invoice is not None:
+                invoice.busy = True
+                invoice.order_id = order_id
+            requests.append(_Request(group, customer, request_id, order_id, invoice, extra))
+        return requests
+
+    def _advance(self, requests: list[_Request]) -> int:
+        """The planned requests' messages; returns the balance payments made (ordinary ones)."""
+        rng = self.rng
+        balances = 0
+        budget = self.quota("payment.received") // 2  # balance payments: at most half the payments
+        for request in requests:
+            customer, invoice = request.customer, request.invoice
+            if invoice is not None:
+                day = max(0, invoice.issue_day - rng.randrange(7, 45))
+                if rng.random() < ADVANCE_FULL or balances >= budget:
+                    amount = invoice.amount
+                else:
+                    amount = max(1, invoice.amount * rng.randrange(20, 51) // 100)
+            else:
+                day = rng.randrange(0, ISSUE_DAYS)
+                amount = self._advance_amount(customer)
+            self.emit("prepayment.requested", day, customer, {
+                "request_id": request.request_id, "currency": customer.currency,
+                "amount": _money(amount, customer.digits), "requested_date": self.day(day),
+                "due_date": self.day(day + rng.randrange(7, 22)),
+                **({"order_id": request.order_id} if request.order_id else {}),
+            })
+            if request.group == "unpaid" or (request.group == "cancelled" and not request.extra):
+                paid_on = None
+            else:
+                paid_on = self._tagged_day(day)
+                if invoice is not None:
+                    paid_on = min(paid_on, invoice.issue_day)
+                _, _, payment_id = self._payment(customer, paid_on, amount, None, request.request_id)
+            if request.group == "cancelled":
+                when = day + rng.randrange(1, 60)
+                self.emit("prepayment.cancelled", when, customer, {
+                    "request_id": request.request_id, "effective_date": self.day(when),
+                    "reason": rng.choice(("order cancelled", "order changed", "paid on delivery")),
+                })
+            elif request.group == "held" and request.extra and paid_on is not None:
+                # held to the end (never withdrawn, no invoice of its order): nothing else can
+                # take this cash, so a refund of at most all of it is never refused
+                when = paid_on + rng.randrange(1, 60)
+                part = max(1, amount * rng.randrange(10, 101) // 100)
+                self.emit("payment.refunded", when, customer, {
+                    "refund_id": f"RFD-{request.request_id[4:]}", "currency": customer.currency,
+                    "amount": _money(part, customer.digits), "refund_date": self.day(when),
+                    "payment_id": payment_id,
+                })
+            if invoice is not None and amount < invoice.amount:  # a deposit: the balance, later
+                rest = invoice.amount - amount
+                self._payment(customer, max(invoice.issue_day, self._pay_day(invoice)), rest,
+                              [(invoice, rest)])
+                balances += 1
+        return balances
+
+    def _tagged_day(self, request_day: int) -> int:
+        rng = self.rng
+        if rng.random() < ADVANCE_EARLY:  # the cash came first; the request follows
+            return max(0, request_day - rng.randrange(1, 6))
+        return request_day + rng.randrange(0, 14)
+
+    def _advance_amount(self, customer: _Customer) -> int:
+        rng = self.rng
+        units = int(rng.lognormvariate(6.5, 1.0)) + 10
+        if customer.currency == "JPY":
+            return units * 150
+        return units * 100 + rng.randrange(100)
+
     def _reversals(self, payments: list[tuple[_Customer, int, str]], n: int) -> None:
         rng = self.rng
         for customer, day, payment_id in rng.sample(payments, k=min(n, len(payments))):
@@ -420,6 +602,8 @@ class _Builder:
     def _credit_notes(self, customers: list[_Customer], n: int) -> None:
         rng = self.rng
         emitted = 0
+        if n and all(c.protected or all(i.busy for i in c.invoices) for c in customers):
+            raise ValueError("no invoice can take a credit note: use more events per customer")
         while emitted < n:
             customer = rng.choice(customers)
             invoice = rng.choice(customer.invoices)
@@ -503,15 +687,24 @@ class _Builder:
         messages = [Message(topic, key, value, kind) for topic, _day, _seq, kind, key, value in items]
         if len(messages) != self.events_n:
             raise AssertionError(f"generated {len(messages)} messages, wanted {self.events_n}")
-        book = Book(messages=messages, customers=self.customers_n, seed=self.seed)
+        book = Book(messages=messages, customers=self.customers_n, seed=self.seed,
+                    advance=self.advance, tagged=self.tagged)
         book.counts.update(m.kind for m in messages)
         book.per_topic.update(m.topic for m in messages)
         return book
 
 
-def generate_book(customers: int = 10_000, events: int = 300_000, seed: int = 7) -> Book:
-    """Exactly ``events`` messages for ``customers`` customers, deterministic for ``seed``."""
-    return _Builder(customers, events, seed).build()
+def generate_book(customers: int = 10_000, events: int = 300_000, seed: int = 7,
+                  advance: float = 0.0) -> Book:
+    """Exactly ``events`` messages for ``customers`` customers, deterministic for ``seed``;
+    ``advance``: the share of them that is advance-receipt traffic (prepayment requests and
+    their cancellations, tagged payments, refunds)."""
+    return _Builder(customers, events, seed, advance).build()
+
+
+def advance_messages(book: Book) -> int:
+    """The book's advance-receipt messages: requests, cancellations, refunds, tagged payments."""
+    return sum(book.counts[kind] for kind in ADVANCE_KINDS) + book.tagged
 
 
 def describe(book: Book) -> str:
@@ -519,8 +712,13 @@ def describe(book: Book) -> str:
     total = len(book.messages)
     parts = ", ".join(f"{kind} {count} ({count / total:.1%})" for kind, count in book.counts.most_common())
     topics = ", ".join(f"{topic} {count}" for topic, count in sorted(book.per_topic.items()))
+    advance = ""
+    if book.advance:
+        share = advance_messages(book) / total
+        advance = (f"; advance receipts {advance_messages(book)} ({share:.1%}, of which "
+                   f"{book.tagged} tagged payments)")
     return (f"{total} messages for {book.customers} customers, {book.bytes / total:.0f} bytes on "
-            f"average; {parts}; per topic: {topics}")
+            f"average; {parts}{advance}; per topic: {topics}")
 
 
 if __name__ == "__main__":  # pragma: no cover - a quick look at the mix
@@ -528,6 +726,8 @@ if __name__ == "__main__":  # pragma: no cover - a quick look at the mix
     import time
 
     started = time.perf_counter()
-    sample = generate_book(*(int(a) for a in sys.argv[1:3]))
+    sizes = [int(a) for a in sys.argv[1:3]]  # [customers [events [advance]]]
+    sample = generate_book(sizes[0] if sizes else 10_000, sizes[1] if sizes[1:] else 300_000,
+                           advance=float(sys.argv[3]) if len(sys.argv) > 3 else 0.0)
     print(describe(sample))
     print(f"generated in {time.perf_counter() - started:.1f}s")

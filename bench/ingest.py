@@ -12,11 +12,20 @@ For each database asked for (PostgreSQL, SQLite) this
    rows (a ``stored_events``-shaped table, payloads the mean size of the events the run
    stored) inserted with ``executemany`` in batches of 1,000, one transaction per batch.
 
+With ``--advance SHARE`` it generates a second book of the same customers, size and seed in
+which that share of the messages is advance-receipt traffic (prepayment requests and their
+cancellations, tagged payments, refunds: ``bench/book.py``), publishes it on a broker of its
+own, and runs the ledger on each book back to back on each database: it reports both rates,
+their ratio (goal: within 5%), and whether each run dead-lettered only the book's
+intentionally invalid messages (``--advance-first`` runs the advance book first, to see a bias
+of the order).
+
 Usage (from the repository root)::
 
     python -m bench.ingest                                  # 10,000 customers, 300,000 events, both DBs
     python -m bench.ingest --customers 2000 --events 50000 --db sqlite
     python -m bench.ingest --db postgres --profile          # py-spy on the service process
+    python -m bench.ingest --customers 2000 --events 50000 --db sqlite --advance 0.05
 
 Results (JSON, service logs, profiles) go to ``bench/results/`` (gitignored).
 """
@@ -37,7 +46,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.book import INBOUND_TOPICS, Book, describe, generate_book
+from bench.book import INBOUND_TOPICS, Book, advance_messages, describe, generate_book
 from bench.common import (
     DEADLETTER_TOPIC,
     LEDGER_EVENTS_TOPIC,
@@ -103,18 +112,20 @@ class RunResult:
     mean_event_bytes: int = RAW_PAYLOAD_BYTES  # of the stored events' state
     replicas: int = 1
     completed: bool = False
-
+    book: str = ""  # "" the plain book; else the advance book's tag
+    invalid_messages: int = 0  # the book's intentionally invalid messages: the dead letters expected
+    advance_messages: int = 0  # the book's advance-receipt messages
 
 
 def run_ledger(
     kind: str, book: Book, bootstrap: str, broker_pid: int | None, args: argparse.Namespace,
-    workdir: Path, stamp: str, replicas: int = 1,
+    workdir: Path, stamp: str, replicas: int = 1, tag: str = "",
 ) -> RunResult:
     """Start ``replicas`` ledger processes in one consumer group on a fresh database."""
     published = len(book.messages)
     db = fresh_database(kind, "ledger", workdir)
     ports = [free_port() for _ in range(replicas)]
-    label = f"{stamp}-{kind}" + (f"-x{replicas}" if replicas > 1 else "")
+    label = f"{stamp}-{kind}" + (f"-x{replicas}" if replicas > 1 else "") + (f"-{tag}" if tag else "")
     env = {
         **os.environ,
         "RECEIVABLES_KAFKA_BOOTSTRAP": bootstrap,
@@ -130,7 +141,8 @@ def run_ledger(
     service_log = open(RESULTS / f"{label}-service.log", "wb")  # noqa: SIM115 - closed below
     deadletter_since = asyncio.run(highwaters(bootstrap, [DEADLETTER_TOPIC]))
     result = RunResult(db=kind, messages=published, batch_max_records=args.batch_max_records,
-                       replicas=replicas)
+                       replicas=replicas, book=tag, invalid_messages=book.counts["invalid"],
+                       advance_messages=advance_messages(book))
     log(f"{kind}: starting {replicas} ledger process(es) on port(s) {ports} against {db.url}")
     services = [
         subprocess.Popen(
@@ -362,23 +374,27 @@ def summarize(path: Path, wall_seconds: float, top: int = 30) -> str:
 
 
 def report(book: Book, baselines: dict[str, dict[str, Any]], runs: dict[str, RunResult],
-           goal: float, ratio_goal: float) -> str:
+           goal: float, ratio_goal: float, pairs: dict[str, str] | None = None,
+           advance_goal: float = 0.95) -> str:
+    """The table; ``pairs``: plain run name -> the advance book's run name on the same database."""
     lines = []
-    header = (f"{'database':<12} {'messages':>9} {'events':>8} {'seconds':>8} {'msg/s':>8} {'events/s':>9} "
-              f"{'raw rows/s':>10} {'ratio':>6} {'goal':>5} {'consumed':>9} {'outbox':>7} {'DL':>4} "
-              f"{'dup':>5} {'cpu svc':>7} {'cpu pg':>6} {'batch':>6}")
+    width = max([12, *(len(kind) for kind in runs)])
+    header = (f"{'database':<{width}} {'messages':>9} {'events':>8} {'seconds':>8} {'msg/s':>8} "
+              f"{'events/s':>9} {'raw rows/s':>10} {'ratio':>6} {'goal':>5} {'consumed':>9} {'outbox':>7} "
+              f"{'DL':>4} {'dup':>5} {'cpu svc':>7} {'cpu pg':>6} {'batch':>6}")
     lines.append(header)
     lines.append("-" * len(header))
     for kind, run in runs.items():
         raw = baselines.get(run.db, {}).get("rows_per_second", 0.0)
         if not run.completed:
-            lines.append(f"{kind:<12} did not complete: {run.processed + run.duplicates + run.deadlettered}"
+            lines.append(f"{kind:<{width}} did not complete: "
+                         f"{run.processed + run.duplicates + run.deadlettered}"
                          f"/{run.messages} messages")
             continue
         ratio = run.messages_per_second / raw if raw else 0.0
         met = run.messages_per_second >= goal and ratio >= ratio_goal
         lines.append(
-            f"{kind:<12} {run.messages:>9} {run.stored_events:>8} {run.seconds:>8.1f} "
+            f"{kind:<{width}} {run.messages:>9} {run.stored_events:>8} {run.seconds:>8.1f} "
             f"{run.messages_per_second:>8.0f} {run.events_per_second:>9.0f} {raw:>10.0f} {ratio:>6.1%} "
             f"{'yes' if met else 'NO':>5} {run.consumed_seconds:>8.1f}s "
             f"{(f'{run.outbox_seconds:.1f}s' if run.outbox_seconds else '-'):>7} {run.deadlettered:>4} "
@@ -403,6 +419,27 @@ def report(book: Book, baselines: dict[str, dict[str, Any]], runs: dict[str, Run
         if run.deadletter_reasons:
             reasons = "; ".join(f"{count} x {reason}" for reason, count in run.deadletter_reasons.items())
             lines.append(f"{kind} dead letters: {reasons}")
+    if pairs:
+        for kind, run in runs.items():
+            if run.completed:
+                state = "as expected" if run.deadlettered == run.invalid_messages else "UNEXPECTED"
+                lines.append(f"{kind}: {run.deadlettered} dead-lettered, the book has {run.invalid_messages} "
+                             f"invalid messages ({state}); {run.advance_messages} advance-receipt messages")
+        lines.append("")
+        for plain_name, advance_name in pairs.items():
+            plain, advance = runs[plain_name], runs[advance_name]
+            if not (plain.completed and advance.completed):
+                lines.append(f"{advance_name} / {plain_name}: a run did not complete")
+                continue
+            ratio = advance.messages_per_second / plain.messages_per_second
+            met = ratio >= advance_goal and advance.deadlettered == advance.invalid_messages
+            raw = baselines.get(plain.db, {}).get("rows_per_second", 0.0)
+            of_raw = (f" ({plain.messages_per_second / raw:.1%} and {advance.messages_per_second / raw:.1%} "
+                      "of the raw baseline)") if raw else ""
+            lines.append(
+                f"{advance_name} / {plain_name}: {advance.messages_per_second:.0f} / "
+                f"{plain.messages_per_second:.0f} msg/s = {ratio:.1%}{of_raw}; goal >= {advance_goal:.0%} "
+                f"with only the invalid messages dead-lettered: {'yes' if met else 'NO'}")
     return "\n".join(lines)
 
 
@@ -428,7 +465,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the ledger databases")
     parser.add_argument("--goal", type=float, default=5000, help="messages per second to meet")
     parser.add_argument("--ratio-goal", type=float, default=0.10, help="share of the raw baseline to meet")
+    parser.add_argument("--advance", type=float, default=0.0, metavar="SHARE",
+                        help="also run a book with this share of advance-receipt traffic (prepayment "
+                             "requests, tagged payments, refunds), back to back with the plain one")
+    parser.add_argument("--advance-goal", type=float, default=0.95,
+                        help="the advance book's rate as a share of the plain book's to meet")
+    parser.add_argument("--advance-first", action="store_true",
+                        help="run the advance book before the plain one (to see a bias of the order)")
     args = parser.parse_args(argv)
+    if not 0.0 <= args.advance <= 0.5:
+        parser.error("--advance: a share between 0 and 0.5")
     try:
         replica_counts = [int(n) for n in args.replicas.split(",")]
     except ValueError:
@@ -447,30 +493,49 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     book = generate_book(args.customers, args.events, seed=args.seed)
     log(f"book generated in {time.perf_counter() - started:.1f}s: {describe(book)}")
+    books = {"": book}  # tag -> book; "" the plain one
+    if args.advance:
+        started = time.perf_counter()
+        tag = f"adv{args.advance * 100:g}%"
+        books[tag] = generate_book(args.customers, args.events, seed=args.seed, advance=args.advance)
+        log(f"{tag} book generated in {time.perf_counter() - started:.1f}s: {describe(books[tag])}")
 
     baselines: dict[str, dict[str, Any]] = {}
     runs: dict[str, RunResult] = {}
-    with EmbeddedBroker(free_port(), log_path=RESULTS / f"{stamp}-broker.log") as broker:
-        create_topics(broker.bootstrap, {
-            **{topic: args.partitions for topic in INBOUND_TOPICS},
-            LEDGER_EVENTS_TOPIC: args.partitions, DEADLETTER_TOPIC: 1,
-        })
-        started = time.perf_counter()
-        asyncio.run(publish(book, broker.bootstrap))
-        elapsed = time.perf_counter() - started
-        ends = asyncio.run(end_offsets(broker.bootstrap, list(INBOUND_TOPICS)))
-        if sum(ends.values()) != len(book.messages):
-            raise RuntimeError(f"published {len(book.messages)} messages but the broker holds {ends}")
-        log(f"published {len(book.messages)} messages to {broker.bootstrap} in {elapsed:.1f}s "
-            f"({len(book.messages) / elapsed:.0f}/s)")
+    pairs: dict[str, str] = {}  # plain run -> advance run
+    with contextlib.ExitStack() as brokers_open:
+        brokers = {}  # a broker per book, each book published before any run
+        for tag, published in books.items():
+            log_name = f"{stamp}-{tag}-broker.log" if tag else f"{stamp}-broker.log"
+            broker = brokers[tag] = brokers_open.enter_context(
+                EmbeddedBroker(free_port(), log_path=RESULTS / log_name))
+            create_topics(broker.bootstrap, {
+                **{topic: args.partitions for topic in INBOUND_TOPICS},
+                LEDGER_EVENTS_TOPIC: args.partitions, DEADLETTER_TOPIC: 1,
+            })
+            started = time.perf_counter()
+            asyncio.run(publish(published, broker.bootstrap))
+            elapsed = time.perf_counter() - started
+            ends = asyncio.run(end_offsets(broker.bootstrap, list(INBOUND_TOPICS)))
+            if sum(ends.values()) != len(published.messages):
+                raise RuntimeError(f"published {len(published.messages)} messages but the broker "
+                                   f"holds {ends}")
+            log(f"published {len(published.messages)} messages{f' ({tag})' if tag else ''} to "
+                f"{broker.bootstrap} in {elapsed:.1f}s ({len(published.messages) / elapsed:.0f}/s)")
         for kind in kinds:
             for replicas in replica_counts:
-                name = kind if replicas == 1 else f"{kind} x{replicas}"
-                runs[name] = run = run_ledger(kind, book, broker.bootstrap, broker.pid, args, workdir,
-                                              stamp, replicas)
-                if run.completed:
-                    log(f"{name}: {run.messages_per_second:.0f} messages/s, {run.events_per_second:.0f} "
-                        f"events/s over {run.seconds:.1f}s")
+                order = list(books.items())[::-1] if args.advance_first else books.items()
+                for tag, published in order:  # back to back on the same database kind
+                    plain_name = kind if replicas == 1 else f"{kind} x{replicas}"
+                    name = f"{plain_name} {tag}" if tag else plain_name
+                    broker = brokers[tag]
+                    runs[name] = run = run_ledger(kind, published, broker.bootstrap, broker.pid, args,
+                                                  workdir, stamp, replicas, tag=tag.rstrip("%"))
+                    if tag:
+                        pairs[plain_name] = name
+                    if run.completed:
+                        log(f"{name}: {run.messages_per_second:.0f} messages/s, {run.events_per_second:.0f} "
+                            f"events/s over {run.seconds:.1f}s; {run.deadlettered} dead-lettered")
             if not args.no_baseline:
                 # after the runs, with rows the size of the events they stored
                 size = runs[kind if 1 in replica_counts else f"{kind} x{replica_counts[0]}"].mean_event_bytes
@@ -478,9 +543,12 @@ def main(argv: list[str] | None = None) -> int:
                 baselines[kind] = raw_baseline(kind, len(book.messages), workdir, size)
                 log(f"{kind}: raw baseline {baselines[kind]['rows_per_second']:.0f} rows/s")
 
-    text = report(book, baselines, runs, args.goal, args.ratio_goal)
+    text = report(book, baselines, runs, args.goal, args.ratio_goal, pairs, args.advance_goal)
     print()
     print(f"book: {describe(book)}")
+    for tag, other in books.items():
+        if tag:
+            print(f"{tag} book: {describe(other)}")
     print(f"machine: {os.cpu_count()} CPUs; {sys.version.split()[0]}")
     print()
     print(text)
@@ -491,6 +559,10 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps({
         "args": vars(args), "book": {"messages": len(book.messages), "customers": book.customers,
                                      "counts": dict(book.counts), "per_topic": dict(book.per_topic)},
+        **({"advance_books": {tag: {"advance": other.advance, "advance_messages": advance_messages(other),
+                                    "tagged_payments": other.tagged, "counts": dict(other.counts),
+                                    "per_topic": dict(other.per_topic)}
+                              for tag, other in books.items() if tag}} if args.advance else {}),
         "baselines": baselines, "runs": {k: asdict(v) for k, v in runs.items()},
     }, indent=2))
     print(f"\nresults: {out.relative_to(ROOT)}")
