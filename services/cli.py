@@ -23,7 +23,7 @@ DEFAULT_KAFKA_PORT = 9092
 # it restarts, a service's client may well get there before `dev` creates the topics again,
 # so `dev` uses 4 too and a customer's key maps to the same partition whoever was first.
 TOPICS = dict.fromkeys((
-    "ar.invoices", "ar.payments", "ar.disputes", "ar.customers",
+    "ar.invoices", "ar.payments", "ar.disputes", "ar.customers", "ar.ratings",
     "ar.ledger.events", "ar.dunning.actions", "ar.credit.events", "ar.deadletter",
 ), 4)
 

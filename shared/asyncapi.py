@@ -45,6 +45,7 @@ CONSUMERS: dict[str, tuple[str, ...]] = {
     "ar.payments": ("ledger",),
     "ar.disputes": ("ledger",),
     "ar.customers": ("ledger", "dunning", "credit"),
+    "ar.ratings": ("credit",),
     "ar.ledger.events": ("dunning", "credit"),
     "ar.credit.events": ("dunning",),
 }
@@ -58,6 +59,7 @@ _TOPIC_DESCRIPTIONS = {
     "ar.payments": "Payments and their reversals from the ERP.",
     "ar.disputes": "Disputes opened and resolved in the ERP.",
     "ar.customers": "Customer profiles from the ERP (credit limit, dunning policy, contacts).",
+    "ar.ratings": "Outside ratings of customers from agencies and bureaus (credit's risk score).",
     "ar.ledger.events": "The ledger's facts: invoices, applications of credits, settlements, disputes, "
                         "unapplied cash, profiles. Published by the ledger's outbox relay.",
     "ar.dunning.actions": "Dunning notices and instalment reminders, escalations, promises to pay, "
@@ -82,6 +84,7 @@ _INBOUND_SUMMARIES = {
     "dispute.opened": "The customer disputes (part of) an invoice.",
     "dispute.resolved": "A dispute was resolved: accepted (perhaps with a credit) or rejected.",
     "customer.upserted": "A customer's profile was created or changed in the ERP.",
+    "rating.reported": "An agency or bureau rated the customer (score, grade, probability of default).",
 }
 
 _ENVELOPE_DESCRIPTIONS = {

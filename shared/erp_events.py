@@ -1,4 +1,5 @@
-"""The ERP's inbound events (contract: ar.invoices, ar.payments, ar.disputes, ar.customers).
+"""The ERP's inbound events (contract: ar.invoices, ar.payments, ar.disputes, ar.customers; and
+the outside ratings on ar.ratings, which credit reads, not the ledger).
 
 ``decode_message`` turns raw bytes into a validated ``InboundMessage`` or raises
 ``InvalidMessage`` whose reason names the offending field; invalid messages go to the
@@ -14,6 +15,7 @@ from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import orjson
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -46,7 +48,9 @@ TOPIC_TYPES: dict[str, frozenset[str]] = {
     "ar.payments": frozenset({"payment.received", "payment.reversed", "payment.refunded"}),
     "ar.disputes": frozenset({"dispute.opened", "dispute.resolved"}),
     "ar.customers": frozenset({"customer.upserted"}),
+    "ar.ratings": frozenset({"rating.reported"}),  # (credit's, not the ledger's)
 }
+LEDGER_TOPICS = ("ar.invoices", "ar.payments", "ar.disputes", "ar.customers")
 
 Days = Annotated[int, Field(ge=0, le=MAX_DAYS)]
 Attributes = Annotated[
@@ -333,6 +337,39 @@ class CustomerUpserted(_Data):
         return self
 
 
+def _probability(value: Decimal) -> Decimal:
+    if not ZERO <= value <= 1:
+        raise ValueError(f"must be between 0 and 1, got {value}")
+    return value
+
+
+DecimalText = Annotated[Decimal, BeforeValidator(parse_amount)]  # a decimal string, never a number
+Probability = Annotated[Decimal, BeforeValidator(parse_amount), AfterValidator(_probability)]
+ProviderGrade = Annotated[str, Field(min_length=1, max_length=50, pattern=NO_NUL)]
+
+
+class RatingFields(BaseModel):
+    """A rating's figures, as ``rating.reported`` and ``POST /customers/{id}/ratings`` take them."""
+
+    provider: Id
+    score: DecimalText
+    grade: ProviderGrade
+    probability_of_default: Probability | None = None
+    report_date: BusinessDate
+    valid_until: BusinessDate | None = None
+
+    @model_validator(mode="after")
+    def _valid_after_report(self) -> RatingFields:
+        if self.valid_until is not None and self.valid_until < self.report_date:
+            raise ValueError(f"valid_until: {self.valid_until} is before report_date {self.report_date}")
+        return self
+
+
+class RatingReported(RatingFields, _Data):
+    """``rating.reported`` on ``ar.ratings``: an agency's or bureau's rating of the customer
+    (for credit, not the ledger)."""
+
+
 EVENT_TYPES: dict[str, type[_Data]] = {
     "invoice.issued": InvoiceIssued,
     "invoice.adjusted": InvoiceAdjusted,
@@ -347,6 +384,7 @@ EVENT_TYPES: dict[str, type[_Data]] = {
     "dispute.opened": DisputeOpened,
     "dispute.resolved": DisputeResolved,
     "customer.upserted": CustomerUpserted,
+    "rating.reported": RatingReported,
 }
 
 InboundData = (
@@ -436,6 +474,9 @@ def validate_event(
     model = EVENT_TYPES.get(envelope.type)
     if model is None:
         raise InvalidMessage(f"type: unknown event type {envelope.type!r}")
+    if envelope.type in TOPIC_TYPES["ar.ratings"]:
+        raise InvalidMessage(f"type: {envelope.type!r} is for credit (ar.ratings, or its POST "
+                             f"/customers/{{id}}/ratings), not the ledger")
     allowed = TOPIC_TYPES.get(topic) if topic is not None else None
     if allowed is not None and envelope.type not in allowed:
         raise InvalidMessage(

@@ -1,6 +1,6 @@
 """What the services downstream of the ledger (dunning, credit) consume: ``ar.ledger.events``
 facts and ``ar.customers`` profiles (and, for dunning, credit's risk grades from
-``ar.credit.events``).
+``ar.credit.events``; for credit, the outside ratings of ``ar.ratings``).
 
 ``decode_record`` turns a Kafka record into a ``Fact`` or raises ``InvalidMessage`` (the
 reason names the field) for the dead-letter topic. Ledger facts are checked for the fields
@@ -34,6 +34,7 @@ from shared.erp_events import (
     CustomerUpserted,
     InvalidMessage,
     Origin,
+    RatingReported,
     describe_error,
     parse_envelope,
 )
@@ -185,7 +186,8 @@ CREDIT_TYPES: dict[str, type[RiskGraded]] = {"credit.risk_grade_changed": RiskGr
 
 
 LedgerFact = (InvoiceOpened | InvoicesTouched | InvoiceSettled | InvoiceDisputed | DisputeClosed
-              | UnappliedCashChanged | CustomerUpserted | RiskGraded | PrepaymentAsked | PrepaymentPaid)
+              | UnappliedCashChanged | CustomerUpserted | RiskGraded | PrepaymentAsked | PrepaymentPaid
+              | RatingReported)
 
 LEDGER_TYPES: dict[str, type[LedgerFact]] = {
     "ledger.invoice_opened": InvoiceOpened,
@@ -207,6 +209,8 @@ LEDGER_TYPES: dict[str, type[LedgerFact]] = {
 
 # the publishers whose facts are followed (a type of theirs this version does not read is skipped)
 _FOLLOWED = ("ledger.", "credit.")
+# what comes from outside the platform: the ERP's profiles, the agencies' ratings
+_OUTSIDE = frozenset({"customer.upserted", "rating.reported"})
 
 
 def ledger_sequence(event_id: str | None, service: str = "ledger") -> tuple[int, int] | None:
@@ -275,7 +279,7 @@ def decode(raw: bytes | None, *, topic: str | None = None, partition: int | None
         raise InvalidMessage(f"type: {envelope.type!r} is not carried on {topic}")
     if envelope.type == "customer.upserted" and len(raw) > MAX_MESSAGE_BYTES:
         raise InvalidMessage(f"message: {len(raw)} bytes, more than the {MAX_MESSAGE_BYTES} accepted")
-    if envelope.type != "customer.upserted" and not envelope.type.startswith(_FOLLOWED):
+    if envelope.type not in _OUTSIDE and not envelope.type.startswith(_FOLLOWED):
         raise InvalidMessage(f"type: unknown event type {envelope.type!r}")
     fact = read_fact(envelope.type, envelope.data, envelope.id, source=envelope.source,
                      subject=envelope.subject, topic=topic, partition=partition, offset=offset,
@@ -309,6 +313,14 @@ def read_fact(event_type: str, data: dict[str, Any], event_id: str, *, source: s
         data = {**body.model_dump(mode="json"),
                 "origin": {"source": source, "id": event_id, "type": event_type}}
         customer_id = body.customer_id
+    elif event_type == "rating.reported":
+        try:
+            rating = RatingReported.model_validate(data)
+        except ValidationError as error:
+            raise InvalidMessage(describe_error(error, "data")) from None
+        data = {**rating.model_dump(mode="json"),
+                "origin": {"source": source, "id": event_id, "type": event_type}}
+        body, customer_id, sequence = rating, rating.customer_id, None
     elif event_type in LEDGER_TYPES:
         try:
             typed = LEDGER_TYPES[event_type].model_validate(data)

@@ -597,7 +597,8 @@ class SecurityExpiring(_Exact):
 
 
 class RiskFactor(_Exact):
-    name: Literal["weighted_days_late", "late_share", "max_days_past_due", "dispute_rate", "trend"]
+    name: Literal["weighted_days_late", "late_share", "max_days_past_due", "dispute_rate", "trend",
+                  "outside_rating"]
     value: PublishedDecimal = Field(description="What was measured: days, a share or a rate.")
     intensity: PublishedDecimal = Field(description="From 0 to 1.")
     weight: PublishedDecimal = Field(description="The most points the factor adds.")

@@ -21,6 +21,7 @@ ar.invoices           12          $FOREVER
 ar.payments           12          $FOREVER
 ar.disputes           12          $FOREVER
 ar.customers          12          $FOREVER
+ar.ratings            12          $FOREVER
 ar.ledger.events      12          $FOREVER
 ar.dunning.actions    6           $DAYS_30
 ar.credit.events      6           $DAYS_30

@@ -46,6 +46,16 @@ class CheckOut(_Answer):
     deposit_amount: AnswerAmount | None = None
 
 
+class RatingOut(_Answer):
+    customer_id: str
+    provider: str
+    score: str
+    grade: str
+    probability_of_default: str | None
+    report_date: date
+    valid_until: date | None
+
+
 class SecurityOut(_Answer):
     security_id: str
     customer_id: str

@@ -25,6 +25,7 @@ from eventsourcing.application import AggregateNotFoundError
 
 from services.credit.domain import CreditAccount, CreditRules, credit_account_id, default_rules
 from services.credit.domain.registry import ReviewRegistry
+from shared.erp_events import RatingFields
 from shared.eventstore import LATEST_VERSION, retry_on_conflict
 from shared.feed_application import FeedApplication
 from shared.ledger_feed import LEDGER_TYPES, Fact
@@ -127,6 +128,11 @@ class CreditApplication(FeedApplication[CreditAccount]):
         """None when the customer has no account."""
         return self.command(customer_id, lambda a: a.draw_security(
             security_id, amount, drawn_on, by, self.rules), create=False)
+
+    def report_rating(self, customer_id: str, rating: RatingFields, by: str) -> dict[str, Any]:
+        result = self.command(customer_id, lambda a: a.report_rating(rating, by), create=True)
+        assert result is not None
+        return result
 
     # ------------------------------------------------------------------ reviews
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.credit import api_securities, followers
+from services.credit import api_ratings, api_securities, followers
 from services.credit.api import CREDIT_PROBLEMS, router
 from services.credit.application import CreditApplication
 from services.credit.check_desk import CheckDesk
@@ -53,4 +53,5 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     if settings.credit_check_fast_lane:
         app.add_middleware(CheckFastLane)
     app.include_router(api_securities.router)
+    app.include_router(api_ratings.router)
     return serve(app, router)

@@ -21,7 +21,7 @@ from tests.integration.feed_harness import found, service_database_url
 from tests.integration.ledger_harness import PARTITIONS, SESSION_TIMEOUT_MS, TOPICS, InProcessApp, poll
 
 CREDIT_TOPIC = "ar.credit.events"
-ALL_TOPICS = {**TOPICS, CREDIT_TOPIC: PARTITIONS}
+ALL_TOPICS = {**TOPICS, CREDIT_TOPIC: PARTITIONS, "ar.ratings": PARTITIONS}
 WAIT = 30.0
 
 # role -> (token, scopes); the token's name is the identity audit records show

@@ -59,6 +59,7 @@ TOPIC_OF_TYPE = {
     "payment": "ar.payments",
     "dispute": "ar.disputes",
     "customer": "ar.customers",
+    "rating": "ar.ratings",
 }
 
 

@@ -58,9 +58,10 @@ from services.credit.domain.errors import (
     UnknownHold,
     UnknownSecurity,
 )
-from services.credit.domain.risk import InvoiceHistory, RiskAssessment, RiskModel, assess
+from services.credit.domain.risk import InvoiceHistory, Rating, RiskAssessment, RiskModel, assess
 from services.credit.domain.rules import CreditRules, default_rules
 from services.credit.domain.securities import EXPIRY_NOTICE_DAYS, Security, cover
+from shared.erp_events import RatingFields, RatingReported
 from shared.ledger_feed import Fact, InvoiceOpened, PrepaymentAsked, PrepaymentPaid, PrepaymentWithdrawn
 from shared.money import ZERO, check_minor_digits, parse_amount, to_text
 from shared.open_items import MirrorChange, OpenItem, OpenItems
@@ -199,6 +200,12 @@ def _valid_amount(amount: object, currency: str, what: str, *, positive: bool) -
     return value
 
 
+def _rating_record(rating: RatingFields) -> dict[str, Any]:
+    """A rating's figures, JSON-native (what else its message carried left out)."""
+    dumped = rating.model_dump(mode="json")
+    return {name: dumped[name] for name in RatingFields.model_fields}
+
+
 def _required(value: str | None, what: str) -> str:
     if not value or not value.strip():
         raise InvalidCommand(f"{what}: required for the audit trail", field=what)
@@ -232,6 +239,9 @@ class CreditAccount(Aggregate):
         self.securities: dict[str, Security] = {}
         # the ledger's prepayment requests: request id -> order, currency, amount, receipts
         self.deposits: dict[str, Deposit] = {}
+        # outside ratings: every report recorded (the audit trail), the latest per provider used
+        self.ratings: dict[str, dict[str, Any]] = {}  # provider -> its latest report
+        self.rating_keys: set[str] = set()  # the messages (source/id) taken, against redeliveries
 
     # ----------------------------------------------------------------- queries
 
@@ -289,7 +299,15 @@ class CreditAccount(Aggregate):
 
     def assess(self, as_of: date, model: RiskModel) -> RiskAssessment:
         """The risk score as of a date, computed now (not recorded)."""
-        return assess(self.history(), as_of, model)
+        return assess(self.history(), as_of, model, self.rating_inputs())
+
+    def rating_inputs(self) -> list[Rating]:
+        return [Rating(provider=r["provider"], grade=r["grade"], score=Decimal(r["score"]),
+                       probability_of_default=(Decimal(r["probability_of_default"])
+                                               if r.get("probability_of_default") is not None else None),
+                       report_date=date.fromisoformat(r["report_date"]),
+                       valid_until=date.fromisoformat(r["valid_until"]) if r.get("valid_until") else None)
+                for r in self.ratings.values()]
 
     def view(self, as_of: date | None = None, rules: CreditRules | None = None,
              cover_on: date | None = None) -> dict[str, Any]:
@@ -313,6 +331,7 @@ class CreditAccount(Aggregate):
             "on_hold": self.on_hold,
             "positions": positions,
             "cover_on": day.isoformat() if day else None,
+            "ratings": [dict(r) for _, r in sorted(self.ratings.items())],
             "securities": [s.view(day) if day else {**s.view(s.valid_from), "counts": None}
                            for _, s in sorted(self.securities.items())],
             "limits": [
@@ -347,6 +366,8 @@ class CreditAccount(Aggregate):
         ``customer.upserted`` from ``ar.customers`` is taken like ``ledger.customer_updated``.
         The hold rules are evaluated after every change.
         """
+        if isinstance(fact.body, RatingReported):
+            return self._observe_rating(fact.body, fact.data.get("origin"))
         changed = self.items.take(fact, self._observe_profile, self._record)
         changed = self._observe_deposit(fact) or changed
         if changed:
@@ -379,6 +400,29 @@ class CreditAccount(Aggregate):
             self._deposit_withdrawn(request_id=body.request_id)
             return True
         return False
+
+    def _observe_rating(self, rating: RatingReported, origin: Mapping[str, Any] | None, *,
+                        by: str | None = None) -> bool:
+        """An outside rating (``ar.ratings``, or by REST with ``by``): recorded once per message;
+        it replaces the provider's latest unless it reports on an earlier date."""
+        key = f"{origin.get('source')}/{origin.get('id')}" if origin else None
+        if key is not None and key in self.rating_keys:
+            return False
+        self._rating_reported(rating=_rating_record(rating), key=key, by=by)
+        return True
+
+    def report_rating(self, rating: RatingFields, by: str) -> dict[str, Any]:
+        """``POST /customers/{id}/ratings``: the rating as recorded; the same report again (provider,
+        date and figures) records nothing."""
+        by = _required(by, "by")
+        record = _rating_record(rating)
+        latest = self.ratings.get(rating.provider)
+        if latest != record:
+            self._rating_reported(rating=record, key=None, by=by)
+        return self.rating_view(rating.provider)
+
+    def rating_view(self, provider: str) -> dict[str, Any]:
+        return {"customer_id": self.customer_id, **self.ratings[provider]}
 
     def deposit_awaited(self, order_id: str, currency: str) -> Decimal:
         """What the ledger still awaits in advance for an order, in ``currency``."""
@@ -954,3 +998,11 @@ class CreditAccount(Aggregate):
     @event("DepositWithdrawn")
     def _deposit_withdrawn(self, request_id: str) -> None:
         self.deposits[request_id].withdrawn = True
+
+    @event("RatingReported")
+    def _rating_reported(self, rating: dict[str, Any], key: str | None, by: str | None) -> None:
+        if key is not None:
+            self.rating_keys.add(key)
+        latest = self.ratings.get(rating["provider"])
+        if latest is None or rating["report_date"] >= latest["report_date"]:
+            self.ratings[rating["provider"]] = rating

@@ -32,9 +32,19 @@ Factors (default weights):
     between 0 and 1. Improvement scores 0 here; it already lowers the recency-weighted
     average. Zero when either group is empty.
 
+``outside_rating`` (20, only for a customer with a usable rating)
+    What agencies and bureaus say (``rating.reported``): the latest report of each provider,
+    usable when reported on or before ``as_of``, at most ``ratings.max_age_days`` old and not
+    past its ``valid_until``. A provider's scale is read as an intensity by configuration
+    (``ratings.providers``: its grades' intensities, or its best and worst scores, linearly);
+    a provider not configured is read by its probability of default (/ ``pd_saturation``);
+    one with neither is shown but not used. Intensity: the worst usable rating's. With one,
+    the five behaviour factors count for (100 - weight)% of their weights, so the score
+    stays within 100 and the factors still add up to it.
+
 Grades by score: A below 20, B from 20, C from 40, D from 60, E from 80
-(``RiskModel.grades``). A customer with no invoice in the history is not rated: no grade,
-score 0.
+(``RiskModel.grades``). A customer with no invoice in the history and no usable rating is
+not rated: no grade, score 0.
 """
 
 from __future__ import annotations
@@ -116,6 +126,70 @@ class GradeFloors(BaseModel):
         return "A"
 
 
+class ProviderScale(BaseModel):
+    """How one provider's rating reads as an intensity from 0 (best) to 1 (worst): its grades'
+    intensities, else linearly between its best and worst scores (either may be the higher)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    grades: dict[str, RuleNumber] = Field(default_factory=dict)
+    best_score: Decimal | None = None
+    worst_score: Decimal | None = None
+
+    @model_validator(mode="after")
+    def _readable(self) -> ProviderScale:
+        if any(value > ONE for value in self.grades.values()):
+            raise ValueError("grades: intensities lie between 0 and 1")
+        if (self.best_score is None) != (self.worst_score is None) or (
+                self.best_score is not None and self.best_score == self.worst_score):
+            raise ValueError("best_score and worst_score: both, and different, or neither")
+        if not self.grades and self.best_score is None:
+            raise ValueError("a scale needs grades or best_score and worst_score")
+        return self
+
+    def intensity(self, grade: str, score: Decimal) -> Decimal | None:
+        if grade in self.grades:
+            return self.grades[grade]
+        if self.best_score is None or self.worst_score is None:
+            return None
+        return max(ZERO, min(ONE, _ratio(score - self.best_score, self.worst_score - self.best_score)))
+
+
+class RatingModel(BaseModel):
+    """How outside ratings enter the score (``outside_rating``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    weight: RuleNumber = Field(default=Decimal(20), le=HUNDRED)
+    max_age_days: int = Field(default=365, ge=1)
+    pd_saturation: RuleNumber = Field(default=Decimal("0.2"), gt=ZERO, le=ONE)
+    providers: dict[str, ProviderScale] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Rating:
+    """One provider's latest report, as the score reads it."""
+
+    provider: str
+    grade: str
+    score: Decimal
+    probability_of_default: Decimal | None
+    report_date: date
+    valid_until: date | None
+
+    def usable_on(self, as_of: date, model: RatingModel) -> bool:
+        return (self.report_date <= as_of and (as_of - self.report_date).days <= model.max_age_days
+                and (self.valid_until is None or as_of <= self.valid_until))
+
+    def intensity(self, model: RatingModel) -> Decimal | None:
+        scale = model.providers.get(self.provider)
+        if scale is not None:
+            return scale.intensity(self.grade, self.score)
+        if self.probability_of_default is not None:
+            return min(ONE, _ratio(self.probability_of_default, model.pd_saturation))
+        return None
+
+
 def _default_recency() -> tuple[RecencyBand, ...]:
     return (RecencyBand(max_age_days=90, weight=Decimal(4)), RecencyBand(max_age_days=180, weight=Decimal(2)),
             RecencyBand(max_age_days=365, weight=Decimal(1)))
@@ -135,6 +209,7 @@ class RiskModel(BaseModel):
     trend_saturation_days: int = Field(default=30, ge=1)
     weights: FactorWeights = Field(default_factory=FactorWeights)
     grades: GradeFloors = Field(default_factory=GradeFloors)
+    ratings: RatingModel = Field(default_factory=RatingModel)
 
     @model_validator(mode="after")
     def _bands_ascend(self) -> RiskModel:
@@ -204,9 +279,11 @@ def _ratio(numerator: Decimal, denominator: Decimal) -> Decimal:
     return _CONTEXT.divide(numerator, denominator)
 
 
-def _factor(name: str, value: Decimal, intensity: Decimal, model: RiskModel, detail: str) -> Factor:
+def _factor(name: str, value: Decimal, intensity: Decimal, model: RiskModel, detail: str,
+            scale: Decimal = ONE) -> Factor:
+    """``scale``: the share of its weight a behaviour factor keeps beside an outside rating."""
     intensity = max(ZERO, min(ONE, intensity))
-    weight = getattr(model.weights, name)
+    weight = model.ratings.weight if name == "outside_rating" else getattr(model.weights, name) * scale
     contribution = _CONTEXT.multiply(weight, intensity).quantize(CENT, rounding=ROUND_HALF_UP)
     return Factor(name, value, intensity.quantize(_RATIO, rounding=ROUND_HALF_UP), weight, contribution,
                   detail)
@@ -222,8 +299,27 @@ def _open_on(invoice: InvoiceHistory, as_of: date) -> bool:
     return invoice.is_open or (invoice.settled_date is not None and invoice.settled_date > as_of)
 
 
-def assess(invoices: Iterable[InvoiceHistory], as_of: date, model: RiskModel) -> RiskAssessment:
+def _rating_factor(ratings: Iterable[Rating], as_of: date, model: RiskModel) -> Factor | None:
+    """The ``outside_rating`` factor: the worst usable rating's intensity (None: none usable)."""
+    read = [(r, r.intensity(model.ratings)) for r in sorted(ratings, key=lambda r: r.provider)
+            if r.usable_on(as_of, model.ratings)]
+    used = [(r, i) for r, i in read if i is not None]
+    if not used:
+        return None
+    worst = max(i for _, i in used)
+    detail = "; ".join(f"{r.provider} {r.grade} (score {r.score}, {r.report_date.isoformat()})"
+                       + (f" reads {i.quantize(_RATIO, rounding=ROUND_HALF_UP)}" if i is not None
+                          else " not on a configured scale: not used")
+                       for r, i in read)
+    return _factor("outside_rating", worst.quantize(_RATIO, rounding=ROUND_HALF_UP), worst, model,
+                   f"the worst of: {detail}")
+
+
+def assess(invoices: Iterable[InvoiceHistory], as_of: date, model: RiskModel,
+           ratings: Iterable[Rating] = ()) -> RiskAssessment:
     """Score the history as of ``as_of`` (see the module docstring for every factor)."""
+    rating = _rating_factor(ratings, as_of, model)
+    scale = (HUNDRED - model.ratings.weight) / HUNDRED if rating is not None else ONE
     window = model.window_days
     assessed: list[tuple[InvoiceHistory, int, int]] = []  # invoice, age, days late
     issued = disputed = 0
@@ -242,8 +338,11 @@ def assess(invoices: Iterable[InvoiceHistory], as_of: date, model: RiskModel) ->
         if (settled_by_then and age <= window) or (open_on and age > 0):
             assessed.append((invoice, age, _days_late(invoice, as_of)))
     if not assessed:
-        factors = tuple(_factor(name, ZERO, ZERO, model, "no invoice due yet") for name in FACTORS)
-        return RiskAssessment(as_of, ZERO.quantize(CENT), None, factors, 0)
+        factors = tuple(_factor(name, ZERO, ZERO, model, "no invoice due yet", scale) for name in FACTORS)
+        if rating is None:
+            return RiskAssessment(as_of, ZERO.quantize(CENT), None, factors, 0)
+        score = sum((f.contribution for f in (*factors, rating)), ZERO)  # graded by the rating alone
+        return RiskAssessment(as_of, score, model.grades.grade(score), (*factors, rating), 0)
 
     weights = [model.recency_weight(age) for _, age, _ in assessed]
     weighted = sum((w * late for w, (_, _, late) in zip(weights, assessed, strict=True)), ZERO)
@@ -262,19 +361,22 @@ def assess(invoices: Iterable[InvoiceHistory], as_of: date, model: RiskModel) ->
     factors = (
         _factor("weighted_days_late", average.quantize(CENT, rounding=ROUND_HALF_UP),
                 _ratio(average, Decimal(model.days_late_saturation)), model,
-                f"recency-weighted average days late over {len(assessed)} invoices"),
+                f"recency-weighted average days late over {len(assessed)} invoices", scale),
         _factor("late_share", share.quantize(_RATIO, rounding=ROUND_HALF_UP), share, model,
-                f"{late_count} of {len(assessed)} invoices more than {model.late_after_days} days late"),
+                f"{late_count} of {len(assessed)} invoices more than {model.late_after_days} days late",
+                scale),
         _factor("max_days_past_due", Decimal(max_past_due),
                 _ratio(Decimal(max_past_due), Decimal(model.days_past_due_saturation)), model,
-                f"oldest open invoice {max_past_due} days past due"),
+                f"oldest open invoice {max_past_due} days past due", scale),
         _factor("dispute_rate", rate.quantize(_RATIO, rounding=ROUND_HALF_UP),
                 _ratio(rate, model.dispute_rate_saturation), model,
-                f"{disputed} of {issued} invoices issued in {window} days disputed"),
+                f"{disputed} of {issued} invoices issued in {window} days disputed", scale),
         _factor("trend", change.quantize(CENT, rounding=ROUND_HALF_UP),
                 _ratio(change, Decimal(model.trend_saturation_days)), model,
                 f"average days late of the last {model.trend_recent_days} days less the earlier ones"
-                if recent and earlier else "not enough history on both sides"),
+                if recent and earlier else "not enough history on both sides", scale),
     )
+    if rating is not None:
+        factors = (*factors, rating)
     score = sum((factor.contribution for factor in factors), ZERO)
     return RiskAssessment(as_of, score, model.grades.grade(score), factors, len(assessed))
