@@ -48,10 +48,12 @@ CONSUMERS: dict[str, tuple[str, ...]] = {
     "ar.ratings": ("credit",),
     "ar.ledger.events": ("dunning", "credit"),
     "ar.credit.events": ("dunning",),
+    "ar.dunning.actions": ("credit",),
 }
 # the types a consumer takes from a topic where it reads only some (the others it skips unread)
 READS: dict[tuple[str, str], tuple[str, ...]] = {
     ("dunning", "ar.credit.events"): ("credit.risk_grade_changed",),
+    ("credit", "ar.dunning.actions"): ("dunning.plan_broken", "dunning.resumed"),
 }
 
 _TOPIC_DESCRIPTIONS = {

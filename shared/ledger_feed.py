@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any, Protocol
 
 import orjson
@@ -185,9 +186,35 @@ class RiskGraded(_Data):
 CREDIT_TYPES: dict[str, type[RiskGraded]] = {"credit.risk_grade_changed": RiskGraded}
 
 
+class CommitmentBroken(_Data):
+    """``dunning.resumed`` (a promise ended, kept or broken) and ``dunning.plan_broken`` on
+    ``ar.dunning.actions``: credit's early warnings count the broken ones."""
+
+    promise_id: Id | None = None
+    plan_id: Id | None = None
+    reason: str | None = None
+    status: str | None = None
+    paused_until: BusinessDate | None = None
+    closed_on: BusinessDate | None = None
+
+    @property
+    def broken(self) -> tuple[str, str, date] | None:
+        """(``promise`` or ``plan``, its id, the day it was broken), or None: nothing broken. A
+        promise is broken the day after its grace (``paused_until``); a plan on its closing day."""
+        if self.reason == "promise_broken" and self.promise_id and self.paused_until:
+            return "promise", self.promise_id, self.paused_until + timedelta(days=1)
+        if self.plan_id and self.status == "broken" and self.closed_on:
+            return "plan", self.plan_id, self.closed_on
+        return None
+
+
+DUNNING_TYPES: dict[str, type[CommitmentBroken]] = {
+    "dunning.resumed": CommitmentBroken, "dunning.plan_broken": CommitmentBroken}
+
+
 LedgerFact = (InvoiceOpened | InvoicesTouched | InvoiceSettled | InvoiceDisputed | DisputeClosed
               | UnappliedCashChanged | CustomerUpserted | RiskGraded | PrepaymentAsked | PrepaymentPaid
-              | RatingReported)
+              | RatingReported | CommitmentBroken)
 
 LEDGER_TYPES: dict[str, type[LedgerFact]] = {
     "ledger.invoice_opened": InvoiceOpened,
@@ -208,7 +235,7 @@ LEDGER_TYPES: dict[str, type[LedgerFact]] = {
 
 
 # the publishers whose facts are followed (a type of theirs this version does not read is skipped)
-_FOLLOWED = ("ledger.", "credit.")
+_FOLLOWED = ("ledger.", "credit.", "dunning.")
 # what comes from outside the platform: the ERP's profiles, the agencies' ratings
 _OUTSIDE = frozenset({"customer.upserted", "rating.reported"})
 
@@ -275,6 +302,8 @@ def decode(raw: bytes | None, *, topic: str | None = None, partition: int | None
         raise InvalidMessage(f"type: {envelope.type!r} is not carried on {topic} (it takes ledger.*)")
     if topic == "ar.credit.events" and not envelope.type.startswith("credit."):
         raise InvalidMessage(f"type: {envelope.type!r} is not carried on {topic} (it takes credit.*)")
+    if topic == "ar.dunning.actions" and not envelope.type.startswith("dunning."):
+        raise InvalidMessage(f"type: {envelope.type!r} is not carried on {topic} (it takes dunning.*)")
     if topic in TOPIC_TYPES and envelope.type not in TOPIC_TYPES[topic]:
         raise InvalidMessage(f"type: {envelope.type!r} is not carried on {topic}")
     if envelope.type == "customer.upserted" and len(raw) > MAX_MESSAGE_BYTES:
@@ -334,6 +363,12 @@ def read_fact(event_type: str, data: dict[str, Any], event_id: str, *, source: s
             raise InvalidMessage(describe_error(error, "data")) from None
         # (credit's order, not the ledger's: the account keeps it apart, ``credit_sequence``)
         body, customer_id, sequence = graded, graded.customer_id, None
+    elif event_type in DUNNING_TYPES:
+        try:
+            body = DUNNING_TYPES[event_type].model_validate(data)
+        except ValidationError as error:
+            raise InvalidMessage(describe_error(error, "data")) from None
+        customer_id, sequence = body.customer_id, None  # (dunning's order: commitments are keyed by id)
     elif event_type.startswith(_FOLLOWED):  # a type added since: skipped, not refused
         body, customer_id = None, str(data.get("customer_id") or subject or "")
     else:

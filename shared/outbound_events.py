@@ -45,7 +45,7 @@ from shared.values import (
 # (the value types are shared.values'; these enumerations are the published contract's own)
 
 InvoiceStatus = Literal["open", "partially_paid", "paid", "cancelled", "written_off"]
-HoldReason = Literal["limit_exceeded", "overdue_days", "risk_grade", "manual"]
+HoldReason = Literal["limit_exceeded", "overdue_days", "risk_grade", "early_warning", "manual"]
 
 
 class _Exact(BaseModel):
@@ -596,6 +596,41 @@ class SecurityExpiring(_Exact):
     as_of: PublishedDate = Field(description="The review's date.")
 
 
+Signal = Literal["late_payments", "days_late_trend", "broken_promise", "rating_downgrade", "risk_grade_worse",
+                 "limit_utilisation", "security_expiring"]
+
+
+class WarningRaised(_Exact):
+    """`credit.warning_raised`: an early-warning signal tripped for the customer."""
+
+    warning_id: str
+    customer_id: PublishedCustomerId
+    signal: Signal
+    severity: Literal["low", "medium", "high"]
+    evidence: dict[str, Any] = Field(description="The figures that tripped it (invoices, ratings, amounts).")
+    raised_on: PublishedDate
+    hold: bool = Field(description="Whether its rule holds the customer (reason early_warning) while open.")
+
+
+class WarningCleared(_Exact):
+    """`credit.warning_cleared`: a review found the warning's condition gone."""
+
+    warning_id: str
+    customer_id: PublishedCustomerId
+    signal: Signal
+    cleared_on: PublishedDate
+
+
+class WarningAcknowledged(_Exact):
+    """`credit.warning_acknowledged`: a user acknowledged a warning with a note."""
+
+    warning_id: str
+    customer_id: PublishedCustomerId
+    note: str
+    by: str
+    acknowledged_on: PublishedDate
+
+
 class RiskFactor(_Exact):
     name: Literal["weighted_days_late", "late_share", "max_days_past_due", "dispute_rate", "trend",
                   "outside_rating"]
@@ -696,6 +731,9 @@ CREDIT_EVENTS: dict[str, type[BaseModel]] = {
     "credit.limit_review_due": LimitReviewDue,
     "credit.risk_grade_changed": RiskGradeChanged,
     "credit.security_expiring": SecurityExpiring,
+    "credit.warning_raised": WarningRaised,
+    "credit.warning_cleared": WarningCleared,
+    "credit.warning_acknowledged": WarningAcknowledged,
 }
 DEADLETTER_EVENTS: dict[str, type[BaseModel]] = {"deadletter.rejected": DeadLetter}
 

@@ -32,7 +32,7 @@ from services.credit.domain import (
     InvalidCommand,
     UnknownHold,
 )
-from services.credit.domain.errors import ConflictingSecurity, UnknownSecurity
+from services.credit.domain.errors import ConflictingSecurity, UnknownSecurity, UnknownWarning
 from services.credit.domain.registry import ReviewOutOfOrder
 from services.credit.reviews import ReviewRunner
 from shared.auth import CreditChecker, CreditOverrider, CreditReader, CreditWriter
@@ -67,6 +67,7 @@ CREDIT_PROBLEMS = DomainProblems(
         UnknownHold: (404, "not-found"),
         UnknownSecurity: (404, "not-found"),
         ConflictingSecurity: (409, "conflicting-security"),
+        UnknownWarning: (404, "not-found"),
         HoldNotActive: (409, "hold-not-active"),
         ReviewOutOfOrder: (409, "review-out-of-order"),
     },
@@ -74,7 +75,7 @@ CREDIT_PROBLEMS = DomainProblems(
             "reason": "body.reason", "as_of": "body.as_of", "hold_id": "path.hold_id",
             "security": "path.security_id", "security_id": "body.security_id", "kind": "body.kind",
             "coverage_percent": "body.coverage_percent", "valid_until": "body.valid_until",
-            "drawn_on": "body.drawn_on"},
+            "drawn_on": "body.drawn_on", "warning": "path.warning_id", "note": "body.note"},
 )
 
 

@@ -143,3 +143,33 @@ class AuditOut(_Answer):
     events: list[AuditEntryOut]
     next_cursor: int | None
 
+
+
+class WarningOut(_Answer):
+    warning_id: str
+    customer_id: str
+    signal: str
+    severity: Literal["low", "medium", "high"]
+    status: Literal["open", "cleared"]
+    evidence: dict[str, Any]
+    raised_on: date
+    cleared_on: date | None
+    acknowledgements: list[dict[str, Any]]
+
+
+class WarningsOut(_Answer):
+    warnings: list[WarningOut]
+
+
+class WatchEntryOut(_Answer):
+    customer_id: str
+    worst_severity: Literal["medium", "high"]
+    risk_grade: str | None
+    risk_score: str | None
+    on_hold: bool
+    positions: list[dict[str, Any]]
+    warnings: list[WarningOut]
+
+
+class WatchlistOut(_Answer):
+    customers: list[WatchEntryOut]

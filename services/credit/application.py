@@ -28,7 +28,7 @@ from services.credit.domain.registry import ReviewRegistry
 from shared.erp_events import RatingFields
 from shared.eventstore import LATEST_VERSION, retry_on_conflict
 from shared.feed_application import FeedApplication
-from shared.ledger_feed import LEDGER_TYPES, Fact
+from shared.ledger_feed import DUNNING_TYPES, LEDGER_TYPES, Fact
 
 T = TypeVar("T")
 
@@ -50,7 +50,7 @@ class CreditApplication(FeedApplication[CreditAccount]):
     """Event-sourced credit: one CreditAccount per customer and the review registry."""
 
     name = "credit"
-    reads = frozenset(LEDGER_TYPES) - {"ledger.invoice_settled"}
+    reads = frozenset(LEDGER_TYPES) - {"ledger.invoice_settled"} | frozenset(DUNNING_TYPES)
 
     def __init__(self, env: dict[str, str] | None = None, rules: CreditRules | None = None) -> None:
         super().__init__(env=env)
@@ -133,6 +133,12 @@ class CreditApplication(FeedApplication[CreditAccount]):
         result = self.command(customer_id, lambda a: a.report_rating(rating, by), create=True)
         assert result is not None
         return result
+
+    def acknowledge_warning(self, customer_id: str, warning_id: str, note: str, by: str,
+                            on: date) -> dict[str, Any] | None:
+        """None when the customer has no account."""
+        return self.command(customer_id, lambda a: a.acknowledge_warning(warning_id, note, by, on),
+                            create=False)
 
     # ------------------------------------------------------------------ reviews
 

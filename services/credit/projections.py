@@ -13,6 +13,8 @@ Tables (plain SQL, indexed for the REST queries and the review):
   (``POST /holds/{hold_id}/release`` finds the customer here);
 - ``credit_checks``: every answered credit check (order, decision, amount, reasons);
 - ``credit_reviews``: the reviews run, with their counts;
+- ``credit_warnings``: every early warning with its evidence, status and acknowledgements
+  (``/warnings``, ``/watchlist``; ``POST /warnings/{id}/acknowledge`` finds the customer here);
 - ``credit_securities``: every security with its kind, amount, drawn amount and dates
   (``POST /securities/{id}/release`` and ``/draw`` find the customer here);
 - ``credit_projection_positions``: how far the projector has read the notification log,
@@ -118,6 +120,23 @@ securities = Table(
     Index("ix_credit_securities_security_id", "security_id"),
 )
 
+warnings = Table(
+    "credit_warnings", metadata,
+    Column("warning_id", String(64), primary_key=True),
+    Column("customer_id", String(200), nullable=False),
+    Column("signal", String(40), nullable=False),
+    Column("severity", String(10), nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("evidence", JSON, nullable=False),
+    Column("hold", Boolean, nullable=False),
+    Column("raised_on", Date, nullable=False),
+    Column("cleared_on", Date),
+    Column("acknowledgements", JSON, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_credit_warnings_status", "status", "customer_id"),
+    Index("ix_credit_warnings_customer_id", "customer_id"),
+)
+
 reviews = Table(
     "credit_reviews", metadata,
     Column("as_of", Date, primary_key=True),
@@ -131,6 +150,8 @@ positions = positions_table("credit_projection_positions", metadata)
 PROJECTOR_NAME = "credit-projections"
 _HOLD_EVENTS = ("HoldPlaced", "HoldReasonsChanged", "HoldReleased")
 _SECURITY_EVENTS = {"SecurityRegistered": "security", "SecurityReleased": "release", "SecurityDrawn": "draw"}
+_WARNING_EVENTS = {"WarningRaised": "warning", "WarningCleared": "clearance",
+                   "WarningAcknowledged": "acknowledgement"}
 
 
 def _row_state(account: CreditAccount | None) -> tuple[Any, ...] | None:
@@ -145,7 +166,7 @@ def _row_state(account: CreditAccount | None) -> tuple[Any, ...] | None:
 class _Touched(Touched[CreditAccount]):
     """An account touched by a batch, and the holds whose rows must be written."""
 
-    __slots__ = ("holds", "row_changed_at", "securities")
+    __slots__ = ("holds", "row_changed_at", "securities", "warnings")
 
     def __init__(self, account: CreditAccount) -> None:
         super().__init__(account)
@@ -155,6 +176,7 @@ class _Touched(Touched[CreditAccount]):
         # whatever the batches, so a rebuild verifies against the live tables.
         self.row_changed_at: Any = None
         self.securities: dict[str, Any] = {}  # security id -> the instant of its last change
+        self.warnings: dict[str, Any] = {}  # warning id -> the instant of its last change
 
 
 @dataclass(slots=True)
@@ -169,6 +191,7 @@ class _Rows:
     checks: list[dict[str, Any]]
     reviews: list[dict[str, Any]]
     securities: list[dict[str, Any]]
+    warnings: list[dict[str, Any]]
 
 
 class CreditProjector(AccountProjector[CreditAccount]):
@@ -214,6 +237,8 @@ class CreditProjector(AccountProjector[CreditAccount]):
                 entry.holds.setdefault(hold_id, None)
                 if kind == "HoldReleased":
                     entry.holds[f"released:{hold_id}"] = event.timestamp
+        elif kind in _WARNING_EVENTS:
+            entry.warnings[getattr(event, _WARNING_EVENTS[kind])["warning_id"]] = event.timestamp
         elif kind in _SECURITY_EVENTS:
             entry.securities[getattr(event, _SECURITY_EVENTS[kind])["security_id"]] = event.timestamp
         elif kind == "CreditChecked":
@@ -232,8 +257,18 @@ class CreditProjector(AccountProjector[CreditAccount]):
     def _rows(self, touched: dict[UUID, _Touched], check_rows: list[dict[str, Any]],
               review_rows: list[dict[str, Any]]) -> _Rows:
         account_rows, position_rows, placed_rows, changed_rows, security_rows = [], [], [], [], []
+        warning_rows = []
         for entry in touched.values():
             account = entry.account
+            for warning_id, changed_at in entry.warnings.items():
+                warning = account.warnings[warning_id]
+                warning_rows.append({
+                    "warning_id": warning_id, "customer_id": account.customer_id, "signal": warning["signal"],
+                    "severity": warning["severity"], "status": warning["status"],
+                    "evidence": warning["evidence"], "hold": warning["hold"],
+                    "raised_on": date.fromisoformat(warning["raised_on"]),
+                    "cleared_on": optional_date(warning["cleared_on"]),
+                    "acknowledgements": list(warning["acknowledgements"]), "updated_at": changed_at})
             for security_id, changed_at in entry.securities.items():
                 security = account.securities[security_id]
                 security_rows.append({
@@ -274,7 +309,7 @@ class CreditProjector(AccountProjector[CreditAccount]):
                 else:
                     changed_rows.append(row)
         return _Rows([entry.account.customer_id for entry in touched.values()], account_rows, position_rows,
-                     placed_rows, changed_rows, check_rows, review_rows, security_rows)
+                     placed_rows, changed_rows, check_rows, review_rows, security_rows, warning_rows)
 
     def _write(self, conn: Connection, rows: _Rows) -> None:
         upsert(conn, accounts, rows.accounts, ["customer_id"])
@@ -288,3 +323,4 @@ class CreditProjector(AccountProjector[CreditAccount]):
         upsert(conn, checks, rows.checks, ["customer_id", "order_id"])
         upsert(conn, reviews, rows.reviews, ["as_of"])
         upsert(conn, securities, rows.securities, ["customer_id", "security_id"])
+        upsert(conn, warnings, rows.warnings, ["warning_id"])

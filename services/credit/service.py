@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.credit import api_ratings, api_securities, followers
+from services.credit import api_ratings, api_securities, api_warnings, followers
 from services.credit.api import CREDIT_PROBLEMS, router
 from services.credit.application import CreditApplication
 from services.credit.check_desk import CheckDesk
@@ -54,4 +54,5 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         app.add_middleware(CheckFastLane)
     app.include_router(api_securities.router)
     app.include_router(api_ratings.router)
+    app.include_router(api_warnings.router)
     return serve(app, router)

@@ -10,7 +10,7 @@ from pydantic import field_validator
 from services.credit.domain import CreditRules, default_rules
 from shared.settings import ServiceSettings, TimeZoneName
 
-INBOUND_TOPICS = ("ar.ledger.events", "ar.customers", "ar.ratings")
+INBOUND_TOPICS = ("ar.ledger.events", "ar.customers", "ar.ratings", "ar.dunning.actions")
 
 
 class CreditSettings(ServiceSettings):

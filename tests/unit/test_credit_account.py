@@ -393,9 +393,13 @@ def test_the_risk_grade_moves_with_payment_behaviour_and_its_factors_add_up() ->
     }
     assert change["score"] == "29.58" == str(sum(M(v) for v in factors.values()))
     assert (change["previous"], change["grade"]) == ("A", "B")
-    assert c.published[-1] == ("credit.risk_grade_changed", {
+    assert c.published[-2] == ("credit.risk_grade_changed", {
         "customer_id": "C1", "grade": "B", "previous_grade": "A", "score": "29.58",
         "factors": change["factors"], "as_of": "2025-04-02"})
+    # and the same review raises the early warning of a worse grade
+    kind, warning = c.published[-1]
+    assert (kind, warning["signal"], warning["evidence"], warning["raised_on"]) == (
+        "credit.warning_raised", "risk_grade_worse", {"grade": "B", "previous_grade": "A"}, "2025-04-02")
     assert not c.review("2025-04-03").grade_change  # 31 days: B still, nothing recorded
 
 

@@ -57,26 +57,42 @@ from services.credit.domain.errors import (
     InvalidCommand,
     UnknownHold,
     UnknownSecurity,
+    UnknownWarning,
 )
 from services.credit.domain.risk import InvoiceHistory, Rating, RiskAssessment, RiskModel, assess
 from services.credit.domain.rules import CreditRules, default_rules
 from services.credit.domain.securities import EXPIRY_NOTICE_DAYS, Security, cover
+from services.credit.domain.warnings import Ending, Settled, Situation, Utilisation, evidence
 from shared.erp_events import RatingFields, RatingReported
-from shared.ledger_feed import Fact, InvoiceOpened, PrepaymentAsked, PrepaymentPaid, PrepaymentWithdrawn
+from shared.ledger_feed import (
+    CommitmentBroken,
+    Fact,
+    InvoiceOpened,
+    PrepaymentAsked,
+    PrepaymentPaid,
+    PrepaymentWithdrawn,
+)
 from shared.money import ZERO, check_minor_digits, parse_amount, to_text
 from shared.open_items import MirrorChange, OpenItem, OpenItems
 
 ACCOUNT_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:credit:customer")
 HOLD_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:credit:hold")
+WARNING_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:credit:warning")
 
 # The order reasons are listed in, on holds and in check answers.
-REASON_ORDER = ("limit_exceeded", "overdue_days", "risk_grade", "manual", "no_limit", "deposit_required")
+REASON_ORDER = ("limit_exceeded", "overdue_days", "risk_grade", "early_warning", "manual", "no_limit",
+                "deposit_required")
 
 
 @lru_cache(maxsize=1 << 16)  # a uuid5 costs ≈ 3.5 µs, and every credit check looks its account up
 def credit_account_id(customer_id: str) -> UUID:
     """Deterministic aggregate id: the credit account of customer X is found without an index."""
     return uuid5(ACCOUNT_NAMESPACE, customer_id)
+
+
+def credit_warning_id(customer_id: str, number: int) -> str:
+    """The id of the customer's ``number``-th warning (1-based): the same on every replay."""
+    return str(uuid5(WARNING_NAMESPACE, f"{customer_id}\x1f{number}"))
 
 
 def credit_hold_id(customer_id: str, number: int) -> str:
@@ -200,6 +216,15 @@ def _valid_amount(amount: object, currency: str, what: str, *, positive: bool) -
     return value
 
 
+def _ratings(records: Iterable[dict[str, Any]]) -> list[Rating]:
+    return [Rating(provider=r["provider"], grade=r["grade"], score=Decimal(r["score"]),
+                   probability_of_default=(Decimal(r["probability_of_default"])
+                                           if r.get("probability_of_default") is not None else None),
+                   report_date=date.fromisoformat(r["report_date"]),
+                   valid_until=date.fromisoformat(r["valid_until"]) if r.get("valid_until") else None)
+            for r in records]
+
+
 def _rating_record(rating: RatingFields) -> dict[str, Any]:
     """A rating's figures, JSON-native (what else its message carried left out)."""
     dumped = rating.model_dump(mode="json")
@@ -242,6 +267,11 @@ class CreditAccount(Aggregate):
         # outside ratings: every report recorded (the audit trail), the latest per provider used
         self.ratings: dict[str, dict[str, Any]] = {}  # provider -> its latest report
         self.rating_keys: set[str] = set()  # the messages (source/id) taken, against redeliveries
+        self.previous_ratings: dict[str, dict[str, Any]] = {}  # provider -> the report its latest replaced
+        self.previous_grade: str | None = None  # the grade before the last change
+        self.broken: dict[str, dict[str, str]] = {}  # "promise:P1" / "plan:PL1" -> kind, id, broken_on
+        self.warnings: dict[str, dict[str, Any]] = {}  # warning id -> the warning as raised (and after)
+        self.open_warnings: dict[str, str] = {}  # signal -> its open warning's id
 
     # ----------------------------------------------------------------- queries
 
@@ -302,12 +332,7 @@ class CreditAccount(Aggregate):
         return assess(self.history(), as_of, model, self.rating_inputs())
 
     def rating_inputs(self) -> list[Rating]:
-        return [Rating(provider=r["provider"], grade=r["grade"], score=Decimal(r["score"]),
-                       probability_of_default=(Decimal(r["probability_of_default"])
-                                               if r.get("probability_of_default") is not None else None),
-                       report_date=date.fromisoformat(r["report_date"]),
-                       valid_until=date.fromisoformat(r["valid_until"]) if r.get("valid_until") else None)
-                for r in self.ratings.values()]
+        return _ratings(self.ratings.values())
 
     def view(self, as_of: date | None = None, rules: CreditRules | None = None,
              cover_on: date | None = None) -> dict[str, Any]:
@@ -368,6 +393,8 @@ class CreditAccount(Aggregate):
         """
         if isinstance(fact.body, RatingReported):
             return self._observe_rating(fact.body, fact.data.get("origin"))
+        if isinstance(fact.body, CommitmentBroken):
+            return self._observe_broken(fact, rules or _default_rules())
         changed = self.items.take(fact, self._observe_profile, self._record)
         changed = self._observe_deposit(fact) or changed
         if changed:
@@ -409,6 +436,21 @@ class CreditAccount(Aggregate):
         if key is not None and key in self.rating_keys:
             return False
         self._rating_reported(rating=_rating_record(rating), key=key, by=by)
+        return True
+
+    def _observe_broken(self, fact: Fact, rules: CreditRules) -> bool:
+        """A promise or a payment plan dunning recorded as broken (once per promise or plan)."""
+        body = fact.body
+        assert isinstance(body, CommitmentBroken)
+        if body.broken is None:
+            return False  # (a promise kept)
+        kind, commitment_id, broken_on = body.broken
+        if f"{kind}:{commitment_id}" in self.broken:
+            return False
+        self._commitment_broken(broken={"kind": kind, "id": commitment_id, "broken_on": broken_on.isoformat(),
+                                        "event_id": fact.event_id})
+        self._evaluate(rules, {"kind": "dunning", "event_type": fact.event_type, "event_id": fact.event_id},
+                       broken_on.isoformat())
         return True
 
     def report_rating(self, rating: RatingFields, by: str) -> dict[str, Any]:
@@ -724,6 +766,55 @@ class CreditAccount(Aggregate):
                 ending.append(security.security_id)
         return ending
 
+    # ----------------------------------------------------------------- early warnings
+
+    def _judge_warnings(self, rules: CreditRules, day: date, trigger: dict[str, Any]) -> None:
+        """Raise a warning for each signal that trips and has none open; at a review, clear the
+        open ones whose condition no longer holds."""
+        situation = self._situation(day, rules)
+        at_review = trigger.get("kind") == "review"
+        for rule in rules.warning_rules:
+            found = evidence(rule, situation)
+            open_id = self.open_warnings.get(rule.signal)
+            if found is not None and open_id is None:
+                self._warning_raised(warning={
+                    "warning_id": credit_warning_id(self.customer_id, len(self.warnings) + 1),
+                    "customer_id": self.customer_id, "signal": rule.signal, "severity": rule.severity,
+                    "evidence": found, "raised_on": day.isoformat(), "hold": rule.hold, "trigger": trigger})
+            elif found is None and open_id is not None and at_review:
+                self._warning_cleared(clearance={
+                    "warning_id": open_id, "customer_id": self.customer_id, "signal": rule.signal,
+                    "cleared_on": day.isoformat()})
+
+    def _situation(self, day: date, rules: CreditRules) -> Situation:
+        settled = [Settled(i.invoice_id, i.due_date, i.settled_date) for i in self.items.invoices.values()
+                   if i.status == "paid" and i.settled_date is not None]
+        latest = {r.provider: r for r in self.rating_inputs()}
+        previous = {r.provider: r for r in _ratings(self.previous_ratings.values())}
+        return Situation(
+            day=day, settled=settled, broken=list(self.broken.values()),
+            ratings=[(previous[p], latest[p]) for p in sorted(latest) if p in previous],
+            rating_model=rules.risk.ratings, grade=self.grade, previous_grade=self.previous_grade,
+            utilisation=[Utilisation(c, self.unsecured(c, day), limit.amount)
+                         for c, limit in sorted(self.limits.items())],
+            securities=[Ending(s.security_id, s.kind, s.valid_until) for s in self.securities.values()
+                        if s.valid_until is not None and s.counts_on(day)])
+
+    def acknowledge_warning(self, warning_id: str, note: str, by: str, on: date) -> dict[str, Any]:
+        """A user saw the warning and says what is done about it (audited); it stays as it is."""
+        warning = self.warnings.get(warning_id)
+        if warning is None:
+            raise UnknownWarning(f"warning {warning_id} is not known for customer {self.customer_id}",
+                                 field="warning")
+        self._warning_acknowledged(acknowledgement={
+            "warning_id": warning_id, "customer_id": self.customer_id, "note": _required(note, "note"),
+            "by": _required(by, "by"), "acknowledged_on": on.isoformat()})
+        return self.warning_view(warning_id)
+
+    def warning_view(self, warning_id: str) -> dict[str, Any]:
+        warning = self.warnings[warning_id]
+        return {k: v for k, v in warning.items() if k != "trigger"}
+
     # ----------------------------------------------------------------- hold rules
 
     def _limit_breaches(self, rules: CreditRules, day: date | None) -> list[str]:
@@ -770,6 +861,8 @@ class CreditAccount(Aggregate):
         grade_rule = rules.grade_rule
         if grade_rule is not None and self.grade in grade_rule.grades:
             reasons.append("risk_grade")
+        if any(self.warnings[w]["hold"] for w in self.open_warnings.values()):
+            reasons.append("early_warning")
         return reasons
 
     def _headline(self, reasons: list[str], rules: CreditRules,
@@ -820,6 +913,8 @@ class CreditAccount(Aggregate):
         """Place, change or release the automatic hold as the rules now say (securities cover
         as on the change's effective date, else the last review's)."""
         day = date.fromisoformat(effective_date[:10]) if effective_date else self.last_review_on
+        if day is not None and rules.warning_rules:
+            self._judge_warnings(rules, day, trigger)
         result = _Evaluation()
         firing = self._firing(rules, day)
         lapsed = _ordered(self.overridden - set(firing))
@@ -939,6 +1034,7 @@ class CreditAccount(Aggregate):
                             assessment: dict[str, Any]) -> None:
         self.last_review_on = date.fromisoformat(as_of)
         self.risk = assessment
+        self.previous_grade = previous
 
     @event("HoldPlaced")
     def _hold_placed(self, hold: dict[str, Any]) -> None:
@@ -1005,4 +1101,26 @@ class CreditAccount(Aggregate):
             self.rating_keys.add(key)
         latest = self.ratings.get(rating["provider"])
         if latest is None or rating["report_date"] >= latest["report_date"]:
+            if latest is not None:
+                self.previous_ratings[rating["provider"]] = latest
             self.ratings[rating["provider"]] = rating
+
+    @event("CommitmentBroken")
+    def _commitment_broken(self, broken: dict[str, str]) -> None:
+        self.broken[f"{broken['kind']}:{broken['id']}"] = {k: broken[k] for k in ("kind", "id", "broken_on")}
+
+    @event("WarningRaised")
+    def _warning_raised(self, warning: dict[str, Any]) -> None:
+        self.warnings[warning["warning_id"]] = {**warning, "status": "open", "cleared_on": None,
+                                                "acknowledgements": []}
+        self.open_warnings[warning["signal"]] = warning["warning_id"]
+
+    @event("WarningCleared")
+    def _warning_cleared(self, clearance: dict[str, Any]) -> None:
+        self.warnings[clearance["warning_id"]].update(status="cleared", cleared_on=clearance["cleared_on"])
+        self.open_warnings.pop(clearance["signal"], None)
+
+    @event("WarningAcknowledged")
+    def _warning_acknowledged(self, acknowledgement: dict[str, Any]) -> None:
+        self.warnings[acknowledgement["warning_id"]]["acknowledgements"].append(
+            {k: acknowledgement[k] for k in ("note", "by", "acknowledged_on")})

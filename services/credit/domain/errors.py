@@ -35,3 +35,7 @@ class UnknownSecurity(CreditError):
 class ConflictingSecurity(CreditError):
     """A security id registered again with different content, or a change it cannot take
     (released already, a draw beyond what is left, a draw on a record without cover)."""
+
+
+class UnknownWarning(CreditError):
+    pass

@@ -20,7 +20,13 @@ id). Contract types and their fields:
   ``kind``, ``currency``, ``amount`` (what is left of it), ``valid_until``, ``days_left``,
   ``as_of`` (the review that saw it end within 30 days).
 
-Added types (the contract welcomes them): ``credit.hold_reasons_changed`` (an active
+- ``WarningRaised`` -> ``credit.warning_raised``: ``warning_id``, ``customer_id``, ``signal``,
+  ``severity``, ``evidence`` (the figures that tripped it), ``raised_on``, plus ``hold``.
+- ``WarningCleared`` -> ``credit.warning_cleared``: ``warning_id``, ``customer_id``, ``signal``,
+  ``cleared_on``.
+
+Added types (the contract welcomes them): ``credit.warning_acknowledged`` (``warning_id``,
+``customer_id``, ``note``, ``by``, ``acknowledged_on``), ``credit.hold_reasons_changed`` (an active
 automatic hold's reasons changed) and ``credit.limit_review_due``. Checks, reservations,
 ledger facts and overdue marks are internal and publish nothing.
 """
@@ -31,7 +37,8 @@ from typing import Any
 
 # the stored events that publish something, by class name (the rest publish nothing)
 PUBLISHING = frozenset({"HoldPlaced", "HoldReasonsChanged", "HoldReleased", "LimitSet", "LimitExpired",
-                        "LimitReviewDue", "RiskGradeChanged", "SecurityExpiring"})
+                        "LimitReviewDue", "RiskGradeChanged", "SecurityExpiring", "WarningRaised",
+                        "WarningCleared", "WarningAcknowledged"})
 
 
 def published(event: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -84,4 +91,10 @@ def published(event: Any) -> list[tuple[str, dict[str, Any]]]:
         })]
     if kind == "SecurityExpiring":
         return [("credit.security_expiring", dict(event.notice))]
+    if kind == "WarningRaised":
+        return [("credit.warning_raised", {k: v for k, v in event.warning.items() if k != "trigger"})]
+    if kind == "WarningCleared":
+        return [("credit.warning_cleared", dict(event.clearance))]
+    if kind == "WarningAcknowledged":
+        return [("credit.warning_acknowledged", dict(event.acknowledgement))]
     return []

@@ -13,6 +13,8 @@ hold rule names its reason code; a rule left out of ``hold_rules`` is off:
   ``grades`` (default E).
 
 ``manual`` is not a rule: manual holds are commands, placed and released by a user.
+``warning_rules`` are the early warnings' signals (``services.credit.domain.warnings``); one
+with ``hold: true`` holds the customer with reason ``early_warning`` while its warning is open.
 Amounts in rules are read in the currency of the figure they are compared with.
 """
 
@@ -24,6 +26,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.credit.domain.risk import RiskModel
+from services.credit.domain.warnings import WarningRule, default_warning_rules
 from shared.money import ZERO
 from shared.values import Grade, RuleName, RuleNumber
 
@@ -82,12 +85,17 @@ class CreditRules(BaseModel):
     reservation_days: int = Field(default=30, ge=1,
                                   description="an approved order's reservation lasts this long")
     risk: RiskModel = Field(default_factory=RiskModel)
+    warning_rules: tuple[WarningRule, ...] = Field(
+        default_factory=default_warning_rules, description="the early warnings' signals; one left out is off")
 
     @model_validator(mode="after")
     def _one_rule_per_code(self) -> CreditRules:
         codes = [rule.code for rule in self.hold_rules]
         if len(set(codes)) != len(codes):
             raise ValueError(f"hold_rules: one rule per code, got {codes}")
+        signals = [rule.signal for rule in self.warning_rules]
+        if len(set(signals)) != len(signals):
+            raise ValueError(f"warning_rules: one rule per signal, got {signals}")
         return self
 
     @property
