@@ -23,6 +23,9 @@ import pytest
 import yaml
 
 from services.cli import DEFAULT_PORTS, TOPICS
+from services.credit.settings import INBOUND_TOPICS as CREDIT_TOPICS
+from services.dunning.settings import INBOUND_TOPICS as DUNNING_TOPICS
+from services.ledger.settings import INBOUND_TOPICS as LEDGER_TOPICS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -31,11 +34,11 @@ K8S = ROOT / "deploy" / "k8s"
 TOPICS_SCRIPT = ROOT / "deploy" / "kafka" / "create-topics.sh"
 POSTGRES_INIT = ROOT / "deploy" / "postgres" / "init-databases.sql"
 SERVICES = tuple(DEFAULT_PORTS)
-INBOUND_TOPICS = ("ar.invoices", "ar.payments", "ar.disputes", "ar.customers")
+INBOUND_TOPICS = ("ar.invoices", "ar.payments", "ar.disputes", "ar.customers", "ar.ratings")  # from outside
 CONSUMED_TOPICS = {
-    "ledger": INBOUND_TOPICS,
-    "dunning": ("ar.ledger.events", "ar.customers"),
-    "credit": ("ar.ledger.events", "ar.customers"),
+    "ledger": LEDGER_TOPICS,
+    "dunning": DUNNING_TOPICS,
+    "credit": CREDIT_TOPICS,
 }
 # Secrets the stack must refuse to start without.
 REQUIRED_VARIABLES = ("POSTGRES_PASSWORD", "RECEIVABLES_API_TOKENS_FILE")

@@ -781,7 +781,8 @@ class CreditAccount(Aggregate):
                     "warning_id": credit_warning_id(self.customer_id, len(self.warnings) + 1),
                     "customer_id": self.customer_id, "signal": rule.signal, "severity": rule.severity,
                     "evidence": found, "raised_on": day.isoformat(), "hold": rule.hold, "trigger": trigger})
-            elif found is None and open_id is not None and at_review:
+            elif found is None and open_id is not None and at_review \
+                    and self.warnings[open_id]["raised_on"] <= day.isoformat():  # (not one raised later)
                 self._warning_cleared(clearance={
                     "warning_id": open_id, "customer_id": self.customer_id, "signal": rule.signal,
                     "cleared_on": day.isoformat()})
