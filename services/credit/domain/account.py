@@ -35,6 +35,10 @@ Choices where the contract is silent:
 - Limits from the ERP (``credit_limit`` of the customer profile) are taken when the ERP's
   value changes, so a profile re-sent for another reason does not undo a limit set over
   REST; a profile without ``credit_limit`` leaves the limit alone.
+- Securities (``securities.py``) lower the exposure a check and the limit rule judge by their
+  cover on the day judged; outside ratings (``rating.reported``) are a factor of the score;
+  the ledger's prepayment requests make a check for their order ask for the deposit; early
+  warnings (``warnings.py``) are judged with the hold rules and at every review.
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ from services.credit.domain.errors import (
 from services.credit.domain.risk import InvoiceHistory, Rating, RiskAssessment, RiskModel, assess
 from services.credit.domain.rules import CreditRules, default_rules
 from services.credit.domain.securities import EXPIRY_NOTICE_DAYS, Security, cover
-from services.credit.domain.warnings import Ending, Settled, Situation, Utilisation, evidence
+from services.credit.domain.warnings import Ending, SettledIndex, Situation, Utilisation, evidence
 from shared.erp_events import RatingFields, RatingReported
 from shared.ledger_feed import (
     CommitmentBroken,
@@ -272,6 +276,7 @@ class CreditAccount(Aggregate):
         self.broken: dict[str, dict[str, str]] = {}  # "promise:P1" / "plan:PL1" -> kind, id, broken_on
         self.warnings: dict[str, dict[str, Any]] = {}  # warning id -> the warning as raised (and after)
         self.open_warnings: dict[str, str] = {}  # signal -> its open warning's id
+        self.settled = SettledIndex()  # the paid invoices by settled date (the payment signals')
 
     # ----------------------------------------------------------------- queries
 
@@ -774,8 +779,10 @@ class CreditAccount(Aggregate):
         situation = self._situation(day, rules)
         at_review = trigger.get("kind") == "review"
         for rule in rules.warning_rules:
-            found = evidence(rule, situation)
             open_id = self.open_warnings.get(rule.signal)
+            if open_id is not None and not at_review:
+                continue  # (open already: only a review may clear it)
+            found = evidence(rule, situation)
             if found is not None and open_id is None:
                 self._warning_raised(warning={
                     "warning_id": credit_warning_id(self.customer_id, len(self.warnings) + 1),
@@ -788,12 +795,10 @@ class CreditAccount(Aggregate):
                     "cleared_on": day.isoformat()})
 
     def _situation(self, day: date, rules: CreditRules) -> Situation:
-        settled = [Settled(i.invoice_id, i.due_date, i.settled_date) for i in self.items.invoices.values()
-                   if i.status == "paid" and i.settled_date is not None]
         latest = {r.provider: r for r in self.rating_inputs()}
         previous = {r.provider: r for r in _ratings(self.previous_ratings.values())}
         return Situation(
-            day=day, settled=settled, broken=list(self.broken.values()),
+            day=day, settled=self.settled, broken=list(self.broken.values()),
             ratings=[(previous[p], latest[p]) for p in sorted(latest) if p in previous],
             rating_model=rules.risk.ratings, grade=self.grade, previous_grade=self.previous_grade,
             utilisation=[Utilisation(c, self.unsecured(c, day), limit.amount)
@@ -956,6 +961,7 @@ class CreditAccount(Aggregate):
     def _invoice_opened(self, invoice: dict[str, Any], outcomes: list[dict[str, Any]],
                         consumed: list[dict[str, str]], sequence: list[int] | None) -> None:
         self.items.open_invoice(invoice, outcomes, sequence)
+        self._index_settled([invoice, *outcomes])
         for entry in consumed:
             reservation = self.reservations[entry["order_id"]]
             amount = Decimal(entry["amount"])
@@ -968,6 +974,7 @@ class CreditAccount(Aggregate):
     def _open_amounts_changed(self, outcomes: list[dict[str, Any]], effective_date: str | None,
                               sequence: list[int] | None) -> None:
         self.items.change_open_amounts(outcomes, sequence)
+        self._index_settled(outcomes)
 
     @event("DisputeOpened")
     def _dispute_opened(self, dispute_id: str, invoice_id: str, amount: str,
@@ -978,6 +985,14 @@ class CreditAccount(Aggregate):
     def _dispute_closed(self, dispute_id: str, outcome: str, outcomes: list[dict[str, Any]],
                         sequence: list[int] | None, effective_date: str | None = None) -> None:
         self.items.close_dispute(dispute_id, outcomes, sequence)
+        self._index_settled(outcomes)
+
+    def _index_settled(self, changed: Iterable[Mapping[str, Any]]) -> None:
+        for entry in changed:
+            invoice = self.items.invoices.get(entry["invoice_id"])
+            if invoice is not None:
+                self.settled.update(invoice.invoice_id, invoice.due_date, invoice.settled_date,
+                                    invoice.status == "paid")
 
     @event("UnappliedCashChanged")
     def _unapplied_cash_changed(self, currency: str, change: str, sequence: list[int] | None) -> None:

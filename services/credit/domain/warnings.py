@@ -25,6 +25,7 @@ open; by default none does.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -132,12 +133,42 @@ class Ending:
     valid_until: date
 
 
+class SettledIndex:
+    """A customer's paid invoices by settled date, kept as their outcomes come, so that a window
+    of dates or the last few cost their size, not the customer's whole history."""
+
+    __slots__ = ("_by_id", "_keys")
+
+    def __init__(self) -> None:
+        self._keys: list[tuple[date, str]] = []  # (settled date, invoice id), ascending
+        self._by_id: dict[str, Settled] = {}
+
+    def update(self, invoice_id: str, due_date: date, settled_date: date | None, paid: bool) -> None:
+        old = self._by_id.pop(invoice_id, None)
+        if old is not None:
+            del self._keys[bisect.bisect_left(self._keys, (old.settled_date, invoice_id))]
+        if paid and settled_date is not None:
+            self._by_id[invoice_id] = Settled(invoice_id, due_date, settled_date)
+            bisect.insort(self._keys, (settled_date, invoice_id))
+
+    def between(self, after: date, until: date) -> list[Settled]:
+        """Settled after ``after`` and by ``until``, oldest first."""
+        low = bisect.bisect_left(self._keys, (after + timedelta(days=1), ""))
+        high = bisect.bisect_left(self._keys, (until + timedelta(days=1), ""))
+        return [self._by_id[key[1]] for key in self._keys[low:high]]
+
+    def last(self, count: int, until: date) -> list[Settled]:
+        """The last ``count`` settled by ``until``, oldest first."""
+        high = bisect.bisect_left(self._keys, (until + timedelta(days=1), ""))
+        return [self._by_id[key[1]] for key in self._keys[max(0, high - count):high]]
+
+
 @dataclass(frozen=True, slots=True)
 class Situation:
     """What the signals read of one customer on ``day``."""
 
     day: date
-    settled: Sequence[Settled]
+    settled: SettledIndex
     broken: Sequence[dict[str, str]]  # {kind: promise|plan, id, broken_on}
     ratings: Sequence[tuple[Rating, Rating]]  # (previous, latest) per provider
     rating_model: RatingModel
@@ -151,22 +182,19 @@ def evidence(rule: WarningRule, s: Situation) -> dict[str, Any] | None:
     """What trips ``rule`` in situation ``s`` (JSON-native), or None."""
     match rule:
         case LatePaymentsRule():
-            since = s.day - timedelta(days=rule.within_days)
-            late = sorted((i for i in s.settled if since < i.settled_date <= s.day
-                           and i.days_late > rule.late_after_days),
-                          key=lambda i: (i.settled_date, i.invoice_id))
+            late = [i for i in s.settled.between(s.day - timedelta(days=rule.within_days), s.day)
+                    if i.days_late > rule.late_after_days]
             if len(late) < rule.min_invoices:
                 return None
             return {"count": len(late), "within_days": rule.within_days, "invoices": [
                 {"invoice_id": i.invoice_id, "due_date": i.due_date.isoformat(),
                  "settled_date": i.settled_date.isoformat(), "days_late": i.days_late} for i in late]}
         case DaysLateTrendRule():
-            settled = sorted((i for i in s.settled if i.settled_date <= s.day),
-                             key=lambda i: (i.settled_date, i.invoice_id))
             n = rule.invoices
+            settled = s.settled.last(2 * n, s.day)
             if len(settled) < 2 * n:
                 return None
-            recent, earlier = settled[-n:], settled[-2 * n:-n]
+            earlier, recent = settled[:n], settled[n:]
             recent_mean = _mean(i.days_late for i in recent)
             earlier_mean = _mean(i.days_late for i in earlier)
             if recent_mean - earlier_mean < rule.min_increase_days:
