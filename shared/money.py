@@ -47,6 +47,9 @@ _MINOR_UNITS: dict[str, int] = {
 }
 
 
+MOST_MINOR_DIGITS = max(_MINOR_UNITS.values())  # (4: CLF, UYW)
+
+
 def minor_digits(currency: str) -> int:
     """Digits after the decimal point for the currency's minor unit (2 unless ISO says otherwise)."""
     return _MINOR_UNITS.get(currency, 2)
@@ -120,6 +123,15 @@ def check_minor_digits(amount: Decimal, currency: str) -> None:
         raise ValueError(
             f"{amount} has more than {minor_digits(currency)} decimal digits for {currency}"
         )
+
+
+def check_any_currency_digits(amount: Decimal) -> None:
+    """Refuse amounts with more fractional digits than any currency has: for an amount whose
+    currency is not known yet."""
+    exponent = amount.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite amounts only reach here
+    if -exponent > MOST_MINOR_DIGITS:
+        raise ValueError(f"{amount} has more decimal digits than any currency has ({MOST_MINOR_DIGITS})")
 
 
 def to_text(amount: Decimal, currency: str) -> str:

@@ -315,3 +315,14 @@ def test_a_withdrawn_request_frees_its_cash_and_held_cash_may_be_refunded(accoun
         request(account, "RQ2", "41.00", order_id="O2")
     t = account.totals("EUR")
     assert t["invoiced"] - t["received"] == t["open"] - t["unapplied"]  # 100 - 80 = 50 - 30
+
+
+def test_a_dispute_before_its_invoice_has_at_most_the_digits_a_currency_has(account: CustomerAccount) -> None:
+    """Its currency is not known yet: 1E-10 is refused (no read model could store it), 0.0001
+    waits for the invoice."""
+    with pytest.raises(LedgerError, match="amount: 1E-10 has more decimal digits than any currency"):
+        send(account, "dispute.opened", dispute_id="D9", invoice_id="LATER", amount="1E-10",
+             opened_date="2026-01-01", reason="r")
+    send(account, "dispute.opened", dispute_id="D9", invoice_id="LATER", amount="0.0001",
+         opened_date="2026-01-01", reason="r")
+    assert account.disputes["D9"].amount == D("0.0001")

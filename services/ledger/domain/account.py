@@ -51,7 +51,7 @@ from services.ledger.domain.errors import (
 )
 from services.ledger.domain.overlay import Extended
 from shared import erp_events as erp
-from shared.money import MAX_ACCOUNT_TOTAL, MAX_AMOUNT, ZERO, check_minor_digits
+from shared.money import MAX_ACCOUNT_TOTAL, MAX_AMOUNT, ZERO, check_any_currency_digits, check_minor_digits
 
 ACCOUNT_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:ledger:customer-account")
 
@@ -402,7 +402,14 @@ class CustomerAccount(Aggregate):
                 f"dispute {data.dispute_id} was already opened with different content"
             )
         invoice = self.invoices.get(data.invoice_id)
-        if invoice is not None:
+        if invoice is None:
+            # no currency to check it against yet: at most the digits any currency has (what
+            # the read models store), else the dispute could never be written down
+            try:
+                check_any_currency_digits(data.amount)
+            except ValueError as error:
+                raise LedgerError(f"amount: {error}") from None
+        else:
             check_minor_digits_or_refuse(data.amount, invoice.currency, "amount")
             if data.amount > invoice.amount:
                 raise AmountExceedsOpen(
