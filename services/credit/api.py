@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from services.credit import queries
 from services.credit.api_answers import (
@@ -226,19 +227,29 @@ async def post_release(hold_id: RequestId, body: ReleaseIn, app: AppDep, engine:
 
 async def _hold_customer(engine: Engine, runner: ReviewRunner, hold_id: str) -> str | None:
     """Whose hold it is, from the read model; a hold just placed may not be projected yet."""
+    found = await owners(engine, runner, lambda conn: queries.hold_customer(conn, hold_id), "holds")
+    return found[0] if found else None
 
-    def lookup() -> str | None:
+
+async def owners(engine: Engine, runner: ReviewRunner,
+                 lookup: Callable[[Connection], str | list[str] | None], what: str) -> list[str]:
+    """The customers a read-model ``lookup`` finds for an id in a route's path (a hold, a
+    security, a warning). One just recorded may not be projected yet: none found, the route
+    waits for the projector to catch up once (503 if it does not) and looks again."""
+
+    def read() -> list[str]:
         with engine.connect() as conn:
-            return queries.hold_customer(conn, hold_id)
+            found = lookup(conn)
+        return [] if found is None else [found] if isinstance(found, str) else found
 
-    found = await asyncio.to_thread(lookup)
-    if found is None:
+    found = await asyncio.to_thread(read)
+    if not found:
         try:
             await asyncio.wait_for(runner.caught_up(), timeout=10)
         except (TimeoutError, ReadModelsBehind):
-            raise Problem(503, "read-models-behind", detail="the holds are not projected yet; retry",
+            raise Problem(503, "read-models-behind", detail=f"the {what} are not projected yet; retry",
                           headers={"Retry-After": "2"}) from None
-        found = await asyncio.to_thread(lookup)
+        found = await asyncio.to_thread(read)
     return found
 
 

@@ -4,7 +4,6 @@ release it, draw on it. Each is recorded with the caller's identity; the credit 
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -13,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
 from services.credit import queries
-from services.credit.api import AppDep, RunnerDep, _json
+from services.credit.api import AppDep, RunnerDep, _json, owners
 from services.credit.api_answers import SecurityOut
 from services.credit.domain.securities import KINDS, security_record
 from services.credit.reviews import ReviewRunner
@@ -23,7 +22,6 @@ from shared.dates import BusinessDate
 from shared.dependencies import EngineDep, WriterDep
 from shared.openapi import answers_with
 from shared.problems import Problem, not_found
-from shared.scheduling import ReadModelsBehind
 from shared.values import RequestAmount, RequestCurrency, RequestId, RequestText
 
 router = APIRouter(tags=["securities"])
@@ -109,21 +107,9 @@ async def post_security_draw(security_id: RequestId, body: DrawIn, request: Requ
 
 
 async def _security_customer(engine: Engine, runner: ReviewRunner, security_id: str) -> str:
-    """Whose security it is, from the read model (one just registered may not be projected
-    yet: wait for the projector once). An id two customers use needs ``customer_id``."""
-
-    def lookup() -> list[str]:
-        with engine.connect() as conn:
-            return queries.security_customers(conn, security_id)
-
-    found = await asyncio.to_thread(lookup)
-    if not found:
-        try:
-            await asyncio.wait_for(runner.caught_up(), timeout=10)
-        except (TimeoutError, ReadModelsBehind):
-            raise Problem(503, "read-models-behind", detail="the securities are not projected yet; retry",
-                          headers={"Retry-After": "2"}) from None
-        found = await asyncio.to_thread(lookup)
+    """Whose security it is (an id two customers use needs ``customer_id``)."""
+    found = await owners(engine, runner, lambda conn: queries.security_customers(conn, security_id),
+                         "securities")
     if not found:
         raise not_found("security", security_id)
     if len(found) > 1:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
 from services.credit import queries
-from services.credit.api import AppDep, RunnerDep, _json
+from services.credit.api import AppDep, RunnerDep, _json, owners
 from services.credit.api_answers import WarningOut, WarningsOut, WatchlistOut
 from services.credit.reviews import ReviewRunner
 from shared.auth import CreditReader, CreditWriter
@@ -21,8 +21,7 @@ from shared.dates import BusinessDate
 from shared.dependencies import EngineDep, WriterDep
 from shared.money import to_text
 from shared.openapi import answers_with
-from shared.problems import Problem, not_found
-from shared.scheduling import ReadModelsBehind
+from shared.problems import not_found
 from shared.values import RequestId, RequestText
 
 router = APIRouter(tags=["warnings"])
@@ -96,23 +95,7 @@ async def post_acknowledge(warning_id: RequestId, body: AcknowledgeIn, request: 
 
 
 async def _warning_customer(engine: Engine, runner: ReviewRunner, warning_id: str) -> str:
-    """Whose warning it is, from the read model (one just raised may not be projected yet)."""
-
-    def lookup() -> str | None:
-        with engine.connect() as conn:
-            return queries.warning_customer(conn, warning_id)
-
-    found = await asyncio.to_thread(lookup)
-    if found is None:
-        try:
-            await asyncio.wait_for(runner.caught_up(), timeout=10)
-        except (TimeoutError, ReadModelsBehind):
-            raise Problem(503, "read-models-behind", detail="the warnings are not projected yet; retry",
-                          headers={"Retry-After": "2"}) from None
-        found = await asyncio.to_thread(lookup)
-    if found is None:
+    found = await owners(engine, runner, lambda conn: queries.warning_customer(conn, warning_id), "warnings")
+    if not found:
         raise not_found("warning", warning_id)
-    return found
-
-
-
+    return found[0]
