@@ -1,0 +1,1 @@
+"""Payment predictions: what they may know (``features``), the model, the forecast."""

@@ -1,0 +1,152 @@
+"""What a payment prediction may know: an invoice and its customer's history as of a business
+date, as recorded by an instant, and the features a model reads from them.
+
+Every change of an invoice carries two stamps: the date it took effect and the instant it was
+recorded. ``known`` keeps only the changes recorded by ``known_at`` *and* effective by
+``as_of``, so a fact recorded later, even one dated earlier, changes nothing: the features of a
+training example are those its invoice had when it was issued (as recorded then), and those of
+a prediction the ones the ledger knew when it was asked. Pure: no I/O, no clock.
+
+Features (all numbers; their names are what the model's factors show):
+
+- the customer's history, its invoices settled by ``as_of``: how many (``history_settled``),
+  the share paid late (``history_late_share``), the median and the mean of the last 90 days'
+  days late (``history_median_days_late``, ``recent_mean_days_late``), the trend (mean days
+  late of the last 5 settled less the 5 before, ``history_trend_days``), the worst
+  (``history_max_days_late``);
+- the customer now: its other invoices open and past due (``overdue_amount_ratio``: their
+  open amount over this invoice's amount, ``overdue_invoices``);
+- the invoice: its size (``amount_log``, and against the customer's median invoice,
+  ``amount_vs_usual``), its terms (``terms_days``, ``has_cash_discount``), its due date
+  (``due_weekday``, ``due_month_end``), how far ``as_of`` is from it (``days_to_due``,
+  negative once overdue), and the disputed share of it (``disputed_share``).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from shared.money import ZERO
+
+FEATURES = (
+    "history_settled", "history_late_share", "history_median_days_late", "recent_mean_days_late",
+    "history_trend_days", "history_max_days_late", "overdue_amount_ratio", "overdue_invoices",
+    "amount_log", "amount_vs_usual", "terms_days", "has_cash_discount", "due_weekday", "due_month_end",
+    "days_to_due", "disputed_share",
+)
+RECENT_DAYS = 90
+TREND_INVOICES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change of an invoice after its issue: what it did to the open and disputed amounts,
+    when it took effect and when it was recorded. ``kind``: ``settlement`` (a payment, credit
+    or discount applied, or released), ``adjustment``, ``cancellation``, ``write_off`` or
+    ``dispute``."""
+
+    kind: str
+    effective: date
+    recorded: datetime
+    open_delta: Decimal = ZERO
+    disputed_delta: Decimal = ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceRecord:
+    """An invoice as the ledger recorded it, every change with its two stamps."""
+
+    invoice_id: str
+    amount: Decimal  # as issued
+    issue_date: date
+    due_date: date
+    recorded: datetime  # when its issue was recorded
+    changes: tuple[Change, ...] = ()
+    has_cash_discount: bool = False
+    attributes: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """An invoice as known at an instant, as of a date."""
+
+    record: InvoiceRecord
+    open_amount: Decimal
+    disputed: Decimal
+    settled_on: date | None  # when its open amount reached zero by settlements (None: open, or not paid)
+    cancelled: bool
+
+    @property
+    def days_late(self) -> int | None:
+        return None if self.settled_on is None else max(0, (self.settled_on - self.record.due_date).days)
+
+
+def known(record: InvoiceRecord, as_of: date, known_at: datetime) -> Known | None:
+    """``record`` as known at ``known_at`` as of ``as_of``; None when not issued by then."""
+    if record.recorded > known_at or record.issue_date > as_of:
+        return None
+    seen = sorted((c for c in record.changes if c.recorded <= known_at and c.effective <= as_of),
+                  key=lambda c: (c.effective, c.recorded))
+    open_amount, disputed, settled_on = record.amount, ZERO, None
+    for change in seen:
+        open_amount += change.open_delta
+        disputed += change.disputed_delta
+        if open_amount > ZERO:
+            settled_on = None  # (open, or reopened: a payment released, an adjustment up)
+        elif settled_on is None and change.kind == "settlement":
+            settled_on = change.effective
+    kinds = {c.kind for c in seen}
+    if kinds & {"cancellation", "write_off"}:
+        settled_on = None  # not paid: no days late to learn from
+    return Known(record, open_amount, disputed, settled_on, "cancellation" in kinds)
+
+
+def features(target: InvoiceRecord, history: Iterable[InvoiceRecord], as_of: date,
+             known_at: datetime) -> dict[str, float]:
+    """The features of ``target`` (one of the customer's invoices) as of ``as_of`` as known at
+    ``known_at``; ``history`` is the customer's invoices (``target`` among them or not)."""
+    now = known(target, as_of, known_at)
+    if now is None:
+        raise ValueError(f"invoice {target.invoice_id} was not issued by {as_of} as known at {known_at}")
+    others = [k for r in history if r.invoice_id != target.invoice_id
+              and (k := known(r, as_of, known_at)) is not None and not k.cancelled]
+    settled = sorted((k for k in others if k.settled_on is not None),
+                     key=lambda k: (k.settled_on, k.record.invoice_id))
+    late = [k.days_late or 0 for k in settled]
+    since = as_of - timedelta(days=RECENT_DAYS)
+    recent = [k.days_late or 0 for k in settled if k.settled_on and k.settled_on >= since]
+    overdue = [k for k in others if k.open_amount > ZERO and k.record.due_date < as_of]
+    amount = float(target.amount)
+    usual = statistics.median([float(k.record.amount) for k in others] or [amount])
+    overdue_amount = float(sum((k.open_amount for k in overdue), ZERO))
+    return {
+        "history_settled": float(len(settled)),
+        "history_late_share": sum(1 for d in late if d > 0) / len(late) if late else 0.0,
+        "history_median_days_late": float(statistics.median(late)) if late else 0.0,
+        "recent_mean_days_late": statistics.fmean(recent) if recent else 0.0,
+        "history_trend_days": _trend(late),
+        "history_max_days_late": float(max(late, default=0)),
+        "overdue_amount_ratio": overdue_amount / amount if amount else 0.0,
+        "overdue_invoices": float(len(overdue)),
+        "amount_log": math.log10(max(amount, 0.01)),
+        "amount_vs_usual": amount / usual if usual else 1.0,
+        "terms_days": float((target.due_date - target.issue_date).days),
+        "has_cash_discount": 1.0 if target.has_cash_discount else 0.0,
+        "due_weekday": float(target.due_date.weekday()),
+        "due_month_end": 1.0 if (target.due_date + timedelta(days=3)).month != target.due_date.month else 0.0,
+        "days_to_due": float((target.due_date - as_of).days),
+        "disputed_share": float(min(now.disputed, now.open_amount) / target.amount) if target.amount else 0.0,
+    }
+
+
+def _trend(late: list[int]) -> float:
+    """Mean days late of the last ``TREND_INVOICES`` settled less that of the ones before them."""
+    if len(late) < 2 * TREND_INVOICES:
+        return 0.0
+    recent, earlier = late[-TREND_INVOICES:], late[-2 * TREND_INVOICES:-TREND_INVOICES]
+    return statistics.fmean(recent) - statistics.fmean(earlier)
