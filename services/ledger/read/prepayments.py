@@ -111,7 +111,7 @@ def prepayment_list(conn: Connection, as_of: date, *, known_at: datetime | None 
         .where(*visible)
         .group_by(p.request_id, p.customer_id, p.currency, p.amount, p.requested_date, p.due_date,
                   p.order_id)
-        .order_by(p.request_id)
+        .order_by(p.request_id, p.customer_id)
     )
     found = [
         Prepayment(request_id=row.request_id, customer_id=row.customer_id, currency=row.currency,

@@ -138,8 +138,8 @@ customers = Table(
 
 prepayments = Table(
     "ledger_prepayments", metadata,
-    Column("request_id", String(200), primary_key=True),
-    Column("customer_id", String(200), nullable=False),
+    Column("customer_id", String(200), primary_key=True),
+    Column("request_id", String(200), primary_key=True),  # (a customer's own: another may reuse it)
     Column("currency", String(3), nullable=False),
     Column("amount", Money, nullable=False),
     Column("requested_date", Date, nullable=False),
@@ -148,8 +148,8 @@ prepayments = Table(
     Column("recorded_at", DateTime(timezone=True), nullable=False),
     Column("cancelled_date", Date),
     Column("cancelled_at", DateTime(timezone=True)),
-    Column("cancel_reason", String(400)),
-    Index("ix_ledger_prepayments_customer_id", "customer_id"),
+    Column("cancel_reason", String(4000)),
+    Index("ix_ledger_prepayments_request_id", "request_id"),
 )
 
 # the payments held for a request (tagged when received, or when the request came after
@@ -293,7 +293,7 @@ class _Batch:
         dispute_ids: set[str] = set()
         issued: set[str] = set()
         run_ids: set[str] = set()
-        request_ids: set[str] = set()
+        request_ids: set[tuple[str, str]] = set()  # (customer, request id)
         reversed_payments: set[tuple[str, str]] = set()  # (customer, credit key)
         for _, name, state in events:
             invoice_ids.update(state.get("touched", ()))
@@ -310,7 +310,7 @@ class _Batch:
             if name == "ReplayFinished":
                 run_ids.add(state["run_id"])
             if name == "PrepaymentCancelled":
-                request_ids.add(state["request_id"])
+                request_ids.add((state["origin"]["subject"], state["request_id"]))
         self.invoices = self.stored_invoices(invoice_ids)
         # every stored row among these ids is loaded: no need to ask again for the others
         self.looked_up = invoice_ids
@@ -344,8 +344,12 @@ class _Batch:
     def stored_replays(self, ids: set[str]) -> dict[str, dict[str, Any]]:
         return self._load(self.models.replays, self.models.replays.c.run_id, ids)
 
-    def stored_prepayments(self, ids: set[str]) -> dict[str, dict[str, Any]]:
-        return self._load(self.models.prepayments, self.models.prepayments.c.request_id, ids)
+    def stored_prepayments(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """The requests of these (customer, request id) pairs."""
+        rows = self._select(self.models.prepayments, self.models.prepayments.c.request_id,
+                            {request for _, request in keys})
+        return {(row["customer_id"], row["request_id"]): row for row in rows
+                if (row["customer_id"], row["request_id"]) in keys}
 
     def disputes_waiting_for(self, invoice_ids: set[str]) -> list[dict[str, Any]]:
         return self._select(self.models.disputes, self.models.disputes.c.invoice_id, invoice_ids)
@@ -442,7 +446,7 @@ class _Batch:
         if self.replays:
             upsert(conn, models.replays, list(self.replays.values()), ["run_id"])
         if self.prepayments:
-            upsert(conn, models.prepayments, list(self.prepayments.values()), ["request_id"])
+            upsert(conn, models.prepayments, list(self.prepayments.values()), ["customer_id", "request_id"])
         if self.tags:
             upsert(conn, models.prepayment_credits, self.tags, ["customer_id", "credit"])
 
@@ -629,7 +633,7 @@ class LedgerProjector:
         """No receivable: the request's row, the payments that came before it and are held for
         it, and what held cash its order's open invoice takes at once."""
         request = event["request"]
-        batch.prepayments[request["request_id"]] = {
+        batch.prepayments[event["origin"]["subject"], request["request_id"]] = {
             "request_id": request["request_id"], "customer_id": event["origin"]["subject"],
             "currency": request["currency"], "amount": Decimal(request["amount"]),
             "requested_date": _d(request["requested_date"]), "due_date": _d(request["due_date"]),
@@ -643,7 +647,7 @@ class LedgerProjector:
 
     def _on_PrepaymentCancelled(self, batch: _Batch, position: int, event: dict[str, Any]) -> None:
         """The request withdrawn (its held cash is ordinary from now: applied oldest due first)."""
-        row = batch.prepayments.get(event["request_id"])
+        row = batch.prepayments.get((event["origin"]["subject"], event["request_id"]))
         if row is not None:  # (None: projected before requests had rows; a replay makes it)
             row.update(cancelled_date=_d(event["effective_date"]), cancelled_at=event["timestamp"],
                        cancel_reason=event["reason"])

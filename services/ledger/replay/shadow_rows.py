@@ -40,7 +40,7 @@ class ShadowRows:
         self.disputes: dict[str, dict[str, Any]] = {}
         self.disputes_of: dict[str, list[str]] = {}  # invoice -> dispute ids ever opened on it
         self.replays: dict[str, dict[str, Any]] = {}
-        self.prepayments: dict[str, dict[str, Any]] = {}
+        self.prepayments: dict[tuple[str, str], dict[str, Any]] = {}  # (customer, request id) -> row
         self.tags: dict[tuple[str, str], dict[str, Any]] = {}  # (customer, credit) -> held-for row
         self.customers: dict[str, dict[str, Any]] = {}
         self.balances: dict[tuple[str, str], list[Decimal]] = {}
@@ -162,9 +162,9 @@ class _HeldBatch(_Batch):
         held = self.rows.replays
         return {i: held[i] for i in ids if i in held}
 
-    def stored_prepayments(self, ids: set[str]) -> dict[str, dict[str, Any]]:
+    def stored_prepayments(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
         held = self.rows.prepayments
-        return {i: held[i] for i in ids if i in held}
+        return {k: held[k] for k in keys if k in held}
 
     def disputes_waiting_for(self, invoice_ids: set[str]) -> list[dict[str, Any]]:
         disputes, disputes_of = self.rows.disputes, self.rows.disputes_of

@@ -17,8 +17,8 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table('ledger_prepayments',
-    sa.Column('request_id', sa.String(length=200), nullable=False),
     sa.Column('customer_id', sa.String(length=200), nullable=False),
+    sa.Column('request_id', sa.String(length=200), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('amount', shared.db.Money(), nullable=False),
     sa.Column('requested_date', sa.Date(), nullable=False),
@@ -27,10 +27,10 @@ def upgrade() -> None:
     sa.Column('recorded_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('cancelled_date', sa.Date(), nullable=True),
     sa.Column('cancelled_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('cancel_reason', sa.String(length=400), nullable=True),
-    sa.PrimaryKeyConstraint('request_id')
+    sa.Column('cancel_reason', sa.String(length=4000), nullable=True),
+    sa.PrimaryKeyConstraint('customer_id', 'request_id')
     )
-    op.create_index('ix_ledger_prepayments_customer_id', 'ledger_prepayments', ['customer_id'])
+    op.create_index('ix_ledger_prepayments_request_id', 'ledger_prepayments', ['request_id'])
     op.create_table('ledger_prepayment_credits',
     sa.Column('customer_id', sa.String(length=200), nullable=False),
     sa.Column('credit', sa.String(length=220), nullable=False),
@@ -46,5 +46,5 @@ def downgrade() -> None:
     op.drop_column('ledger_movements', 'reference')
     op.drop_index('ix_ledger_prepayment_credits_request_id', 'ledger_prepayment_credits')
     op.drop_table('ledger_prepayment_credits')
-    op.drop_index('ix_ledger_prepayments_customer_id', 'ledger_prepayments')
+    op.drop_index('ix_ledger_prepayments_request_id', 'ledger_prepayments')
     op.drop_table('ledger_prepayments')
