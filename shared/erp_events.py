@@ -343,7 +343,16 @@ def _probability(value: Decimal) -> Decimal:
     return value
 
 
-DecimalText = Annotated[Decimal, BeforeValidator(parse_amount)]  # a decimal string, never a number
+def _bounded_score(value: Decimal) -> Decimal:
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # (parse_amount refuses what is not finite)
+    if value.adjusted() >= 12 or exponent < -6:  # (no arithmetic: 1E+999999 would overflow it)
+        raise ValueError(f"must be below 10^12 with at most 6 decimal places, got {value}")
+    return value
+
+
+# a provider's score: a decimal string, never a number, of a size arithmetic on it stays exact
+Score = Annotated[Decimal, BeforeValidator(parse_amount), AfterValidator(_bounded_score)]
 Probability = Annotated[Decimal, BeforeValidator(parse_amount), AfterValidator(_probability)]
 ProviderGrade = Annotated[str, Field(min_length=1, max_length=50, pattern=NO_NUL)]
 
@@ -352,7 +361,7 @@ class RatingFields(BaseModel):
     """A rating's figures, as ``rating.reported`` and ``POST /customers/{id}/ratings`` take them."""
 
     provider: Id
-    score: DecimalText
+    score: Score
     grade: ProviderGrade
     probability_of_default: Probability | None = None
     report_date: BusinessDate

@@ -166,6 +166,19 @@ class PrepaymentPaid(_Data):
         return self
 
 
+class RefundTaken(BaseModel):
+    credit: str
+    amount: FactAmount
+
+
+class RefundIssued(_Data):
+    """``ledger.refund_issued``: money paid back out of unapplied cash (a deposit paid may so go
+    back to the customer)."""
+
+    refund_id: Id
+    taken: list[RefundTaken] = Field(default_factory=list)
+
+
 class PrepaymentWithdrawn(InvoicesTouched):
     """``ledger.prepayment_cancelled``: the request withdrawn (and what its cash then paid)."""
 
@@ -214,7 +227,7 @@ DUNNING_TYPES: dict[str, type[CommitmentBroken]] = {
 
 LedgerFact = (InvoiceOpened | InvoicesTouched | InvoiceSettled | InvoiceDisputed | DisputeClosed
               | UnappliedCashChanged | CustomerUpserted | RiskGraded | PrepaymentAsked | PrepaymentPaid
-              | RatingReported | CommitmentBroken)
+              | RatingReported | CommitmentBroken | RefundIssued)
 
 LEDGER_TYPES: dict[str, type[LedgerFact]] = {
     "ledger.invoice_opened": InvoiceOpened,
@@ -231,6 +244,7 @@ LEDGER_TYPES: dict[str, type[LedgerFact]] = {
     # (no open items: credit asks for the deposit of an order while one is awaited)
     "ledger.prepayment_requested": PrepaymentAsked,
     "ledger.prepayment_received": PrepaymentPaid,
+    "ledger.refund_issued": RefundIssued,
 }
 
 

@@ -184,7 +184,7 @@ async def put_credit_limit(customer_id: RequestId, body: LimitIn, app: AppDep, w
                            principal: CreditWriter) -> Response:
     """Set a currency's limit (audited with the caller's identity); answers that currency's position."""
     position = await writer.run(app.set_limit, customer_id, body.currency, body.amount,
-                                principal.identity, body.expires_on, body.review_on)
+                                principal.identity, body.expires_on, body.review_on, today_utc())
     return _json({"customer_id": customer_id, "set_by": principal.identity, **position})
 
 

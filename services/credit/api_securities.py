@@ -44,6 +44,8 @@ class SecurityIn(BaseModel):
     issuer: RequestText | None = None
     reference: RequestText | None = None
     note: RequestText | None = None
+    on: BusinessDate | None = Field(default=None, description="the business day it is registered on; "
+                                    "default today (the hold rules judge its cover on that day)")
 
 
 @router.post("/customers/{customer_id}/securities", status_code=201,
@@ -54,8 +56,8 @@ async def post_security(customer_id: RequestId, body: SecurityIn, request: Reque
     under a known id is 409. Cover per ``README``: its amount (less draws) while valid, for
     credit insurance at most its percentage of the exposure; contracts and powers of attorney
     are kept as documents without cover."""
-    record = security_record(**body.model_dump())
-    on = given_or_today(None, "body.valid_from", request)
+    record = security_record(**body.model_dump(exclude={"on"}))
+    on = given_or_today(body.on, "body.on", request)
     security = await writer.run(app.register_security, customer_id, record, principal.identity, on)
     return _json({"customer_id": customer_id, **security}, status=201)
 
@@ -88,6 +90,8 @@ class DrawIn(BaseModel):
 
     amount: RequestAmount
     drawn_on: BusinessDate
+    draw_id: RequestId | None = Field(default=None,
+                                      description="optional: the same draw sent again counts once")
     customer_id: RequestId | None = Field(default=None, description="optional: whose security it is")
 
 
@@ -100,7 +104,7 @@ async def post_security_draw(security_id: RequestId, body: DrawIn, request: Requ
     drawn_on = given_or_today(body.drawn_on, "body.drawn_on", request)
     customer_id = body.customer_id or await _security_customer(engine, runner, security_id)
     drawn = await writer.run(app.draw_security, customer_id, security_id, body.amount, drawn_on,
-                             principal.identity)
+                             principal.identity, body.draw_id)
     if drawn is None:
         raise not_found("security", security_id)
     return _json({"customer_id": customer_id, **drawn})

@@ -93,9 +93,10 @@ class CreditApplication(FeedApplication[CreditAccount]):
     # ------------------------------------------------------------------ commands
 
     def set_limit(self, customer_id: str, currency: str, amount: Decimal, by: str,
-                  expires_on: date | None, review_on: date | None) -> dict[str, Any]:
+                  expires_on: date | None, review_on: date | None, on: date | None = None) -> dict[str, Any]:
         result = self.command(customer_id, lambda a: a.set_limit(
-            currency, amount, by, expires_on=expires_on, review_on=review_on, rules=self.rules), create=True)
+            currency, amount, by, expires_on=expires_on, review_on=review_on, rules=self.rules, on=on),
+            create=True)
         assert result is not None
         return result
 
@@ -124,13 +125,13 @@ class CreditApplication(FeedApplication[CreditAccount]):
             customer_id, lambda a: a.release_security(security_id, reason, on, by, self.rules), create=False)
 
     def draw_security(self, customer_id: str, security_id: str, amount: Decimal, drawn_on: date,
-                      by: str) -> dict[str, Any] | None:
+                      by: str, draw_id: str | None = None) -> dict[str, Any] | None:
         """None when the customer has no account."""
         return self.command(customer_id, lambda a: a.draw_security(
-            security_id, amount, drawn_on, by, self.rules), create=False)
+            security_id, amount, drawn_on, by, self.rules, draw_id=draw_id), create=False)
 
     def report_rating(self, customer_id: str, rating: RatingFields, by: str) -> dict[str, Any]:
-        result = self.command(customer_id, lambda a: a.report_rating(rating, by), create=True)
+        result = self.command(customer_id, lambda a: a.report_rating(rating, by, self.rules), create=True)
         assert result is not None
         return result
 

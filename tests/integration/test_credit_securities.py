@@ -78,15 +78,15 @@ async def test_securities_in_checks_views_and_reviews(broker: EmbeddedBroker, da
             return await credit.post(f"/customers/{customer}/securities", body, as_=as_)
 
         guarantee = {"security_id": "G-BG1", "kind": "bank_guarantee", "currency": "EUR", "amount": "5000.00",
-                     "valid_from": "2025-03-01", "valid_until": "2025-03-31", "issuer": "Hausbank"}
+                     "valid_from": "2025-03-01", "valid_until": "2025-03-31", "issuer": "Hausbank",
+                     "on": "2025-03-01"}
         assert answer(await credit.check("G", "O1", "2000.00", on="2025-03-01")) == (
             "review", ["limit_exceeded"], "0.00", "1000.00")
         assert (await register("G", guarantee, as_="reader")).status_code == 403
         created = await register("G", guarantee)
         assert created.status_code == 201, created.text
-        # (its status is today's: the scenario is in the past)
         assert (created.json()["customer_id"], created.json()["kind"], created.json()["status"]) == (
-            "G", "bank_guarantee", "expired")
+            "G", "bank_guarantee", "active")  # (on the day it was registered)
         conflicting = await register("G", {**guarantee, "amount": "6000.00"})
         assert conflicting.status_code == 409
         invalid = await register("G", {**guarantee, "security_id": "G-X", "kind": "credit_insurance"})
@@ -96,12 +96,13 @@ async def test_securities_in_checks_views_and_reviews(broker: EmbeddedBroker, da
 
         insured = await register("I", {"security_id": "I-CI1", "kind": "credit_insurance", "currency": "EUR",
                                        "amount": "6000.00", "coverage_percent": "75",
-                                       "valid_from": "2025-01-01"})
+                                       "valid_from": "2025-01-01", "on": "2025-03-01"})
         assert insured.status_code == 201, insured.text
         assert answer(await credit.check("I", "O1", "2000.00", on="2025-03-05")) == (
             "approve", [], "4500.00", "5500.00")
         attorney = await register("P", {"security_id": "P-PA1", "kind": "power_of_attorney",
-                                        "valid_from": "2025-01-01", "note": "signed by the owner"})
+                                        "on": "2025-03-01", "valid_from": "2025-01-01",
+                                        "note": "signed by the owner"})
         assert attorney.status_code == 201 and attorney.json()["status"] == "document"
         assert answer(await credit.check("P", "O1", "200.00", on="2025-03-05")) == (
             "review", ["limit_exceeded"], "0.00", "100.00")
@@ -121,10 +122,12 @@ async def test_securities_in_checks_views_and_reviews(broker: EmbeddedBroker, da
         assert placed == [("G", ["limit_exceeded"])]
 
         # I's insurance drawn on and given back, by its id alone
-        drawn = await credit.post("/securities/I-CI1/draw", {"amount": "5000.00", "drawn_on": "2025-04-02"},
-                                  as_="writer")
+        draw = {"amount": "5000.00", "drawn_on": "2025-04-02", "draw_id": "claim-1"}
+        drawn = await credit.post("/securities/I-CI1/draw", draw, as_="writer")
         assert drawn.status_code == 200, drawn.text
         assert (drawn.json()["customer_id"], drawn.json()["drawn"]) == ("I", "5000.00")
+        again = await credit.post("/securities/I-CI1/draw", draw, as_="writer")  # a retry: drawn once
+        assert (again.status_code, again.json()["drawn"]) == (200, "5000.00")
         too_much = await credit.post("/securities/I-CI1/draw",
                                      {"amount": "1000.01", "drawn_on": "2025-04-03"}, as_="writer")
         assert too_much.status_code == 422 and too_much.json()["errors"][0]["field"] == "body.amount"

@@ -53,3 +53,28 @@ def test_an_order_with_a_prepayment_awaited_needs_its_deposit() -> None:
     withdrawn = c.check("O3", "10.00", "2025-03-05")  # 9,010.00 exposed: within the limit
     assert (withdrawn["decision"], withdrawn["reasons"], withdrawn["deposit_amount"]) == ("approve", [], None)
     assert rebuilt_from(c.history).deposits == c.credit.deposits
+
+
+def test_a_deposit_paid_then_reversed_or_refunded_is_awaited_again() -> None:
+    """RQ1 asks 300.00 for O1; P1 pays it; P1 bounces: 300.00 awaited again. P2 pays it; 120.00
+    of P2 is refunded: 120.00 awaited; the same refund again changes nothing."""
+    c = Customer()
+    c.set_limit("EUR", "10000.00")
+    prepayment_fact(c, "ledger.prepayment_requested", request_id="RQ1", currency="EUR", amount="300.00",
+                    order_id="O1", requested_date="2025-03-01", due_date="2025-03-08")
+    prepayment_fact(c, "ledger.prepayment_received", request_id="RQ1", payment_id="P1", currency="EUR",
+                    amount="300.00")
+    assert c.credit.deposit_awaited("O1", "EUR") == 0
+    prepayment_fact(c, "ledger.invoice_changed", change="payment_reversed", payment_id="P1",
+                    effective_date="2025-03-05", reason="bounced", released=[], applied=[], invoices=[])
+    assert str(c.credit.deposit_awaited("O1", "EUR")) == "300.00"
+    prepayment_fact(c, "ledger.prepayment_received", request_id="RQ1", payment_id="P2", currency="EUR",
+                    amount="300.00")
+    refund = {"refund_id": "R1", "currency": "EUR", "amount": "120.00", "effective_date": "2025-03-07",
+              "payment_id": "P2", "taken": [{"credit": "payment:P2", "amount": "120.00"}]}
+    prepayment_fact(c, "ledger.refund_issued", **refund)
+    prepayment_fact(c, "ledger.refund_issued", **refund)  # again
+    assert str(c.credit.deposit_awaited("O1", "EUR")) == "120.00"
+    check = c.check("O1", "500.00", "2025-03-08")
+    assert (check["decision"], check["deposit_amount"]) == ("review", "120.00")
+    assert rebuilt_from(c.history).deposits == c.credit.deposits

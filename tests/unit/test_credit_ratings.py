@@ -104,3 +104,24 @@ def test_the_account_keeps_the_latest_report_per_provider_and_each_message_once(
     assert rebuilt_from(history).ratings == account.ratings
     assert isinstance(RatingReported.model_validate({"customer_id": "C1", **account.ratings["bureau"]}),
                       RatingReported)
+
+
+def test_a_report_dated_later_waits_and_hides_nothing_before_it() -> None:
+    """A typo dates a report in 2205: as of 2025 the real report of March counts."""
+    account = CreditAccount("C2")
+    for message_id, day, pd in (("t", "2205-03-01", "0.9"), ("r", "2025-03-01", "0.05")):
+        account.observe(read_fact("rating.reported", {
+            "customer_id": "C2", "provider": "bureau", "score": "1", "grade": "X",
+            "probability_of_default": pd, "report_date": day}, message_id, source="bureau"), CreditRules())
+    (used,) = account.rating_inputs(D("2025-04-01"))
+    assert (used.report_date, used.probability_of_default) == (D("2025-03-01"), M("0.05"))
+
+
+def test_a_score_beyond_any_scale_is_refused() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    for score in ("9.99999999999999999999999999999E+999999", "1000000000000", "0.0000001"):
+        with pytest.raises(ValidationError, match="score"):
+            RatingFields.model_validate({"provider": "p", "score": score, "grade": "g",
+                                         "report_date": "2025-01-01"})

@@ -215,3 +215,28 @@ def test_an_account_rebuilt_from_its_events_has_the_same_securities() -> None:
     rebuilt = rebuilt_from(history)
     assert rebuilt.securities["G1"].view(D("2025-01-02")) == account.securities["G1"].view(D("2025-01-02"))
 
+
+
+def test_a_change_dated_before_the_last_review_is_judged_on_the_review_s_day() -> None:
+    """Limit 10,000.00, 12,000.00 open: held. A guarantee of 5,000.00 from 10 March releases the
+    hold, and the review of 10 March agrees. A payment of 100.00 dated 9 March then lowers the
+    exposure: judged on 10 March (the review's day), the guarantee still counts, no hold."""
+    c = Customer()
+    c.set_limit("EUR", "10000.00")
+    c.invoice("I1", "12000.00", "2025-02-01", "2025-04-30")
+    assert c.holds() == [("automatic", ["limit_exceeded"], "auto")]
+    register(c, security("G1", "bank_guarantee", amount="5000.00", valid_from="2025-03-10"), on="2025-03-10")
+    assert c.holds() == []
+    c.review("2025-03-10")
+    c.pay("P1", "100.00", "2025-03-09")
+    assert c.holds() == []
+
+
+def test_a_limit_set_today_counts_today_s_securities() -> None:
+    """No review yet: the limit is judged on the day it is set, with the guarantee."""
+    c = Customer()
+    c.invoice("I1", "12000.00", "2025-02-01", "2025-04-30")
+    register(c, security("G1", "bank_guarantee", amount="5000.00", valid_from="2025-03-01"), on="2025-03-01")
+    c.credit.set_limit("EUR", M("10000.00"), "carol", rules=c.rules, on=D("2025-03-02"))
+    c.collect()
+    assert c.holds() == []

@@ -75,6 +75,7 @@ from shared.ledger_feed import (
     PrepaymentAsked,
     PrepaymentPaid,
     PrepaymentWithdrawn,
+    RefundIssued,
 )
 from shared.money import ZERO, check_minor_digits, parse_amount, to_text
 from shared.open_items import MirrorChange, OpenItem, OpenItems
@@ -268,15 +269,19 @@ class CreditAccount(Aggregate):
         self.securities: dict[str, Security] = {}
         # the ledger's prepayment requests: request id -> order, currency, amount, receipts
         self.deposits: dict[str, Deposit] = {}
+        self.deposit_refunds: set[str] = set()  # the refunds that took back a deposit's money
         # outside ratings: every report recorded (the audit trail), the latest per provider used
-        self.ratings: dict[str, dict[str, Any]] = {}  # provider -> its latest report
+        self.ratings: dict[str, dict[str, Any]] = {}  # provider -> its latest report (by report date)
+        self.rating_reports: dict[str, list[dict[str, Any]]] = {}  # provider -> every report, by date
         self.rating_keys: set[str] = set()  # the messages (source/id) taken, against redeliveries
-        self.previous_ratings: dict[str, dict[str, Any]] = {}  # provider -> the report its latest replaced
         self.previous_grade: str | None = None  # the grade before the last change
         self.broken: dict[str, dict[str, str]] = {}  # "promise:P1" / "plan:PL1" -> kind, id, broken_on
         self.warnings: dict[str, dict[str, Any]] = {}  # warning id -> the warning as raised (and after)
         self.open_warnings: dict[str, str] = {}  # signal -> its open warning's id
         self.settled = SettledIndex()  # the paid invoices by settled date (the payment signals')
+        # the latest business date a command of the account named (a check, a security's): a change
+        # dated earlier is judged on it, not before
+        self.judged_on: date | None = None
 
     # ----------------------------------------------------------------- queries
 
@@ -334,10 +339,22 @@ class CreditAccount(Aggregate):
 
     def assess(self, as_of: date, model: RiskModel) -> RiskAssessment:
         """The risk score as of a date, computed now (not recorded)."""
-        return assess(self.history(), as_of, model, self.rating_inputs())
+        return assess(self.history(), as_of, model, self.rating_inputs(as_of))
 
-    def rating_inputs(self) -> list[Rating]:
-        return _ratings(self.ratings.values())
+    def rating_inputs(self, as_of: date) -> list[Rating]:
+        """Each provider's latest report on or before ``as_of`` (a report dated later waits)."""
+        return [pair[1] for pair in self.rating_pairs(as_of).values()]
+
+    def rating_pairs(self, as_of: date) -> dict[str, tuple[Rating | None, Rating]]:
+        """Per provider, (the report before, the latest) on or before ``as_of``."""
+        day = as_of.isoformat()
+        pairs: dict[str, tuple[Rating | None, Rating]] = {}
+        for provider, reports in sorted(self.rating_reports.items()):
+            usable = [r for r in reports if r["report_date"] <= day]
+            if usable:
+                read = _ratings(usable[-2:])
+                pairs[provider] = (read[0] if len(read) == 2 else None, read[-1])
+        return pairs
 
     def view(self, as_of: date | None = None, rules: CreditRules | None = None,
              cover_on: date | None = None) -> dict[str, Any]:
@@ -397,7 +414,7 @@ class CreditAccount(Aggregate):
         The hold rules are evaluated after every change.
         """
         if isinstance(fact.body, RatingReported):
-            return self._observe_rating(fact.body, fact.data.get("origin"))
+            return self._observe_rating(fact.body, fact.data.get("origin"), rules or _default_rules())
         if isinstance(fact.body, CommitmentBroken):
             return self._observe_broken(fact, rules or _default_rules())
         changed = self.items.take(fact, self._observe_profile, self._record)
@@ -431,16 +448,36 @@ class CreditAccount(Aggregate):
                 return False
             self._deposit_withdrawn(request_id=body.request_id)
             return True
+        # what was received may go: a payment reversed (all of it), or paid back (what was taken)
+        if fact.event_type == "ledger.invoice_changed" and fact.data.get("change") == "payment_reversed":
+            return self._take_back(str(fact.data.get("payment_id")), None, "reversal")
+        if isinstance(body, RefundIssued) and body.refund_id not in self.deposit_refunds:
+            taken = [(t.credit.removeprefix("payment:"), t.amount) for t in body.taken
+                     if t.credit.startswith("payment:")]
+            results = [self._take_back(payment_id, amount, f"refund:{body.refund_id}")
+                       for payment_id, amount in sorted(taken)]
+            return any(results)
         return False
 
-    def _observe_rating(self, rating: RatingReported, origin: Mapping[str, Any] | None, *,
-                        by: str | None = None) -> bool:
+    def _take_back(self, payment_id: str, amount: Decimal | None, by: str) -> bool:
+        """Lower what the deposits received of a payment (``amount`` None: all of it)."""
+        requests = {request_id: str(d.received[payment_id] if amount is None
+                                    else min(amount, d.received[payment_id]))
+                    for request_id, d in sorted(self.deposits.items()) if payment_id in d.received}
+        if requests:
+            self._deposit_taken_back(change={"payment_id": payment_id, "by": by, "requests": requests})
+        return bool(requests)
+
+    def _observe_rating(self, rating: RatingFields, origin: Mapping[str, Any] | None,
+                        rules: CreditRules, *, by: str | None = None) -> bool:
         """An outside rating (``ar.ratings``, or by REST with ``by``): recorded once per message;
-        it replaces the provider's latest unless it reports on an earlier date."""
+        the provider's latest report on or before a date is the one read then."""
         key = f"{origin.get('source')}/{origin.get('id')}" if origin else None
         if key is not None and key in self.rating_keys:
             return False
         self._rating_reported(rating=_rating_record(rating), key=key, by=by)
+        self._evaluate(rules, {"kind": "rating", "provider": rating.provider, "by": by},
+                       rating.report_date.isoformat())
         return True
 
     def _observe_broken(self, fact: Fact, rules: CreditRules) -> bool:
@@ -458,18 +495,14 @@ class CreditAccount(Aggregate):
                        broken_on.isoformat())
         return True
 
-    def report_rating(self, rating: RatingFields, by: str) -> dict[str, Any]:
+    def report_rating(self, rating: RatingFields, by: str,
+                      rules: CreditRules | None = None) -> dict[str, Any]:
         """``POST /customers/{id}/ratings``: the rating as recorded; the same report again (provider,
         date and figures) records nothing."""
         by = _required(by, "by")
-        record = _rating_record(rating)
-        latest = self.ratings.get(rating.provider)
-        if latest != record:
-            self._rating_reported(rating=record, key=None, by=by)
-        return self.rating_view(rating.provider)
-
-    def rating_view(self, provider: str) -> dict[str, Any]:
-        return {"customer_id": self.customer_id, **self.ratings[provider]}
+        if _rating_record(rating) not in self.rating_reports.get(rating.provider, []):
+            self._observe_rating(rating, None, rules or _default_rules(), by=by)
+        return {"customer_id": self.customer_id, **_rating_record(rating)}
 
     def deposit_awaited(self, order_id: str, currency: str) -> Decimal:
         """What the ledger still awaits in advance for an order, in ``currency``."""
@@ -580,7 +613,8 @@ class CreditAccount(Aggregate):
         return dict(answer)
 
     def set_limit(self, currency: str, amount: Decimal, by: str, expires_on: date | None = None,
-                  review_on: date | None = None, rules: CreditRules | None = None) -> dict[str, Any]:
+                  review_on: date | None = None, rules: CreditRules | None = None,
+                  on: date | None = None) -> dict[str, Any]:
         """Set the limit of one currency (``PUT /customers/{id}/credit-limit``); returns its position.
 
         The same limit again (amount and dates) records nothing.
@@ -598,7 +632,8 @@ class CreditAccount(Aggregate):
             "expires_on": expires_on.isoformat() if expires_on else None,
             "review_on": review_on.isoformat() if review_on else None, "cause": {"kind": "api"},
         }, erp_limit=self.erp_limit, sequence=None)
-        self._evaluate(rules or _default_rules(), {"kind": "limit_set", "by": by}, None)
+        self._evaluate(rules or _default_rules(), {"kind": "limit_set", "by": by},
+                       on.isoformat() if on else None)
         return self.position(currency)
 
     def review(self, as_of: date, rules: CreditRules | None = None) -> ReviewResult:
@@ -725,10 +760,12 @@ class CreditAccount(Aggregate):
         return security.view(on)
 
     def draw_security(self, security_id: str, amount: Decimal, drawn_on: date, by: str,
-                      rules: CreditRules | None = None) -> dict[str, Any]:
+                      rules: CreditRules | None = None, *, draw_id: str | None = None) -> dict[str, Any]:
         """Call on a security (the bank pays under its guarantee, a note is cashed): what is left
-        of it covers less from ``drawn_on``."""
+        of it covers less from ``drawn_on``. A ``draw_id`` seen before draws nothing again."""
         security = self._security(security_id)
+        if draw_id is not None and draw_id in security.draw_ids:
+            return security.view(drawn_on)
         by = _required(by, "by")
         if not security.covers or security.currency is None or security.amount is None:
             raise ConflictingSecurity(f"a {security.kind} is a record without cover: nothing to draw",
@@ -742,7 +779,8 @@ class CreditAccount(Aggregate):
             raise InvalidAmount(f"amount: {amount} is more than the {left} {security.currency} left of "
                                 f"security {security_id}", field="amount")
         self._security_drawn(draw={"security_id": security_id, "customer_id": self.customer_id,
-                                   "amount": str(amount), "drawn_on": drawn_on.isoformat(), "by": by})
+                                   "amount": str(amount), "drawn_on": drawn_on.isoformat(), "by": by,
+                                   "draw_id": draw_id})
         self._evaluate(rules or _default_rules(), {"kind": "security", "security_id": security_id, "by": by},
                        drawn_on.isoformat())
         return security.view(drawn_on)
@@ -795,11 +833,10 @@ class CreditAccount(Aggregate):
                     "cleared_on": day.isoformat()})
 
     def _situation(self, day: date, rules: CreditRules) -> Situation:
-        latest = {r.provider: r for r in self.rating_inputs()}
-        previous = {r.provider: r for r in _ratings(self.previous_ratings.values())}
+        pairs = self.rating_pairs(day)
         return Situation(
             day=day, settled=self.settled, broken=list(self.broken.values()),
-            ratings=[(previous[p], latest[p]) for p in sorted(latest) if p in previous],
+            ratings=[(before, latest) for before, latest in pairs.values() if before is not None],
             rating_model=rules.risk.ratings, grade=self.grade, previous_grade=self.previous_grade,
             utilisation=[Utilisation(c, self.unsecured(c, day), limit.amount)
                          for c, limit in sorted(self.limits.items())],
@@ -895,7 +932,7 @@ class CreditAccount(Aggregate):
                      trigger: dict[str, Any], effective_date: str | None,
                      rules: CreditRules) -> dict[str, Any]:
         number = len(self.holds) + 1
-        day = date.fromisoformat(effective_date[:10]) if effective_date else self.last_review_on
+        day = self._judging_day(effective_date)
         currency, exposure, limit = self._headline(reasons, rules, day)
         return {
             "hold_id": credit_hold_id(self.customer_id, number), "number": number,
@@ -918,7 +955,7 @@ class CreditAccount(Aggregate):
                   effective_date: str | None) -> _Evaluation:
         """Place, change or release the automatic hold as the rules now say (securities cover
         as on the change's effective date, else the last review's)."""
-        day = date.fromisoformat(effective_date[:10]) if effective_date else self.last_review_on
+        day = self._judging_day(effective_date)
         if day is not None and rules.warning_rules:
             self._judge_warnings(rules, day, trigger)
         result = _Evaluation()
@@ -946,6 +983,14 @@ class CreditAccount(Aggregate):
             self._hold_released(release=release)
             result.released.append(release)
         return result
+
+    def _judging_day(self, effective_date: str | None) -> date | None:
+        """The day a change is judged on (securities' cover, warnings): its own date, but never
+        one before the last review's or the latest the account's commands named (a message
+        dated earlier does not take back what they saw)."""
+        days = [d for d in (date.fromisoformat(effective_date[:10]) if effective_date else None,
+                            self.last_review_on, self.judged_on) if d is not None]
+        return max(days, default=None)
 
     def _limit_text(self, currency: str) -> str | None:
         limit = self.limits.get(currency)
@@ -1024,6 +1069,7 @@ class CreditAccount(Aggregate):
     @event("CreditChecked")
     def _credit_checked(self, check: dict[str, Any], reservation: dict[str, str] | None) -> None:
         self.checks[check["order_id"]] = check
+        self._saw(check["on"])
         if reservation is not None:
             amount = Decimal(reservation["amount"])
             self.reservations[reservation["order_id"]] = Reservation(
@@ -1082,15 +1128,25 @@ class CreditAccount(Aggregate):
     @event("SecurityRegistered")
     def _security_registered(self, security: dict[str, Any], by: str, on: str) -> None:
         self.securities[security["security_id"]] = Security.from_record(security)
+        self._saw(on)
 
     @event("SecurityReleased")
     def _security_released(self, release: dict[str, Any]) -> None:
         self.securities[release["security_id"]].released_on = date.fromisoformat(release["released_on"])
+        self._saw(release["released_on"])
 
     @event("SecurityDrawn")
     def _security_drawn(self, draw: dict[str, Any]) -> None:
-        self.securities[draw["security_id"]].draws.append(
-            (date.fromisoformat(draw["drawn_on"]), Decimal(draw["amount"])))
+        security = self.securities[draw["security_id"]]
+        security.draws.append((date.fromisoformat(draw["drawn_on"]), Decimal(draw["amount"])))
+        if draw.get("draw_id"):
+            security.draw_ids.add(draw["draw_id"])
+        self._saw(draw["drawn_on"])
+
+    def _saw(self, day: str) -> None:
+        seen = date.fromisoformat(day)
+        if self.judged_on is None or seen > self.judged_on:
+            self.judged_on = seen
 
     @event("SecurityExpiring")
     def _security_expiring(self, notice: dict[str, Any]) -> None:
@@ -1115,11 +1171,10 @@ class CreditAccount(Aggregate):
     def _rating_reported(self, rating: dict[str, Any], key: str | None, by: str | None) -> None:
         if key is not None:
             self.rating_keys.add(key)
-        latest = self.ratings.get(rating["provider"])
-        if latest is None or rating["report_date"] >= latest["report_date"]:
-            if latest is not None:
-                self.previous_ratings[rating["provider"]] = latest
-            self.ratings[rating["provider"]] = rating
+        reports = self.rating_reports.setdefault(rating["provider"], [])
+        reports.append(rating)
+        reports.sort(key=lambda r: r["report_date"])  # (stable: one date's reports in arrival order)
+        self.ratings[rating["provider"]] = reports[-1]
 
     @event("CommitmentBroken")
     def _commitment_broken(self, broken: dict[str, str]) -> None:
@@ -1140,3 +1195,16 @@ class CreditAccount(Aggregate):
     def _warning_acknowledged(self, acknowledgement: dict[str, Any]) -> None:
         self.warnings[acknowledgement["warning_id"]]["acknowledgements"].append(
             {k: acknowledgement[k] for k in ("note", "by", "acknowledged_on")})
+
+    @event("DepositTakenBack")
+    def _deposit_taken_back(self, change: dict[str, Any]) -> None:
+        """A payment for a deposit reversed (all of it) or refunded (the amount given)."""
+        if change["by"].startswith("refund:"):
+            self.deposit_refunds.add(change["by"].removeprefix("refund:"))
+        for request_id, amount in change["requests"].items():
+            received = self.deposits[request_id].received
+            left = received[change["payment_id"]] - Decimal(amount)
+            if left > ZERO:
+                received[change["payment_id"]] = left
+            else:
+                del received[change["payment_id"]]

@@ -40,6 +40,7 @@ class Security:
     record: dict[str, Any]  # as registered: the same registration again must match it
     released_on: date | None = None
     draws: list[tuple[date, Decimal]] = field(default_factory=list)
+    draw_ids: set[str] = field(default_factory=set)  # the draws named by their sender (retries count once)
     expiry_announced: bool = False
 
     @classmethod
