@@ -6,8 +6,8 @@ then is answered with what happened (``model_version`` ``actual``). Without a mo
 baseline answers: the customer's median days late so far (its p90 the worst so far, its
 probability of paying late the share of its invoices paid late).
 
-Factors: how many days each feature moved the median prediction, measured by setting that
-feature to its training median (one batch of predictions), the largest first.
+Factors: how many days each feature moved the median prediction away from the typical
+invoice's (one batch of predictions, see ``_factors``), the largest first.
 """
 
 from __future__ import annotations
@@ -75,10 +75,13 @@ def predict(target: InvoiceRecord, history: Sequence[InvoiceRecord], as_of: date
 
 
 def _factors(model: PaymentModel, row: np.ndarray, middle: float) -> tuple[tuple[str, float], ...]:
-    """Each feature's push on the median: the prediction less the one with it at its median."""
-    neutral = np.repeat(row[np.newaxis, :], len(FEATURES), axis=0)
+    """How many days each feature moved the median from the typical invoice's (every feature at
+    its training median) to this one's: the features are set to their medians one after another
+    (in ``FEATURES``' order), each credited with the change it makes. They add up to the
+    difference between the two predictions, whatever features say the same thing twice."""
+    steps = np.repeat(row[np.newaxis, :], len(FEATURES) + 1, axis=0)
     for index, value in enumerate(model.medians):
-        neutral[index, index] = value
-    without = np.maximum(model.quantiles[0.5].predict(neutral), 0.0)
-    pushes = [(name, round(middle - float(without[i]), 2)) for i, name in enumerate(FEATURES)]
+        steps[index + 1:, index] = value
+    path = np.maximum(model.quantiles[0.5].predict(steps), 0.0)
+    pushes = [(name, round(float(path[i] - path[i + 1]), 2)) for i, name in enumerate(FEATURES)]
     return tuple(sorted((p for p in pushes if p[1]), key=lambda p: (-abs(p[1]), p[0]))[:FACTORS_SHOWN])
