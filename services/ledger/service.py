@@ -12,7 +12,16 @@ from aiokafka.structs import ConsumerRecord
 from fastapi import FastAPI
 
 from services.ledger import followers
-from services.ledger.api import LEDGER_PROBLEMS, accounts, advance_receipts, audit, intake, replays, reports
+from services.ledger.api import (
+    LEDGER_PROBLEMS,
+    accounts,
+    advance_receipts,
+    audit,
+    intake,
+    predictions,
+    replays,
+    reports,
+)
 from services.ledger.application import LedgerApplication
 from services.ledger.read.schema import migrate_read_models
 from services.ledger.settings import INBOUND_TOPICS, ledger_settings
@@ -69,7 +78,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app = FastAPI(title="receivables ledger", version="0.1.0", lifespan=lifespan)
     install_problem_handlers(app, LEDGER_PROBLEMS)
     install_auth(app, settings)
-    for routes in (accounts, intake, reports, advance_receipts, audit, replays):
+    for routes in (accounts, intake, reports, advance_receipts, predictions, audit, replays):
         app.include_router(routes.router)
     app.include_router(health)
     document_problems(app)

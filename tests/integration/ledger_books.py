@@ -16,7 +16,16 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from services.ledger.api import LEDGER_PROBLEMS, accounts, advance_receipts, audit, intake, replays, reports
+from services.ledger.api import (
+    LEDGER_PROBLEMS,
+    accounts,
+    advance_receipts,
+    audit,
+    intake,
+    predictions,
+    replays,
+    reports,
+)
 from services.ledger.application import LedgerApplication
 from services.ledger.read.projections import LedgerProjector
 from services.ledger.read.schema import migrate_read_models
@@ -90,7 +99,7 @@ class LedgerBook:
         app = FastAPI()
         install_problem_handlers(app, LEDGER_PROBLEMS)
         install_auth(app, ServiceSettings.for_service("ledger", api_tokens_file=tokens))
-        for routes in (accounts, intake, reports, advance_receipts, audit, replays):
+        for routes in (accounts, intake, reports, advance_receipts, predictions, audit, replays):
             app.include_router(routes.router)
         app.state.engine, app.state.ledger = self.engine, self.app
         app.state.reads = HotReads(self.engine)

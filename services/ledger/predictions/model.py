@@ -2,10 +2,10 @@
 
 Training examples (``training_set``): every invoice settled as known at the cut-off, seen at
 its issue date and, if it was still open then, at its due date; the features are those the
-invoice had at that moment, as recorded by the invoice's own recording instant plus the days
-since its issue (the ledger learns as days pass; capped at the cut-off), the label its days
-late as known at the cut-off. A book replayed long after its business dates is so read as if
-it had been recorded as it happened.
+invoice had on that day as recorded by the cut-off (nothing dated after the day, nothing
+recorded after the cut-off: what a prediction asked on that day would see with the cut-off's
+knowledge), the label its days late as known at the cut-off. (Not as recorded on that day: a
+book imported or replayed at once would then have no history at all.)
 
 Models (scikit-learn's histogram gradient boosting, deterministic for a seed): three
 regressors with the quantile loss (p10, p50 and p90 of days late) and a classifier of paying
@@ -19,7 +19,7 @@ import io
 import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -45,11 +45,6 @@ class TrainingSet:
         self.invoices.add(invoice_id)
 
 
-def moment(record: InvoiceRecord, day: date, cutoff: datetime) -> datetime:
-    """What the ledger knew of a day for a training example (see the module's docstring)."""
-    return min(cutoff, record.recorded + timedelta(days=(day - record.issue_date).days))
-
-
 def training_set(records_by_customer: Mapping[str, Sequence[InvoiceRecord]], cutoff: datetime) -> TrainingSet:
     """The examples the invoices settled by ``cutoff`` (as recorded by then) teach."""
     found = TrainingSet()
@@ -60,12 +55,10 @@ def training_set(records_by_customer: Mapping[str, Sequence[InvoiceRecord]], cut
             if final is None or final.days_late is None:
                 continue
             label, invoice_id = final.days_late, record.invoice_id
-            issued = moment(record, record.issue_date, cutoff)
-            found.add(features(record, history, record.issue_date, issued), label, invoice_id)
-            at_due = moment(record, record.due_date, cutoff)
-            seen = known(record, record.due_date, at_due)
+            found.add(features(record, history, record.issue_date, cutoff), label, invoice_id)
+            seen = known(record, record.due_date, cutoff)
             if record.due_date < day and seen is not None and seen.open_amount > 0:
-                found.add(features(record, history, record.due_date, at_due), label, invoice_id)
+                found.add(features(record, history, record.due_date, cutoff), label, invoice_id)
     return found
 
 

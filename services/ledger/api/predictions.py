@@ -1,0 +1,139 @@
+"""Payment predictions over REST: per invoice and per customer (``ledger:read``), and the model
+versions (``ops:replay``): ``POST /admin/models`` trains one from what was recorded so far,
+``GET /admin/models`` lists them."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+from pydantic import BaseModel, Field
+from sqlalchemy import Engine, select
+
+from services.ledger.api.params import AsOf, KnownAt, as_utc
+from services.ledger.predictions.history import customer_records
+from services.ledger.predictions.predict import Prediction, predict
+from services.ledger.predictions.store import model_at, train, versions
+from services.ledger.read.projections import invoices
+from shared.auth import LedgerReader, ReplayOperator
+from shared.business_dates import today_utc
+from shared.dates import BusinessInstant
+from shared.dependencies import EngineDep
+from shared.problems import not_found
+
+router = APIRouter(tags=["predictions"])
+
+
+class PredictionOut(BaseModel):
+    invoice_id: str
+    as_of: date
+    predicted_pay_date: date
+    predicted_days_late: int
+    probability_late: float
+    interval: dict[str, int]
+    model_version: str
+    factors: list[dict[str, Any]]
+
+
+def shown(p: Prediction) -> dict[str, Any]:
+    return {"invoice_id": p.invoice_id, "as_of": p.as_of, "predicted_pay_date": p.predicted_pay_date,
+            "predicted_days_late": p.predicted_days_late, "probability_late": p.probability_late,
+            "interval": {"p10_days_late": p.p10_days_late, "p90_days_late": p.p90_days_late},
+            "model_version": p.model_version,
+            "factors": [{"name": name, "contribution": contribution} for name, contribution in p.factors]}
+
+
+def _predictions(engine: Engine, customer_id: str, invoice_id: str | None, day: date,
+                 known: datetime) -> list[Prediction] | None:
+    """The customer's predictions (of one invoice, or of every one open on ``day``)."""
+    version, model = model_at(engine, known)
+    with engine.connect() as conn:
+        records = customer_records(conn, [customer_id]).get(customer_id)
+    if records is None:
+        return None
+    found = []
+    for record in records:
+        if invoice_id is not None and record.invoice_id != invoice_id:
+            continue
+        answer = predict(record, records, day, known, model, version or "none")
+        if answer is not None and (invoice_id is not None or answer.model_version != "actual"):
+            found.append(answer)
+    return found
+
+
+@router.get("/invoices/{invoice_id}/prediction", response_model=PredictionOut)
+async def get_invoice_prediction(invoice_id: str, engine: EngineDep, _: LedgerReader, as_of: AsOf = None,
+                                 known_at: KnownAt = None) -> dict[str, Any]:
+    """When the invoice will be paid, predicted on ``as_of`` from what was recorded by ``known_at``
+    (the features and the model alike): an open invoice is paid on or after ``as_of``."""
+    day, known = as_of or today_utc(), as_utc(known_at) or datetime.now(UTC)
+
+    def read() -> list[Prediction] | None:
+        with engine.connect() as conn:
+            customer = conn.execute(select(invoices.c.customer_id).where(invoices.c.invoice_id == invoice_id)
+                                    ).scalar()
+        return None if customer is None else _predictions(engine, customer, invoice_id, day, known)
+
+    found = await asyncio.to_thread(read)
+    if not found:
+        raise not_found("invoice", invoice_id)
+    return shown(found[0])
+
+
+class PredictionsOut(BaseModel):
+    customer_id: str
+    as_of: date
+    known_at: datetime | None
+    predictions: list[PredictionOut]
+
+
+@router.get("/customers/{customer_id}/predictions", response_model=PredictionsOut)
+async def get_customer_predictions(customer_id: str, engine: EngineDep, _: LedgerReader, as_of: AsOf = None,
+                                   known_at: KnownAt = None) -> dict[str, Any]:
+    """Every invoice of the customer open on ``as_of`` (as known at ``known_at``), predicted."""
+    day, known = as_of or today_utc(), as_utc(known_at)
+    found = await asyncio.to_thread(_predictions, engine, customer_id, None, day, known or datetime.now(UTC))
+    if found is None:
+        raise not_found("customer", customer_id)
+    return {"customer_id": customer_id, "as_of": day, "known_at": known,
+            "predictions": [shown(p) for p in found]}
+
+
+class TrainIn(BaseModel):
+    until: BusinessInstant | None = Field(default=None, description="the cut-off: what was recorded by "
+                                          "then (default now)")
+    seed: int = Field(default=7, ge=0, le=2**31 - 1)
+
+
+class ModelOut(BaseModel):
+    model_version: str
+    trained_at: datetime
+    cutoff: datetime
+    seed: int
+    training_invoices: int
+    examples: int
+    metrics: dict[str, Any]
+    libraries: dict[str, str]
+
+
+@router.post("/admin/models", status_code=201, response_model=ModelOut, tags=["operations"])
+async def post_model(engine: EngineDep, _: ReplayOperator,
+                     body: Annotated[TrainIn | None, Body()] = None) -> dict[str, Any]:
+    """Train a model version from what was recorded by ``until`` and store it (the same cut-off
+    and seed again answer the stored one)."""
+    now = datetime.now(UTC)
+    cutoff = as_utc(body.until if body else None) or now
+    return await asyncio.to_thread(train, engine, min(cutoff, now), now, body.seed if body else 7)
+
+
+class ModelsOut(BaseModel):
+    models: list[ModelOut]
+
+
+@router.get("/admin/models", response_model=ModelsOut, tags=["operations"])
+async def get_models(engine: EngineDep, _: ReplayOperator) -> dict[str, Any]:
+    """Every model version, newest first."""
+    return {"models": await asyncio.to_thread(versions, engine)}
+

@@ -1,0 +1,84 @@
+"""Payment predictions over REST, on SQLite and PostgreSQL (issue 20): a book of customers
+with habits (a third pay 20 days late, the others on the due date); before any training the
+stated baseline answers; ``POST /admin/models`` trains a version; a prediction known at an
+instant before it still answers from the baseline, one after it from the model; a second
+replica over the same database serves the same version and the same answer."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from tests.integration.ledger_books import OPERATOR, LedgerBook, invoice, payment
+
+OPS = {"Authorization": f"Bearer {OPERATOR}"}
+START = date(2024, 1, 1)
+WEEKS = 30
+
+
+def habits() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(invoices, payments) of 18 customers, an invoice a week each; the last ones open."""
+    issued, paid = [], []
+    for c in range(18):
+        late = c % 3 == 0
+        customer = f"{'L' if late else 'P'}{c}"
+        for week in range(WEEKS):
+            issue = START + timedelta(days=7 * week)
+            due = issue + timedelta(days=30)
+            issued.append(invoice(customer, f"{customer}-{week}", "100.00", issue.isoformat(),
+                                  due.isoformat()))
+            pay_day = due + timedelta(days=20 if late else 0)
+            if pay_day <= START + timedelta(days=7 * (WEEKS - 1)):
+                paid.append(payment(customer, f"{customer}-P{week}", "100.00", pay_day.isoformat(),
+                                    to=f"{customer}-{week}"))
+    return issued, paid
+
+
+async def test_trained_versions_answer_by_the_instant_they_were_stored(database_url: str,
+                                                                      tmp_path: Path) -> None:
+    book = LedgerBook(database_url)
+    replica = LedgerBook.__new__(LedgerBook)  # (a second set of routes over the same database)
+    try:
+        issued, paid = habits()
+        book.post(*issued, topic="ar.invoices")
+        before = book.post(*paid, topic="ar.payments")
+        as_of = (START + timedelta(days=7 * (WEEKS - 1) + 1)).isoformat()
+        async with book.api(tmp_path) as client:
+            first = (await client.get("/invoices/L0-29/prediction", params={"as_of": as_of})).json()
+            assert first["model_version"] == "baseline-customer-median"
+            assert (first["predicted_days_late"], first["probability_late"]) == (20, 1.0)
+
+            assert (await client.post("/admin/models", json={})).status_code == 403  # ledger:read only
+            trained = await client.post("/admin/models", json={"seed": 3}, headers=OPS)
+            assert trained.status_code == 201, trained.text
+            version = trained.json()
+            assert version["examples"] >= 200 and version["libraries"]["scikit-learn"]
+            listed = (await client.get("/admin/models", headers=OPS)).json()["models"]
+            assert [m["model_version"] for m in listed] == [version["model_version"]]
+
+            now = (await client.get("/invoices/L0-29/prediction", params={"as_of": as_of})).json()
+            assert now["model_version"] == version["model_version"]
+            assert 15 <= now["predicted_days_late"] <= 25 and now["probability_late"] > 0.8
+            interval = now["interval"]
+            assert interval["p10_days_late"] <= now["predicted_days_late"] <= interval["p90_days_late"]
+            punctual = (await client.get("/invoices/P1-29/prediction", params={"as_of": as_of})).json()
+            assert punctual["predicted_days_late"] <= 2
+            earlier = (await client.get("/invoices/L0-29/prediction", params={
+                "as_of": as_of, "known_at": before.isoformat()})).json()
+            assert earlier["model_version"] == "baseline-customer-median"
+
+            customer = (await client.get("/customers/L0/predictions", params={"as_of": as_of})).json()
+            open_ids = [p["invoice_id"] for p in customer["predictions"]]
+            assert "L0-29" in open_ids and "L0-0" not in open_ids  # (paid long ago: not open)
+            assert (await client.get("/invoices/NOPE/prediction")).status_code == 404
+
+        replica.__init__(database_url)  # type: ignore[misc]
+        async with replica.api(tmp_path) as other:
+            again = (await other.get("/invoices/L0-29/prediction", params={"as_of": as_of})).json()
+        assert again == now
+    finally:
+        book.close()
+        if hasattr(replica, "engine"):
+            replica.close()
+    assert datetime.now(UTC) > before
