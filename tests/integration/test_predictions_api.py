@@ -7,6 +7,7 @@ replica over the same database serves the same version and the same answer."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +83,30 @@ async def test_trained_versions_answer_by_the_instant_they_were_stored(database_
         if hasattr(replica, "engine"):
             replica.close()
     assert datetime.now(UTC) > before
+
+
+async def test_the_forecast_of_the_open_invoices_adds_up_to_at_most_the_open_total(database_url: str,
+                                                                                   tmp_path: Path) -> None:
+    book = LedgerBook(database_url)
+    try:
+        issued, paid = habits()
+        book.post(*issued, topic="ar.invoices")
+        book.post(*paid, topic="ar.payments")
+        as_of = (START + timedelta(days=7 * (WEEKS - 1) + 1)).isoformat()
+        async with book.api(tmp_path) as client:
+            assert (await client.post("/admin/models", json={}, headers=OPS)).status_code == 201
+            response = await client.get("/forecast/collections", params={"as_of": as_of, "weeks": 12})
+            assert response.status_code == 200, response.text
+            body = response.json()
+            (eur,) = body["currencies"]
+            balance = await client.get("/customers/L0/balance", params={"as_of": as_of})
+            assert balance.status_code == 200
+    finally:
+        book.close()
+    weeks = eur["weeks"]
+    assert body["weeks"] == weeks and len(weeks) == 12
+    expected = [Decimal(w["expected"]) for w in weeks]
+    assert sum(expected) <= Decimal(eur["open_total"])
+    assert all(Decimal(w["low"]) <= Decimal(w["expected"]) <= Decimal(w["high"]) for w in weeks)
+    # the open invoices: the late payers' last four weeks and the punctual ones' last five
+    assert Decimal(eur["open_total"]) > 0 and sum(expected) > Decimal(eur["open_total"]) * Decimal("0.8")

@@ -5,15 +5,20 @@ versions (``ops:replay``): ``POST /admin/models`` trains one from what was recor
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, select
 
 from services.ledger.api.params import AsOf, KnownAt, as_utc
+from services.ledger.predictions.features import known as known_state
+from services.ledger.predictions.forecast import forecast
 from services.ledger.predictions.history import customer_records
+from services.ledger.predictions.model import BASELINE
 from services.ledger.predictions.predict import Prediction, predict
 from services.ledger.predictions.store import model_at, train, versions
 from services.ledger.read.projections import invoices
@@ -21,7 +26,9 @@ from shared.auth import LedgerReader, ReplayOperator
 from shared.business_dates import today_utc
 from shared.dates import BusinessInstant
 from shared.dependencies import EngineDep
+from shared.money import to_text
 from shared.problems import not_found
+from shared.values import CURRENCY_PATTERN
 
 router = APIRouter(tags=["predictions"])
 
@@ -99,6 +106,72 @@ async def get_customer_predictions(customer_id: str, engine: EngineDep, _: Ledge
         raise not_found("customer", customer_id)
     return {"customer_id": customer_id, "as_of": day, "known_at": known,
             "predictions": [shown(p) for p in found]}
+
+
+class WeekOut(BaseModel):
+    week_start: date
+    expected: str
+    low: str
+    high: str
+
+
+class CurrencyForecastOut(BaseModel):
+    currency: str
+    open_total: str
+    weeks: list[WeekOut]
+
+
+class ForecastOut(BaseModel):
+    as_of: date
+    known_at: datetime | None
+    model_version: str
+    currency: str | None
+    weeks: list[WeekOut]  # of ``currency``, or of the book's only currency
+    currencies: list[CurrencyForecastOut]
+
+
+@router.get("/forecast/collections", response_model=ForecastOut)
+async def get_collections_forecast(
+    engine: EngineDep, _: LedgerReader, as_of: AsOf = None, known_at: KnownAt = None,
+    weeks: Annotated[int, Query(ge=1, le=104)] = 8,
+    currency: Annotated[str | None, Query(pattern=CURRENCY_PATTERN)] = None,
+) -> dict[str, Any]:
+    """Per currency and week from ``as_of``'s Monday: the open amount expected to come in, with an
+    80% band (``low``, ``high``), from every open invoice's predicted pay-date distribution."""
+    day, known = as_of or today_utc(), as_utc(known_at)
+
+    def read() -> tuple[str, dict[str, list[tuple[Prediction, Decimal]]]]:
+        instant = known or datetime.now(UTC)
+        version, model = model_at(engine, instant)
+        with engine.connect() as conn:
+            ids = [row[0] for row in conn.execute(select(invoices.c.customer_id).distinct()
+                                                  .where(invoices.c.issue_date <= day))]
+            books = customer_records(conn, ids)
+        by_currency: dict[str, list[tuple[Prediction, Decimal]]] = defaultdict(list)
+        for records in books.values():
+            for record in records:
+                now = known_state(record, day, instant)
+                if now is None or now.cancelled or now.open_amount <= 0 or now.settled_on is not None:
+                    continue
+                answer = predict(record, records, day, instant, model, version or "none")
+                if answer is not None:
+                    by_currency[record.currency].append((answer, now.open_amount))
+        return version or BASELINE, by_currency
+
+    version, by_currency = await asyncio.to_thread(read)
+    shown_currencies = []
+    for code in sorted(by_currency):
+        if currency is not None and code != currency:
+            continue
+        items = by_currency[code]
+        shown_currencies.append({
+            "currency": code, "open_total": to_text(sum((a for _, a in items), Decimal(0)), code),
+            "weeks": [{"week_start": w.week_start, "expected": to_text(w.expected, code),
+                       "low": to_text(w.low, code), "high": to_text(w.high, code)}
+                      for w in forecast(items, day, weeks, code)]})
+    only = shown_currencies[0]["weeks"] if len(shown_currencies) == 1 else []
+    return {"as_of": day, "known_at": known, "model_version": version, "currency": currency, "weeks": only,
+            "currencies": shown_currencies}
 
 
 class TrainIn(BaseModel):

@@ -69,6 +69,7 @@ class InvoiceRecord:
     changes: tuple[Change, ...] = ()
     has_cash_discount: bool = False
     attributes: Mapping[str, object] = field(default_factory=dict)
+    currency: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ def customer_records(conn: Connection, customer_ids: Iterable[str]) -> dict[str,
         return {}
     i, m = invoices.c, movements.c
     query = (select(m.customer_id, m.invoice_id, m.kind, m.open_delta, m.disputed_delta, m.effective_date,
-                    m.recorded_at, i.due_date, i.terms, i.attributes)
+                    m.recorded_at, i.due_date, i.terms, i.attributes, i.currency)
              .join(invoices, i.invoice_id == m.invoice_id)
              .where(m.customer_id.in_(ids), m.invoice_id.is_not(None))
              .order_by(m.customer_id, m.invoice_id, m.position, m.id))
@@ -49,7 +49,8 @@ def customer_records(conn: Connection, customer_ids: Iterable[str]) -> dict[str,
             built[row.customer_id][row.invoice_id] = {
                 "invoice_id": row.invoice_id, "amount": row.open_delta, "issue_date": row.effective_date,
                 "due_date": row.due_date, "recorded": _utc(row.recorded_at), "changes": [],
-                "has_cash_discount": bool(terms.get("discount_percent")), "attributes": row.attributes or {}}
+                "has_cash_discount": bool(terms.get("discount_percent")), "attributes": row.attributes or {},
+                "currency": row.currency}
         elif found is not None and row.kind in CHANGE_KINDS:
             found["changes"].append(Change(CHANGE_KINDS[row.kind], row.effective_date, _utc(row.recorded_at),
                                            open_delta=row.open_delta, disputed_delta=row.disputed_delta))
