@@ -1,9 +1,11 @@
-"""The ``receivables`` command: ``dev`` (the whole stack locally), ``serve``, ``replay``."""
+"""The ``receivables`` command: ``dev`` (the whole stack locally), ``serve``, ``replay``, and the
+ledger's payment models: ``train``, ``backtest``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -184,6 +186,51 @@ def replay(args: argparse.Namespace) -> int:
     return replay_ledger(_settings("ledger"), verify=args.verify)
 
 
+def train(args: argparse.Namespace) -> int:
+    """``receivables train ledger``: fit and store a payment model version (as POST /admin/models)."""
+    from datetime import UTC, datetime
+
+    from services.ledger.predictions.store import train as train_model
+    from services.ledger.read.schema import migrate_read_models
+    from shared.db import make_engine
+
+    settings = _settings("ledger")
+    migrate_read_models(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        now = datetime.now(UTC)
+        until = datetime.fromisoformat(args.until) if args.until else now
+        until = until if until.tzinfo else until.replace(tzinfo=UTC)
+        print(json.dumps(train_model(engine, min(until, now), now, args.seed), default=str, indent=2))
+    finally:
+        engine.dispose()
+    return 0
+
+
+def backtest(args: argparse.Namespace) -> int:
+    """``receivables backtest ledger --cutoff DATE ...``: train as of each cut-off, predict what was
+    open then, compare with what happened and with the baselines (nothing is stored)."""
+    from datetime import UTC, date, datetime
+
+    from sqlalchemy import select
+
+    from services.ledger.predictions.backtest import backtest as run_backtest
+    from services.ledger.predictions.history import customer_records
+    from services.ledger.read.projections import invoices
+    from shared.db import make_engine
+
+    engine = make_engine(_settings("ledger").database_url)
+    try:
+        with engine.connect() as conn:
+            ids = [row[0] for row in conn.execute(select(invoices.c.customer_id).distinct())]
+            records = customer_records(conn, ids)
+    finally:
+        engine.dispose()
+    cutoffs = [date.fromisoformat(c) for c in args.cutoff]
+    print(json.dumps(run_backtest(records, cutoffs, datetime.now(UTC), args.seed), indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
@@ -208,6 +255,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("service", choices=sorted(DEFAULT_PORTS))
     p.add_argument("--verify", action="store_true", help="compare the rebuilt tables with the live ones")
     p.set_defaults(run=replay)
+    p = commands.add_parser("train", help="fit and store a payment model version (the ledger's)")
+    p.add_argument("service", choices=["ledger"])
+    p.add_argument("--until", help="cut-off instant: what was recorded by then (default now)")
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(run=train)
+    p = commands.add_parser("backtest", help="the payment model against what happened, per cut-off")
+    p.add_argument("service", choices=["ledger"])
+    p.add_argument("--cutoff", action="append", required=True, help="a business date (repeat for more)")
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(run=backtest)
     args = parser.parse_args(argv)
     if args.command == "dev":
         if args.kafka is not None and args.kafka_port is not None:

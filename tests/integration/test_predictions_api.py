@@ -110,3 +110,26 @@ async def test_the_forecast_of_the_open_invoices_adds_up_to_at_most_the_open_tot
     assert all(Decimal(w["low"]) <= Decimal(w["expected"]) <= Decimal(w["high"]) for w in weeks)
     # the open invoices: the late payers' last four weeks and the punctual ones' last five
     assert Decimal(eur["open_total"]) > 0 and sum(expected) > Decimal(eur["open_total"]) * Decimal("0.8")
+
+
+def test_the_command_line_trains_and_backtests(database_url: str, monkeypatch: Any, capsys: Any) -> None:
+    import json
+
+    from services.cli import main
+    from services.ledger.predictions.store import versions
+
+    book = LedgerBook(database_url)
+    try:
+        issued, paid = habits()
+        book.post(*issued, topic="ar.invoices")
+        book.post(*paid, topic="ar.payments")
+        monkeypatch.setenv("RECEIVABLES_DATABASE_URL", database_url)
+        assert main(["train", "ledger", "--seed", "5"]) == 0
+        trained = json.loads(capsys.readouterr().out)
+        assert [v["model_version"] for v in versions(book.engine)] == [trained["model_version"]]
+        cutoff = (START + timedelta(days=7 * 20)).isoformat()
+        assert main(["backtest", "ledger", "--cutoff", cutoff]) == 0
+        (result,) = json.loads(capsys.readouterr().out)
+    finally:
+        book.close()
+    assert result["cutoff"] == cutoff and result["model"]["invoices"] > 0

@@ -93,3 +93,16 @@ def test_a_settled_invoice_is_answered_with_what_happened_and_the_baseline_witho
     assert figures == (BASELINE, 20, 1.0)
     assert predict(new, [new], CUTOFF.date() - timedelta(days=1), CUTOFF, None, "none") is None  # not issued
     assert np.isfinite(baseline.p90_days_late)
+
+
+def test_the_backtest_scores_the_model_and_the_baselines_on_what_was_open() -> None:
+    from services.ledger.predictions.backtest import backtest
+
+    records = book(customers=24, invoices=30)
+    cutoff = START + timedelta(days=7 * 22)
+    (result,) = backtest(records, [cutoff], CUTOFF + timedelta(days=365), seed=7)
+    assert result["model_trained"] and result["training_examples"] >= MIN_EXAMPLES
+    model, on_time, median = result["model"], result["always_on_time"], result["customer_median"]
+    assert model["invoices"] == on_time["invoices"] == median["invoices"] > 0
+    assert model["mae_days"] < on_time["mae_days"] and model["brier"] < on_time["brier"]
+    assert sum(bucket["invoices"] for bucket in model["calibration"].values()) == model["invoices"]

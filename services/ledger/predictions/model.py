@@ -19,7 +19,7 @@ import io
 import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import numpy as np
@@ -45,10 +45,12 @@ class TrainingSet:
         self.invoices.add(invoice_id)
 
 
-def training_set(records_by_customer: Mapping[str, Sequence[InvoiceRecord]], cutoff: datetime) -> TrainingSet:
-    """The examples the invoices settled by ``cutoff`` (as recorded by then) teach."""
+def training_set(records_by_customer: Mapping[str, Sequence[InvoiceRecord]], cutoff: datetime,
+                 day: date | None = None) -> TrainingSet:
+    """The examples the invoices settled by ``cutoff`` (as recorded by then; and by ``day``, its
+    date unless given: a backtest of a book recorded at once cuts by business date) teach."""
     found = TrainingSet()
-    day = cutoff.date()
+    day = day or cutoff.date()
     for history in records_by_customer.values():
         for record in history:
             final = known(record, day, cutoff)
