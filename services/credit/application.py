@@ -167,8 +167,9 @@ class CreditApplication(FeedApplication[CreditAccount]):
         def review(ids: list[str]) -> tuple[ReviewChunk, list[CreditAccount]]:
             chunk = ReviewChunk()
             changed = []
+            loaded = self.accounts(ids)  # (one query per 500 uncached accounts, not one each)
             for customer_id in ids:
-                account = self.account(customer_id)
+                account = loaded.get(customer_id)
                 if account is None:
                     continue
                 result = account.review(as_of, self.rules)

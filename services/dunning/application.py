@@ -17,10 +17,6 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder
-from eventsourcing.sqlite import SQLiteApplicationRecorder
-from psycopg import sql
 
 from services.dunning.domain import DunningAccount, Policy, dunning_account_id
 from services.dunning.domain.collectors import AssignmentRule, Collector, CollectorBook
@@ -31,6 +27,7 @@ from services.dunning.domain.timeline import page as timeline_page
 from shared.eventstore import LATEST_VERSION, retry_on_conflict
 from shared.feed_application import FeedApplication
 from shared.ledger_feed import CREDIT_TYPES, LEDGER_TYPES, Fact
+from shared.stored_events import select_versions
 
 T = TypeVar("T")
 
@@ -67,42 +64,6 @@ class DunningApplication(FeedApplication[DunningAccount]):
 
     def observe(self, account: DunningAccount, message: Fact) -> bool:
         return account.observe(message)
-
-    def accounts(self, customer_ids: Sequence[str]) -> dict[str, DunningAccount]:
-        """Many customers' accounts at once: the uncached ones read in one query per 500.
-
-        (``repository.get`` asks the store once per aggregate: a round trip each, most of a
-        run's time when thousands of accounts are not in the cache.) Like ``get``, the
-        accounts read are put in the cache. Customers without an account are left out.
-        """
-        found: dict[str, DunningAccount] = {}
-        missing: dict[UUID, str] = {}
-        for customer_id in customer_ids:
-            aggregate_id = dunning_account_id(customer_id)
-            if self.is_cached(aggregate_id):
-                found[customer_id] = self.repository.get(aggregate_id)
-            else:
-                missing[aggregate_id] = customer_id
-        ids = list(missing)
-        to_domain_event = self.mapper.to_domain_event
-        cache = self.repository.cache
-        for start in range(0, len(ids), 500):
-            by_id: dict[UUID, list[StoredEvent]] = {}
-            for stored in select_stored_events(self.recorder, ids[start:start + 500]):
-                by_id.setdefault(stored.originator_id, []).append(stored)  # type: ignore[arg-type]
-            for aggregate_id, stored_events in by_id.items():
-                # what the repository's project_aggregate does, without its runtime Protocol
-                # isinstance check per event (about half the cost of rebuilding an account)
-                account: Any = None
-                for stored in stored_events:
-                    event: Any = to_domain_event(stored)  # an aggregate event: it has mutate()
-                    account = event.mutate(account)
-                if not isinstance(account, DunningAccount):
-                    continue
-                if cache is not None:
-                    cache.put(aggregate_id, account)
-                found[missing[aggregate_id]] = account
-        return found
 
     def history(self, customer_id: str) -> list[Any]:
         return list(self.events.get(dunning_account_id(customer_id)))
@@ -335,42 +296,3 @@ class DunningApplication(FeedApplication[DunningAccount]):
             return result, changed
 
         return self.change_accounts(customer_ids, run, attempts=2)
-
-
-def _events_of(recorder: Any, aggregate_ids: list[UUID], columns: str, rest: str) -> list[Any] | None:
-    """``SELECT {columns} FROM <events> WHERE originator_id IN (the ids) {rest}`` on the
-    recorder's database, rows with ``originator_id`` as a UUID; None for another recorder."""
-    if isinstance(recorder, PostgresApplicationRecorder):
-        query = sql.SQL(f"SELECT {columns} FROM {{}}.{{}} WHERE originator_id = ANY(%s) {rest}").format(
-            sql.Identifier(recorder.datastore.schema), sql.Identifier(recorder.events_table_name))
-        with recorder.datastore.transaction(commit=False) as cursor:
-            # not prepared: a generic plan made on an empty table would scan it
-            cursor.execute(query, (aggregate_ids,), prepare=False)
-            return list(cursor.fetchall())
-    if isinstance(recorder, SQLiteApplicationRecorder):
-        marks = ",".join("?" for _ in aggregate_ids)
-        with recorder.datastore.transaction(commit=False) as cursor:
-            cursor.execute(f"SELECT {columns} FROM {recorder.events_table_name} "
-                           f"WHERE originator_id IN ({marks}) {rest}", [i.hex for i in aggregate_ids])
-            return [{**row, "originator_id": UUID(row["originator_id"])} for row in cursor.fetchall()]
-    return None
-
-
-def select_versions(recorder: Any, aggregate_ids: list[UUID]) -> dict[UUID, int]:
-    """The version of the last stored event of each of these aggregates: one query."""
-    rows = _events_of(recorder, aggregate_ids, "originator_id, max(originator_version) AS version",
-                      "GROUP BY originator_id")
-    if rows is None:
-        return {i: recorder.select_events(i, desc=True, limit=1)[0].originator_version for i in aggregate_ids}
-    return {row["originator_id"]: row["version"] for row in rows}
-
-
-def select_stored_events(recorder: Any, aggregate_ids: list[UUID]) -> list[StoredEvent]:
-    """Every stored event of these aggregates, in (aggregate, version) order: one query."""
-    rows = _events_of(recorder, aggregate_ids, "originator_id, originator_version, topic, state",
-                      "ORDER BY originator_id, originator_version")
-    if rows is None:
-        return [event for i in aggregate_ids for event in recorder.select_events(i)]
-    return [StoredEvent(originator_id=row["originator_id"], originator_version=row["originator_version"],
-                        topic=row["topic"], state=bytes(row["state"])) for row in rows]
-

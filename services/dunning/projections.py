@@ -44,7 +44,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from services.dunning.application import select_stored_events
 from services.dunning.domain import DunningAccount, Policy
 from services.dunning.domain.collectors import COLLECTOR_BOOK_ID
 from services.dunning.domain.plans import OPEN as PLAN_OPEN
@@ -60,6 +59,7 @@ from services.dunning.outbound import notice_message
 from shared.account_projector import AccountProjector, Touched, positions_table
 from shared.db import Money, upsert
 from shared.eventstore import TrackedApplication
+from shared.stored_events import select_stored_events
 
 metadata = MetaData()
 
