@@ -21,11 +21,22 @@ of its own) or PostgreSQL (a fresh database); ``--customers`` customers get a li
 (``PUT /customers/{id}/credit-limit``), then every check is a new order of a random
 customer (an approval: one reservation event stored per check).
 
+``--securities on`` (``both``: plain and with securities, each on a database of its own)
+puts securities, ratings and open early warnings on the book before the checks, through the
+service's REST API (``seed_securities``): half the customers get a rating and a bank
+guarantee valid over the checks' date, a quarter also a credit insurance (80% of the exposure,
+capped), so each of their checks computes the securities' cover; a tenth get a limit of
+100,000.00 and an approved order of 97,000.00 (still 92% of it unsecured), an eighth a
+rating downgrade, a sixth a guarantee ending within 30 days: the registrations judge the
+warning rules, and ``limit_utilisation``, ``rating_downgrade`` and ``security_expiring``
+warnings are open (counted from ``GET /warnings`` and printed) while the checks run.
+
 Usage (from the repository root)::
 
     python -m bench.credit                       # SQLite and PostgreSQL, 10 s per phase
     python -m bench.credit --db sqlite --seconds 5 --rate 500
     python -m bench.credit --lane off            # every check through the FastAPI route
+    python -m bench.credit --securities both     # plain, then with securities and warnings
 
 Goal: p99 <= 20 ms at 500 requests/s, and throughput >= 50% of the trivial endpoint's.
 Results (JSON, server logs) go to ``bench/results/``.
@@ -59,6 +70,8 @@ T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 TOKEN = "bench-token"
+CHECK_DATE = "2025-06-02"  # every check's business date
+NEAR_LIMIT, NEAR_ORDER = "100000.00", "97000.00"  # a tenth of the customers with --securities
 
 
 def log(message: str) -> None:
@@ -148,7 +161,7 @@ class Requests:
     def _body(self) -> dict[str, Any]:
         customer = f"BENCH-{self.random.randrange(self.customers):05d}"
         return {"customer_id": customer, "order_id": f"{customer}-{os.getpid()}-{self.count}",
-                "amount": "10.00", "currency": "EUR", "on": "2025-06-02"}
+                "amount": "10.00", "currency": "EUR", "on": CHECK_DATE}
 
 
 @dataclass
@@ -326,7 +339,8 @@ async def measure(server: Server, kind: str, args: argparse.Namespace,
         await closed_loop(server.name, server.port, requests, args.connections, 1.0, 10_000)  # warm up
         profiler = None
         if args.profile and kind == "credit" and name == "throughput":
-            out = RESULTS / f"credit-{server.name.split('(')[-1].rstrip(')')}-{name}.pyspy.txt"
+            label = server.name.split('(')[-1].rstrip(')').replace(', ', '-')
+            out = RESULTS / f"credit-{label}-{name}.pyspy.txt"
             profiler = subprocess.Popen(
                 ["py-spy", "record", "--pid", str(server.process.pid), "--format", "raw", "--rate", "200",
                  "--nonblocking", "--duration", str(int(args.seconds)), "--output", str(out)],
@@ -369,17 +383,87 @@ async def group_sizes(port: int) -> tuple[float, float] | None:
     return (values["sum"], values["count"]) if status == 200 and len(values) == 2 else None
 
 
-async def seed_limits(port: int, customers: int) -> None:
+def near_limit(index: int) -> bool:
+    """With ``--securities``: a customer whose limit is nearly used (a tenth)."""
+    return index % 10 == 0
+
+
+async def send(connection: Connection, method: str, path: str, body: dict[str, Any] | None = None,
+               expect: int = 200) -> dict[str, Any]:
+    """One request of the setup, answered ``expect`` (else RuntimeError): its JSON answer."""
+    payload = json.dumps(body, separators=(",", ":")).encode() if body is not None else b""
+    raw = (f"{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+           f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode() + payload
+    status, answer = await connection.request(raw)
+    if status != expect:
+        raise RuntimeError(f"{method} {path}: {status} {answer!r}")
+    return json.loads(answer) if answer else {}
+
+
+async def seed_limits(port: int, customers: int, securities: bool = False) -> None:
+    """Every customer's limit: 1,000,000,000.00 EUR (with ``securities``, a tenth 100,000.00)."""
     connection = await Connection.open(port)
     for index in range(customers):
-        body = json.dumps({"currency": "EUR", "amount": "1000000000.00"}).encode()
-        raw = (f"PUT /customers/BENCH-{index:05d}/credit-limit HTTP/1.1\r\nHost: x\r\n"
-               f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
-               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
-        status, answer = await connection.request(raw)
-        if status != 200:
-            raise RuntimeError(f"limit for BENCH-{index:05d}: {status} {answer!r}")
+        amount = NEAR_LIMIT if securities and near_limit(index) else "1000000000.00"
+        await send(connection, "PUT", f"/customers/BENCH-{index:05d}/credit-limit",
+                   {"currency": "EUR", "amount": amount})
     connection.close()
+
+
+async def seed_securities(port: int, customers: int) -> dict[str, Any]:
+    """Securities, ratings and open warnings on the book (see the module's docstring), through
+    the REST API, in this order per customer: the order that uses the limit, the ratings, the
+    securities (each registration judges the warning rules on today's date). Returns what was
+    registered and the open warnings by signal, as ``GET /warnings`` shows them."""
+    import datetime as dt
+
+    ending = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=20)).isoformat()
+    counts = dict.fromkeys(("near_limit", "ratings", "downgrades", "bank_guarantees", "credit_insurances",
+                            "ending_within_30_days"), 0)
+    connection = await Connection.open(port)
+    for index in range(customers):
+        customer = f"BENCH-{index:05d}"
+        if index % 2:
+            continue  # half the book: no securities, no rating, no warning
+        if near_limit(index):
+            answer = await send(connection, "POST", "/credit-checks", {
+                "customer_id": customer, "order_id": f"{customer}-near", "amount": NEAR_ORDER,
+                "currency": "EUR", "on": CHECK_DATE})
+            if answer["decision"] != "approve":
+                raise RuntimeError(f"the order that uses {customer}'s limit: {answer}")
+            counts["near_limit"] += 1
+        ratings = [("70", "BBB", "0.01", "2025-03-01")]
+        if index % 8 == 0:  # a later, worse report: a downgrade
+            ratings.append(("55", "B", "0.06", "2025-05-01"))
+            counts["downgrades"] += 1
+        for score, grade, pd, reported in ratings:
+            await send(connection, "POST", f"/customers/{customer}/ratings", {
+                "provider": "bench-bureau", "score": score, "grade": grade, "probability_of_default": pd,
+                "report_date": reported}, expect=201)
+            counts["ratings"] += 1
+        until = ending if index % 6 == 0 else "2027-12-31"
+        counts["ending_within_30_days"] += index % 6 == 0
+        await send(connection, "POST", f"/customers/{customer}/securities", {
+            "security_id": f"BG-{customer}", "kind": "bank_guarantee", "currency": "EUR", "amount": "2000.00",
+            "valid_from": "2025-01-01", "valid_until": until}, expect=201)
+        counts["bank_guarantees"] += 1
+        if index % 4 == 0:
+            await send(connection, "POST", f"/customers/{customer}/securities", {
+                "security_id": f"CI-{customer}", "kind": "credit_insurance", "currency": "EUR",
+                "amount": "3000.00", "coverage_percent": "80", "valid_from": "2025-01-01"}, expect=201)
+            counts["credit_insurances"] += 1
+    expected = counts["near_limit"] + counts["downgrades"] + counts["ending_within_30_days"]
+    deadline = time.monotonic() + 30
+    while True:  # the read model the warnings are listed from follows the store
+        listed = (await send(connection, "GET", "/warnings?status=open&limit=10000"))["warnings"]
+        if len(listed) >= min(expected, 10_000) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.25)
+    connection.close()
+    signals: dict[str, int] = {}
+    for warning in listed:
+        signals[warning["signal"]] = signals.get(warning["signal"], 0) + 1
+    return {**counts, "expected_open_warnings": expected, "open_warnings": dict(sorted(signals.items()))}
 
 
 async def measure_floor(env: dict[str, str], stamp: str, args: argparse.Namespace, *,
@@ -397,15 +481,16 @@ async def measure_floor(env: dict[str, str], stamp: str, args: argparse.Namespac
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     from shared.broker import create_topics, start_on_free_port
-    from shared.testing import fresh_postgres_database
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     work = Path(tempfile.mkdtemp(prefix="bench-credit-"))
     tokens = work / "tokens.json"
-    tokens.write_text(json.dumps({TOKEN: {"name": "bench", "scopes": ["credit:check", "credit:write"]}}))
+    tokens.write_text(json.dumps({TOKEN: {"name": "bench", "scopes": ["credit:check", "credit:write",
+                                                                        "credit:read"]}}))
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVABLES_")}
-    results: dict[str, Any] = {"args": vars(args), "phases": []}
+    results: dict[str, Any] = {"args": vars(args), "phases": [], "setups": {}}
+    setups = {"off": (False,), "on": (True,), "both": (False, True)}[args.securities]
     broker = start_on_free_port(work / "broker.log")
     try:
         create_topics(broker.bootstrap, {"ar.ledger.events": 4, "ar.customers": 4, "ar.credit.events": 4,
@@ -419,25 +504,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             framework.stop()
         for db in (("sqlite", "postgres") if args.db == "both" else (args.db,)):
-            with contextlib.ExitStack() as stack:
-                if db == "sqlite":
-                    url = f"sqlite:///{work / 'credit.db'}"
-                else:
-                    url = stack.enter_context(fresh_postgres_database(prefix="bench_credit_"))
-                env = {**base_env, "RECEIVABLES_KAFKA_BOOTSTRAP": broker.bootstrap,
-                       "RECEIVABLES_CREDIT_DATABASE_URL": url, "RECEIVABLES_API_TOKENS_FILE": str(tokens),
-                       "RECEIVABLES_FOLLOWERS": args.followers,
-                       "RECEIVABLES_CREDIT_CHECK_FAST_LANE": "true" if args.lane == "on" else "false"}
-                credit = Server(f"credit ({db})", "services.credit.service:create_app", env,
-                                RESULTS / f"credit-{stamp}-{db}.log")
-                try:
-                    await credit.wait_ready("/health/live")
-                    started = time.perf_counter()
-                    await seed_limits(credit.port, args.customers)
-                    log(f"{args.customers} limits set in {time.perf_counter() - started:.1f}s")
-                    results["phases"] += [asdict(p) for p in await measure(credit, "credit", args)]
-                finally:
-                    credit.stop()
+            for securities in setups:
+                results["phases"] += await measure_credit(db, securities, base_env, broker.bootstrap, tokens,
+                                                          work, stamp, args, results["setups"])
         results["phases"] += await measure_floor(base_env, stamp, args, again=True)
     finally:
         broker.stop()
@@ -448,12 +517,58 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+async def measure_credit(db: str, securities: bool, base_env: dict[str, str], bootstrap: str, tokens: Path,
+                         work: Path, stamp: str, args: argparse.Namespace,
+                         setups: dict[str, Any]) -> list[dict[str, Any]]:
+    """The credit service on a fresh database: its book set up (``securities``: with securities,
+    ratings and warnings), then both phases."""
+    from shared.testing import fresh_postgres_database
+
+    label = f"{db}, securities" if securities else db
+    with contextlib.ExitStack() as stack:
+        if db == "sqlite":
+            url = f"sqlite:///{work / ('credit-securities.db' if securities else 'credit.db')}"
+        else:
+            url = stack.enter_context(fresh_postgres_database(prefix="bench_credit_"))
+        env = {**base_env, "RECEIVABLES_KAFKA_BOOTSTRAP": bootstrap,
+               "RECEIVABLES_CREDIT_DATABASE_URL": url, "RECEIVABLES_API_TOKENS_FILE": str(tokens),
+               "RECEIVABLES_FOLLOWERS": args.followers,
+               "RECEIVABLES_CREDIT_CHECK_FAST_LANE": "true" if args.lane == "on" else "false"}
+        credit = Server(f"credit ({label})", "services.credit.service:create_app", env,
+                        RESULTS / f"credit-{stamp}-{label.replace(', ', '-')}.log")
+        try:
+            await credit.wait_ready("/health/live")
+            started = time.perf_counter()
+            await seed_limits(credit.port, args.customers, securities)
+            setup: dict[str, Any] = {"securities": securities, "customers": args.customers}
+            if securities:
+                setup |= await seed_securities(credit.port, args.customers)
+            setups[credit.name] = setup
+            log(f"{credit.name}: set up in {time.perf_counter() - started:.1f}s: {describe_setup(setup)}")
+            return [asdict(p) for p in await measure(credit, "credit", args)]
+        finally:
+            credit.stop()
+
+
+def describe_setup(setup: dict[str, Any]) -> str:
+    if not setup["securities"]:
+        return f"{setup['customers']} limits of 1,000,000,000.00 EUR, no securities, ratings or warnings"
+    return (f"{setup['customers']} limits ({setup['near_limit']} of {NEAR_LIMIT} EUR with an approved order "
+            f"of {NEAR_ORDER}), {setup['bank_guarantees']} bank guarantees ({setup['ending_within_30_days']} "
+            f"ending within 30 days), {setup['credit_insurances']} credit insurances, {setup['ratings']} "
+            f"ratings ({setup['downgrades']} downgrades); open warnings {setup['open_warnings']} "
+            f"(expected {setup['expected_open_warnings']})")
+
+
 def report(results: dict[str, Any], args: argparse.Namespace) -> int:
     phases = results["phases"]
     floors = [p["throughput"] for p in phases
               if p["server"].startswith("trivial FastAPI") and p["phase"].startswith("throughput")]
     floor = sum(floors) / len(floors)
     ok = True
+    print()
+    for name, setup in results.get("setups", {}).items():
+        print(f"{name}: {describe_setup(setup)}")
     print("\n| server | phase | requests/s | p50 ms | p90 ms | p99 ms | max ms | errors "
           f"| server CPU µs/request |\n|{' --- |' * 9}")
     for p in phases:
@@ -511,6 +626,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lane", choices=("on", "off"), default="on",
                         help="the credit service's fast lane for plain checks "
                              "(RECEIVABLES_CREDIT_CHECK_FAST_LANE)")
+    parser.add_argument("--securities", choices=("off", "on", "both"), default="off",
+                        help="the checked customers with securities, ratings and open warnings (see above); "
+                             "both: without, then with, each on a fresh database")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy (collapsed stacks) on the credit server in the throughput phase")
     args = parser.parse_args(argv)
