@@ -75,6 +75,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from bench.common import log, project_all
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 POSTGRES_BASE = "postgresql://postgres@127.0.0.1:5432"
@@ -87,10 +89,6 @@ RAW_CHUNK = 500  # accounts per raw read query (the review's chunk)
 _CURRENCIES = (("EUR", 0.85), ("USD", 0.1), ("GBP", 0.05))
 # payment behaviour: share, days after the due date a payment comes (min, max), share left unpaid
 _PAYERS = (("punctual", 0.6, (-20, 0), 0.0), ("slow", 0.3, (1, 25), 0.02), ("bad", 0.1, (10, 60), 0.3))
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def _pick(rng: random.Random, weighted: tuple[tuple[str, float], ...]) -> str:
@@ -365,16 +363,7 @@ def build(store: Store, args: argparse.Namespace) -> dict[str, Any]:
     engine = make_engine(read_models_url(url), writer=True)
     try:
         app.record_review(PREVIOUS, {"customers": args.customers})
-        started = time.perf_counter()
-        projector = CreditProjector(app, engine)
-        position = projected = 0
-        while notifications := app.recorder.select_notifications(position + 1, PROJECT_BATCH):
-            projector.apply(notifications)
-            position = notifications[-1].id
-            projected += len(notifications)
-            if projected % 500_000 < PROJECT_BATCH:
-                log(f"build: projected {projected:,} events")
-        projected_seconds = time.perf_counter() - started
+        projected, projected_seconds = project_all(app, CreditProjector(app, engine), PROJECT_BATCH)
     finally:
         engine.dispose()
         app.close()

@@ -62,6 +62,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.common import log, project_all
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 POSTGRES_BASE = "postgresql://postgres@127.0.0.1:5432"
@@ -74,10 +76,6 @@ BUSY_DATE = date(2026, 6, 25)  # the May month-end invoices (net 30) reach their
 QUIET_DATE = date(2026, 6, 27)  # a Saturday
 WEEKS = 8  # weekly billers: invoices of the last eight weeks are open
 MONTHS = 3  # monthly billers: the last three month-end invoice runs
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 # ---------------------------------------------------------------------------- the book
@@ -329,16 +327,7 @@ def build(name: str, args: argparse.Namespace) -> dict[str, Any]:
         for day in sorted(runs):  # the past daily runs that issued something, in the registry
             app.record_run(date.fromisoformat(day), notices=runs[day], customers=0, broken_promises=0,
                            collectors_version=collectors_version)
-        started = time.perf_counter()
-        projector = DunningProjector(app, engine)
-        position = projected = 0
-        while notifications := app.recorder.select_notifications(position + 1, PROJECT_BATCH):
-            projector.apply(notifications)
-            position = notifications[-1].id
-            projected += len(notifications)
-            if projected % 500_000 < PROJECT_BATCH:
-                log(f"build: projected {projected:,} events")
-        projected_seconds = time.perf_counter() - started
+        projected, projected_seconds = project_all(app, DunningProjector(app, engine), PROJECT_BATCH)
     finally:
         engine.dispose()
         app.close()
