@@ -19,7 +19,8 @@ Choices where the contract is silent:
   ``rules.reservation_days`` days from the check's date. ``exposure``, ``limit`` and
   ``available_credit`` (limit - exposure, negative when over) are the figures the decision
   was made on, before the reservation. Every answer is final for its ``order_id``: checked
-  again it is returned as it was (a different amount or currency is refused).
+  again it is returned as it was (a different amount or currency is refused), but for one
+  waiting for a deposit (``deposit_required``), decided again once the deposit awaited changed.
 - An invoice whose ``attributes.order_id`` (else ``reference``) names a reserved order in
   the same currency consumes the reservation up to the invoice amount; what is left (a part
   invoice) stays reserved until further invoices or its expiry.
