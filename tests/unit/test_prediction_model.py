@@ -106,3 +106,19 @@ def test_the_backtest_scores_the_model_and_the_baselines_on_what_was_open() -> N
     assert model["invoices"] == on_time["invoices"] == median["invoices"] > 0
     assert model["mae_days"] < on_time["mae_days"] and model["brier"] < on_time["brier"]
     assert sum(bucket["invoices"] for bucket in model["calibration"].values()) == model["invoices"]
+
+
+def test_a_cancelled_or_written_off_invoice_has_no_payment_to_predict() -> None:
+    issue, fifty = START, Decimal("50")
+
+    def closed(invoice_id: str, kind: str, after: int) -> InvoiceRecord:
+        day = issue + timedelta(days=after)
+        return InvoiceRecord(invoice_id, fifty, issue, issue + timedelta(days=30), at(issue),
+                             (Change(kind, day, at(day), open_delta=-fifty),))
+
+    cancelled, written_off = closed("C", "cancellation", 3), closed("W", "write_off", 40)
+    day = issue + timedelta(days=60)
+    assert predict(cancelled, [cancelled], day, at(day), None, "none") is None
+    assert predict(written_off, [written_off], day, at(day), None, "none") is None
+    before = predict(written_off, [written_off], issue + timedelta(days=35), at(day), None, "none")
+    assert before is not None and before.probability_late == 1.0  # open and overdue then

@@ -27,7 +27,7 @@ from shared.business_dates import today_utc
 from shared.dates import BusinessInstant
 from shared.dependencies import EngineDep
 from shared.money import to_text
-from shared.problems import not_found
+from shared.problems import Problem, not_found
 from shared.values import CURRENCY_PATTERN
 
 router = APIRouter(tags=["predictions"])
@@ -70,21 +70,27 @@ def _predictions(engine: Engine, customer_id: str, invoice_id: str | None, day: 
     return found
 
 
-@router.get("/invoices/{invoice_id}/prediction", response_model=PredictionOut)
+@router.get("/invoices/{invoice_id}/prediction", response_model=PredictionOut,
+            responses={409: {"description": "Nothing to predict: cancelled, written off or not yet known"}})
 async def get_invoice_prediction(invoice_id: str, engine: EngineDep, _: LedgerReader, as_of: AsOf = None,
                                  known_at: KnownAt = None) -> dict[str, Any]:
     """When the invoice will be paid, predicted on ``as_of`` from what was recorded by ``known_at``
     (the features and the model alike): an open invoice is paid on or after ``as_of``."""
     day, known = as_of or today_utc(), as_utc(known_at) or datetime.now(UTC)
 
-    def read() -> list[Prediction] | None:
+    def read() -> tuple[bool, list[Prediction] | None]:
         with engine.connect() as conn:
-            customer = conn.execute(select(invoices.c.customer_id).where(invoices.c.invoice_id == invoice_id)
-                                    ).scalar()
-        return None if customer is None else _predictions(engine, customer, invoice_id, day, known)
+            row = conn.execute(select(invoices.c.customer_id, invoices.c.issue_date)
+                               .where(invoices.c.invoice_id == invoice_id)).first()
+        if row is None:
+            return False, None
+        return row.issue_date <= day, _predictions(engine, row.customer_id, invoice_id, day, known)
 
-    found = await asyncio.to_thread(read)
+    issued, found = await asyncio.to_thread(read)
     if not found:
+        if issued:  # (issued by then, yet no prediction: cancelled, written off, or recorded later)
+            raise Problem(409, "not-predictable", detail=f"invoice {invoice_id} has no payment to predict on "
+                          f"{day} as known then: cancelled, written off, or not recorded yet")
         raise not_found("invoice", invoice_id)
     return shown(found[0])
 

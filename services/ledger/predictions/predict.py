@@ -44,9 +44,10 @@ class Prediction:
 
 def predict(target: InvoiceRecord, history: Sequence[InvoiceRecord], as_of: date, known_at: datetime,
             model: PaymentModel | None, version: str) -> Prediction | None:
-    """None when the invoice was not issued by ``as_of`` as known at ``known_at``."""
+    """None when the invoice was not issued by ``as_of`` as known at ``known_at``, or was cancelled
+    or written off by then (nothing will be paid)."""
     now = known(target, as_of, known_at)
-    if now is None:
+    if now is None or now.cancelled or (now.open_amount <= 0 and now.settled_on is None):
         return None
     if now.settled_on is not None or now.open_amount <= 0:
         late = now.days_late or 0
