@@ -19,7 +19,10 @@ messages (topic, key, value) in publish order, keyed by customer id, with a real
   ``prepayment.requested`` (most with an ``order_id``), ``payment.received`` tagged with
   ``prepayment_request_id`` (some dated before their request), a few ``prepayment.cancelled``
   and some ``payment.refunded`` (see ``ADVANCE_GROUPS``). Every other type's share shrinks
-  in proportion; ``advance=0`` gives the very same book as before it existed.
+  in proportion; ``advance=0`` gives the very same book as before it existed;
+- with ``habits=True``, customers whose payment habits differ and drift (``HABITS``), so that
+  a payment model has something to learn; without, every invoice draws its pay day from the
+  same mix (and the book is the very same as before habits existed).
 
 Advance traffic comes per request, in groups: *ordered* (the request and its payment; the
 order's invoice, an ``invoice.issued`` with ``attributes.order_id``, is one of the book's
@@ -108,6 +111,16 @@ ADVANCE_EARLY = 0.15  # tagged payments dated before their request
 ADVANCE_FULL = 0.4  # ordered requests for the whole invoice (the others: a deposit of 20-50%)
 ADVANCE_KINDS = ("prepayment.requested", "prepayment.cancelled", "payment.refunded")
 
+# Payment habits (``habits=True``): each customer's share, and how it pays (``_Builder._habit_day``).
+HABITS: dict[str, float] = {
+    "prompt": 0.40,  # on or before the due date, now and then a few days late
+    "late": 0.25,  # habitually late by its own number of days (10-45), give or take a week
+    "seasonal": 0.15,  # on time, but 20-50 days late on what falls due in July, August or December
+    "turning": 0.10,  # prompt until its own turning day, then later and later (a customer turning bad)
+    "erratic": 0.10,  # the habit-less mix: early, a little late or very late at random
+}
+_SEASON = (7, 8, 12)  # the months a seasonal payer's invoices fall due late
+
 _COUNTRIES = ("DE", "FR", "NL", "IT", "ES", "US", "GB", "JP", "PL", "SE")
 _REGIONS = {"DE": "dach", "FR": "west", "NL": "benelux", "IT": "south", "ES": "south", "US": "na",
             "GB": "uk", "JP": "apac", "PL": "east", "SE": "nordics"}
@@ -166,6 +179,8 @@ class _Customer:
     # has an invoice to write off: gets no unallocated money, which would pay that invoice
     # first (oldest due) and make the write-off exceed its open amount
     protected: bool = False
+    habit: str = ""  # a key of HABITS (habits=True), else ""
+    lateness: int = 0  # a late payer's usual days late; a turning one's turning day
 
 
 @dataclass(slots=True)
@@ -194,7 +209,8 @@ class _Request:
 
 
 class _Builder:
-    def __init__(self, customers: int, events: int, seed: int, advance: float = 0.0) -> None:
+    def __init__(self, customers: int, events: int, seed: int, advance: float = 0.0,
+                 habits: bool = False) -> None:
         if customers < 1:
             raise ValueError("customers must be at least 1")
         if not 0.0 <= advance <= 0.5:
@@ -202,6 +218,8 @@ class _Builder:
         self.advance = advance
         self.tagged = 0
         self.rng = random.Random(seed)
+        # (a generator of its own: without habits the book draws exactly as before they existed)
+        self.habits = random.Random(f"habits-{seed}") if habits else None
         self.customers_n = customers
         self.events_n = events
         self.seed = seed
@@ -385,7 +403,10 @@ class _Builder:
 
     def _adjust(self, invoice: _Invoice) -> None:
         rng = self.rng
-        factor = rng.choice((90, 95, 98, 102, 105, 110))
+        # A protected customer's (see _Customer) only goes down: paid at an amount raised, the
+        # payment would leave unapplied cash if consumed before the raise (topics carry no
+        # order between them), and that cash would pay the invoice to write off first.
+        factor = rng.choice((90, 95, 98) if invoice.customer.protected else (90, 95, 98, 102, 105, 110))
         new_amount = max(1, invoice.amount * factor // 100)
         day = invoice.issue_day + rng.randrange(0, 10)
         self.emit("invoice.adjusted", day, invoice.customer, {
@@ -417,6 +438,8 @@ class _Builder:
         return customer, day, payment_id
 
     def _pay_day(self, invoice: _Invoice) -> int:
+        if self.habits is not None:
+            return self._habit_day(invoice, self.habits)
         rng = self.rng
         late = rng.random()
         if late < 0.55:
@@ -424,6 +447,35 @@ class _Builder:
         if late < 0.85:
             return invoice.due_day + rng.randrange(1, 30)
         return invoice.due_day + rng.randrange(30, 120)
+
+    @staticmethod
+    def _habit_day(invoice: _Invoice, rng: random.Random) -> int:
+        """The pay day of ``invoice`` by its customer's habit (drawn on first use)."""
+        customer = invoice.customer
+        if not customer.habit:
+            customer.habit = rng.choices(list(HABITS), weights=list(HABITS.values()))[0]
+            if customer.habit == "late":
+                customer.lateness = rng.randrange(10, 46)
+            elif customer.habit == "turning":
+                customer.lateness = rng.randrange(120, 300)
+        due, habit = invoice.due_day, customer.habit
+        if habit == "prompt":
+            return due + rng.randrange(1, 8) if rng.random() < 0.1 else due - rng.randrange(0, 6)
+        if habit == "late":
+            return due if rng.random() < 0.1 else due + max(1, customer.lateness + rng.randrange(-7, 8))
+        if habit == "seasonal":
+            month = (EPOCH + timedelta(days=due)).month
+            return due + rng.randrange(20, 51) if month in _SEASON else due - rng.randrange(0, 4)
+        if habit == "turning":
+            if due < customer.lateness:
+                return due - rng.randrange(0, 4)
+            return due + (due - customer.lateness) // 4 + rng.randrange(0, 10)
+        late = rng.random()  # erratic
+        if late < 0.55:
+            return due - rng.randrange(0, max(1, customer.net_days))
+        if late < 0.85:
+            return due + rng.randrange(1, 30)
+        return due + rng.randrange(30, 120)
 
     def _payments(self, invoices: list[_Invoice], n: int) -> list[tuple[_Customer, int, str]]:
         rng = self.rng
@@ -695,11 +747,12 @@ class _Builder:
 
 
 def generate_book(customers: int = 10_000, events: int = 300_000, seed: int = 7,
-                  advance: float = 0.0) -> Book:
+                  advance: float = 0.0, habits: bool = False) -> Book:
     """Exactly ``events`` messages for ``customers`` customers, deterministic for ``seed``;
     ``advance``: the share of them that is advance-receipt traffic (prepayment requests and
-    their cancellations, tagged payments, refunds)."""
-    return _Builder(customers, events, seed, advance).build()
+    their cancellations, tagged payments, refunds); ``habits``: customers pay by their habits
+    (``HABITS``) rather than all alike."""
+    return _Builder(customers, events, seed, advance, habits).build()
 
 
 def advance_messages(book: Book) -> int:

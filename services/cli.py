@@ -215,6 +215,7 @@ def backtest(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
     from services.ledger.predictions.backtest import backtest as run_backtest
+    from services.ledger.predictions.backtest import report
     from services.ledger.predictions.history import customer_records
     from services.ledger.read.projections import invoices
     from shared.db import make_engine
@@ -227,7 +228,8 @@ def backtest(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     cutoffs = [date.fromisoformat(c) for c in args.cutoff]
-    print(json.dumps(run_backtest(records, cutoffs, datetime.now(UTC), args.seed), indent=2))
+    results = run_backtest(records, cutoffs, datetime.now(UTC), args.seed)
+    print(json.dumps(results, indent=2) if args.json else report(results))
     return 0
 
 
@@ -264,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("service", choices=["ledger"])
     p.add_argument("--cutoff", action="append", required=True, help="a business date (repeat for more)")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--json", action="store_true", help="the figures as JSON instead of a table")
     p.set_defaults(run=backtest)
     args = parser.parse_args(argv)
     if args.command == "dev":

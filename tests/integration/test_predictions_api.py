@@ -11,6 +11,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.integration.ledger_books import OPERATOR, LedgerBook, invoice, payment
 
 OPS = {"Authorization": f"Bearer {OPERATOR}"}
@@ -128,8 +130,13 @@ def test_the_command_line_trains_and_backtests(database_url: str, monkeypatch: A
         trained = json.loads(capsys.readouterr().out)
         assert [v["model_version"] for v in versions(book.engine)] == [trained["model_version"]]
         cutoff = (START + timedelta(days=7 * 20)).isoformat()
-        assert main(["backtest", "ledger", "--cutoff", cutoff]) == 0
+        assert main(["backtest", "ledger", "--cutoff", cutoff, "--json"]) == 0
         (result,) = json.loads(capsys.readouterr().out)
+        assert main(["backtest", "ledger", "--cutoff", cutoff]) == 0
+        table = capsys.readouterr().out
     finally:
         book.close()
     assert result["cutoff"] == cutoff and result["model"]["invoices"] > 0
+    assert result["late_share"] == pytest.approx(1 / 3, abs=0.05)  # a third of the customers pay late
+    model_line = next(line for line in table.splitlines() if line.strip().startswith("model "))
+    assert model_line.split()[1:3] == [str(result["model"]["invoices"]), f"{result['model']['mae_days']:.2f}"]

@@ -11,7 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.ledger.predictions.features import FEATURES, Change, InvoiceRecord, features, known
+from services.ledger.predictions.features import (
+    FEATURES,
+    Change,
+    InvoiceRecord,
+    features,
+    features_many,
+    known,
+)
 
 D, M = date.fromisoformat, Decimal
 
@@ -123,3 +130,43 @@ def test_nothing_recorded_after_the_instant_moves_a_feature(history: list[Invoic
         history = [r if r is not changed else InvoiceRecord(
             r.invoice_id, r.amount, r.issue_date, r.due_date, r.recorded, r.changes + later) for r in history]
     assert features(target, history, as_of, instant) == before
+
+
+all_changes = st.builds(
+    lambda kind, day, delay, delta, disputed: Change(kind, D("2025-01-01") + timedelta(days=day),
+                                                     at("2025-01-01") + timedelta(days=day + delay),
+                                                     open_delta=M(delta).scaleb(-2),
+                                                     disputed_delta=M(disputed).scaleb(-2)),
+    st.sampled_from(["settlement", "settlement", "adjustment", "dispute", "cancellation", "write_off"]),
+    st.integers(0, 150), st.integers(0, 60), st.integers(-30_000, 10_000), st.integers(-5_000, 5_000))
+
+
+@st.composite
+def customer_book(draw: st.DrawFn) -> list[InvoiceRecord]:
+    found = []
+    for number in range(draw(st.integers(1, 14))):
+        issue = D("2025-01-01") + timedelta(days=draw(st.integers(0, 120)))
+        amount = M(draw(st.sampled_from([100, 250, 100_000, draw(st.integers(1, 100_000))]))).scaleb(-2)
+        found.append(InvoiceRecord(
+            f"I{number}", amount, issue, issue + timedelta(days=draw(st.integers(0, 60))),
+            at(issue.isoformat()) + timedelta(days=draw(st.integers(0, 10))),
+            tuple(draw(st.lists(all_changes, max_size=4))), has_cash_discount=draw(st.booleans())))
+    return found
+
+
+@settings(max_examples=300, deadline=None)
+@given(book=customer_book(), known_day=st.integers(0, 220),
+       questions=st.lists(st.tuples(st.integers(0, 13), st.integers(0, 200)), min_size=1, max_size=20))
+def test_many_questions_at_once_answer_as_one_at_a_time(book: list[InvoiceRecord], known_day: int,
+                                                        questions: list[tuple[int, int]]) -> None:
+    """``features_many`` is ``features`` for every (invoice, date) question, whatever the order
+    asked, the changes (reopened, cancelled, written off, recorded late) and ties of amounts."""
+    instant = at("2025-01-01") + timedelta(days=known_day, hours=3)
+    asked = []
+    for index, day in questions:
+        record = book[index % len(book)]
+        as_of = D("2025-01-01") + timedelta(days=day)
+        if record.issue_date <= as_of and record.recorded <= instant:
+            asked.append((index % len(book), as_of))
+    expected = [features(book[i], book, day, instant) for i, day in asked]
+    assert features_many(book, instant, asked) == expected

@@ -98,8 +98,8 @@ def test_a_settled_invoice_is_answered_with_what_happened_and_the_baseline_witho
 def test_the_backtest_scores_the_model_and_the_baselines_on_what_was_open() -> None:
     from services.ledger.predictions.backtest import backtest
 
-    records = book(customers=24, invoices=30)
-    cutoff = START + timedelta(days=7 * 22)
+    records = book(customers=24, invoices=40)
+    cutoff = START + timedelta(days=7 * 32)  # (it learns from what was due 90 days before: weeks 0-14)
     (result,) = backtest(records, [cutoff], CUTOFF + timedelta(days=365), seed=7)
     assert result["model_trained"] and result["training_examples"] >= MIN_EXAMPLES
     model, on_time, median = result["model"], result["always_on_time"], result["customer_median"]

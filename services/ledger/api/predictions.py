@@ -19,7 +19,7 @@ from services.ledger.predictions.features import known as known_state
 from services.ledger.predictions.forecast import forecast
 from services.ledger.predictions.history import customer_records
 from services.ledger.predictions.model import BASELINE
-from services.ledger.predictions.predict import Prediction, predict
+from services.ledger.predictions.predict import ACTUAL, Prediction, predict_many
 from services.ledger.predictions.store import model_at, train, versions
 from services.ledger.read.projections import invoices
 from shared.auth import LedgerReader, ReplayOperator
@@ -60,14 +60,9 @@ def _predictions(engine: Engine, customer_id: str, invoice_id: str | None, day: 
         records = customer_records(conn, [customer_id]).get(customer_id)
     if records is None:
         return None
-    found = []
-    for record in records:
-        if invoice_id is not None and record.invoice_id != invoice_id:
-            continue
-        answer = predict(record, records, day, known, model, version or "none")
-        if answer is not None and (invoice_id is not None or answer.model_version != "actual"):
-            found.append(answer)
-    return found
+    targets = [i for i, record in enumerate(records) if invoice_id in (None, record.invoice_id)]
+    answers = predict_many(records, targets, day, known, model, version or "none")
+    return [a for a in answers if a is not None and (invoice_id is not None or a.model_version != ACTUAL)]
 
 
 @router.get("/invoices/{invoice_id}/prediction", response_model=PredictionOut,
@@ -155,13 +150,16 @@ async def get_collections_forecast(
             books = customer_records(conn, ids)
         by_currency: dict[str, list[tuple[Prediction, Decimal]]] = defaultdict(list)
         for records in books.values():
-            for record in records:
+            open_amounts = {}
+            for index, record in enumerate(records):
                 now = known_state(record, day, instant)
-                if now is None or now.cancelled or now.open_amount <= 0 or now.settled_on is not None:
-                    continue
-                answer = predict(record, records, day, instant, model, version or "none")
+                if now is not None and not now.cancelled and now.open_amount > 0 and now.settled_on is None:
+                    open_amounts[index] = now.open_amount
+            targets = list(open_amounts)
+            for index, answer in zip(targets, predict_many(records, targets, day, instant, model,
+                                                           version or "none"), strict=True):
                 if answer is not None:
-                    by_currency[record.currency].append((answer, now.open_amount))
+                    by_currency[records[index].currency].append((answer, open_amounts[index]))
         return version or BASELINE, by_currency
 
     version, by_currency = await asyncio.to_thread(read)

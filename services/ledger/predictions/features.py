@@ -18,15 +18,22 @@ Features (all numbers; their names are what the model's factors show):
   open amount over this invoice's amount, ``overdue_invoices``);
 - the invoice: its size (``amount_log``, and against the customer's median invoice,
   ``amount_vs_usual``), its terms (``terms_days``, ``has_cash_discount``), its due date
-  (``due_weekday``, ``due_month_end``), how far ``as_of`` is from it (``days_to_due``,
-  negative once overdue), and the disputed share of it (``disputed_share``).
+  (``due_weekday``, ``due_month_end``, ``due_month``: some pay late in some months), how far
+  ``as_of`` is from it (``days_to_due``, negative once overdue), the share of it still open
+  (``open_share``: a part paid, the rest follows) and the disputed share (``disputed_share``).
+
+``features`` is the definition, one invoice at a time; ``features_many`` gives the very same
+figures for many (invoice, date) questions about one customer at once, sweeping the
+customer's history forward in time instead of reading all of it for every question (training
+asks two questions per invoice; a customer may have thousands).
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -37,7 +44,7 @@ FEATURES = (
     "history_settled", "history_late_share", "history_median_days_late", "recent_mean_days_late",
     "history_trend_days", "history_max_days_late", "overdue_amount_ratio", "overdue_invoices",
     "amount_log", "amount_vs_usual", "terms_days", "has_cash_discount", "due_weekday", "due_month_end",
-    "days_to_due", "disputed_share",
+    "due_month", "days_to_due", "disputed_share", "open_share",
 )
 RECENT_DAYS = 90
 TREND_INVOICES = 5
@@ -140,8 +147,10 @@ def features(target: InvoiceRecord, history: Iterable[InvoiceRecord], as_of: dat
         "has_cash_discount": 1.0 if target.has_cash_discount else 0.0,
         "due_weekday": float(target.due_date.weekday()),
         "due_month_end": 1.0 if (target.due_date + timedelta(days=3)).month != target.due_date.month else 0.0,
+        "due_month": float(target.due_date.month),
         "days_to_due": float((target.due_date - as_of).days),
         "disputed_share": float(min(now.disputed, now.open_amount) / target.amount) if target.amount else 0.0,
+        "open_share": float(now.open_amount / target.amount) if target.amount else 0.0,
     }
 
 
@@ -151,3 +160,170 @@ def _trend(late: list[int]) -> float:
         return 0.0
     recent, earlier = late[-TREND_INVOICES:], late[-2 * TREND_INVOICES:-TREND_INVOICES]
     return statistics.fmean(recent) - statistics.fmean(earlier)
+
+
+# ---------------------------------------------------------------------------- many at once
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    """An invoice's ``known`` state after some of its changes (not yet asking whether issued)."""
+
+    open_amount: Decimal
+    disputed: Decimal
+    settled_on: date | None
+    cancelled: bool
+
+
+def _checkpoints(record: InvoiceRecord, known_at: datetime) -> list[tuple[date, _State]]:
+    """The invoice's state after each change recorded by ``known_at``, in the order ``known``
+    reads them: its state as of a date is the last one effective by then (or the first)."""
+    seen = sorted((c for c in record.changes if c.recorded <= known_at),
+                  key=lambda c: (c.effective, c.recorded))
+    open_amount, disputed, settled_on, kinds = record.amount, ZERO, None, set()
+    found = [(record.issue_date, _State(open_amount, disputed, None, False))]
+    for change in seen:
+        open_amount += change.open_delta
+        disputed += change.disputed_delta
+        kinds.add(change.kind)
+        if open_amount > ZERO:
+            settled_on = None
+        elif settled_on is None and change.kind == "settlement":
+            settled_on = change.effective
+        unpaid = bool(kinds & {"cancellation", "write_off"})
+        found.append((change.effective, _State(open_amount, disputed, None if unpaid else settled_on,
+                                               "cancellation" in kinds)))
+    return found
+
+
+class _Sweep:
+    """One customer's invoices as known at an instant, moved forward date by date: the
+    aggregates the features read over every invoice issued by the date and not cancelled."""
+
+    def __init__(self, records: Sequence[InvoiceRecord], known_at: datetime) -> None:
+        self.records = records
+        self.states: list[_State | None] = [None] * len(records)  # None: not issued yet
+        self.pending: list[tuple[date, int, int, _State]] = []  # (date, order, record, state), latest first
+        for index, record in enumerate(records):
+            if record.recorded > known_at:
+                continue  # not known at all
+            for order, (day, state) in enumerate(_checkpoints(record, known_at)):
+                # a change effective before the issue takes effect with it
+                self.pending.append((max(day, record.issue_date), order, index, state))
+        self.pending.sort(key=lambda p: (p[0], p[2], p[1]), reverse=True)
+        self.settled: list[tuple[date, str, int]] = []  # (settled_on, invoice, days late), sorted
+        self.days: list[int] = []  # the settled ones' days late, sorted
+        self.late = 0
+        self.amounts: list[float] = []  # every one's amount as issued, sorted
+        self.open: dict[int, tuple[date, Decimal]] = {}  # open ones: due date, open amount
+
+    def advance(self, day: date) -> None:
+        while self.pending and self.pending[-1][0] <= day:
+            _, _, index, state = self.pending.pop()
+            self._count(index, -1)
+            self.states[index] = state
+            self._count(index, +1)
+
+    def _count(self, index: int, sign: int) -> None:
+        state, record = self.states[index], self.records[index]
+        if state is None or state.cancelled:
+            return
+        change = bisect.insort if sign > 0 else _remove
+        change(self.amounts, float(record.amount))
+        if state.settled_on is not None:
+            days = max(0, (state.settled_on - record.due_date).days)
+            change(self.settled, (state.settled_on, record.invoice_id, days))
+            change(self.days, days)
+            self.late += sign * (days > 0)
+        if state.open_amount > ZERO:
+            if sign > 0:
+                self.open[index] = (record.due_date, state.open_amount)
+            else:
+                del self.open[index]
+
+    def row(self, target: int, as_of: date) -> dict[str, float]:
+        """``features`` of ``records[target]`` on ``as_of`` (the sweep advanced to it)."""
+        record, state = self.records[target], self.states[target]
+        if state is None:
+            raise ValueError(f"invoice {record.invoice_id} was not issued by {as_of} as known then")
+        counted = not state.cancelled
+        own_days = None
+        if counted and state.settled_on is not None:
+            own_days = max(0, (state.settled_on - record.due_date).days)
+            own = (state.settled_on, record.invoice_id, own_days)
+            _remove(self.settled, own)
+            _remove(self.days, own_days)
+            self.late -= own_days > 0
+        try:
+            settled, days = self.settled, self.days
+            since = as_of - timedelta(days=RECENT_DAYS)
+            recent = [d for _, _, d in settled[bisect.bisect_left(settled, (since,)):]]
+            late = [d for _, _, d in settled[-2 * TREND_INVOICES:]]
+            overdue_n, overdue_amount = 0, ZERO
+            for index, (due, open_amount) in self.open.items():
+                if index != target and due < as_of:
+                    overdue_n += 1
+                    overdue_amount += open_amount
+            amount = float(record.amount)
+            others = len(self.amounts) - counted
+            usual = _median_without(self.amounts, amount if counted else None) if others else amount
+            return {
+                "history_settled": float(len(days)),
+                "history_late_share": self.late / len(days) if days else 0.0,
+                "history_median_days_late": float(_median_without(days, None)) if days else 0.0,
+                "recent_mean_days_late": sum(recent) / len(recent) if recent else 0.0,
+                "history_trend_days": _trend(late) if len(settled) >= 2 * TREND_INVOICES else 0.0,
+                "history_max_days_late": float(days[-1]) if days else 0.0,
+                "overdue_amount_ratio": float(overdue_amount) / amount if amount else 0.0,
+                "overdue_invoices": float(overdue_n),
+                "amount_log": math.log10(max(amount, 0.01)),
+                "amount_vs_usual": amount / usual if usual else 1.0,
+                "terms_days": float((record.due_date - record.issue_date).days),
+                "has_cash_discount": 1.0 if record.has_cash_discount else 0.0,
+                "due_weekday": float(record.due_date.weekday()),
+                "due_month_end": 1.0 if (record.due_date + timedelta(days=3)).month != record.due_date.month
+                else 0.0,
+                "due_month": float(record.due_date.month),
+                "days_to_due": float((record.due_date - as_of).days),
+                "disputed_share": float(min(state.disputed, state.open_amount) / record.amount)
+                if record.amount else 0.0,
+                "open_share": float(state.open_amount / record.amount) if record.amount else 0.0,
+            }
+        finally:
+            if own_days is not None:
+                bisect.insort(self.settled, own)
+                bisect.insort(self.days, own_days)
+                self.late += own_days > 0
+
+
+def _remove(values: list, value: object) -> None:  # type: ignore[type-arg]
+    del values[bisect.bisect_left(values, value)]
+
+
+def _median_without(values: Sequence[float], left_out: float | None) -> float:
+    """``statistics.median`` of sorted ``values`` with one ``left_out`` (one of them) taken out."""
+    if left_out is None:
+        return statistics.median(values)
+    skip = bisect.bisect_left(values, left_out)
+    n = len(values) - 1
+
+    def at(i: int) -> float:
+        return values[i if i < skip else i + 1]
+
+    return at(n // 2) if n % 2 else (at(n // 2 - 1) + at(n // 2)) / 2
+
+
+def features_many(records: Sequence[InvoiceRecord], known_at: datetime,
+                  questions: Iterable[tuple[int, date]]) -> list[dict[str, float]]:
+    """``features(records[i], records, day, known_at)`` for each question ``(i, day)``, in the
+    order asked (one customer's invoices, one instant)."""
+    asked = list(questions)
+    answers: list[dict[str, float]] = [{} for _ in asked]
+    sweep = _Sweep(records, known_at)
+    for number in sorted(range(len(asked)), key=lambda n: asked[n][1]):
+        index, day = asked[number]
+        if records[index].issue_date > day:
+            raise ValueError(f"invoice {records[index].invoice_id} was not issued by {day}")
+        sweep.advance(day)
+        answers[number] = sweep.row(index, day)
+    return answers

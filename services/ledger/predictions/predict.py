@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 
-from services.ledger.predictions.features import FEATURES, InvoiceRecord, features, known
+from services.ledger.predictions.features import FEATURES, InvoiceRecord, features_many, known
 from services.ledger.predictions.model import BASELINE, PaymentModel
 
 ACTUAL = "actual"
@@ -46,43 +46,75 @@ def predict(target: InvoiceRecord, history: Sequence[InvoiceRecord], as_of: date
             model: PaymentModel | None, version: str) -> Prediction | None:
     """None when the invoice was not issued by ``as_of`` as known at ``known_at``, or was cancelled
     or written off by then (nothing will be paid)."""
-    now = known(target, as_of, known_at)
-    if now is None or now.cancelled or (now.open_amount <= 0 and now.settled_on is None):
-        return None
-    if now.settled_on is not None or now.open_amount <= 0:
-        late = now.days_late or 0
-        paid_on = now.settled_on or as_of
-        return Prediction(target.invoice_id, as_of, target.due_date, paid_on, late, late,
-                          1.0 if late > 0 else 0.0, ACTUAL, ())
-    row = features(target, history, as_of, known_at)
+    records = list(history)
+    index = next((i for i, r in enumerate(records) if r is target or r.invoice_id == target.invoice_id), None)
+    if index is None:
+        records.append(target)
+        index = len(records) - 1
+    else:
+        records[index] = target
+    return predict_many(records, [index], as_of, known_at, model, version)[0]
+
+
+def predict_many(records: Sequence[InvoiceRecord], targets: Sequence[int], as_of: date, known_at: datetime,
+                 model: PaymentModel | None, version: str) -> list[Prediction | None]:
+    """``predict`` for each of ``records[i]`` (one customer's invoices), one batch of features and
+    one call of each model for them all."""
+    answers: list[Prediction | None] = [None] * len(targets)
+    modelled: list[int] = []  # positions in targets
+    for position, index in enumerate(targets):
+        target = records[index]
+        now = known(target, as_of, known_at)
+        if now is None or now.cancelled or (now.open_amount <= 0 and now.settled_on is None):
+            continue
+        if now.settled_on is not None or now.open_amount <= 0:
+            late = now.days_late or 0
+            answers[position] = Prediction(target.invoice_id, as_of, target.due_date, now.settled_on or as_of,
+                                           late, late, 1.0 if late > 0 else 0.0, ACTUAL, ())
+        else:
+            modelled.append(position)
+    if not modelled:
+        return answers
+    rows = features_many(records, known_at, [(targets[p], as_of) for p in modelled])
     if model is None:
-        low, middle, high = 0.0, row["history_median_days_late"], row["history_max_days_late"]
-        probability = row["history_late_share"]
-        factors: tuple[tuple[str, float], ...] = (("history_median_days_late", round(middle, 2)),)
+        estimates = [(0.0, median, row["history_max_days_late"], row["history_late_share"],
+                      (("history_median_days_late", round(median, 2)),))
+                     for row in rows for median in (row["history_median_days_late"],)]
         version = BASELINE
     else:
-        values = np.asarray([[row[name] for name in FEATURES]], dtype=float)
+        values = np.asarray([[row[name] for name in FEATURES] for row in rows], dtype=float)
         quantiles, probabilities = model.predict(values)
-        low, middle, high = (float(quantiles[q][0]) for q in (0.1, 0.5, 0.9))
-        probability = float(probabilities[0])
-        factors = _factors(model, values[0], middle)
-    overdue = max(0, (as_of - target.due_date).days)
-    if overdue > 0:
-        probability = 1.0
-    low, middle, high = (max(float(overdue), value) for value in (low, middle, high))
-    pay_date = max(as_of, target.due_date + timedelta(days=round(middle)))
-    return Prediction(target.invoice_id, as_of, target.due_date, pay_date, round(low), round(high),
-                      round(probability, 4), version, factors)
+        middles = [float(v) for v in quantiles[0.5]]
+        factors = _factors(model, values)
+        estimates = [(float(quantiles[0.1][n]), middles[n], float(quantiles[0.9][n]), float(probabilities[n]),
+                      factors[n]) for n in range(len(rows))]
+    for position, (low, middle, high, probability, pushes) in zip(modelled, estimates, strict=True):
+        target = records[targets[position]]
+        overdue = max(0, (as_of - target.due_date).days)
+        if overdue > 0:
+            probability = 1.0
+        low, middle, high = (max(float(overdue), value) for value in (low, middle, high))
+        pay_date = max(as_of, target.due_date + timedelta(days=round(middle)))
+        answers[position] = Prediction(target.invoice_id, as_of, target.due_date, pay_date, round(low),
+                                       round(high), round(probability, 4), version, pushes)
+    return answers
 
 
-def _factors(model: PaymentModel, row: np.ndarray, middle: float) -> tuple[tuple[str, float], ...]:
-    """How many days each feature moved the median from the typical invoice's (every feature at
-    its training median) to this one's: the features are set to their medians one after another
-    (in ``FEATURES``' order), each credited with the change it makes. They add up to the
-    difference between the two predictions, whatever features say the same thing twice."""
-    steps = np.repeat(row[np.newaxis, :], len(FEATURES) + 1, axis=0)
+def _factors(model: PaymentModel, rows: np.ndarray) -> list[tuple[tuple[str, float], ...]]:
+    """Per row: how many days each feature moved the median from the typical invoice's (every
+    feature at its training median) to this one's: the features are set to their medians one
+    after another (in ``FEATURES``' order), each credited with the change it makes. They add up
+    to the difference between the two predictions, whatever features say the same thing twice.
+    (Every row's path in one call of the model.)"""
+    width = len(FEATURES) + 1
+    steps = np.repeat(rows, width, axis=0).reshape(len(rows), width, len(FEATURES))
     for index, value in enumerate(model.medians):
-        steps[index + 1:, index] = value
-    path = np.maximum(model.quantiles[0.5].predict(steps), 0.0)
-    pushes = [(name, round(float(path[i] - path[i + 1]), 2)) for i, name in enumerate(FEATURES)]
-    return tuple(sorted((p for p in pushes if p[1]), key=lambda p: (-abs(p[1]), p[0]))[:FACTORS_SHOWN])
+        steps[:, index + 1:, index] = value
+    paths = np.maximum(model.quantiles[0.5].predict(steps.reshape(-1, len(FEATURES))), 0.0)
+    paths = paths.reshape(len(rows), width)
+    found = []
+    for path in paths:
+        pushes = [(name, round(float(path[i] - path[i + 1]), 2)) for i, name in enumerate(FEATURES)]
+        ranked = sorted((p for p in pushes if p[1]), key=lambda p: (-abs(p[1]), p[0]))
+        found.append(tuple(ranked[:FACTORS_SHOWN]))
+    return found

@@ -9,6 +9,7 @@ Not a read model: a replay of the read models leaves it alone (it is no function
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any
 
@@ -43,8 +44,17 @@ def version_name(cutoff: datetime, seed: int) -> str:
 
 def train(engine: Engine, cutoff: datetime, now: datetime, seed: int = 7) -> dict[str, Any]:
     """Fit and store the version of ``cutoff`` (what was recorded by then) and ``seed``; the same
-    cut-off and seed again answer the stored version (the same models: deterministic)."""
+    cut-off and seed again answer the stored version (the same models: deterministic). The
+    answer also holds ``seconds``: how long each step took (not stored)."""
     name = version_name(cutoff, seed)
+    clock = time.perf_counter()
+    seconds: dict[str, float] = {}
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        seconds[step] = round(time.perf_counter() - clock, 3)
+        clock = time.perf_counter()
+
     with engine.connect() as conn:
         stored = conn.execute(select(*(models.c[c] for c in _SUMMARY)).where(models.c.model_version == name))
         found = stored.mappings().first()
@@ -53,8 +63,12 @@ def train(engine: Engine, cutoff: datetime, now: datetime, seed: int = 7) -> dic
         ids = [row[0] for row in conn.execute(select(customers.c.customer_id).union(
             select(invoices.c.customer_id)))]
         records = customer_records(conn, ids)
+    lap("read")
     examples = training_set(records, cutoff)
+    del records
+    lap("examples")
     model = fit(examples, seed) if len(examples.rows) >= MIN_EXAMPLES else None
+    lap("fit")
     row = {"model_version": name, "trained_at": now, "cutoff": cutoff, "seed": seed,
            "training_invoices": len(examples.invoices), "examples": len(examples.rows),
            "metrics": metrics(model, examples) if model is not None else {"baseline": True},
@@ -62,7 +76,8 @@ def train(engine: Engine, cutoff: datetime, now: datetime, seed: int = 7) -> dic
            "blob": model.dumps() if model is not None else None}
     with engine.begin() as conn:
         insert_rows(conn, models, [row])
-    return {k: row[k] for k in _SUMMARY}
+    lap("store")
+    return {**{k: row[k] for k in _SUMMARY}, "seconds": seconds}
 
 
 def versions(engine: Engine) -> list[dict[str, Any]]:
