@@ -113,7 +113,8 @@ async def _dev(args: argparse.Namespace) -> int:
     for name, factory in _app_factories().items():
         url = args.database_url or f"sqlite:///{data_dir / (name + '.db')}"
         settings = _settings(name, kafka_bootstrap=bootstrap, database_url=url, auth=auth,
-                             dev_mode=True, session_timeout_ms=2000)
+                             dev_mode=True, session_timeout_ms=2000,
+                             ledger_url=f"http://127.0.0.1:{ports['ledger']}")  # (its predictions)
         apps.append(factory(settings))
         servers.append((name, _server(apps[-1], "127.0.0.1", ports[name])))
     if supervisor is not None:

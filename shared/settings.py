@@ -65,6 +65,10 @@ class ServiceSettings(BaseSettings):
     # How many days past today (UTC) a run, review or other forward-only date may lie: a
     # caller a time zone ahead is already on tomorrow.
     future_date_tolerance_days: int = Field(default=1, ge=0, le=366)
+    # Where dunning and credit ask the ledger for payment predictions (its REST API, a token
+    # with ledger:read if auth is on); unset, they work without predictions and say so.
+    ledger_url: str | None = None
+    ledger_token: str | None = None
 
     @model_validator(mode="after")
     def _check_auth(self) -> Self:

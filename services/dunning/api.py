@@ -66,6 +66,7 @@ from shared.collection_figures import collection_figures, rounded
 from shared.dates import BusinessDate
 from shared.db import BIGINT_MAX
 from shared.dependencies import EngineDep, WriterDep, from_state
+from shared.ledger_predictions import Outlooks
 from shared.money import ZERO, to_text
 from shared.openapi import answers_with
 from shared.problems import REQUEST_INVALID, DomainProblems, Problem, field_name, field_problem, not_found
@@ -91,6 +92,7 @@ AppDep = Annotated[DunningApplication, Depends(from_state("dunning"))]
 RunnerDep = Annotated[DunningRunner, Depends(from_state("runner"))]
 
 router = APIRouter()
+WORKLIST_CANDIDATES = 3  # with predictions, the worklist re-orders this many pages by amount at risk
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -550,27 +552,48 @@ async def get_notices(
 
 @router.get("/worklist", tags=["notices"], response_model=None, responses=answers_with(WorklistOut))
 async def get_worklist(
-    engine: EngineDep, _: DunningReader,
+    engine: EngineDep, _: DunningReader, request: Request,
     as_of: Annotated[BusinessDate | None, Query(description="business date; default today (UTC)")] = None,
     collector_id: Annotated[str | None, Query(min_length=1, max_length=200, pattern=NO_NUL,
                                               description="only the customers this collector works")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    """Customers by amount at risk: overdue undisputed open amount x (1 + dunning level)."""
+    """Customers by expected loss where the ledger predicts it (``expected_loss``: each overdue
+    invoice's open amount x its probability of being paid more than 30 days late), else by amount
+    at risk: overdue undisputed open amount x (1 + dunning level). The candidates are the first
+    ``WORKLIST_CANDIDATES`` x ``limit`` (at most 1,000) by amount at risk; ``predictions`` says
+    whether the ledger answered, and why not."""
     day = as_of or today_utc()
-
-    rows = await read_models(engine, queries.worklist, day, limit, collector_id=collector_id)
-    return {"as_of": day.isoformat(), "customers": [
-        {"customer_id": r["customer_id"], "collector_id": r["collector_id"], "currency": r["currency"],
-         "overdue_amount": to_text(r["overdue_amount"], r["currency"]),
-         "amount_at_risk": to_text(r["amount_at_risk"], r["currency"]), "level": r["level"],
-         "invoices": r["invoices"], "oldest_due_date": r["oldest_due_date"].isoformat(),
-         "days_past_due": (day - r["oldest_due_date"]).days,
-         "max_days_past_due": (day - r["oldest_due_date"]).days, "escalated": bool(r["escalated"]),
-         "open_tasks": r["open_tasks"], "broken_promises_90d": r["broken_promises_90d"],
-         "last_contact_on": r["last_contact_on"], "next_action_on": r["next_action_on"],
-         "plan_id": r["plan_id"], "plan_status": r["plan_status"], "plans_agreed": r["plans_agreed"] or 0,
-         "plans_completed": r["plans_completed"] or 0, "plans_broken": r["plans_broken"] or 0,
-         "balance_disputed_on": r["balance_disputed_on"]}
-        for r in rows
-    ]}
+    settings = request.app.state.settings
+    outlooks = Outlooks(settings.ledger_url, settings.ledger_token)
+    wanted = limit if outlooks.base_url is None else min(1000, limit * WORKLIST_CANDIDATES)
+    rows = await read_models(engine, queries.worklist, day, wanted, collector_id=collector_id)
+    answer = await outlooks.ask([r["customer_id"] for r in rows], day) if rows else None
+    predicted = answer.outlooks if answer is not None and answer.outlooks is not None else None
+    shown = []
+    for order, r in enumerate(rows):
+        row = {
+            "customer_id": r["customer_id"], "collector_id": r["collector_id"], "currency": r["currency"],
+            "overdue_amount": to_text(r["overdue_amount"], r["currency"]),
+            "amount_at_risk": to_text(r["amount_at_risk"], r["currency"]), "level": r["level"],
+            "invoices": r["invoices"], "oldest_due_date": r["oldest_due_date"].isoformat(),
+            "days_past_due": (day - r["oldest_due_date"]).days,
+            "max_days_past_due": (day - r["oldest_due_date"]).days, "escalated": bool(r["escalated"]),
+            "open_tasks": r["open_tasks"], "broken_promises_90d": r["broken_promises_90d"],
+            "last_contact_on": r["last_contact_on"], "next_action_on": r["next_action_on"],
+            "plan_id": r["plan_id"], "plan_status": r["plan_status"], "plans_agreed": r["plans_agreed"] or 0,
+            "plans_completed": r["plans_completed"] or 0, "plans_broken": r["plans_broken"] or 0,
+            "balance_disputed_on": r["balance_disputed_on"]}
+        outlook = predicted.get((r["customer_id"], r["currency"])) if predicted is not None else None
+        if outlook is not None:
+            row["expected_loss"] = to_text(outlook.expected_loss, r["currency"])
+            row["predicted_days_late"] = outlook.predicted_days_late
+        # predicted rows first, by expected loss; then the rest as before (amount at risk)
+        key = (0, -outlook.expected_loss, order) if outlook is not None else (1, ZERO, order)
+        shown.append((key, row))
+    shown.sort(key=lambda item: item[0])
+    note: dict[str, Any] = {"used": False, "reason": "no customer to predict"}
+    if answer is not None:
+        note = ({"used": True, "model_version": answer.model_version} if answer.outlooks is not None
+                else {"used": False, "reason": answer.unavailable})
+    return {"as_of": day.isoformat(), "predictions": note, "customers": [row for _, row in shown[:limit]]}

@@ -73,10 +73,19 @@ class WorklistRowOut(_Answer):
     broken_promises_90d: int
     last_contact_on: date | None
     next_action_on: date | None
+    expected_loss: AnswerAmount | None = None  # where the ledger predicts (the order then)
+    predicted_days_late: int | None = None
+
+
+class WorklistPredictionsOut(_Answer):
+    used: bool
+    model_version: str | None = None
+    reason: str | None = None  # why the ledger's predictions are not used
 
 
 class WorklistOut(_Answer):
     as_of: date
+    predictions: WorklistPredictionsOut
     customers: list[WorklistRowOut]
 
 

@@ -140,3 +140,57 @@ def test_the_command_line_trains_and_backtests(database_url: str, monkeypatch: A
     assert result["late_share"] == pytest.approx(1 / 3, abs=0.05)  # a third of the customers pay late
     model_line = next(line for line in table.splitlines() if line.strip().startswith("model "))
     assert model_line.split()[1:3] == [str(result["model"]["invoices"]), f"{result['model']['mae_days']:.2f}"]
+
+
+async def test_what_is_recorded_after_a_prediction_is_seen_by_the_next(database_url: str,
+                                                                         tmp_path: Path) -> None:
+    """The customers' records are kept between requests; a payment recorded since is read again."""
+    book = LedgerBook(database_url)
+    try:
+        book.post(invoice("K1", "K1-1", "100.00", "2024-03-01", "2024-03-31"),
+                  invoice("K1", "K1-2", "50.00", "2024-03-05", "2024-04-04"), topic="ar.invoices")
+        async with book.api(tmp_path) as client:
+            first = (await client.get("/invoices/K1-1/prediction", params={"as_of": "2024-04-10"})).json()
+            assert first["model_version"] == "baseline-customer-median" and first["probability_late"] == 1.0
+            book.post(payment("K1", "KP-1", "100.00", "2024-04-08", to="K1-1"), topic="ar.payments")
+            paid = (await client.get("/invoices/K1-1/prediction", params={"as_of": "2024-04-10"})).json()
+            assert (paid["model_version"], paid["predicted_pay_date"], paid["predicted_days_late"]) == (
+                "actual", "2024-04-08", 8)
+            other = (await client.get("/invoices/K1-2/prediction", params={"as_of": "2024-04-10"})).json()
+            assert other["predicted_days_late"] >= 8  # the customer's median so far: 8 days late
+    finally:
+        book.close()
+
+
+async def test_many_customers_outlooks_by_hand(database_url: str, tmp_path: Path) -> None:
+    """``GET /predictions/customers`` with the baseline (no model trained): K paid its first
+    invoice 40 days late; on 10 June its B (200.00) is 41 days overdue, C (50.00) not yet due.
+    B: paid 41 days late at the least, more than 30 for certain: an expected loss of all of it;
+    C: the customer's median, 40 days late (not overdue: no loss yet); days late weighted by the
+    open amounts: (200 x 41 + 50 x 40) / 250 = 40.8, rounded 41. J's only open invoice is 20 days
+    overdue and J pays 10 days late: no loss expected."""
+    book = LedgerBook(database_url)
+    try:
+        book.post(invoice("K", "K-A", "100.00", "2024-03-01", "2024-03-31"),
+                  invoice("K", "K-B", "200.00", "2024-04-01", "2024-04-30"),
+                  invoice("K", "K-C", "50.00", "2024-06-01", "2024-06-30"),
+                  invoice("J", "J-A", "80.00", "2024-03-01", "2024-03-31"),
+                  invoice("J", "J-B", "70.00", "2024-04-21", "2024-05-21"), topic="ar.invoices")
+        book.post(payment("K", "KP", "100.00", "2024-05-10", to="K-A"),
+                  payment("J", "JP", "80.00", "2024-04-10", to="J-A"), topic="ar.payments")
+        async with book.api(tmp_path) as client:
+            response = await client.get("/predictions/customers", params={
+                "as_of": "2024-06-10", "customer_id": ["K", "J", "NOBODY"]})
+            assert response.status_code == 200, response.text
+            body = response.json()
+            missing = await client.get("/predictions/customers", params={"as_of": "2024-06-10"})
+    finally:
+        book.close()
+    assert body["model_version"] == "baseline-customer-median"
+    assert body["customers"] == [
+        {"customer_id": "J", "currency": "EUR", "open_amount": "70.00", "overdue_amount": "70.00",
+         "expected_loss": "0.00", "predicted_days_late": 20, "invoices": 1},
+        {"customer_id": "K", "currency": "EUR", "open_amount": "250.00", "overdue_amount": "200.00",
+         "expected_loss": "200.00", "predicted_days_late": 41, "invoices": 2},
+    ]
+    assert missing.status_code == 422 and "customer_id" in missing.text

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
@@ -15,10 +15,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine, select
 
 from services.ledger.api.params import AsOf, KnownAt, as_utc
+from services.ledger.predictions.features import InvoiceRecord
 from services.ledger.predictions.features import known as known_state
 from services.ledger.predictions.forecast import forecast
-from services.ledger.predictions.history import customer_records
-from services.ledger.predictions.model import BASELINE
+from services.ledger.predictions.history import RecordsCache, customer_records
+from services.ledger.predictions.model import BASELINE, PaymentModel
 from services.ledger.predictions.predict import ACTUAL, Prediction, predict_many
 from services.ledger.predictions.store import model_at, train, versions
 from services.ledger.read.projections import invoices
@@ -26,11 +27,12 @@ from shared.auth import LedgerReader, ReplayOperator
 from shared.business_dates import today_utc
 from shared.dates import BusinessInstant
 from shared.dependencies import EngineDep
-from shared.money import to_text
+from shared.money import quantize, to_text
 from shared.problems import Problem, not_found
 from shared.values import CURRENCY_PATTERN
 
 router = APIRouter(tags=["predictions"])
+RECORDS = RecordsCache()  # the customers last asked for, read again once anything of theirs is recorded
 
 
 class PredictionOut(BaseModel):
@@ -57,7 +59,7 @@ def _predictions(engine: Engine, customer_id: str, invoice_id: str | None, day: 
     """The customer's predictions (of one invoice, or of every one open on ``day``)."""
     version, model = model_at(engine, known)
     with engine.connect() as conn:
-        records = customer_records(conn, [customer_id]).get(customer_id)
+        records = RECORDS.get(conn, customer_id)
     if records is None:
         return None
     targets = [i for i, record in enumerate(records) if invoice_id in (None, record.invoice_id)]
@@ -107,6 +109,82 @@ async def get_customer_predictions(customer_id: str, engine: EngineDep, _: Ledge
         raise not_found("customer", customer_id)
     return {"customer_id": customer_id, "as_of": day, "known_at": known,
             "predictions": [shown(p) for p in found]}
+
+
+class CustomerOutlookOut(BaseModel):
+    customer_id: str
+    currency: str
+    open_amount: str
+    overdue_amount: str
+    expected_loss: str
+    predicted_days_late: int | None
+    invoices: int
+
+
+class OutlooksOut(BaseModel):
+    as_of: date
+    known_at: datetime | None
+    model_version: str
+    customers: list[CustomerOutlookOut]
+
+
+def outlook(records: list[InvoiceRecord], day: date, known: datetime, model: PaymentModel | None,
+            version: str) -> list[dict[str, Any]]:
+    """One customer's open invoices on ``day`` summed per currency: open and overdue amounts, the
+    expected loss (each overdue invoice's open amount x its probability of being paid more than
+    ``VERY_LATE_DAYS`` late, summed, rounded half-up to the cent) and the open-amount-weighted
+    mean of their predicted days late."""
+    open_amounts = {}
+    for index, record in enumerate(records):
+        now = known_state(record, day, known)
+        if now is not None and not now.cancelled and now.open_amount > 0 and now.settled_on is None:
+            open_amounts[index] = now.open_amount
+    sums: dict[str, dict[str, Any]] = {}
+    targets = list(open_amounts)
+    answers = predict_many(records, targets, day, known, model, version)
+    for index, answer in zip(targets, answers, strict=True):
+        if answer is None:
+            continue
+        record, amount = records[index], open_amounts[index]
+        found = sums.setdefault(record.currency, {"open": Decimal(0), "overdue": Decimal(0),
+                                                  "loss": Decimal(0), "late_days": Decimal(0), "invoices": 0})
+        found["open"] += amount
+        found["late_days"] += amount * answer.predicted_days_late
+        found["invoices"] += 1
+        if record.due_date < day:
+            found["overdue"] += amount
+            found["loss"] += amount * Decimal(str(answer.probability_very_late))
+    return [{"currency": code, "open_amount": to_text(f["open"], code),
+             "overdue_amount": to_text(f["overdue"], code),
+             "expected_loss": to_text(quantize(f["loss"], code), code),
+             "predicted_days_late": int((f["late_days"] / f["open"]).to_integral_value(ROUND_HALF_UP))
+             if f["open"] else None, "invoices": f["invoices"]}
+            for code, f in sorted(sums.items())]
+
+
+@router.get("/predictions/customers", response_model=OutlooksOut)
+async def get_customer_outlooks(
+    engine: EngineDep, _: LedgerReader,
+    customer_id: Annotated[list[str], Query(min_length=1, max_length=500, description="repeat for more")],
+    as_of: AsOf = None, known_at: KnownAt = None,
+) -> dict[str, Any]:
+    """Many customers at once (for the dunning worklist and the credit score): per customer and
+    currency its open and overdue amounts, the expected loss and the predicted days late of its
+    open invoices on ``as_of``, as known at ``known_at``. A customer with nothing open is left
+    out."""
+    day, known = as_of or today_utc(), as_utc(known_at)
+
+    def read() -> tuple[str, list[dict[str, Any]]]:
+        instant = known or datetime.now(UTC)
+        version, model = model_at(engine, instant)
+        with engine.connect() as conn:
+            books = customer_records(conn, customer_id)
+        found = [{"customer_id": customer, **row} for customer in sorted(books)
+                 for row in outlook(books[customer], day, instant, model, version or "none")]
+        return (version if model is not None else None) or BASELINE, found
+
+    version, found = await asyncio.to_thread(read)
+    return {"as_of": day, "known_at": known, "model_version": version, "customers": found}
 
 
 class WeekOut(BaseModel):

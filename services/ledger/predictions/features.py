@@ -14,8 +14,10 @@ Features (all numbers; their names are what the model's factors show):
   days late (``history_median_days_late``, ``recent_mean_days_late``), the trend (mean days
   late of the last 5 settled less the 5 before, ``history_trend_days``), the worst
   (``history_max_days_late``);
+- the customer's last settled invoice's days late (``last_days_late``: drift shows there first);
 - the customer now: its other invoices open and past due (``overdue_amount_ratio``: their
-  open amount over this invoice's amount, ``overdue_invoices``);
+  open amount over this invoice's amount, ``overdue_invoices``), and those open and due before
+  this one (``older_open_invoices``: cash paid without naming invoices pays the oldest first);
 - the invoice: its size (``amount_log``, and against the customer's median invoice,
   ``amount_vs_usual``), its terms (``terms_days``, ``has_cash_discount``), its due date
   (``due_weekday``, ``due_month_end``, ``due_month``: some pay late in some months), how far
@@ -42,7 +44,8 @@ from shared.money import ZERO
 
 FEATURES = (
     "history_settled", "history_late_share", "history_median_days_late", "recent_mean_days_late",
-    "history_trend_days", "history_max_days_late", "overdue_amount_ratio", "overdue_invoices",
+    "history_trend_days", "history_max_days_late", "last_days_late", "overdue_amount_ratio",
+    "overdue_invoices", "older_open_invoices",
     "amount_log", "amount_vs_usual", "terms_days", "has_cash_discount", "due_weekday", "due_month_end",
     "due_month", "days_to_due", "disputed_share", "open_share",
 )
@@ -129,6 +132,7 @@ def features(target: InvoiceRecord, history: Iterable[InvoiceRecord], as_of: dat
     since = as_of - timedelta(days=RECENT_DAYS)
     recent = [k.days_late or 0 for k in settled if k.settled_on and k.settled_on >= since]
     overdue = [k for k in others if k.open_amount > ZERO and k.record.due_date < as_of]
+    older = sum(1 for k in others if k.open_amount > ZERO and k.record.due_date < target.due_date)
     amount = float(target.amount)
     usual = statistics.median([float(k.record.amount) for k in others] or [amount])
     overdue_amount = float(sum((k.open_amount for k in overdue), ZERO))
@@ -139,8 +143,10 @@ def features(target: InvoiceRecord, history: Iterable[InvoiceRecord], as_of: dat
         "recent_mean_days_late": statistics.fmean(recent) if recent else 0.0,
         "history_trend_days": _trend(late),
         "history_max_days_late": float(max(late, default=0)),
+        "last_days_late": float(late[-1]) if late else 0.0,
         "overdue_amount_ratio": overdue_amount / amount if amount else 0.0,
         "overdue_invoices": float(len(overdue)),
+        "older_open_invoices": float(older),
         "amount_log": math.log10(max(amount, 0.01)),
         "amount_vs_usual": amount / usual if usual else 1.0,
         "terms_days": float((target.due_date - target.issue_date).days),
@@ -259,11 +265,14 @@ class _Sweep:
             since = as_of - timedelta(days=RECENT_DAYS)
             recent = [d for _, _, d in settled[bisect.bisect_left(settled, (since,)):]]
             late = [d for _, _, d in settled[-2 * TREND_INVOICES:]]
-            overdue_n, overdue_amount = 0, ZERO
+            overdue_n, overdue_amount, older = 0, ZERO, 0
             for index, (due, open_amount) in self.open.items():
-                if index != target and due < as_of:
-                    overdue_n += 1
-                    overdue_amount += open_amount
+                if index != target:
+                    if due < as_of:
+                        overdue_n += 1
+                        overdue_amount += open_amount
+                    if due < record.due_date:
+                        older += 1
             amount = float(record.amount)
             others = len(self.amounts) - counted
             usual = _median_without(self.amounts, amount if counted else None) if others else amount
@@ -274,8 +283,10 @@ class _Sweep:
                 "recent_mean_days_late": sum(recent) / len(recent) if recent else 0.0,
                 "history_trend_days": _trend(late) if len(settled) >= 2 * TREND_INVOICES else 0.0,
                 "history_max_days_late": float(days[-1]) if days else 0.0,
+                "last_days_late": float(settled[-1][2]) if settled else 0.0,
                 "overdue_amount_ratio": float(overdue_amount) / amount if amount else 0.0,
                 "overdue_invoices": float(overdue_n),
+                "older_open_invoices": float(older),
                 "amount_log": math.log10(max(amount, 0.01)),
                 "amount_vs_usual": amount / usual if usual else 1.0,
                 "terms_days": float((record.due_date - record.issue_date).days),

@@ -3,17 +3,19 @@ ledger's read models, every change with the date it took effect and the instant 
 recorded (``ledger_movements``), so that ``features.known`` can look at them as of any date
 as known at any instant.
 
-One query per call: the customers' invoices and their movements, ordered, grouped in Python.
+Two queries per call: the customers' invoices, and their movements ordered, grouped in Python.
+``RecordsCache`` keeps the customers last asked for between requests.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from services.ledger.predictions.features import Change, InvoiceRecord
 from services.ledger.read.projections import invoices, movements
@@ -36,24 +38,63 @@ def customer_records(conn: Connection, customer_ids: Iterable[str]) -> dict[str,
     if not ids:
         return {}
     i, m = invoices.c, movements.c
+    # two queries, not a join: an invoice's terms and attributes (JSON) are read once, not once a movement
+    about = {row.invoice_id: row for row in conn.execute(
+        select(i.invoice_id, i.due_date, i.terms, i.attributes, i.currency).where(i.customer_id.in_(ids)))}
     query = (select(m.customer_id, m.invoice_id, m.kind, m.open_delta, m.disputed_delta, m.effective_date,
-                    m.recorded_at, i.due_date, i.terms, i.attributes, i.currency)
-             .join(invoices, i.invoice_id == m.invoice_id)
+                    m.recorded_at)
              .where(m.customer_id.in_(ids), m.invoice_id.is_not(None))
              .order_by(m.customer_id, m.invoice_id, m.position, m.id))
     built: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for row in conn.execute(query):
         found = built[row.customer_id].get(row.invoice_id)
         if row.kind == "invoice_issued":
-            terms = row.terms or {}
+            invoice = about.get(row.invoice_id)
+            if invoice is None:
+                continue
+            terms = invoice.terms or {}
             built[row.customer_id][row.invoice_id] = {
                 "invoice_id": row.invoice_id, "amount": row.open_delta, "issue_date": row.effective_date,
-                "due_date": row.due_date, "recorded": _utc(row.recorded_at), "changes": [],
-                "has_cash_discount": bool(terms.get("discount_percent")), "attributes": row.attributes or {},
-                "currency": row.currency}
+                "due_date": invoice.due_date, "recorded": _utc(row.recorded_at), "changes": [],
+                "has_cash_discount": bool(terms.get("discount_percent")),
+                "attributes": invoice.attributes or {}, "currency": invoice.currency}
         elif found is not None and row.kind in CHANGE_KINDS:
             found["changes"].append(Change(CHANGE_KINDS[row.kind], row.effective_date, _utc(row.recorded_at),
                                            open_delta=row.open_delta, disputed_delta=row.disputed_delta))
     return {customer: sorted((InvoiceRecord(**{**r, "changes": tuple(r["changes"])}) for r in found.values()),
                              key=lambda r: (r.issue_date, r.invoice_id))
             for customer, found in built.items()}
+
+
+def customer_version(conn: Connection, customer_id: str) -> tuple[int, int]:
+    """What changes whenever anything of the customer's invoices is recorded (or replayed)."""
+    m = movements.c
+    row = conn.execute(select(func.count(), func.max(m.position)).where(m.customer_id == customer_id)).one()
+    return int(row[0]), int(row[1] or 0)
+
+
+class RecordsCache:
+    """Customers' records kept between requests (the newest ``size`` customers asked for), read
+    again once ``customer_version`` says something was recorded since."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._kept: OrderedDict[tuple[str, str], tuple[tuple[int, int], list[InvoiceRecord]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, conn: Connection, customer_id: str) -> list[InvoiceRecord] | None:
+        key = (str(conn.engine.url), customer_id)
+        version = customer_version(conn, customer_id)
+        with self._lock:
+            kept = self._kept.get(key)
+            if kept is not None and kept[0] == version:
+                self._kept.move_to_end(key)
+                return kept[1]
+        records = customer_records(conn, [customer_id]).get(customer_id)
+        if records is not None:
+            with self._lock:
+                self._kept[key] = (version, records)
+                self._kept.move_to_end(key)
+                while len(self._kept) > self.size:
+                    self._kept.popitem(last=False)
+        return records

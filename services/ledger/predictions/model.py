@@ -10,9 +10,10 @@ as known at the cut-off. (Not as recorded on that day: a
 book imported or replayed at once would then have no history at all.)
 
 Models (scikit-learn's histogram gradient boosting, deterministic for a seed): three
-regressors with the quantile loss (p10, p50 and p90 of days late) and a classifier of paying
-late at all. With fewer than ``MIN_EXAMPLES`` examples there is no model: predictions come
-from the stated baseline (``BASELINE``: the customer's median days late so far).
+regressors with the quantile loss (p10, p50 and p90 of days late) and two classifiers: of
+paying late at all, and of paying more than ``VERY_LATE_DAYS`` late (what the expected loss
+weighs). With fewer than ``MIN_EXAMPLES`` examples there is no model: predictions come from the
+stated baseline (``BASELINE``: the customer's median days late so far).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from services.ledger.predictions.features import FEATURES, InvoiceRecord, featur
 
 QUANTILES = (0.1, 0.5, 0.9)
 MIN_EXAMPLES = 200
+VERY_LATE_DAYS = 30  # "paying more than 30 days late": what the expected loss weighs
 MATURITY_DAYS = 90  # an invoice teaches once due this long (see training_set)
 FOLLOW_UPS = (0, 15, 30, 60, 90, 120, 180, 270)  # days after its due date an invoice still open is seen again
 BASELINE = "baseline-customer-median"
@@ -105,17 +107,17 @@ class PaymentModel:
     late_share: float
     medians: list[float]  # each feature's median over the invoices as issued (a factor's reference)
     libraries: dict[str, str]
+    very_late: HistGradientBoostingClassifier | None = None  # more than VERY_LATE_DAYS late
+    very_late_share: float = 0.0
 
-    def predict(self, rows: np.ndarray) -> tuple[dict[float, np.ndarray], np.ndarray]:
-        """Per row: the quantiles of days late (ordered, never below zero) and P(late)."""
+    def predict(self, rows: np.ndarray) -> tuple[dict[float, np.ndarray], np.ndarray, np.ndarray]:
+        """Per row: the quantiles of days late (ordered, never below zero), P(late) and P(more
+        than ``VERY_LATE_DAYS`` late)."""
         values = {q: np.maximum(model.predict(rows), 0.0) for q, model in self.quantiles.items()}
         ordered = np.sort(np.vstack([values[q] for q in QUANTILES]), axis=0)
         quantiles = {q: ordered[i] for i, q in enumerate(QUANTILES)}
-        if self.late is None:
-            probability = np.full(rows.shape[0], self.late_share)
-        else:
-            probability = self.late.predict_proba(rows)[:, list(self.late.classes_).index(1)]
-        return quantiles, probability
+        return (quantiles, _probability(self.late, self.late_share, rows),
+                _probability(self.very_late, self.very_late_share, rows))
 
     def dumps(self) -> bytes:
         buffer = io.BytesIO()
@@ -145,22 +147,35 @@ def fit(training: TrainingSet, seed: int = 7) -> PaymentModel:
                                                   learning_rate=0.1, max_leaf_nodes=31, min_samples_leaf=20,
                                                   random_state=seed)
         quantiles[q] = regressor.fit(rows, jittered)
-    late = (days > 0).astype(int)
-    issued = np.asarray(training.at_issue, dtype=bool)  # the typical invoice: as issued (see medians)
-    classifier = None
-    if 0 < late.sum() < len(late):
-        classifier = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, max_leaf_nodes=31,
-                                                    min_samples_leaf=20, random_state=seed).fit(rows, late)
-    return PaymentModel(quantiles=quantiles, late=classifier, late_share=float(late.mean()),
-                        medians=[float(v) for v in np.median(rows[issued] if issued.any() else rows, axis=0)],
-                        libraries={"scikit-learn": sklearn.__version__, "numpy": np.__version__})
+    late, very_late = (days > 0).astype(int), (days > VERY_LATE_DAYS).astype(int)
+    issued = np.asarray(training.at_issue, dtype=bool)  # the typical invoice, as issued (see medians)
+    typical = np.median(rows[issued] if issued.any() else rows, axis=0)
+    return PaymentModel(quantiles=quantiles, late=_classifier(rows, late, seed),
+                        late_share=float(late.mean()), medians=[float(v) for v in typical],
+                        libraries={"scikit-learn": sklearn.__version__, "numpy": np.__version__},
+                        very_late=_classifier(rows, very_late, seed), very_late_share=float(very_late.mean()))
+
+
+def _classifier(rows: np.ndarray, labels: np.ndarray, seed: int) -> HistGradientBoostingClassifier | None:
+    """None when every label is the same (nothing to tell apart: the share answers)."""
+    if not 0 < labels.sum() < len(labels):
+        return None
+    return HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, max_leaf_nodes=31,
+                                          min_samples_leaf=20, random_state=seed).fit(rows, labels)
+
+
+def _probability(classifier: HistGradientBoostingClassifier | None, share: float,
+                 rows: np.ndarray) -> np.ndarray:
+    if classifier is None:
+        return np.full(rows.shape[0], share)
+    return classifier.predict_proba(rows)[:, list(classifier.classes_).index(1)]
 
 
 def metrics(model: PaymentModel, training: TrainingSet) -> dict[str, Any]:
     """How it fits what it learnt from (in-sample; the backtest measures the rest)."""
     rows = np.asarray(training.rows, dtype=float)
     days = np.asarray(training.days_late, dtype=float)
-    quantiles, probability = model.predict(rows)
+    quantiles, probability, _ = model.predict(rows)
     late = (days > 0).astype(float)
     return {"mae_days": round(float(np.mean(np.abs(quantiles[0.5] - days))), 4),
             "brier": round(float(np.mean((probability - late) ** 2)), 4),

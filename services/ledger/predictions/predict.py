@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta
 import numpy as np
 
 from services.ledger.predictions.features import FEATURES, InvoiceRecord, features_many, known
-from services.ledger.predictions.model import BASELINE, PaymentModel
+from services.ledger.predictions.model import BASELINE, VERY_LATE_DAYS, PaymentModel
 
 ACTUAL = "actual"
 FACTORS_SHOWN = 5
@@ -36,6 +36,7 @@ class Prediction:
     probability_late: float
     model_version: str
     factors: tuple[tuple[str, float], ...]
+    probability_very_late: float = 0.0  # of paying more than VERY_LATE_DAYS late
 
     @property
     def predicted_days_late(self) -> int:
@@ -70,33 +71,37 @@ def predict_many(records: Sequence[InvoiceRecord], targets: Sequence[int], as_of
         if now.settled_on is not None or now.open_amount <= 0:
             late = now.days_late or 0
             answers[position] = Prediction(target.invoice_id, as_of, target.due_date, now.settled_on or as_of,
-                                           late, late, 1.0 if late > 0 else 0.0, ACTUAL, ())
+                                           late, late, 1.0 if late > 0 else 0.0, ACTUAL, (),
+                                           1.0 if late > VERY_LATE_DAYS else 0.0)
         else:
             modelled.append(position)
     if not modelled:
         return answers
     rows = features_many(records, known_at, [(targets[p], as_of) for p in modelled])
     if model is None:
+        # (the baseline's P(very late): whether its answer is more than VERY_LATE_DAYS late)
         estimates = [(0.0, median, row["history_max_days_late"], row["history_late_share"],
+                      1.0 if median > VERY_LATE_DAYS else 0.0,
                       (("history_median_days_late", round(median, 2)),))
                      for row in rows for median in (row["history_median_days_late"],)]
         version = BASELINE
     else:
         values = np.asarray([[row[name] for name in FEATURES] for row in rows], dtype=float)
-        quantiles, probabilities = model.predict(values)
-        middles = [float(v) for v in quantiles[0.5]]
+        quantiles, probabilities, very_late = model.predict(values)
         factors = _factors(model, values)
-        estimates = [(float(quantiles[0.1][n]), middles[n], float(quantiles[0.9][n]), float(probabilities[n]),
-                      factors[n]) for n in range(len(rows))]
-    for position, (low, middle, high, probability, pushes) in zip(modelled, estimates, strict=True):
+        estimates = [(float(quantiles[0.1][n]), float(quantiles[0.5][n]), float(quantiles[0.9][n]),
+                      float(probabilities[n]), float(very_late[n]), factors[n]) for n in range(len(rows))]
+    for position, (low, middle, high, probability, beyond, pushes) in zip(modelled, estimates, strict=True):
         target = records[targets[position]]
         overdue = max(0, (as_of - target.due_date).days)
         if overdue > 0:
             probability = 1.0
+        if overdue > VERY_LATE_DAYS:
+            beyond = 1.0
         low, middle, high = (max(float(overdue), value) for value in (low, middle, high))
         pay_date = max(as_of, target.due_date + timedelta(days=round(middle)))
         answers[position] = Prediction(target.invoice_id, as_of, target.due_date, pay_date, round(low),
-                                       round(high), round(probability, 4), version, pushes)
+                                       round(high), round(probability, 4), version, pushes, round(beyond, 4))
     return answers
 
 
