@@ -23,8 +23,9 @@ from services.ledger.api import (
     reports,
 )
 from services.ledger.application import LedgerApplication
+from services.ledger.predictions.schedule import DailyTraining
 from services.ledger.read.schema import migrate_read_models
-from services.ledger.settings import INBOUND_TOPICS, ledger_settings
+from services.ledger.settings import INBOUND_TOPICS, LedgerSettings
 from shared.auth import install_auth
 from shared.db import make_engine
 from shared.erp_events import DEFAULT_LIMITS, InboundMessage, Limits, decode_message
@@ -35,6 +36,7 @@ from shared.metrics import ServiceMetrics
 from shared.openapi import document_problems
 from shared.problems import install_problem_handlers
 from shared.runtime import ServiceRuntime
+from shared.scheduling import DailyScheduler
 from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -48,7 +50,7 @@ def decode_record(record: ConsumerRecord[bytes, bytes], limits: Limits = DEFAULT
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     """The ledger's ASGI app; its lifespan runs migrations and starts the background loops."""
-    settings = settings or ledger_settings()
+    settings = LedgerSettings.taking(settings, "ledger")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -63,6 +65,12 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         app.state.limits = limits = Limits(max_amount=settings.max_amount)
         close_followers = runtime.consume(settings, followers, topics=INBOUND_TOPICS,
                                           decode=functools.partial(decode_record, limits=limits), sink=ledger)
+        train_at, zone = settings.ledger_train_at, settings.ledger_train_timezone
+        if train_at is not None:
+            training = DailyTraining(engine, train_at, zone)
+            runtime.supervise(DailyScheduler(training, train_at, zone, what=training.what,
+                                             describe=training.describe), "training")
+            log.info("daily model training at %s %s", train_at, zone)
         log.info("ledger started on %s with Kafka at %s", _redact(settings.database_url),
                  settings.kafka_bootstrap)
         try:

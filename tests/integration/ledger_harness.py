@@ -34,6 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from services.ledger.settings import LedgerSettings
 from shared.broker import EmbeddedBroker, create_topics, free_port, start_on_free_port
 from shared.settings import ServiceSettings
 
@@ -289,8 +290,8 @@ def ledger_env(bootstrap: str, database_url: str, **extra: str) -> dict[str, str
     return env
 
 
-def ledger_settings(bootstrap: str, database_url: str, **overrides: Any) -> ServiceSettings:
-    return ServiceSettings.for_service(
+def ledger_settings(bootstrap: str, database_url: str, **overrides: Any) -> LedgerSettings:
+    return LedgerSettings.for_service(
         "ledger", kafka_bootstrap=bootstrap, database_url=database_url, auth="disabled",
         dev_mode=True, session_timeout_ms=SESSION_TIMEOUT_MS, **overrides,
     )
