@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from services.ledger.predictions.features import known
 from services.ledger.predictions.history import customer_records
@@ -39,3 +40,24 @@ def test_records_carry_both_stamps_of_every_change(database_url: str) -> None:
     assert (after.open_amount, after.days_late) == (Decimal("0.00"), 10)
     assert known(second, day, paid).disputed == Decimal("20.00")  # type: ignore[union-attr]
     assert "NOBODY" not in records
+
+
+def test_many_customers_are_read_a_chunk_at_a_time(database_url: str, monkeypatch: Any) -> None:
+    """However many customers are asked for (training asks for all of them, more than a query
+    may take parameters), the records are the same as read one customer at a time."""
+    from services.ledger.predictions import history
+
+    book = LedgerBook(database_url)
+    try:
+        customers = [f"C{n}" for n in range(7)]
+        book.post(*(invoice(c, f"{c}-1", "10.00", "2025-01-01", "2025-01-31") for c in customers),
+                  topic="ar.invoices")
+        book.post(*(payment(c, f"{c}-P", "10.00", "2025-02-02", to=f"{c}-1") for c in customers[::2]),
+                  topic="ar.payments")
+        with book.engine.connect() as conn:
+            one_by_one = {c: customer_records(conn, [c])[c] for c in customers}
+            monkeypatch.setattr(history, "CHUNK", 3)
+            chunked = customer_records(conn, [*customers, "NOBODY"])
+    finally:
+        book.close()
+    assert chunked == one_by_one

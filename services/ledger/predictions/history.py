@@ -20,6 +20,8 @@ from sqlalchemy import Connection, func, select
 from services.ledger.predictions.features import Change, InvoiceRecord
 from services.ledger.read.projections import invoices, movements
 
+CHUNK = 5_000
+
 # the movements' kinds as the predictions read them (the issue itself is the record)
 CHANGE_KINDS = {
     "applied": "settlement", "released": "settlement", "discount": "settlement",
@@ -33,10 +35,16 @@ def _utc(instant: datetime) -> datetime:
 
 
 def customer_records(conn: Connection, customer_ids: Iterable[str]) -> dict[str, list[InvoiceRecord]]:
-    """Every invoice of these customers, by customer, in issue order."""
+    """Every invoice of these customers, by customer, in issue order; read ``CHUNK`` customers a
+    query (a query takes at most 32,766 parameters in SQLite, 65,535 in PostgreSQL)."""
     ids = sorted(set(customer_ids))
-    if not ids:
-        return {}
+    found: dict[str, list[InvoiceRecord]] = {}
+    for start in range(0, len(ids), CHUNK):
+        found.update(_records(conn, ids[start:start + CHUNK]))
+    return found
+
+
+def _records(conn: Connection, ids: list[str]) -> dict[str, list[InvoiceRecord]]:
     i, m = invoices.c, movements.c
     # two queries, not a join: an invoice's terms and attributes (JSON) are read once, not once a movement
     about = {row.invoice_id: row for row in conn.execute(

@@ -28,8 +28,19 @@ from typing import Any
 import numpy as np
 import sklearn
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from threadpoolctl import ThreadpoolController
 
 from services.ledger.predictions.features import FEATURES, InvoiceRecord, features_many, known
+
+# Predictions run on one OpenMP thread: their inputs are small, and with the other core busy
+# (the consumer, the projector) sklearn's threads spin and wait: measured, one row's p99 went
+# from 9.7 ms to 570 ms. The controller is built once (building one costs milliseconds).
+_THREADS = ThreadpoolController()
+
+
+def one_thread() -> Any:
+    return _THREADS.limit(limits=1, user_api="openmp")
+
 
 QUANTILES = (0.1, 0.5, 0.9)
 MIN_EXAMPLES = 200
@@ -113,11 +124,17 @@ class PaymentModel:
     def predict(self, rows: np.ndarray) -> tuple[dict[float, np.ndarray], np.ndarray, np.ndarray]:
         """Per row: the quantiles of days late (ordered, never below zero), P(late) and P(more
         than ``VERY_LATE_DAYS`` late)."""
-        values = {q: np.maximum(model.predict(rows), 0.0) for q, model in self.quantiles.items()}
-        ordered = np.sort(np.vstack([values[q] for q in QUANTILES]), axis=0)
-        quantiles = {q: ordered[i] for i, q in enumerate(QUANTILES)}
-        return (quantiles, _probability(self.late, self.late_share, rows),
-                _probability(self.very_late, self.very_late_share, rows))
+        with one_thread():
+            values = {q: np.maximum(model.predict(rows), 0.0) for q, model in self.quantiles.items()}
+            ordered = np.sort(np.vstack([values[q] for q in QUANTILES]), axis=0)
+            quantiles = {q: ordered[i] for i, q in enumerate(QUANTILES)}
+            return (quantiles, _probability(self.late, self.late_share, rows),
+                    _probability(self.very_late, self.very_late_share, rows))
+
+    def p50(self, rows: np.ndarray) -> np.ndarray:
+        """The p50 regressor alone (never below zero)."""
+        with one_thread():
+            return np.maximum(self.quantiles[0.5].predict(rows), 0.0)
 
     def dumps(self) -> bytes:
         buffer = io.BytesIO()

@@ -115,7 +115,7 @@ def _factors(model: PaymentModel, rows: np.ndarray) -> list[tuple[tuple[str, flo
     steps = np.repeat(rows, width, axis=0).reshape(len(rows), width, len(FEATURES))
     for index, value in enumerate(model.medians):
         steps[:, index + 1:, index] = value
-    paths = np.maximum(model.quantiles[0.5].predict(steps.reshape(-1, len(FEATURES))), 0.0)
+    paths = model.p50(steps.reshape(-1, len(FEATURES)))
     paths = paths.reshape(len(rows), width)
     found = []
     for path in paths:
