@@ -69,9 +69,11 @@ def train(engine: Engine, cutoff: datetime, now: datetime, seed: int = 7) -> dic
     lap("examples")
     model = fit(examples, seed) if len(examples.rows) >= MIN_EXAMPLES else None
     lap("fit")
+    figures = metrics(model, examples) if model is not None else {"baseline": True}
+    lap("metrics")
     row = {"model_version": name, "trained_at": now, "cutoff": cutoff, "seed": seed,
            "training_invoices": len(examples.invoices), "examples": len(examples.rows),
-           "metrics": metrics(model, examples) if model is not None else {"baseline": True},
+           "metrics": figures,
            "libraries": model.libraries if model is not None else {},
            "blob": model.dumps() if model is not None else None}
     with engine.begin() as conn:
