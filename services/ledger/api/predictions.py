@@ -21,7 +21,7 @@ from services.ledger.predictions.forecast import forecast
 from services.ledger.predictions.history import RecordsCache, customer_records
 from services.ledger.predictions.model import BASELINE, PaymentModel
 from services.ledger.predictions.predict import ACTUAL, Prediction, predict_many
-from services.ledger.predictions.store import model_at, train, versions
+from services.ledger.predictions.store import load_version, model_at, newest_version, train, versions
 from services.ledger.read.projections import invoices
 from shared.auth import LedgerReader, ReplayOperator
 from shared.business_dates import today_utc
@@ -57,9 +57,10 @@ def shown(p: Prediction) -> dict[str, Any]:
 def _predictions(engine: Engine, customer_id: str, invoice_id: str | None, day: date,
                  known: datetime) -> list[Prediction] | None:
     """The customer's predictions (of one invoice, or of every one open on ``day``)."""
-    version, model = model_at(engine, known)
-    with engine.connect() as conn:
+    with engine.connect() as conn:  # (one connection for both: a checkout costs a round trip)
+        version = newest_version(conn, known)
         records = RECORDS.get(conn, customer_id)
+    model = load_version(engine, version)
     if records is None:
         return None
     targets = [i for i, record in enumerate(records) if invoice_id in (None, record.invoice_id)]

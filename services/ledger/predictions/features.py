@@ -147,16 +147,26 @@ def features(target: InvoiceRecord, history: Iterable[InvoiceRecord], as_of: dat
         "overdue_amount_ratio": overdue_amount / amount if amount else 0.0,
         "overdue_invoices": float(len(overdue)),
         "older_open_invoices": float(older),
+        **_invoice_features(target, as_of, usual, now.open_amount, now.disputed),
+    }
+
+
+def _invoice_features(record: InvoiceRecord, as_of: date, usual: float, open_amount: Decimal,
+                      disputed: Decimal) -> dict[str, float]:
+    """The features of the invoice itself on ``as_of`` (``usual``: the customer's median invoice)."""
+    amount = float(record.amount)
+    due = record.due_date
+    return {
         "amount_log": math.log10(max(amount, 0.01)),
         "amount_vs_usual": amount / usual if usual else 1.0,
-        "terms_days": float((target.due_date - target.issue_date).days),
-        "has_cash_discount": 1.0 if target.has_cash_discount else 0.0,
-        "due_weekday": float(target.due_date.weekday()),
-        "due_month_end": 1.0 if (target.due_date + timedelta(days=3)).month != target.due_date.month else 0.0,
-        "due_month": float(target.due_date.month),
-        "days_to_due": float((target.due_date - as_of).days),
-        "disputed_share": float(min(now.disputed, now.open_amount) / target.amount) if target.amount else 0.0,
-        "open_share": float(now.open_amount / target.amount) if target.amount else 0.0,
+        "terms_days": float((due - record.issue_date).days),
+        "has_cash_discount": 1.0 if record.has_cash_discount else 0.0,
+        "due_weekday": float(due.weekday()),
+        "due_month_end": 1.0 if (due + timedelta(days=3)).month != due.month else 0.0,
+        "due_month": float(due.month),
+        "days_to_due": float((due - as_of).days),
+        "disputed_share": float(min(disputed, open_amount) / record.amount) if record.amount else 0.0,
+        "open_share": float(open_amount / record.amount) if record.amount else 0.0,
     }
 
 
@@ -287,18 +297,7 @@ class _Sweep:
                 "overdue_amount_ratio": float(overdue_amount) / amount if amount else 0.0,
                 "overdue_invoices": float(overdue_n),
                 "older_open_invoices": float(older),
-                "amount_log": math.log10(max(amount, 0.01)),
-                "amount_vs_usual": amount / usual if usual else 1.0,
-                "terms_days": float((record.due_date - record.issue_date).days),
-                "has_cash_discount": 1.0 if record.has_cash_discount else 0.0,
-                "due_weekday": float(record.due_date.weekday()),
-                "due_month_end": 1.0 if (record.due_date + timedelta(days=3)).month != record.due_date.month
-                else 0.0,
-                "due_month": float(record.due_date.month),
-                "days_to_due": float((record.due_date - as_of).days),
-                "disputed_share": float(min(state.disputed, state.open_amount) / record.amount)
-                if record.amount else 0.0,
-                "open_share": float(state.open_amount / record.amount) if record.amount else 0.0,
+                **_invoice_features(record, as_of, usual, state.open_amount, state.disputed),
             }
         finally:
             if own_days is not None:

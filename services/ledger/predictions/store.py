@@ -13,7 +13,19 @@ import time
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Engine, Index, Integer, LargeBinary, String, Table, select
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    select,
+)
 
 from services.ledger.predictions.history import customer_records
 from services.ledger.predictions.model import MIN_EXAMPLES, PaymentModel, fit, metrics, training_set
@@ -91,11 +103,19 @@ def versions(engine: Engine) -> list[dict[str, Any]]:
 def model_at(engine: Engine, known_at: datetime) -> tuple[str | None, PaymentModel | None]:
     """The newest version stored by ``known_at`` and its models (None, None: none yet)."""
     with engine.connect() as conn:
-        name = conn.execute(select(models.c.model_version).where(models.c.trained_at <= known_at)
-                            .order_by(models.c.trained_at.desc()).limit(1)).scalar()
-    if name is None:
-        return None, None
-    return name, _load(engine, name)
+        name = newest_version(conn, known_at)
+    return name, (_load(engine, name) if name is not None else None)
+
+
+def newest_version(conn: Connection, known_at: datetime) -> str | None:
+    """The name of the newest version stored by ``known_at`` (None: none yet)."""
+    return conn.execute(select(models.c.model_version).where(models.c.trained_at <= known_at)
+                        .order_by(models.c.trained_at.desc()).limit(1)).scalar()
+
+
+def load_version(engine: Engine, name: str | None) -> PaymentModel | None:
+    """A version's models (None: no version, or one trained on too little history)."""
+    return _load(engine, name) if name is not None else None
 
 
 _LOADED: dict[tuple[str, str], PaymentModel | None] = {}  # (database, version) -> its models

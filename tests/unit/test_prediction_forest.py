@@ -1,0 +1,47 @@
+"""The flattened forest (``services/ledger/predictions/forest.py``) predicts what scikit-learn
+predicts, for regressors with the quantile loss and for the classifiers, missing values included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+from services.ledger.predictions.forest import FlatForest
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(3)
+    rows = rng.normal(size=(3000, 6))
+    rows[rng.random(rows.shape) < 0.05] = np.nan  # some missing: the trees learn where they go
+    target = np.nan_to_num(rows[:, 0]) * 10 + np.nan_to_num(rows[:, 1]) ** 2 + rng.normal(size=3000)
+    return rows, target
+
+
+def test_a_quantile_regressor_flattened_predicts_the_same(data: tuple[np.ndarray, np.ndarray]) -> None:
+    rows, target = data
+    model = HistGradientBoostingRegressor(loss="quantile", quantile=0.9, max_iter=80, random_state=1)
+    model.fit(rows, target)
+    forest = FlatForest(model)
+    fresh = np.random.default_rng(4).normal(size=(500, 6))
+    fresh[::7, 2] = np.nan
+    assert np.abs(forest.raw(fresh) - model.predict(fresh)).max() < 1e-9
+    assert np.abs(forest.raw(fresh[:1]) - model.predict(fresh[:1])).max() < 1e-9  # one row alone
+
+
+def test_a_classifier_flattened_gives_the_same_probability(data: tuple[np.ndarray, np.ndarray]) -> None:
+    rows, target = data
+    labels = (target > 5).astype(int)
+    model = HistGradientBoostingClassifier(max_iter=80, random_state=1).fit(rows, labels)
+    fresh = np.random.default_rng(5).normal(size=(400, 6))
+    assert list(model.classes_) == [0, 1]
+    assert np.abs(FlatForest(model).probability(fresh) - model.predict_proba(fresh)[:, 1]).max() < 1e-12
+
+
+def test_more_than_two_classes_are_refused(data: tuple[np.ndarray, np.ndarray]) -> None:
+    rows, target = data
+    labels = np.digitize(target, [-5, 5])
+    model = HistGradientBoostingClassifier(max_iter=5, random_state=1).fit(rows, labels)
+    with pytest.raises(ValueError, match="one tree per iteration"):
+        FlatForest(model)
