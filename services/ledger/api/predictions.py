@@ -129,17 +129,23 @@ class OutlooksOut(BaseModel):
     customers: list[CustomerOutlookOut]
 
 
+def open_on(records: list[InvoiceRecord], day: date, known: datetime) -> dict[int, Decimal]:
+    """The open amount of each of the customer's invoices open on ``day`` (by its index)."""
+    found = {}
+    for index, record in enumerate(records):
+        now = known_state(record, day, known)
+        if now is not None and not now.cancelled and now.open_amount > 0 and now.settled_on is None:
+            found[index] = now.open_amount
+    return found
+
+
 def outlook(records: list[InvoiceRecord], day: date, known: datetime, model: PaymentModel | None,
             version: str) -> list[dict[str, Any]]:
     """One customer's open invoices on ``day`` summed per currency: open and overdue amounts, the
     expected loss (each overdue invoice's open amount x its probability of being paid more than
     ``VERY_LATE_DAYS`` late, summed, rounded half-up to the cent) and the open-amount-weighted
     mean of their predicted days late."""
-    open_amounts = {}
-    for index, record in enumerate(records):
-        now = known_state(record, day, known)
-        if now is not None and not now.cancelled and now.open_amount > 0 and now.settled_on is None:
-            open_amounts[index] = now.open_amount
+    open_amounts = open_on(records, day, known)
     sums: dict[str, dict[str, Any]] = {}
     targets = list(open_amounts)
     answers = predict_many(records, targets, day, known, model, version)
@@ -229,11 +235,7 @@ async def get_collections_forecast(
             books = customer_records(conn, ids)
         by_currency: dict[str, list[tuple[Prediction, Decimal]]] = defaultdict(list)
         for records in books.values():
-            open_amounts = {}
-            for index, record in enumerate(records):
-                now = known_state(record, day, instant)
-                if now is not None and not now.cancelled and now.open_amount > 0 and now.settled_on is None:
-                    open_amounts[index] = now.open_amount
+            open_amounts = open_on(records, day, instant)
             targets = list(open_amounts)
             for index, answer in zip(targets, predict_many(records, targets, day, instant, model,
                                                            version or "none"), strict=True):
