@@ -376,3 +376,22 @@ def postgres_cpu_since(start: dict[int, float]) -> float:
 def get(url: str, timeout: float = 5.0) -> str:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return response.read().decode()
+
+
+def raw_postgres_events(database: str, table: str, ids: list[Any], upto: int,
+                        chunk: int) -> tuple[int, float]:
+    """A raw baseline: the stored events of these aggregates up to notification ``upto``, bytes
+    not decoded, ``chunk`` aggregates a query, from PostgreSQL table ``table``: (rows, seconds)."""
+    import psycopg
+
+    rows = 0
+    with psycopg.connect(f"{POSTGRES_BASE}/{database}") as conn:
+        started = time.perf_counter()
+        for start in range(0, len(ids), chunk):
+            cursor = conn.cursor(binary=True)
+            cursor.execute(
+                f"SELECT originator_id, originator_version, topic, state FROM {table} "
+                "WHERE originator_id = ANY(%s) AND notification_id <= %s "
+                "ORDER BY originator_id, originator_version", (ids[start:start + chunk], upto))
+            rows += len(cursor.fetchall())
+        return rows, time.perf_counter() - started

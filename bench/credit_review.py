@@ -75,7 +75,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from bench.common import log, project_all
+from bench.common import log, project_all, raw_postgres_events
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -433,18 +433,7 @@ def _raw_read(store: Store, customer_ids: list[str], upto: int) -> tuple[int, fl
     ids = [credit_account_id(c) for c in customer_ids]
     rows = 0
     if store.kind == "postgres":
-        import psycopg
-
-        with psycopg.connect(f"{POSTGRES_BASE}/{store.name}") as conn:
-            started = time.perf_counter()
-            for start in range(0, len(ids), RAW_CHUNK):
-                cursor = conn.cursor(binary=True)
-                cursor.execute(
-                    "SELECT originator_id, originator_version, topic, state FROM credit_events "
-                    "WHERE originator_id = ANY(%s) AND notification_id <= %s "
-                    "ORDER BY originator_id, originator_version", (ids[start:start + RAW_CHUNK], upto))
-                rows += len(cursor.fetchall())
-            return rows, time.perf_counter() - started
+        return raw_postgres_events(store.name, "credit_events", ids, upto, RAW_CHUNK)
     with contextlib.closing(sqlite3.connect(store.name, timeout=30)) as conn:
         started = time.perf_counter()
         for start in range(0, len(ids), RAW_CHUNK):

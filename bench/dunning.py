@@ -62,7 +62,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import log, project_all
+from bench.common import log, project_all, raw_postgres_events
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -398,23 +398,10 @@ def _candidate_ids(engine: Any, as_of: date, book: Any) -> tuple[list[str], floa
 
 def _raw_read(name: str, customer_ids: list[str], upto: int, chunk: int) -> tuple[int, float]:
     """Read the candidates' stored events (binary, not decoded), ``chunk`` accounts a query."""
-    import psycopg
-
     from services.dunning.domain import dunning_account_id
 
     ids = [dunning_account_id(c) for c in customer_ids]
-    rows = 0
-    with psycopg.connect(f"{POSTGRES_BASE}/{name}") as conn:
-        started = time.perf_counter()
-        for start in range(0, len(ids), chunk):
-            cursor = conn.cursor(binary=True)
-            cursor.execute(
-                "SELECT originator_id, originator_version, topic, state FROM dunning_events "
-                "WHERE originator_id = ANY(%s) AND notification_id <= %s ORDER BY originator_id, "
-                "originator_version", (ids[start:start + chunk], upto))
-            rows += len(cursor.fetchall())
-        elapsed = time.perf_counter() - started
-    return rows, elapsed
+    return raw_postgres_events(name, "dunning_events", ids, upto, chunk)
 
 
 def _max_nid(name: str) -> int:
