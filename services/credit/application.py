@@ -160,6 +160,19 @@ class CreditApplication(FeedApplication[CreditAccount]):
 
         return retry_on_conflict(attempt)
 
+    def record_predictions(self, outlooks: dict[str, list[dict[str, Any]]], as_of: date,
+                           model_version: str) -> int:
+        """The ledger's outlooks of these customers (by customer id) recorded on their accounts, in
+        one transaction; how many accounts recorded something new."""
+
+        def record(ids: list[str]) -> tuple[int, list[CreditAccount]]:
+            loaded = self.accounts(ids)
+            changed = [account for customer_id, account in loaded.items()
+                       if account.record_prediction(as_of, model_version, outlooks[customer_id])]
+            return len(changed), changed
+
+        return self.change_accounts(outlooks, record, attempts=2)
+
     def review_chunk(self, customer_ids: Iterable[str], as_of: date) -> ReviewChunk:
         """The review of ``as_of`` over some customers, saved in one transaction (done again
         once on fresh copies if another replica wrote one of these accounts since we cached it)."""

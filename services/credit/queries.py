@@ -32,6 +32,13 @@ def review_candidates(conn: Connection) -> Iterator[str]:
     yield from conn.execute(select(accounts.c.customer_id).order_by(accounts.c.customer_id)).scalars()
 
 
+def prediction_candidates(conn: Connection) -> list[str]:
+    """The customers with open receivables, in id order: what the ledger is asked to predict."""
+    query = (select(positions_by_currency.c.customer_id).where(positions_by_currency.c.open_receivables > 0)
+             .distinct().order_by(positions_by_currency.c.customer_id))
+    return list(conn.execute(query).scalars())
+
+
 def hold_customer(conn: Connection, hold_id: str) -> str | None:
     found = conn.execute(select(holds.c.customer_id).where(holds.c.hold_id == hold_id)).scalar()
     return str(found) if found is not None else None

@@ -15,6 +15,13 @@ A review for a date:
 4. records the review in the registry. A review interrupted before that is simply run
    again: accounts already reviewed for the date record nothing more.
 
+Before step 3, with a ledger configured (``RECEIVABLES_LEDGER_URL``), the ledger is asked for
+its outlooks of every customer with open receivables (``GET /predictions/customers``) and
+they are recorded on the accounts (``LatenessPredicted``), so that the score's
+``predicted_lateness`` reads the day's prediction. The ledger not answering stops nothing: the
+review goes on with what was recorded before (a prediction counts for two weeks) and says
+why in ``predictions``.
+
 The skeleton (one review at a time, the registry, the catching up, the chunks) is
 ``shared.scheduling.BookRunner``; the scheduler, ``shared.scheduling.daily_scheduler``.
 """
@@ -26,12 +33,14 @@ import time as monotonic_time
 from datetime import date
 from typing import Any
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from services.credit import queries
 from services.credit.application import CreditApplication
 from services.credit.domain.registry import ReviewRegistry, review_id
+from shared.ledger_predictions import Outlooks
 from shared.scheduling import BookRunner
+from shared.store_writer import StoreWriter
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +54,11 @@ class ReviewRunner(BookRunner[CreditApplication]):
 
     what = "credit review"
 
+    def __init__(self, app: CreditApplication, engine: Engine, writer: StoreWriter, *,
+                 outlooks: Outlooks | None = None, **kwargs: Any) -> None:
+        super().__init__(app, engine, writer, **kwargs)
+        self.outlooks = outlooks or Outlooks(None)
+
     def registry(self) -> ReviewRegistry:
         return self.app.review_registry()
 
@@ -53,6 +67,7 @@ class ReviewRunner(BookRunner[CreditApplication]):
 
     async def first_run(self, as_of: date) -> dict[str, Any]:
         started = monotonic_time.monotonic()
+        predictions = await self.take_predictions(as_of)
         candidates = await self.read(lambda conn: list(queries.review_candidates(conn)))
         details: dict[str, list[dict[str, Any]]] = {
             "holds_placed": [], "holds_changed": [], "holds_released": [], "grade_changes": []}
@@ -71,7 +86,33 @@ class ReviewRunner(BookRunner[CreditApplication]):
                  "%d released in %.2fs", as_of, len(candidates), counts["customers"],
                  counts["holds_placed"], counts["holds_released"], monotonic_time.monotonic() - started)
         return {**summary, "review_id": review_id(as_of), "repeat": False, "candidates": len(candidates),
+                "predictions": predictions,
                 **{name: [_brief(item) for item in items] for name, items in details.items()}}
+
+    async def take_predictions(self, as_of: date) -> dict[str, Any]:
+        """The ledger's outlooks on ``as_of`` recorded on the accounts; what happened, as the
+        review answers it: ``{used, model_version, recorded}`` or ``{used: false, reason}``."""
+        if self.outlooks.base_url is None:
+            return {"used": False, "reason": "no ledger configured (RECEIVABLES_LEDGER_URL)"}
+        asked = await self.read(queries.prediction_candidates)
+        answer = await self.outlooks.ask(asked, as_of)
+        if answer.outlooks is None:
+            log.warning("credit review %s: no predictions: %s", as_of, answer.unavailable)
+            return {"used": False, "reason": answer.unavailable}
+        by_customer: dict[str, list[dict[str, Any]]] = {customer_id: [] for customer_id in asked}
+        for (customer_id, currency), outlook in answer.outlooks.items():
+            by_customer.setdefault(customer_id, []).append({
+                "currency": currency, "predicted_days_late": outlook.predicted_days_late,
+                "expected_loss": outlook.expected_loss})
+        version = answer.model_version or "unknown"
+        recorded = 0
+        async for count in self.in_chunks(list(by_customer), self._record, by_customer, as_of, version):
+            recorded += count
+        return {"used": True, "model_version": version, "asked": len(asked), "recorded": recorded}
+
+    def _record(self, chunk: list[str], outlooks: dict[str, list[dict[str, Any]]], as_of: date,
+                version: str) -> int:
+        return self.app.record_predictions({c: outlooks[c] for c in chunk}, as_of, version)
 
     @staticmethod
     def describe(result: dict[str, Any]) -> str:

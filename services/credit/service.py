@@ -18,11 +18,13 @@ from services.credit.settings import INBOUND_TOPICS, CreditSettings
 from shared.auth import install_auth
 from shared.db import migrate, read_models_url
 from shared.feed_service import Started, feed_service_app, serve
+from shared.ledger_predictions import Outlooks
 from shared.problems import install_problem_handlers
 from shared.runtime import tune_gc
 from shared.settings import ServiceSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+PREDICTIONS_TIMEOUT = 30.0  # seconds per request of the review's predictions
 
 
 def migrate_read_models(database_url: str) -> None:
@@ -42,10 +44,14 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     """The credit service's ASGI app; its lifespan runs migrations and starts the background loops."""
     settings = CreditSettings.taking(settings, "credit")
     rules = settings.rules()
+    # the review asks the ledger for a whole book's outlooks, 500 customers a request: more time
+    # than a page's question gets
+    outlooks = Outlooks(settings.ledger_url, settings.ledger_token, timeout=PREDICTIONS_TIMEOUT)
     app = feed_service_app(
         "credit", settings, application=lambda env: CreditApplication(env=env, rules=rules),
         read_models_url=read_models_url(settings.database_url), migrate=migrate_read_models,
-        runner=ReviewRunner, followers=followers, topics=INBOUND_TOPICS,
+        runner=lambda service, engine, writer: ReviewRunner(service, engine, writer, outlooks=outlooks),
+        followers=followers, topics=INBOUND_TOPICS,
         run_at=settings.credit_review_at, zone=settings.credit_timezone,
         extra=_start_desk, about=f" (rules {rules.name} v{rules.version})")
     install_problem_handlers(app, CREDIT_PROBLEMS)

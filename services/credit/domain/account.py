@@ -64,7 +64,7 @@ from services.credit.domain.errors import (
     UnknownSecurity,
     UnknownWarning,
 )
-from services.credit.domain.risk import InvoiceHistory, Rating, RiskAssessment, RiskModel, assess
+from services.credit.domain.risk import InvoiceHistory, Prediction, Rating, RiskAssessment, RiskModel, assess
 from services.credit.domain.rules import CreditRules, default_rules
 from services.credit.domain.securities import EXPIRY_NOTICE_DAYS, Security, cover
 from services.credit.domain.warnings import Ending, SettledIndex, Situation, Utilisation, evidence
@@ -84,6 +84,10 @@ from shared.open_items import MirrorChange, OpenItem, OpenItems
 ACCOUNT_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:credit:customer")
 HOLD_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:credit:hold")
 WARNING_NAMESPACE = uuid5(NAMESPACE_URL, "receivables:credit:warning")
+
+# A customer's unchanged predicted lateness is recorded again after this many days: a prediction
+# is usable for ``RiskModel.predictions.max_age_days`` (14 by default).
+PREDICTION_REFRESH_DAYS = 7
 
 # The order reasons are listed in, on holds and in check answers.
 REASON_ORDER = ("limit_exceeded", "overdue_days", "risk_grade", "early_warning", "manual", "no_limit",
@@ -276,6 +280,8 @@ class CreditAccount(Aggregate):
         self.rating_reports: dict[str, list[dict[str, Any]]] = {}  # provider -> every report, by date
         self.rating_keys: set[str] = set()  # the messages (source/id) taken, against redeliveries
         self.previous_grade: str | None = None  # the grade before the last change
+        # the ledger's predictions of the open invoices' lateness, as recorded (by date predicted)
+        self.predictions: list[dict[str, Any]] = []
         self.broken: dict[str, dict[str, str]] = {}  # "promise:P1" / "plan:PL1" -> kind, id, broken_on
         self.warnings: dict[str, dict[str, Any]] = {}  # warning id -> the warning as raised (and after)
         self.open_warnings: dict[str, str] = {}  # signal -> its open warning's id
@@ -340,7 +346,45 @@ class CreditAccount(Aggregate):
 
     def assess(self, as_of: date, model: RiskModel) -> RiskAssessment:
         """The risk score as of a date, computed now (not recorded)."""
-        return assess(self.history(), as_of, model, self.rating_inputs(as_of))
+        return assess(self.history(), as_of, model, self.rating_inputs(as_of), self.prediction_input(as_of))
+
+    def prediction_input(self, as_of: date) -> Prediction | None:
+        """The latest prediction made on or before ``as_of`` that predicted something."""
+        day = as_of.isoformat()
+        for record in reversed(self.predictions):
+            if record["as_of"] <= day:
+                if record["days_late"] is None:
+                    return None
+                return Prediction(date.fromisoformat(record["as_of"]), record["model_version"],
+                                  record["days_late"], record["currency"])
+        return None
+
+    def record_prediction(self, as_of: date, model_version: str,
+                          outlooks: Iterable[Mapping[str, Any]]) -> bool:
+        """The ledger's outlooks for the customer on ``as_of`` (``GET /predictions/customers``:
+        per currency, ``predicted_days_late`` and ``expected_loss``), kept for the score's
+        ``predicted_lateness``: the worst currency's days late. Recorded only when they say
+        something new: other days late than the latest recorded, or that one a week old (so a
+        customer whose outlook holds still keeps a usable prediction); a prediction dated
+        before the latest records nothing. True when recorded."""
+        rows = sorted(({"currency": o["currency"], "predicted_days_late": o["predicted_days_late"],
+                        "expected_loss": str(o["expected_loss"])} for o in outlooks),
+                      key=lambda row: row["currency"])
+        worst = max((r for r in rows if r["predicted_days_late"] is not None),
+                    key=lambda r: (r["predicted_days_late"], r["currency"]), default=None)
+        days = worst["predicted_days_late"] if worst else None
+        latest = self.predictions[-1] if self.predictions else None
+        day = as_of.isoformat()
+        if days is None and (latest is None or latest["days_late"] is None):
+            return False  # nothing predicted, and nothing was before
+        if latest is not None and (latest["as_of"] > day or (
+                latest["days_late"] == days and (as_of - date.fromisoformat(latest["as_of"])).days
+                < PREDICTION_REFRESH_DAYS)):
+            return False
+        self._lateness_predicted(prediction={
+            "as_of": day, "model_version": model_version, "days_late": days,
+            "currency": worst["currency"] if worst else None, "outlooks": rows})
+        return True
 
     def rating_inputs(self, as_of: date) -> list[Rating]:
         """Each provider's latest report on or before ``as_of`` (a report dated later waits)."""
@@ -380,6 +424,7 @@ class CreditAccount(Aggregate):
             "positions": positions,
             "cover_on": day.isoformat() if day else None,
             "ratings": [dict(r) for _, r in sorted(self.ratings.items())],
+            "prediction": dict(self.predictions[-1]) if self.predictions else None,
             "securities": [s.view(day) if day else {**s.view(s.valid_from), "counts": None}
                            for _, s in sorted(self.securities.items())],
             "limits": [
@@ -1176,6 +1221,10 @@ class CreditAccount(Aggregate):
         reports.append(rating)
         reports.sort(key=lambda r: r["report_date"])  # (stable: one date's reports in arrival order)
         self.ratings[rating["provider"]] = reports[-1]
+
+    @event("LatenessPredicted")
+    def _lateness_predicted(self, prediction: dict[str, Any]) -> None:
+        self.predictions.append(prediction)
 
     @event("CommitmentBroken")
     def _commitment_broken(self, broken: dict[str, str]) -> None:

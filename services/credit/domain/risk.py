@@ -42,6 +42,16 @@ Factors (default weights):
     the five behaviour factors count for (100 - weight)% of their weights, so the score
     stays within 100 and the factors still add up to it.
 
+``predicted_lateness`` (10, only for a customer with a usable prediction and an invoice open)
+    What the ledger's payment model expects (``LatenessPredicted``, recorded from
+    ``GET /predictions/customers`` before each review when a ledger is configured): the open
+    invoices' predicted days late, the worst currency's, from the latest prediction made on or
+    before ``as_of`` and at most ``predictions.max_age_days`` old. Intensity: days /
+    ``predictions.saturation_days`` (60), at most 1. Like a rating, it takes its weight from the
+    behaviour factors (they count for (100 - the weights of the rating and the prediction
+    used)%). Without a usable prediction (no ledger, the ledger down, nothing predicted lately)
+    the score is the behaviour's and the rating's, as before predictions existed.
+
 Grades by score: A below 20, B from 20, C from 40, D from 60, E from 80
 (``RiskModel.grades``). A customer with no invoice in the history and no usable rating is
 not rated: no grade, score 0.
@@ -155,6 +165,29 @@ class ProviderScale(BaseModel):
         return max(ZERO, min(ONE, _ratio(score - self.best_score, self.worst_score - self.best_score)))
 
 
+class PredictionModel(BaseModel):
+    """How the ledger's predicted lateness enters the score (``predicted_lateness``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    weight: RuleNumber = Field(default=Decimal(10), le=HUNDRED)
+    max_age_days: int = Field(default=14, ge=0)
+    saturation_days: int = Field(default=60, ge=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """The ledger's latest prediction for a customer, as the score reads it."""
+
+    as_of: date
+    model_version: str
+    days_late: int  # the worst currency's open-amount-weighted predicted days late
+    currency: str
+
+    def usable_on(self, as_of: date, model: PredictionModel) -> bool:
+        return self.as_of <= as_of and (as_of - self.as_of).days <= model.max_age_days
+
+
 class RatingModel(BaseModel):
     """How outside ratings enter the score (``outside_rating``)."""
 
@@ -210,9 +243,12 @@ class RiskModel(BaseModel):
     weights: FactorWeights = Field(default_factory=FactorWeights)
     grades: GradeFloors = Field(default_factory=GradeFloors)
     ratings: RatingModel = Field(default_factory=RatingModel)
+    predictions: PredictionModel = Field(default_factory=PredictionModel)
 
     @model_validator(mode="after")
     def _bands_ascend(self) -> RiskModel:
+        if self.ratings.weight + self.predictions.weight > HUNDRED:
+            raise ValueError("ratings.weight + predictions.weight: at most 100 together")
         ages = [band.max_age_days for band in self.recency]
         if any(later <= earlier for earlier, later in pairwise(ages)):
             raise ValueError(f"recency: max_age_days must ascend strictly, got {ages}")
@@ -283,7 +319,8 @@ def _factor(name: str, value: Decimal, intensity: Decimal, model: RiskModel, det
             scale: Decimal = ONE) -> Factor:
     """``scale``: the share of its weight a behaviour factor keeps beside an outside rating."""
     intensity = max(ZERO, min(ONE, intensity))
-    weight = model.ratings.weight if name == "outside_rating" else getattr(model.weights, name) * scale
+    weight = (model.ratings.weight if name == "outside_rating" else model.predictions.weight
+              if name == "predicted_lateness" else getattr(model.weights, name) * scale)
     contribution = _CONTEXT.multiply(weight, intensity).quantize(CENT, rounding=ROUND_HALF_UP)
     return Factor(name, value, intensity.quantize(_RATIO, rounding=ROUND_HALF_UP), weight, contribution,
                   detail)
@@ -315,18 +352,32 @@ def _rating_factor(ratings: Iterable[Rating], as_of: date, model: RiskModel) -> 
                    f"the worst of: {detail}")
 
 
+def _prediction_factor(prediction: Prediction | None, as_of: date, model: RiskModel) -> Factor | None:
+    """The ``predicted_lateness`` factor (None: no usable prediction)."""
+    if prediction is None or not prediction.usable_on(as_of, model.predictions):
+        return None
+    days = Decimal(prediction.days_late)
+    detail = (f"the ledger predicts the open {prediction.currency} invoices paid {days} days late "
+              f"(model {prediction.model_version}, predicted on {prediction.as_of.isoformat()})")
+    return _factor("predicted_lateness", days, _ratio(days, Decimal(model.predictions.saturation_days)),
+                   model, detail)
+
+
 def assess(invoices: Iterable[InvoiceHistory], as_of: date, model: RiskModel,
-           ratings: Iterable[Rating] = ()) -> RiskAssessment:
+           ratings: Iterable[Rating] = (), prediction: Prediction | None = None) -> RiskAssessment:
     """Score the history as of ``as_of`` (see the module docstring for every factor)."""
+    invoices = [invoice for invoice in invoices if invoice.issue_date <= as_of]
     rating = _rating_factor(ratings, as_of, model)
-    scale = (HUNDRED - model.ratings.weight) / HUNDRED if rating is not None else ONE
+    # a prediction is of the open invoices: with none open on the day, it has nothing to say
+    predicted = (_prediction_factor(prediction, as_of, model)
+                 if any(_open_on(invoice, as_of) for invoice in invoices) else None)
+    outside = tuple(factor for factor in (rating, predicted) if factor is not None)
+    scale = (HUNDRED - sum((f.weight for f in outside), ZERO)) / HUNDRED if outside else ONE
     window = model.window_days
     assessed: list[tuple[InvoiceHistory, int, int]] = []  # invoice, age, days late
     issued = disputed = 0
     max_past_due = 0
     for invoice in invoices:
-        if invoice.issue_date > as_of:
-            continue
         if (as_of - invoice.issue_date).days <= window:
             issued += 1
             disputed += invoice.disputed
@@ -339,10 +390,10 @@ def assess(invoices: Iterable[InvoiceHistory], as_of: date, model: RiskModel,
             assessed.append((invoice, age, _days_late(invoice, as_of)))
     if not assessed:
         factors = tuple(_factor(name, ZERO, ZERO, model, "no invoice due yet", scale) for name in FACTORS)
-        if rating is None:
+        if not outside:
             return RiskAssessment(as_of, ZERO.quantize(CENT), None, factors, 0)
-        score = sum((f.contribution for f in (*factors, rating)), ZERO)  # graded by the rating alone
-        return RiskAssessment(as_of, score, model.grades.grade(score), (*factors, rating), 0)
+        score = sum((f.contribution for f in (*factors, *outside)), ZERO)  # graded by them alone
+        return RiskAssessment(as_of, score, model.grades.grade(score), (*factors, *outside), 0)
 
     weights = [model.recency_weight(age) for _, age, _ in assessed]
     weighted = sum((w * late for w, (_, _, late) in zip(weights, assessed, strict=True)), ZERO)
@@ -376,7 +427,6 @@ def assess(invoices: Iterable[InvoiceHistory], as_of: date, model: RiskModel,
                 f"average days late of the last {model.trend_recent_days} days less the earlier ones"
                 if recent and earlier else "not enough history on both sides", scale),
     )
-    if rating is not None:
-        factors = (*factors, rating)
+    factors = (*factors, *outside)
     score = sum((factor.contribution for factor in factors), ZERO)
     return RiskAssessment(as_of, score, model.grades.grade(score), factors, len(assessed))
