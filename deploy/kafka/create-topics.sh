@@ -12,9 +12,11 @@ MIN_INSYNC_REPLICAS="${MIN_INSYNC_REPLICAS:-2}"
 KAFKA_TOPICS="${KAFKA_TOPICS:-/opt/kafka/bin/kafka-topics.sh}"
 
 FOREVER=-1
-DAYS_30=2592000000
 DAYS_90=7776000000
 
+# Every topic a service consumes is kept forever: credit follows ar.dunning.actions (broken
+# promises and plans, judged over 90 days) and dunning ar.credit.events, and a service
+# rebuilt from the start must find every fact it had.
 # topic               partitions  retention.ms
 TOPICS="
 ar.invoices           12          $FOREVER
@@ -23,8 +25,8 @@ ar.disputes           12          $FOREVER
 ar.customers          12          $FOREVER
 ar.ratings            12          $FOREVER
 ar.ledger.events      12          $FOREVER
-ar.dunning.actions    6           $DAYS_30
-ar.credit.events      6           $DAYS_30
+ar.dunning.actions    6           $FOREVER
+ar.credit.events      6           $FOREVER
 ar.deadletter         3           $DAYS_90
 "
 
