@@ -41,6 +41,14 @@ def dunning_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
         yield broker
 
 
+@pytest.fixture
+def credit_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """A broker of the test's own with the topics the ledger, dunning and credit use."""
+    topics = {**dunning_harness.ALL_TOPICS, **credit_harness.ALL_TOPICS}
+    with own_broker(tmp_path / "tansu.log", topics) as broker:
+        yield broker
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def module_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                         ) -> Iterator[str]:

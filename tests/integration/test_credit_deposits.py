@@ -5,31 +5,21 @@ approves it (limit 10,000.00, nothing else open)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from shared.broker import EmbeddedBroker
-from tests.integration.credit_harness import ALL_TOPICS, InProcessCredit, credit_settings_for, write_tokens
+from tests.integration.credit_harness import InProcessCredit, credit_settings_for, write_tokens
 from tests.integration.dunning_harness import profile
-from tests.integration.feed_harness import own_broker
 from tests.integration.ledger_harness import InProcessLedger, Publisher, cloud_event, ledger_settings, poll
 
 WAIT = 30.0
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    with own_broker(tmp_path / "tansu.log", ALL_TOPICS) as broker:
-        yield broker
-
-
-async def test_a_check_waits_for_the_deposit_the_ledger_asked(broker: EmbeddedBroker, database_url: str,
-                                                               tmp_path: Path) -> None:
-    settings = credit_settings_for(broker.bootstrap, database_url, write_tokens(tmp_path))
-    async with InProcessLedger(ledger_settings(broker.bootstrap, database_url)), \
-            InProcessCredit(settings) as credit, Publisher(broker.bootstrap) as publisher:
+async def test_a_check_waits_for_the_deposit_the_ledger_asked(
+        credit_broker: EmbeddedBroker, database_url: str, tmp_path: Path) -> None:
+    settings = credit_settings_for(credit_broker.bootstrap, database_url, write_tokens(tmp_path))
+    async with InProcessLedger(ledger_settings(credit_broker.bootstrap, database_url)), \
+            InProcessCredit(settings) as credit, Publisher(credit_broker.bootstrap) as publisher:
         await publisher.send_all([
             profile("DP", event_id="p-DP", credit_limit={"currency": "EUR", "amount": "10000.00"}),
             cloud_event("prepayment.requested", {

@@ -35,8 +35,8 @@ def contributions(assessment: dict[str, Any]) -> dict[str, str]:
 
 
 async def test_the_review_scores_the_predicted_lateness_and_goes_on_without_the_ledger(
-        dunning_broker: EmbeddedBroker, database_url: str, tmp_path: Path) -> None:
-    broker = dunning_broker  # (the ledger's topics and the ones credit follows)
+        credit_broker: EmbeddedBroker, database_url: str, tmp_path: Path) -> None:
+    broker = credit_broker
     ledger = InProcessLedger(ledger_settings(broker.bootstrap, database_url))
     settings = credit_settings_for(broker.bootstrap, database_url, write_tokens(tmp_path),
                                    ledger_url=f"http://127.0.0.1:{ledger.port}")

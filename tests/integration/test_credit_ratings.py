@@ -11,14 +11,11 @@ probability above 1 is dead-lettered, naming the field.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from shared.broker import EmbeddedBroker
-from tests.integration.credit_harness import ALL_TOPICS, InProcessCredit, credit_settings_for, write_tokens
-from tests.integration.feed_harness import dead_letter_reasons, own_broker
+from tests.integration.credit_harness import InProcessCredit, credit_settings_for, write_tokens
+from tests.integration.feed_harness import dead_letter_reasons
 from tests.integration.ledger_harness import (
     InProcessLedger,
     Publisher,
@@ -32,23 +29,17 @@ from tests.integration.ledger_harness import (
 WAIT = 30.0
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    with own_broker(tmp_path / "tansu.log", ALL_TOPICS) as broker:
-        yield broker
-
-
 def rated(message_id: str, **data: str) -> dict[str, object]:
     event = cloud_event("rating.reported", {"customer_id": "RT", **data}, event_id=message_id)
     event["source"] = "bureau/feed"
     return event
 
 
-async def test_ratings_from_the_topic_and_by_rest_enter_the_score(broker: EmbeddedBroker, database_url: str,
-                                                                   tmp_path: Path) -> None:
-    settings = credit_settings_for(broker.bootstrap, database_url, write_tokens(tmp_path))
-    async with InProcessLedger(ledger_settings(broker.bootstrap, database_url)), \
-            InProcessCredit(settings) as credit, Publisher(broker.bootstrap) as publisher:
+async def test_ratings_from_the_topic_and_by_rest_enter_the_score(
+        credit_broker: EmbeddedBroker, database_url: str, tmp_path: Path) -> None:
+    settings = credit_settings_for(credit_broker.bootstrap, database_url, write_tokens(tmp_path))
+    async with InProcessLedger(ledger_settings(credit_broker.bootstrap, database_url)), \
+            InProcessCredit(settings) as credit, Publisher(credit_broker.bootstrap) as publisher:
         await publisher.send(invoice_issued("RT", "RT-1", "1000.00", issue="2025-01-01", due="2025-01-31"))
         await credit.wait_view("RT", lambda v: v["exposure"] == "1000.00", "RT-1 in RT's exposure")
         await publisher.send(payment_received("RT", "RT-P", "1000.00", received="2025-03-02"))
@@ -82,5 +73,5 @@ async def test_ratings_from_the_topic_and_by_rest_enter_the_score(broker: Embedd
         assert "agency Baa3" in factor["detail"] and "bureau BB" in factor["detail"]
         view = (await credit.get("/customers/RT/credit")).json()
         assert [(r["provider"], r["score"]) for r in view["ratings"]] == [("agency", "7"), ("bureau", "61")]
-    reasons = await dead_letter_reasons(broker.bootstrap, 1, timeout=WAIT)
+    reasons = await dead_letter_reasons(credit_broker.bootstrap, 1, timeout=WAIT)
     assert any("probability_of_default" in reason for reason in reasons), reasons

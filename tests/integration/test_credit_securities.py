@@ -16,16 +16,13 @@ By hand, in 2025, under the default rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
 from shared.broker import EmbeddedBroker
 from tests.integration.credit_harness import (
-    ALL_TOPICS,
     CREDIT_TOPIC,
     WAIT,
     InProcessCredit,
@@ -33,7 +30,7 @@ from tests.integration.credit_harness import (
     write_tokens,
 )
 from tests.integration.dunning_harness import profile
-from tests.integration.feed_harness import own_broker, published_once
+from tests.integration.feed_harness import published_once
 from tests.integration.ledger_harness import (
     InProcessLedger,
     Publisher,
@@ -41,12 +38,6 @@ from tests.integration.ledger_harness import (
     ledger_settings,
     read_topic,
 )
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    with own_broker(tmp_path / "tansu.log", ALL_TOPICS) as broker:
-        yield broker
 
 
 def limit(amount: str) -> dict[str, str]:
@@ -57,11 +48,11 @@ def answer(check: dict[str, Any]) -> tuple[Any, ...]:
     return check["decision"], check["reasons"], check["secured_amount"], check["available_credit"]
 
 
-async def test_securities_in_checks_views_and_reviews(broker: EmbeddedBroker, database_url: str,
+async def test_securities_in_checks_views_and_reviews(credit_broker: EmbeddedBroker, database_url: str,
                                                       tmp_path: Path) -> None:
-    settings = credit_settings_for(broker.bootstrap, database_url, write_tokens(tmp_path))
-    async with InProcessLedger(ledger_settings(broker.bootstrap, database_url)), \
-            InProcessCredit(settings) as credit, Publisher(broker.bootstrap) as publisher:
+    settings = credit_settings_for(credit_broker.bootstrap, database_url, write_tokens(tmp_path))
+    async with InProcessLedger(ledger_settings(credit_broker.bootstrap, database_url)), \
+            InProcessCredit(settings) as credit, Publisher(credit_broker.bootstrap) as publisher:
         await publisher.send_all([
             profile("G", event_id="p-G", credit_limit=limit("10000.00")),
             profile("I", event_id="p-I", credit_limit=limit("5000.00")),
@@ -137,7 +128,7 @@ async def test_securities_in_checks_views_and_reviews(broker: EmbeddedBroker, da
         unknown = await credit.post("/securities/NOPE/release", {"reason": "x"}, as_="writer")
         assert unknown.status_code == 404
 
-        records = await read_topic(broker.bootstrap, CREDIT_TOPIC, timeout=WAIT, until=lambda rs: any(
+        records = await read_topic(credit_broker.bootstrap, CREDIT_TOPIC, timeout=WAIT, until=lambda rs: any(
             orjson.loads(r.value)["type"] == "credit.hold_placed" for r in rs))
     expiring = [m["data"] for m in published_once(records) if m["type"] == "credit.security_expiring"]
     assert [(e["customer_id"], e["security_id"], e["valid_until"], e["days_left"]) for e in expiring] == [

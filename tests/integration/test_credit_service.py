@@ -20,20 +20,17 @@ Nothing waits a fixed time: every wait polls a condition with a deadline.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
 from services.credit.domain import credit_hold_id
 from services.credit.replay import replay_credit
 from shared.broker import EmbeddedBroker
 from tests.integration.credit_harness import (
-    ALL_TOPICS,
     CREDIT_TOPIC,
     WAIT,
     InProcessCredit,
@@ -45,7 +42,6 @@ from tests.integration.feed_harness import (
     dead_letter_reasons,
     feed_bad_and_twice,
     h_messages,
-    own_broker,
     published_once,
 )
 from tests.integration.ledger_harness import (
@@ -59,12 +55,6 @@ from tests.integration.ledger_harness import (
     poll,
     read_topic,
 )
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    with own_broker(tmp_path / "tansu.log", ALL_TOPICS) as broker:
-        yield broker
 
 
 def limit(amount: str) -> dict[str, str]:
@@ -82,11 +72,11 @@ def figures(answer: dict[str, Any]) -> tuple[Any, ...]:
 
 
 async def test_holds_releases_reservations_reviews_and_risk_through_the_ledger(
-    broker: EmbeddedBroker, database_url: str, tmp_path: Path
+    credit_broker: EmbeddedBroker, database_url: str, tmp_path: Path
 ) -> None:
-    settings = credit_settings_for(broker.bootstrap, database_url, write_tokens(tmp_path))
-    async with InProcessLedger(ledger_settings(broker.bootstrap, database_url)), \
-            InProcessCredit(settings) as credit, Publisher(broker.bootstrap) as publisher:
+    settings = credit_settings_for(credit_broker.bootstrap, database_url, write_tokens(tmp_path))
+    async with InProcessLedger(ledger_settings(credit_broker.bootstrap, database_url)), \
+            InProcessCredit(settings) as credit, Publisher(credit_broker.bootstrap) as publisher:
         await publisher.send_all([
             profile("L", event_id="p-L", credit_limit=limit("5000.00")),
             profile("OD", event_id="p-OD", credit_limit=limit("50000.00")),
@@ -273,7 +263,7 @@ async def test_holds_releases_reservations_reviews_and_risk_through_the_ledger(
         def all_seen(records: list[Any]) -> bool:  # the last event published is R's grade of April 23
             return any(orjson.loads(r.value)["data"].get("as_of") == "2025-04-23" for r in records)
 
-        records = await read_topic(broker.bootstrap, CREDIT_TOPIC, timeout=WAIT, until=all_seen)
+        records = await read_topic(credit_broker.bootstrap, CREDIT_TOPIC, timeout=WAIT, until=all_seen)
     published = published_once(records)
     assert {e["source"] for e in published} == {"receivables/credit"}
     placed_events = sorted((e["data"]["customer_id"], e["data"]["reasons"], e["data"]["exposure"],
@@ -297,12 +287,12 @@ async def test_holds_releases_reservations_reviews_and_risk_through_the_ledger(
 
 
 async def test_bad_messages_are_dead_lettered_and_repeats_change_nothing(
-    broker: EmbeddedBroker, tmp_path: Path
+    credit_broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     """Driven with ar.ledger.events messages built by the ledger's own outbound translation."""
-    settings = credit_settings_for(broker.bootstrap, f"sqlite:///{tmp_path / 'test.db'}",
+    settings = credit_settings_for(credit_broker.bootstrap, f"sqlite:///{tmp_path / 'test.db'}",
                                    write_tokens(tmp_path))
-    async with InProcessCredit(settings) as credit, Publisher(broker.bootstrap) as publisher:
+    async with InProcessCredit(settings) as credit, Publisher(credit_broker.bootstrap) as publisher:
         # a credit limit with more digits than EUR has: refused by the feed's bounds
         await feed_bad_and_twice(publisher, [(b"H", encode(cloud_event("ledger.customer_updated", {
             "customer_id": "H", "name": "H Ltd", "credit_limit": {"currency": "EUR", "amount": "10.001"}},
@@ -311,7 +301,7 @@ async def test_bad_messages_are_dead_lettered_and_repeats_change_nothing(
                                "H-1 with the payment applied")
         metrics = await credit.wait_metric("receivables_messages_deadlettered_total", 3, timeout=WAIT)
         assert metrics["receivables_messages_deadlettered_total"] == 3
-        reasons = await dead_letter_reasons(broker.bootstrap, 3, timeout=WAIT)
+        reasons = await dead_letter_reasons(credit_broker.bootstrap, 3, timeout=WAIT)
         assert any("not JSON" in r for r in reasons)
         assert any("data.currency" in r for r in reasons)
         assert any(r.startswith("data.credit_limit.amount: 10.001 has more than 2 decimal digits")

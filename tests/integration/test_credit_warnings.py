@@ -22,18 +22,16 @@ the event store to the same rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
 from services.credit.replay import replay_credit
 from shared.broker import EmbeddedBroker
 from tests.integration.credit_harness import CREDIT_TOPIC, InProcessCredit, credit_settings_for, write_tokens
-from tests.integration.dunning_harness import ALL_TOPICS, InProcessDunning, dunning_settings_for, profile
-from tests.integration.feed_harness import own_broker, published_once
+from tests.integration.dunning_harness import InProcessDunning, dunning_settings_for, profile
+from tests.integration.feed_harness import published_once
 from tests.integration.ledger_harness import (
     InProcessLedger,
     Publisher,
@@ -46,12 +44,6 @@ from tests.integration.ledger_harness import (
 )
 
 WAIT = 30.0
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    with own_broker(tmp_path / "tansu.log", {**ALL_TOPICS, "ar.ratings": 4}) as broker:
-        yield broker
 
 
 def paid(customer: str, payment_id: str, amount: str, day: str, invoice: str) -> dict[str, Any]:
@@ -68,12 +60,12 @@ def rated(message_id: str, grade: str, pd: str, day: str) -> dict[str, Any]:
     return event
 
 
-async def test_signals_raise_warnings_the_watchlist_orders(broker: EmbeddedBroker, database_url: str,
+async def test_signals_raise_warnings_the_watchlist_orders(credit_broker: EmbeddedBroker, database_url: str,
                                                            tmp_path: Path) -> None:
-    settings = credit_settings_for(broker.bootstrap, database_url, write_tokens(tmp_path))
-    async with InProcessLedger(ledger_settings(broker.bootstrap, database_url)), \
-            InProcessDunning(dunning_settings_for(broker.bootstrap, database_url)) as dunning, \
-            InProcessCredit(settings) as credit, Publisher(broker.bootstrap) as publisher:
+    settings = credit_settings_for(credit_broker.bootstrap, database_url, write_tokens(tmp_path))
+    async with InProcessLedger(ledger_settings(credit_broker.bootstrap, database_url)), \
+            InProcessDunning(dunning_settings_for(credit_broker.bootstrap, database_url)) as dunning, \
+            InProcessCredit(settings) as credit, Publisher(credit_broker.bootstrap) as publisher:
         await publisher.send_all([
             profile("LU", event_id="p-LU", credit_limit={"currency": "EUR", "amount": "1000.00"}),
             invoice_issued("LU", "LU-1", "950.00", issue="2025-02-01", due="2025-03-31"),
@@ -144,7 +136,7 @@ async def test_signals_raise_warnings_the_watchlist_orders(broker: EmbeddedBroke
         assert done.json()["acknowledgements"] == [
             {"note": "called them", "by": "writer", "acknowledged_on": "2025-03-16"}]
 
-        records = await read_topic(broker.bootstrap, CREDIT_TOPIC, timeout=WAIT, until=lambda rs: any(
+        records = await read_topic(credit_broker.bootstrap, CREDIT_TOPIC, timeout=WAIT, until=lambda rs: any(
             orjson.loads(r.value)["type"] == "credit.warning_acknowledged" for r in rs))
     kinds = [(m["type"], m["data"]["customer_id"], m["data"].get("signal")) for m in published_once(records)
              if "warning" in m["type"]]
