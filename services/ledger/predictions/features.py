@@ -232,6 +232,10 @@ class _Sweep:
         self.late = 0
         self.amounts: list[float] = []  # every one's amount as issued, sorted
         self.open: dict[int, tuple[date, Decimal]] = {}  # open ones: due date, open amount
+        self.open_dues: list[tuple[date, int]] = []  # the open ones' (due date, index), sorted
+        # the open ones overdue on a day (count, amount), kept while nothing opens or closes: one
+        # pass over the open invoices for all the questions of a day, not one a question
+        self.overdue_on: tuple[date, int, Decimal] | None = None
 
     def advance(self, day: date) -> None:
         while self.pending and self.pending[-1][0] <= day:
@@ -252,10 +256,24 @@ class _Sweep:
             change(self.days, days)
             self.late += sign * (days > 0)
         if state.open_amount > ZERO:
+            self.overdue_on = None
             if sign > 0:
                 self.open[index] = (record.due_date, state.open_amount)
+                bisect.insort(self.open_dues, (record.due_date, index))
             else:
                 del self.open[index]
+                _remove(self.open_dues, (record.due_date, index))
+
+    def overdue(self, as_of: date) -> tuple[int, Decimal]:
+        """How many open invoices are past due on ``as_of``, and their open amount."""
+        if self.overdue_on is None or self.overdue_on[0] != as_of:
+            count, amount = 0, ZERO
+            for due, open_amount in self.open.values():
+                if due < as_of:
+                    count += 1
+                    amount += open_amount
+            self.overdue_on = (as_of, count, amount)
+        return self.overdue_on[1], self.overdue_on[2]
 
     def row(self, target: int, as_of: date) -> dict[str, float]:
         """``features`` of ``records[target]`` on ``as_of`` (the sweep advanced to it)."""
@@ -275,14 +293,12 @@ class _Sweep:
             since = as_of - timedelta(days=RECENT_DAYS)
             recent = [d for _, _, d in settled[bisect.bisect_left(settled, (since,)):]]
             late = [d for _, _, d in settled[-2 * TREND_INVOICES:]]
-            overdue_n, overdue_amount, older = 0, ZERO, 0
-            for index, (due, open_amount) in self.open.items():
-                if index != target:
-                    if due < as_of:
-                        overdue_n += 1
-                        overdue_amount += open_amount
-                    if due < record.due_date:
-                        older += 1
+            overdue_n, overdue_amount = self.overdue(as_of)
+            mine = self.open.get(target)
+            if mine is not None and mine[0] < as_of:  # (the others')
+                overdue_n, overdue_amount = overdue_n - 1, overdue_amount - mine[1]
+            # the others open and due before it (it is not: its own due date is not before itself)
+            older = bisect.bisect_left(self.open_dues, (record.due_date,))
             amount = float(record.amount)
             others = len(self.amounts) - counted
             usual = _median_without(self.amounts, amount if counted else None) if others else amount

@@ -105,21 +105,40 @@ def predict_many(records: Sequence[InvoiceRecord], targets: Sequence[int], as_of
     return answers
 
 
+# The features a factor's path sets to their medians first: the invoice's own. Past them, the
+# steps of one customer's invoices on one day differ at most in ``overdue_invoices`` (which
+# leaves the invoice itself out), so a customer's many invoices share most of their paths and
+# each distinct step is predicted once.
+_OWN = ("amount_log", "amount_vs_usual", "terms_days", "has_cash_discount", "due_weekday", "due_month_end",
+        "due_month", "days_to_due", "disputed_share", "open_share", "older_open_invoices",
+        "overdue_amount_ratio")
+PATH = tuple(sorted(range(len(FEATURES)), key=lambda i: FEATURES[i] not in _OWN))
+
+
 def _factors(model: PaymentModel, rows: np.ndarray) -> list[tuple[tuple[str, float], ...]]:
     """Per row: how many days each feature moved the median from the typical invoice's (every
     feature at its training median) to this one's: the features are set to their medians one
-    after another (in ``FEATURES``' order), each credited with the change it makes. They add up
-    to the difference between the two predictions, whatever features say the same thing twice.
-    (Every row's path in one call of the model.)"""
-    width = len(FEATURES) + 1
-    steps = np.repeat(rows, width, axis=0).reshape(len(rows), width, len(FEATURES))
-    for index, value in enumerate(model.medians):
-        steps[:, index + 1:, index] = value
-    paths = model.p50(steps.reshape(-1, len(FEATURES)))
-    paths = paths.reshape(len(rows), width)
+    after another (in ``PATH``'s order: the invoice's own, then the customer's), each credited
+    with the change it makes. They add up to the difference between the two predictions,
+    whatever features say the same thing twice. (Every row's path in one call of the model,
+    each distinct step once.)"""
+    n, width, own = len(rows), len(FEATURES) + 1, len(_OWN)
+    steps = np.repeat(rows, width, axis=0).reshape(n, width, len(FEATURES))
+    for step, index in enumerate(PATH):
+        steps[:, step + 1:, index] = model.medians[index]
+    # the steps past the invoice's own features depend on the customer's features alone: those
+    # of the rows that share them are predicted once
+    shared, first, where = np.unique(rows[:, list(PATH[own:])], axis=0, return_index=True,
+                                     return_inverse=True)
+    heads, tails = steps[:, :own + 1], steps[first, own + 1:]
+    values = model.p50(np.concatenate([heads.reshape(-1, len(FEATURES)), tails.reshape(-1, len(FEATURES))]))
+    paths = np.hstack([values[:heads.shape[0] * heads.shape[1]].reshape(n, own + 1),
+                       values[heads.shape[0] * heads.shape[1]:].reshape(len(shared), width - own - 1)[
+                           np.ravel(where)]])
     found = []
     for path in paths:
-        pushes = [(name, round(float(path[i] - path[i + 1]), 2)) for i, name in enumerate(FEATURES)]
+        pushes = [(FEATURES[index], round(float(path[step] - path[step + 1]), 2))
+                  for step, index in enumerate(PATH)]
         ranked = sorted((p for p in pushes if p[1]), key=lambda p: (-abs(p[1]), p[0]))
         found.append(tuple(ranked[:FACTORS_SHOWN]))
     return found
