@@ -20,7 +20,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.console import dashboard, signing_in
+from services.console import collection_actions, dashboard, pages, signing_in
 from services.console.backends import Backends
 from services.console.publisher import Publisher
 from services.console.sessions import Sessions
@@ -56,7 +56,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     assert settings.console_secret is not None  # the settings refuse to exist without one
     app.state.sessions = Sessions(settings.console_secret, registry, settings.session_hours * 3600)
     app.mount("/static", StaticFiles(directory=str(files("services.console") / "static")), name="static")
-    for module in (signing_in, dashboard):
+    for module in (signing_in, dashboard, pages, collection_actions):
         app.include_router(module.router)
 
     @app.get("/health/live", include_in_schema=False)

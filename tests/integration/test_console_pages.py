@@ -125,3 +125,133 @@ def test_the_reader_sees_the_dashboard_but_no_button_it_may_not_press(stack: Con
         page = client.get("/", params={"as_of": "2024-03-15"})
         assert page.status_code == 200 and 'data-bucket="total"' in page.text
         assert form_csrf(page.text)  # sign-out only
+
+
+def test_worklist_shows_the_overdue_customer_and_filters_by_collector(
+    stack: ConsoleStack, browser: httpx.Client
+) -> None:
+    as_of = stack.stack.seeded.as_of
+    page = browser.get("/worklist", params={"as_of": as_of})
+    assert page.status_code == 200 and 'data-customer="C-SEED"' in page.text
+    api = stack.api("dunning", "/worklist", as_of=as_of).json()["customers"]
+    assert re.search(r'data-label="Overdue" class="num" data-value="([^"]+)"', page.text).group(1) == \
+        api[0]["overdue_amount"]
+    filtered = browser.get("/worklist", params={"as_of": as_of, "collector_id": "NOBODY"})
+    assert filtered.status_code == 200 and 'data-customer="C-SEED"' not in filtered.text
+    assert "Nobody to call" in filtered.text
+
+
+def test_a_promise_and_a_plan_made_from_the_pages_reach_dunning(
+    stack: ConsoleStack, browser: httpx.Client
+) -> None:
+    customer = stack.stack.seeded.customer_id
+    page = browser.get(f"/customers/{customer}", params={"as_of": stack.stack.seeded.as_of})
+    assert page.status_code == 200
+    csrf = form_csrf(page.text)
+    answer = browser.post(f"/customers/{customer}/promises", data={
+        "csrf_token": csrf, "promised_date": "2024-03-30", "amount": "400.00", "currency": "EUR",
+        "made_on": "2024-03-15", "back": f"/customers/{customer}"})
+    assert answer.status_code == 303, answer.text
+    assert answer.headers["location"].endswith("done=promise")
+    promises = stack.api("dunning", f"/customers/{customer}/dunning").json()["promises"]
+    assert [(p["amount"], p["promised_date"]) for p in promises] == [("400.00", "2024-03-30")]
+    plan_id = re.search(r'name="plan_id" value="([^"]+)"', page.text).group(1)
+    answer = browser.post(f"/customers/{customer}/plans", data={
+        "csrf_token": csrf, "plan_id": plan_id, "currency": "EUR", "reason": "cash flow",
+        "instalments": "2024-04-15 700.00\n2024-05-15 700.00", "requested_on": "2024-03-15"})
+    # short of the covered open amount (1500.00): dunning's reason, shown to the person
+    assert answer.status_code == 422 and "body.instalments" in answer.text, answer.text
+    answer = browser.post(f"/customers/{customer}/plans", data={
+        "csrf_token": csrf, "plan_id": plan_id, "currency": "EUR", "reason": "cash flow",
+        "instalments": "2024-04-15 750.00\n2024-05-15 750.00", "requested_on": "2024-03-15"})
+    assert answer.status_code == 303, answer.text
+    plan = stack.api("dunning", f"/payment-plans/{plan_id}").json()
+    assert plan["status"] == "requested" and plan["customer_id"] == customer
+    plans_page = browser.get("/plans")
+    assert f'data-plan="{plan_id}"' in plans_page.text and 'data-action="approve"' in plans_page.text
+
+
+def test_a_bad_amount_is_refused_with_the_field_named(stack: ConsoleStack, browser: httpx.Client) -> None:
+    customer = stack.stack.seeded.customer_id
+    csrf = form_csrf(browser.get("/worklist").text)
+    answer = browser.post(f"/customers/{customer}/promises", data={
+        "csrf_token": csrf, "promised_date": "2024-03-30", "amount": "lots"})
+    assert answer.status_code == 422 and "amount" in answer.text
+    answer = browser.post(f"/customers/{customer}/plans", data={
+        "csrf_token": csrf, "plan_id": "PLAN-BAD", "currency": "EUR", "reason": "x", "instalments": "soon"})
+    assert answer.status_code == 422 and "instalments, line 1" in answer.text
+
+
+def test_a_form_without_its_csrf_token_is_refused_and_nothing_happens(
+    stack: ConsoleStack, browser: httpx.Client
+) -> None:
+    hold_id = stack.stack.seeded.hold_id
+    for csrf in (None, "forged"):
+        data = {"reason": "should not happen"} | ({"csrf_token": csrf} if csrf else {})
+        answer = browser.post(f"/holds/{hold_id}/release", data=data)
+        assert answer.status_code == 403 and "did not come from this console" in answer.text
+    holds = stack.api("credit", "/holds").json()["holds"]
+    assert next(h for h in holds if h["hold_id"] == hold_id)["status"] == "active"
+
+
+def test_a_reader_sees_no_buttons_and_is_refused_when_posting_anyway(stack: ConsoleStack) -> None:
+    hold_id, customer = stack.stack.seeded.hold_id, stack.stack.seeded.customer_id
+    with stack.browser_client() as client:
+        assert sign_in(client, READER_TOKEN).status_code == 303
+        holds = client.get("/holds")
+        assert f'data-hold="{hold_id}"' in holds.text and 'data-action="release"' not in holds.text
+        worklist = client.get("/worklist", params={"as_of": stack.stack.seeded.as_of})
+        assert 'data-action="promise"' not in worklist.text and 'data-action="plan"' not in worklist.text
+        customer_page = client.get(f"/customers/{customer}")
+        assert 'data-action="portal-link"' not in customer_page.text
+        csrf = form_csrf(holds.text)
+        answer = client.post(f"/holds/{hold_id}/release", data={"csrf_token": csrf, "reason": "sneaky"})
+        assert answer.status_code == 403 and "credit:override" in answer.text
+        answer = client.post(f"/customers/{customer}/promises", data={
+            "csrf_token": csrf, "promised_date": "2024-03-30", "amount": "1.00"})
+        assert answer.status_code == 403
+    # and the owning service refuses the reader's token too
+    refused = httpx.post(f"{stack.stack.urls['credit']}/holds/{hold_id}/release", json={"reason": "sneaky"},
+                         headers={"Authorization": f"Bearer {READER_TOKEN}"})
+    assert refused.status_code == 403
+
+
+def test_a_hold_is_released_with_a_reason_from_the_holds_page(
+    stack: ConsoleStack, browser: httpx.Client
+) -> None:
+    hold_id = stack.stack.seeded.hold_id
+    page = browser.get("/holds")
+    assert f'data-hold="{hold_id}"' in page.text
+    answer = browser.post(f"/holds/{hold_id}/release", data={"csrf_token": form_csrf(page.text),
+                                                            "reason": "paid by phone"})
+    assert answer.status_code == 303 and "done=released" in answer.headers["location"]
+    hold = next(h for h in stack.api("credit", "/holds").json()["holds"] if h["hold_id"] == hold_id)
+    assert hold["status"] == "released" and hold["release_reason"] == "paid by phone"
+    assert hold["released_by"] == "tester"  # audited with the signed-in token's identity
+    assert f'data-hold="{hold_id}"' not in browser.get("/holds").text
+
+
+def test_customer_header_figures_equal_the_services(stack: ConsoleStack, browser: httpx.Client) -> None:
+    seeded = stack.stack.seeded
+    page = browser.get(f"/customers/{seeded.customer_id}", params={"as_of": seeded.as_of})
+    figures = dict(re.findall(r'data-figure="([a-z_]+)" data-value="([^"]*)"', page.text))
+    (balance,) = stack.api("ledger", f"/customers/{seeded.customer_id}/balance", as_of=seeded.as_of
+                           ).json()["balances"]
+    credit = stack.api("credit", f"/customers/{seeded.customer_id}/credit", as_of=seeded.as_of).json()
+    assert figures["open_amount"] == balance["open_amount"]
+    assert figures["overdue_amount"] == balance["overdue_amount"]
+    assert figures["limit"] == credit["limit"] and figures["available"] == credit["available"]
+    assert figures["risk_grade"] == credit["risk_grade"]
+    for section in ("open-items", "timeline", "notices", "plans", "credit", "predictions"):
+        assert f'<section id="{section}">' in page.text
+
+
+def test_every_page_answers_and_an_unknown_customer_is_said_so(browser: httpx.Client) -> None:
+    for path in ("/warnings", "/holds", "/policies", "/plans", "/worklist"):
+        page = browser.get(path)
+        assert page.status_code == 200, (path, page.text)
+        assert "Traceback" not in page.text
+    assert 'data-policy="default"' in browser.get("/policies").text
+    unknown = browser.get("/customers/NO-SUCH-CUSTOMER")
+    assert unknown.status_code == 200 and "No service knows a customer" in unknown.text
+    assert browser.get("/no/such/page").status_code == 404
