@@ -20,8 +20,9 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.console import collection_actions, dashboard, pages, signing_in
+from services.console import collection_actions, dashboard, pages, portal, portal_admin, signing_in, webhook
 from services.console.backends import Backends
+from services.console.portal_links import PortalLinks
 from services.console.publisher import Publisher
 from services.console.sessions import Sessions
 from services.console.settings import ConsoleSettings
@@ -55,8 +56,9 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     app.state.settings = settings
     assert settings.console_secret is not None  # the settings refuse to exist without one
     app.state.sessions = Sessions(settings.console_secret, registry, settings.session_hours * 3600)
+    app.state.portal_links = PortalLinks(settings.console_secret, settings.portal_links_not_before)
     app.mount("/static", StaticFiles(directory=str(files("services.console") / "static")), name="static")
-    for module in (signing_in, dashboard, pages, collection_actions):
+    for module in (signing_in, dashboard, pages, collection_actions, portal_admin, portal, webhook):
         app.include_router(module.router)
 
     @app.get("/health/live", include_in_schema=False)

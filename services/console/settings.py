@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Literal, Self
 
@@ -42,6 +43,8 @@ class ConsoleSettings(BaseSettings):
     backend_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     session_hours: int = Field(default=12, ge=1, le=24 * 30)
     portal_link_days: int = Field(default=30, ge=1, le=366)
+    # Every portal link issued before this instant is refused (revokes all links given out).
+    portal_links_not_before: datetime | None = None
     # Where `POST /portal-links` URLs point (the console as customers reach it).
     public_url: str = "http://127.0.0.1:8000"
 

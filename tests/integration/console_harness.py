@@ -12,10 +12,11 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import uvicorn
@@ -26,13 +27,15 @@ from shared.broker import create_topics, free_port
 from shared.tokens import Scopes
 from tests.integration.credit_harness import ALL_TOPICS as CREDIT_TOPICS
 from tests.integration.dunning_harness import ALL_TOPICS as DUNNING_TOPICS
-from tests.integration.ledger_harness import start_broker
+from tests.integration.ledger_harness import Publisher, read_topic, start_broker
 from tests.integration.stack_harness import ALL_SCOPES_TOKEN, ServiceStack, seed_book
 
 READER_TOKEN = "token-reader-only"
 SECRET = "console-secret-for-tests-0123456789abcdef"
 WEBHOOK_SECRET = "provider-shared-secret"
 START_S = 30.0
+
+T = TypeVar("T")
 
 
 class ConsoleServer:
@@ -119,3 +122,34 @@ def sign_in(client: httpx.Client, token: str) -> httpx.Response:
     page = client.get("/sign-in")
     assert page.status_code == 200, page.text
     return client.post("/sign-in", data={"token": token, "csrf_token": form_csrf(page.text)})
+
+
+def wait_until(probe: Callable[[], T], until: Callable[[T], bool], *, what: str, timeout: float = 30.0) -> T:
+    """``probe()`` again until ``until`` holds of its value; fails naming ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if until(value):
+            return value
+        assert time.monotonic() < deadline, f"{what}: not reached within {timeout:.0f}s; last value {value!r}"
+        time.sleep(0.05)  # the interval between two probes, not a wait for an outcome
+
+
+def publish(stack: ServiceStack, events: list[dict[str, Any]]) -> None:
+    """Contract events onto their topics, from the services' loop."""
+    async def send() -> None:
+        async with Publisher(stack.broker.bootstrap) as publisher:
+            await publisher.send_all(events)
+
+    stack.run_in_loop(send())
+
+
+def topic_records(stack: ServiceStack, topic: str,
+                  until: Callable[[list[Any]], bool]) -> list[dict[str, Any]]:
+    """The decoded events on ``topic`` once ``until`` holds of them."""
+    def decoded(records: list[Any]) -> list[dict[str, Any]]:
+        return [json.loads(record.value) for record in records if record.value]
+
+    reading = read_topic(stack.broker.bootstrap, topic, until=lambda rs: until(decoded(rs)), timeout=30)
+    records = stack.run_in_loop(reading)
+    return decoded(records)
