@@ -136,7 +136,7 @@ def back_to(path: str, done: str, **params: str) -> Response:
     if not path.startswith("/") or path.startswith("//"):
         path = "/"
     query = urlencode({**{k: v for k, v in params.items() if v}, "done": done})
-    return RedirectResponse(f"{path}?{query}", status_code=303)
+    return RedirectResponse(f"{path}{'&' if '?' in path else '?'}{query}", status_code=303)
 
 
 def result_page(request: Request, session: Session | None, answer: Answer, back: str) -> HTMLResponse:
