@@ -13,9 +13,11 @@ from typing import Any
 
 import httpx
 
+from services.console.i18n import N_, gettext
+
 log = logging.getLogger(__name__)
 
-SERVICE_NAMES = {"ledger": "ledger", "dunning": "collections (dunning)", "credit": "credit"}
+SERVICE_NAMES = {"ledger": N_("ledger"), "dunning": N_("collections (dunning)"), "credit": N_("credit")}
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class Answer:
 
 
 def _problem_answer(service: str, response: httpx.Response) -> Answer:
-    name = SERVICE_NAMES[service]
+    name = gettext(SERVICE_NAMES[service])
     try:
         document = response.json()
     except ValueError:
@@ -44,17 +46,22 @@ def _problem_answer(service: str, response: httpx.Response) -> Answer:
     fields = tuple(str(error.get("field")) for error in document.get("errors", []) or []
                    if isinstance(error, dict)) if isinstance(document, dict) else ()
     if response.status_code == 401:
-        trouble = f"The {name} service does not know your token; sign in again."
+        trouble = gettext("The %(service)s service does not know your token; sign in again.", service=name)
     elif response.status_code == 403:
-        trouble = f"Your token may not do this at the {name} service ({detail or 'missing scope'})."
+        trouble = gettext("Your token may not do this at the %(service)s service (%(detail)s).", service=name,
+                          detail=detail or "missing scope")
     elif response.status_code == 404:
-        trouble = f"The {name} service has nothing for this: {detail or 'not found'}."
+        trouble = gettext("The %(service)s service has nothing for this: %(detail)s.", service=name,
+                          detail=detail or "not found")
     elif response.status_code == 503:
-        trouble = f"The {name} service is not ready; try again in a moment ({detail or 'unavailable'})."
+        trouble = gettext("The %(service)s service is not ready; try again in a moment (%(detail)s).",
+                          service=name, detail=detail or "unavailable")
     elif response.status_code >= 500:
-        trouble = f"The {name} service failed on this request ({detail or response.status_code})."
+        trouble = gettext("The %(service)s service failed on this request (%(detail)s).", service=name,
+                          detail=detail or response.status_code)
     else:
-        trouble = f"The {name} service refused this: {detail or response.status_code}."
+        trouble = gettext("The %(service)s service refused this: %(detail)s.", service=name,
+                          detail=detail or response.status_code)
     return Answer(service, response.status_code, document, trouble, fields)
 
 
@@ -73,23 +80,24 @@ class Backends:
                    params: dict[str, Any] | None = None, json: Any = None) -> Answer:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         clean = {key: value for key, value in (params or {}).items() if value not in (None, "")}
+        name = gettext(SERVICE_NAMES[service])
         try:
             response = await self._clients[service].request(method, path, params=clean, json=json,
                                                              headers=headers)
         except httpx.TimeoutException:
-            name = SERVICE_NAMES[service]
-            return Answer(service, None, trouble=f"The {name} service did not answer in time.")
+            return Answer(service, None, trouble=gettext("The %(service)s service did not answer in time.",
+                                                         service=name))
         except httpx.HTTPError as error:
             log.warning("%s %s%s: %s", method, service, path, error)
-            return Answer(service, None,
-                          trouble=f"The {SERVICE_NAMES[service]} service cannot be reached right now.")
+            trouble = gettext("The %(service)s service cannot be reached right now.", service=name)
+            return Answer(service, None, trouble=trouble)
         if response.status_code >= 400:
             return _problem_answer(service, response)
         try:
             body = response.json() if response.content else None
         except ValueError:
-            return Answer(service, response.status_code,
-                          trouble=f"The {SERVICE_NAMES[service]} service answered something unreadable.")
+            trouble = gettext("The %(service)s service answered something unreadable.", service=name)
+            return Answer(service, response.status_code, trouble=trouble)
         return Answer(service, response.status_code, body)
 
     async def get(self, service: str, path: str, token: str | None, **params: Any) -> Answer:

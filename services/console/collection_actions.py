@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from services.console.backends import segment
+from services.console.i18n import gettext as _
 from services.console.sessions import Session
 from services.console.web import (
     Refused,
@@ -47,11 +48,11 @@ def parse_instalments(text: str) -> list[dict[str, str]]:
             due_date, amount = parts
             Decimal(amount)
         except (ValueError, InvalidOperation):
-            raise Refused(422, f"instalments, line {number}: write a due date and an amount, "
-                               f"such as 2024-04-01 700.00") from None
+            raise Refused(422, _("instalments, line %(number)s: write a due date and an amount, such as "
+                                 "2024-04-01 700.00", number=number)) from None
         instalments.append({"due_date": due_date, "amount": amount})
     if not instalments:
-        raise Refused(422, "instalments: give at least one line (a due date and an amount)")
+        raise Refused(422, _("instalments: give at least one line (a due date and an amount)"))
     return instalments
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+from services.console.i18n import gettext as _
+
 
 class BadInput(ValueError):
     """A query or form field a person typed that the console cannot use; the message names it."""
@@ -15,7 +17,8 @@ def as_date(field: str, value: str | None, default: str | None = None) -> str | 
     try:
         return date.fromisoformat(value.strip()).isoformat()
     except ValueError:
-        raise BadInput(f"{field}: must be a date such as 2024-01-31, not {value[:40]!r}") from None
+        raise BadInput(_("%(field)s: must be a date such as 2024-01-31, not %(value)r", field=field,
+                         value=value[:40])) from None
 
 
 def as_instant(field: str, value: str | None) -> str | None:
@@ -24,6 +27,6 @@ def as_instant(field: str, value: str | None) -> str | None:
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise BadInput(f"{field}: must be an instant such as 2024-01-31T12:00:00Z, "
-                       f"not {value[:40]!r}") from None
+        raise BadInput(_("%(field)s: must be an instant such as 2024-01-31T12:00:00Z, not %(value)r",
+                         field=field, value=value[:40])) from None
     return parsed.isoformat()

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.console.backends import Answer, segment
+from services.console.i18n import gettext as _
 from services.console.payment_reference import epc_qr_svg, printed, rf_reference
 from services.console.portal_links import LinkRefused, PortalLink, PortalLinks
 from services.console.publisher import Publisher, PublishFailed
@@ -54,7 +55,7 @@ async def _form(request: Request, link: str) -> dict[str, str]:
     form = await request.form()
     fields = {key: str(value) for key, value in form.items() if isinstance(value, str)}
     if not hmac.compare_digest(_csrf(request, link), fields.get("csrf_token", "")):
-        raise Refused(403, "This form did not come from your portal page; reload it and try again.")
+        raise Refused(403, _("This form did not come from your portal page; reload it and try again."))
     return fields
 
 
@@ -116,7 +117,7 @@ async def portal_home(request: Request, link: str) -> HTMLResponse:
 def _owned(open_items: list[dict[str, Any]], invoice_id: str) -> dict[str, Any]:
     found = next((item for item in open_items if item["invoice_id"] == invoice_id), None)
     if found is None:
-        raise Refused(404, "invoice_id: not one of your open invoices.")
+        raise Refused(404, _("invoice_id: not one of your open invoices."))
     return found
 
 
@@ -126,9 +127,9 @@ def _amount(field: str, value: str, default: Decimal | None = None) -> Decimal:
     try:
         amount = Decimal(value.strip().replace(",", "."))
     except InvalidOperation:
-        raise Refused(422, f"{field}: write an amount such as 250.00") from None
+        raise Refused(422, _("%(field)s: write an amount such as 250.00", field=field)) from None
     if not amount.is_finite() or amount <= 0:
-        raise Refused(422, f"{field}: must be more than zero")
+        raise Refused(422, _("%(field)s: must be more than zero", field=field))
     return amount
 
 
@@ -142,10 +143,10 @@ async def dispute(request: Request, link: str) -> Response:
     invoice = _owned(items.body["open_items"], form.get("invoice_id", ""))
     amount = _amount("amount", form.get("amount", ""), Decimal(invoice["open_amount"]))
     if amount > Decimal(invoice["open_amount"]):
-        raise Refused(422, f"amount: at most the open amount, {invoice['open_amount']}")
+        raise Refused(422, _("amount: at most the open amount, %(amount)s", amount=invoice["open_amount"]))
     reason = form.get("reason", "").strip()
     if not reason:
-        raise Refused(422, "reason: tell us what is wrong with the invoice")
+        raise Refused(422, _("reason: tell us what is wrong with the invoice"))
     form_id = form.get("form_id", "")[:40] or uuid.uuid4().hex
     publisher: Publisher = request.app.state.publisher
     try:
@@ -155,7 +156,7 @@ async def dispute(request: Request, link: str) -> Response:
                                     "customer_id": customer.customer_id, "amount": str(amount),
                                     "opened_date": _today().isoformat(), "reason": reason[:4000]})
     except PublishFailed:
-        return _not_done(request, link, None, "We could not take your dispute just now; please try again.")
+        return _not_done(request, link, None, _("We could not take your dispute just now; please try again."))
     return _done(link, "dispute")
 
 
@@ -186,9 +187,10 @@ async def request_plan(request: Request, link: str) -> Response:
         count = int(form.get("instalments", ""))
         first = date.fromisoformat(form.get("first_due_date", ""))
     except ValueError:
-        raise Refused(422, "instalments, first_due_date: a number of months (2 to 12) and a date") from None
+        message = _("instalments, first_due_date: a number of months (2 to 12) and a date")
+        raise Refused(422, message) from None
     if not 2 <= count <= MAX_INSTALMENTS:
-        raise Refused(422, f"instalments: from 2 to {MAX_INSTALMENTS}")
+        raise Refused(422, _("instalments: from 2 to %(most)s", most=MAX_INSTALMENTS))
     currency = form.get("currency", "")
     items = await _open_items(request, customer.customer_id)
     if not items.ok:
@@ -198,7 +200,7 @@ async def request_plan(request: Request, link: str) -> Response:
     covered = [item for item in items.body["open_items"]
                if item["currency"] == currency and item["due_date"] < today]
     if not covered:
-        raise Refused(422, "currency: nothing overdue in this currency to spread over a plan")
+        raise Refused(422, _("currency: nothing overdue in this currency to spread over a plan"))
     total = sum((Decimal(item["open_amount"]) for item in covered), Decimal(0))
     instalments = [{"due_date": _add_months(first, index).isoformat(), "amount": str(amount)}
                    for index, amount in enumerate(split(total, count))]
@@ -231,10 +233,10 @@ async def confirm_balance(request: Request, link: str) -> Response:
         return _not_done(request, link, statements)
     known = {statement["statement_id"] for statement in statements.body["statements"]}
     if form.get("statement_id") not in known:
-        raise Refused(404, "statement_id: not one of your statements.")
+        raise Refused(404, _("statement_id: not one of your statements."))
     response = form.get("response")
     if response not in ("confirmed", "disputed"):
-        raise Refused(422, "response: confirmed or disputed")
+        raise Refused(422, _("response: confirmed or disputed"))
     body: dict[str, Any] = {"statement_id": form["statement_id"], "response": response,
                             "note": form.get("note", "")[:2000], "responded_on": _today().isoformat()}
     if response == "disputed":

@@ -16,6 +16,8 @@ from datetime import UTC, datetime, timedelta
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from services.console.i18n import gettext as _
+
 SALT = "receivables.portal-link"
 
 
@@ -48,12 +50,12 @@ class PortalLinks:
             payload, signed_at = self._serializer.loads(token, return_timestamp=True)
             customer_id, expires = str(payload["c"]), int(payload["x"])
         except SignatureExpired:
-            raise LinkRefused("This link has expired.") from None
+            raise LinkRefused(_("This link has expired.")) from None
         except (BadSignature, KeyError, TypeError, ValueError):
-            raise LinkRefused("This link is not valid.") from None
+            raise LinkRefused(_("This link is not valid.")) from None
         expires_at = datetime.fromtimestamp(expires, UTC)
         if now >= expires_at:
-            raise LinkRefused("This link has expired; ask us for a new one.")
+            raise LinkRefused(_("This link has expired; ask us for a new one."))
         if self.not_before is not None and signed_at < self.not_before:
-            raise LinkRefused("This link has been withdrawn; ask us for a new one.")
+            raise LinkRefused(_("This link has been withdrawn; ask us for a new one."))
         return PortalLink(customer_id, expires_at, signed_at)

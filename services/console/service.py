@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.resources import files
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,11 +23,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.console import collection_actions, dashboard, pages, portal, portal_admin, signing_in, webhook
 from services.console.backends import Backends
+from services.console.i18n import LANGUAGES, current_language, gettext
 from services.console.portal_links import PortalLinks
 from services.console.publisher import Publisher
 from services.console.sessions import Sessions
 from services.console.settings import ConsoleSettings
-from services.console.web import NotSignedIn, Refused, render, signed_in
+from services.console.web import NotSignedIn, Refused, language, render, signed_in
 from shared.problems import Problem, problem_response
 from shared.tokens import TokenRegistry
 
@@ -71,6 +73,25 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         # the pages that need it, not by taking the whole console out of rotation.
         return {"status": "ready"}
 
+    @app.middleware("http")
+    async def in_the_users_language(request: Request, call_next: Any) -> Response:
+        # Every message of this request, templates' and Python's, in the user's language.
+        token = current_language.set(language(request))
+        try:
+            response: Response = await call_next(request)
+            return response
+        finally:
+            current_language.reset(token)
+
+    @app.get("/language/{code}", include_in_schema=False)
+    async def choose_language(code: str, back: str = "/") -> Response:
+        if code not in LANGUAGES:
+            raise StarletteHTTPException(404)
+        response = RedirectResponse(back if back.startswith("/") and not back.startswith("//") else "/",
+                                    status_code=303)
+        response.set_cookie("lang", code, max_age=365 * 86400, httponly=True, samesite="lax")
+        return response
+
     _install_error_pages(app)
     return app
 
@@ -85,7 +106,7 @@ def _install_error_pages(app: FastAPI) -> None:
         if request.method == "GET":
             return RedirectResponse("/sign-in", status_code=303)
         return render(request, "refused.html", None, status=401, back="/sign-in",
-                      message="You are not signed in (or your session ended); sign in and try again.")
+                      message=gettext("You are not signed in (or your session ended); sign in again."))
 
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Refused)
@@ -104,7 +125,7 @@ def _install_error_pages(app: FastAPI) -> None:
         if _wants_json(request):
             return problem_response(Problem(exc.status_code, "http-error", detail=str(exc.detail)),
                                     request.url.path)
-        message = "There is no such page." if exc.status_code == 404 else str(exc.detail)
+        message = gettext("There is no such page.") if exc.status_code == 404 else str(exc.detail)
         return render(request, "refused.html", None, status=exc.status_code, message=message, back="/")
 
     async def invalid(request: Request, exc: Exception) -> Response:
@@ -123,7 +144,8 @@ def _install_error_pages(app: FastAPI) -> None:
             return problem_response(Problem(500, "internal-error", detail="An unexpected error occurred",
                                             error_id=error_id), request.url.path)
         return render(request, "refused.html", None, status=500, back="/",
-                      message=f"Something went wrong on our side; it has been logged as {error_id}.")
+                      message=gettext("Something went wrong on our side; it has been logged as %(id)s.",
+                                      id=error_id))
 
     app.add_exception_handler(NotSignedIn, not_signed_in)
     app.add_exception_handler(Refused, refused)

@@ -14,6 +14,7 @@ import secrets
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from services.console.i18n import gettext as _
 from services.console.sessions import COOKIE_NAME
 from services.console.web import checked_form, render, sessions_of, settings_of
 
@@ -51,10 +52,10 @@ async def sign_in(request: Request) -> Response:
     nonce = request.cookies.get(PRE_COOKIE, "")
     offered = str(form.get("csrf_token") or "")
     if not nonce or not hmac.compare_digest(_signin_csrf(request, nonce), offered):
-        return signin_page(request, "The sign-in form expired; please try again.", status=403)
+        return signin_page(request, _("The sign-in form expired; please try again."), status=403)
     sessions = sessions_of(request)
     if not token or sessions.principal(token) is None:
-        return signin_page(request, "This token is not known.", status=401)
+        return signin_page(request, _("This token is not known."), status=401)
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(COOKIE_NAME, sessions.issue(token), max_age=sessions.max_age_seconds, httponly=True,
                         samesite="strict", secure=_secure(request), path="/")

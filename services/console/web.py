@@ -18,6 +18,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from services.console import formatting
 from services.console.backends import Answer, Backends
+from services.console.i18n import LANGUAGES, N_, gettext, ntranslate, translate
 from services.console.sessions import COOKIE_NAME, Session, Sessions
 from services.console.settings import ConsoleSettings
 
@@ -26,21 +27,23 @@ TEMPLATES = Environment(
     autoescape=select_autoescape(["html"]),
     trim_blocks=True,
     lstrip_blocks=True,
+    extensions=["jinja2.ext.i18n"],
 )
+# Translated in the request's language (set by the app's middleware; see services.console.i18n).
+TEMPLATES.install_gettext_callables(translate, ntranslate, newstyle=True)  # type: ignore[attr-defined]
 
 # What a redirect after a successful form may say (a key in the URL, never free text).
 DONE_MESSAGES = {
-    "assigned": "The collector was assigned.",
-    "call": "The call was logged.",
-    "promise": "The promise to pay was recorded.",
-    "plan": "The payment plan was requested; it awaits approval.",
-    "released": "The hold was released.",
-    "approved": "The payment plan was approved.",
-    "rejected": "The payment plan was rejected.",
-    "acknowledged": "The warning was acknowledged.",
-    "dispute": "Your dispute was sent; we will look into it.",
-    "confirmed": "Thank you: your answer on the balance was recorded.",
-    "link": "A portal link was created.",
+    "assigned": N_("The collector was assigned."),
+    "call": N_("The call was logged."),
+    "promise": N_("The promise to pay was recorded."),
+    "plan": N_("The payment plan was requested; it awaits approval."),
+    "released": N_("The hold was released."),
+    "approved": N_("The payment plan was approved."),
+    "rejected": N_("The payment plan was rejected."),
+    "acknowledged": N_("The warning was acknowledged."),
+    "dispute": N_("Your dispute was sent; we will look into it."),
+    "confirmed": N_("Thank you: your answer on the balance was recorded."),
 }
 
 
@@ -82,7 +85,8 @@ def signed_in(request: Request) -> Session:
 def require(session: Session, scope: str) -> None:
     """Refuse (403) a form whose action needs ``scope`` when the session's token lacks it."""
     if not session.can(scope):
-        raise Refused(403, f"Your token lacks the scope {scope}: this action is not yours to take.")
+        raise Refused(403, gettext("Your token lacks the scope %(scope)s: this action is not yours to take.",
+                                   scope=scope))
 
 
 async def checked_form(request: Request, session: Session) -> dict[str, str]:
@@ -90,8 +94,8 @@ async def checked_form(request: Request, session: Session) -> dict[str, str]:
     form = await request.form()
     fields = {key: str(value) for key, value in form.items() if isinstance(value, str)}
     if not sessions_of(request).csrf_ok(session, fields.get("csrf_token")):
-        raise Refused(403, "This form has expired or did not come from this console; reload the page "
-                           "and try again.")
+        raise Refused(403, gettext("This form has expired or did not come from this console; reload the "
+                                   "page and try again."))
     return fields
 
 
@@ -106,7 +110,8 @@ def language(request: Request) -> str:
 def render(request: Request, template: str, session: Session | None = None, status: int = 200,
            troubles: list[Answer] | None = None, **context: Any) -> HTMLResponse:
     lang = language(request)
-    done = DONE_MESSAGES.get(request.query_params.get("done", ""))
+    done_key = request.query_params.get("done", "")
+    done = gettext(DONE_MESSAGES[done_key]) if done_key in DONE_MESSAGES else None
     body = TEMPLATES.get_template(template).render(
         request=request, session=session, lang=lang, done=done,
         csrf_token=sessions_of(request).csrf_token(session.session_id) if session else None,
@@ -115,7 +120,7 @@ def render(request: Request, template: str, session: Session | None = None, stat
         money=lambda value, currency=None: formatting.money(value, currency, lang),
         number=lambda value, pattern="#,##0.##": formatting.number(value, lang, pattern),
         day=lambda value: formatting.day(value, lang),
-        auth_disabled=not settings_of(request).auth_enabled,
+        auth_disabled=not settings_of(request).auth_enabled, languages=LANGUAGES,
         **context,
     )
     return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)

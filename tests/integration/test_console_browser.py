@@ -213,3 +213,16 @@ def test_a_tampered_portal_link_is_refused_in_the_browser(stack: ConsoleStack, b
         assert tab.locator('tr[data-invoice]').count() == 0
     finally:
         context.close()
+
+
+def test_the_portal_in_simplified_chinese(stack: ConsoleStack, browser: object) -> None:
+    url = _portal_link(stack, "C-SEED")
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, locale="zh-CN")
+    tab = context.new_page()
+    try:
+        tab.goto(url)
+        assert "您在" in tab.locator("h1").inner_text()
+        assert tab.get_by_role("link", name="银行转账付款").count() == 1
+        shot(tab, "portal-zh")
+    finally:
+        context.close()

@@ -255,3 +255,19 @@ def test_every_page_answers_and_an_unknown_customer_is_said_so(browser: httpx.Cl
     unknown = browser.get("/customers/NO-SUCH-CUSTOMER")
     assert unknown.status_code == 200 and "No service knows a customer" in unknown.text
     assert browser.get("/no/such/page").status_code == 404
+
+
+def test_the_pages_speak_chinese_when_asked_with_money_and_dates_per_locale(
+    stack: ConsoleStack, browser: httpx.Client
+) -> None:
+    page = browser.get("/", params={"as_of": "2024-03-15"}, headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+    assert page.status_code == 200 and '<html lang="zh-Hans">' in page.text
+    assert "账龄分布" in page.text and "应收账款周转天数" in page.text
+    assert "2024年3月15日" in page.text  # the date as Chinese readers write it
+    chosen = browser.get("/language/zh", params={"back": "/worklist"})
+    assert chosen.status_code == 303 and chosen.headers["location"] == "/worklist"
+    worklist = browser.get("/worklist", params={"as_of": "2024-03-15"})
+    assert "工作清单" in worklist.text
+    browser.get("/language/en")
+    assert "Worklist" in browser.get("/worklist").text
+    assert browser.get("/language/fr").status_code == 404

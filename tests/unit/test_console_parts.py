@@ -95,3 +95,25 @@ def test_money_and_language_per_locale() -> None:
     assert language_of("zh-CN,zh;q=0.9,en;q=0.8") == "zh"
     assert language_of("fr-FR, en;q=0.5") == "en"
     assert language_of("zh-CN", chosen="en") == "en"
+
+
+def test_every_message_of_the_console_has_its_chinese_translation_with_the_same_placeholders() -> None:
+    import re
+    from importlib.resources import files
+
+    from babel.messages.extract import extract_from_dir
+    from babel.messages.pofile import read_po
+
+    root = files("services.console")
+    wanted = {message for _, _, message, _, _ in extract_from_dir(
+        str(root), method_map=[("**.py", "python"), ("**.html", "jinja2")],
+        options_map={"**.html": {"extensions": "jinja2.ext.i18n"}}) if isinstance(message, str)}
+    with (root / "locale" / "zh_Hans" / "LC_MESSAGES" / "messages.po").open("rb") as source:
+        catalog = read_po(source)
+    translated = {message.id: message.string for message in catalog if message.id}
+    missing = wanted - set(translated)
+    assert not missing, f"not in the catalogue (pybabel extract, then update): {missing}"
+    placeholders = re.compile(r"%\([a-z_]+\)[sr]|%%")
+    for english, chinese in translated.items():
+        assert chinese, f"no translation of {english!r}"
+        assert sorted(placeholders.findall(english)) == sorted(placeholders.findall(chinese)), english
