@@ -31,6 +31,7 @@ from tests.integration.ledger_harness import Publisher, read_topic, start_broker
 from tests.integration.stack_harness import ALL_SCOPES_TOKEN, ServiceStack, seed_book
 
 READER_TOKEN = "token-reader-only"
+APPROVER_TOKEN = "token-approver"  # a credit manager: approves plans (four eyes with "tester")
 SECRET = "console-secret-for-tests-0123456789abcdef"
 WEBHOOK_SECRET = "provider-shared-secret"
 START_S = 30.0
@@ -82,6 +83,8 @@ def write_tokens(path: Path) -> None:
         ALL_SCOPES_TOKEN: {"name": "tester", "scopes": sorted(Scopes.ALL)},
         READER_TOKEN: {"name": "reader",
                        "scopes": [Scopes.LEDGER_READ, Scopes.DUNNING_READ, Scopes.CREDIT_READ]},
+        APPROVER_TOKEN: {"name": "manager",
+                         "scopes": [Scopes.LEDGER_READ, Scopes.DUNNING_READ, Scopes.DUNNING_APPROVE]},
     }))
 
 

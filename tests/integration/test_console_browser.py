@@ -226,3 +226,23 @@ def test_the_portal_in_simplified_chinese(stack: ConsoleStack, browser: object) 
         shot(tab, "portal-zh")
     finally:
         context.close()
+
+
+def test_signing_in_works_with_the_keyboard_alone(stack: ConsoleStack, browser: object) -> None:
+    context = browser.new_context()  # type: ignore[attr-defined]
+    tab = context.new_page()
+    try:
+        tab.goto(f"{stack.console.url}/sign-in")
+        tab.keyboard.press("Tab")
+        assert tab.evaluate("document.activeElement.className") == "skip"  # the first stop skips the header
+        for _ in range(10):
+            if tab.evaluate("document.activeElement.id") == "token":
+                break
+            tab.keyboard.press("Tab")
+        assert tab.evaluate("document.activeElement.id") == "token", "the token field is not reachable by Tab"
+        tab.keyboard.type(ALL_SCOPES_TOKEN)
+        tab.keyboard.press("Enter")
+        tab.wait_for_url(f"{stack.console.url}/")
+        assert tab.get_by_role("heading", name="Dashboard").is_visible()
+    finally:
+        context.close()

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.integration.console_harness import (
+    APPROVER_TOKEN,
     READER_TOKEN,
     ConsoleStack,
     console_stack,
@@ -271,3 +272,31 @@ def test_the_pages_speak_chinese_when_asked_with_money_and_dates_per_locale(
     browser.get("/language/en")
     assert "Worklist" in browser.get("/worklist").text
     assert browser.get("/language/fr").status_code == 404
+
+
+def test_a_plan_is_approved_by_someone_other_than_who_asked_for_it(
+    stack: ConsoleStack, browser: httpx.Client
+) -> None:
+    dunning = stack.stack.urls["dunning"]
+    requested = httpx.get(f"{dunning}/payment-plans", params={"status": "requested"},
+                          headers=stack.stack.headers()).json()["plans"]
+    if not requested:  # this module's plan test did not run first: ask for one as "tester"
+        answer = httpx.post(f"{dunning}/customers/C-SEED/payment-plans", headers=stack.stack.headers(), json={
+            "plan_id": "PLAN-FOUR-EYES", "currency": "EUR", "reason": "four eyes",
+            "requested_on": "2024-03-15", "instalments": [{"due_date": "2024-04-15", "amount": "1500.00"}]})
+        assert answer.status_code == 201, answer.text
+        requested = [answer.json()]
+    plan_id = requested[0]["plan_id"]
+    page = browser.get("/plans")
+    answer = browser.post(f"/plans/{plan_id}/approve", data={"csrf_token": form_csrf(page.text)})
+    # dunning refuses the requester's own approval; the page says so, naming the service
+    assert answer.status_code == 403 and "collections (dunning)" in answer.text, answer.text
+    with stack.browser_client() as manager:
+        assert sign_in(manager, APPROVER_TOKEN).status_code == 303
+        plans = manager.get("/plans")
+        assert f'data-plan="{plan_id}"' in plans.text and 'data-action="approve"' in plans.text
+        assert 'data-action="promise"' not in manager.get("/worklist").text  # no dunning:write
+        answer = manager.post(f"/plans/{plan_id}/approve", data={"csrf_token": form_csrf(plans.text)})
+        assert answer.status_code == 303 and "done=approved" in answer.headers["location"]
+    plan = httpx.get(f"{dunning}/payment-plans/{plan_id}", headers=stack.stack.headers()).json()
+    assert plan["status"] == "active"

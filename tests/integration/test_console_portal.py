@@ -226,3 +226,24 @@ def test_a_signed_but_invalid_notification_names_the_field(stack: ConsoleStack) 
                        "received_date": "2024-03-10"}).encode()
     answer = httpx.post(f"{stack.console.url}/payments/webhook/acmepay", content=body, headers=_sign(body))
     assert answer.status_code == 422 and "body.amount" in answer.json()["detail"]
+
+
+def test_the_balance_of_a_statement_is_disputed_from_the_portal(stack: ConsoleStack) -> None:
+    run = httpx.post(f"{stack.stack.urls['dunning']}/statement-runs", json={"as_of": "2024-03-31"},
+                     headers=stack.stack.headers())
+    assert run.status_code == 200, run.text
+    link = issue_link(stack, PAYER).json()["url"].removeprefix(stack.settings.public_url)
+    page = httpx.get(stack.console.url + link)
+    statement_id = re.search(r'<option value="([^"]+)">', page.text[page.text.index('id="cstmt"'):]).group(1)
+    answer = httpx.post(f"{stack.console.url}{link}/confirmations", data={
+        "csrf_token": portal_csrf(page.text), "statement_id": statement_id, "response": "disputed",
+        "balance": "400.00", "note": "we paid 600 already"})
+    assert answer.status_code == 303 and answer.headers["location"].endswith("done=confirmed"), answer.text
+    timeline = stack.api("dunning", f"/customers/{PAYER}/timeline").json()
+    assert any("disput" in entry["kind"] for entry in timeline), timeline
+    other = stack.api("dunning", f"/customers/{OTHER}/statements").json()["statements"]
+    assert other, "the run made a statement for the other customer too"
+    refused = httpx.post(f"{stack.console.url}{link}/confirmations", data={
+        "csrf_token": portal_csrf(page.text), "statement_id": other[0]["statement_id"],
+        "response": "confirmed"})
+    assert refused.status_code == 404  # another customer's statement cannot be answered
