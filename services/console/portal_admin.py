@@ -3,6 +3,7 @@ token (JSON), and the same from the customer page for a signed-in user with that
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Annotated
 
@@ -18,6 +19,7 @@ from shared.problems import Problem
 from shared.tokens import Scopes
 
 router = APIRouter(tags=["portal"])
+log = logging.getLogger(__name__)
 
 
 class PortalLinkIn(BaseModel):
@@ -33,10 +35,14 @@ class PortalLinkOut(BaseModel):
     expires_at: datetime
 
 
-def _issue(request: Request, customer_id: str, valid_days: int | None) -> PortalLinkOut:
+def _issue(request: Request, customer_id: str, valid_days: int | None, identity: str) -> PortalLinkOut:
     settings = settings_of(request)
     links: PortalLinks = request.app.state.portal_links
     token, expires_at = links.issue(customer_id, valid_days or settings.portal_link_days)
+    # No service owns portal links, so the console keeps their trail: who, for whom, until when
+    # (never the link itself).
+    log.info("portal link issued by %s for customer %r, valid until %s", identity, customer_id,
+             expires_at.isoformat())
     return PortalLinkOut(url=f"{settings.public_url.rstrip('/')}/portal/{token}", expires_at=expires_at)
 
 
@@ -50,7 +56,7 @@ async def create_portal_link(body: PortalLinkIn, request: Request) -> PortalLink
     if not principal.has(Scopes.PORTAL_ADMIN):
         raise Problem(403, "insufficient-scope", detail=f"This token lacks the scope {Scopes.PORTAL_ADMIN}",
                       required_scope=Scopes.PORTAL_ADMIN)
-    return _issue(request, body.customer_id, body.valid_days)
+    return _issue(request, body.customer_id, body.valid_days, principal.identity)
 
 
 @router.post("/customers/{customer_id}/portal-link", response_class=HTMLResponse)
@@ -65,5 +71,5 @@ async def portal_link_form(request: Request, customer_id: str,
     if not 1 <= valid_days <= 366:
         return render(request, "refused.html", session, status=422, back=f"/customers/{customer_id}",
                       message="valid_days: a number of days from 1 to 366")
-    link = _issue(request, customer_id, valid_days)
+    link = _issue(request, customer_id, valid_days, session.principal.identity)
     return render(request, "portal_link.html", session, customer_id=customer_id, link=link)

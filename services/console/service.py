@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -77,11 +78,14 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     async def in_the_users_language(request: Request, call_next: Any) -> Response:
         # Every message of this request, templates' and Python's, in the user's language.
         token = current_language.set(language(request))
+        started = time.perf_counter()
         try:
             response: Response = await call_next(request)
-            return response
         finally:
             current_language.reset(token)
+        # The page's server time, services' answers included (bench/console.py reads it).
+        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
+        return response
 
     @app.get("/language/{code}", include_in_schema=False)
     async def choose_language(code: str, back: str = "/") -> Response:

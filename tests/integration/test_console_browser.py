@@ -90,6 +90,11 @@ def test_sign_in_and_the_dashboard_equals_the_ledger(stack: ConsoleStack, page: 
     chart = page.locator("#aging-chart svg")
     assert chart.is_visible() and chart.bounding_box()["width"] > 200
     assert page.locator("#aging-chart svg rect.rect").count() >= 1  # pygal's bars
+    # the forecast arrives after the page, by its script
+    page.locator('#forecast[data-loaded="true"] table.forecast').wait_for()
+    expected = stack.api("ledger", "/forecast/collections", as_of=as_of).json()["currencies"][0]["weeks"]
+    first_week = page.locator("#forecast td[data-value]").first
+    assert first_week.get_attribute("data-value") == expected[0]["expected"]
     shot(page, "dashboard")
 
 

@@ -95,7 +95,21 @@ def test_dashboard_figures_equal_the_ledgers(stack: ConsoleStack, browser: httpx
         assert figures[name] == eur[name], name
     assert '<svg' in page.text and 'id="aging-chart"' in page.text  # drawn by pygal, inline
     assert "kozea.github.io" not in page.text  # pygal's default script URL is turned off
-    assert "Expected collections by week" in page.text
+    assert 'data-fragment="/dashboard/forecast?as_of=2024-03-15' in page.text  # arrives after the page
+
+
+def test_the_forecast_fragment_equals_the_ledgers_forecast(
+    stack: ConsoleStack, browser: httpx.Client
+) -> None:
+    as_of = stack.stack.seeded.as_of
+    expected = stack.api("ledger", "/forecast/collections", as_of=as_of).json()
+    fragment = browser.get("/dashboard/forecast", params={"as_of": as_of}, headers={"X-Fragment": "1"})
+    assert fragment.status_code == 200 and "<html" not in fragment.text  # a piece of the dashboard
+    (block,) = expected["currencies"]
+    shown = re.findall(r'<td class="num" data-value="([^"]+)">', fragment.text)
+    assert shown == [week["expected"] for week in block["weeks"]]
+    page = browser.get("/dashboard/forecast", params={"as_of": as_of})  # without the script: a page
+    assert page.status_code == 200 and "<html" in page.text and 'id="forecast-chart"' in page.text
 
 
 def test_known_at_before_anything_was_recorded_shows_an_empty_book(browser: httpx.Client) -> None:
