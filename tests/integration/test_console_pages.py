@@ -4,6 +4,7 @@ figures equal to the APIs', forms that reach the services, and what is refused."
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -314,3 +315,26 @@ def test_a_plan_is_approved_by_someone_other_than_who_asked_for_it(
         assert answer.status_code == 303 and "done=approved" in answer.headers["location"]
     plan = httpx.get(f"{dunning}/payment-plans/{plan_id}", headers=stack.stack.headers()).json()
     assert plan["status"] == "active"
+
+
+def test_a_call_logged_from_the_worklist_is_on_the_customers_timeline(
+    stack: ConsoleStack, browser: httpx.Client
+) -> None:
+    page = browser.get("/worklist", params={"as_of": stack.stack.seeded.as_of})
+    answer = browser.post("/customers/C-SEED/calls", data={
+        "csrf_token": form_csrf(page.text), "outcome": "left_message", "note": "voicemail, will call back",
+        "occurred_on": "2024-03-15", "back": "/worklist?as_of=2024-03-15"})
+    assert answer.status_code == 303 and answer.headers["location"] == "/worklist?as_of=2024-03-15&done=call"
+    timeline = stack.api("dunning", "/customers/C-SEED/timeline").json()
+    assert any("voicemail" in json.dumps(entry) for entry in timeline), timeline
+
+
+def test_a_warning_is_acknowledged_from_the_warnings_page(stack: ConsoleStack, browser: httpx.Client) -> None:
+    page = browser.get("/warnings")
+    warning_id = re.search(r'data-warning="([^"]+)"', page.text).group(1)
+    answer = browser.post(f"/warnings/{warning_id}/acknowledge", data={
+        "csrf_token": form_csrf(page.text), "note": "limit review booked"})
+    assert answer.status_code == 303 and "done=acknowledged" in answer.headers["location"]
+    warnings = stack.api("credit", "/warnings").json()["warnings"]
+    (warning,) = [w for w in warnings if w["warning_id"] == warning_id]
+    assert [a["note"] for a in warning["acknowledgements"]] == ["limit review booked"]
