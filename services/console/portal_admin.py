@@ -33,17 +33,19 @@ class PortalLinkIn(BaseModel):
 class PortalLinkOut(BaseModel):
     url: str
     expires_at: datetime
+    link_id: str = Field(description="listed in RECEIVABLES_PORTAL_REVOKED_LINKS, revokes this link alone")
 
 
 def _issue(request: Request, customer_id: str, valid_days: int | None, identity: str) -> PortalLinkOut:
     settings = settings_of(request)
     links: PortalLinks = request.app.state.portal_links
-    token, expires_at = links.issue(customer_id, valid_days or settings.portal_link_days)
+    token, expires_at, link_id = links.issue(customer_id, valid_days or settings.portal_link_days)
     # No service owns portal links, so the console keeps their trail: who, for whom, until when
     # (never the link itself).
-    log.info("portal link issued by %s for customer %r, valid until %s", identity, customer_id,
+    log.info("portal link %s issued by %s for customer %r, valid until %s", link_id, identity, customer_id,
              expires_at.isoformat())
-    return PortalLinkOut(url=f"{settings.public_url.rstrip('/')}/portal/{token}", expires_at=expires_at)
+    return PortalLinkOut(url=f"{settings.public_url.rstrip('/')}/portal/{token}", expires_at=expires_at,
+                         link_id=link_id)
 
 
 @router.post("/portal-links", status_code=201, response_model=PortalLinkOut)

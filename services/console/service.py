@@ -59,7 +59,8 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     app.state.settings = settings
     assert settings.console_secret is not None  # the settings refuse to exist without one
     app.state.sessions = Sessions(settings.console_secret, registry, settings.session_hours * 3600)
-    app.state.portal_links = PortalLinks(settings.console_secret, settings.portal_links_not_before)
+    app.state.portal_links = PortalLinks(settings.console_secret, settings.portal_links_not_before,
+                                         settings.revoked_link_ids)
     app.mount("/static", StaticFiles(directory=str(files("services.console") / "static")), name="static")
     for module in (signing_in, dashboard, pages, collection_actions, portal_admin, portal, webhook):
         app.include_router(module.router)

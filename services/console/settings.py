@@ -45,6 +45,8 @@ class ConsoleSettings(BaseSettings):
     portal_link_days: int = Field(default=30, ge=1, le=366)
     # Every portal link issued before this instant is refused (revokes all links given out).
     portal_links_not_before: datetime | None = None
+    # Portal links refused by id (comma-separated; the link_id POST /portal-links answered).
+    portal_revoked_links: str = ""
     # Where `POST /portal-links` URLs point (the console as customers reach it).
     public_url: str = "http://127.0.0.1:8000"
 
@@ -66,6 +68,10 @@ class ConsoleSettings(BaseSettings):
     @property
     def auth_enabled(self) -> bool:
         return self.auth == "enabled"
+
+    @property
+    def revoked_link_ids(self) -> frozenset[str]:
+        return frozenset(part.strip() for part in self.portal_revoked_links.split(",") if part.strip())
 
     def service_urls(self) -> dict[str, str]:
         return {"ledger": self.ledger_url, "dunning": self.dunning_url, "credit": self.credit_url}

@@ -114,15 +114,22 @@ def test_altered_expired_and_withdrawn_links_are_refused(stack: ConsoleStack, se
     for bad in (altered, "not-a-link", token + "x"):
         answer = httpx.get(f"{stack.console.url}/portal/{bad}")
         assert answer.status_code == 403 and "INV-SEED-1" not in answer.text
-    expired, _ = PortalLinks(SECRET).issue("C-SEED", 1, now=datetime.now(UTC) - timedelta(days=2))
+    expired, _, _ = PortalLinks(SECRET).issue("C-SEED", 1, now=datetime.now(UTC) - timedelta(days=2))
     answer = httpx.get(f"{stack.console.url}/portal/{expired}")
     assert answer.status_code == 403 and "expired" in answer.text
-    foreign, _ = PortalLinks("another-secret-of-enough-length-0123456789").issue("C-SEED", 1)
+    foreign, _, _ = PortalLinks("another-secret-of-enough-length-0123456789").issue("C-SEED", 1)
     assert httpx.get(f"{stack.console.url}/portal/{foreign}").status_code == 403
     settings = console_settings(stack.stack, portal_links_not_before=datetime.now(UTC))
     with ConsoleServer(settings) as later:
         answer = httpx.get(later.url + seed_link)
         assert answer.status_code == 403 and "withdrawn" in answer.text
+    # one link revoked by its id, another of the same customer still good
+    revoked, kept = issue_link(stack, "C-SEED").json(), issue_link(stack, "C-SEED").json()
+    settings = console_settings(stack.stack, portal_revoked_links=f"other-id, {revoked['link_id']}")
+    with ConsoleServer(settings) as later:
+        for link, status in ((revoked, 403), (kept, 200)):
+            path = link["url"].removeprefix(stack.settings.public_url)
+            assert httpx.get(later.url + path).status_code == status
 
 
 def test_a_dispute_from_the_portal_reaches_the_ledger_once(stack: ConsoleStack, seed_link: str) -> None:

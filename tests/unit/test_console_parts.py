@@ -50,8 +50,10 @@ def test_the_rf_reference_of_the_standards_example() -> None:
 
 def test_portal_links_expire_and_are_bound_to_their_secret() -> None:
     links = PortalLinks(SECRET)
-    token, expires_at = links.issue("C-1", 3)
+    token, expires_at, link_id = links.issue("C-1", 3)
     assert links.verify(token).customer_id == "C-1"
+    with pytest.raises(LinkRefused, match="withdrawn"):
+        PortalLinks(SECRET, revoked=frozenset({link_id})).verify(token)
     with pytest.raises(LinkRefused, match="expired"):
         links.verify(token, now=expires_at + timedelta(seconds=1))
     with pytest.raises(LinkRefused, match="not valid"):
