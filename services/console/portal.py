@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import uuid
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
@@ -30,6 +32,7 @@ from services.console.statement_pdf import statement_pdf
 from services.console.web import Refused, backends_of, language, render, settings_of
 
 router = APIRouter(tags=["portal"])
+log = logging.getLogger(__name__)
 SOURCE = "receivables/portal"
 MAX_INSTALMENTS = 12
 
@@ -66,7 +69,14 @@ def _today() -> date:
 async def _ask(request: Request, method: str, service: str, path: str, body: Any = None,
                **params: Any) -> Answer:
     token = settings_of(request).console_token
-    return await backends_of(request).call(service, method, path, token, params=params, json=body)
+    answer = await backends_of(request).call(service, method, path, token, params=params, json=body)
+    if answer.status in (401, 403):
+        # The console's own token is missing or short of a scope: the operator's to fix, and
+        # nothing a customer should read about tokens.
+        log.error("the %s service refused RECEIVABLES_CONSOLE_TOKEN on %s %s: %s", service, method, path,
+                  answer.trouble)
+        return replace(answer, trouble=_("Your account cannot be shown right now; please try again later."))
+    return answer
 
 
 async def _open_items(request: Request, customer_id: str) -> Answer:

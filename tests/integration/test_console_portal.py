@@ -254,3 +254,12 @@ def test_the_balance_of_a_statement_is_disputed_from_the_portal(stack: ConsoleSt
         "csrf_token": portal_csrf(page.text), "statement_id": other[0]["statement_id"],
         "response": "confirmed"})
     assert refused.status_code == 404  # another customer's statement cannot be answered
+
+
+def test_a_portal_whose_own_token_is_refused_tells_the_customer_nothing_of_tokens(stack: ConsoleStack,
+                                                                                   seed_link: str) -> None:
+    settings = console_settings(stack.stack, console_token="not-a-known-token")
+    with ConsoleServer(settings) as misconfigured:
+        page = httpx.get(misconfigured.url + seed_link)
+        assert page.status_code == 200
+        assert "cannot be shown right now" in page.text and "token" not in page.text.lower()
