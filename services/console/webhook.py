@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -39,8 +40,9 @@ class ProviderPayment(BaseModel):
     id: str = Field(min_length=1, max_length=200, pattern=NO_NUL_NOT_EMPTY)
     customer_id: str = Field(min_length=1, max_length=200, pattern=NO_NUL_NOT_EMPTY)
     currency: str = Field(pattern=r"^[A-Z]{3}$")
-    amount: Decimal = Field(gt=0, max_digits=17, decimal_places=2)
-    received_date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
+    # At most three decimals (ISO 4217's most); the ledger checks the currency's own minor unit.
+    amount: Decimal = Field(gt=0, max_digits=18, decimal_places=3)
+    received_date: date
     reference: str | None = Field(default=None, max_length=200)
     invoice_ids: list[str] = Field(default_factory=list, max_length=1000)
 
@@ -57,7 +59,7 @@ async def _allocations(request: Request, payment: ProviderPayment) -> list[dict[
         return []
     token = settings_of(request).console_token
     answer = await backends_of(request).get("ledger", f"/customers/{segment(payment.customer_id)}/open-items",
-                                            token, as_of=payment.received_date)
+                                            token, as_of=payment.received_date.isoformat())
     if not answer.ok and answer.status != 404:
         # Without the open amounts no allocation can be sized: the provider sends again later.
         raise Problem(503, "ledger-unavailable", detail=answer.trouble, headers={"Retry-After": "30"})
@@ -97,7 +99,8 @@ async def payment_webhook(provider: str, request: Request) -> dict[str, Any]:
                       "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors) from None
     data: dict[str, Any] = {
         "payment_id": f"{provider}-{payment.id}", "customer_id": payment.customer_id,
-        "currency": payment.currency, "amount": str(payment.amount), "received_date": payment.received_date,
+        "currency": payment.currency, "amount": str(payment.amount),
+        "received_date": payment.received_date.isoformat(),
         "method": provider, "allocations": await _allocations(request, payment),
     }
     if payment.reference:

@@ -263,3 +263,10 @@ def test_a_portal_whose_own_token_is_refused_tells_the_customer_nothing_of_token
         page = httpx.get(misconfigured.url + seed_link)
         assert page.status_code == 200
         assert "cannot be shown right now" in page.text and "token" not in page.text.lower()
+
+
+def test_a_notification_with_an_impossible_date_is_refused_naming_it(stack: ConsoleStack) -> None:
+    body = json.dumps({"id": "acme-y", "customer_id": PAYER, "currency": "EUR", "amount": "1.00",
+                       "received_date": "2024-13-45"}).encode()
+    answer = httpx.post(f"{stack.console.url}/payments/webhook/acmepay", content=body, headers=_sign(body))
+    assert answer.status_code == 422 and "body.received_date" in answer.json()["detail"]
