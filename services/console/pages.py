@@ -60,7 +60,7 @@ async def customer(request: Request, customer_id: str, session: SessionDep) -> H
     except BadInput as error:
         return _bad_date(request, session, "customer.html", error)
     backends, token, path = backends_of(request), session.token, f"/customers/{segment(customer_id)}"
-    balance, items, predictions, dunning, timeline, plans, credit = await asyncio.gather(
+    balance, items, predictions, dunning, timeline, plans, credit, warnings = await asyncio.gather(
         backends.get("ledger", f"{path}/balance", token, as_of=as_of),
         backends.get("ledger", f"{path}/open-items", token, as_of=as_of),
         backends.get("ledger", f"{path}/predictions", token, as_of=as_of),
@@ -68,8 +68,8 @@ async def customer(request: Request, customer_id: str, session: SessionDep) -> H
         backends.get("dunning", f"{path}/timeline", token, limit=50),
         backends.get("dunning", f"{path}/payment-plans", token),
         backends.get("credit", f"{path}/credit", token, as_of=as_of),
+        backends.get("credit", "/warnings", token, customer_id=customer_id, status="open"),
     )
-    warnings = await backends.get("credit", "/warnings", token, customer_id=customer_id, status="open")
     # A customer a service has never heard of is a 404 there: said once, not as a failure.
     troubles = [answer for answer in _troubles(balance, items, dunning, timeline, plans, credit, warnings)
                 if answer.status != 404]
