@@ -15,12 +15,14 @@ import urllib.request
 from collections.abc import Sequence
 
 DEFAULT_PORTS = {"ledger": 8001, "dunning": 8002, "credit": 8003}
+CONSOLE_PORT = 8000  # the console and portal (no store; ready once it serves)
 
 
 def url_for(command: Sequence[str], path: str = "/health/ready") -> str:
     """The loopback URL of ``path`` for a ``receivables serve SERVICE [--port N]`` command line."""
-    service = next((word for word in command if word in DEFAULT_PORTS), "ledger")
-    port: str | int = DEFAULT_PORTS[service]
+    ports = {**DEFAULT_PORTS, "console": CONSOLE_PORT}
+    service = next((word for word in command if word in ports), "ledger")
+    port: str | int = ports[service]
     for index, word in enumerate(command):
         if word == "--port" and index + 1 < len(command):
             port = command[index + 1]

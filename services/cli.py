@@ -20,6 +20,9 @@ log = logging.getLogger("receivables")
 
 DEFAULT_PORTS = {"ledger": 8001, "dunning": 8002, "credit": 8003}
 DEFAULT_BASE_PORT = 8000  # `dev --base-port N` moves the services to N+1, N+2, N+3
+# The console and portal (services/console): on the base port itself; it has no store and
+# consumes no topic, so it is not one of the DEFAULT_PORTS services above.
+CONSOLE_PORT = DEFAULT_BASE_PORT
 DEFAULT_KAFKA_PORT = 9092
 # The embedded broker auto-creates a topic that any client names, with 4 partitions: after
 # it restarts, a service's client may well get there before `dev` creates the topics again,
@@ -53,7 +56,34 @@ def _server(app: FastAPI, host: str, port: int) -> Any:
     return uvicorn.Server(config)
 
 
+def _console_settings(**overrides: Any) -> Any:
+    from services.console.settings import ConsoleSettings
+
+    return ConsoleSettings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def serve_console(args: argparse.Namespace) -> int:
+    """``receivables serve console``: refuses to start without RECEIVABLES_CONSOLE_SECRET."""
+    from pydantic import ValidationError
+
+    from services.console.service import create_app
+
+    try:
+        settings = _console_settings()
+    except ValidationError as error:
+        for problem in error.errors():
+            message = problem["msg"].removeprefix("Value error, ")
+            print(f"receivables serve console: {message}", file=sys.stderr)
+        return 2
+    import uvicorn
+
+    uvicorn.run(create_app(settings), host=args.host, port=args.port or CONSOLE_PORT, log_level="info")
+    return 0
+
+
 def serve(args: argparse.Namespace) -> int:
+    if args.service == "console":
+        return serve_console(args)
     factories = _app_factories()
     if args.service not in factories:
         print(f"receivables: the {args.service} service is not built yet", file=sys.stderr)
@@ -117,6 +147,8 @@ async def _dev(args: argparse.Namespace) -> int:
                              ledger_url=f"http://127.0.0.1:{ports['ledger']}")  # (its predictions)
         apps.append(factory(settings))
         servers.append((name, _server(apps[-1], "127.0.0.1", ports[name])))
+    servers.append(("console", _server(_dev_console(args, data_dir, bootstrap, ports, auth),
+                                       "127.0.0.1", args.base_port)))
     if supervisor is not None:
         supervisor.on_lost = lambda: _broker_lost(apps)
     tasks = [asyncio.create_task(server.serve()) for _, server in servers]
@@ -140,7 +172,10 @@ async def _dev(args: argparse.Namespace) -> int:
             embedded = f"  (embedded, memory only, pid {supervisor.broker.pid}; restarted if it dies)"
         print(f"Kafka      {bootstrap}{embedded}")
         for name, _ in servers:
-            print(f"{name:<10} http://127.0.0.1:{ports[name]}   (docs: /docs)")
+            if name == "console":
+                print(f"{name:<10} http://127.0.0.1:{args.base_port}   (the console and the customer portal)")
+            else:
+                print(f"{name:<10} http://127.0.0.1:{ports[name]}   (docs: /docs)")
         print(f"data       {data_dir}")
         print("Ctrl-C stops everything.", flush=True)
         await stop.wait()
@@ -159,6 +194,19 @@ async def _dev(args: argparse.Namespace) -> int:
     failed = [name for (name, _), task in zip(servers, tasks, strict=True)
               if task.done() and not task.cancelled() and task.exception()]
     return 1 if failed or broker_failed else 0
+
+
+def _dev_console(args: argparse.Namespace, data_dir: Path, bootstrap: str, ports: dict[str, int],
+                 auth: str) -> FastAPI:
+    """The console under `dev`: a secret kept in the data dir unless RECEIVABLES_CONSOLE_SECRET is set."""
+    from services.console.service import create_app
+    from services.console.settings import dev_secret
+
+    secret = os.environ.get("RECEIVABLES_CONSOLE_SECRET") or dev_secret(data_dir)
+    urls = {f"{name}_url": f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    settings = _console_settings(console_secret=secret, kafka_bootstrap=bootstrap, auth=auth, dev_mode=True,
+                                 public_url=f"http://127.0.0.1:{args.base_port}", **urls)
+    return create_app(settings)
 
 
 def dev(args: argparse.Namespace) -> int:
@@ -246,11 +294,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kafka-port", type=int,
                    help=f"port of the embedded broker on 127.0.0.1 (default {DEFAULT_KAFKA_PORT})")
     p.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT,
-                   help=f"the services listen on BASE+1 (ledger), BASE+2 (dunning), BASE+3 (credit) "
+                   help=f"the console listens on BASE, the services on BASE+1 (ledger), BASE+2 (dunning), "
+                        f"BASE+3 (credit) "
                         f"(default {DEFAULT_BASE_PORT})")
     p.set_defaults(run=dev)
     p = commands.add_parser("serve", help="run one service (settings from the environment)")
-    p.add_argument("service", choices=sorted(DEFAULT_PORTS))
+    p.add_argument("service", choices=sorted([*DEFAULT_PORTS, "console"]))
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int)
     p.set_defaults(run=serve)

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Self
 
+import httpx
 import pytest
 
 from shared.broker import BrokerError, BrokerSupervisor, EmbeddedBroker, free_port, resolve_tansu_binary
@@ -304,3 +305,14 @@ async def test_a_broker_that_dies_with_its_parent_is_only_forked_by_the_main_thr
     with pytest.raises(BrokerError, match="spawned from the main thread"):
         await asyncio.to_thread(broker.spawn)
     assert not broker.is_running
+
+
+async def test_dev_serves_the_console_on_the_base_port_with_a_secret_of_its_data_dir(tmp_path: Path) -> None:
+    async with DevStack(tmp_path) as dev:
+        assert f"console    http://127.0.0.1:{dev.base_port}" in dev.log()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{dev.base_port}", timeout=10) as client:
+            assert (await client.get("/health/ready")).status_code == 200
+            sign_in = await client.get("/sign-in")
+            assert sign_in.status_code == 200 and 'name="token"' in sign_in.text
+        secret = dev.data_dir / "console-secret"
+        assert secret.stat().st_mode & 0o077 == 0 and len(secret.read_text()) >= 32

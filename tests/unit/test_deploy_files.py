@@ -41,7 +41,8 @@ CONSUMED_TOPICS = {
     "credit": CREDIT_TOPICS,
 }
 # Secrets the stack must refuse to start without.
-REQUIRED_VARIABLES = ("POSTGRES_PASSWORD", "RECEIVABLES_API_TOKENS_FILE")
+REQUIRED_VARIABLES = ("POSTGRES_PASSWORD", "RECEIVABLES_API_TOKENS_FILE", "RECEIVABLES_CONSOLE_SECRET",
+                      "RECEIVABLES_CONSOLE_TOKEN")
 
 
 def _compose() -> dict[str, Any]:
@@ -107,7 +108,8 @@ def test_compose_cli_accepts_the_file_with_the_required_variables(
 ) -> None:
     tokens = tmp_path / "tokens.json"
     tokens.write_text('{"a-token": ["ledger:read"]}', encoding="utf-8")
-    env = _compose_env(POSTGRES_PASSWORD="0123abcd", RECEIVABLES_API_TOKENS_FILE=str(tokens))
+    env = _compose_env(POSTGRES_PASSWORD="0123abcd", RECEIVABLES_API_TOKENS_FILE=str(tokens),
+                       RECEIVABLES_CONSOLE_SECRET="s" * 32, RECEIVABLES_CONSOLE_TOKEN="a-token")
     result = subprocess.run([*compose_cli, "-f", str(COMPOSE_FILE), "config", "-q"],
                             capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -119,7 +121,8 @@ def test_compose_cli_refuses_to_start_without_a_required_secret(
 ) -> None:
     tokens = tmp_path / "tokens.json"
     tokens.write_text("{}", encoding="utf-8")
-    values = {"POSTGRES_PASSWORD": "0123abcd", "RECEIVABLES_API_TOKENS_FILE": str(tokens)}
+    values = {"POSTGRES_PASSWORD": "0123abcd", "RECEIVABLES_API_TOKENS_FILE": str(tokens),
+              "RECEIVABLES_CONSOLE_SECRET": "s" * 32, "RECEIVABLES_CONSOLE_TOKEN": "a-token"}
     del values[missing]
     result = subprocess.run([*compose_cli, "-f", str(COMPOSE_FILE), "config", "-q"],
                             capture_output=True, text=True, env=_compose_env(**values),
@@ -361,10 +364,11 @@ def test_k8s_kustomization_lists_the_services_and_not_the_examples() -> None:
     (kustomization,) = _manifests("kustomization.yaml")
     resources = kustomization["resources"]
     assert all((K8S / name).exists() for name in resources)
-    assert {"ledger.yaml", "dunning.yaml", "credit.yaml", "config.yaml"} <= set(resources)
+    assert {"ledger.yaml", "dunning.yaml", "credit.yaml", "console.yaml", "config.yaml"} <= set(resources)
     assert "secrets.example.yaml" not in resources and "replay-job.yaml" not in resources
     secrets = {d["metadata"]["name"] for d in _manifests("secrets.example.yaml")}
-    assert secrets == {"receivables-api-tokens", *(f"receivables-{s}-database" for s in SERVICES)}
+    assert secrets == {"receivables-api-tokens", "receivables-console",
+                       *(f"receivables-{s}-database" for s in SERVICES)}
     (config,) = _manifests("config.yaml")
     assert all(key.startswith("RECEIVABLES_") for key in config["data"])
     assert "RECEIVABLES_DATABASE_URL" not in config["data"]
@@ -431,3 +435,25 @@ def test_healthcheck_exit_status_follows_readiness(health_server: tuple[str, lis
     assert answer.returncode == 1 and "503" in answer.stderr and "kafka unreachable" in answer.stderr
     closed = _healthcheck_module()
     assert closed.probe("http://127.0.0.1:9/health/ready", timeout=2) is False
+
+
+# --- the console --------------------------------------------------------------------------------
+
+
+def test_compose_and_k8s_run_the_console_on_its_port_with_its_secret() -> None:
+    from services.cli import CONSOLE_PORT
+
+    console = _compose()["services"]["console"]
+    assert console["command"] == ["serve", "console", "--port", str(CONSOLE_PORT)]
+    assert console["environment"]["RECEIVABLES_CONSOLE_SECRET"].startswith("${RECEIVABLES_CONSOLE_SECRET:?")
+    assert {"ledger", "dunning", "credit"} <= set(console["depends_on"])
+    deployment = _deployment("console")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["serve", "console", "--port", str(CONSOLE_PORT)]
+    env = {item["name"]: item for item in container["env"]}
+    assert env["RECEIVABLES_CONSOLE_SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": "receivables-console", "key": "secret"}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health/ready", "port": "http"}
+    assert _healthcheck_module().url_for(["receivables", "serve", "console"]) == \
+        f"http://127.0.0.1:{CONSOLE_PORT}/health/ready"

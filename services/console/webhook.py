@@ -1,0 +1,114 @@
+"""``POST /payments/webhook/{provider}``: a payment provider says a customer paid.
+
+The body is checked against ``X-Receivables-Signature: sha256=<hex HMAC-SHA256 of the raw body
+with RECEIVABLES_PAYMENT_WEBHOOK_SECRET>`` before anything is read from it; a bad or missing
+signature is 401 and publishes nothing. A good one becomes a ``payment.received`` on
+``ar.payments`` with source ``receivables/portal/<provider>`` and the provider's id as the
+event id, so the ledger counts a notification sent again only once. ``invoice_ids`` become
+allocations (each up to the invoice's open amount, in the order given); without them an RF
+reference naming one of the customer's open invoices does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from services.console.backends import segment
+from services.console.payment_reference import invoice_of
+from services.console.publisher import Publisher, PublishFailed
+from services.console.web import backends_of, settings_of
+from shared.problems import Problem, field_name
+from shared.values import NO_NUL_NOT_EMPTY
+
+router = APIRouter(tags=["payments"])
+SIGNATURE_HEADER = "X-Receivables-Signature"
+PROVIDER_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,39}$"
+MAX_BODY_BYTES = 64 * 1024
+
+
+class ProviderPayment(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(min_length=1, max_length=200, pattern=NO_NUL_NOT_EMPTY)
+    customer_id: str = Field(min_length=1, max_length=200, pattern=NO_NUL_NOT_EMPTY)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    # At most three decimals (ISO 4217's most); the ledger checks the currency's own minor unit.
+    amount: Decimal = Field(gt=0, max_digits=18, decimal_places=3)
+    received_date: date
+    reference: str | None = Field(default=None, max_length=200)
+    invoice_ids: list[str] = Field(default_factory=list, max_length=1000)
+
+
+def signature_ok(secret: str | None, body: bytes, header: str | None) -> bool:
+    if not secret or not header or not header.startswith("sha256="):
+        return False
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, header.removeprefix("sha256=").strip().lower())
+
+
+async def _allocations(request: Request, payment: ProviderPayment) -> list[dict[str, str]]:
+    if not payment.invoice_ids and not payment.reference:
+        return []
+    token = settings_of(request).console_token
+    answer = await backends_of(request).get("ledger", f"/customers/{segment(payment.customer_id)}/open-items",
+                                            token, as_of=payment.received_date.isoformat())
+    if not answer.ok and answer.status != 404:
+        # Without the open amounts no allocation can be sized: the provider sends again later.
+        raise Problem(503, "ledger-unavailable", detail=answer.trouble, headers={"Retry-After": "30"})
+    items = (answer.body or {}).get("open_items", [])
+    open_amounts = {item["invoice_id"]: Decimal(item["open_amount"])
+                    for item in items if item["currency"] == payment.currency}
+    named = list(payment.invoice_ids)
+    if not named and payment.reference:
+        found = invoice_of(payment.reference, open_amounts)
+        named = [found] if found else []
+    allocations, left = [], payment.amount
+    for invoice_id in named:
+        share = min(open_amounts.get(invoice_id, Decimal(0)), left)
+        if share > 0:
+            allocations.append({"invoice_id": invoice_id, "amount": str(share)})
+            left -= share
+    return allocations
+
+
+@router.post("/payments/webhook/{provider}", status_code=202)
+async def payment_webhook(provider: str, request: Request) -> dict[str, Any]:
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise Problem(413, "too-large", detail=f"The notification is larger than {MAX_BODY_BYTES} bytes")
+    secret = settings_of(request).payment_webhook_secret
+    if not signature_ok(secret, body, request.headers.get(SIGNATURE_HEADER)):
+        raise Problem(401, "bad-signature", detail=f"{SIGNATURE_HEADER} is missing or does not match",
+                      headers={"WWW-Authenticate": "HMAC-SHA256"})
+    if not re.fullmatch(PROVIDER_PATTERN, provider):
+        raise Problem(422, "validation-error", detail="path.provider: lower-case letters, digits, - and _")
+    try:
+        payment = ProviderPayment.model_validate_json(body)
+    except ValidationError as error:
+        errors = [{"field": field_name(("body", *error_["loc"])), "message": error_["msg"]}
+                  for error_ in error.errors()]
+        raise Problem(422, "validation-error", "Request validation failed",
+                      "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors) from None
+    data: dict[str, Any] = {
+        "payment_id": f"{provider}-{payment.id}", "customer_id": payment.customer_id,
+        "currency": payment.currency, "amount": str(payment.amount),
+        "received_date": payment.received_date.isoformat(),
+        "method": provider, "allocations": await _allocations(request, payment),
+    }
+    if payment.reference:
+        data["reference"] = payment.reference
+    publisher: Publisher = request.app.state.publisher
+    try:
+        await publisher.publish("ar.payments", event_id=payment.id, source=f"receivables/portal/{provider}",
+                                event_type="payment.received", customer_id=payment.customer_id, data=data)
+    except PublishFailed as error:
+        raise Problem(503, "broker-unavailable", detail=str(error), headers={"Retry-After": "30"}) from None
+    return {"accepted": True, "payment_id": data["payment_id"], "allocations": data["allocations"]}

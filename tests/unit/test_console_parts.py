@@ -1,0 +1,121 @@
+"""The console's parts without I/O: settings, RF references, links, sessions, signatures, sums."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from pydantic import ValidationError
+from stdnum import iso11649
+
+from services.cli import main
+from services.console.formatting import language_of, money
+from services.console.payment_reference import invoice_of, rf_reference
+from services.console.portal import split
+from services.console.portal_links import LinkRefused, PortalLinks
+from services.console.sessions import Sessions
+from services.console.settings import ConsoleSettings
+from services.console.webhook import signature_ok
+from shared.tokens import TokenRegistry
+
+SECRET = "x" * 40
+
+
+def test_the_console_refuses_to_start_without_a_long_enough_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RECEIVABLES_CONSOLE_SECRET", raising=False)
+    with pytest.raises(ValidationError, match="RECEIVABLES_CONSOLE_SECRET is required"):
+        ConsoleSettings()
+    with pytest.raises(ValidationError, match="at least 32"):
+        ConsoleSettings(console_secret="short")
+    with pytest.raises(ValidationError, match="only `receivables dev`"):
+        ConsoleSettings(console_secret=SECRET, auth="disabled")
+    assert main(["serve", "console", "--port", "1"]) == 2
+
+
+@pytest.mark.parametrize("invoice_id", ["INV-SEED-1", "inv 2024/0001", "Ü-7", "A" * 30, "ZED-1", "-"])
+def test_rf_references_are_valid_and_name_their_invoice(invoice_id: str) -> None:
+    reference = rf_reference(invoice_id)
+    assert iso11649.is_valid(reference) and len(reference) <= 25
+    assert invoice_of(reference, ["OTHER", invoice_id, "MORE"]) == invoice_id
+    assert invoice_of(reference, ["OTHER"]) is None
+    assert invoice_of("RF00NOTVALID", [invoice_id]) is None
+
+
+def test_the_rf_reference_of_the_standards_example() -> None:
+    assert rf_reference("539007547034") == "RF18539007547034"
+
+
+def test_portal_links_expire_and_are_bound_to_their_secret() -> None:
+    links = PortalLinks(SECRET)
+    token, expires_at, link_id = links.issue("C-1", 3)
+    assert links.verify(token).customer_id == "C-1"
+    with pytest.raises(LinkRefused, match="withdrawn"):
+        PortalLinks(SECRET, revoked=frozenset({link_id})).verify(token)
+    with pytest.raises(LinkRefused, match="expired"):
+        links.verify(token, now=expires_at + timedelta(seconds=1))
+    with pytest.raises(LinkRefused, match="not valid"):
+        PortalLinks("y" * 40).verify(token)
+    with pytest.raises(LinkRefused, match="withdrawn"):
+        PortalLinks(SECRET, not_before=datetime.now(UTC) + timedelta(seconds=5)).verify(token)
+
+
+def test_a_session_cookie_hides_the_token_and_refuses_alteration() -> None:
+    sessions = Sessions(SECRET, TokenRegistry.from_mapping({"tok-1": ["ledger:read"]}), 3600)
+    cookie = sessions.issue("tok-1")
+    assert "tok-1" not in cookie
+    session = sessions.read(cookie)
+    assert session is not None and session.can("ledger:read") and not session.can("credit:override")
+    assert sessions.read(cookie[:-2] + ("AA" if cookie[-2:] != "AA" else "BB")) is None
+    assert Sessions("z" * 40, sessions.registry, 3600).read(cookie) is None
+    assert sessions.csrf_ok(session, sessions.csrf_token(session.session_id))
+    assert not sessions.csrf_ok(session, "forged") and not sessions.csrf_ok(session, None)
+
+
+def test_webhook_signatures() -> None:
+    body = b'{"id": "1"}'
+    good = "sha256=" + hmac.new(b"secret", body, hashlib.sha256).hexdigest()
+    assert signature_ok("secret", body, good)
+    assert not signature_ok("secret", body + b" ", good)
+    assert not signature_ok("secret", body, None) and not signature_ok(None, body, good)
+    assert not signature_ok("secret", body, good.removeprefix("sha256="))
+
+
+@pytest.mark.parametrize(("total", "count"), [("1000.00", 3), ("0.05", 2), ("999.99", 12)])
+def test_instalments_add_up_to_the_cent(total: str, count: int) -> None:
+    parts = split(Decimal(total), count)
+    assert len(parts) == count and sum(parts) == Decimal(total)
+    assert all(part.as_tuple().exponent >= -2 for part in parts)
+
+
+def test_money_and_language_per_locale() -> None:
+    assert money("1500.00", "EUR", "en") == "€1,500.00"
+    assert money("1500.00", "CNY", "zh") == "¥1,500.00"
+    assert money(None, "EUR", "en") == "—"
+    assert language_of("zh-CN,zh;q=0.9,en;q=0.8") == "zh"
+    assert language_of("fr-FR, en;q=0.5") == "en"
+    assert language_of("zh-CN", chosen="en") == "en"
+
+
+def test_every_message_of_the_console_has_its_chinese_translation_with_the_same_placeholders() -> None:
+    import re
+    from importlib.resources import files
+
+    from babel.messages.extract import extract_from_dir
+    from babel.messages.pofile import read_po
+
+    root = files("services.console")
+    wanted = {message for _, _, message, _, _ in extract_from_dir(
+        str(root), method_map=[("**.py", "python"), ("**.html", "jinja2")],
+        options_map={"**.html": {"extensions": "jinja2.ext.i18n"}}) if isinstance(message, str)}
+    with (root / "locale" / "zh_Hans" / "LC_MESSAGES" / "messages.po").open("rb") as source:
+        catalog = read_po(source)
+    translated = {message.id: message.string for message in catalog if message.id}
+    missing = wanted - set(translated)
+    assert not missing, f"not in the catalogue (pybabel extract, then update): {missing}"
+    placeholders = re.compile(r"%\([a-z_]+\)[sr]|%%")
+    for english, chinese in translated.items():
+        assert chinese, f"no translation of {english!r}"
+        assert sorted(placeholders.findall(english)) == sorted(placeholders.findall(chinese)), english
