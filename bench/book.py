@@ -210,12 +210,13 @@ class _Request:
 
 class _Builder:
     def __init__(self, customers: int, events: int, seed: int, advance: float = 0.0,
-                 habits: bool = False) -> None:
+                 habits: bool = False, issue_days: int = ISSUE_DAYS) -> None:
         if customers < 1:
             raise ValueError("customers must be at least 1")
         if not 0.0 <= advance <= 0.5:
             raise ValueError("advance must be a share between 0 and 0.5")
         self.advance = advance
+        self.issue_days = issue_days
         self.tagged = 0
         self.rng = random.Random(seed)
         # (a generator of its own: without habits the book draws exactly as before they existed)
@@ -274,7 +275,7 @@ class _Builder:
         for customer in customers:
             self._upsert(customer, day=0, first=True)
         for _ in range(upserts - self.customers_n):
-            self._upsert(rng.choice(customers), day=rng.randrange(1, ISSUE_DAYS + 60), first=False)
+            self._upsert(rng.choice(customers), day=rng.randrange(1, self.issue_days + 60), first=False)
 
         invoices = self._invoices(customers, invoices_n)
         payments_n = reserved["payment.received"]
@@ -358,7 +359,7 @@ class _Builder:
         invoices: list[_Invoice] = []
         for customer, count in zip(customers, counts, strict=True):
             for number in range(count):
-                issue_day = rng.randrange(0, ISSUE_DAYS)
+                issue_day = rng.randrange(0, self.issue_days)
                 scale = 1 if customer.digits == 0 else 100
                 units = int(rng.lognormvariate(7.0, 1.0)) + 10  # median ~1,100, long tail
                 if customer.currency == "JPY":
@@ -591,7 +592,7 @@ class _Builder:
                 else:
                     amount = max(1, invoice.amount * rng.randrange(20, 51) // 100)
             else:
-                day = rng.randrange(0, ISSUE_DAYS)
+                day = rng.randrange(0, self.issue_days)
                 amount = self._advance_amount(customer)
             self.emit("prepayment.requested", day, customer, {
                 "request_id": request.request_id, "currency": customer.currency,
@@ -715,7 +716,7 @@ class _Builder:
         rng = self.rng
         for number in range(n):
             customer = rng.choice(customers)
-            day = rng.randrange(0, ISSUE_DAYS)
+            day = rng.randrange(0, self.issue_days)
             if number % 2 == 0:
                 value = b'{"specversion": "1.0", "id": "broken'  # truncated: not JSON
                 self.seq += 1
@@ -747,12 +748,13 @@ class _Builder:
 
 
 def generate_book(customers: int = 10_000, events: int = 300_000, seed: int = 7,
-                  advance: float = 0.0, habits: bool = False) -> Book:
+                  advance: float = 0.0, habits: bool = False, issue_days: int = ISSUE_DAYS) -> Book:
     """Exactly ``events`` messages for ``customers`` customers, deterministic for ``seed``;
     ``advance``: the share of them that is advance-receipt traffic (prepayment requests and
     their cancellations, tagged payments, refunds); ``habits``: customers pay by their habits
-    (``HABITS``) rather than all alike."""
-    return _Builder(customers, events, seed, advance, habits).build()
+    (``HABITS``) rather than all alike; ``issue_days``: the days from ``EPOCH`` over which
+    invoices are issued (a year unless told: two let a model learn from a season seen before)."""
+    return _Builder(customers, events, seed, advance, habits, issue_days).build()
 
 
 def advance_messages(book: Book) -> int:

@@ -3,8 +3,9 @@ speed of training and of predictions, next to raw baselines measured in the same
 
 1. **Build** (timed, not a figure under test) a ledger database from ``bench/book.py``'s book
    with payment habits (``habits=True``: prompt, habitually late, seasonal, turning bad and
-   erratic customers) for ``--seed`` (the held-out seed by default: the model was shaped on
-   the development seed 7, never on this one), without Kafka: the messages go through
+   erratic customers), invoices issued over ``--issue-days`` (two years), for ``--seed`` (the
+   held-out seed by default: the model was shaped on the development seed 7, never on this
+   one), without Kafka: the messages go through
    ``LedgerApplication.prepare``/``commit`` in batches of 500, then the projector fills the
    read models (``project_all``, as a replay does). One more customer is added with
    ``--open-invoices`` invoices still open (and as many paid), for the per-customer figure.
@@ -50,13 +51,16 @@ from bench.book import EPOCH, INVOICES_TOPIC, PAYMENTS_TOPIC, describe, generate
 from bench.common import RESULTS, log, project_all
 
 HELD_OUT_SEED = 20261207  # the backtest's book; the development seed is 7
-DEFAULT_CUTOFFS = ("2024-06-01", "2024-08-01", "2024-10-01", "2024-12-01")
+# The book issues invoices over two years (``--issue-days``) and the cut-offs lie in the second:
+# a habit that shows once a year (the seasonal payers') can only be learnt from a year before.
+DEFAULT_CUTOFFS = ("2025-06-01", "2025-08-01", "2025-10-01", "2025-12-01")
 BIG_CUSTOMER = "CUST-BIG"
 
 
 def _messages(args: argparse.Namespace) -> list[tuple[str, bytes, bytes]]:
     """(topic, key, value) of the book, then the big customer's invoices and payments."""
-    book = generate_book(args.customers, args.events, seed=args.seed, habits=True)
+    book = generate_book(args.customers, args.events, seed=args.seed, habits=True,
+                         issue_days=args.issue_days)
     log(f"book: {describe(book)}")
     found = [(m.topic, m.key, m.value) for m in book.messages]
     key = BIG_CUSTOMER.encode()
@@ -269,7 +273,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=2_000)
-    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--events", type=int, default=400_000)
+    parser.add_argument("--issue-days", type=int, default=730, help="days over which invoices are issued")
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED)
     parser.add_argument("--cutoff", action="append", help="a backtest cut-off (repeatable)")
     parser.add_argument("--backtest", action=argparse.BooleanOptionalAction, default=True)
@@ -277,12 +282,13 @@ def main() -> None:
                         help="--no-train: time the predictions of the version already stored")
     parser.add_argument("--open-invoices", type=int, default=1_000)
     parser.add_argument("--samples", type=int, default=500)
-    parser.add_argument("--as-of", default="2025-01-01", help="the predictions' business date")
+    parser.add_argument("--as-of", default="2026-01-01", help="the predictions' business date")
     parser.add_argument("--database", help="time training and predictions on this built ledger database "
                         "(e.g. bench.queries' million-invoice book) instead of building one; no backtest")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {"customers": args.customers, "events": args.events, "seed": args.seed}
+    result: dict[str, Any] = {"customers": args.customers, "events": args.events, "seed": args.seed,
+                              "issue_days": args.issue_days}
     with tempfile.TemporaryDirectory(prefix="bench-predictions-") as workdir:
         url = args.database or f"sqlite:///{Path(workdir) / 'ledger.sqlite'}"
         if args.database:

@@ -142,6 +142,43 @@ def test_the_command_line_trains_and_backtests(database_url: str, monkeypatch: A
     assert model_line.split()[1:3] == [str(result["model"]["invoices"]), f"{result['model']['mae_days']:.2f}"]
 
 
+def test_a_version_trained_on_other_features_is_not_used(database_url: str, monkeypatch: Any,
+                                                         capsys: Any) -> None:
+    """A version stored by an earlier release (other features, or none recorded) would mislead the
+    trees: it is not used, and the baseline answers until a version is trained again."""
+    import json
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select, update
+
+    from services.cli import main
+    from services.ledger.predictions import store
+    from services.ledger.predictions.model import PaymentModel
+
+    book = LedgerBook(database_url)
+    try:
+        issued, paid = habits()
+        book.post(*issued, topic="ar.invoices")
+        book.post(*paid, topic="ar.payments")
+        monkeypatch.setenv("RECEIVABLES_DATABASE_URL", database_url)
+        assert main(["train", "ledger", "--seed", "5"]) == 0
+        name = json.loads(capsys.readouterr().out)["model_version"]
+        store._LOADED.clear()
+        assert store.model_at(book.engine, datetime.now(UTC))[1] is not None
+        with book.engine.begin() as conn:
+            stored = store.models.c
+            blob = conn.execute(select(stored.blob).where(stored.model_version == name)).scalar()
+            older = PaymentModel.loads(blob)
+            older.features = older.features[:-1]  # as trained before its last feature existed
+            conn.execute(update(store.models).where(store.models.c.model_version == name)
+                         .values(blob=older.dumps()))
+        store._LOADED.clear()
+        assert store.model_at(book.engine, datetime.now(UTC)) == (name, None)
+    finally:
+        store._LOADED.clear()
+        book.close()
+
+
 async def test_what_is_recorded_after_a_prediction_is_seen_by_the_next(database_url: str,
                                                                          tmp_path: Path) -> None:
     """The customers' records are kept between requests; a payment recorded since is read again."""

@@ -110,6 +110,9 @@ class PaymentModel:
     libraries: dict[str, str]
     very_late: HistGradientBoostingClassifier | None = None  # more than VERY_LATE_DAYS late
     very_late_share: float = 0.0
+    # the features it was trained on, in their order (a version stored before they were recorded
+    # reads () here: see ``store._load``)
+    features: tuple[str, ...] = ()
 
     def predict(self, rows: np.ndarray) -> tuple[dict[float, np.ndarray], np.ndarray, np.ndarray]:
         """Per row: the quantiles of days late (ordered, never below zero), P(late) and P(more
@@ -190,7 +193,8 @@ def fit(training: TrainingSet, seed: int = 7) -> PaymentModel:
     return PaymentModel(quantiles=quantiles, late=_classifier(rows, late, seed),
                         late_share=float(late.mean()), medians=[float(v) for v in typical],
                         libraries={"scikit-learn": sklearn.__version__, "numpy": np.__version__},
-                        very_late=_classifier(rows, very_late, seed), very_late_share=float(very_late.mean()))
+                        very_late=_classifier(rows, very_late, seed), very_late_share=float(very_late.mean()),
+                        features=FEATURES)
 
 
 def _classifier(rows: np.ndarray, labels: np.ndarray, seed: int) -> HistGradientBoostingClassifier | None:

@@ -9,6 +9,7 @@ Not a read model: a replay of the read models leaves it alone (it is no function
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime
 from typing import Any
@@ -27,10 +28,13 @@ from sqlalchemy import (
     select,
 )
 
+from services.ledger.predictions.features import FEATURES
 from services.ledger.predictions.history import customer_records
 from services.ledger.predictions.model import MIN_EXAMPLES, PaymentModel, fit, metrics, training_set
 from services.ledger.read.projections import customers, invoices, metadata
 from shared.db import insert_rows, plain_row
+
+log = logging.getLogger(__name__)
 
 models = Table(
     "ledger_models", metadata,
@@ -130,5 +134,11 @@ def _load(engine: Engine, name: str) -> PaymentModel | None:
             blob = conn.execute(select(models.c.blob).where(models.c.model_version == name)).scalar()
         if len(_LOADED) >= _KEEP:
             _LOADED.pop(next(iter(_LOADED)))
-        _LOADED[key] = PaymentModel.loads(blob) if blob is not None else None
+        model = PaymentModel.loads(blob) if blob is not None else None
+        if model is not None and model.features != FEATURES:
+            # trained on other features (an older release): not usable until a version is
+            # trained again (daily, or POST /admin/models); the baseline answers meanwhile
+            log.warning("payment model %s was trained on other features: not used", name)
+            model = None
+        _LOADED[key] = model
     return _LOADED[key]
