@@ -58,7 +58,8 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     app = FastAPI(title="receivables console", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     assert settings.console_secret is not None  # the settings refuse to exist without one
-    app.state.sessions = Sessions(settings.console_secret, registry, settings.session_hours * 3600)
+    app.state.sessions = Sessions(settings.console_secret, registry, settings.session_hours * 3600,
+                                  settings.session_idle_minutes * 60)
     app.state.portal_links = PortalLinks(settings.console_secret, settings.portal_links_not_before,
                                          settings.revoked_link_ids)
     app.mount("/static", StaticFiles(directory=str(files("services.console") / "static")), name="static")
@@ -84,6 +85,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
             response: Response = await call_next(request)
         finally:
             current_language.reset(token)
+        signing_in.renew_session(request, response)
         # The page's server time, services' answers included (bench/console.py reads it).
         response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
         return response

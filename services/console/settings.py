@@ -41,7 +41,9 @@ class ConsoleSettings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     # A page waits this long for a service before it says the service is not answering.
     backend_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # A session ends this long after sign-in however it is used, and after this long unused.
     session_hours: int = Field(default=12, ge=1, le=24 * 30)
+    session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
     portal_link_days: int = Field(default=30, ge=1, le=366)
     # Every portal link issued before this instant is refused (revokes all links given out).
     portal_links_not_before: datetime | None = None

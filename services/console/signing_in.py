@@ -57,17 +57,37 @@ async def sign_in(request: Request) -> Response:
     if not token or sessions.principal(token) is None:
         return signin_page(request, _("This token is not known."), status=401)
     response = RedirectResponse("/", status_code=303)
-    response.set_cookie(COOKIE_NAME, sessions.issue(token), max_age=sessions.max_age_seconds, httponly=True,
-                        samesite="strict", secure=_secure(request), path="/")
+    _set_session_cookie(request, response, sessions.issue(token), sessions.max_age_seconds)
     response.delete_cookie(PRE_COOKIE, path="/sign-in")
     return response
 
 
+def _set_session_cookie(request: Request, response: Response, value: str, max_age: int) -> None:
+    response.set_cookie(COOKIE_NAME, value, max_age=max_age, httponly=True, samesite="strict",
+                        secure=_secure(request), path="/")
+
+
+def renew_session(request: Request, response: Response) -> None:
+    """Gives a session in use a fresh cookie (its idle time starts again), unless the response
+    sets or clears the session cookie itself (sign-in, sign-out)."""
+    cookie = request.cookies.get(COOKIE_NAME)
+    if not cookie or any(value.startswith(f"{COOKIE_NAME}=")
+                         for name, value in response.headers.items() if name == "set-cookie"):
+        return
+    sessions = sessions_of(request)
+    session = sessions.read(cookie)
+    renewed = sessions.renewal(session) if session is not None else None
+    if session is not None and renewed is not None:
+        _set_session_cookie(request, response, renewed, sessions.remaining(session))
+
+
 @router.post("/sign-out")
 async def sign_out(request: Request) -> Response:
-    session = sessions_of(request).read(request.cookies.get(COOKIE_NAME))
+    sessions = sessions_of(request)
+    session = sessions.read(request.cookies.get(COOKIE_NAME))
     if session is not None:
         await checked_form(request, session)  # another site may not sign a user out either
+        sessions.revoke(session)  # a copy of the cookie is refused too (in this process)
     response = RedirectResponse("/sign-in", status_code=303)
     response.delete_cookie(COOKIE_NAME, path="/")
     return response

@@ -80,6 +80,21 @@ def test_an_altered_session_cookie_is_no_session(stack: ConsoleStack, browser: h
         assert other.get("/").status_code == 303
 
 
+def test_sign_out_ends_the_session_and_a_copied_cookie_with_it(stack: ConsoleStack) -> None:
+    with stack.browser_client() as client:
+        assert sign_in(client, READER_TOKEN).status_code == 303
+        copied = client.cookies["receivables_session"]
+        page = client.get("/", params={"as_of": "2024-03-15"})
+        assert page.status_code == 200
+        answer = client.post("/sign-out", data={"csrf_token": form_csrf(page.text)})
+        assert answer.status_code == 303 and answer.headers["location"] == "/sign-in"
+        assert client.get("/").status_code == 303  # the cookie is gone
+    with stack.browser_client() as thief:
+        thief.cookies.set("receivables_session", copied)
+        answer = thief.get("/", params={"as_of": "2024-03-15"})
+        assert answer.status_code == 303 and answer.headers["location"] == "/sign-in"
+
+
 def test_dashboard_figures_equal_the_ledgers(stack: ConsoleStack, browser: httpx.Client) -> None:
     as_of = stack.stack.seeded.as_of
     page = browser.get("/", params={"as_of": as_of})

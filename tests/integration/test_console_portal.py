@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -16,7 +17,9 @@ from typing import Any
 
 import httpx
 import pytest
+from pypdf import PdfReader
 
+from services.console.formatting import money
 from services.console.payment_reference import rf_reference
 from services.console.portal_links import PortalLinks
 from tests.integration.console_harness import (
@@ -179,6 +182,21 @@ def test_the_statement_downloads_as_a_pdf(stack: ConsoleStack, seed_link: str) -
     assert answer.status_code == 200 and answer.headers["content-type"] == "application/pdf"
     assert answer.content.startswith(b"%PDF-") and b"attachment" in answer.headers[
         "content-disposition"].encode()
+
+
+def test_the_statement_pdf_in_chinese_reads_back_with_the_ledgers_figures(stack: ConsoleStack,
+                                                                         seed_link: str) -> None:
+    answer = httpx.get(f"{stack.console.url}{seed_link}/statement.pdf", headers={"Accept-Language": "zh-CN"})
+    assert answer.status_code == 200 and answer.content.startswith(b"%PDF-")
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(answer.content)).pages)
+    today = datetime.now(UTC).date()
+    ledger = stack.api("ledger", f"/customers/{stack.stack.seeded.customer_id}/statement",
+                       **{"from": (today - timedelta(days=90)).isoformat(), "to": today.isoformat()}).json()
+    assert "：对账单" in text and f"客户 {stack.stack.seeded.customer_id}，" in text
+    assert f"{today.year}年{today.month}月{today.day}日" in text
+    for block in ledger["currencies"]:
+        assert f"期初余额：{money(block['opening_balance'], block['currency'], 'zh')}" in text
+        assert f"期末余额：{money(block['closing_balance'], block['currency'], 'zh')}" in text
 
 
 def test_the_pay_page_gives_the_rf_reference_of_the_invoice(stack: ConsoleStack, seed_link: str) -> None:

@@ -119,3 +119,70 @@ def test_every_message_of_the_console_has_its_chinese_translation_with_the_same_
     for english, chinese in translated.items():
         assert chinese, f"no translation of {english!r}"
         assert sorted(placeholders.findall(english)) == sorted(placeholders.findall(chinese)), english
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_session_ends_when_idle_at_its_lifetime_and_when_signed_out() -> None:
+    clock = Clock()
+    registry = TokenRegistry.from_mapping({"tok-1": ["ledger:read"]})
+    sessions = Sessions(SECRET, registry, 12 * 3600, idle_seconds=30 * 60, now=clock)
+    cookie = sessions.issue("tok-1")
+    clock.now += 29 * 60
+    session = sessions.read(cookie)
+    assert session is not None and sessions.renewal(session) is not None
+    clock.now += 2 * 60
+    assert sessions.read(cookie) is None  # idle for 31 minutes
+
+    cookie = sessions.issue("tok-1")
+    started = sessions.read(cookie)
+    assert started is not None and sessions.renewal(started) is None  # not due yet: no new cookie
+    for _ in range(12 * 3):  # used every 20 minutes, renewed each time: alive until 12 h from sign-in
+        clock.now += 20 * 60
+        session = sessions.read(cookie)
+        assert session is not None and session.session_id == started.session_id
+        cookie = sessions.renewal(session) or cookie
+        assert sessions.remaining(session) == started.started + 12 * 3600 - int(clock.now)
+    clock.now += 60
+    assert sessions.read(cookie) is None  # 12 h 1 min after sign-in
+
+    cookie = sessions.issue("tok-1")
+    copied = cookie
+    session = sessions.read(cookie)
+    assert session is not None
+    sessions.revoke(session)
+    assert sessions.read(copied) is None  # the copy is refused at once
+    other_replica = Sessions(SECRET, registry, 12 * 3600, idle_seconds=30 * 60, now=clock)
+    assert other_replica.read(copied) is not None  # per process: another replica until idle
+    clock.now += 31 * 60
+    assert other_replica.read(copied) is None
+
+
+async def test_a_session_in_use_gets_a_fresh_cookie_that_starts_its_idle_time_again() -> None:
+    import httpx
+
+    from services.console.service import create_app
+    from services.console.sessions import COOKIE_NAME
+
+    clock = Clock()
+    app = create_app(ConsoleSettings(console_secret=SECRET))
+    sessions = Sessions(SECRET, TokenRegistry.from_mapping({"tok-1": ["ledger:read"]}), 12 * 3600,
+                        idle_seconds=30 * 60, now=clock)
+    app.state.sessions = sessions
+    cookie = sessions.issue("tok-1")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://console") as client:
+        # (no lifespan: these routes need no service)
+        client.cookies.set(COOKIE_NAME, cookie)
+        assert COOKIE_NAME not in (await client.get("/health/live")).headers.get("set-cookie", "")  # not due
+        clock.now += 10 * 60
+        renewed = (await client.get("/health/live")).headers["set-cookie"]
+    assert renewed.startswith(f"{COOKIE_NAME}=") and "HttpOnly" in renewed and "Max-Age=42600" in renewed
+    fresh = renewed.split(";")[0].removeprefix(f"{COOKIE_NAME}=").strip('"')
+    clock.now += 25 * 60  # 35 minutes after sign-in, 25 after the renewal
+    assert sessions.read(cookie) is None and sessions.read(fresh) is not None

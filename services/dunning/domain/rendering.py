@@ -19,6 +19,9 @@ from decimal import Decimal
 from importlib import resources
 from typing import Any
 
+from babel import Locale
+from babel.dates import format_date as babel_date
+from babel.numbers import format_currency
 from jinja2 import DictLoader, Environment, StrictUndefined
 
 from services.dunning.domain.errors import DunningError
@@ -27,6 +30,7 @@ from services.dunning.domain.policy import Policy
 
 _MONTHS_EN = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
               "October", "November", "December")
+_CHINESE = Locale.parse("zh_Hans_CN")
 
 
 class TemplateMissing(DunningError):
@@ -34,7 +38,16 @@ class TemplateMissing(DunningError):
 
 
 def format_money(text: str, currency: str, language: str) -> str:
-    """``"1250.00"`` as ``1,250.00 EUR`` (en) or ``1.250,00 EUR`` (de)."""
+    """``"1250.00"`` as ``1,250.00 EUR`` (en), ``1.250,00 EUR`` (de) or ``EUR 1,250.00`` (zh).
+
+    The digits are the text's (the amounts are quantized to the currency's minor unit before);
+    in Chinese the ISO code leads, as on Chinese invoices and bank statements, since ``¥`` alone
+    could be yuan or yen (Babel's CLDR pattern for zh_Hans_CN with the code for the symbol)."""
+    if language == "zh":
+        fraction = text.partition(".")[2]
+        pattern = "¤¤ #,##0" + (f".{'0' * len(fraction)}" if fraction else "")
+        return format_currency(Decimal(text), currency, format=pattern, locale=_CHINESE,
+                               currency_digits=False)
     sign = "-" if text.startswith("-") else ""
     whole, _, fraction = text.lstrip("-").partition(".")
     groups = f"{int(whole):,}"
@@ -47,8 +60,10 @@ def format_money(text: str, currency: str, language: str) -> str:
 
 
 def format_date(text: str, language: str) -> str:
-    """An ISO date as ``31 January 2025`` (en) or ``31.01.2025`` (de)."""
+    """An ISO date as ``31 January 2025`` (en), ``31.01.2025`` (de) or ``2025年1月31日`` (zh)."""
     day = date.fromisoformat(text)
+    if language == "zh":
+        return babel_date(day, format="long", locale=_CHINESE)
     if language == "de":
         return f"{day.day:02d}.{day.month:02d}.{day.year}"
     return f"{day.day} {_MONTHS_EN[day.month - 1]} {day.year}"
