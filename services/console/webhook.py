@@ -4,7 +4,11 @@ The body is checked against ``X-Receivables-Signature: sha256=<hex HMAC-SHA256 o
 with RECEIVABLES_PAYMENT_WEBHOOK_SECRET>`` before anything is read from it; a bad or missing
 signature is 401 and publishes nothing. A good one becomes a ``payment.received`` on
 ``ar.payments`` with source ``receivables/portal/<provider>`` and the provider's id as the
-event id, so the ledger counts a notification sent again only once. ``invoice_ids`` become
+event id, so the ledger counts a notification sent again only once. The signature covers the
+body only, not the path's ``<provider>``: the payment's ``payment_id`` is therefore made from the
+signed ``id`` alone (``payment_id_of``), so the same body posted under another provider name is
+the same payment to the ledger (ignored as a duplicate), never a second credit. Providers that
+share the secret must therefore not reuse each other's ids. ``invoice_ids`` become
 allocations (each up to the invoice's open amount, in the order given); without them an RF
 reference naming one of the customer's open invoices does.
 """
@@ -45,6 +49,15 @@ class ProviderPayment(BaseModel):
     received_date: date
     reference: str | None = Field(default=None, max_length=200)
     invoice_ids: list[str] = Field(default_factory=list, max_length=1000)
+
+
+def payment_id_of(provider_id: str) -> str:
+    """The ledger's payment id for a provider's ``id``: from the signed body only (never the
+    unsigned path), within the ledger's 200 characters, and apart from the ERP's own ids."""
+    payment_id = f"portal-{provider_id}"
+    if len(payment_id) > 200:
+        return "portal-sha256-" + hashlib.sha256(provider_id.encode()).hexdigest()
+    return payment_id
 
 
 def signature_ok(secret: str | None, body: bytes, header: str | None) -> bool:
@@ -98,7 +111,7 @@ async def payment_webhook(provider: str, request: Request) -> dict[str, Any]:
         raise Problem(422, "validation-error", "Request validation failed",
                       "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors) from None
     data: dict[str, Any] = {
-        "payment_id": f"{provider}-{payment.id}", "customer_id": payment.customer_id,
+        "payment_id": payment_id_of(payment.id), "customer_id": payment.customer_id,
         "currency": payment.currency, "amount": str(payment.amount),
         "received_date": payment.received_date.isoformat(),
         "method": provider, "allocations": await _allocations(request, payment),

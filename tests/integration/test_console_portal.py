@@ -270,3 +270,32 @@ def test_a_notification_with_an_impossible_date_is_refused_naming_it(stack: Cons
                        "received_date": "2024-13-45"}).encode()
     answer = httpx.post(f"{stack.console.url}/payments/webhook/acmepay", content=body, headers=_sign(body))
     assert answer.status_code == 422 and "body.received_date" in answer.json()["detail"]
+
+
+def test_one_signed_notification_posted_under_three_provider_names_pays_once(stack: ConsoleStack) -> None:
+    # The signature covers the body, not the path: a replay under another name is the same payment.
+    customer, invoice = "C-REPLAY", "INV-REPLAY-1"
+    publish(stack.stack, [invoice_issued(customer, invoice, "300.00", issue="2024-02-01", due="2024-03-02")])
+    wait_until(lambda: stack.api("ledger", f"/invoices/{invoice}").status_code, lambda status: status == 200,
+               what=f"the ledger has {invoice}")
+    body = json.dumps({"id": "replay-1", "customer_id": customer, "currency": "EUR", "amount": "100.00",
+                       "received_date": "2024-03-10", "invoice_ids": [invoice]}).encode()
+    for provider in ("bank", "bank2", "x"):
+        answer = httpx.post(f"{stack.console.url}/payments/webhook/{provider}", content=body,
+                            headers=_sign(body))
+        assert answer.status_code == 202, answer.text
+    # a later payment of the same customer (same partition): applied after the three replays
+    later = json.dumps({"id": "replay-2", "customer_id": customer, "currency": "EUR", "amount": "50.00",
+                        "received_date": "2024-03-11", "invoice_ids": [invoice]}).encode()
+    assert httpx.post(f"{stack.console.url}/payments/webhook/bank", content=later,
+                      headers=_sign(later)).status_code == 202
+    found = wait_until(lambda: stack.api("ledger", f"/invoices/{invoice}").json(),
+                       lambda found: found["open_amount"] not in ("300.00", "200.00"),
+                       what="both payments applied")
+    assert found["open_amount"] == "150.00"
+    (balance,) = stack.api("ledger", f"/customers/{customer}/balance", as_of="2024-03-31").json()["balances"]
+    assert balance["unapplied_cash"] == "0.00"
+    events = topic_records(stack.stack, "ar.payments",
+                           lambda events: any(event["id"] == "replay-2" for event in events))
+    replays = {event["data"]["payment_id"] for event in events if event["id"] == "replay-1"}
+    assert replays == {"portal-replay-1"}
