@@ -57,7 +57,9 @@ def _csrf(request: Request, link: str) -> str:
 async def _form(request: Request, link: str) -> dict[str, str]:
     form = await request.form()
     fields = {key: str(value) for key, value in form.items() if isinstance(value, str)}
-    if not hmac.compare_digest(_csrf(request, link), fields.get("csrf_token", "")):
+    # As bytes: compare_digest raises TypeError on a str that is not ASCII (a 500, not a 403).
+    offered = fields.get("csrf_token", "").encode("utf-8", "surrogatepass")
+    if not hmac.compare_digest(_csrf(request, link).encode(), offered):
         raise Refused(403, _("This form did not come from your portal page; reload it and try again."))
     return fields
 

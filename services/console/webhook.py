@@ -64,7 +64,9 @@ def signature_ok(secret: str | None, body: bytes, header: str | None) -> bool:
     if not secret or not header or not header.startswith("sha256="):
         return False
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header.removeprefix("sha256=").strip().lower())
+    # As bytes: compare_digest raises TypeError on a str that is not ASCII (a 500, not a 401).
+    offered = header.removeprefix("sha256=").strip().lower().encode("utf-8", "surrogatepass")
+    return hmac.compare_digest(expected.encode(), offered)
 
 
 async def _allocations(request: Request, payment: ProviderPayment) -> list[dict[str, str]]:

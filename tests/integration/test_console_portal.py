@@ -299,3 +299,17 @@ def test_one_signed_notification_posted_under_three_provider_names_pays_once(sta
                            lambda events: any(event["id"] == "replay-2" for event in events))
     replays = {event["data"]["payment_id"] for event in events if event["id"] == "replay-1"}
     assert replays == {"portal-replay-1"}
+
+
+def test_a_signature_or_form_token_that_is_not_ascii_is_refused_not_an_error(stack: ConsoleStack,
+                                                                             seed_link: str) -> None:
+    body = json.dumps({"id": "accent-1", "customer_id": PAYER, "currency": "EUR", "amount": "1.00",
+                       "received_date": "2024-03-10"}).encode()
+    answer = httpx.post(f"{stack.console.url}/payments/webhook/acmepay", content=body,
+                        headers={"X-Receivables-Signature": "sha256=é".encode()})
+    assert answer.status_code == 401, answer.text
+    answer = httpx.post(f"{stack.console.url}{seed_link}/disputes", data={
+        "csrf_token": "é", "invoice_id": "INV-SEED-1", "reason": "should not happen"})
+    assert answer.status_code == 403, answer.text
+    events = topic_records(stack.stack, "ar.payments", lambda events: True)
+    assert not any(event["id"] == "accent-1" for event in events)

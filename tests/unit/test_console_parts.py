@@ -72,6 +72,7 @@ def test_a_session_cookie_hides_the_token_and_refuses_alteration() -> None:
     assert Sessions("z" * 40, sessions.registry, 3600).read(cookie) is None
     assert sessions.csrf_ok(session, sessions.csrf_token(session.session_id))
     assert not sessions.csrf_ok(session, "forged") and not sessions.csrf_ok(session, None)
+    assert not sessions.csrf_ok(session, "é") and not sessions.csrf_ok(session, "\udcff")
 
 
 def test_webhook_signatures() -> None:
@@ -81,6 +82,7 @@ def test_webhook_signatures() -> None:
     assert not signature_ok("secret", body + b" ", good)
     assert not signature_ok("secret", body, None) and not signature_ok(None, body, good)
     assert not signature_ok("secret", body, good.removeprefix("sha256="))
+    assert not signature_ok("secret", body, "sha256=é") and not signature_ok("secret", body, "sha256=\udcff")
 
 
 @pytest.mark.parametrize(("total", "count"), [("1000.00", 3), ("0.05", 2), ("999.99", 12)])
