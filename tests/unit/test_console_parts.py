@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from pydantic import ValidationError
@@ -18,6 +21,7 @@ from services.console.portal import split
 from services.console.portal_links import LinkRefused, PortalLinks
 from services.console.sessions import Sessions
 from services.console.settings import ConsoleSettings
+from services.console.web import TEMPLATES
 from services.console.webhook import signature_ok
 from shared.tokens import TokenRegistry
 
@@ -121,3 +125,21 @@ def test_every_message_of_the_console_has_its_chinese_translation_with_the_same_
     for english, chinese in translated.items():
         assert chinese, f"no translation of {english!r}"
         assert sorted(placeholders.findall(english)) == sorted(placeholders.findall(chinese)), english
+
+
+@pytest.mark.parametrize("kind", ["<b>hi</b>", "<b>50% off</b>"])
+def test_a_services_word_on_a_page_is_escaped_and_never_formatted(kind: str) -> None:
+    # a hold kind (what the credit service answers) with markup and a per cent sign
+    hold = {"hold_id": "H-1", "customer_id": "C-1", "kind": kind, "reasons": [], "placed_by": "x"}
+    page = TEMPLATES.get_template("holds.html").render(
+        holds=[hold], can=lambda scope: False, lang="en", languages={"en": "English"}, troubles=[],
+        request=SimpleNamespace(url=SimpleNamespace(path="/holds")), money=str, day=str, number=str)
+    assert kind.replace("<", "&lt;").replace(">", "&gt;") in page and "<b>" not in page
+
+
+def test_templates_translate_only_literal_messages_with_underscore() -> None:
+    # `_()` on a variable is Markup (unescaped) and %-formatted: variables go through `word()`.
+    root = Path(TEMPLATES.loader.searchpath[0])  # type: ignore[union-attr]
+    calls = {path.name: re.findall(r"\b_\((?!['\"])[^)]*\)", path.read_text(encoding="utf-8"))
+             for path in root.rglob("*.html")}
+    assert not {name: found for name, found in calls.items() if found}
