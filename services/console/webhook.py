@@ -81,7 +81,7 @@ async def _allocations(request: Request, payment: ProviderPayment) -> list[dict[
     items = (answer.body or {}).get("open_items", [])
     open_amounts = {item["invoice_id"]: Decimal(item["open_amount"])
                     for item in items if item["currency"] == payment.currency}
-    named = list(payment.invoice_ids)
+    named = list(dict.fromkeys(payment.invoice_ids))  # an invoice named twice is paid once
     if not named and payment.reference:
         found = invoice_of(payment.reference, open_amounts)
         named = [found] if found else []
@@ -91,6 +91,7 @@ async def _allocations(request: Request, payment: ProviderPayment) -> list[dict[
         if share > 0:
             allocations.append({"invoice_id": invoice_id, "amount": str(share)})
             left -= share
+            open_amounts[invoice_id] -= share
     return allocations
 
 

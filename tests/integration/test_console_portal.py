@@ -313,3 +313,15 @@ def test_a_signature_or_form_token_that_is_not_ascii_is_refused_not_an_error(sta
     assert answer.status_code == 403, answer.text
     events = topic_records(stack.stack, "ar.payments", lambda events: True)
     assert not any(event["id"] == "accent-1" for event in events)
+
+
+def test_an_invoice_repeated_in_a_notification_is_paid_its_open_amount_once(stack: ConsoleStack) -> None:
+    customer, invoice = "C-REPEAT", "INV-REPEAT-1"
+    publish(stack.stack, [invoice_issued(customer, invoice, "100.00", issue="2024-02-01", due="2024-03-02")])
+    wait_until(lambda: stack.api("ledger", f"/invoices/{invoice}").status_code, lambda status: status == 200,
+               what=f"the ledger has {invoice}")
+    body = json.dumps({"id": "repeat-1", "customer_id": customer, "currency": "EUR", "amount": "300.00",
+                       "received_date": "2024-03-10", "invoice_ids": [invoice] * 3}).encode()
+    answer = httpx.post(f"{stack.console.url}/payments/webhook/acmepay", content=body, headers=_sign(body))
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["allocations"] == [{"invoice_id": invoice, "amount": "100.00"}]
