@@ -185,7 +185,7 @@ def test_the_pay_page_gives_the_rf_reference_of_the_invoice(stack: ConsoleStack,
     page = httpx.get(f"{stack.console.url}{seed_link}/pay/INV-SEED-1")
     assert page.status_code == 200
     reference = re.search(r'id="reference" data-value="([^"]+)"', page.text).group(1)
-    assert reference == rf_reference("INV-SEED-1") == "RF07INVSEED1"
+    assert reference == rf_reference("INV-SEED-1") == "RF37Z9WE33EQAWEAO4H3MFETL"
     assert '<svg' in page.text and stack.settings.creditor_iban in page.text
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
+from unittest.mock import patch
 
 import pytest
 from pydantic import ValidationError
@@ -46,6 +47,21 @@ def test_rf_references_are_valid_and_name_their_invoice(invoice_id: str) -> None
     assert invoice_of(reference, ["OTHER", invoice_id, "MORE"]) == invoice_id
     assert invoice_of(reference, ["OTHER"]) is None
     assert invoice_of("RF00NOTVALID", [invoice_id]) is None
+
+
+def test_rf_references_of_ids_alike_but_for_case_or_punctuation_differ() -> None:
+    ids = ["INV-1", "inv1", "INV1", "Inv-1", "INV 1"]
+    assert len({rf_reference(invoice_id) for invoice_id in ids}) == len(ids)
+    assert rf_reference("INV1") == "RF47INV1"  # an id that is already a reference's body stays readable
+    for invoice_id in ids:
+        assert invoice_of(rf_reference(invoice_id), ids) == invoice_id
+
+
+def test_a_reference_that_two_open_invoices_share_names_neither() -> None:
+    reference = rf_reference("INV-1")
+    assert invoice_of(reference, ["INV-1", "OTHER"]) == "INV-1"
+    with patch("services.console.payment_reference.rf_reference", lambda invoice_id: reference):
+        assert invoice_of(reference, ["INV-1", "INV-2"]) is None
 
 
 def test_the_rf_reference_of_the_standards_example() -> None:
