@@ -58,14 +58,34 @@ def invoice_of(reference: str, invoice_ids: Iterable[str]) -> str | None:
     return named.pop() if len(named) == 1 else None
 
 
+# What an EPC QR code can carry (EPC069-12, as segno checks it): a transfer outside these is
+# shown as text only, rather than failing the page.
+EPC_MIN_AMOUNT, EPC_MAX_AMOUNT = Decimal("0.01"), Decimal("999999999.99")
+EPC_MAX_NAME = 70
+
+
+def epc_qr_possible(name: str, iban: str, bic: str | None, amount: Decimal) -> bool:
+    """Whether an EPC QR code can be drawn for this transfer."""
+    return (EPC_MIN_AMOUNT <= amount <= EPC_MAX_AMOUNT and amount == amount.quantize(EPC_MIN_AMOUNT)
+            and 0 < len(name.strip()) <= EPC_MAX_NAME and 4 < len(iban.replace(" ", "")) <= 34
+            and (not bic or len(bic.strip()) in (8, 11)))
+
+
 def epc_qr(name: str, iban: str, bic: str | None, amount: Decimal, reference: str) -> segno.QRCode:
     """The EPC QR code of a credit transfer of ``amount`` EUR with the structured ``reference``."""
     return helpers.make_epc_qr(name=name, iban=iban.replace(" ", ""), amount=amount, reference=reference,
                                bic=bic or None)
 
 
-def epc_qr_svg(name: str, iban: str, bic: str | None, amount: Decimal, reference: str) -> str:
-    """The EPC QR code as an inline SVG (with a title for screen readers)."""
-    svg: str = epc_qr(name, iban, bic, amount, reference).svg_inline(
+def epc_qr_svg(name: str, iban: str, bic: str | None, amount: Decimal, reference: str) -> str | None:
+    """The EPC QR code as an inline SVG (with a title for screen readers); None when the transfer
+    does not fit one."""
+    if not epc_qr_possible(name, iban, bic, amount):
+        return None
+    try:
+        code = epc_qr(name, iban, bic, amount, reference)
+    except ValueError:  # what is not checked above (a payload over 331 bytes): text only
+        return None
+    svg: str = code.svg_inline(
         scale=4, title=f"EPC QR code: pay {amount:.2f} EUR, reference {reference}")
     return svg

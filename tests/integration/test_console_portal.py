@@ -325,3 +325,16 @@ def test_an_invoice_repeated_in_a_notification_is_paid_its_open_amount_once(stac
     answer = httpx.post(f"{stack.console.url}/payments/webhook/acmepay", content=body, headers=_sign(body))
     assert answer.status_code == 202, answer.text
     assert answer.json()["allocations"] == [{"invoice_id": invoice, "amount": "100.00"}]
+
+
+def test_a_pay_page_no_qr_code_can_carry_shows_the_transfer_as_text(stack: ConsoleStack) -> None:
+    customer, invoice = "C-HUGE", "INV-HUGE-1"
+    publish(stack.stack, [invoice_issued(customer, invoice, "1000000000.00", issue="2024-02-01",
+                                         due="2024-03-02")])
+    wait_until(lambda: stack.api("ledger", f"/invoices/{invoice}").status_code, lambda status: status == 200,
+               what=f"the ledger has {invoice}")
+    link = issue_link(stack, customer).json()["url"].removeprefix(stack.settings.public_url)
+    page = httpx.get(f"{stack.console.url}{link}/pay/{invoice}")
+    assert page.status_code == 200, page.text
+    assert 'id="no-qr"' in page.text and "<svg" not in page.text
+    assert stack.settings.creditor_iban in page.text and rf_reference(invoice) in page.text

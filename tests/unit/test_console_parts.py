@@ -17,7 +17,7 @@ from stdnum import iso11649
 
 from services.cli import main
 from services.console.formatting import language_of, money
-from services.console.payment_reference import invoice_of, rf_reference
+from services.console.payment_reference import epc_qr_svg, invoice_of, rf_reference
 from services.console.portal import split
 from services.console.portal_links import LinkRefused, PortalLinks
 from services.console.sessions import Sessions
@@ -159,3 +159,13 @@ def test_templates_translate_only_literal_messages_with_underscore() -> None:
     calls = {path.name: re.findall(r"\b_\((?!['\"])[^)]*\)", path.read_text(encoding="utf-8"))
              for path in root.rglob("*.html")}
     assert not {name: found for name, found in calls.items() if found}
+
+
+@pytest.mark.parametrize(("name", "bic", "amount"), [
+    ("Creditor", "COBADEFFXXX", "1000000000.00"), ("Creditor", None, "0.001"), ("Creditor", None, "0.00"),
+    ("C" * 71, None, "10.00"), ("Creditor", "COBADE", "10.00"),
+])
+def test_a_transfer_an_epc_qr_code_cannot_carry_has_none(name: str, bic: str | None, amount: str) -> None:
+    assert epc_qr_svg(name, "DE89370400440532013000", bic, Decimal(amount), "RF47INV1") is None
+    assert epc_qr_svg("Creditor", "DE89370400440532013000", "COBADEFFXXX", Decimal("999999999.99"),
+                      "RF47INV1")
