@@ -30,6 +30,7 @@ from services.console.portal_links import LinkRefused, PortalLink, PortalLinks
 from services.console.publisher import Publisher, PublishFailed
 from services.console.statement_pdf import statement_pdf
 from services.console.web import Refused, backends_of, language, render, settings_of
+from shared.money import quantum
 
 router = APIRouter(tags=["portal"])
 log = logging.getLogger(__name__)
@@ -185,9 +186,10 @@ async def promise(request: Request, link: str) -> Response:
     return _done(link, "promise") if answer.ok else _not_done(request, link, answer)
 
 
-def split(total: Decimal, count: int) -> list[Decimal]:
-    """``total`` in ``count`` instalments to the cent, the remainder on the last one."""
-    share = (total / count).quantize(Decimal("0.01"), rounding=ROUND_DOWN)
+def split(total: Decimal, count: int, currency: str) -> list[Decimal]:
+    """``total`` in ``count`` instalments to the currency's minor unit (JPY: whole yen), the
+    remainder on the last one."""
+    share = (total / count).quantize(quantum(currency), rounding=ROUND_DOWN)
     return [share] * (count - 1) + [total - share * (count - 1)]
 
 
@@ -215,7 +217,7 @@ async def request_plan(request: Request, link: str) -> Response:
         raise Refused(422, _("currency: nothing overdue in this currency to spread over a plan"))
     total = sum((Decimal(item["open_amount"]) for item in covered), Decimal(0))
     instalments = [{"due_date": _add_months(first, index).isoformat(), "amount": str(amount)}
-                   for index, amount in enumerate(split(total, count))]
+                   for index, amount in enumerate(split(total, count, currency))]
     body = {"plan_id": f"PORTAL-{form.get('form_id', '')[:40] or uuid.uuid4().hex}", "currency": currency,
             "instalments": instalments, "requested_on": today,
             "reason": ("Asked in the portal: " + form.get("reason", "").strip())[:2000]}

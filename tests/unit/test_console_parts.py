@@ -105,11 +105,19 @@ def test_webhook_signatures() -> None:
     assert not signature_ok("secret", body, "sha256=é") and not signature_ok("secret", body, "sha256=\udcff")
 
 
-@pytest.mark.parametrize(("total", "count"), [("1000.00", 3), ("0.05", 2), ("999.99", 12)])
-def test_instalments_add_up_to_the_cent(total: str, count: int) -> None:
-    parts = split(Decimal(total), count)
+@pytest.mark.parametrize(("total", "count", "currency", "digits"), [
+    ("1000.00", 3, "EUR", 2), ("0.05", 2, "EUR", 2), ("999.99", 12, "EUR", 2), ("10000", 3, "JPY", 0),
+    ("100.000", 3, "KWD", 3),
+])
+def test_instalments_add_up_to_the_currencys_minor_unit(total: str, count: int, currency: str,
+                                                        digits: int) -> None:
+    parts = split(Decimal(total), count, currency)
     assert len(parts) == count and sum(parts) == Decimal(total)
-    assert all(part.as_tuple().exponent >= -2 for part in parts)
+    assert all(part.as_tuple().exponent >= -digits for part in parts)
+
+
+def test_yen_instalments_are_whole_yen() -> None:
+    assert split(Decimal("10000"), 3, "JPY") == [Decimal(3333), Decimal(3333), Decimal(3334)]
 
 
 def test_money_and_language_per_locale() -> None:
