@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.tokens import TokenFileError, TokenRegistry
@@ -49,6 +49,13 @@ class ConsoleSettings(BaseSettings):
     portal_revoked_links: str = ""
     # Where `POST /portal-links` URLs point (the console as customers reach it).
     public_url: str = "http://127.0.0.1:8000"
+
+    @field_validator("portal_links_not_before")
+    @classmethod
+    def _utc_unless_said(cls, value: datetime | None) -> datetime | None:
+        # A naive instant cannot be compared with a link's (aware) signing time: read it as UTC,
+        # as the operator of a server most likely meant, rather than fail every link later.
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
     @model_validator(mode="after")
     def _check(self) -> Self:

@@ -68,6 +68,15 @@ def test_the_rf_reference_of_the_standards_example() -> None:
     assert rf_reference("539007547034") == "RF18539007547034"
 
 
+def test_a_naive_not_before_of_portal_links_is_read_as_utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECEIVABLES_PORTAL_LINKS_NOT_BEFORE", "2024-05-01T12:00:00")
+    settings = ConsoleSettings(console_secret=SECRET)
+    assert settings.portal_links_not_before == datetime(2024, 5, 1, 12, tzinfo=UTC)
+    links = PortalLinks(SECRET, not_before=settings.portal_links_not_before)
+    token, _, _ = links.issue("C-1", 3)
+    assert links.verify(token).customer_id == "C-1"
+
+
 def test_portal_links_expire_and_are_bound_to_their_secret() -> None:
     links = PortalLinks(SECRET)
     token, expires_at, link_id = links.issue("C-1", 3)
