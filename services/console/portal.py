@@ -14,16 +14,19 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import re
 import uuid
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
 
+from babel.numbers import NumberFormatError, get_decimal_symbol, parse_decimal
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.console.backends import Answer, segment
+from services.console.formatting import LOCALES
 from services.console.i18n import gettext as _
 from services.console.payment_reference import epc_qr_svg, printed, rf_reference
 from services.console.portal_links import LinkRefused, PortalLink, PortalLinks
@@ -134,12 +137,23 @@ def _owned(open_items: list[dict[str, Any]], invoice_id: str) -> dict[str, Any]:
     return found
 
 
-def _amount(field: str, value: str, default: Decimal | None = None) -> Decimal:
-    if not value.strip() and default is not None:
+
+
+def amount_of(field: str, value: str, language: str, default: Decimal | None = None) -> Decimal:
+    """An amount a person typed, read as the page's language writes numbers ("1,000.50" in
+    English); what could be read two ways or is not a plain number is refused, naming the field."""
+    text = value.strip()
+    if not text and default is not None:
         return default
+    locale = LOCALES[language]
+    # "1.000" in English: one to the page, a thousand to many readers (who group with dots):
+    # a decimal point and exactly three digits after it, without grouping, is refused as unclear.
+    ambiguous = re.escape(get_decimal_symbol(locale)).join((r"[0-9]+", r"[0-9]{3}"))
     try:
-        amount = Decimal(value.strip().replace(",", "."))
-    except InvalidOperation:
+        if not re.fullmatch(r"[0-9][0-9.,]*", text) or re.fullmatch(ambiguous, text):
+            raise NumberFormatError(text)
+        amount = parse_decimal(text, locale, strict=True)
+    except (NumberFormatError, InvalidOperation):
         raise Refused(422, _("%(field)s: write an amount such as 250.00", field=field)) from None
     if not amount.is_finite() or amount <= 0:
         raise Refused(422, _("%(field)s: must be more than zero", field=field))
@@ -154,7 +168,8 @@ async def dispute(request: Request, link: str) -> Response:
     if not items.ok:
         return _not_done(request, link, items)
     invoice = _owned(items.body["open_items"], form.get("invoice_id", ""))
-    amount = _amount("amount", form.get("amount", ""), Decimal(invoice["open_amount"]))
+    amount = amount_of("amount", form.get("amount", ""), language(request),
+                       Decimal(invoice["open_amount"]))
     if amount > Decimal(invoice["open_amount"]):
         raise Refused(422, _("amount: at most the open amount, %(amount)s", amount=invoice["open_amount"]))
     reason = form.get("reason", "").strip()
@@ -178,7 +193,7 @@ async def promise(request: Request, link: str) -> Response:
     customer = _customer(request, link)
     form = await _form(request, link)
     body = {"promised_date": form.get("promised_date", ""), "made_on": _today().isoformat(),
-            "amount": str(_amount("amount", form.get("amount", "")))}
+            "amount": str(amount_of("amount", form.get("amount", ""), language(request)))}
     if form.get("currency"):
         body["currency"] = form["currency"]
     path = f"/customers/{segment(customer.customer_id)}/promises"
@@ -254,7 +269,7 @@ async def confirm_balance(request: Request, link: str) -> Response:
     body: dict[str, Any] = {"statement_id": form["statement_id"], "response": response,
                             "note": form.get("note", "")[:2000], "responded_on": _today().isoformat()}
     if response == "disputed":
-        body["balance"] = str(_amount("balance", form.get("balance", "")))
+        body["balance"] = str(amount_of("balance", form.get("balance", ""), language(request)))
     answer = await _ask(request, "POST", "dunning", f"{path}/confirmations", body)
     return _done(link, "confirmed") if answer.ok else _not_done(request, link, answer)
 

@@ -18,11 +18,11 @@ from stdnum import iso11649
 from services.cli import main
 from services.console.formatting import language_of, money
 from services.console.payment_reference import epc_qr_svg, invoice_of, rf_reference
-from services.console.portal import split
+from services.console.portal import amount_of, split
 from services.console.portal_links import LinkRefused, PortalLinks
 from services.console.sessions import Sessions
 from services.console.settings import ConsoleSettings
-from services.console.web import TEMPLATES
+from services.console.web import TEMPLATES, Refused
 from services.console.webhook import signature_ok
 from shared.tokens import TokenRegistry
 
@@ -186,3 +186,16 @@ def test_a_transfer_an_epc_qr_code_cannot_carry_has_none(name: str, bic: str | N
     assert epc_qr_svg(name, "DE89370400440532013000", bic, Decimal(amount), "RF47INV1") is None
     assert epc_qr_svg("Creditor", "DE89370400440532013000", "COBADEFFXXX", Decimal("999999999.99"),
                       "RF47INV1")
+
+
+@pytest.mark.parametrize(("typed", "read"), [
+    ("1,000", "1000"), ("1,000.50", "1000.50"), ("250.00", "250.00"), (" 0.5 ", "0.5"),
+    ("1.000", None), ("1,5", None), ("250,00", None), ("12.345,67", None), ("1e3", None), ("NaN", None),
+])
+def test_a_typed_amount_is_read_as_the_page_writes_numbers(typed: str, read: str | None) -> None:
+    for language in ("en", "zh"):
+        if read is not None:
+            assert amount_of("amount", typed, language) == Decimal(read)
+        else:
+            with pytest.raises(Refused, match=r"^amount: "):
+                amount_of("amount", typed, language)
