@@ -18,19 +18,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from services.console.backends import segment
 from services.console.payment_reference import invoice_of
 from services.console.publisher import Publisher, PublishFailed
 from services.console.web import backends_of, settings_of
+from shared.dates import BusinessDate
+from shared.money import check_minor_digits
 from shared.problems import Problem, field_name
-from shared.values import NO_NUL_NOT_EMPTY
+from shared.values import NO_NUL, NO_NUL_NOT_EMPTY, Currency, RequestAmount
 
 router = APIRouter(tags=["payments"])
 SIGNATURE_HEADER = "X-Receivables-Signature"
@@ -38,17 +39,30 @@ PROVIDER_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,39}$"
 MAX_BODY_BYTES = 64 * 1024
 
 
+ProviderId = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL_NOT_EMPTY)]
+
+
 class ProviderPayment(BaseModel):
+    """Held to what the ledger accepts in a ``payment.received`` (the platform's decimal-string
+    amounts, ISO currencies and their minor units, its dates and ids): a 202 is never refused
+    downstream, where nobody would answer the provider."""
+
     model_config = ConfigDict(extra="ignore")
 
-    id: str = Field(min_length=1, max_length=200, pattern=NO_NUL_NOT_EMPTY)
-    customer_id: str = Field(min_length=1, max_length=200, pattern=NO_NUL_NOT_EMPTY)
-    currency: str = Field(pattern=r"^[A-Z]{3}$")
-    # At most three decimals (ISO 4217's most); the ledger checks the currency's own minor unit.
-    amount: Decimal = Field(gt=0, max_digits=18, decimal_places=3)
-    received_date: date
-    reference: str | None = Field(default=None, max_length=200)
-    invoice_ids: list[str] = Field(default_factory=list, max_length=1000)
+    id: ProviderId
+    customer_id: ProviderId
+    currency: Currency
+    amount: Annotated[RequestAmount, Field(gt=0)]
+    received_date: BusinessDate
+    reference: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
+    invoice_ids: list[ProviderId] = Field(default_factory=list, max_length=1000)
+
+    @field_validator("amount")
+    @classmethod
+    def _minor_unit(cls, amount: Decimal, info: ValidationInfo) -> Decimal:
+        if "currency" in info.data:  # (a bad currency is reported on its own)
+            check_minor_digits(amount, info.data["currency"])
+        return amount
 
 
 def payment_id_of(provider_id: str) -> str:
@@ -95,11 +109,24 @@ async def _allocations(request: Request, payment: ProviderPayment) -> list[dict[
     return allocations
 
 
+async def _body(request: Request) -> bytes:
+    """The raw body, refused (413) past ``MAX_BODY_BYTES`` without reading more than that: the
+    caller is not authenticated yet."""
+    too_large = Problem(413, "too-large", detail=f"The notification is larger than {MAX_BODY_BYTES} bytes")
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise too_large
+    return bytes(body)
+
+
 @router.post("/payments/webhook/{provider}", status_code=202)
 async def payment_webhook(provider: str, request: Request) -> dict[str, Any]:
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise Problem(413, "too-large", detail=f"The notification is larger than {MAX_BODY_BYTES} bytes")
+    body = await _body(request)
     secret = settings_of(request).payment_webhook_secret
     if not signature_ok(secret, body, request.headers.get(SIGNATURE_HEADER)):
         raise Problem(401, "bad-signature", detail=f"{SIGNATURE_HEADER} is missing or does not match",

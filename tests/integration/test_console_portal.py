@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import re
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -338,3 +339,31 @@ def test_a_pay_page_no_qr_code_can_carry_shows_the_transfer_as_text(stack: Conso
     assert page.status_code == 200, page.text
     assert 'id="no-qr"' in page.text and "<svg" not in page.text
     assert stack.settings.creditor_iban in page.text and rf_reference(invoice) in page.text
+
+
+@pytest.mark.parametrize(("field", "change"), [
+    ("amount", {"amount": 10}), ("amount", {"amount": "1000000000000.00"}), ("amount", {"amount": "1.001"}),
+    ("amount", {"amount": "1e3"}), ("currency", {"currency": "ABC"}), ("invoice_ids", {"invoice_ids": [""]}),
+    ("received_date", {"received_date": "1800-01-01"}),
+])
+def test_a_notification_the_ledger_would_refuse_is_refused_naming_the_field(stack: ConsoleStack, field: str,
+                                                                            change: dict[str, Any]) -> None:
+    body = json.dumps({"id": "bounds-1", "customer_id": PAYER, "currency": "EUR", "amount": "1.00",
+                       "received_date": "2024-03-10"} | change).encode()
+    answer = httpx.post(f"{stack.console.url}/payments/webhook/acmepay", content=body, headers=_sign(body))
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert f"body.{field}" in answer.json()["detail"]
+
+
+def test_a_notification_said_to_be_too_large_is_refused_before_its_body_is_read(stack: ConsoleStack) -> None:
+    url = httpx.URL(stack.console.url)
+    with socket.create_connection((url.host, url.port), timeout=5) as connection:
+        connection.sendall(b"POST /payments/webhook/acmepay HTTP/1.1\r\nHost: x\r\n"
+                           b"Content-Type: application/json\r\nContent-Length: 100000000\r\n\r\n{")
+        answer = connection.recv(200)  # (times out, failing, if the server waits for the 100 MB)
+    assert answer.startswith(b"HTTP/1.1 413"), answer
+    too_large = b"{" + b" " * (64 * 1024) + b"}"
+    answer = httpx.post(f"{stack.console.url}/payments/webhook/acmepay", content=too_large,
+                        headers=_sign(too_large))
+    assert answer.status_code == 413
