@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -12,6 +13,7 @@ from types import SimpleNamespace
 from unittest.mock import patch
 
 import pytest
+from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from stdnum import iso11649
 
@@ -20,6 +22,7 @@ from services.console.formatting import language_of, money
 from services.console.payment_reference import epc_qr_svg, invoice_of, rf_reference
 from services.console.portal import amount_of, split
 from services.console.portal_links import LinkRefused, PortalLinks
+from services.console.service import create_app
 from services.console.sessions import Sessions
 from services.console.settings import ConsoleSettings
 from services.console.web import TEMPLATES, Refused
@@ -199,3 +202,25 @@ def test_a_typed_amount_is_read_as_the_page_writes_numbers(typed: str, read: str
         else:
             with pytest.raises(Refused, match=r"^amount: "):
                 amount_of("amount", typed, language)
+
+
+def test_portal_links_stay_out_of_the_access_and_error_logs(caplog: pytest.LogCaptureFixture) -> None:
+    app = create_app(ConsoleSettings(console_secret=SECRET))
+    token, _, link_id = app.state.portal_links.issue("C-1", 3)
+
+    @app.get("/portal/{link}/boom")
+    async def boom(link: str) -> None:
+        raise RuntimeError("boom")
+
+    with caplog.at_level(logging.INFO):
+        # as uvicorn writes a request line
+        logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET",
+                                                 f"/portal/{token}/pay/INV-1?x=1", "1.1", 200)
+        answer = TestClient(app, raise_server_exceptions=False).get(f"/portal/{token}/boom")
+    assert answer.status_code == 500
+    # (the test's own HTTP client logs its URLs too: only the server's logs are looked at)
+    logged = "\n".join(record.getMessage() for record in caplog.records
+                       if not record.name.startswith("httpx"))
+    assert token not in logged
+    assert '"GET /portal/<link>/pay/INV-1?x=1 HTTP/1.1" 200' in logged
+    assert f"/portal/<link {link_id}>/boom" in logged
