@@ -39,6 +39,9 @@ router = APIRouter(tags=["portal"])
 log = logging.getLogger(__name__)
 SOURCE = "receivables/portal"
 MAX_INSTALMENTS = 12
+# The form ids the home page draws (16 hex digits, "-<n>" for the n-th invoice's form): the id
+# becomes an event's, dispute's or plan's id, so nothing else a caller writes there is taken.
+FORM_ID = re.compile(r"[0-9a-f]{16}(-[0-9]{1,4})?")
 
 
 def _links(request: Request) -> PortalLinks:
@@ -66,6 +69,16 @@ async def _form(request: Request, link: str) -> dict[str, str]:
     if not hmac.compare_digest(_csrf(request, link).encode(), offered):
         raise Refused(403, _("This form did not come from your portal page; reload it and try again."))
     return fields
+
+
+def _form_id(form: dict[str, str]) -> str:
+    """The form's id as the page drew it (a new one for a form without any)."""
+    form_id = form.get("form_id", "")
+    if not form_id:
+        return uuid.uuid4().hex
+    if not FORM_ID.fullmatch(form_id):
+        raise Refused(422, _("This form did not come from your portal page; reload it and try again."))
+    return form_id
 
 
 def _today() -> date:
@@ -164,6 +177,7 @@ def amount_of(field: str, value: str, language: str, default: Decimal | None = N
 async def dispute(request: Request, link: str) -> Response:
     customer = _customer(request, link)
     form = await _form(request, link)
+    form_id = _form_id(form)
     items = await _open_items(request, customer.customer_id)
     if not items.ok:
         return _not_done(request, link, items)
@@ -175,7 +189,6 @@ async def dispute(request: Request, link: str) -> Response:
     reason = form.get("reason", "").strip()
     if not reason:
         raise Refused(422, _("reason: tell us what is wrong with the invoice"))
-    form_id = form.get("form_id", "")[:40] or uuid.uuid4().hex
     publisher: Publisher = request.app.state.publisher
     try:
         await publisher.publish("ar.disputes", event_id=f"portal-dispute-{form_id}", source=SOURCE,
@@ -212,6 +225,7 @@ def split(total: Decimal, count: int, currency: str) -> list[Decimal]:
 async def request_plan(request: Request, link: str) -> Response:
     customer = _customer(request, link)
     form = await _form(request, link)
+    form_id = _form_id(form)
     try:
         count = int(form.get("instalments", ""))
         first = date.fromisoformat(form.get("first_due_date", ""))
@@ -233,7 +247,7 @@ async def request_plan(request: Request, link: str) -> Response:
     total = sum((Decimal(item["open_amount"]) for item in covered), Decimal(0))
     instalments = [{"due_date": _add_months(first, index).isoformat(), "amount": str(amount)}
                    for index, amount in enumerate(split(total, count, currency))]
-    body = {"plan_id": f"PORTAL-{form.get('form_id', '')[:40] or uuid.uuid4().hex}", "currency": currency,
+    body = {"plan_id": f"PORTAL-{form_id}", "currency": currency,
             "instalments": instalments, "requested_on": today,
             "reason": ("Asked in the portal: " + form.get("reason", "").strip())[:2000]}
     path = f"/customers/{segment(customer.customer_id)}/payment-plans"

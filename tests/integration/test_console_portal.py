@@ -367,3 +367,19 @@ def test_a_notification_said_to_be_too_large_is_refused_before_its_body_is_read(
     answer = httpx.post(f"{stack.console.url}/payments/webhook/acmepay", content=too_large,
                         headers=_sign(too_large))
     assert answer.status_code == 413
+
+
+@pytest.mark.parametrize("form_id", ["x" * 40, "../../INV-SEED-1", "0123456789abcdef-1/x",
+                                     "ABCDEF0123456789"])
+def test_a_form_id_the_page_did_not_draw_is_refused(stack: ConsoleStack, seed_link: str,
+                                                    form_id: str) -> None:
+    base = stack.console.url + seed_link
+    page = httpx.get(base).text
+    for path, fields in (("disputes", {"invoice_id": "INV-SEED-1", "amount": "1.00", "reason": "why"}),
+                         ("plans", {"instalments": "3", "first_due_date": "2030-01-01", "currency": "EUR"})):
+        data = {"csrf_token": portal_csrf(page), "form_id": form_id} | fields
+        answer = httpx.post(f"{base}/{path}", data=data)
+        assert answer.status_code == 422, (path, answer.status_code)
+        assert "did not come from your portal page" in answer.text, path
+    events = topic_records(stack.stack, "ar.disputes", lambda events: True)
+    assert not any(form_id in json.dumps(event) for event in events)
