@@ -112,10 +112,11 @@ def _done(link: str, what: str) -> Response:
     return RedirectResponse(f"/portal/{link}?done={what}", status_code=303)
 
 
-def _not_done(request: Request, link: str, answer: Answer | None, message: str | None = None) -> HTMLResponse:
-    status = answer.status if answer and answer.status and answer.status >= 400 else 502
-    if message is not None:
-        status = 422
+def _not_done(request: Request, link: str, answer: Answer | None, message: str | None = None,
+              status: int = 422) -> HTMLResponse:
+    """A refusal page: the service's answer, or ``message`` with ``status`` (the form's fault: 422)."""
+    if message is None:
+        status = answer.status if answer and answer.status and answer.status >= 400 else 502
     return _page(request, link, "portal/refused.html", status=status, message=message,
                  troubles=[answer] if answer else [])
 
@@ -197,7 +198,9 @@ async def dispute(request: Request, link: str) -> Response:
                                     "customer_id": customer.customer_id, "amount": str(amount),
                                     "opened_date": _today().isoformat(), "reason": reason[:4000]})
     except PublishFailed:
-        return _not_done(request, link, None, _("We could not take your dispute just now; please try again."))
+        # Nothing wrong with the form: the broker is away, and trying again later will do.
+        return _not_done(request, link, None, _("We could not take your dispute just now; please try again."),
+                         status=503)
     return _done(link, "dispute")
 
 

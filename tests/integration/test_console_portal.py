@@ -383,3 +383,16 @@ def test_a_form_id_the_page_did_not_draw_is_refused(stack: ConsoleStack, seed_li
         assert "did not come from your portal page" in answer.text, path
     events = topic_records(stack.stack, "ar.disputes", lambda events: True)
     assert not any(form_id in json.dumps(event) for event in events)
+
+
+def test_a_dispute_that_cannot_be_sent_for_now_is_a_503_that_says_to_try_again(stack: ConsoleStack,
+                                                                               seed_link: str) -> None:
+    settings = console_settings(stack.stack, kafka_bootstrap="127.0.0.1:9")  # no broker there
+    with ConsoleServer(settings) as broker_away:
+        page = httpx.get(broker_away.url + seed_link).text
+        form_id = re.search(r'name="form_id" value="([^"]+-1)"', page).group(1)
+        answer = httpx.post(f"{broker_away.url}{seed_link}/disputes", timeout=60, data={
+            "csrf_token": portal_csrf(page), "form_id": form_id, "invoice_id": "INV-SEED-1", "amount": "1.00",
+            "reason": "broken"})
+    assert answer.status_code == 503, answer.status_code
+    assert "please try again" in answer.text
