@@ -29,6 +29,8 @@ class ConsoleSettings(BaseSettings):
     creditor_bic: str | None = "COBADEFFXXX"
     # The payment provider's shared secret; unset, every webhook call is refused (401).
     payment_webhook_secret: str | None = None
+    # The provider names `POST /payments/webhook/{provider}` takes (comma-separated); unset: any.
+    payment_providers: str = ""
     ledger_url: str = "http://127.0.0.1:8001"
     dunning_url: str = "http://127.0.0.1:8002"
     credit_url: str = "http://127.0.0.1:8003"
@@ -79,6 +81,10 @@ class ConsoleSettings(BaseSettings):
     @property
     def revoked_link_ids(self) -> frozenset[str]:
         return frozenset(part.strip() for part in self.portal_revoked_links.split(",") if part.strip())
+
+    @property
+    def payment_provider_names(self) -> frozenset[str]:
+        return frozenset(part.strip() for part in self.payment_providers.split(",") if part.strip())
 
     def service_urls(self) -> dict[str, str]:
         return {"ledger": self.ledger_url, "dunning": self.dunning_url, "credit": self.credit_url}

@@ -133,6 +133,10 @@ async def payment_webhook(provider: str, request: Request) -> dict[str, Any]:
                       headers={"WWW-Authenticate": "HMAC-SHA256"})
     if not re.fullmatch(PROVIDER_PATTERN, provider):
         raise Problem(422, "validation-error", detail="path.provider: lower-case letters, digits, - and _")
+    providers = settings_of(request).payment_provider_names
+    if providers and provider not in providers:
+        raise Problem(404, "unknown-provider",
+                      detail="path.provider: not one of RECEIVABLES_PAYMENT_PROVIDERS")
     try:
         payment = ProviderPayment.model_validate_json(body)
     except ValidationError as error:

@@ -396,3 +396,13 @@ def test_a_dispute_that_cannot_be_sent_for_now_is_a_503_that_says_to_try_again(s
             "reason": "broken"})
     assert answer.status_code == 503, answer.status_code
     assert "please try again" in answer.text
+
+
+def test_with_a_list_of_providers_a_notification_under_another_name_is_refused(stack: ConsoleStack) -> None:
+    body = json.dumps({"id": "listed-1", "customer_id": PAYER, "currency": "EUR", "amount": "1.00",
+                       "received_date": "2024-03-10"}).encode()
+    with ConsoleServer(console_settings(stack.stack, payment_providers="bank, acmepay")) as listed:
+        answer = httpx.post(f"{listed.url}/payments/webhook/x", content=body, headers=_sign(body))
+        assert answer.status_code == 404 and "path.provider" in answer.json()["detail"]
+        answer = httpx.post(f"{listed.url}/payments/webhook/bank", content=body, headers=_sign(body))
+        assert answer.status_code == 202, answer.text
