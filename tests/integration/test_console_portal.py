@@ -307,7 +307,7 @@ def test_a_signature_or_form_token_that_is_not_ascii_is_refused_not_an_error(sta
     body = json.dumps({"id": "accent-1", "customer_id": PAYER, "currency": "EUR", "amount": "1.00",
                        "received_date": "2024-03-10"}).encode()
     answer = httpx.post(f"{stack.console.url}/payments/webhook/acmepay", content=body,
-                        headers={"X-Receivables-Signature": "sha256=é".encode()})
+                        headers={b"X-Receivables-Signature": "sha256=é".encode()})
     assert answer.status_code == 401, answer.text
     answer = httpx.post(f"{stack.console.url}{seed_link}/disputes", data={
         "csrf_token": "é", "invoice_id": "INV-SEED-1", "reason": "should not happen"})
@@ -361,8 +361,8 @@ def test_a_notification_said_to_be_too_large_is_refused_before_its_body_is_read(
     with socket.create_connection((url.host, url.port), timeout=5) as connection:
         connection.sendall(b"POST /payments/webhook/acmepay HTTP/1.1\r\nHost: x\r\n"
                            b"Content-Type: application/json\r\nContent-Length: 100000000\r\n\r\n{")
-        answer = connection.recv(200)  # (times out, failing, if the server waits for the 100 MB)
-    assert answer.startswith(b"HTTP/1.1 413"), answer
+        first = connection.recv(200)  # (times out, failing, if the server waits for the 100 MB)
+    assert first.startswith(b"HTTP/1.1 413"), first
     too_large = b"{" + b" " * (64 * 1024) + b"}"
     answer = httpx.post(f"{stack.console.url}/payments/webhook/acmepay", content=too_large,
                         headers=_sign(too_large))
@@ -390,7 +390,9 @@ def test_a_dispute_that_cannot_be_sent_for_now_is_a_503_that_says_to_try_again(s
     settings = console_settings(stack.stack, kafka_bootstrap="127.0.0.1:9")  # no broker there
     with ConsoleServer(settings) as broker_away:
         page = httpx.get(broker_away.url + seed_link).text
-        form_id = re.search(r'name="form_id" value="([^"]+-1)"', page).group(1)
+        found = re.search(r'name="form_id" value="([^"]+-1)"', page)
+        assert found
+        form_id = found.group(1)
         answer = httpx.post(f"{broker_away.url}{seed_link}/disputes", timeout=60, data={
             "csrf_token": portal_csrf(page), "form_id": form_id, "invoice_id": "INV-SEED-1", "amount": "1.00",
             "reason": "broken"})
