@@ -65,7 +65,7 @@ def N_(message: str) -> str:  # the name gettext tools look for
     return message
 
 
-# Words the services answer with that pages show translated (`_(status)` in the templates).
+# Words the services answer with that pages show translated (`word(status)` in the templates).
 SERVICE_WORDS = (
     N_("requested"), N_("active"), N_("completed"), N_("broken"), N_("rejected"), N_("cancelled"),
     N_("open"), N_("kept"), N_("low"), N_("medium"), N_("high"), N_("manual"), N_("automatic"),

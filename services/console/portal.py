@@ -14,27 +14,34 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import re
 import uuid
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
 
+from babel.numbers import NumberFormatError, get_decimal_symbol, parse_decimal
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.console.backends import Answer, segment
+from services.console.formatting import LOCALES
 from services.console.i18n import gettext as _
 from services.console.payment_reference import epc_qr_svg, printed, rf_reference
 from services.console.portal_links import LinkRefused, PortalLink, PortalLinks
 from services.console.publisher import Publisher, PublishFailed
 from services.console.statement_pdf import statement_pdf
 from services.console.web import Refused, backends_of, language, render, settings_of
+from shared.money import quantum
 
 router = APIRouter(tags=["portal"])
 log = logging.getLogger(__name__)
 SOURCE = "receivables/portal"
 MAX_INSTALMENTS = 12
+# The form ids the home page draws (16 hex digits, "-<n>" for the n-th invoice's form): the id
+# becomes an event's, dispute's or plan's id, so nothing else a caller writes there is taken.
+FORM_ID = re.compile(r"[0-9a-f]{16}(-[0-9]{1,4})?")
 
 
 def _links(request: Request) -> PortalLinks:
@@ -57,9 +64,21 @@ def _csrf(request: Request, link: str) -> str:
 async def _form(request: Request, link: str) -> dict[str, str]:
     form = await request.form()
     fields = {key: str(value) for key, value in form.items() if isinstance(value, str)}
-    if not hmac.compare_digest(_csrf(request, link), fields.get("csrf_token", "")):
+    # As bytes: compare_digest raises TypeError on a str that is not ASCII (a 500, not a 403).
+    offered = fields.get("csrf_token", "").encode("utf-8", "surrogatepass")
+    if not hmac.compare_digest(_csrf(request, link).encode(), offered):
         raise Refused(403, _("This form did not come from your portal page; reload it and try again."))
     return fields
+
+
+def _form_id(form: dict[str, str]) -> str:
+    """The form's id as the page drew it (a new one for a form without any)."""
+    form_id = form.get("form_id", "")
+    if not form_id:
+        return uuid.uuid4().hex
+    if not FORM_ID.fullmatch(form_id):
+        raise Refused(422, _("This form did not come from your portal page; reload it and try again."))
+    return form_id
 
 
 def _today() -> date:
@@ -93,10 +112,11 @@ def _done(link: str, what: str) -> Response:
     return RedirectResponse(f"/portal/{link}?done={what}", status_code=303)
 
 
-def _not_done(request: Request, link: str, answer: Answer | None, message: str | None = None) -> HTMLResponse:
-    status = answer.status if answer and answer.status and answer.status >= 400 else 502
-    if message is not None:
-        status = 422
+def _not_done(request: Request, link: str, answer: Answer | None, message: str | None = None,
+              status: int = 422) -> HTMLResponse:
+    """A refusal page: the service's answer, or ``message`` with ``status`` (the form's fault: 422)."""
+    if message is None:
+        status = answer.status if answer and answer.status and answer.status >= 400 else 502
     return _page(request, link, "portal/refused.html", status=status, message=message,
                  troubles=[answer] if answer else [])
 
@@ -131,12 +151,23 @@ def _owned(open_items: list[dict[str, Any]], invoice_id: str) -> dict[str, Any]:
     return found
 
 
-def _amount(field: str, value: str, default: Decimal | None = None) -> Decimal:
-    if not value.strip() and default is not None:
+
+
+def amount_of(field: str, value: str, language: str, default: Decimal | None = None) -> Decimal:
+    """An amount a person typed, read as the page's language writes numbers ("1,000.50" in
+    English); what could be read two ways or is not a plain number is refused, naming the field."""
+    text = value.strip()
+    if not text and default is not None:
         return default
+    locale = LOCALES[language]
+    # "1.000" in English: one to the page, a thousand to many readers (who group with dots):
+    # a decimal point and exactly three digits after it, without grouping, is refused as unclear.
+    ambiguous = re.escape(get_decimal_symbol(locale)).join((r"[0-9]+", r"[0-9]{3}"))
     try:
-        amount = Decimal(value.strip().replace(",", "."))
-    except InvalidOperation:
+        if not re.fullmatch(r"[0-9][0-9.,]*", text) or re.fullmatch(ambiguous, text):
+            raise NumberFormatError(text)
+        amount = parse_decimal(text, locale, strict=True)
+    except (NumberFormatError, InvalidOperation):
         raise Refused(422, _("%(field)s: write an amount such as 250.00", field=field)) from None
     if not amount.is_finite() or amount <= 0:
         raise Refused(422, _("%(field)s: must be more than zero", field=field))
@@ -147,17 +178,18 @@ def _amount(field: str, value: str, default: Decimal | None = None) -> Decimal:
 async def dispute(request: Request, link: str) -> Response:
     customer = _customer(request, link)
     form = await _form(request, link)
+    form_id = _form_id(form)
     items = await _open_items(request, customer.customer_id)
     if not items.ok:
         return _not_done(request, link, items)
     invoice = _owned(items.body["open_items"], form.get("invoice_id", ""))
-    amount = _amount("amount", form.get("amount", ""), Decimal(invoice["open_amount"]))
+    amount = amount_of("amount", form.get("amount", ""), language(request),
+                       Decimal(invoice["open_amount"]))
     if amount > Decimal(invoice["open_amount"]):
         raise Refused(422, _("amount: at most the open amount, %(amount)s", amount=invoice["open_amount"]))
     reason = form.get("reason", "").strip()
     if not reason:
         raise Refused(422, _("reason: tell us what is wrong with the invoice"))
-    form_id = form.get("form_id", "")[:40] or uuid.uuid4().hex
     publisher: Publisher = request.app.state.publisher
     try:
         await publisher.publish("ar.disputes", event_id=f"portal-dispute-{form_id}", source=SOURCE,
@@ -166,7 +198,9 @@ async def dispute(request: Request, link: str) -> Response:
                                     "customer_id": customer.customer_id, "amount": str(amount),
                                     "opened_date": _today().isoformat(), "reason": reason[:4000]})
     except PublishFailed:
-        return _not_done(request, link, None, _("We could not take your dispute just now; please try again."))
+        # Nothing wrong with the form: the broker is away, and trying again later will do.
+        return _not_done(request, link, None, _("We could not take your dispute just now; please try again."),
+                         status=503)
     return _done(link, "dispute")
 
 
@@ -175,7 +209,7 @@ async def promise(request: Request, link: str) -> Response:
     customer = _customer(request, link)
     form = await _form(request, link)
     body = {"promised_date": form.get("promised_date", ""), "made_on": _today().isoformat(),
-            "amount": str(_amount("amount", form.get("amount", "")))}
+            "amount": str(amount_of("amount", form.get("amount", ""), language(request)))}
     if form.get("currency"):
         body["currency"] = form["currency"]
     path = f"/customers/{segment(customer.customer_id)}/promises"
@@ -183,9 +217,10 @@ async def promise(request: Request, link: str) -> Response:
     return _done(link, "promise") if answer.ok else _not_done(request, link, answer)
 
 
-def split(total: Decimal, count: int) -> list[Decimal]:
-    """``total`` in ``count`` instalments to the cent, the remainder on the last one."""
-    share = (total / count).quantize(Decimal("0.01"), rounding=ROUND_DOWN)
+def split(total: Decimal, count: int, currency: str) -> list[Decimal]:
+    """``total`` in ``count`` instalments to the currency's minor unit (JPY: whole yen), the
+    remainder on the last one."""
+    share = (total / count).quantize(quantum(currency), rounding=ROUND_DOWN)
     return [share] * (count - 1) + [total - share * (count - 1)]
 
 
@@ -193,6 +228,7 @@ def split(total: Decimal, count: int) -> list[Decimal]:
 async def request_plan(request: Request, link: str) -> Response:
     customer = _customer(request, link)
     form = await _form(request, link)
+    form_id = _form_id(form)
     try:
         count = int(form.get("instalments", ""))
         first = date.fromisoformat(form.get("first_due_date", ""))
@@ -213,8 +249,8 @@ async def request_plan(request: Request, link: str) -> Response:
         raise Refused(422, _("currency: nothing overdue in this currency to spread over a plan"))
     total = sum((Decimal(item["open_amount"]) for item in covered), Decimal(0))
     instalments = [{"due_date": _add_months(first, index).isoformat(), "amount": str(amount)}
-                   for index, amount in enumerate(split(total, count))]
-    body = {"plan_id": f"PORTAL-{form.get('form_id', '')[:40] or uuid.uuid4().hex}", "currency": currency,
+                   for index, amount in enumerate(split(total, count, currency))]
+    body = {"plan_id": f"PORTAL-{form_id}", "currency": currency,
             "instalments": instalments, "requested_on": today,
             "reason": ("Asked in the portal: " + form.get("reason", "").strip())[:2000]}
     path = f"/customers/{segment(customer.customer_id)}/payment-plans"
@@ -250,7 +286,7 @@ async def confirm_balance(request: Request, link: str) -> Response:
     body: dict[str, Any] = {"statement_id": form["statement_id"], "response": response,
                             "note": form.get("note", "")[:2000], "responded_on": _today().isoformat()}
     if response == "disputed":
-        body["balance"] = str(_amount("balance", form.get("balance", "")))
+        body["balance"] = str(amount_of("balance", form.get("balance", ""), language(request)))
     answer = await _ask(request, "POST", "dunning", f"{path}/confirmations", body)
     return _done(link, "confirmed") if answer.ok else _not_done(request, link, answer)
 

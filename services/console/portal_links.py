@@ -12,6 +12,8 @@ settings, not a store: the console keeps none.
 
 from __future__ import annotations
 
+import logging
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,6 +23,8 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from services.console.i18n import gettext as _
 
 SALT = "receivables.portal-link"
+# A portal path's link segment: a bearer credential (valid up to a year) that logs must not keep.
+_LINK_IN_PATH = re.compile(r"/portal/[^/?#\s\"]+")
 
 
 class LinkRefused(Exception):
@@ -33,6 +37,28 @@ class PortalLink:
     expires_at: datetime
     issued_at: datetime
     link_id: str
+
+
+def redacted(text: str, links: PortalLinks | None = None) -> str:
+    """``text`` with every ``/portal/<token>`` written ``/portal/<link ID>`` (the id of a link
+    ``links`` signed, which revokes it) or ``/portal/<link>``: what a log may keep."""
+    def one(found: re.Match[str]) -> str:
+        link_id = links.link_id_of(found.group(0).removeprefix("/portal/")) if links else None
+        return f"/portal/<link {link_id}>" if link_id else "/portal/<link>"
+    return _LINK_IN_PATH.sub(one, text)
+
+
+class RedactLinks(logging.Filter):
+    """On ``uvicorn.access``: the request line's path (its third argument) with links redacted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redacted(arg) if isinstance(arg, str) else arg for arg in record.args)
+        record.msg = redacted(record.msg) if isinstance(record.msg, str) else record.msg
+        return True
+
+
+REDACT_LINKS = RedactLinks()
 
 
 class PortalLinks:
@@ -50,6 +76,13 @@ class PortalLinks:
         link_id = secrets.token_urlsafe(9)
         payload = {"c": customer_id, "x": int(expires_at.timestamp()), "n": link_id}
         return str(self._serializer.dumps(payload)), expires_at, link_id
+
+    def link_id_of(self, token: str) -> str | None:
+        """The id of a link this secret signed, expired or not (None: not one)."""
+        try:
+            return str(self._serializer.loads(token)["n"])
+        except (BadSignature, KeyError, TypeError, ValueError):
+            return None
 
     def verify(self, token: str, now: datetime | None = None) -> PortalLink:
         now = now or datetime.now(UTC)

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from services.console import collection_actions, dashboard, pages, portal, portal_admin, signing_in, webhook
 from services.console.backends import Backends
 from services.console.i18n import LANGUAGES, current_language, gettext
-from services.console.portal_links import PortalLinks
+from services.console.portal_links import REDACT_LINKS, PortalLinks, redacted
 from services.console.publisher import Publisher
 from services.console.sessions import Sessions
 from services.console.settings import ConsoleSettings
@@ -62,6 +62,8 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
                                   settings.session_idle_minutes * 60)
     app.state.portal_links = PortalLinks(settings.console_secret, settings.portal_links_not_before,
                                          settings.revoked_link_ids)
+    # Portal links are bearer credentials: uvicorn's access log keeps none (added once per process).
+    logging.getLogger("uvicorn.access").addFilter(REDACT_LINKS)
     app.mount("/static", StaticFiles(directory=str(files("services.console") / "static")), name="static")
     for module in (signing_in, dashboard, pages, collection_actions, portal_admin, portal, webhook):
         app.include_router(module.router)
@@ -146,7 +148,8 @@ def _install_error_pages(app: FastAPI) -> None:
 
     async def unexpected(request: Request, exc: Exception) -> Response:
         error_id = uuid.uuid4().hex
-        log.error("unhandled error %s on %s %s", error_id, request.method, request.url.path, exc_info=exc)
+        log.error("unhandled error %s on %s %s", error_id, request.method,
+                  redacted(request.url.path, app.state.portal_links), exc_info=exc)
         if _wants_json(request):
             return problem_response(Problem(500, "internal-error", detail="An unexpected error occurred",
                                             error_id=error_id), request.url.path)

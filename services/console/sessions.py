@@ -118,4 +118,6 @@ class Sessions:
         return hmac.new(self._csrf_key, session_id.encode(), hashlib.sha256).hexdigest()
 
     def csrf_ok(self, session: Session, offered: str | None) -> bool:
-        return bool(offered) and hmac.compare_digest(self.csrf_token(session.session_id), str(offered))
+        # As bytes: compare_digest raises TypeError on a str that is not ASCII.
+        return bool(offered) and hmac.compare_digest(self.csrf_token(session.session_id).encode(),
+                                                     str(offered).encode("utf-8", "surrogatepass"))

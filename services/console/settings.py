@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.tokens import TokenFileError, TokenRegistry
@@ -29,6 +29,8 @@ class ConsoleSettings(BaseSettings):
     creditor_bic: str | None = "COBADEFFXXX"
     # The payment provider's shared secret; unset, every webhook call is refused (401).
     payment_webhook_secret: str | None = None
+    # The provider names `POST /payments/webhook/{provider}` takes (comma-separated); unset: any.
+    payment_providers: str = ""
     ledger_url: str = "http://127.0.0.1:8001"
     dunning_url: str = "http://127.0.0.1:8002"
     credit_url: str = "http://127.0.0.1:8003"
@@ -52,6 +54,13 @@ class ConsoleSettings(BaseSettings):
     # Where `POST /portal-links` URLs point (the console as customers reach it).
     public_url: str = "http://127.0.0.1:8000"
 
+    @field_validator("portal_links_not_before")
+    @classmethod
+    def _utc_unless_said(cls, value: datetime | None) -> datetime | None:
+        # A naive instant cannot be compared with a link's (aware) signing time: read it as UTC,
+        # as the operator of a server most likely meant, rather than fail every link later.
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
     @model_validator(mode="after")
     def _check(self) -> Self:
         if self.console_secret is None:
@@ -74,6 +83,10 @@ class ConsoleSettings(BaseSettings):
     @property
     def revoked_link_ids(self) -> frozenset[str]:
         return frozenset(part.strip() for part in self.portal_revoked_links.split(",") if part.strip())
+
+    @property
+    def payment_provider_names(self) -> frozenset[str]:
+        return frozenset(part.strip() for part in self.payment_providers.split(",") if part.strip())
 
     def service_urls(self) -> dict[str, str]:
         return {"ledger": self.ledger_url, "dunning": self.dunning_url, "credit": self.credit_url}

@@ -51,7 +51,9 @@ async def sign_in(request: Request) -> Response:
     token = str(form.get("token") or "").strip()
     nonce = request.cookies.get(PRE_COOKIE, "")
     offered = str(form.get("csrf_token") or "")
-    if not nonce or not hmac.compare_digest(_signin_csrf(request, nonce), offered):
+    # As bytes: compare_digest raises TypeError on a str that is not ASCII (a 500, not a 403).
+    if not nonce or not hmac.compare_digest(_signin_csrf(request, nonce).encode(),
+                                            offered.encode("utf-8", "surrogatepass")):
         return signin_page(request, _("The sign-in form expired; please try again."), status=403)
     sessions = sessions_of(request)
     if not token or sessions.principal(token) is None:

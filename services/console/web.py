@@ -31,6 +31,10 @@ TEMPLATES = Environment(
 )
 # Translated in the request's language (set by the app's middleware; see services.console.i18n).
 TEMPLATES.install_gettext_callables(translate, ntranslate, newstyle=True)  # type: ignore[attr-defined]
+# What a service answers (a status, a kind) is data, not a message: `_()` (newstyle) would make
+# it Markup, unescaped, and %-format it (a 500 on "50%"). `word()` gives a plain str, which
+# autoescape escapes; `_()` stays for the literal messages of the templates.
+TEMPLATES.globals["word"] = lambda value: translate(str(value))
 
 # What a redirect after a successful form may say (a key in the URL, never free text).
 DONE_MESSAGES = {

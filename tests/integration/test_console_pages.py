@@ -71,6 +71,10 @@ def test_sign_in_without_its_csrf_value_is_refused(stack: ConsoleStack) -> None:
     with stack.browser_client() as client:
         answer = client.post("/sign-in", data={"token": ALL_SCOPES_TOKEN, "csrf_token": "forged"})
         assert answer.status_code == 403
+        client.get("/sign-in")  # with the form's cookie: the value itself is compared
+        for offered in ("forged", "é"):
+            answer = client.post("/sign-in", data={"token": ALL_SCOPES_TOKEN, "csrf_token": offered})
+            assert answer.status_code == 403, offered
 
 
 def test_an_altered_session_cookie_is_no_session(stack: ConsoleStack, browser: httpx.Client) -> None:
@@ -217,7 +221,7 @@ def test_a_form_without_its_csrf_token_is_refused_and_nothing_happens(
     stack: ConsoleStack, browser: httpx.Client
 ) -> None:
     hold_id = stack.stack.seeded.hold_id
-    for csrf in (None, "forged"):
+    for csrf in (None, "forged", "é"):
         data = {"reason": "should not happen"} | ({"csrf_token": csrf} if csrf else {})
         answer = browser.post(f"/holds/{hold_id}/release", data=data)
         assert answer.status_code == 403 and "did not come from this console" in answer.text

@@ -10,6 +10,7 @@ import hmac
 import io
 import json
 import re
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -203,7 +204,7 @@ def test_the_pay_page_gives_the_rf_reference_of_the_invoice(stack: ConsoleStack,
     page = httpx.get(f"{stack.console.url}{seed_link}/pay/INV-SEED-1")
     assert page.status_code == 200
     reference = re.search(r'id="reference" data-value="([^"]+)"', page.text).group(1)
-    assert reference == rf_reference("INV-SEED-1") == "RF07INVSEED1"
+    assert reference == rf_reference("INV-SEED-1") == "RF37Z9WE33EQAWEAO4H3MFETL"
     assert '<svg' in page.text and stack.settings.creditor_iban in page.text
 
 
@@ -288,3 +289,140 @@ def test_a_notification_with_an_impossible_date_is_refused_naming_it(stack: Cons
                        "received_date": "2024-13-45"}).encode()
     answer = httpx.post(f"{stack.console.url}/payments/webhook/acmepay", content=body, headers=_sign(body))
     assert answer.status_code == 422 and "body.received_date" in answer.json()["detail"]
+
+
+def test_one_signed_notification_posted_under_three_provider_names_pays_once(stack: ConsoleStack) -> None:
+    # The signature covers the body, not the path: a replay under another name is the same payment.
+    customer, invoice = "C-REPLAY", "INV-REPLAY-1"
+    publish(stack.stack, [invoice_issued(customer, invoice, "300.00", issue="2024-02-01", due="2024-03-02")])
+    wait_until(lambda: stack.api("ledger", f"/invoices/{invoice}").status_code, lambda status: status == 200,
+               what=f"the ledger has {invoice}")
+    body = json.dumps({"id": "replay-1", "customer_id": customer, "currency": "EUR", "amount": "100.00",
+                       "received_date": "2024-03-10", "invoice_ids": [invoice]}).encode()
+    for provider in ("bank", "bank2", "x"):
+        answer = httpx.post(f"{stack.console.url}/payments/webhook/{provider}", content=body,
+                            headers=_sign(body))
+        assert answer.status_code == 202, answer.text
+    # a later payment of the same customer (same partition): applied after the three replays
+    later = json.dumps({"id": "replay-2", "customer_id": customer, "currency": "EUR", "amount": "50.00",
+                        "received_date": "2024-03-11", "invoice_ids": [invoice]}).encode()
+    assert httpx.post(f"{stack.console.url}/payments/webhook/bank", content=later,
+                      headers=_sign(later)).status_code == 202
+    found = wait_until(lambda: stack.api("ledger", f"/invoices/{invoice}").json(),
+                       lambda found: found["open_amount"] not in ("300.00", "200.00"),
+                       what="both payments applied")
+    assert found["open_amount"] == "150.00"
+    (balance,) = stack.api("ledger", f"/customers/{customer}/balance", as_of="2024-03-31").json()["balances"]
+    assert balance["unapplied_cash"] == "0.00"
+    events = topic_records(stack.stack, "ar.payments",
+                           lambda events: any(event["id"] == "replay-2" for event in events))
+    replays = {event["data"]["payment_id"] for event in events if event["id"] == "replay-1"}
+    assert replays == {"portal-replay-1"}
+
+
+def test_a_signature_or_form_token_that_is_not_ascii_is_refused_not_an_error(stack: ConsoleStack,
+                                                                             seed_link: str) -> None:
+    body = json.dumps({"id": "accent-1", "customer_id": PAYER, "currency": "EUR", "amount": "1.00",
+                       "received_date": "2024-03-10"}).encode()
+    answer = httpx.post(f"{stack.console.url}/payments/webhook/acmepay", content=body,
+                        headers={b"X-Receivables-Signature": "sha256=é".encode()})
+    assert answer.status_code == 401, answer.text
+    answer = httpx.post(f"{stack.console.url}{seed_link}/disputes", data={
+        "csrf_token": "é", "invoice_id": "INV-SEED-1", "reason": "should not happen"})
+    assert answer.status_code == 403, answer.text
+    events = topic_records(stack.stack, "ar.payments", lambda events: True)
+    assert not any(event["id"] == "accent-1" for event in events)
+
+
+def test_an_invoice_repeated_in_a_notification_is_paid_its_open_amount_once(stack: ConsoleStack) -> None:
+    customer, invoice = "C-REPEAT", "INV-REPEAT-1"
+    publish(stack.stack, [invoice_issued(customer, invoice, "100.00", issue="2024-02-01", due="2024-03-02")])
+    wait_until(lambda: stack.api("ledger", f"/invoices/{invoice}").status_code, lambda status: status == 200,
+               what=f"the ledger has {invoice}")
+    body = json.dumps({"id": "repeat-1", "customer_id": customer, "currency": "EUR", "amount": "300.00",
+                       "received_date": "2024-03-10", "invoice_ids": [invoice] * 3}).encode()
+    answer = httpx.post(f"{stack.console.url}/payments/webhook/acmepay", content=body, headers=_sign(body))
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["allocations"] == [{"invoice_id": invoice, "amount": "100.00"}]
+
+
+def test_a_pay_page_no_qr_code_can_carry_shows_the_transfer_as_text(stack: ConsoleStack) -> None:
+    customer, invoice = "C-HUGE", "INV-HUGE-1"
+    publish(stack.stack, [invoice_issued(customer, invoice, "1000000000.00", issue="2024-02-01",
+                                         due="2024-03-02")])
+    wait_until(lambda: stack.api("ledger", f"/invoices/{invoice}").status_code, lambda status: status == 200,
+               what=f"the ledger has {invoice}")
+    link = issue_link(stack, customer).json()["url"].removeprefix(stack.settings.public_url)
+    page = httpx.get(f"{stack.console.url}{link}/pay/{invoice}")
+    assert page.status_code == 200, page.text
+    assert 'id="no-qr"' in page.text and "<svg" not in page.text
+    assert stack.settings.creditor_iban in page.text and rf_reference(invoice) in page.text
+
+
+@pytest.mark.parametrize(("field", "change"), [
+    ("amount", {"amount": 10}), ("amount", {"amount": "1000000000000.00"}), ("amount", {"amount": "1.001"}),
+    ("amount", {"amount": "1e3"}), ("currency", {"currency": "ABC"}), ("invoice_ids", {"invoice_ids": [""]}),
+    ("received_date", {"received_date": "1800-01-01"}),
+])
+def test_a_notification_the_ledger_would_refuse_is_refused_naming_the_field(stack: ConsoleStack, field: str,
+                                                                            change: dict[str, Any]) -> None:
+    body = json.dumps({"id": "bounds-1", "customer_id": PAYER, "currency": "EUR", "amount": "1.00",
+                       "received_date": "2024-03-10"} | change).encode()
+    answer = httpx.post(f"{stack.console.url}/payments/webhook/acmepay", content=body, headers=_sign(body))
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert f"body.{field}" in answer.json()["detail"]
+
+
+def test_a_notification_said_to_be_too_large_is_refused_before_its_body_is_read(stack: ConsoleStack) -> None:
+    url = httpx.URL(stack.console.url)
+    with socket.create_connection((url.host, url.port), timeout=5) as connection:
+        connection.sendall(b"POST /payments/webhook/acmepay HTTP/1.1\r\nHost: x\r\n"
+                           b"Content-Type: application/json\r\nContent-Length: 100000000\r\n\r\n{")
+        first = connection.recv(200)  # (times out, failing, if the server waits for the 100 MB)
+    assert first.startswith(b"HTTP/1.1 413"), first
+    too_large = b"{" + b" " * (64 * 1024) + b"}"
+    answer = httpx.post(f"{stack.console.url}/payments/webhook/acmepay", content=too_large,
+                        headers=_sign(too_large))
+    assert answer.status_code == 413
+
+
+@pytest.mark.parametrize("form_id", ["x" * 40, "../../INV-SEED-1", "0123456789abcdef-1/x",
+                                     "ABCDEF0123456789"])
+def test_a_form_id_the_page_did_not_draw_is_refused(stack: ConsoleStack, seed_link: str,
+                                                    form_id: str) -> None:
+    base = stack.console.url + seed_link
+    page = httpx.get(base).text
+    for path, fields in (("disputes", {"invoice_id": "INV-SEED-1", "amount": "1.00", "reason": "why"}),
+                         ("plans", {"instalments": "3", "first_due_date": "2030-01-01", "currency": "EUR"})):
+        data = {"csrf_token": portal_csrf(page), "form_id": form_id} | fields
+        answer = httpx.post(f"{base}/{path}", data=data)
+        assert answer.status_code == 422, (path, answer.status_code)
+        assert "did not come from your portal page" in answer.text, path
+    events = topic_records(stack.stack, "ar.disputes", lambda events: True)
+    assert not any(form_id in json.dumps(event) for event in events)
+
+
+def test_a_dispute_that_cannot_be_sent_for_now_is_a_503_that_says_to_try_again(stack: ConsoleStack,
+                                                                               seed_link: str) -> None:
+    settings = console_settings(stack.stack, kafka_bootstrap="127.0.0.1:9")  # no broker there
+    with ConsoleServer(settings) as broker_away:
+        page = httpx.get(broker_away.url + seed_link).text
+        found = re.search(r'name="form_id" value="([^"]+-1)"', page)
+        assert found
+        form_id = found.group(1)
+        answer = httpx.post(f"{broker_away.url}{seed_link}/disputes", timeout=60, data={
+            "csrf_token": portal_csrf(page), "form_id": form_id, "invoice_id": "INV-SEED-1", "amount": "1.00",
+            "reason": "broken"})
+    assert answer.status_code == 503, answer.status_code
+    assert "please try again" in answer.text
+
+
+def test_with_a_list_of_providers_a_notification_under_another_name_is_refused(stack: ConsoleStack) -> None:
+    body = json.dumps({"id": "listed-1", "customer_id": PAYER, "currency": "EUR", "amount": "1.00",
+                       "received_date": "2024-03-10"}).encode()
+    with ConsoleServer(console_settings(stack.stack, payment_providers="bank, acmepay")) as listed:
+        answer = httpx.post(f"{listed.url}/payments/webhook/x", content=body, headers=_sign(body))
+        assert answer.status_code == 404 and "path.provider" in answer.json()["detail"]
+        answer = httpx.post(f"{listed.url}/payments/webhook/bank", content=body, headers=_sign(body))
+        assert answer.status_code == 202, answer.text
