@@ -99,23 +99,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         customers = sample_customers(args.ledger_url, args.token, args.as_of, args.customers, args.seed)
         log(f"{len(customers)} customers sampled; {args.rounds} rounds")
-        pages = ("dashboard", "forecast", "customer")
+        pages = ("dashboard", "forecast", "customer") if args.forecast else ("dashboard", "customer")
         results: dict[str, dict[str, list[float]]] = {page: {"server": [], "wall": []} for page in pages}
-        with httpx.Client(base_url=url, timeout=120) as client:
+        # the raw baseline: the ledger's two answers behind the dashboard, asked directly
+        raw: dict[str, list[float]] = {"ledger_aging": [], "ledger_metrics": []}
+        headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+        with httpx.Client(base_url=url, timeout=120) as client, \
+                httpx.Client(base_url=args.ledger_url, timeout=120, headers=headers) as ledger:
             sign_in(client, args.token or "bench")
             timed(client, "/", {"as_of": args.as_of})  # warm: connections, templates
             for _ in range(args.rounds):
-                paths = [("dashboard", "/"), ("forecast", "/dashboard/forecast")]
+                paths = [("dashboard", "/")] * args.dashboards
                 for page, path in paths + [("customer", f"/customers/{c}") for c in customers]:
                     server_ms, wall_ms = timed(client, path, {"as_of": args.as_of})
                     results[page]["server"].append(server_ms)
                     results[page]["wall"].append(wall_ms)
+                for name, path in (("ledger_aging", "/aging"), ("ledger_metrics", "/metrics/receivables")):
+                    for _ in range(args.dashboards):
+                        started = time.perf_counter()
+                        ledger.get(path, params={"as_of": args.as_of}).raise_for_status()
+                        raw[name].append((time.perf_counter() - started) * 1000)
+                if args.forecast:  # (last: the ledger goes on computing a forecast the console gave up on)
+                    server_ms, wall_ms = timed(client, "/dashboard/forecast", {"as_of": args.as_of})
+                    results["forecast"]["server"].append(server_ms)
+                    results["forecast"]["wall"].append(wall_ms)
     finally:
         server.should_exit = True
     summary = {page: {kind: {"n": len(values), "p50_ms": round(statistics.median(values), 1),
                              "p99_ms": round(percentile(values, 0.99), 1), "max_ms": round(max(values), 1)}
                       for kind, values in kinds.items()} for page, kinds in results.items()}
-    return {"as_of": args.as_of, "customers": len(customers), "rounds": args.rounds, "pages": summary}
+    baselines = {name: {"n": len(values), "p50_ms": round(statistics.median(values), 1),
+                        "p99_ms": round(percentile(values, 0.99), 1)} for name, values in raw.items()}
+    return {"as_of": args.as_of, "customers": len(customers), "rounds": args.rounds, "pages": summary,
+            "raw_baselines": baselines}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--customers", type=int, default=100, help="customer pages sampled")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--dashboards", type=int, default=10, help="dashboards timed per round")
+    parser.add_argument("--forecast", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time the forecast fragment (once a round, last)")
     args = parser.parse_args(argv)
     print(json.dumps(run(args), indent=2))
     return 0
