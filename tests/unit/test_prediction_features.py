@@ -170,3 +170,17 @@ def test_many_questions_at_once_answer_as_one_at_a_time(book: list[InvoiceRecord
             asked.append((index % len(book), as_of))
     expected = [features(book[i], book, day, instant) for i, day in asked]
     assert features_many(book, instant, asked) == expected
+
+
+@given(book=customer_book(), known_day=st.integers(0, 220), day=st.integers(0, 200),
+       targets=st.lists(st.integers(0, 13), min_size=1, max_size=14))
+def test_the_questions_of_one_day_answer_as_one_at_a_time(book: list[InvoiceRecord], known_day: int, day: int,
+                                                          targets: list[int]) -> None:
+    """One day's questions (a prediction's, a customer's open invoices') take the sweep to the day
+    at once (``_Sweep(..., at=day)``) rather than change by change: the same figures as ``features``."""
+    instant = at("2025-01-01") + timedelta(days=known_day, hours=3)
+    as_of = D("2025-01-01") + timedelta(days=day)
+    asked = [(i % len(book), as_of) for i in targets
+             if book[i % len(book)].issue_date <= as_of and book[i % len(book)].recorded <= instant]
+    expected = [features(book[i], book, as_of, instant) for i, _ in asked]
+    assert features_many(book, instant, asked) == expected

@@ -221,16 +221,25 @@ class _Sweep:
     """One customer's invoices as known at an instant, moved forward date by date: the
     aggregates the features read over every invoice issued by the date and not cancelled."""
 
-    def __init__(self, records: Sequence[InvoiceRecord], known_at: datetime) -> None:
+    def __init__(self, records: Sequence[InvoiceRecord], known_at: datetime, at: date | None = None) -> None:
+        """``at``: the sweep starts at that day, each invoice in its last state by then (for the
+        questions of a single day, a prediction's: no change is applied one at a time)."""
         self.records = records
         self.states: list[_State | None] = [None] * len(records)  # None: not issued yet
         self.pending: list[tuple[date, int, int, _State]] = []  # (date, order, record, state), latest first
+        final: dict[int, _State] = {}
         for index, record in enumerate(records):
             if record.recorded > known_at:
                 continue  # not known at all
             for order, (day, state) in enumerate(_checkpoints(record, known_at)):
                 # a change effective before the issue takes effect with it
-                self.pending.append((max(day, record.issue_date), order, index, state))
+                day = max(day, record.issue_date)
+                if at is None:
+                    self.pending.append((day, order, index, state))
+                elif day <= at:
+                    final[index] = state  # (the checkpoints come in date order)
+                else:
+                    break
         self.pending.sort(key=lambda p: (p[0], p[2], p[1]), reverse=True)
         self.settled: list[tuple[date, str, int]] = []  # (settled_on, invoice, days late), sorted
         self.days: list[int] = []  # the settled ones' days late, sorted
@@ -243,6 +252,33 @@ class _Sweep:
         # the open ones overdue on a day (count, amount), kept while nothing opens or closes: one
         # pass over the open invoices for all the questions of a day, not one a question
         self.overdue_on: tuple[date, int, Decimal] | None = None
+        if final:
+            self._start(final)
+
+    def _start(self, final: dict[int, _State]) -> None:
+        """The aggregates of these states, built by sorting: what ``advance`` gives inserting and
+        removing one change at a time."""
+        late = 0
+        for index, state in final.items():
+            self.states[index] = state
+            if state.cancelled:
+                continue
+            record = self.records[index]
+            self.amounts.append(float(record.amount))
+            if state.settled_on is not None:
+                days = max(0, (state.settled_on - record.due_date).days)
+                self.settled.append((state.settled_on, record.invoice_id, days))
+                self.days.append(days)
+                late += days > 0
+                month = self.by_month[record.due_date.month]
+                month[0] += days
+                month[1] += 1
+            if state.open_amount > ZERO:
+                self.open[index] = (record.due_date, state.open_amount)
+                self.open_dues.append((record.due_date, index))
+        self.late += late
+        for values in (self.amounts, self.settled, self.days, self.open_dues):
+            values.sort()
 
     def advance(self, day: date) -> None:
         while self.pending and self.pending[-1][0] <= day:
@@ -364,7 +400,8 @@ def features_many(records: Sequence[InvoiceRecord], known_at: datetime,
     order asked (one customer's invoices, one instant)."""
     asked = list(questions)
     answers: list[dict[str, float]] = [{} for _ in asked]
-    sweep = _Sweep(records, known_at)
+    days = {day for _, day in asked}
+    sweep = _Sweep(records, known_at, at=days.pop() if len(days) == 1 else None)
     for number in sorted(range(len(asked)), key=lambda n: asked[n][1]):
         index, day = asked[number]
         if records[index].issue_date > day:
