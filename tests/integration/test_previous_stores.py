@@ -186,10 +186,10 @@ def dunning_view(account: Any) -> dict[str, Any]:
 
 def credit_view(account: Any, rules: Any) -> dict[str, Any]:
     """A credit account's view as the previous code showed it: the members added since (an
-    old store has no securities: nothing secured) checked and left out."""
+    old store has no securities: nothing secured; no ledger prediction) checked and left out."""
     view: dict[str, Any] = account.view(as_of=VIEW_AS_OF, rules=rules)
-    added = (view.pop("securities"), view.pop("cover_on"), view.pop("ratings"))
-    assert added == ([], VIEW_AS_OF.isoformat(), [])
+    added = (view.pop("securities"), view.pop("cover_on"), view.pop("ratings"), view.pop("prediction"))
+    assert added == ([], VIEW_AS_OF.isoformat(), [], None)
     for position in view["positions"]:
         assert (position.pop("secured_amount"), position.pop("unsecured_exposure")) == (
             "0.00", position["exposure"])

@@ -287,11 +287,18 @@ def test_portal_links_stay_out_of_the_access_and_error_logs(caplog: pytest.LogCa
     async def boom(link: str) -> None:
         raise RuntimeError("boom")
 
-    with caplog.at_level(logging.INFO):
-        # as uvicorn writes a request line
-        logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET",
-                                                 f"/portal/{token}/pay/INV-1?x=1", "1.1", 200)
-        answer = asyncio.run(_get(app, f"/portal/{token}/boom"))
+    access = logging.getLogger("uvicorn.access")
+    # (uvicorn's own logging config, once a server ran in this process, stops its access log from
+    # reaching the root logger caplog listens on: listen on it directly)
+    access.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO), caplog.at_level(logging.INFO, logger="uvicorn.access"):
+            # as uvicorn writes a request line
+            access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", f"/portal/{token}/pay/INV-1?x=1",
+                        "1.1", 200)
+            answer = asyncio.run(_get(app, f"/portal/{token}/boom"))
+    finally:
+        access.removeHandler(caplog.handler)
     assert answer.status_code == 500
     # (the test's own HTTP client logs its URLs too: only the server's logs are looked at)
     logged = "\n".join(record.getMessage() for record in caplog.records
