@@ -33,6 +33,21 @@ def _known_zone(value: str) -> str:
 TimeZoneName = Annotated[str, AfterValidator(_known_zone)]
 
 
+def check_auth(auth: str, dev_mode: bool, tokens_file: Path | None) -> None:
+    """What a process serving bearer tokens (a service, the console) refuses at start: auth
+    disabled outside ``receivables dev``, a tokens file it cannot read."""
+    if auth == "disabled" and not dev_mode:
+        raise ValueError(
+            "RECEIVABLES_AUTH=disabled is refused: auth can only be disabled under `receivables dev`; "
+            "give the services a tokens file with RECEIVABLES_API_TOKENS_FILE instead"
+        )
+    if auth == "enabled" and tokens_file is not None:
+        try:
+            TokenRegistry.from_file(tokens_file)
+        except TokenFileError as error:
+            raise ValueError(f"RECEIVABLES_API_TOKENS_FILE: {error}") from None
+
+
 class ServiceSettings(BaseSettings):
     """Connection, auth and batching settings common to the ledger, dunning and credit services."""
 
@@ -72,16 +87,7 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_auth(self) -> Self:
-        if self.auth == "disabled" and not self.dev_mode:
-            raise ValueError(
-                "RECEIVABLES_AUTH=disabled is refused: auth can only be disabled under `receivables dev`; "
-                "give the services a tokens file with RECEIVABLES_API_TOKENS_FILE instead"
-            )
-        if self.auth == "enabled" and self.api_tokens_file is not None:
-            try:
-                TokenRegistry.from_file(self.api_tokens_file)
-            except TokenFileError as error:
-                raise ValueError(f"RECEIVABLES_API_TOKENS_FILE: {error}") from None
+        check_auth(self.auth, self.dev_mode, self.api_tokens_file)
         return self
 
     @property

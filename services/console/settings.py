@@ -10,7 +10,7 @@ from typing import Literal, Self
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.tokens import TokenFileError, TokenRegistry
+from shared.settings import check_auth
 
 # Shorter than this, a secret is guessable in an afternoon: refused.
 MIN_SECRET_LENGTH = 32
@@ -67,13 +67,7 @@ class ConsoleSettings(BaseSettings):
             raise ValueError("RECEIVABLES_CONSOLE_SECRET is required: it signs sessions and portal links")
         if len(self.console_secret) < MIN_SECRET_LENGTH:
             raise ValueError(f"RECEIVABLES_CONSOLE_SECRET: at least {MIN_SECRET_LENGTH} characters")
-        if self.auth == "disabled" and not self.dev_mode:
-            raise ValueError("RECEIVABLES_AUTH=disabled is refused: only `receivables dev` may disable auth")
-        if self.auth == "enabled" and self.api_tokens_file is not None:
-            try:
-                TokenRegistry.from_file(self.api_tokens_file)
-            except TokenFileError as error:
-                raise ValueError(f"RECEIVABLES_API_TOKENS_FILE: {error}") from None
+        check_auth(self.auth, self.dev_mode, self.api_tokens_file)
         return self
 
     @property

@@ -91,7 +91,7 @@ class ReviewRunner(BookRunner[CreditApplication]):
 
     async def take_predictions(self, as_of: date) -> dict[str, Any]:
         """The ledger's outlooks on ``as_of`` recorded on the accounts; what happened, as the
-        review answers it: ``{used, model_version, recorded}`` or ``{used: false, reason}``."""
+        review answers it: ``{used, model_version, asked, recorded}`` or ``{used: false, reason}``."""
         if self.outlooks.base_url is None:
             return {"used": False, "reason": "no ledger configured (RECEIVABLES_LEDGER_URL)"}
         asked = await self.read(queries.prediction_candidates)

@@ -40,7 +40,7 @@ def test_the_console_refuses_to_start_without_a_long_enough_secret(monkeypatch: 
         ConsoleSettings()
     with pytest.raises(ValidationError, match="at least 32"):
         ConsoleSettings(console_secret="short")
-    with pytest.raises(ValidationError, match="only `receivables dev`"):
+    with pytest.raises(ValidationError, match="can only be disabled under `receivables dev`"):
         ConsoleSettings(console_secret=SECRET, auth="disabled")
     assert main(["serve", "console", "--port", "1"]) == 2
 
