@@ -20,9 +20,7 @@ Features (all numbers; their names are what the model's factors show):
   this one (``older_open_invoices``: cash paid without naming invoices pays the oldest first);
 - the invoice: its size (``amount_log``, and against the customer's median invoice,
   ``amount_vs_usual``), its terms (``terms_days``, ``has_cash_discount``), its due date
-  (``due_weekday``, ``due_month_end``, ``due_month``: some pay late in some months), the
-  customer's mean days late on its invoices due in the same calendar month before
-  (``same_month_days_late``, ``NO_SAME_MONTH`` when there is none: a season seen before), how far
+  (``due_weekday``, ``due_month_end``, ``due_month``: some pay late in some months), how far
   ``as_of`` is from it (``days_to_due``, negative once overdue), the share of it still open
   (``open_share``: a part paid, the rest follows) and the disputed share (``disputed_share``).
 
@@ -49,10 +47,9 @@ FEATURES = (
     "history_trend_days", "history_max_days_late", "last_days_late", "overdue_amount_ratio",
     "overdue_invoices", "older_open_invoices",
     "amount_log", "amount_vs_usual", "terms_days", "has_cash_discount", "due_weekday", "due_month_end",
-    "due_month", "same_month_days_late", "days_to_due", "disputed_share", "open_share",
+    "due_month", "days_to_due", "disputed_share", "open_share",
 )
 RECENT_DAYS = 90
-NO_SAME_MONTH = -1.0  # same_month_days_late without a settled invoice due in that month (days late are >= 0)
 TREND_INVOICES = 5
 
 
@@ -139,7 +136,6 @@ def features(target: InvoiceRecord, history: Iterable[InvoiceRecord], as_of: dat
     amount = float(target.amount)
     usual = statistics.median([float(k.record.amount) for k in others] or [amount])
     overdue_amount = float(sum((k.open_amount for k in overdue), ZERO))
-    same = [k.days_late or 0 for k in settled if k.record.due_date.month == target.due_date.month]
     return {
         "history_settled": float(len(settled)),
         "history_late_share": sum(1 for d in late if d > 0) / len(late) if late else 0.0,
@@ -152,7 +148,6 @@ def features(target: InvoiceRecord, history: Iterable[InvoiceRecord], as_of: dat
         "overdue_invoices": float(len(overdue)),
         "older_open_invoices": float(older),
         **_invoice_features(target, as_of, usual, now.open_amount, now.disputed),
-        "same_month_days_late": statistics.fmean(same) if same else NO_SAME_MONTH,
     }
 
 
@@ -244,8 +239,6 @@ class _Sweep:
         self.settled: list[tuple[date, str, int]] = []  # (settled_on, invoice, days late), sorted
         self.days: list[int] = []  # the settled ones' days late, sorted
         self.late = 0
-        # the settled ones' days late by the calendar month they fell due: [month] -> (sum, count)
-        self.by_month: list[list[int]] = [[0, 0] for _ in range(13)]
         self.amounts: list[float] = []  # every one's amount as issued, sorted
         self.open: dict[int, tuple[date, Decimal]] = {}  # open ones: due date, open amount
         self.open_dues: list[tuple[date, int]] = []  # the open ones' (due date, index), sorted
@@ -270,9 +263,6 @@ class _Sweep:
                 self.settled.append((state.settled_on, record.invoice_id, days))
                 self.days.append(days)
                 late += days > 0
-                month = self.by_month[record.due_date.month]
-                month[0] += days
-                month[1] += 1
             if state.open_amount > ZERO:
                 self.open[index] = (record.due_date, state.open_amount)
                 self.open_dues.append((record.due_date, index))
@@ -298,9 +288,6 @@ class _Sweep:
             change(self.settled, (state.settled_on, record.invoice_id, days))
             change(self.days, days)
             self.late += sign * (days > 0)
-            month = self.by_month[record.due_date.month]
-            month[0] += sign * days
-            month[1] += sign
         if state.open_amount > ZERO:
             self.overdue_on = None
             if sign > 0:
@@ -360,21 +347,12 @@ class _Sweep:
                 "overdue_invoices": float(overdue_n),
                 "older_open_invoices": float(older),
                 **_invoice_features(record, as_of, usual, state.open_amount, state.disputed),
-                "same_month_days_late": _same_month(self.by_month[record.due_date.month], own_days),
             }
         finally:
             if own_days is not None:
                 bisect.insort(self.settled, own)
                 bisect.insort(self.days, own_days)
                 self.late += own_days > 0
-
-
-def _same_month(month: list[int], own_days: int | None) -> float:
-    """The mean days late of a month's settled invoices, the invoice's own (if counted) left out."""
-    total, count = month
-    if own_days is not None:
-        total, count = total - own_days, count - 1
-    return total / count if count else NO_SAME_MONTH
 
 
 def _remove(values: list, value: object) -> None:  # type: ignore[type-arg]

@@ -110,8 +110,8 @@ def predict_many(records: Sequence[InvoiceRecord], targets: Sequence[int], as_of
 # leaves the invoice itself out), so a customer's many invoices share most of their paths and
 # each distinct step is predicted once.
 _OWN = ("amount_log", "amount_vs_usual", "terms_days", "has_cash_discount", "due_weekday", "due_month_end",
-        "due_month", "same_month_days_late", "days_to_due", "disputed_share", "open_share",
-        "older_open_invoices", "overdue_amount_ratio")
+        "due_month", "days_to_due", "disputed_share", "open_share", "older_open_invoices",
+        "overdue_amount_ratio")
 PATH = tuple(sorted(range(len(FEATURES)), key=lambda i: FEATURES[i] not in _OWN))
 
 
