@@ -39,6 +39,14 @@ def _back(form: dict[str, str], default: str) -> str:
     return back if back.startswith("/") and not back.startswith("//") else default
 
 
+async def _send(request: Request, session: Session, service: str, path: str, body: dict[str, object],
+                back: str, done: str, *, method: str = "POST") -> Response:
+    """The form's action sent to the service that owns it with the user's token: back to the page
+    it came from, or the service's refusal shown."""
+    answer = await backends_of(request).call(service, method, path, session.token, json=body)
+    return back_to(back, done) if answer.ok else result_page(request, session, answer, back)
+
+
 def parse_instalments(text: str) -> list[dict[str, str]]:
     """``2024-04-01 700.00`` per line into the plan's instalments (the line named when wrong)."""
     instalments = []
@@ -61,9 +69,8 @@ async def assign_collector(request: Request, customer_id: str, session: SessionD
     form = await checked_form(request, session)
     require(session, Scopes.DUNNING_WRITE)
     back = _back(form, "/worklist")
-    answer = await backends_of(request).put("dunning", f"/customers/{segment(customer_id)}/collector",
-                                            session.token, {"collector_id": form.get("collector_id", "")})
-    return back_to(back, "assigned") if answer.ok else result_page(request, session, answer, back)
+    return await _send(request, session, "dunning", f"/customers/{segment(customer_id)}/collector",
+                       {"collector_id": form.get("collector_id", "")}, back, "assigned", method="PUT")
 
 
 @router.post("/customers/{customer_id}/calls")
@@ -73,9 +80,8 @@ async def log_call(request: Request, customer_id: str, session: SessionDep) -> R
     back = _back(form, "/worklist")
     body = {"kind": "call", "outcome": form.get("outcome") or None, "note": form.get("note", ""),
             "occurred_on": form.get("occurred_on") or today()}
-    answer = await backends_of(request).post("dunning", f"/customers/{segment(customer_id)}/activities",
-                                             session.token, body)
-    return back_to(back, "call") if answer.ok else result_page(request, session, answer, back)
+    return await _send(request, session, "dunning", f"/customers/{segment(customer_id)}/activities", body,
+                       back, "call")
 
 
 @router.post("/customers/{customer_id}/promises")
@@ -85,9 +91,8 @@ async def record_promise(request: Request, customer_id: str, session: SessionDep
     back = _back(form, "/worklist")
     body = {"promised_date": form.get("promised_date", ""), "amount": form.get("amount", "").strip(),
             "currency": form.get("currency") or None, "made_on": form.get("made_on") or None}
-    answer = await backends_of(request).post("dunning", f"/customers/{segment(customer_id)}/promises",
-                                             session.token, {k: v for k, v in body.items() if v is not None})
-    return back_to(back, "promise") if answer.ok else result_page(request, session, answer, back)
+    return await _send(request, session, "dunning", f"/customers/{segment(customer_id)}/promises",
+                       {k: v for k, v in body.items() if v is not None}, back, "promise")
 
 
 @router.post("/customers/{customer_id}/plans")
@@ -98,9 +103,8 @@ async def open_plan(request: Request, customer_id: str, session: SessionDep) -> 
     body = {"plan_id": form.get("plan_id", ""), "currency": form.get("currency", "").upper(),
             "instalments": parse_instalments(form.get("instalments", "")),
             "reason": form.get("reason", ""), "requested_on": form.get("requested_on") or None}
-    answer = await backends_of(request).post("dunning", f"/customers/{segment(customer_id)}/payment-plans",
-                                             session.token, {k: v for k, v in body.items() if v is not None})
-    return back_to(back, "plan") if answer.ok else result_page(request, session, answer, back)
+    return await _send(request, session, "dunning", f"/customers/{segment(customer_id)}/payment-plans",
+                       {k: v for k, v in body.items() if v is not None}, back, "plan")
 
 
 @router.post("/plans/{plan_id}/approve")
@@ -108,18 +112,16 @@ async def approve_plan(request: Request, plan_id: str, session: SessionDep) -> R
     form = await checked_form(request, session)
     require(session, Scopes.DUNNING_APPROVE)
     body = {"approved_on": form.get("approved_on") or today()}
-    answer = await backends_of(request).post("dunning", f"/payment-plans/{segment(plan_id)}/approve",
-                                             session.token, body)
-    return back_to("/plans", "approved") if answer.ok else result_page(request, session, answer, "/plans")
+    return await _send(request, session, "dunning", f"/payment-plans/{segment(plan_id)}/approve", body,
+                       "/plans", "approved")
 
 
 @router.post("/plans/{plan_id}/reject")
 async def reject_plan(request: Request, plan_id: str, session: SessionDep) -> Response:
     form = await checked_form(request, session)
     require(session, Scopes.DUNNING_APPROVE)
-    answer = await backends_of(request).post("dunning", f"/payment-plans/{segment(plan_id)}/reject",
-                                             session.token, {"reason": form.get("reason", "")})
-    return back_to("/plans", "rejected") if answer.ok else result_page(request, session, answer, "/plans")
+    return await _send(request, session, "dunning", f"/payment-plans/{segment(plan_id)}/reject",
+                       {"reason": form.get("reason", "")}, "/plans", "rejected")
 
 
 @router.post("/holds/{hold_id}/release")
@@ -127,16 +129,13 @@ async def release_hold(request: Request, hold_id: str, session: SessionDep) -> R
     form = await checked_form(request, session)
     require(session, Scopes.CREDIT_OVERRIDE)
     back = _back(form, "/holds")
-    answer = await backends_of(request).post("credit", f"/holds/{segment(hold_id)}/release", session.token,
-                                             {"reason": form.get("reason", "")})
-    return back_to(back, "released") if answer.ok else result_page(request, session, answer, back)
+    return await _send(request, session, "credit", f"/holds/{segment(hold_id)}/release",
+                       {"reason": form.get("reason", "")}, back, "released")
 
 
 @router.post("/warnings/{warning_id}/acknowledge")
 async def acknowledge_warning(request: Request, warning_id: str, session: SessionDep) -> Response:
     form = await checked_form(request, session)
     require(session, Scopes.CREDIT_WRITE)
-    answer = await backends_of(request).post("credit", f"/warnings/{segment(warning_id)}/acknowledge",
-                                             session.token, {"note": form.get("note", "")})
-    return back_to("/warnings", "acknowledged") if answer.ok else result_page(request, session, answer,
-                                                                              "/warnings")
+    return await _send(request, session, "credit", f"/warnings/{segment(warning_id)}/acknowledge",
+                       {"note": form.get("note", "")}, "/warnings", "acknowledged")

@@ -52,12 +52,12 @@ class ConsoleServer:
 
     def __enter__(self) -> ConsoleServer:
         self._thread.start()
-        deadline = time.monotonic() + START_S
-        while not self.server.started:
-            assert self._thread.is_alive(), "the console's server stopped while starting"
-            assert time.monotonic() < deadline, "the console did not start in time"
-            time.sleep(0.02)
+        wait_until(self._started, bool, what="the console's server started", timeout=START_S)
         return self
+
+    def _started(self) -> bool:
+        assert self._thread.is_alive(), "the console's server stopped while starting"
+        return bool(self.server.started)
 
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True

@@ -114,6 +114,22 @@ async def test_the_forecast_of_the_open_invoices_adds_up_to_at_most_the_open_tot
     assert Decimal(eur["open_total"]) > 0 and sum(expected) > Decimal(eur["open_total"]) * Decimal("0.8")
 
 
+def trained_by_the_command_line(book: LedgerBook, database_url: str, monkeypatch: Any,
+                                capsys: Any) -> dict[str, Any]:
+    """The habits book posted, then ``receivables train ledger --seed 5``: the version it printed."""
+    import json
+
+    from services.cli import main
+
+    issued, paid = habits()
+    book.post(*issued, topic="ar.invoices")
+    book.post(*paid, topic="ar.payments")
+    monkeypatch.setenv("RECEIVABLES_DATABASE_URL", database_url)
+    assert main(["train", "ledger", "--seed", "5"]) == 0
+    trained: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return trained
+
+
 def test_the_command_line_trains_and_backtests(database_url: str, monkeypatch: Any, capsys: Any) -> None:
     import json
 
@@ -122,12 +138,7 @@ def test_the_command_line_trains_and_backtests(database_url: str, monkeypatch: A
 
     book = LedgerBook(database_url)
     try:
-        issued, paid = habits()
-        book.post(*issued, topic="ar.invoices")
-        book.post(*paid, topic="ar.payments")
-        monkeypatch.setenv("RECEIVABLES_DATABASE_URL", database_url)
-        assert main(["train", "ledger", "--seed", "5"]) == 0
-        trained = json.loads(capsys.readouterr().out)
+        trained = trained_by_the_command_line(book, database_url, monkeypatch, capsys)
         assert [v["model_version"] for v in versions(book.engine)] == [trained["model_version"]]
         cutoff = (START + timedelta(days=7 * 20)).isoformat()
         assert main(["backtest", "ledger", "--cutoff", cutoff, "--json"]) == 0
@@ -146,23 +157,16 @@ def test_a_version_trained_on_other_features_is_not_used(database_url: str, monk
                                                          capsys: Any) -> None:
     """A version stored by an earlier release (other features, or none recorded) would mislead the
     trees: it is not used, and the baseline answers until a version is trained again."""
-    import json
     from datetime import UTC, datetime
 
     from sqlalchemy import select, update
 
-    from services.cli import main
     from services.ledger.predictions import store
     from services.ledger.predictions.model import PaymentModel
 
     book = LedgerBook(database_url)
     try:
-        issued, paid = habits()
-        book.post(*issued, topic="ar.invoices")
-        book.post(*paid, topic="ar.payments")
-        monkeypatch.setenv("RECEIVABLES_DATABASE_URL", database_url)
-        assert main(["train", "ledger", "--seed", "5"]) == 0
-        name = json.loads(capsys.readouterr().out)["model_version"]
+        name = trained_by_the_command_line(book, database_url, monkeypatch, capsys)["model_version"]
         store._LOADED.clear()
         assert store.model_at(book.engine, datetime.now(UTC))[1] is not None
         with book.engine.begin() as conn:
@@ -170,7 +174,7 @@ def test_a_version_trained_on_other_features_is_not_used(database_url: str, monk
             blob = conn.execute(select(stored.blob).where(stored.model_version == name)).scalar()
             older = PaymentModel.loads(blob)
             older.features = older.features[:-1]  # as trained before its last feature existed
-            conn.execute(update(store.models).where(store.models.c.model_version == name)
+            conn.execute(update(store.models).where(stored.model_version == name)
                          .values(blob=older.dumps()))
         store._LOADED.clear()
         assert store.model_at(book.engine, datetime.now(UTC)) == (name, None)

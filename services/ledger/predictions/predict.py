@@ -115,6 +115,16 @@ _OWN = ("amount_log", "amount_vs_usual", "terms_days", "has_cash_discount", "due
 PATH = tuple(sorted(range(len(FEATURES)), key=lambda i: FEATURES[i] not in _OWN))
 
 
+def _steps(rows: np.ndarray, medians: Sequence[float], steps: range) -> np.ndarray:
+    """Each row at these steps of its path: at step k, the first k features of ``PATH`` set to
+    their medians. Shape (rows, steps, features)."""
+    found = np.repeat(rows[:, np.newaxis, :], len(steps), axis=1)
+    for at, step in enumerate(steps):
+        replaced = list(PATH[:step])
+        found[:, at, replaced] = np.asarray(medians)[replaced]
+    return found
+
+
 def _factors(model: PaymentModel, rows: np.ndarray) -> list[tuple[tuple[str, float], ...]]:
     """Per row: how many days each feature moved the median from the typical invoice's (every
     feature at its training median) to this one's: the features are set to their medians one
@@ -123,18 +133,15 @@ def _factors(model: PaymentModel, rows: np.ndarray) -> list[tuple[tuple[str, flo
     whatever features say the same thing twice. (Every row's path in one call of the model,
     each distinct step once.)"""
     n, width, own = len(rows), len(FEATURES) + 1, len(_OWN)
-    steps = np.repeat(rows, width, axis=0).reshape(n, width, len(FEATURES))
-    for step, index in enumerate(PATH):
-        steps[:, step + 1:, index] = model.medians[index]
     # the steps past the invoice's own features depend on the customer's features alone: those
     # of the rows that share them are predicted once
     shared, first, where = np.unique(rows[:, list(PATH[own:])], axis=0, return_index=True,
                                      return_inverse=True)
-    heads, tails = steps[:, :own + 1], steps[first, own + 1:]
-    values = model.p50(np.concatenate([heads.reshape(-1, len(FEATURES)), tails.reshape(-1, len(FEATURES))]))
-    paths = np.hstack([values[:heads.shape[0] * heads.shape[1]].reshape(n, own + 1),
-                       values[heads.shape[0] * heads.shape[1]:].reshape(len(shared), width - own - 1)[
-                           np.ravel(where)]])
+    heads = _steps(rows, model.medians, range(own + 1)).reshape(-1, len(FEATURES))
+    tails = _steps(rows[first], model.medians, range(own + 1, width)).reshape(-1, len(FEATURES))
+    values = model.p50(np.concatenate([heads, tails]))
+    paths = np.hstack([values[:len(heads)].reshape(n, own + 1),
+                       values[len(heads):].reshape(len(shared), width - own - 1)[np.ravel(where)]])
     found = []
     for path in paths:
         pushes = [(FEATURES[index], round(float(path[step] - path[step + 1]), 2))
