@@ -64,7 +64,13 @@ class Money(TypeDecorator[Decimal]):
         if value.__class__ is float:  # SQLite turns an integer overflowing in arithmetic into REAL
             raise InexactMoney(f"a money value came back as floating point ({value!r}): cents lost")
         # int; Decimal (PostgreSQL's SUM of a BIGINT); text (an exact sum beyond 64 bits on SQLite)
-        return Decimal(int(value)).scaleb(-MONEY_SCALE)
+        return money_of_units(int(value))
+
+
+def money_of_units(units: int) -> Decimal:
+    """The amount a ``Money`` column stores as ``units`` (for a query that reads the raw integers
+    and converts only what it needs)."""
+    return Decimal(units).scaleb(-MONEY_SCALE)
 
 
 class InexactMoney(ArithmeticError):

@@ -212,6 +212,31 @@ def _checkpoints(record: InvoiceRecord, known_at: datetime) -> list[tuple[date, 
     return found
 
 
+def _state_at(record: InvoiceRecord, known_at: datetime, at: date) -> _State:
+    """The last of ``_checkpoints`` by ``at`` (the invoice issued by then), worked out at once:
+    the state after its changes recorded by ``known_at`` and effective by ``at``."""
+    seen = [c for c in record.changes if c.recorded <= known_at and c.effective <= at]
+    if len(seen) > 1:
+        seen.sort(key=_in_effect)
+    open_amount, disputed, settled_on, unpaid, cancelled = record.amount, ZERO, None, False, False
+    for change in seen:
+        open_amount += change.open_delta
+        disputed += change.disputed_delta
+        if open_amount > ZERO:
+            settled_on = None
+        elif settled_on is None and change.kind == "settlement":
+            settled_on = change.effective
+        if change.kind == "cancellation":
+            cancelled = unpaid = True
+        elif change.kind == "write_off":
+            unpaid = True
+    return _State(open_amount, disputed, None if unpaid else settled_on, cancelled)
+
+
+def _in_effect(change: Change) -> tuple[date, datetime]:
+    return change.effective, change.recorded
+
+
 class _Sweep:
     """One customer's invoices as known at an instant, moved forward date by date: the
     aggregates the features read over every invoice issued by the date and not cancelled."""
@@ -226,15 +251,13 @@ class _Sweep:
         for index, record in enumerate(records):
             if record.recorded > known_at:
                 continue  # not known at all
+            if at is not None:
+                if record.issue_date <= at:
+                    final[index] = _state_at(record, known_at, at)
+                continue
             for order, (day, state) in enumerate(_checkpoints(record, known_at)):
                 # a change effective before the issue takes effect with it
-                day = max(day, record.issue_date)
-                if at is None:
-                    self.pending.append((day, order, index, state))
-                elif day <= at:
-                    final[index] = state  # (the checkpoints come in date order)
-                else:
-                    break
+                self.pending.append((max(day, record.issue_date), order, index, state))
         self.pending.sort(key=lambda p: (p[0], p[2], p[1]), reverse=True)
         self.settled: list[tuple[date, str, int]] = []  # (settled_on, invoice, days late), sorted
         self.days: list[int] = []  # the settled ones' days late, sorted
