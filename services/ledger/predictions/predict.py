@@ -87,8 +87,9 @@ def predict_many(records: Sequence[InvoiceRecord], targets: Sequence[int], as_of
         version = BASELINE
     else:
         values = np.asarray([[row[name] for name in FEATURES] for row in rows], dtype=float)
-        quantiles, probabilities, very_late = model.predict(values)
-        factors = _factors(model, values)
+        paths = _Paths(model, values)  # (see _factors)
+        quantiles, probabilities, very_late, steps = model.predict_with_p50(values, paths.rows)
+        factors = paths.factors(steps)
         estimates = [(float(quantiles[0.1][n]), float(quantiles[0.5][n]), float(quantiles[0.9][n]),
                       float(probabilities[n]), float(very_late[n]), factors[n]) for n in range(len(rows))]
     for position, (low, middle, high, probability, beyond, pushes) in zip(modelled, estimates, strict=True):
@@ -125,27 +126,42 @@ def _steps(rows: np.ndarray, medians: Sequence[float], steps: range) -> np.ndarr
     return found
 
 
+class _Paths:
+    """The factors' paths of rows (see ``_factors``): the rows to ask the p50 model, and the
+    factors from its answers."""
+
+    def __init__(self, model: PaymentModel, rows: np.ndarray) -> None:
+        own, width = len(_OWN), len(FEATURES)
+        # the steps past the invoice's own features depend on the customer's features alone: those
+        # of the rows that share them are predicted once
+        shared, first, self.where = np.unique(rows[:, list(PATH[own:])], axis=0, return_index=True,
+                                              return_inverse=True)
+        heads = _steps(rows, model.medians, range(own + 1)).reshape(-1, width)
+        tails = _steps(rows[first], model.medians, range(own + 1, width + 1)).reshape(-1, width)
+        self.heads, self.shared = len(heads), len(shared)
+        self.rows = np.concatenate([heads, tails])
+
+    def factors(self, values: np.ndarray) -> list[tuple[tuple[str, float], ...]]:
+        """Per row, its factors, from the p50 model's answers for ``rows``."""
+        own, width = len(_OWN), len(FEATURES) + 1
+        n = self.heads // (own + 1)
+        paths = np.hstack([values[:self.heads].reshape(n, own + 1),
+                           values[self.heads:].reshape(self.shared, width - own - 1)[np.ravel(self.where)]])
+        found = []
+        for path in paths:
+            pushes = [(FEATURES[index], round(float(path[step] - path[step + 1]), 2))
+                      for step, index in enumerate(PATH)]
+            ranked = sorted((p for p in pushes if p[1]), key=lambda p: (-abs(p[1]), p[0]))
+            found.append(tuple(ranked[:FACTORS_SHOWN]))
+        return found
+
+
 def _factors(model: PaymentModel, rows: np.ndarray) -> list[tuple[tuple[str, float], ...]]:
     """Per row: how many days each feature moved the median from the typical invoice's (every
     feature at its training median) to this one's: the features are set to their medians one
     after another (in ``PATH``'s order: the invoice's own, then the customer's), each credited
     with the change it makes. They add up to the difference between the two predictions,
     whatever features say the same thing twice. (Every row's path in one call of the model,
-    each distinct step once.)"""
-    n, width, own = len(rows), len(FEATURES) + 1, len(_OWN)
-    # the steps past the invoice's own features depend on the customer's features alone: those
-    # of the rows that share them are predicted once
-    shared, first, where = np.unique(rows[:, list(PATH[own:])], axis=0, return_index=True,
-                                     return_inverse=True)
-    heads = _steps(rows, model.medians, range(own + 1)).reshape(-1, len(FEATURES))
-    tails = _steps(rows[first], model.medians, range(own + 1, width)).reshape(-1, len(FEATURES))
-    values = model.p50(np.concatenate([heads, tails]))
-    paths = np.hstack([values[:len(heads)].reshape(n, own + 1),
-                       values[len(heads):].reshape(len(shared), width - own - 1)[np.ravel(where)]])
-    found = []
-    for path in paths:
-        pushes = [(FEATURES[index], round(float(path[step] - path[step + 1]), 2))
-                  for step, index in enumerate(PATH)]
-        ranked = sorted((p for p in pushes if p[1]), key=lambda p: (-abs(p[1]), p[0]))
-        found.append(tuple(ranked[:FACTORS_SHOWN]))
-    return found
+    each distinct step once; ``predict_many`` asks it with the prediction itself.)"""
+    paths = _Paths(model, rows)
+    return paths.factors(model.p50(paths.rows))
