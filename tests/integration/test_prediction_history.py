@@ -18,7 +18,9 @@ def test_records_carry_both_stamps_of_every_change(database_url: str) -> None:
     try:
         discounted = invoice("PR", "PR-1", "100.00", "2025-01-01", "2025-01-31")
         discounted["data"]["terms"] = {"discount_percent": "2", "discount_days": 10}
-        issued = book.post(discounted, invoice("PR", "PR-2", "50.00", "2025-01-05", "2025-02-04"),
+        none_off = invoice("PR", "PR-3", "70.00", "2025-01-06", "2025-02-05")
+        none_off["data"]["terms"] = {"discount_percent": "0", "discount_days": 10}  # terms, yet no discount
+        issued = book.post(discounted, invoice("PR", "PR-2", "50.00", "2025-01-05", "2025-02-04"), none_off,
                            topic="ar.invoices")
         book.post(event("dispute.opened", "d-1", customer_id="PR", dispute_id="D1", invoice_id="PR-2",
                         amount="20.00", opened_date="2025-01-20", reason="damaged"), topic="ar.disputes")
@@ -27,9 +29,10 @@ def test_records_carry_both_stamps_of_every_change(database_url: str) -> None:
             records = customer_records(conn, ["PR", "NOBODY"])
     finally:
         book.close()
-    (first, second) = records["PR"]
+    (first, second, third) = records["PR"]
     assert (first.invoice_id, first.amount, first.has_cash_discount) == ("PR-1", Decimal("100.00"), True)
     assert (second.invoice_id, second.has_cash_discount) == ("PR-2", False)
+    assert (third.invoice_id, third.has_cash_discount, third.due_date) == ("PR-3", False, date(2025, 2, 5))
     assert [(c.kind, c.effective.isoformat(), c.open_delta) for c in first.changes] == [
         ("settlement", "2025-02-10", Decimal("-100.00"))]
     assert [(c.kind, c.disputed_delta) for c in second.changes] == [("dispute", Decimal("20.00"))]

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.special import expit
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-from services.ledger.predictions.forest import FlatForest
+from services.ledger.predictions.forest import FlatForest, FlatForests
 
 
 @pytest.fixture(scope="module")
@@ -45,3 +46,25 @@ def test_more_than_two_classes_are_refused(data: tuple[np.ndarray, np.ndarray]) 
     model = HistGradientBoostingClassifier(max_iter=5, random_state=1).fit(rows, labels)
     with pytest.raises(ValueError, match="one tree per iteration"):
         FlatForest(model)
+
+
+def test_several_models_walked_together_answer_as_each_alone(data: tuple[np.ndarray, np.ndarray]) -> None:
+    """One walk for a prediction's models and its factors' path: each ask, the same model asked
+    twice included, gets what scikit-learn gives it alone, rows with missing values too."""
+    rows, target = data
+    median = HistGradientBoostingRegressor(loss="quantile", quantile=0.5, max_iter=60, random_state=2)
+    median.fit(rows, target)
+    high = HistGradientBoostingRegressor(loss="quantile", quantile=0.9, max_iter=30, max_leaf_nodes=7,
+                                         random_state=2).fit(rows, target)
+    late = HistGradientBoostingClassifier(max_iter=40, random_state=2).fit(rows, (target > 5).astype(int))
+    forests = FlatForests({"median": median, "high": high, "late": late})
+    fresh = np.random.default_rng(6).normal(size=(40, 6))
+    fresh[::5, 0] = np.nan
+    one, path = fresh[:1], fresh[1:]
+    asked = [("median", one), ("high", one), ("late", one), ("median", path), ("high", fresh[:0])]
+    found = forests.raw(asked)
+    assert [len(answer) for answer in found] == [1, 1, 1, 39, 0]
+    assert np.abs(found[0] - median.predict(one)).max() < 1e-9
+    assert np.abs(found[1] - high.predict(one)).max() < 1e-9
+    assert np.abs(expit(found[2]) - late.predict_proba(one)[:, 1]).max() < 1e-12
+    assert np.abs(found[3] - median.predict(path)).max() < 1e-9
