@@ -132,3 +132,8 @@ class RecordsCache:
                 while len(self._kept) > self.size:
                     self._kept.popitem(last=False)
         return records
+
+    def clear(self) -> None:
+        """Forget every customer kept (the next read of each goes to the database)."""
+        with self._lock:
+            self._kept.clear()
