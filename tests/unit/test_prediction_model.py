@@ -12,7 +12,7 @@ import numpy as np
 
 from services.ledger.predictions.features import Change, InvoiceRecord
 from services.ledger.predictions.model import BASELINE, MIN_EXAMPLES, PaymentModel, fit, metrics, training_set
-from services.ledger.predictions.predict import ACTUAL, predict
+from services.ledger.predictions.predict import ACTUAL, Prediction, predict
 
 START = date(2024, 1, 1)
 
@@ -122,3 +122,28 @@ def test_a_cancelled_or_written_off_invoice_has_no_payment_to_predict() -> None:
     assert predict(written_off, [written_off], day, at(day), None, "none") is None
     before = predict(written_off, [written_off], issue + timedelta(days=35), at(day), None, "none")
     assert before is not None and before.probability_late == 1.0  # open and overdue then
+
+
+def test_many_customers_at_once_answer_as_each_alone() -> None:
+    """``predict_books`` (the forecast, the outlooks, the backtest) gives each customer's invoices
+    what ``predict_many`` gives them one customer at a time; without factors when not asked."""
+    from services.ledger.predictions.predict import predict_books, predict_many
+
+    records = book(customers=20, invoices=30)
+    model = fit(training_set(records, CUTOFF), seed=7)
+    day = DAY - timedelta(days=20)  # (some invoices still open then, some overdue)
+    asked = CUTOFF + timedelta(hours=1)
+    books = [(history, list(range(len(history)))) for history in records.values()]
+    for chosen in (model, None):
+        together = predict_books(books, day, asked, chosen, "v1", explain=False)
+        alone = [predict_many(history, targets, day, asked, chosen, "v1") for history, targets in books]
+        assert [[a and a.factors for a in answers] for answers in together] == [
+            [a and () for a in answers] for answers in alone]
+
+        def plain(found: list[list[Prediction | None]]) -> list[list[tuple[object, ...] | None]]:
+            return [[a and (a.predicted_pay_date, a.p10_days_late, a.p90_days_late, a.probability_late,
+                            a.probability_very_late, a.model_version) for a in answers] for answers in found]
+
+        assert plain(together) == plain(alone)
+        modelled = [a for answers in alone for a in answers if a is not None and a.model_version != ACTUAL]
+        assert len(modelled) > 20 and (chosen is None or any(a.factors for a in modelled))

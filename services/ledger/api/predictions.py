@@ -19,8 +19,8 @@ from services.ledger.predictions.features import InvoiceRecord
 from services.ledger.predictions.features import known as known_state
 from services.ledger.predictions.forecast import forecast
 from services.ledger.predictions.history import RecordsCache, customer_records
-from services.ledger.predictions.model import BASELINE, PaymentModel
-from services.ledger.predictions.predict import ACTUAL, Prediction, predict_many
+from services.ledger.predictions.model import BASELINE
+from services.ledger.predictions.predict import ACTUAL, Prediction, predict_books, predict_many
 from services.ledger.predictions.store import load_version, model_at, newest_version, train, versions
 from services.ledger.read.projections import invoices
 from shared.auth import LedgerReader, ReplayOperator
@@ -33,6 +33,7 @@ from shared.values import CURRENCY_PATTERN
 
 router = APIRouter(tags=["predictions"])
 RECORDS = RecordsCache()  # the customers last asked for, read again once anything of theirs is recorded
+FORECAST_CUSTOMERS = 2_000  # customers predicted at once by the forecast
 
 
 class PredictionOut(BaseModel):
@@ -139,17 +140,14 @@ def open_on(records: list[InvoiceRecord], day: date, known: datetime) -> dict[in
     return found
 
 
-def outlook(records: list[InvoiceRecord], day: date, known: datetime, model: PaymentModel | None,
-            version: str) -> list[dict[str, Any]]:
-    """One customer's open invoices on ``day`` summed per currency: open and overdue amounts, the
-    expected loss (each overdue invoice's open amount x its probability of being paid more than
-    ``VERY_LATE_DAYS`` late, summed, rounded half-up to the cent) and the open-amount-weighted
-    mean of their predicted days late."""
-    open_amounts = open_on(records, day, known)
+def outlook(records: list[InvoiceRecord], open_amounts: dict[int, Decimal], answers: list[Prediction | None],
+            day: date) -> list[dict[str, Any]]:
+    """One customer's open invoices on ``day`` (``open_on``, and their predictions in its order)
+    summed per currency: open and overdue amounts, the expected loss (each overdue invoice's open
+    amount x its probability of being paid more than ``VERY_LATE_DAYS`` late, summed, rounded
+    half-up to the cent) and the open-amount-weighted mean of their predicted days late."""
     sums: dict[str, dict[str, Any]] = {}
-    targets = list(open_amounts)
-    answers = predict_many(records, targets, day, known, model, version)
-    for index, answer in zip(targets, answers, strict=True):
+    for index, answer in zip(open_amounts, answers, strict=True):
         if answer is None:
             continue
         record, amount = records[index], open_amounts[index]
@@ -186,8 +184,13 @@ async def get_customer_outlooks(
         version, model = model_at(engine, instant)
         with engine.connect() as conn:
             books = customer_records(conn, customer_id)
-        found = [{"customer_id": customer, **row} for customer in sorted(books)
-                 for row in outlook(books[customer], day, instant, model, version or "none")]
+        customers = sorted(books)
+        opens = [open_on(books[customer], day, instant) for customer in customers]
+        predicted = predict_books([(books[c], list(o)) for c, o in zip(customers, opens, strict=True)], day,
+                                  instant, model, version or "none", explain=False)
+        found = [{"customer_id": customer, **row}
+                 for customer, open_amounts, answers in zip(customers, opens, predicted, strict=True)
+                 for row in outlook(books[customer], open_amounts, answers, day)]
         return (version if model is not None else None) or BASELINE, found
 
     version, found = await asyncio.to_thread(read)
@@ -234,13 +237,18 @@ async def get_collections_forecast(
                                                   .where(invoices.c.issue_date <= day))]
             books = customer_records(conn, ids)
         by_currency: dict[str, list[tuple[Prediction, Decimal]]] = defaultdict(list)
-        for records in books.values():
-            open_amounts = open_on(records, day, instant)
-            targets = list(open_amounts)
-            for index, answer in zip(targets, predict_many(records, targets, day, instant, model,
-                                                           version or "none"), strict=True):
-                if answer is not None:
-                    by_currency[records[index].currency].append((answer, open_amounts[index]))
+        # the models asked once for the open invoices of FORECAST_CUSTOMERS customers (their
+        # features' rows held meanwhile), without factors
+        everyone = list(books.values())
+        for start in range(0, len(everyone), FORECAST_CUSTOMERS):
+            opens = [(records, open_on(records, day, instant))
+                     for records in everyone[start:start + FORECAST_CUSTOMERS]]
+            predicted = predict_books([(records, list(amounts)) for records, amounts in opens], day, instant,
+                                      model, version or "none", explain=False)
+            for (records, amounts), answers in zip(opens, predicted, strict=True):
+                for (index, amount), answer in zip(amounts.items(), answers, strict=True):
+                    if answer is not None:
+                        by_currency[records[index].currency].append((answer, amount))
         return version or BASELINE, by_currency
 
     version, by_currency = await asyncio.to_thread(read)

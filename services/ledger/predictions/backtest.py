@@ -19,7 +19,7 @@ from typing import Any
 
 from services.ledger.predictions.features import InvoiceRecord, known
 from services.ledger.predictions.model import MIN_EXAMPLES, fit, training_set
-from services.ledger.predictions.predict import predict_many
+from services.ledger.predictions.predict import predict_books
 
 
 @dataclass
@@ -61,6 +61,7 @@ def backtest(records_by_customer: Mapping[str, Sequence[InvoiceRecord]], cutoffs
         model = fit(examples, seed) if len(examples.rows) >= MIN_EXAMPLES else None
         scores = {"model": Scores(), "always_on_time": Scores(), "customer_median": Scores(),
                   "base_rate": Scores()}
+        asked = []  # per customer: (its records, the invoices open at the cut-off, their days late)
         for history in records_by_customer.values():
             targets, actuals = [], []
             for index, record in enumerate(history):
@@ -70,9 +71,12 @@ def backtest(records_by_customer: Mapping[str, Sequence[InvoiceRecord]], cutoffs
                     continue
                 targets.append(index)
                 actuals.append(final.days_late)
-            made = predict_many(history, targets, cutoff, now, model, "model")
-            baseline = predict_many(history, targets, cutoff, now, None, "baseline")
-            for index, actual, ours, theirs in zip(targets, actuals, made, baseline, strict=True):
+            asked.append((history, targets, actuals))
+        books = [(history, targets) for history, targets, _ in asked]
+        made = predict_books(books, cutoff, now, model, "model", explain=False)
+        baseline = predict_books(books, cutoff, now, None, "baseline", explain=False)
+        for (history, targets, actuals), ours_all, theirs_all in zip(asked, made, baseline, strict=True):
+            for index, actual, ours, theirs in zip(targets, actuals, ours_all, theirs_all, strict=True):
                 if ours is None or theirs is None:
                     continue
                 scores["model"].add(ours.predicted_days_late, ours.probability_late, actual)

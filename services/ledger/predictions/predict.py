@@ -61,38 +61,58 @@ def predict_many(records: Sequence[InvoiceRecord], targets: Sequence[int], as_of
                  model: PaymentModel | None, version: str) -> list[Prediction | None]:
     """``predict`` for each of ``records[i]`` (one customer's invoices), one batch of features and
     one call of each model for them all."""
-    answers: list[Prediction | None] = [None] * len(targets)
-    modelled: list[int] = []  # positions in targets
-    for position, index in enumerate(targets):
-        target = records[index]
-        now = known(target, as_of, known_at)
-        if now is None or now.cancelled or (now.open_amount <= 0 and now.settled_on is None):
-            continue
-        if now.settled_on is not None or now.open_amount <= 0:
-            late = now.days_late or 0
-            answers[position] = Prediction(target.invoice_id, as_of, target.due_date, now.settled_on or as_of,
-                                           late, late, 1.0 if late > 0 else 0.0, ACTUAL, (),
-                                           1.0 if late > VERY_LATE_DAYS else 0.0)
-        else:
-            modelled.append(position)
-    if not modelled:
+    return predict_books([(records, targets)], as_of, known_at, model, version)[0]
+
+
+def predict_books(books: Sequence[tuple[Sequence[InvoiceRecord], Sequence[int]]], as_of: date,
+                  known_at: datetime, model: PaymentModel | None, version: str, explain: bool = True,
+                  ) -> list[list[Prediction | None]]:
+    """``predict_many`` of several customers' (records, targets) at once: each one's features, then
+    one call of each model for the rows of all. ``explain=False``: without factors (the forecast
+    and the customers' outlooks show none; a factor's path asks the model twenty-one questions
+    a row)."""
+    answers: list[list[Prediction | None]] = []
+    asked: list[tuple[int, int]] = []  # (book, position in its targets) of each row
+    rows: list[dict[str, float]] = []
+    for number, (records, targets) in enumerate(books):
+        found: list[Prediction | None] = [None] * len(targets)
+        modelled: list[int] = []  # positions in targets
+        for position, index in enumerate(targets):
+            target = records[index]
+            now = known(target, as_of, known_at)
+            if now is None or now.cancelled or (now.open_amount <= 0 and now.settled_on is None):
+                continue
+            if now.settled_on is not None or now.open_amount <= 0:
+                late = now.days_late or 0
+                found[position] = Prediction(target.invoice_id, as_of, target.due_date,
+                                             now.settled_on or as_of, late, late, 1.0 if late > 0 else 0.0,
+                                             ACTUAL, (), 1.0 if late > VERY_LATE_DAYS else 0.0)
+            else:
+                modelled.append(position)
+        if modelled:
+            rows += features_many(records, known_at, [(targets[p], as_of) for p in modelled])
+            asked += [(number, p) for p in modelled]
+        answers.append(found)
+    if not rows:
         return answers
-    rows = features_many(records, known_at, [(targets[p], as_of) for p in modelled])
     if model is None:
         # (the baseline's P(very late): whether its answer is more than VERY_LATE_DAYS late)
         estimates = [(0.0, median, row["history_max_days_late"], row["history_late_share"],
                       1.0 if median > VERY_LATE_DAYS else 0.0,
-                      (("history_median_days_late", round(median, 2)),))
+                      (("history_median_days_late", round(median, 2)),) if explain else ())
                      for row in rows for median in (row["history_median_days_late"],)]
         version = BASELINE
     else:
         values = np.asarray([[row[name] for name in FEATURES] for row in rows], dtype=float)
-        paths = _Paths(model, values)  # (see _factors)
-        quantiles, probabilities, very_late, steps = model.predict_with_p50(values, paths.rows)
-        factors = paths.factors(steps)
+        paths = _Paths(model, values) if explain else None  # (see _factors)
+        quantiles, probabilities, very_late, steps = model.predict_with_p50(
+            values, paths.rows if paths is not None else values[:0])
+        factors = paths.factors(steps) if paths is not None else [()] * len(rows)
         estimates = [(float(quantiles[0.1][n]), float(quantiles[0.5][n]), float(quantiles[0.9][n]),
                       float(probabilities[n]), float(very_late[n]), factors[n]) for n in range(len(rows))]
-    for position, (low, middle, high, probability, beyond, pushes) in zip(modelled, estimates, strict=True):
+    for (number, position), (low, middle, high, probability, beyond, pushes) in zip(asked, estimates,
+                                                                                     strict=True):
+        records, targets = books[number]
         target = records[targets[position]]
         overdue = max(0, (as_of - target.due_date).days)
         if overdue > 0:
@@ -101,8 +121,9 @@ def predict_many(records: Sequence[InvoiceRecord], targets: Sequence[int], as_of
             beyond = 1.0
         low, middle, high = (max(float(overdue), value) for value in (low, middle, high))
         pay_date = max(as_of, target.due_date + timedelta(days=round(middle)))
-        answers[position] = Prediction(target.invoice_id, as_of, target.due_date, pay_date, round(low),
-                                       round(high), round(probability, 4), version, pushes, round(beyond, 4))
+        answers[number][position] = Prediction(target.invoice_id, as_of, target.due_date, pay_date,
+                                               round(low), round(high), round(probability, 4), version,
+                                               pushes, round(beyond, 4))
     return answers
 
 
