@@ -34,13 +34,21 @@ class Week:
 
 def paid_by(prediction: Prediction, day: date) -> float:
     """The chance the invoice is paid by the end of ``day`` (see the module's docstring)."""
+    return _chance(_curve(prediction), day)
+
+
+def _curve(prediction: Prediction) -> list[tuple[date, float]]:
+    """The days through which the chance of being paid rises linearly, and the chance on each."""
     start = prediction.as_of
     due = prediction.due_date
     p10 = max(start, due + timedelta(days=prediction.p10_days_late))
     p50 = max(p10, prediction.predicted_pay_date)
     p90 = max(p50, due + timedelta(days=prediction.p90_days_late))
     last = p90 + max(p90 - p50, timedelta(days=1))
-    points = [(start - timedelta(days=1), 0.0), (p10, 0.1), (p50, 0.5), (p90, 0.9), (last, 1.0)]
+    return [(start - timedelta(days=1), 0.0), (p10, 0.1), (p50, 0.5), (p90, 0.9), (last, 1.0)]
+
+
+def _chance(points: list[tuple[date, float]], day: date) -> float:
     for (d0, f0), (d1, f1) in pairwise(points):
         if day <= d1:
             if d1 <= d0:
@@ -55,22 +63,25 @@ def forecast(open_items: Iterable[tuple[Prediction, Decimal]], as_of: date, week
     currency. Money stays decimal: each invoice's share of a week is its amount times the
     chance, and a week's sum is rounded down to the cent, so the weeks never exceed what is open."""
     monday = as_of - timedelta(days=as_of.weekday())
-    items = list(open_items)
+    starts = [monday + timedelta(days=7 * n) for n in range(weeks)]
     cent = quantum(currency)
-    found = []
-    for n in range(weeks):
-        start = monday + timedelta(days=7 * n)
-        end = start + timedelta(days=6)
-        expected, variance, reachable = ZERO, 0.0, ZERO
-        for prediction, amount in items:
-            before = paid_by(prediction, start - timedelta(days=1)) if start > as_of else 0.0
-            chance = max(0.0, paid_by(prediction, end) - before)
+    expected, variance, reachable = [ZERO] * weeks, [0.0] * weeks, [ZERO] * weeks
+    # invoice by invoice, its curve once and its chance by the end of each week (a week's chance:
+    # by its end less by the end of the week before; the first week's from the day asked)
+    for prediction, amount in open_items:
+        points, before, square = _curve(prediction), 0.0, float(amount) ** 2
+        for n, start in enumerate(starts):
+            by_end = _chance(points, start + timedelta(days=6))
+            chance = max(0.0, by_end - before)
+            before = by_end
             if chance > 0:
-                expected += amount * Decimal(chance)
-                variance += float(amount) ** 2 * chance * (1 - chance)
-                reachable += amount
-        spread = Decimal(repr(BAND * math.sqrt(variance)))
-        found.append(Week(start, expected.quantize(cent, rounding=ROUND_DOWN),
-                          max(ZERO, expected - spread).quantize(cent, rounding=ROUND_DOWN),
-                          min(reachable, expected + spread).quantize(cent, rounding=ROUND_DOWN)))
+                expected[n] += amount * Decimal(chance)
+                variance[n] += square * chance * (1 - chance)
+                reachable[n] += amount
+    found = []
+    for n, start in enumerate(starts):
+        spread = Decimal(repr(BAND * math.sqrt(variance[n])))
+        found.append(Week(start, expected[n].quantize(cent, rounding=ROUND_DOWN),
+                          max(ZERO, expected[n] - spread).quantize(cent, rounding=ROUND_DOWN),
+                          min(reachable[n], expected[n] + spread).quantize(cent, rounding=ROUND_DOWN)))
     return found
