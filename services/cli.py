@@ -242,7 +242,9 @@ def train(args: argparse.Namespace) -> int:
     from services.ledger.predictions.store import train as train_model
     from services.ledger.read.schema import migrate_read_models
     from shared.db import make_engine
+    from shared.runtime import tune_gc
 
+    tune_gc()  # as the service does (training builds millions of objects; each full collection walks all)
     settings = _settings("ledger")
     migrate_read_models(settings.database_url)
     engine = make_engine(settings.database_url)
@@ -268,7 +270,9 @@ def backtest(args: argparse.Namespace) -> int:
     from services.ledger.predictions.history import customer_records
     from services.ledger.read.projections import invoices
     from shared.db import make_engine
+    from shared.runtime import tune_gc
 
+    tune_gc()  # (as for train)
     engine = make_engine(_settings("ledger").database_url)
     try:
         with engine.connect() as conn:
