@@ -69,7 +69,7 @@ class Money(TypeDecorator[Decimal]):
 
 def money_of_units(units: int) -> Decimal:
     """The amount a ``Money`` column stores as ``units`` (for a query that reads the raw integers
-    and converts only what it needs)."""
+    and converts them itself, without the type's per-value layers)."""
     return Decimal(units).scaleb(-MONEY_SCALE)
 
 
