@@ -147,3 +147,13 @@ def test_many_customers_at_once_answer_as_each_alone() -> None:
         assert plain(together) == plain(alone)
         modelled = [a for answers in alone for a in answers if a is not None and a.model_version != ACTUAL]
         assert len(modelled) > 20 and (chosen is None or any(a.factors for a in modelled))
+
+
+def test_the_training_set_does_not_depend_on_the_order_customers_were_read() -> None:
+    """The rows' order moves the fit (its binning sample, its early-stopping split): a book read
+    in another order (recorded in another order) must train the same model."""
+    records = book(customers=6, invoices=20)
+    backwards = dict(reversed(list(records.items())))
+    one, other = training_set(records, CUTOFF), training_set(backwards, CUTOFF)
+    assert len(one.rows) > 50
+    assert (one.rows, one.days_late, one.at_issue) == (other.rows, other.days_late, other.at_issue)

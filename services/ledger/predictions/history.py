@@ -83,8 +83,8 @@ def _records(conn: Connection, ids: list[str]
             found[1].append(Change(CHANGE_KINDS[kind], effective, recorded, money_of_units(open_units),
                                    money_of_units(disputed_units)))
     records = {customer: sorted((InvoiceRecord(**fields, changes=tuple(changes))
-                                 for fields, changes in found.values()), key=_in_issue_order)
-               for customer, found in built.items()}
+                                 for fields, changes in built[customer].values()), key=_in_issue_order)
+               for customer in sorted(built)}
     return records, versions
 
 

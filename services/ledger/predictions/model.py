@@ -75,7 +75,10 @@ def training_set(records_by_customer: Mapping[str, Sequence[InvoiceRecord]], cut
     found = TrainingSet()
     day = day or cutoff.date()
     mature = day - timedelta(days=maturity_days)
-    for history in records_by_customer.values():
+    # customer by customer in their ids' order: the rows' order moves the fit (its binning sample
+    # and its early-stopping split), and must not depend on how the mapping was read
+    for customer in sorted(records_by_customer):
+        history = records_by_customer[customer]
         questions: list[tuple[int, date]] = []
         labels: list[tuple[int, str, bool]] = []
         for index, record in enumerate(history):
