@@ -11,7 +11,6 @@ import asyncio
 import json
 import re
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import uvicorn
 
 from services.console.service import create_app
 from services.console.settings import ConsoleSettings
+from shared import testing
 from shared.broker import create_topics, free_port
 from shared.tokens import Scopes
 from tests.integration.credit_harness import ALL_TOPICS as CREDIT_TOPICS
@@ -128,14 +128,19 @@ def sign_in(client: httpx.Client, token: str) -> httpx.Response:
 
 
 def wait_until(probe: Callable[[], T], until: Callable[[T], bool], *, what: str, timeout: float = 30.0) -> T:
-    """``probe()`` again until ``until`` holds of its value; fails naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if until(value):
-            return value
-        assert time.monotonic() < deadline, f"{what}: not reached within {timeout:.0f}s; last value {value!r}"
-        time.sleep(0.05)  # the interval between two probes, not a wait for an outcome
+    """``probe()`` again until ``until`` holds of its value (``shared.testing.wait_until``, which
+    polls with a deadline); fails naming ``what`` and the last value at the deadline."""
+    seen: list[T] = []
+
+    def reached() -> bool:
+        seen[:] = [probe()]
+        return until(seen[0])
+
+    try:
+        testing.wait_until(reached, timeout=timeout, what=what, interval=0.05)
+    except AssertionError as failed:
+        raise AssertionError(f"{failed}; last value {seen[0]!r}") from None
+    return seen[0]
 
 
 def publish(stack: ServiceStack, events: list[dict[str, Any]]) -> None:

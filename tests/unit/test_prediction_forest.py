@@ -3,12 +3,14 @@ predicts, for regressors with the quantile loss and for the classifiers, missing
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from scipy.special import expit
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-from services.ledger.predictions.forest import FlatForest, FlatForests
+from services.ledger.predictions.forest import FlatForests
 
 
 @pytest.fixture(scope="module")
@@ -20,15 +22,19 @@ def data() -> tuple[np.ndarray, np.ndarray]:
     return rows, target
 
 
+def alone(model: Any, rows: np.ndarray) -> np.ndarray:
+    """One model's raw answers, its trees flattened and walked alone."""
+    return FlatForests({"one": model}).raw([("one", rows)])[0]
+
+
 def test_a_quantile_regressor_flattened_predicts_the_same(data: tuple[np.ndarray, np.ndarray]) -> None:
     rows, target = data
     model = HistGradientBoostingRegressor(loss="quantile", quantile=0.9, max_iter=80, random_state=1)
     model.fit(rows, target)
-    forest = FlatForest(model)
     fresh = np.random.default_rng(4).normal(size=(500, 6))
     fresh[::7, 2] = np.nan
-    assert np.abs(forest.raw(fresh) - model.predict(fresh)).max() < 1e-9
-    assert np.abs(forest.raw(fresh[:1]) - model.predict(fresh[:1])).max() < 1e-9  # one row alone
+    assert np.abs(alone(model, fresh) - model.predict(fresh)).max() < 1e-9
+    assert np.abs(alone(model, fresh[:1]) - model.predict(fresh[:1])).max() < 1e-9  # one row alone
 
 
 def test_a_classifier_flattened_gives_the_same_probability(data: tuple[np.ndarray, np.ndarray]) -> None:
@@ -37,7 +43,7 @@ def test_a_classifier_flattened_gives_the_same_probability(data: tuple[np.ndarra
     model = HistGradientBoostingClassifier(max_iter=80, random_state=1).fit(rows, labels)
     fresh = np.random.default_rng(5).normal(size=(400, 6))
     assert list(model.classes_) == [0, 1]
-    assert np.abs(FlatForest(model).probability(fresh) - model.predict_proba(fresh)[:, 1]).max() < 1e-12
+    assert np.abs(expit(alone(model, fresh)) - model.predict_proba(fresh)[:, 1]).max() < 1e-12
 
 
 def test_more_than_two_classes_are_refused(data: tuple[np.ndarray, np.ndarray]) -> None:
@@ -45,7 +51,7 @@ def test_more_than_two_classes_are_refused(data: tuple[np.ndarray, np.ndarray]) 
     labels = np.digitize(target, [-5, 5])
     model = HistGradientBoostingClassifier(max_iter=5, random_state=1).fit(rows, labels)
     with pytest.raises(ValueError, match="one tree per iteration"):
-        FlatForest(model)
+        FlatForests({"one": model})
 
 
 def test_several_models_walked_together_answer_as_each_alone(data: tuple[np.ndarray, np.ndarray]) -> None:

@@ -21,7 +21,6 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy.special import expit
 
 
 class FlatForests:
@@ -106,16 +105,3 @@ class FlatForests:
             found.append(np.cumsum(summed, axis=1)[:, -1])
         return found
 
-
-class FlatForest:
-    """One fitted model's trees flattened (``FlatForests`` of one)."""
-
-    def __init__(self, estimator: Any) -> None:
-        self.forests = FlatForests({None: estimator})
-
-    def raw(self, rows: np.ndarray) -> np.ndarray:
-        return self.forests.raw([(None, rows)])[0]
-
-    def probability(self, rows: np.ndarray) -> np.ndarray:
-        """A binary classifier's probability of the class 1 (the logistic of the raw value)."""
-        return expit(self.raw(rows))
